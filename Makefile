@@ -1,0 +1,102 @@
+# dynrec - build. `make help` lists the targets.
+#
+# Variants build into separate folders: build/release (default), build/asan, build/tsan,
+# build/fuzz. Every target first runs scripts/deps.sh once (a stamp file remembers it).
+
+CC      ?= cc
+BUILD   ?= build/release
+OPT     ?= -O2 -g
+SAN     ?=
+WERROR  ?= -Werror
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -fno-strict-aliasing \
+	-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wno-format-truncation -Wno-format-nonliteral -Wvla -Wpointer-arith -Wno-unused-parameter $(WERROR) \
+	-Iinclude -Isrc $(shell pkg-config --cflags openblas 2>/dev/null) $(CFLAGS)
+LIBS    = -lopenblas -ljansson -lpthread -lm
+LDFLAGS_ALL = $(SAN) -pthread $(LDFLAGS)
+
+SRC     := $(sort $(wildcard src/*.c))
+OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB     := $(BUILD)/libdynrec.a
+BIN     := $(BUILD)/dynrec
+UNIT    := $(sort $(wildcard tests/unit/test_*.c))
+UNITBIN := $(UNIT:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+REPLAY  := $(FUZZ:tests/fuzz/fuzz_%.c=$(BUILD)/tests/replay_%)
+BENCH   := $(sort $(wildcard bench/bench_*.c))
+BENCHBIN:= $(BENCH:bench/%.c=$(BUILD)/%)
+DEPS    := build/.deps-ok
+
+.PHONY: all test asan tsan demo bench fuzz help clean deps unit
+.DEFAULT_GOAL := all
+
+all: $(DEPS) $(BIN)
+
+help:
+	@echo "make            build the library and the dynrec CLI (build/release)"
+	@echo "make demo       synthesise data, train, evaluate and print a summary"
+	@echo "make test       build and run every test (unit, fuzz corpus replay, end-to-end)"
+	@echo "make asan       the tests under AddressSanitizer + UBSan (build/asan)"
+	@echo "make tsan       the tests under ThreadSanitizer (build/tsan)"
+	@echo "make bench      build and run the benchmarks (bench/, results in docs/BENCH.md)"
+	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang, build/fuzz)"
+	@echo "make clean      remove build/"
+
+$(DEPS): scripts/deps.sh
+	@sh scripts/deps.sh
+	@mkdir -p build && touch $@
+
+deps: $(DEPS)
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/dynrec.h | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): cli/main.c $(LIB)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $< $(LIB) $(LDFLAGS_ALL) $(LIBS) -o $@
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $< $(LIB) $(LDFLAGS_ALL) -lcmocka $(LIBS) -o $@
+
+$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes tests/fuzz/replay.c $< $(LIB) $(LDFLAGS_ALL) $(LIBS) -o $@
+
+$(BUILD)/bench_%: bench/bench_%.c bench/bench.h $(LIB)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $< $(LIB) $(LDFLAGS_ALL) $(LIBS) -o $@
+
+unit: $(DEPS) $(BIN) $(UNITBIN) $(REPLAY)
+
+test: unit
+	@BUILD=$(BUILD) sh tests/run.sh
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SAN="-fsanitize=thread" test
+
+demo: all
+	@sh scripts/demo.sh $(BIN)
+
+bench: $(DEPS) $(BIN) $(BENCHBIN)
+	@BUILD=$(BUILD) sh bench/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: $(DEPS)
+	@mkdir -p build/fuzz
+	@for f in $(FUZZ); do n=$$(basename $$f .c); \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+	    $$f $(SRC) $(LIBS) -o build/fuzz/$$n || exit 1; \
+	  mkdir -p build/fuzz/$$n.corpus; \
+	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build/fuzz/$$n.corpus tests/fuzz/corpus/$${n#fuzz_} || exit 1; \
+	done
+
+clean:
+	rm -rf build

@@ -1,0 +1,328 @@
+/*
+ * dynrec.h - the public API of the dynrec recommender engine.
+ *
+ * Conventions (the same everywhere):
+ *  - Every call that can fail returns a dr_status and writes its results through
+ *    out-parameters. Details go in the optional dr_error *err (may be NULL).
+ *  - Objects are opaque handles with create/free pairs; x_free(NULL) does nothing.
+ *  - Parameters come in structs initialised by x_default_params(); set the fields
+ *    you care about and pass a pointer.
+ *  - Randomness is a parameter (seed): same seed and thread count, same bytes.
+ *  - The library never prints; it logs through dr_set_log().
+ */
+#ifndef DYNREC_H
+#define DYNREC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DR_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- status */
+
+/* One table: the enum, the names and the messages come from it. */
+#define DR_STATUS_TABLE(X)                                          \
+    X(DR_OK,          "ok",           "success")                    \
+    X(DR_NOMEM,       "nomem",        "out of memory")              \
+    X(DR_IO,          "io",           "input/output error")         \
+    X(DR_FORMAT,      "format",       "malformed input")            \
+    X(DR_ARG,         "arg",          "invalid argument")           \
+    X(DR_NOTFOUND,    "notfound",     "not found")                  \
+    X(DR_RANGE,       "range",        "value out of range")         \
+    X(DR_LIMIT,       "limit",        "size limit exceeded")        \
+    X(DR_UNSUPPORTED, "unsupported",  "not supported")              \
+    X(DR_INTERNAL,    "internal",     "internal error")
+
+typedef enum {
+#define DR__ENUM(code, name, msg) code,
+    DR_STATUS_TABLE(DR__ENUM)
+#undef DR__ENUM
+    DR_STATUS_COUNT
+} dr_status;
+
+/* Short lower-case name ("format") and a human message for a status. */
+const char *dr_status_name(dr_status s);
+const char *dr_status_message(dr_status s);
+
+/* Per-call error details. */
+typedef struct dr_error {
+    dr_status code;
+    char msg[512]; /* "path:line: what went wrong" */
+} dr_error;
+
+/* ---------------------------------------------------------------- logging */
+
+enum { DR_LOG_ERROR = 0, DR_LOG_WARN = 1, DR_LOG_INFO = 2, DR_LOG_DEBUG = 3 };
+typedef void (*dr_log_fn)(void *ud, int level, const char *msg);
+/* Process-wide log sink; NULL silences the library (the default). */
+void dr_set_log(dr_log_fn fn, void *ud, int max_level);
+
+/* Progress of long steps: stage name, done out of total (total may be 0). */
+typedef void (*dr_progress_fn)(void *ud, const char *stage, size_t done, size_t total);
+
+/* ---------------------------------------------------------------- datasets */
+
+typedef struct dr_dataset dr_dataset;
+
+typedef enum {
+    DR_FMT_AUTO = 0,    /* decide from the path (see dr_dataset_load) */
+    DR_FMT_DELIMITED,   /* user item time [weight], CSV or TSV */
+    DR_FMT_MOVIELENS,   /* folder with ratings.csv [movies.csv tags.csv] */
+    DR_FMT_AMAZON_CSV,  /* folder with train.csv validation.csv test.csv */
+    DR_FMT_AMAZON_JSON, /* reviews JSON lines [+ metadata JSON lines] */
+    DR_FMT_TIKTOK,      /* folder with train/valid/test.tsv + *_feat.npy */
+    DR_FMT_DYNREC       /* dynrec's own folder format (docs/FORMATS.md) */
+} dr_format;
+
+const char *dr_format_name(dr_format f);
+/* Parses "auto", "delimited", "movielens", "amazon-csv", "amazon-json", "tiktok", "dynrec". */
+dr_status dr_format_parse(const char *s, dr_format *out);
+
+typedef struct dr_load_params {
+    dr_format format;
+    char delimiter;        /* DELIMITED: 0 = detect (tab, comma, semicolon) */
+    int header;            /* DELIMITED: -1 = detect, 0 = none, 1 = first line is a header */
+    int col_user;          /* DELIMITED: 0-based column indices; -1 = absent */
+    int col_item;
+    int col_time;          /* -1: no time, file order is the order */
+    int col_weight;        /* -1: weight 1 */
+    double time_scale;     /* seconds per time unit; 0 = the format's default */
+    const char *meta_path; /* AMAZON_JSON: metadata JSON lines (optional) */
+    size_t max_line;       /* longest accepted line in bytes */
+    size_t max_file;       /* largest accepted file in bytes */
+    int strict;            /* 1: the first bad row fails the load */
+    dr_progress_fn progress;
+    void *progress_ud;
+} dr_load_params;
+
+dr_load_params dr_load_default_params(void);
+
+/* Why rows were skipped; every skipped row is counted under one reason. */
+#define DR_SKIP_TABLE(X)                                            \
+    X(DR_SKIP_COLUMNS,   "columns",      "wrong number of columns") \
+    X(DR_SKIP_EMPTY_ID,  "empty_id",     "empty user or item id")   \
+    X(DR_SKIP_NUMBER,    "number",       "malformed number")        \
+    X(DR_SKIP_TOO_LONG,  "too_long",     "line too long")           \
+    X(DR_SKIP_JSON,      "json",         "malformed JSON")          \
+    X(DR_SKIP_FIELD,     "field",        "missing or mistyped field") \
+    X(DR_SKIP_UNKNOWN,   "unknown_item", "metadata for an item with no interactions") \
+    X(DR_SKIP_DUPLICATE, "duplicate",    "duplicate metadata row")  \
+    X(DR_SKIP_ENCODING,  "encoding",     "invalid UTF-8 or NUL byte")
+
+typedef enum {
+#define DR__SKIP(code, name, msg) code,
+    DR_SKIP_TABLE(DR__SKIP)
+#undef DR__SKIP
+    DR_SKIP_COUNT
+} dr_skip_reason;
+
+const char *dr_skip_name(dr_skip_reason r);
+
+#define DR_REPORT_MAX_MSGS 8
+typedef struct dr_load_report {
+    size_t rows_read;    /* data rows seen, all files */
+    size_t rows_ok;      /* rows accepted */
+    size_t skipped[DR_SKIP_COUNT];
+    size_t n_msgs;       /* first few problems, "path:line: reason" */
+    char msgs[DR_REPORT_MAX_MSGS][256];
+} dr_load_report;
+
+/*
+ * Loads a dataset. With DR_FMT_AUTO the path decides:
+ *   folder with dataset.tsv or interactions.tsv -> DYNREC; ratings.csv -> MOVIELENS;
+ *   train.csv + validation.csv -> AMAZON_CSV; train.tsv -> TIKTOK;
+ *   file *.json / *.jsonl / *.json.gz-less -> AMAZON_JSON; any other file -> DELIMITED.
+ * Interactions are stable-sorted by time (ties keep file order) and ids are remapped to
+ * dense 0..n-1 in order of first appearance after the sort (../shared/PROTOCOL.md).
+ */
+dr_status dr_dataset_load(const char *path, const dr_load_params *p, dr_dataset **out,
+                          dr_error *err);
+void dr_dataset_free(dr_dataset *ds);
+
+/* Writes ds in dynrec's folder format into dir (created if missing). */
+dr_status dr_dataset_save(const dr_dataset *ds, const char *dir, dr_error *err);
+
+const dr_load_report *dr_dataset_report(const dr_dataset *ds);
+const char *dr_dataset_name(const dr_dataset *ds);     /* "ml-small", "amazon-mtv", ... */
+uint32_t dr_dataset_n_users(const dr_dataset *ds);
+uint32_t dr_dataset_n_items(const dr_dataset *ds);
+size_t dr_dataset_n_events(const dr_dataset *ds);
+const char *dr_dataset_user_id(const dr_dataset *ds, uint32_t u); /* external id */
+const char *dr_dataset_item_id(const dr_dataset *ds, uint32_t i);
+const char *dr_dataset_item_title(const dr_dataset *ds, uint32_t i); /* "" when none */
+/* Dense id of an external id; DR_NOTFOUND when unknown. */
+dr_status dr_dataset_find_user(const dr_dataset *ds, const char *ext, uint32_t *u);
+dr_status dr_dataset_find_item(const dr_dataset *ds, const char *ext, uint32_t *i);
+/* Attributes of an item as "key=value" strings; returns the count, fills up to cap. */
+size_t dr_dataset_item_attrs(const dr_dataset *ds, uint32_t i, const char **out, size_t cap);
+/* A user's time-ordered items; returns the count, *items points into ds. */
+size_t dr_dataset_user_items(const dr_dataset *ds, uint32_t u, const uint32_t **items,
+                             const int64_t **times);
+/* Modalities: count, name, dim; features row-major (n_items, dim), present[i] in {0,1}. */
+int dr_dataset_n_modalities(const dr_dataset *ds);
+dr_status dr_dataset_modality(const dr_dataset *ds, int m, const char **name, uint32_t *dim,
+                              const float **x, const uint8_t **present);
+
+typedef struct dr_dataset_stats {
+    uint32_t n_users, n_items;
+    size_t n_events;
+    size_t n_attrs;          /* distinct attribute strings */
+    size_t n_titled_items;   /* items with a title */
+    int n_modalities;
+    int has_time;            /* 0 when all times are equal (given splits) */
+    double time_scale;       /* seconds per time unit */
+    int64_t t_min, t_max;    /* in the dataset's units */
+    int64_t t0;              /* P-STREAM T0: time of the event at the 80th percentile */
+    size_t n_pre_t0;         /* events with time < T0 */
+    double density;          /* n_events / (n_users * n_items) */
+    uint32_t min_user_len, median_user_len, max_user_len;
+    int has_given_split;     /* train/valid/test tags from the source */
+} dr_dataset_stats;
+
+dr_status dr_dataset_get_stats(const dr_dataset *ds, dr_dataset_stats *out);
+
+/* ---------------------------------------------------------------- synthetic data */
+
+#define DR_SYNTH_MAX_MOD 3 /* visual, audio, text */
+
+typedef struct dr_synth_params {
+    uint64_t seed;
+    uint32_t n_users;
+    uint32_t n_items;
+    size_t n_events;
+    uint32_t n_genres;        /* latent genres */
+    uint32_t latent_dim;      /* dimension of the true item latent */
+    double drift_prob;        /* probability that a user's taste drifts (once) */
+    double new_item_frac;     /* fraction of items born during the timeline */
+    double zipf;              /* popularity long-tail exponent */
+    double taste_conc;        /* Dirichlet concentration of user tastes (small = focused) */
+    double repeat_prob;       /* probability an event re-uses the user's last genre */
+    int64_t t_start;          /* UNIX seconds of the first event */
+    int64_t t_step;           /* mean seconds between events */
+    uint32_t mod_dim[DR_SYNTH_MAX_MOD];       /* visual, audio, text; 0 = absent */
+    double mod_noise[DR_SYNTH_MAX_MOD];       /* feature noise std relative to signal */
+    double mod_missing[DR_SYNTH_MAX_MOD];     /* fraction of items missing the modality */
+} dr_synth_params;
+
+dr_synth_params dr_synth_default_params(void);
+
+/* Generates a dataset in memory (deterministic for the params). */
+dr_status dr_synth_generate(const dr_synth_params *p, dr_dataset **out, dr_error *err);
+
+/* ---------------------------------------------------------------- splits */
+
+typedef enum {
+    DR_SPLIT_LOO = 0,  /* P-LOO: last = test, second-to-last = valid; users < 3 dropped */
+    DR_SPLIT_GIVEN,    /* the source's own train/valid/test tags (P-MODAL) */
+    DR_SPLIT_T0        /* P-STREAM: training = events with time < T0 */
+} dr_split_kind;
+
+/*
+ * A split never copies data: for each user it says how many of the user's time-ordered
+ * items are training, validation and test items, in that order (a prefix layout).
+ */
+typedef struct dr_split dr_split;
+
+dr_status dr_split_create(const dr_dataset *ds, dr_split_kind kind, dr_split **out,
+                          dr_error *err);
+void dr_split_free(dr_split *s);
+dr_split_kind dr_split_get_kind(const dr_split *s);
+/* Lengths of user u's train / valid / test segments. */
+void dr_split_user(const dr_split *s, uint32_t u, uint32_t *n_train, uint32_t *n_valid,
+                   uint32_t *n_test);
+uint32_t dr_split_n_eval_users(const dr_split *s); /* users with a test segment */
+int64_t dr_split_t0(const dr_split *s);            /* DR_SPLIT_T0 only */
+
+/* ---------------------------------------------------------------- models (scoring interface) */
+
+typedef struct dr_model dr_model;
+
+typedef struct dr_model_params {
+    const char *name;       /* "pop", "itemknn" */
+    uint32_t knn_last;      /* itemknn: distinct recent context items used (20) */
+    int threads;            /* 0 = all cores */
+    uint64_t seed;
+    dr_progress_fn progress;
+    void *progress_ud;
+} dr_model_params;
+
+dr_model_params dr_model_default_params(void);
+
+/* Fits a model on the split's training segments. */
+dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_model_params *p,
+                       dr_model **out, dr_error *err);
+void dr_model_free(dr_model *m);
+const char *dr_model_name(const dr_model *m);
+
+/* Scratch for one scoring thread; one per thread, reused across calls. */
+typedef struct dr_scorer dr_scorer;
+dr_status dr_scorer_create(const dr_model *m, dr_scorer **out, dr_error *err);
+void dr_scorer_free(dr_scorer *s);
+
+/*
+ * Scores every item for user u whose context is ctx[0..n_ctx) (time-ordered items).
+ * scores has dr_dataset_n_items() entries; higher is better.
+ */
+dr_status dr_model_score(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
+                         size_t n_ctx, float *scores, dr_error *err);
+
+/* ---------------------------------------------------------------- metrics */
+
+/*
+ * Pessimistic rank (1-based) of target t among candidates: 1 + (candidates scoring strictly
+ * higher) + (other candidates scoring exactly equal). excluded may be NULL; excluded items
+ * are not candidates (the target always is).
+ */
+uint32_t dr_rank_pessimistic(const float *scores, uint32_t n, uint32_t target,
+                             const uint8_t *excluded);
+
+typedef struct dr_rank_metrics {
+    double hit, ndcg, recall;
+} dr_rank_metrics;
+
+/*
+ * Metrics at cut-off k for a set of distinct targets with their pessimistic ranks
+ * (ranks[j] from dr_ranks_multi). hit = any target in top k; recall = hits / n_targets;
+ * ndcg = DCG / ideal DCG over min(n_targets, k).
+ */
+dr_rank_metrics dr_metrics_at(const uint32_t *ranks, uint32_t n_targets, uint32_t k);
+
+/*
+ * Ranks of several targets: each target's rank counts candidates scoring higher, non-target
+ * candidates scoring equal, and targets scoring equal that come earlier in the targets array.
+ */
+void dr_ranks_multi(const float *scores, uint32_t n, const uint32_t *targets,
+                    uint32_t n_targets, const uint8_t *excluded, uint32_t *ranks_out);
+
+/* ---------------------------------------------------------------- evaluation */
+
+typedef struct dr_eval_params {
+    int threads;            /* 0 = all cores */
+    uint64_t sample_seed;   /* sampled-100 negatives (42) */
+    uint32_t n_sampled;     /* 100 */
+    int which;              /* 0 = test targets, 1 = validation targets */
+    dr_progress_fn progress;
+    void *progress_ud;
+} dr_eval_params;
+
+dr_eval_params dr_eval_default_params(void);
+
+typedef struct dr_eval_result {
+    uint32_t n_users;                    /* users evaluated */
+    dr_rank_metrics full10, full20;      /* full ranking, history excluded */
+    dr_rank_metrics samp10, samp20;      /* sampled-100 */
+    double seconds;                      /* wall time of the evaluation */
+} dr_eval_result;
+
+/* P-LOO (or GIVEN) evaluation of a fitted model over the split's evaluation users. */
+dr_status dr_eval_split(const dr_dataset *ds, const dr_split *split, const dr_model *m,
+                        const dr_eval_params *p, dr_eval_result *out, dr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DYNREC_H */

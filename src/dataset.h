@@ -1,0 +1,131 @@
+/*
+ * dataset.h - the in-memory dataset (internal layout) and the builder every loader feeds.
+ *
+ * DESIGN: loaders never build ids themselves. They push raw rows (external id strings, time,
+ * weight, split tag) into a dr_builder; dr_builder_finish() stable-sorts by time (ties keep
+ * push order = file order), remaps users and items to dense ids in order of first appearance
+ * after the sort (../shared/PROTOCOL.md), appends catalogue-only items (metadata or features
+ * with no interactions, when the loader asks for that) after them, and builds per-user
+ * time-ordered histories. Metadata and features are attached afterwards by external id.
+ * The alternative, remapping while parsing, gets the PROTOCOL order wrong whenever a file is
+ * not time-sorted.
+ */
+#ifndef DR_DATASET_H
+#define DR_DATASET_H
+
+#include "common.h"
+
+#define DR_MAX_MODALITIES 8
+
+enum { DR_TAG_NONE = 0, DR_TAG_TRAIN = 1, DR_TAG_VALID = 2, DR_TAG_TEST = 3 };
+
+typedef struct dr_modality {
+    char name[32];      /* "visual", "audio", "text", ... */
+    uint32_t dim;
+    float *x;           /* (n_items, dim) row-major; zero rows where missing */
+    uint8_t *present;   /* (n_items) 1 = feature present */
+} dr_modality;
+
+struct dr_dataset {
+    char name[64];          /* "ml-small", "amazon-mtv", "tiktok", "synth", or a basename */
+    char *source;           /* path it was loaded from (may be NULL) */
+    dr_format format;
+    double time_scale;      /* seconds per time unit (1 = seconds, 0.001 = ms) */
+    int has_given_split;    /* ev_tag carries train/valid/test */
+
+    uint32_t n_users, n_items;
+    size_t n_events;
+    /* events stable-sorted by time, dense ids */
+    uint32_t *ev_user;      /* (n_events) */
+    uint32_t *ev_item;      /* (n_events) */
+    int64_t *ev_time;       /* (n_events) in the dataset's time units */
+    float *ev_weight;       /* (n_events) rating or 1 */
+    uint8_t *ev_tag;        /* (n_events) DR_TAG_* */
+
+    /* per-user histories in time order (CSR) */
+    size_t *user_off;       /* (n_users + 1) */
+    uint32_t *hist_item;    /* (n_events) */
+    int64_t *hist_time;     /* (n_events) */
+    uint32_t *hist_event;   /* (n_events) index into ev_* */
+
+    dr_strtab users;        /* external ids, id = dense user */
+    dr_strtab items;        /* external ids, id = dense item */
+
+    /* item metadata */
+    char **title;           /* (n_items) owned, NULL = none */
+    dr_strtab attrs;        /* distinct "key=value" strings */
+    size_t *item_attr_off;  /* (n_items + 1) CSR into item_attr, NULL = no attributes */
+    uint32_t *item_attr;    /* attribute ids */
+
+    int n_mod;
+    dr_modality mod[DR_MAX_MODALITIES];
+
+    dr_load_report report;
+};
+
+/* ---- report helpers (used by every loader) */
+/* Counts a skipped row and keeps the first few messages ("path:line: ..."). */
+void dr_report_skip(dr_load_report *r, dr_skip_reason why, const char *fmt, ...) DR_PRINTF(3, 4);
+
+/* ---- builder */
+typedef struct dr_builder dr_builder;
+
+dr_status dr_builder_create(dr_builder **out);
+void dr_builder_free(dr_builder *b);
+/* One interaction row, in file order. */
+dr_status dr_builder_add_event(dr_builder *b, const char *user, size_t user_len,
+                               const char *item, size_t item_len, int64_t time, float weight,
+                               uint8_t tag);
+/* Registers a catalogue item (e.g. from metadata or a feature file). Items with no events get
+ * dense ids after all items with events, in registration order. */
+dr_status dr_builder_add_item(dr_builder *b, const char *item, size_t len);
+/* Builds the dataset (takes ownership of nothing; b can be freed afterwards). */
+dr_status dr_builder_finish(dr_builder *b, dr_dataset **out, dr_error *err);
+
+/* ---- dataset helpers */
+dr_dataset *dr_dataset_alloc(void);            /* zeroed, or NULL */
+/* Sets item i's title (copied). */
+dr_status dr_dataset_set_title(dr_dataset *ds, uint32_t i, const char *s, size_t n);
+/* Attributes: pass all (item, "key=value") pairs, then build the CSR once. */
+typedef struct dr_attr_pair { uint32_t item, attr; } dr_attr_pair;
+dr_status dr_dataset_set_attrs(dr_dataset *ds, dr_attr_pair *pairs, size_t n, dr_error *err);
+/* Adds a modality (copies x (n_items, dim) and present (n_items)). */
+dr_status dr_dataset_add_modality(dr_dataset *ds, const char *name, uint32_t dim,
+                                  const float *x, const uint8_t *present, dr_error *err);
+
+/* ---- .npy (NumPy format 1.0/2.0/3.0, little-endian '<f2' '<f4' '<f8' '|u1' '|b1', C order) */
+typedef struct dr_npy {
+    uint32_t rows, cols;     /* 1-D arrays have cols = 1 */
+    float *data;             /* (rows, cols) converted to float32 */
+} dr_npy;
+dr_status dr_npy_read(const char *path, size_t max_bytes, dr_npy *out, dr_error *err);
+dr_status dr_npy_parse(const char *buf, size_t len, const char *name, dr_npy *out, dr_error *err);
+dr_status dr_npy_write_f32(const char *path, const float *x, uint32_t rows, uint32_t cols,
+                           dr_error *err);
+dr_status dr_npy_write_u8(const char *path, const uint8_t *x, uint32_t rows, dr_error *err);
+void dr_npy_free(dr_npy *a);
+
+/* ---- per-format loaders (dataset_load.c dispatches; each fills ds or fails with file:line) */
+dr_status dr_load_delimited(const char *path, const dr_load_params *p, dr_dataset **out,
+                            dr_error *err);
+dr_status dr_load_movielens(const char *dir, const dr_load_params *p, dr_dataset **out,
+                            dr_error *err);
+dr_status dr_load_amazon_csv(const char *dir, const dr_load_params *p, dr_dataset **out,
+                             dr_error *err);
+dr_status dr_load_amazon_json(const char *path, const dr_load_params *p, dr_dataset **out,
+                              dr_error *err);
+dr_status dr_load_tiktok(const char *dir, const dr_load_params *p, dr_dataset **out,
+                         dr_error *err);
+dr_status dr_load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **out,
+                         dr_error *err);
+
+/* Buffer-level parsers (the fuzz targets call these): parse `buf` as if read from `name`,
+ * pushing rows into b and counting problems in r. */
+dr_status dr_parse_delimited(const char *buf, size_t len, const char *name,
+                             const dr_load_params *p, uint8_t tag, dr_builder *b,
+                             dr_load_report *r, dr_error *err);
+dr_status dr_parse_amazon_json(const char *buf, size_t len, const char *name,
+                               const dr_load_params *p, dr_builder *b, dr_load_report *r,
+                               dr_error *err);
+
+#endif /* DR_DATASET_H */

@@ -1,0 +1,51 @@
+/*
+ * model.h - the scoring interface every model plugs into (pop, itemknn; later SASRec, MF).
+ *
+ * DESIGN: a small vtable. fit() reads only the split's training segments; score() fills a
+ * dense (n_items) score vector for a user's context using per-thread scratch, so the
+ * evaluation harness and the server share one code path. Alternative rejected: a top-k-only
+ * interface, which would hide the full score vector that the pessimistic-tie metrics need.
+ */
+#ifndef DR_MODEL_H
+#define DR_MODEL_H
+
+#include "dataset.h"
+
+struct dr_split {
+    dr_split_kind kind;
+    uint32_t n_users;
+    uint32_t *n_train;   /* (n_users) */
+    uint32_t *n_valid;   /* (n_users) */
+    uint32_t *n_test;    /* (n_users) */
+    uint32_t n_eval;     /* users with n_test > 0 */
+    int64_t t0;          /* DR_SPLIT_T0 */
+};
+
+typedef struct dr_model_vt {
+    const char *name;
+    /* Fits on ds + split training prefixes; *state is the model's private block. */
+    dr_status (*fit)(const dr_dataset *ds, const dr_split *sp, const dr_model_params *p,
+                     void **state, dr_error *err);
+    void (*free)(void *state);
+    /* Bytes of per-thread scratch score() needs (may be 0). */
+    size_t (*scratch_bytes)(const void *state);
+    dr_status (*score)(const void *state, void *scratch, uint32_t u, const uint32_t *ctx,
+                       size_t n_ctx, float *scores, dr_error *err);
+} dr_model_vt;
+
+struct dr_model {
+    const dr_model_vt *vt;
+    void *state;
+    uint32_t n_items;
+};
+
+struct dr_scorer {
+    const dr_model *m;
+    void *scratch;
+    size_t scratch_bytes;
+};
+
+extern const dr_model_vt dr_pop_vt;     /* pop.c */
+extern const dr_model_vt dr_itemknn_vt; /* itemknn.c */
+
+#endif /* DR_MODEL_H */
