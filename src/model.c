@@ -1,0 +1,110 @@
+/*
+ * model.c - the model registry and the scoring interface (dr_model_*, dr_scorer_*).
+ *
+ * DESIGN: models are found by name in one static table of vtables (model.h). A model holds
+ * only immutable fitted state; everything a score() call writes lives in a dr_scorer (one per
+ * thread, sized by the model's scratch_bytes), so one fitted model serves any number of
+ * threads without locks and score() never allocates. Alternative rejected: scratch inside the
+ * model behind a mutex, which serialises the evaluation and the server.
+ */
+#include "model.h"
+
+static const dr_model_vt *const g_models[] = {&dr_pop_vt, &dr_itemknn_vt};
+
+dr_model_params dr_model_default_params(void) {
+    dr_model_params p;
+    memset(&p, 0, sizeof p);
+    p.name = "pop";
+    p.knn_last = 20;
+    p.threads = 0;
+    p.seed = 42;
+    return p;
+}
+
+dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_model_params *p,
+                       dr_model **out, dr_error *err) {
+    dr_model_params def = dr_model_default_params();
+    const dr_model_vt *vt = NULL;
+    dr_model *m = NULL;
+    dr_status st;
+    if (!out) return dr_fail(err, DR_ARG, "dr_model_fit: out is NULL");
+    *out = NULL;
+    if (!p) p = &def;
+    if (!ds || !split) return dr_fail(err, DR_ARG, "dr_model_fit: dataset or split is NULL");
+    if (split->n_users != ds->n_users)
+        return dr_fail(err, DR_ARG, "dr_model_fit: split has %u users, dataset has %u",
+                       split->n_users, ds->n_users);
+    const char *name = p->name ? p->name : def.name;
+    for (size_t k = 0; k < DR_ARRAY_LEN(g_models); k++)
+        if (strcmp(g_models[k]->name, name) == 0) vt = g_models[k];
+    if (!vt) return dr_fail(err, DR_ARG, "unknown model '%s' (known: pop, itemknn)", name);
+
+    m = dr_calloc(1, sizeof *m);
+    if (!m) {
+        st = dr_fail(err, DR_NOMEM, "dr_model_fit: out of memory");
+        goto fail;
+    }
+    m->vt = vt;
+    m->n_items = ds->n_items;
+    st = vt->fit(ds, split, p, &m->state, err);
+    if (st != DR_OK) goto fail;
+    *out = m;
+    return DR_OK;
+fail:
+    dr_model_free(m);
+    return st;
+}
+
+void dr_model_free(dr_model *m) {
+    if (!m) return;
+    if (m->state) m->vt->free(m->state);
+    dr_free(m);
+}
+
+const char *dr_model_name(const dr_model *m) { return m ? m->vt->name : ""; }
+
+dr_status dr_scorer_create(const dr_model *m, dr_scorer **out, dr_error *err) {
+    dr_scorer *s = NULL;
+    dr_status st;
+    if (!out) return dr_fail(err, DR_ARG, "dr_scorer_create: out is NULL");
+    *out = NULL;
+    if (!m) return dr_fail(err, DR_ARG, "dr_scorer_create: model is NULL");
+    s = dr_calloc(1, sizeof *s);
+    if (!s) {
+        st = dr_fail(err, DR_NOMEM, "dr_scorer_create: out of memory");
+        goto fail;
+    }
+    s->m = m;
+    s->scratch_bytes = m->vt->scratch_bytes ? m->vt->scratch_bytes(m->state) : 0;
+    if (s->scratch_bytes) {
+        s->scratch = dr_calloc(1, s->scratch_bytes);
+        if (!s->scratch) {
+            st = dr_fail(err, DR_NOMEM, "dr_scorer_create: %zu bytes of scratch",
+                         s->scratch_bytes);
+            goto fail;
+        }
+    }
+    *out = s;
+    return DR_OK;
+fail:
+    dr_scorer_free(s);
+    return st;
+}
+
+void dr_scorer_free(dr_scorer *s) {
+    if (!s) return;
+    dr_free(s->scratch);
+    dr_free(s);
+}
+
+dr_status dr_model_score(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
+                         size_t n_ctx, float *scores, dr_error *err) {
+    if (!m || !s || !scores || (n_ctx && !ctx))
+        return dr_fail(err, DR_ARG, "dr_model_score: NULL argument");
+    if (s->m != m) return dr_fail(err, DR_ARG, "dr_model_score: scorer belongs to another model");
+    for (size_t k = 0; k < n_ctx; k++)
+        if (ctx[k] >= m->n_items)
+            return dr_fail(err, DR_RANGE, "dr_model_score: context item %u >= n_items %u",
+                           ctx[k], m->n_items);
+    return m->vt->score(m->state, s->scratch, u, ctx, n_ctx, scores, err);
+}
