@@ -765,12 +765,10 @@ dr_status dr_synth_generate(const dr_synth_params *p, dr_dataset **out, dr_error
     *out = ds;
     ds = NULL;
     s = DR_OK;
-    goto done;
 fail:
     if (s == DR_NOMEM)
         s = dr_fail(err, DR_NOMEM, "synth: out of memory for %u users, %u items, %zu events", U,
                     I, E);
-done:
     dr_dataset_free(ds);
     dr_builder_free(b);
     if (have_pools) pools_free(&pl);
@@ -882,11 +880,9 @@ dr_status dr_synth_truth_compute(const dr_synth_params *p, const dr_dataset *ds,
     }
     memcpy(out->genre_vec, w.genre_vec, (size_t)G * D * sizeof(float));
     s = DR_OK;
-    goto done;
 fail:
     if (s == DR_NOMEM) s = dr_fail(err, DR_NOMEM, "synth truth: out of memory");
-    dr_synth_truth_free(out);
-done:
+    if (s != DR_OK) dr_synth_truth_free(out);
     if (have_world) world_free(&w);
     dr_free(umap);
     dr_free(imap);
