@@ -434,6 +434,7 @@ static void *pf_thread(void *p) {
 
 void dr_parallel_for(size_t n, int threads, dr_parallel_fn fn, void *ctx) {
     if (threads <= 0) threads = dr_default_threads();
+    if (threads > 256) threads = 256;
     if ((size_t)threads > n) threads = n ? (int)n : 1;
     pf_job job = {.n = n, .fn = fn, .ctx = ctx};
     job.chunk = DR_MAX((size_t)1, n / ((size_t)threads * 16));

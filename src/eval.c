@@ -196,7 +196,10 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
     /* evaluation users and the largest target segment */
     uint32_t n_eval = 0, max_t = 1, n_empty_ctx = 0;
     users = dr_malloc(((size_t)ds->n_users + 1) * sizeof *users);
-    if (!users) goto nomem;
+    if (!users) {
+        st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
+        goto fail;
+    }
     for (uint32_t u = 0; u < ds->n_users; u++) {
         uint32_t nt = p->which == 0 ? sp->n_test[u] : sp->n_valid[u];
         uint32_t nc = sp->n_train[u] + (p->which == 0 ? sp->n_valid[u] : 0);
@@ -213,13 +216,19 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
                n_empty_ctx);
 
     res = dr_calloc((size_t)n_eval * R_N + 1, sizeof *res);
-    if (!res) goto nomem;
+    if (!res) {
+        st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
+        goto fail;
+    }
     nw = p->threads > 0 ? p->threads : dr_default_threads();
     nw = DR_MIN(nw, EV_MAX_WORKERS);
     if ((uint32_t)nw > n_eval) nw = n_eval ? (int)n_eval : 1;
     uint32_t n_samp = DR_MIN(p->n_sampled, NI);
     w = dr_calloc((size_t)nw, sizeof *w);
-    if (!w) goto nomem;
+    if (!w) {
+        st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
+        goto fail;
+    }
     for (int k = 0; k < nw; k++) {
         ev_worker *x = &w[k];
         if ((st = dr_scorer_create(m, &x->sc, err)) != DR_OK) goto fail;
@@ -229,11 +238,13 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
         x->tgt = dr_malloc((size_t)max_t * sizeof *x->tgt);
         x->ranks = dr_malloc((size_t)max_t * sizeof *x->ranks);
         x->chosen = dr_malloc(((size_t)n_samp + 1) * sizeof *x->chosen);
-        x->cand = dr_malloc(((size_t)max_t + NI + 1) * sizeof *x->cand);
+        x->cand = dr_malloc(((size_t)max_t + n_samp + 1) * sizeof *x->cand);
         x->cand_t = dr_malloc((size_t)max_t * sizeof *x->cand_t);
         if (!x->scores || !x->excl || !x->mark || !x->tgt || !x->ranks || !x->chosen ||
-            !x->cand || !x->cand_t)
-            goto nomem;
+            !x->cand || !x->cand_t) {
+            st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
+            goto fail;
+        }
         for (uint32_t j = 0; j < max_t; j++) x->cand_t[j] = j;
     }
 
@@ -265,8 +276,6 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
     dr_free(users);
     out->seconds = dr_now_seconds() - t_start;
     return DR_OK;
-nomem:
-    st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
 fail:
     free_workers(w, nw);
     dr_free(res);

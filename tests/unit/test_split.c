@@ -1,0 +1,201 @@
+/* test_split.c - LOO, GIVEN and T0 splits (src/split.c) on tiny datasets built in the test. */
+#include "testutil.h"
+
+#include "dataset.h"
+#include "model.h"
+
+typedef struct ev {
+    const char *u, *i;
+    int64_t t;
+    uint8_t tag;
+} ev;
+
+static dr_dataset *build(const ev *e, size_t n) {
+    dr_builder *b = NULL;
+    dr_dataset *ds = NULL;
+    assert_int_equal(dr_builder_create(&b), DR_OK);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(dr_builder_add_event(b, e[k].u, strlen(e[k].u), e[k].i, strlen(e[k].i),
+                                              e[k].t, 1.0f, e[k].tag),
+                         DR_OK);
+    dr_error err = {0};
+    assert_int_equal(dr_builder_finish(b, &ds, &err), DR_OK);
+    dr_builder_free(b);
+    return ds;
+}
+
+static uint32_t uid(const dr_dataset *ds, const char *ext) {
+    uint32_t u = UINT32_MAX;
+    assert_int_equal(dr_dataset_find_user(ds, ext, &u), DR_OK);
+    return u;
+}
+
+static void expect_user(const dr_split *s, uint32_t u, uint32_t tr, uint32_t va, uint32_t te) {
+    uint32_t a, b, c;
+    dr_split_user(s, u, &a, &b, &c);
+    assert_int_equal(a, tr);
+    assert_int_equal(b, va);
+    assert_int_equal(c, te);
+}
+
+static const ev k_events[] = {
+    {"a", "x", 1, DR_TAG_TRAIN}, {"b", "y", 2, DR_TAG_TRAIN}, {"a", "y", 3, DR_TAG_TRAIN},
+    {"c", "z", 4, DR_TAG_TRAIN}, {"a", "z", 5, DR_TAG_VALID}, {"c", "x", 6, DR_TAG_VALID},
+    {"a", "x", 7, DR_TAG_TEST},  {"b", "z", 8, DR_TAG_TEST},  {"a", "w", 9, DR_TAG_TEST},
+    {"c", "w", 10, DR_TAG_TEST},
+};
+
+static void test_loo(void **state) {
+    (void)state;
+    dr_dataset *ds = build(k_events, DR_ARRAY_LEN(k_events));
+    dr_split *s = NULL;
+    dr_error err = {0};
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_LOO, &s, &err), DR_OK);
+    assert_int_equal(dr_split_get_kind(s), DR_SPLIT_LOO);
+    expect_user(s, uid(ds, "a"), 3, 1, 1); /* 5 events */
+    expect_user(s, uid(ds, "b"), 0, 0, 0); /* 2 events: dropped */
+    expect_user(s, uid(ds, "c"), 1, 1, 1); /* 3 events */
+    assert_int_equal(dr_split_n_eval_users(s), 2);
+    expect_user(s, 99, 0, 0, 0); /* out of range reads as empty */
+    dr_split_free(s);
+    dr_split_free(NULL);
+    dr_dataset_free(ds);
+}
+
+static void test_given(void **state) {
+    (void)state;
+    dr_dataset *ds = build(k_events, DR_ARRAY_LEN(k_events));
+    dr_split *s = NULL;
+    dr_error err = {0};
+    /* no given split on the dataset: an argument error */
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_GIVEN, &s, &err), DR_ARG);
+    assert_null(s);
+    ds->has_given_split = 1;
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_GIVEN, &s, &err), DR_OK);
+    expect_user(s, uid(ds, "a"), 2, 1, 2);
+    expect_user(s, uid(ds, "b"), 1, 0, 1);
+    expect_user(s, uid(ds, "c"), 1, 1, 1);
+    assert_int_equal(dr_split_n_eval_users(s), 3);
+    dr_split_free(s);
+    dr_dataset_free(ds);
+}
+
+static void test_given_interleaved(void **state) {
+    (void)state;
+    const ev e[] = {
+        {"u1", "x", 1, DR_TAG_TRAIN}, {"u1", "y", 2, DR_TAG_VALID}, {"u1", "z", 3, DR_TAG_TEST},
+        {"bad", "x", 4, DR_TAG_TRAIN}, {"bad", "y", 5, DR_TAG_TEST}, {"bad", "z", 6, DR_TAG_TRAIN},
+    };
+    dr_dataset *ds = build(e, DR_ARRAY_LEN(e));
+    ds->has_given_split = 1;
+    dr_split *s = NULL;
+    dr_error err = {0};
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_GIVEN, &s, &err), DR_FORMAT);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "user bad"));
+    dr_dataset_free(ds);
+
+    const ev e2[] = {{"u1", "x", 1, DR_TAG_TRAIN}, {"v", "y", 2, DR_TAG_NONE}};
+    ds = build(e2, DR_ARRAY_LEN(e2));
+    ds->has_given_split = 1;
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_GIVEN, &s, &err), DR_FORMAT);
+    assert_non_null(strstr(err.msg, "user v"));
+    dr_dataset_free(ds);
+}
+
+static void test_t0(void **state) {
+    (void)state;
+    dr_dataset *ds = build(k_events, DR_ARRAY_LEN(k_events));
+    dr_split *s = NULL;
+    dr_error err = {0};
+    /* 10 events: index floor(0.8 * 10) = 8 -> T0 = 9 */
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_T0, &s, &err), DR_OK);
+    assert_int_equal(dr_split_get_kind(s), DR_SPLIT_T0);
+    assert_int_equal(dr_split_t0(s), 9);
+    expect_user(s, uid(ds, "a"), 4, 0, 1); /* times 1 3 5 7 | 9 */
+    expect_user(s, uid(ds, "b"), 2, 0, 0); /* 2 8 */
+    expect_user(s, uid(ds, "c"), 2, 0, 1); /* 4 6 | 10 */
+    assert_int_equal(dr_split_n_eval_users(s), 2);
+    dr_split_free(s);
+    dr_dataset_free(ds);
+
+    /* ties at T0: every event at time T0 is a replay event; 7 events -> index 5 */
+    const ev e[] = {{"a", "x", 1, 0}, {"a", "y", 2, 0}, {"b", "x", 3, 0}, {"b", "y", 5, 0},
+                    {"a", "z", 5, 0}, {"c", "z", 5, 0}, {"c", "x", 6, 0}};
+    ds = build(e, DR_ARRAY_LEN(e));
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_T0, &s, &err), DR_OK);
+    assert_int_equal(dr_split_t0(s), 5);
+    expect_user(s, uid(ds, "a"), 2, 0, 1);
+    expect_user(s, uid(ds, "b"), 1, 0, 1);
+    expect_user(s, uid(ds, "c"), 0, 0, 2);
+    dr_dataset_stats st;
+    assert_int_equal(dr_dataset_get_stats(ds, &st), DR_OK);
+    assert_int_equal(st.t0, dr_split_t0(s)); /* one definition of T0 */
+    dr_split_free(s);
+    dr_dataset_free(ds);
+}
+
+static void test_t0_index_matches_float_definition(void **state) {
+    (void)state;
+    /* floor(0.8 n) computed in integers must agree with the definition for every n */
+    for (size_t n = 1; n < 300; n++) {
+        ev e[300];
+        char names[300][8];
+        for (size_t k = 0; k < n; k++) {
+            snprintf(names[k], sizeof names[k], "i%zu", k);
+            e[k] = (ev){"u", names[k], (int64_t)k * 10, 0};
+        }
+        dr_dataset *ds = build(e, n);
+        dr_split *s = NULL;
+        assert_ok(dr_split_create(ds, DR_SPLIT_T0, &s, &e_));
+        size_t idx = 0; /* the largest idx with idx <= 0.8 n, i.e. 5 idx <= 4 n */
+        while (5 * (idx + 1) <= 4 * n) idx++;
+        assert_int_equal(dr_split_t0(s), (int64_t)idx * 10);
+        expect_user(s, 0, (uint32_t)idx, 0, (uint32_t)(n - idx));
+        dr_split_free(s);
+        dr_dataset_free(ds);
+    }
+}
+
+static void test_bad_args(void **state) {
+    (void)state;
+    dr_dataset *ds = build(k_events, DR_ARRAY_LEN(k_events));
+    dr_split *s = NULL;
+    dr_error err = {0};
+    assert_int_equal(dr_split_create(NULL, DR_SPLIT_LOO, &s, &err), DR_ARG);
+    assert_int_equal(dr_split_create(ds, (dr_split_kind)42, &s, &err), DR_ARG);
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_LOO, NULL, &err), DR_ARG);
+    dr_dataset_free(ds);
+}
+
+static void test_oom(void **state) {
+    (void)state;
+    dr_dataset *ds = build(k_events, DR_ARRAY_LEN(k_events));
+    for (uint64_t k = 1; k < 10; k++) {
+        dr_split *s = NULL;
+        dr_error err = {0};
+        dr_alloc_fail_after(k);
+        dr_status st = dr_split_create(ds, DR_SPLIT_LOO, &s, &err);
+        dr_alloc_fail_after(0);
+        if (st == DR_OK) {
+            dr_split_free(s);
+            break;
+        }
+        assert_int_equal(st, DR_NOMEM);
+        assert_null(s);
+    }
+    dr_dataset_free(ds);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loo),
+        cmocka_unit_test(test_given),
+        cmocka_unit_test(test_given_interleaved),
+        cmocka_unit_test(test_t0),
+        cmocka_unit_test(test_t0_index_matches_float_definition),
+        cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_oom),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
