@@ -207,97 +207,91 @@ static const char *synth_help =
     "  --items M            items (1500)\n"
     "  --events E           interactions (100000)\n"
     "  --genres G           latent genres (16)\n"
+    "  --latent-dim D       dimension of the true item latent (32)\n"
     "  --drift P            probability that a user's taste drifts once (0.3)\n"
     "  --new-items F        fraction of items born during the timeline (0.15)\n"
     "  --zipf Z             popularity long-tail exponent (1.0)\n"
+    "  --taste-conc C       Dirichlet concentration of user tastes (0.3)\n"
+    "  --repeat P           probability an event stays in the user's last genre (0.5)\n"
+    "  --t-start T          UNIX seconds of the first event (1600000000)\n"
+    "  --t-step S           mean seconds between events (60)\n"
     "  --dim-visual D, --dim-audio D, --dim-text D        feature dimensions (0 = none)\n"
     "  --noise-visual S, --noise-audio S, --noise-text S  feature noise\n"
     "  --missing-visual R, --missing-audio R, --missing-text R  missing rates in [0,1]\n"
     "Writes DIR in dynrec's dataset folder format (docs/FORMATS.md, docs/SYNTH.md).\n";
 
+/* One row per numeric flag of `data synth`: the value is parsed as `kind` into `at`. */
+typedef struct synth_flag {
+    const char *name;
+    char kind; /* 'u': uint32, 'z': size_t, 'U': uint64, 'i': int64, 'd': double */
+    void *at;
+} synth_flag;
+
+static int set_flag(const synth_flag *f, const char *v) {
+    uint64_t u;
+    double d;
+    switch (f->kind) {
+    case 'u':
+        if (parse_u64(v, &u) || u > UINT32_MAX) return -1;
+        *(uint32_t *)f->at = (uint32_t)u;
+        return 0;
+    case 'z':
+        if (parse_u64(v, &u) || u > SIZE_MAX) return -1;
+        *(size_t *)f->at = (size_t)u;
+        return 0;
+    case 'U':
+        if (parse_u64(v, &u)) return -1;
+        *(uint64_t *)f->at = u;
+        return 0;
+    case 'i':
+        if (parse_double(v, &d) || d != floor(d) || fabs(d) > 9e18) return -1;
+        *(int64_t *)f->at = (int64_t)d;
+        return 0;
+    default:
+        if (parse_double(v, &d)) return -1;
+        *(double *)f->at = d;
+        return 0;
+    }
+}
+
 static int cmd_synth(int argc, char **argv) {
     dr_synth_params p = dr_synth_default_params();
     const char *out = NULL;
+    const synth_flag flags[] = {
+        {"--seed", 'U', &p.seed},          {"--users", 'u', &p.n_users},
+        {"--items", 'u', &p.n_items},      {"--events", 'z', &p.n_events},
+        {"--genres", 'u', &p.n_genres},    {"--latent-dim", 'u', &p.latent_dim},
+        {"--drift", 'd', &p.drift_prob},   {"--new-items", 'd', &p.new_item_frac},
+        {"--zipf", 'd', &p.zipf},          {"--taste-conc", 'd', &p.taste_conc},
+        {"--repeat", 'd', &p.repeat_prob}, {"--t-start", 'i', &p.t_start},
+        {"--t-step", 'i', &p.t_step},
+        {"--dim-visual", 'u', &p.mod_dim[0]},   {"--dim-audio", 'u', &p.mod_dim[1]},
+        {"--dim-text", 'u', &p.mod_dim[2]},     {"--noise-visual", 'd', &p.mod_noise[0]},
+        {"--noise-audio", 'd', &p.mod_noise[1]}, {"--noise-text", 'd', &p.mod_noise[2]},
+        {"--missing-visual", 'd', &p.mod_missing[0]},
+        {"--missing-audio", 'd', &p.mod_missing[1]},
+        {"--missing-text", 'd', &p.mod_missing[2]},
+    };
     opts o = {argc, argv, 0};
-    static const char *const mods[] = {"visual", "audio", "text"};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0;
-        uint64_t u;
-        double d;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(synth_help, stdout);
             return 0;
         }
-        if ((v = opt_value(&o, "--out", &err))) { out = v; continue; }
-        if ((v = opt_value(&o, "--seed", &err))) {
-            if (parse_u64(v, &u)) return usage_error("bad --seed '%s'", v);
-            p.seed = u;
+        if ((v = opt_value(&o, "--out", &err))) {
+            out = v;
             continue;
         }
-        if ((v = opt_value(&o, "--users", &err))) {
-            if (parse_u64(v, &u) || u > UINT32_MAX) return usage_error("bad --users '%s'", v);
-            p.n_users = (uint32_t)u;
-            continue;
-        }
-        if ((v = opt_value(&o, "--items", &err))) {
-            if (parse_u64(v, &u) || u > UINT32_MAX) return usage_error("bad --items '%s'", v);
-            p.n_items = (uint32_t)u;
-            continue;
-        }
-        if ((v = opt_value(&o, "--events", &err))) {
-            if (parse_u64(v, &u)) return usage_error("bad --events '%s'", v);
-            p.n_events = (size_t)u;
-            continue;
-        }
-        if ((v = opt_value(&o, "--genres", &err))) {
-            if (parse_u64(v, &u) || u > UINT32_MAX) return usage_error("bad --genres '%s'", v);
-            p.n_genres = (uint32_t)u;
-            continue;
-        }
-        if ((v = opt_value(&o, "--drift", &err))) {
-            if (parse_double(v, &d)) return usage_error("bad --drift '%s'", v);
-            p.drift_prob = d;
-            continue;
-        }
-        if ((v = opt_value(&o, "--new-items", &err))) {
-            if (parse_double(v, &d)) return usage_error("bad --new-items '%s'", v);
-            p.new_item_frac = d;
-            continue;
-        }
-        if ((v = opt_value(&o, "--zipf", &err))) {
-            if (parse_double(v, &d)) return usage_error("bad --zipf '%s'", v);
-            p.zipf = d;
-            continue;
-        }
-        int hit = 0;
-        for (int m = 0; m < 3 && !hit && !err; m++) {
-            char name[32];
-            snprintf(name, sizeof name, "--dim-%s", mods[m]);
-            if ((v = opt_value(&o, name, &err))) {
-                if (parse_u64(v, &u) || u > 100000) return usage_error("bad %s '%s'", name, v);
-                p.mod_dim[m] = (uint32_t)u;
-                hit = 1;
-                break;
-            }
-            snprintf(name, sizeof name, "--noise-%s", mods[m]);
-            if ((v = opt_value(&o, name, &err))) {
-                if (parse_double(v, &d)) return usage_error("bad %s '%s'", name, v);
-                p.mod_noise[m] = d;
-                hit = 1;
-                break;
-            }
-            snprintf(name, sizeof name, "--missing-%s", mods[m]);
-            if ((v = opt_value(&o, name, &err))) {
-                if (parse_double(v, &d)) return usage_error("bad %s '%s'", name, v);
-                p.mod_missing[m] = d;
-                hit = 1;
-                break;
-            }
+        size_t k = 0;
+        for (; k < sizeof flags / sizeof flags[0] && !err; k++) {
+            if (!(v = opt_value(&o, flags[k].name, &err))) continue;
+            if (set_flag(&flags[k], v)) return usage_error("bad %s '%s'", flags[k].name, v);
+            break;
         }
         if (err) return err;
-        if (hit) continue;
-        return usage_error("data synth: unknown option '%s'", a);
+        if (k == sizeof flags / sizeof flags[0]) return usage_error("data synth: unknown option '%s'", a);
     }
     if (!out) return usage_error("data synth: --out DIR is required");
     dr_error e = {0};
