@@ -1,0 +1,557 @@
+/*
+ * mf.c - BPR-MF: matrix factorisation trained with Bayesian Personalised Ranking.
+ *
+ * DESIGN: score(u, i) = b_i + p_u . q_i. Training draws, per epoch, every distinct
+ * (user, training item) pair once in a seeded random order, a negative j uniformly from the
+ * items not in the user's training prefix (rejection against the user's sorted item set), and
+ * takes one step on loss = -log sigmoid(x_uij) + l2/2 (|p_u|^2 + |q_i|^2 + |q_j|^2 + b_i^2 +
+ * b_j^2), x_uij = b_i - b_j + p_u . (q_i - q_j), with plain SGD or a lazy (per touched row)
+ * Adam. Optional early stopping evaluates validation full-ranking NDCG@10 (eval.c) every few
+ * epochs and keeps the best epoch's factors. Scoring uses the trained user factor; a user not
+ * seen in training (u >= n_users) is folded in as the mean of its context items' factors.
+ * The parameters are one block (user | item | item_bias), which is what the checkpoint
+ * stores and what dr_mf_load maps back.
+ * Training is single-threaded on purpose: an epoch on ml-small or amazon-mtv takes well under
+ * a second, and the usual parallel scheme (Hogwild, lock-free racing updates) is not
+ * deterministic for a seed and thread count. A deterministic parallel scheme (per-thread
+ * disjoint user/item blocks, as in DSGD) was rejected as complexity with no payoff at this size.
+ */
+#include "mf.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "format.h"
+#include "rng.h"
+
+#define MF_MAX_D 4096u
+#define MF_NEG_TRIES 64
+
+typedef struct mf_state {
+    uint32_t n_users, n_items, d;
+    const float *user;      /* (n_users, d) */
+    const float *item;      /* (n_items, d) */
+    const float *item_bias; /* (n_items) */
+    float *block;           /* owned (n_users*d + n_items*d + n_items) when trained */
+    dr_ckpt *ckpt;          /* owns the mapping when loaded */
+    dr_mf_params params;    /* callbacks cleared */
+    dr_mf_report report;
+    char dataset[64];
+    int split_kind;         /* dr_split_kind trained on, -1 when unknown (loaded) */
+    int64_t t0;             /* DR_SPLIT_T0 only */
+} mf_state;
+
+dr_mf_params dr_mf_default_params(void) {
+    dr_mf_params p;
+    memset(&p, 0, sizeof p);
+    p.d = 64;
+    p.epochs = 300;
+    p.lr = 0.1f;
+    p.l2 = 0.01f;
+    p.init_std = 0.1f;
+    p.optimizer = DR_MF_SGD;
+    p.adam_b1 = 0.9f;
+    p.adam_b2 = 0.999f;
+    p.adam_eps = 1e-8f;
+    p.seed = 42;
+    p.threads = 0;
+    p.eval_every = 5;
+    p.patience = 3;
+    return p;
+}
+
+/* ------------------------------------------------------------------ the loss */
+
+float dr_mf_bpr_grad(uint32_t d, const float *pu, const float *qi, const float *qj, float bi,
+                     float bj, float l2, float *gu, float *gi, float *gj, float *gbi,
+                     float *gbj) {
+    float x = bi - bj, reg = bi * bi + bj * bj;
+    for (uint32_t k = 0; k < d; k++) {
+        x += pu[k] * (qi[k] - qj[k]);
+        reg += pu[k] * pu[k] + qi[k] * qi[k] + qj[k] * qj[k];
+    }
+    /* -log sigmoid(x) = log1p(exp(-x)), computed without overflow */
+    float nll = x > 0 ? log1pf(expf(-x)) : -x + log1pf(expf(x));
+    float g = -1.0f / (1.0f + expf(x)); /* d nll / dx = sigmoid(x) - 1 */
+    for (uint32_t k = 0; k < d; k++) {
+        gu[k] = g * (qi[k] - qj[k]) + l2 * pu[k];
+        gi[k] = g * pu[k] + l2 * qi[k];
+        gj[k] = -g * pu[k] + l2 * qj[k];
+    }
+    *gbi = g + l2 * bi;
+    *gbj = -g + l2 * bj;
+    return nll + 0.5f * l2 * reg;
+}
+
+/* ------------------------------------------------------------------ state */
+
+static void mf_free(void *state) {
+    mf_state *s = state;
+    if (!s) return;
+    dr_free(s->block);
+    dr_ckpt_close(s->ckpt);
+    dr_free(s);
+}
+
+static size_t mf_scratch_bytes(const void *state) {
+    const mf_state *s = state;
+    return (size_t)s->d * sizeof(float);
+}
+
+static dr_status mf_score(const void *state, void *scratch, uint32_t u, const uint32_t *ctx,
+                          size_t n_ctx, float *scores, dr_error *err) {
+    const mf_state *s = state;
+    const uint32_t d = s->d;
+    const float *h;
+    if (u < s->n_users) {
+        h = s->user + (size_t)u * d;
+    } else {
+        float *fold = scratch; /* (d) mean of the context items' factors */
+        memset(fold, 0, (size_t)d * sizeof *fold);
+        for (size_t k = 0; k < n_ctx; k++) {
+            const float *q = s->item + (size_t)ctx[k] * d;
+            for (uint32_t c = 0; c < d; c++) fold[c] += q[c];
+        }
+        if (n_ctx)
+            for (uint32_t c = 0; c < d; c++) fold[c] /= (float)n_ctx;
+        h = fold;
+    }
+    memcpy(scores, s->item_bias, (size_t)s->n_items * sizeof *scores);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)s->n_items, (int)d, 1.0f, s->item, (int)d, h,
+                1, 1.0f, scores, 1);
+    return DR_OK;
+}
+
+/* ------------------------------------------------------------------ training */
+
+static int u32_cmp(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool in_sorted(const uint32_t *a, size_t n, uint32_t x) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && a[lo] == x;
+}
+
+typedef struct adam_t {
+    float *m, *v; /* same layout as the parameter block */
+    float b1, b2, eps, c1, c2; /* c1 = 1/(1-b1^t), c2 = 1/(1-b2^t) */
+} adam_t;
+
+/* p -= step(g) for n parameters starting at offset `at` of the block. */
+static void apply(float *blk, size_t at, const float *g, uint32_t n, float lr, const adam_t *a) {
+    float *p = blk + at;
+    if (!a) {
+        for (uint32_t k = 0; k < n; k++) p[k] -= lr * g[k];
+        return;
+    }
+    float *m = a->m + at, *v = a->v + at;
+    for (uint32_t k = 0; k < n; k++) {
+        m[k] = a->b1 * m[k] + (1.0f - a->b1) * g[k];
+        v[k] = a->b2 * v[k] + (1.0f - a->b2) * g[k] * g[k];
+        p[k] -= lr * (m[k] * a->c1) / (sqrtf(v[k] * a->c2) + a->eps);
+    }
+}
+
+static dr_status check_params(const dr_mf_params *p, dr_error *err) {
+    if (p->d == 0 || p->d > MF_MAX_D)
+        return dr_fail(err, DR_ARG, "mf: d must be in 1..%u (got %u)", MF_MAX_D, p->d);
+    if (!(p->lr > 0.0f) || !isfinite(p->lr))
+        return dr_fail(err, DR_ARG, "mf: lr must be positive (got %g)", (double)p->lr);
+    if (!(p->l2 >= 0.0f) || !isfinite(p->l2))
+        return dr_fail(err, DR_ARG, "mf: l2 must be >= 0 (got %g)", (double)p->l2);
+    if (!(p->init_std >= 0.0f) || !isfinite(p->init_std))
+        return dr_fail(err, DR_ARG, "mf: init_std must be >= 0");
+    if (p->optimizer != DR_MF_SGD && p->optimizer != DR_MF_ADAM)
+        return dr_fail(err, DR_ARG, "mf: unknown optimizer %d", (int)p->optimizer);
+    if (p->optimizer == DR_MF_ADAM &&
+        !(p->adam_b1 >= 0 && p->adam_b1 < 1 && p->adam_b2 >= 0 && p->adam_b2 < 1 &&
+          p->adam_eps > 0))
+        return dr_fail(err, DR_ARG, "mf: Adam needs 0 <= b1, b2 < 1 and eps > 0");
+    return DR_OK;
+}
+
+static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_params *p,
+                          mf_state **out, dr_error *err) {
+    mf_state *s = NULL;
+    size_t *pos_off = NULL;   /* (n_users + 1) */
+    uint32_t *pos = NULL;     /* (n_pos) each user's distinct training items, sorted */
+    uint32_t *pos_user = NULL; /* (n_pos) */
+    uint32_t *perm = NULL;    /* (n_pos) visiting order */
+    float *grad = NULL;       /* (3 d) gu | gi | gj */
+    float *best = NULL;       /* (n_params) best epoch's block, early stopping only */
+    adam_t adam = {0};
+    dr_status st;
+    double t_start = dr_now_seconds();
+
+    if ((st = check_params(p, err)) != DR_OK) return st;
+    if (!ds || !sp || sp->n_users != ds->n_users)
+        return dr_fail(err, DR_ARG, "mf: dataset and split do not match");
+    const uint32_t nu = ds->n_users, ni = ds->n_items, d = p->d;
+    if (ni < 2) return dr_fail(err, DR_ARG, "mf: needs at least 2 items (got %u)", ni);
+    size_t n_params;
+    if (__builtin_mul_overflow((size_t)nu + ni, (size_t)d, &n_params) ||
+        __builtin_add_overflow(n_params, (size_t)ni, &n_params) ||
+        n_params > SIZE_MAX / 4 / sizeof(float))
+        return dr_fail(err, DR_LIMIT, "mf: %u users x %u items x d=%u is too large", nu, ni, d);
+
+    s = dr_calloc(1, sizeof *s);
+    pos_off = dr_calloc((size_t)nu + 1, sizeof *pos_off);
+    grad = dr_malloc(3 * (size_t)d * sizeof *grad);
+    if (!s || !pos_off || !grad) goto nomem;
+    s->n_users = nu;
+    s->n_items = ni;
+    s->d = d;
+    s->params = *p;
+    s->params.progress = NULL;
+    s->params.progress_ud = NULL;
+    snprintf(s->dataset, sizeof s->dataset, "%s", ds->name);
+    s->split_kind = (int)sp->kind;
+    s->t0 = sp->t0;
+
+    /* distinct training items per user, sorted */
+    size_t n_train = 0;
+    for (uint32_t u = 0; u < nu; u++) n_train += sp->n_train[u];
+    if (n_train >= UINT32_MAX) {
+        st = dr_fail(err, DR_LIMIT, "mf: %zu training events (limit 2^32)", n_train);
+        goto fail;
+    }
+    pos = dr_malloc((n_train ? n_train : 1) * sizeof *pos);
+    if (!pos) goto nomem;
+    size_t n_pos = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        const uint32_t *h = ds->hist_item + ds->user_off[u];
+        uint32_t nt = sp->n_train[u];
+        uint32_t *dst = pos + n_pos;
+        memcpy(dst, h, (size_t)nt * sizeof *dst);
+        qsort(dst, nt, sizeof *dst, u32_cmp);
+        uint32_t w = 0;
+        for (uint32_t k = 0; k < nt; k++)
+            if (w == 0 || dst[k] != dst[w - 1]) dst[w++] = dst[k];
+        n_pos += w;
+        pos_off[u + 1] = n_pos;
+    }
+    pos_user = dr_malloc((n_pos ? n_pos : 1) * sizeof *pos_user);
+    perm = dr_malloc((n_pos ? n_pos : 1) * sizeof *perm);
+    s->block = dr_malloc(n_params * sizeof *s->block);
+    if (!pos_user || !perm || !s->block) goto nomem;
+    for (uint32_t u = 0; u < nu; u++)
+        for (size_t k = pos_off[u]; k < pos_off[u + 1]; k++) pos_user[k] = u;
+    for (size_t k = 0; k < n_pos; k++) perm[k] = (uint32_t)k;
+
+    float *P = s->block;                        /* (nu, d) */
+    float *Q = P + (size_t)nu * d;              /* (ni, d) */
+    float *B = Q + (size_t)ni * d;              /* (ni) */
+    const size_t q_at = (size_t)nu * d, b_at = q_at + (size_t)ni * d;
+    s->user = P;
+    s->item = Q;
+    s->item_bias = B;
+    dr_rng rng;
+    dr_rng_seed(&rng, p->seed, 0);
+    for (size_t k = 0; k < b_at; k++) s->block[k] = (float)(dr_rng_normal(&rng) * p->init_std);
+    memset(B, 0, (size_t)ni * sizeof *B);
+
+    if (p->optimizer == DR_MF_ADAM) {
+        adam.m = dr_calloc(n_params, sizeof(float));
+        adam.v = dr_calloc(n_params, sizeof(float));
+        if (!adam.m || !adam.v) goto nomem;
+        adam.b1 = p->adam_b1;
+        adam.b2 = p->adam_b2;
+        adam.eps = p->adam_eps;
+    }
+    const bool early = p->eval_every > 0 && sp->kind != DR_SPLIT_T0 && sp->n_eval > 0;
+    if (early) {
+        best = dr_malloc(n_params * sizeof *best);
+        if (!best) goto nomem;
+    }
+
+    dr_rng srng;
+    dr_rng_seed(&srng, p->seed, 1);
+    float *gu = grad, *gi = grad + d, *gj = grad + 2 * (size_t)d;
+    double b1t = 1.0, b2t = 1.0;
+    uint32_t bad_evals = 0;
+    double best_ndcg = -1.0;
+    for (uint32_t ep = 0; ep < p->epochs; ep++) {
+        for (size_t k = n_pos; k > 1; k--) { /* Fisher-Yates */
+            size_t r = (size_t)dr_rng_below(&srng, k);
+            uint32_t t = perm[k - 1];
+            perm[k - 1] = perm[r];
+            perm[r] = t;
+        }
+        double loss = 0.0;
+        size_t n_steps = 0;
+        for (size_t k = 0; k < n_pos; k++) {
+            uint32_t e = perm[k], u = pos_user[e], i = pos[e];
+            const uint32_t *mine = pos + pos_off[u];
+            size_t n_mine = pos_off[u + 1] - pos_off[u];
+            uint32_t j = UINT32_MAX;
+            if (n_mine >= ni) continue;
+            for (int t = 0; t < MF_NEG_TRIES && j == UINT32_MAX; t++) {
+                uint32_t c = (uint32_t)dr_rng_below(&srng, ni);
+                if (!in_sorted(mine, n_mine, c)) j = c;
+            }
+            if (j == UINT32_MAX) continue; /* a user with nearly every item */
+            float *pu = P + (size_t)u * d, *qi = Q + (size_t)i * d, *qj = Q + (size_t)j * d;
+            float gbi, gbj;
+            loss += dr_mf_bpr_grad(d, pu, qi, qj, B[i], B[j], p->l2, gu, gi, gj, &gbi, &gbj);
+            n_steps++;
+            const adam_t *a = NULL;
+            if (adam.m) {
+                b1t *= adam.b1;
+                b2t *= adam.b2;
+                adam.c1 = (float)(1.0 / (1.0 - b1t));
+                adam.c2 = (float)(1.0 / (1.0 - b2t));
+                a = &adam;
+            }
+            apply(s->block, (size_t)u * d, gu, d, p->lr, a);
+            apply(s->block, q_at + (size_t)i * d, gi, d, p->lr, a);
+            apply(s->block, q_at + (size_t)j * d, gj, d, p->lr, a);
+            apply(s->block, b_at + i, &gbi, 1, p->lr, a);
+            apply(s->block, b_at + j, &gbj, 1, p->lr, a);
+        }
+        s->report.epochs_run = ep + 1;
+        s->report.last_loss = n_steps ? loss / (double)n_steps : 0.0;
+        if (!isfinite(s->report.last_loss)) {
+            st = dr_fail(err, DR_RANGE, "mf: loss diverged at epoch %u (lower lr)", ep + 1);
+            goto fail;
+        }
+        if (early && ((ep + 1) % p->eval_every == 0 || ep + 1 == p->epochs)) {
+            dr_model tmp = {.vt = &dr_mf_vt, .state = s, .n_items = ni};
+            dr_eval_params ev = dr_eval_default_params();
+            dr_eval_result r;
+            ev.which = 1;
+            ev.threads = p->threads;
+            if ((st = dr_eval_split(ds, sp, &tmp, &ev, &r, err)) != DR_OK) goto fail;
+            dr_log(DR_LOG_INFO, "mf: epoch %u loss %.5f valid NDCG@10 %.5f Hit@10 %.5f", ep + 1,
+                   s->report.last_loss, r.full10.ndcg, r.full10.hit);
+            if (r.full10.ndcg > best_ndcg) {
+                best_ndcg = r.full10.ndcg;
+                s->report.best_epoch = ep + 1;
+                memcpy(best, s->block, n_params * sizeof *best);
+                bad_evals = 0;
+            } else if (++bad_evals >= p->patience) {
+                break;
+            }
+        } else {
+            dr_log(DR_LOG_DEBUG, "mf: epoch %u loss %.5f", ep + 1, s->report.last_loss);
+        }
+        if (p->progress) p->progress(p->progress_ud, "mf epoch", ep + 1, p->epochs);
+    }
+    if (early && best_ndcg >= 0) {
+        memcpy(s->block, best, n_params * sizeof *best);
+        s->report.best_valid_ndcg10 = best_ndcg;
+    } else {
+        s->report.best_epoch = s->report.epochs_run;
+    }
+    s->report.seconds = dr_now_seconds() - t_start;
+    dr_free(pos_off);
+    dr_free(pos);
+    dr_free(pos_user);
+    dr_free(perm);
+    dr_free(grad);
+    dr_free(best);
+    dr_free(adam.m);
+    dr_free(adam.v);
+    *out = s;
+    return DR_OK;
+nomem:
+    st = dr_fail(err, DR_NOMEM, "mf: out of memory");
+fail:
+    dr_free(pos_off);
+    dr_free(pos);
+    dr_free(pos_user);
+    dr_free(perm);
+    dr_free(grad);
+    dr_free(best);
+    dr_free(adam.m);
+    dr_free(adam.v);
+    mf_free(s);
+    return st;
+}
+
+static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_model_params *mp,
+                           void **state, dr_error *err) {
+    dr_mf_params p = dr_mf_default_params();
+    if (mp) {
+        p.seed = mp->seed;
+        p.threads = mp->threads;
+        p.progress = mp->progress;
+        p.progress_ud = mp->progress_ud;
+    }
+    mf_state *s = NULL;
+    dr_status st = mf_train(ds, sp, &p, &s, err);
+    if (st == DR_OK) *state = s;
+    return st;
+}
+
+const dr_model_vt dr_mf_vt = {
+    .name = "mf",
+    .fit = mf_fit_vt,
+    .free = mf_free,
+    .scratch_bytes = mf_scratch_bytes,
+    .score = mf_score,
+};
+
+static dr_status wrap_model(mf_state *s, dr_model **out, dr_error *err) {
+    dr_model *m = dr_calloc(1, sizeof *m);
+    if (!m) {
+        mf_free(s);
+        return dr_fail(err, DR_NOMEM, "mf: out of memory");
+    }
+    m->vt = &dr_mf_vt;
+    m->state = s;
+    m->n_items = s->n_items;
+    *out = m;
+    return DR_OK;
+}
+
+dr_status dr_mf_fit(const dr_dataset *ds, const dr_split *split, const dr_mf_params *p,
+                    dr_model **out, dr_error *err) {
+    dr_mf_params def = dr_mf_default_params();
+    if (!out) return dr_fail(err, DR_ARG, "dr_mf_fit: out is NULL");
+    *out = NULL;
+    mf_state *s = NULL;
+    dr_status st = mf_train(ds, split, p ? p : &def, &s, err);
+    if (st != DR_OK) return st;
+    return wrap_model(s, out, err);
+}
+
+const dr_mf_report *dr_mf_get_report(const dr_model *m) {
+    if (!m || m->vt != &dr_mf_vt) return NULL;
+    return &((const mf_state *)m->state)->report;
+}
+
+dr_status dr_mf_get_view(const dr_model *m, dr_mf_view *out, dr_error *err) {
+    if (!m || !out) return dr_fail(err, DR_ARG, "dr_mf_get_view: NULL argument");
+    if (m->vt != &dr_mf_vt)
+        return dr_fail(err, DR_ARG, "dr_mf_get_view: model '%s' is not mf", m->vt->name);
+    const mf_state *s = m->state;
+    out->n_users = s->n_users;
+    out->n_items = s->n_items;
+    out->d = s->d;
+    out->user = s->user;
+    out->item = s->item;
+    out->item_bias = s->item_bias;
+    return DR_OK;
+}
+
+/* ------------------------------------------------------------------ save / load */
+
+dr_status dr_mf_save(const dr_model *m, const char *path, dr_error *err) {
+    dr_ckpt_writer *w = NULL;
+    dr_status st;
+    if (!m || !path) return dr_fail(err, DR_ARG, "dr_mf_save: NULL argument");
+    if (m->vt != &dr_mf_vt)
+        return dr_fail(err, DR_ARG, "dr_mf_save: model '%s' is not mf", m->vt->name);
+    const mf_state *s = m->state;
+    const dr_mf_params *p = &s->params;
+    uint64_t su[2] = {s->n_users, s->d}, si[2] = {s->n_items, s->d}, sb[1] = {s->n_items};
+    char v[16][64];
+    snprintf(v[0], sizeof v[0], "%u", s->d);
+    snprintf(v[1], sizeof v[1], "%u", s->n_users);
+    snprintf(v[2], sizeof v[2], "%u", s->n_items);
+    snprintf(v[3], sizeof v[3], "%u", s->report.epochs_run);
+    snprintf(v[4], sizeof v[4], "%u", s->report.best_epoch);
+    snprintf(v[5], sizeof v[5], "%.9g", (double)p->lr);
+    snprintf(v[6], sizeof v[6], "%.9g", (double)p->l2);
+    snprintf(v[7], sizeof v[7], "%.9g", (double)p->init_std);
+    snprintf(v[8], sizeof v[8], "%llu", (unsigned long long)p->seed);
+    const char *keys[] = {"d", "n_users", "n_items", "epochs_run", "best_epoch", "lr", "l2",
+                          "init_std", "seed"};
+    if ((st = dr_ckpt_writer_create(&w, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add_meta(w, "model", "mf", err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add_meta(w, "dataset", s->dataset, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add_meta(w, "optimizer", p->optimizer == DR_MF_ADAM ? "adam" : "sgd",
+                               err)) != DR_OK)
+        goto fail;
+    for (size_t k = 0; k < DR_ARRAY_LEN(keys); k++)
+        if ((st = dr_ckpt_add_meta(w, keys[k], v[k], err)) != DR_OK) goto fail;
+    if (s->split_kind >= 0) {
+        const char *kinds[] = {"loo", "given", "t0"};
+        const char *kind = s->split_kind <= DR_SPLIT_T0 ? kinds[s->split_kind] : "?";
+        if ((st = dr_ckpt_add_meta(w, "split", kind, err)) != DR_OK) goto fail;
+    }
+    if (s->split_kind == DR_SPLIT_T0) {
+        snprintf(v[9], sizeof v[9], "%lld", (long long)s->t0);
+        if ((st = dr_ckpt_add_meta(w, "T0", v[9], err)) != DR_OK) goto fail;
+    }
+    if ((st = dr_ckpt_add(w, "user", DR_DT_F32, 2, su, s->user, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "item", DR_DT_F32, 2, si, s->item, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "item_bias", DR_DT_F32, 1, sb, s->item_bias, err)) != DR_OK)
+        goto fail;
+    st = dr_ckpt_write(w, path, err);
+fail:
+    dr_ckpt_writer_free(w);
+    return st;
+}
+
+dr_status dr_mf_load(const char *path, dr_model **out, dr_error *err) {
+    mf_state *s = NULL;
+    dr_status st;
+    if (!path || !out) return dr_fail(err, DR_ARG, "dr_mf_load: NULL argument");
+    *out = NULL;
+    s = dr_calloc(1, sizeof *s);
+    if (!s) return dr_fail(err, DR_NOMEM, "mf: out of memory");
+    if ((st = dr_ckpt_open(path, &s->ckpt, err)) != DR_OK) goto fail;
+    const char *kind = dr_ckpt_meta(s->ckpt, "model");
+    if (!kind || strcmp(kind, "mf") != 0) {
+        st = dr_fail(err, DR_FORMAT, "%s: not an mf checkpoint (model=%s)", path,
+                     kind ? kind : "<missing>");
+        goto fail;
+    }
+    uint64_t si[2] = {DR_CKPT_ANY, DR_CKPT_ANY};
+    const void *pi, *pu, *pb;
+    if ((st = dr_ckpt_find(s->ckpt, "item", DR_DT_F32, 2, si, &pi, err)) != DR_OK) goto fail;
+    if (si[0] < 1 || si[0] >= UINT32_MAX || si[1] < 1 || si[1] > MF_MAX_D) {
+        st = dr_fail(err, DR_FORMAT, "%s: section 'item' has an unusable shape", path);
+        goto fail;
+    }
+    uint64_t su[2] = {DR_CKPT_ANY, si[1]}, sb[1] = {si[0]};
+    if ((st = dr_ckpt_find(s->ckpt, "user", DR_DT_F32, 2, su, &pu, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_find(s->ckpt, "item_bias", DR_DT_F32, 1, sb, &pb, err)) != DR_OK)
+        goto fail;
+    if (su[0] >= UINT32_MAX) {
+        st = dr_fail(err, DR_FORMAT, "%s: too many users", path);
+        goto fail;
+    }
+    s->n_items = (uint32_t)si[0];
+    s->d = (uint32_t)si[1];
+    s->n_users = (uint32_t)su[0];
+    s->user = pu;
+    s->item = pi;
+    s->item_bias = pb;
+    s->params = dr_mf_default_params();
+    s->params.d = s->d;
+    s->split_kind = -1;
+    const char *mv;
+    if ((mv = dr_ckpt_meta(s->ckpt, "split"))) {
+        if (strcmp(mv, "loo") == 0) s->split_kind = DR_SPLIT_LOO;
+        else if (strcmp(mv, "given") == 0) s->split_kind = DR_SPLIT_GIVEN;
+        else if (strcmp(mv, "t0") == 0) s->split_kind = DR_SPLIT_T0;
+    }
+    if ((mv = dr_ckpt_meta(s->ckpt, "T0"))) s->t0 = strtoll(mv, NULL, 10);
+    if ((mv = dr_ckpt_meta(s->ckpt, "lr"))) s->params.lr = strtof(mv, NULL);
+    if ((mv = dr_ckpt_meta(s->ckpt, "l2"))) s->params.l2 = strtof(mv, NULL);
+    if ((mv = dr_ckpt_meta(s->ckpt, "init_std"))) s->params.init_std = strtof(mv, NULL);
+    if ((mv = dr_ckpt_meta(s->ckpt, "seed"))) s->params.seed = strtoull(mv, NULL, 10);
+    if ((mv = dr_ckpt_meta(s->ckpt, "optimizer")) && strcmp(mv, "adam") == 0)
+        s->params.optimizer = DR_MF_ADAM;
+    if ((mv = dr_ckpt_meta(s->ckpt, "epochs_run")))
+        s->report.epochs_run = (uint32_t)strtoul(mv, NULL, 10);
+    if ((mv = dr_ckpt_meta(s->ckpt, "best_epoch")))
+        s->report.best_epoch = (uint32_t)strtoul(mv, NULL, 10);
+    const char *ds = dr_ckpt_meta(s->ckpt, "dataset");
+    snprintf(s->dataset, sizeof s->dataset, "%s", ds ? ds : "");
+    return wrap_model(s, out, err);
+fail:
+    mf_free(s);
+    return st;
+}

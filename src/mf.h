@@ -1,0 +1,74 @@
+/*
+ * mf.h - BPR-MF (Rendle et al. 2009): user and item factors + item bias, trained with the
+ * BPR pairwise loss and uniform negative sampling; scored through the model.h vtable and
+ * saved/loaded through the checkpoint container (format.h).
+ */
+#ifndef DR_MF_H
+#define DR_MF_H
+
+#include "model.h"
+
+typedef enum { DR_MF_SGD = 0, DR_MF_ADAM = 1 } dr_mf_optimizer;
+
+typedef struct dr_mf_params {
+    uint32_t d;              /* latent dimension (64) */
+    uint32_t epochs;         /* maximum passes over the training pairs (300) */
+    float lr;                /* learning rate (0.1; with Adam about 0.005) */
+    float l2;                /* L2 on the factors and biases touched by a sample (0.01) */
+    float init_std;          /* factors ~ N(0, init_std^2), biases 0 (0.1) */
+    dr_mf_optimizer optimizer;
+    float adam_b1, adam_b2, adam_eps; /* (0.9, 0.999, 1e-8) */
+    uint64_t seed;           /* initialisation and sampling (42) */
+    int threads;             /* evaluation threads for early stopping; training itself is
+                                single-threaded (see mf.c) */
+    uint32_t eval_every;     /* epochs between validation evaluations (5); 0 = no early
+                                stopping; ignored for a T0 split (no validation targets) */
+    uint32_t patience;       /* evaluations without a better validation NDCG@10 before
+                                stopping; the best epoch's factors are kept (3) */
+    dr_progress_fn progress; /* "mf epoch", epoch, epochs */
+    void *progress_ud;
+} dr_mf_params;
+
+dr_mf_params dr_mf_default_params(void);
+
+/* Training report of the last dr_mf_fit call on a model (zeros for a loaded model). */
+typedef struct dr_mf_report {
+    uint32_t epochs_run, best_epoch;
+    double last_loss;        /* mean per-sample loss (BPR + L2 term) of the last epoch */
+    double best_valid_ndcg10;
+    double seconds;
+} dr_mf_report;
+
+extern const dr_model_vt dr_mf_vt;
+
+/* Fits BPR-MF on the split's training prefixes. */
+dr_status dr_mf_fit(const dr_dataset *ds, const dr_split *split, const dr_mf_params *p,
+                    dr_model **out, dr_error *err);
+/* Report of the fit (NULL for a model that is not MF). */
+const dr_mf_report *dr_mf_get_report(const dr_model *m);
+
+/* Saves to the checkpoint container: sections user (n_users, d), item (n_items, d),
+ * item_bias (n_items), all f32; metadata model=mf and the hyper-parameters. */
+dr_status dr_mf_save(const dr_model *m, const char *path, dr_error *err);
+/* Loads a checkpoint; the factors stay in the read-only mapping. */
+dr_status dr_mf_load(const char *path, dr_model **out, dr_error *err);
+
+/* Factors of a fitted or loaded model (shapes in the comments). */
+typedef struct dr_mf_view {
+    uint32_t n_users, n_items, d;
+    const float *user;      /* (n_users, d) */
+    const float *item;      /* (n_items, d) */
+    const float *item_bias; /* (n_items) */
+} dr_mf_view;
+dr_status dr_mf_get_view(const dr_model *m, dr_mf_view *out, dr_error *err);
+
+/*
+ * One BPR sample, the exact code training uses: x = b_i - b_j + pu.(qi - qj),
+ * loss = -log sigmoid(x) + l2/2 (|pu|^2 + |qi|^2 + |qj|^2 + bi^2 + bj^2).
+ * Writes the gradients of the loss (gu, gi, gj: (d); gbi, gbj) and returns the loss.
+ */
+float dr_mf_bpr_grad(uint32_t d, const float *pu, const float *qi, const float *qj, float bi,
+                     float bj, float l2, float *gu, float *gi, float *gj, float *gbi,
+                     float *gbj);
+
+#endif /* DR_MF_H */

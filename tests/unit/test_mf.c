@@ -1,0 +1,405 @@
+/* test_mf.c - BPR-MF (src/mf.c): gradient check against finite differences, planted
+ * structure beats popularity, determinism, checkpoint round trip, fold-in, OOM. */
+#include "testutil.h"
+
+#include <math.h>
+
+#include "dataset.h"
+#include "format.h"
+#include "mf.h"
+#include "model.h"
+#include "rng.h"
+
+/* ---------------------------------------------------------------- gradient check */
+
+/* The BPR loss in double, written independently of mf.c. */
+static double loss_d(uint32_t d, const double *pu, const double *qi, const double *qj, double bi,
+                     double bj, double l2) {
+    double x = bi - bj, reg = bi * bi + bj * bj;
+    for (uint32_t k = 0; k < d; k++) {
+        x += pu[k] * (qi[k] - qj[k]);
+        reg += pu[k] * pu[k] + qi[k] * qi[k] + qj[k] * qj[k];
+    }
+    return -log(1.0 / (1.0 + exp(-x))) + 0.5 * l2 * reg;
+}
+
+static void test_gradient(void **state) {
+    (void)state;
+    enum { D = 8, NP = 3 * D + 2 };
+    dr_rng r;
+    dr_rng_seed(&r, 7, 0);
+    const double scales[] = {0.1, 0.5, 1.5}; /* |x| small to large, both sigmoid branches */
+    for (int trial = 0; trial < 30; trial++) {
+        double th[NP];  /* pu | qi | qj | bi | bj */
+        float f[NP], g[NP];
+        double sc = scales[trial % 3];
+        for (int k = 0; k < NP; k++) {
+            f[k] = (float)(dr_rng_normal(&r) * sc);
+            th[k] = f[k];
+        }
+        float l2 = trial % 2 ? 0.05f : 0.0f;
+        float loss = dr_mf_bpr_grad(D, f, f + D, f + 2 * D, f[3 * D], f[3 * D + 1], l2, g,
+                                    g + D, g + 2 * D, &g[3 * D], &g[3 * D + 1]);
+        double l0 = loss_d(D, th, th + D, th + 2 * D, th[3 * D], th[3 * D + 1], l2);
+        assert_true(fabs(loss - l0) <= 1e-4 * (1 + fabs(l0)));
+        for (int k = 0; k < NP; k++) {
+            const double h = 1e-5;
+            double save = th[k];
+            th[k] = save + h;
+            double lp = loss_d(D, th, th + D, th + 2 * D, th[3 * D], th[3 * D + 1], l2);
+            th[k] = save - h;
+            double lm = loss_d(D, th, th + D, th + 2 * D, th[3 * D], th[3 * D + 1], l2);
+            th[k] = save;
+            double num = (lp - lm) / (2 * h);
+            if (fabs(num - g[k]) > 1e-4 + 1e-3 * fabs(num))
+                fail_msg("trial %d param %d: analytic %.7f numeric %.7f", trial, k, (double)g[k],
+                         num);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- planted data */
+
+/* n_groups taste groups of items_per_group items; each user takes len items, ~90% from its
+ * own group (popular ones more often), the rest anywhere. Item popularity is skewed across
+ * groups so that popularity alone is a meaningful but beatable baseline. */
+static dr_dataset *planted(uint64_t seed, uint32_t n_users, uint32_t n_groups,
+                           uint32_t items_per_group, uint32_t len) {
+    dr_builder *b = NULL;
+    dr_dataset *ds = NULL;
+    dr_rng r;
+    dr_rng_seed(&r, seed, 0);
+    assert_int_equal(dr_builder_create(&b), DR_OK);
+    uint32_t n_items = n_groups * items_per_group;
+    int64_t t = 0;
+    uint8_t *taken = malloc(n_items);
+    for (uint32_t u = 0; u < n_users; u++) {
+        /* bigger groups (low ids) have more users */
+        uint32_t a = (uint32_t)dr_rng_below(&r, n_groups), c = (uint32_t)dr_rng_below(&r, n_groups);
+        uint32_t grp = DR_MIN(a, c);
+        memset(taken, 0, n_items);
+        char us[16];
+        snprintf(us, sizeof us, "u%u", u);
+        for (uint32_t k = 0; k < len; k++) {
+            uint32_t it;
+            do {
+                if (dr_rng_uniform(&r) < 0.9) {
+                    uint32_t x = (uint32_t)dr_rng_below(&r, items_per_group),
+                             y = (uint32_t)dr_rng_below(&r, items_per_group);
+                    it = grp * items_per_group + DR_MIN(x, y);
+                } else {
+                    it = (uint32_t)dr_rng_below(&r, n_items);
+                }
+            } while (taken[it]);
+            taken[it] = 1;
+            char is[16];
+            snprintf(is, sizeof is, "i%u", it);
+            assert_int_equal(dr_builder_add_event(b, us, strlen(us), is, strlen(is), t++, 1.0f,
+                                                  DR_TAG_NONE),
+                             DR_OK);
+        }
+    }
+    free(taken);
+    dr_error err = {0};
+    assert_int_equal(dr_builder_finish(b, &ds, &err), DR_OK);
+    dr_builder_free(b);
+    return ds;
+}
+
+typedef struct fx {
+    dr_dataset *ds;
+    dr_split *sp;
+} fx;
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    f->ds = planted(11, 300, 8, 25, 14);
+    dr_error err = {0};
+    if (dr_split_create(f->ds, DR_SPLIT_LOO, &f->sp, &err) != DR_OK) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    dr_split_free(f->sp);
+    dr_dataset_free(f->ds);
+    free(f);
+    return 0;
+}
+
+static dr_mf_params small_params(void) {
+    dr_mf_params p = dr_mf_default_params();
+    p.d = 16;
+    p.epochs = 40;
+    p.lr = 0.05f;
+    p.l2 = 0.01f;
+    p.threads = 1;
+    p.eval_every = 0;
+    return p;
+}
+
+static dr_eval_result eval_model(const fx *f, const dr_model *m) {
+    dr_eval_params ep = dr_eval_default_params();
+    ep.threads = 1;
+    dr_eval_result r;
+    assert_ok(dr_eval_split(f->ds, f->sp, m, &ep, &r, &e_));
+    return r;
+}
+
+static void test_beats_pop(void **state) {
+    fx *f = *state;
+    dr_model *pop = NULL, *mf = NULL, *adam = NULL;
+    dr_model_params mp = dr_model_default_params();
+    mp.name = "pop";
+    mp.threads = 1;
+    assert_ok(dr_model_fit(f->ds, f->sp, &mp, &pop, &e_));
+    dr_mf_params p = small_params();
+    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &mf, &e_));
+    p.optimizer = DR_MF_ADAM;
+    p.lr = 0.01f;
+    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &adam, &e_));
+    dr_eval_result rp = eval_model(f, pop), rm = eval_model(f, mf), ra = eval_model(f, adam);
+    fprintf(stderr, "planted P-LOO full NDCG@10: pop %.4f  mf-sgd %.4f  mf-adam %.4f (Hit@10 %.4f "
+                    "%.4f %.4f)\n",
+            rp.full10.ndcg, rm.full10.ndcg, ra.full10.ndcg, rp.full10.hit, rm.full10.hit,
+            ra.full10.hit);
+    assert_true(rm.full10.ndcg > 1.3 * rp.full10.ndcg);
+    assert_true(rm.full10.hit > rp.full10.hit);
+    assert_true(ra.full10.ndcg > 1.3 * rp.full10.ndcg);
+    const dr_mf_report *rep = dr_mf_get_report(mf);
+    assert_non_null(rep);
+    assert_int_equal(rep->epochs_run, 40);
+    assert_true(rep->last_loss < 0.5); /* log 2 = 0.693 at the start */
+    assert_null(dr_mf_get_report(pop));
+    dr_model_free(pop);
+    dr_model_free(mf);
+    dr_model_free(adam);
+}
+
+static void test_deterministic(void **state) {
+    fx *f = *state;
+    dr_mf_params p = small_params();
+    p.epochs = 5;
+    dr_model *a = NULL, *b = NULL, *c = NULL;
+    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &a, &e_));
+    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &b, &e_));
+    p.seed = 43;
+    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &c, &e_));
+    dr_mf_view va, vb, vc;
+    assert_ok(dr_mf_get_view(a, &va, &e_));
+    assert_ok(dr_mf_get_view(b, &vb, &e_));
+    assert_ok(dr_mf_get_view(c, &vc, &e_));
+    size_t nq = (size_t)va.n_items * va.d;
+    assert_memory_equal(va.item, vb.item, nq * sizeof(float));
+    assert_memory_equal(va.user, vb.user, (size_t)va.n_users * va.d * sizeof(float));
+    assert_memory_equal(va.item_bias, vb.item_bias, va.n_items * sizeof(float));
+    assert_true(memcmp(va.item, vc.item, nq * sizeof(float)) != 0);
+    dr_model_free(a);
+    dr_model_free(b);
+    dr_model_free(c);
+}
+
+static void test_early_stopping(void **state) {
+    fx *f = *state;
+    dr_mf_params p = small_params();
+    p.epochs = 60;
+    p.eval_every = 2;
+    p.patience = 3;
+    dr_model *m = NULL;
+    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &m, &e_));
+    const dr_mf_report *rep = dr_mf_get_report(m);
+    assert_true(rep->best_epoch >= 2 && rep->best_epoch <= rep->epochs_run);
+    assert_true(rep->best_valid_ndcg10 > 0);
+    /* the kept factors are the best epoch's: validation NDCG@10 reproduces */
+    dr_eval_params ep = dr_eval_default_params();
+    ep.which = 1;
+    ep.threads = 1;
+    dr_eval_result r;
+    assert_ok(dr_eval_split(f->ds, f->sp, m, &ep, &r, &e_));
+    assert_true(fabs(r.full10.ndcg - rep->best_valid_ndcg10) < 1e-12);
+    dr_model_free(m);
+}
+
+static void test_save_load(void **state) {
+    fx *f = *state;
+    dr_mf_params p = small_params();
+    p.epochs = 3;
+    dr_model *m = NULL, *l = NULL;
+    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &m, &e_));
+    char dir[256], path[300];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/mf.drm", dir);
+    assert_ok(dr_mf_save(m, path, &e_));
+    assert_ok(dr_mf_load(path, &l, &e_));
+    assert_string_equal(dr_model_name(l), "mf");
+    dr_mf_view a, b;
+    assert_ok(dr_mf_get_view(m, &a, &e_));
+    assert_ok(dr_mf_get_view(l, &b, &e_));
+    assert_int_equal(a.n_users, b.n_users);
+    assert_int_equal(a.n_items, b.n_items);
+    assert_int_equal(a.d, b.d);
+    assert_int_equal(((uintptr_t)b.item) % 64, 0);
+    assert_memory_equal(a.user, b.user, (size_t)a.n_users * a.d * sizeof(float));
+    assert_memory_equal(a.item, b.item, (size_t)a.n_items * a.d * sizeof(float));
+    assert_memory_equal(a.item_bias, b.item_bias, a.n_items * sizeof(float));
+    /* same scores through the interface, and the same evaluation */
+    dr_scorer *sa = NULL, *sb = NULL;
+    assert_ok(dr_scorer_create(m, &sa, &e_));
+    assert_ok(dr_scorer_create(l, &sb, &e_));
+    float *x = malloc(a.n_items * sizeof(float)), *y = malloc(a.n_items * sizeof(float));
+    for (uint32_t u = 0; u < a.n_users; u += 37) {
+        assert_ok(dr_model_score(m, sa, u, NULL, 0, x, &e_));
+        assert_ok(dr_model_score(l, sb, u, NULL, 0, y, &e_));
+        assert_memory_equal(x, y, a.n_items * sizeof(float));
+    }
+    dr_eval_result r1 = eval_model(f, m), r2 = eval_model(f, l);
+    assert_true(r1.full10.ndcg == r2.full10.ndcg);
+    /* metadata */
+    dr_ckpt *c = NULL;
+    assert_ok(dr_ckpt_open(path, &c, &e_));
+    assert_string_equal(dr_ckpt_meta(c, "model"), "mf");
+    assert_string_equal(dr_ckpt_meta(c, "d"), "16");
+    assert_string_equal(dr_ckpt_meta(c, "optimizer"), "sgd");
+    assert_string_equal(dr_ckpt_meta(c, "split"), "loo");
+    assert_null(dr_ckpt_meta(c, "T0"));
+    dr_ckpt_close(c);
+    /* a loaded model saves again to the same bytes */
+    char path2[300];
+    snprintf(path2, sizeof path2, "%s/mf2.drm", dir);
+    assert_ok(dr_mf_save(l, path2, &e_));
+    char *b1 = NULL, *b2 = NULL;
+    size_t n1, n2;
+    assert_ok(dr_read_file(path, 1 << 26, &b1, &n1, &e_));
+    assert_ok(dr_read_file(path2, 1 << 26, &b2, &n2, &e_));
+    assert_int_equal(n1, n2);
+    assert_memory_equal(b1, b2, n1);
+    dr_free(b1);
+    dr_free(b2);
+    /* wrong kind and corrupted file */
+    dr_error e = {0};
+    dr_model *bad = NULL;
+    dr_ckpt_writer *w = NULL;
+    float z[4] = {0};
+    uint64_t sh[2] = {2, 2};
+    snprintf(path2, sizeof path2, "%s/other.drm", dir);
+    assert_ok(dr_ckpt_writer_create(&w, &e_));
+    assert_ok(dr_ckpt_add(w, "item", DR_DT_F32, 2, sh, z, &e_));
+    assert_ok(dr_ckpt_add_meta(w, "model", "sasrec", &e_));
+    assert_ok(dr_ckpt_write(w, path2, &e_));
+    dr_ckpt_writer_free(w);
+    assert_int_equal(dr_mf_load(path2, &bad, &e), DR_FORMAT);
+    assert_non_null(strstr(e.msg, "not an mf checkpoint"));
+    FILE *fp = fopen(path, "r+b");
+    fseek(fp, 1000, SEEK_SET);
+    fputc(0x55, fp);
+    fclose(fp);
+    assert_int_equal(dr_mf_load(path, &bad, &e), DR_FORMAT);
+    assert_null(bad);
+    free(x);
+    free(y);
+    dr_scorer_free(sa);
+    dr_scorer_free(sb);
+    dr_model_free(m);
+    dr_model_free(l);
+    dr_test_rmrf(dir);
+}
+
+static void test_fold_in(void **state) {
+    fx *f = *state;
+    dr_mf_params p = small_params();
+    p.epochs = 2;
+    dr_model *m = NULL;
+    dr_scorer *sc = NULL;
+    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &m, &e_));
+    assert_ok(dr_scorer_create(m, &sc, &e_));
+    dr_mf_view v;
+    assert_ok(dr_mf_get_view(m, &v, &e_));
+    uint32_t ctx[3] = {1, 5, 9};
+    float *s = malloc(v.n_items * sizeof(float));
+    assert_ok(dr_model_score(m, sc, v.n_users + 5, ctx, 3, s, &e_));
+    for (uint32_t i = 0; i < v.n_items; i++) {
+        double want = v.item_bias[i];
+        for (uint32_t k = 0; k < v.d; k++) {
+            double h = ((double)v.item[1 * v.d + k] + v.item[5 * v.d + k] + v.item[9 * v.d + k]) / 3;
+            want += h * v.item[(size_t)i * v.d + k];
+        }
+        assert_true(fabs(want - s[i]) < 1e-4);
+    }
+    /* a known user: bias + p_u . q_i */
+    assert_ok(dr_model_score(m, sc, 3, NULL, 0, s, &e_));
+    for (uint32_t i = 0; i < v.n_items; i++) {
+        double want = v.item_bias[i];
+        for (uint32_t k = 0; k < v.d; k++)
+            want += (double)v.user[3 * v.d + k] * v.item[(size_t)i * v.d + k];
+        assert_true(fabs(want - s[i]) < 1e-4);
+    }
+    free(s);
+    dr_scorer_free(sc);
+    dr_model_free(m);
+}
+
+/* Through the vtable, as model.c's registry calls it (default hyper-parameters, early
+ * stopping on validation NDCG@10). */
+static void test_vtable(void **state) {
+    fx *f = *state;
+    dr_model_params mp = dr_model_default_params();
+    mp.seed = 5;
+    mp.threads = 1;
+    void *st = NULL;
+    assert_ok(dr_mf_vt.fit(f->ds, f->sp, &mp, &st, &e_));
+    dr_model m = {.vt = &dr_mf_vt, .state = st, .n_items = f->ds->n_items};
+    assert_string_equal(dr_model_name(&m), "mf");
+    const dr_mf_report *rep = dr_mf_get_report(&m);
+    assert_true(rep->best_epoch > 0 && rep->epochs_run < 300);
+    dr_eval_result r = eval_model(f, &m);
+    assert_true(r.full10.hit > 0.3);
+    dr_mf_vt.free(st);
+}
+
+static void test_bad_args_and_oom(void **state) {
+    fx *f = *state;
+    dr_model *m = NULL;
+    dr_error e = {0};
+    dr_mf_params p = small_params();
+    p.d = 0;
+    assert_int_equal(dr_mf_fit(f->ds, f->sp, &p, &m, &e), DR_ARG);
+    p = small_params();
+    p.lr = -1;
+    assert_int_equal(dr_mf_fit(f->ds, f->sp, &p, &m, &e), DR_ARG);
+    p = small_params();
+    p.lr = 1e6f; /* diverges */
+    p.init_std = 10.0f;
+    dr_status st = dr_mf_fit(f->ds, f->sp, &p, &m, &e);
+    if (st != DR_OK) assert_int_equal(st, DR_RANGE);
+    dr_model_free(m);
+    m = NULL;
+    p = small_params();
+    p.epochs = 1;
+    p.optimizer = DR_MF_ADAM;
+    int ok = 0;
+    for (uint64_t k = 1; k < 50 && !ok; k++) {
+        dr_alloc_fail_after(k);
+        st = dr_mf_fit(f->ds, f->sp, &p, &m, &e);
+        dr_alloc_fail_after(0);
+        if (st == DR_OK) ok = 1;
+        else assert_int_equal(st, DR_NOMEM);
+        dr_model_free(m);
+        m = NULL;
+    }
+    assert_true(ok);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gradient),
+        cmocka_unit_test(test_beats_pop),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_early_stopping),
+        cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_fold_in),
+        cmocka_unit_test(test_vtable),
+        cmocka_unit_test(test_bad_args_and_oom),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

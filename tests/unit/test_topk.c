@@ -1,0 +1,227 @@
+/* test_topk.c - exact top-k (src/topk.c) against a slow twin (double loop + full sort), ties,
+ * k beyond the candidates, NaN, errors, and no allocation on the hot path. */
+#include "testutil.h"
+
+#include <cblas.h>
+#include <math.h>
+
+#include "rng.h"
+#include "topk.h"
+
+typedef struct cand {
+    float s;
+    uint32_t i;
+} cand;
+
+static int cand_cmp(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Slow twin: scores by a double loop, every candidate sorted. Returns the count. */
+static uint32_t naive(const float *scores, uint32_t n, const uint32_t *ex, size_t n_ex, uint32_t k,
+                      uint32_t *items, float *sc) {
+    uint8_t *is_ex = calloc(n + 1, 1);
+    cand *c = malloc((n + 1) * sizeof *c);
+    for (size_t e = 0; e < n_ex; e++) is_ex[ex[e]] = 1;
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (!is_ex[i]) c[m++] = (cand){isnan(scores[i]) ? -INFINITY : scores[i], i};
+    qsort(c, m, sizeof *c, cand_cmp);
+    uint32_t r = DR_MIN(m, k);
+    for (uint32_t j = 0; j < r; j++) {
+        items[j] = c[j].i;
+        sc[j] = c[j].s;
+    }
+    free(is_ex);
+    free(c);
+    return r;
+}
+
+static void naive_scores(const float *item, const float *bias, uint32_t n, uint32_t d,
+                         const float *h, float *out) {
+    for (uint32_t i = 0; i < n; i++) {
+        double acc = bias ? bias[i] : 0.0;
+        for (uint32_t c = 0; c < d; c++) acc += (double)item[(size_t)i * d + c] * h[c];
+        out[i] = (float)acc;
+    }
+}
+
+/* Integer-valued data: every summation order gives the same float, so the whole pipeline
+ * (BLAS scores and selection) must match the slow twin exactly, with many ties. */
+static void test_exact_with_ties(void **state) {
+    (void)state;
+    dr_rng r;
+    dr_rng_seed(&r, 1, 0);
+    const uint32_t sizes[] = {1, 2, 7, 64, 65, 300, 1000};
+    dr_topk_scratch *s = NULL;
+    assert_ok(dr_topk_scratch_create(1000, 1100, &s, &e_));
+    for (size_t t = 0; t < DR_ARRAY_LEN(sizes); t++) {
+        uint32_t n = sizes[t], d = 1 + (uint32_t)dr_rng_below(&r, 9);
+        float *item = malloc((size_t)n * d * sizeof *item), *bias = malloc(n * sizeof *bias);
+        float h[16], *ref = malloc(n * sizeof *ref);
+        for (size_t k = 0; k < (size_t)n * d; k++) item[k] = (float)dr_rng_below(&r, 5) - 2.0f;
+        for (uint32_t i = 0; i < n; i++) bias[i] = (float)dr_rng_below(&r, 3);
+        for (uint32_t c = 0; c < d; c++) h[c] = (float)dr_rng_below(&r, 5) - 2.0f;
+        uint32_t ex[64];
+        size_t n_ex = dr_rng_below(&r, DR_MIN(n, 40u) + 1);
+        for (size_t e = 0; e < n_ex; e++) ex[e] = (uint32_t)dr_rng_below(&r, n); /* repeats */
+        const uint32_t ks[] = {0, 1, 3, 10, n / 2, n - (uint32_t)DR_MIN(n_ex, n), n, n + 5};
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            naive_scores(item, with_bias ? bias : NULL, n, d, h, ref);
+            for (size_t kk = 0; kk < DR_ARRAY_LEN(ks); kk++) {
+                uint32_t k = ks[kk], got_n = 99, want_i[1100], got_i[1100];
+                float want_s[1100], got_s[1100];
+                uint32_t want_n = naive(ref, n, ex, n_ex, k, want_i, want_s);
+                assert_ok(dr_topk_dot(item, with_bias ? bias : NULL, n, d, h, ex, n_ex, k, s,
+                                      got_i, got_s, &got_n, &e_));
+                if (got_n != want_n) fail_msg("n=%u k=%u: %u results, want %u", n, k, got_n, want_n);
+                assert_memory_equal(got_i, want_i, want_n * sizeof *got_i);
+                assert_memory_equal(got_s, want_s, want_n * sizeof *got_s);
+                assert_memory_equal(dr_topk_last_scores(s), ref, n * sizeof *ref);
+            }
+        }
+        free(item);
+        free(bias);
+        free(ref);
+    }
+    dr_topk_scratch_free(s);
+}
+
+/* Real-valued data: BLAS scores are close to the double loop; the selection on them is
+ * exactly the full sort of the same scores. */
+static void test_random_floats(void **state) {
+    (void)state;
+    dr_rng r;
+    dr_rng_seed(&r, 2, 0);
+    const uint32_t n = 5000, d = 50, K = 20;
+    float *item = malloc((size_t)n * d * sizeof *item), *bias = malloc(n * sizeof *bias);
+    float *ref = malloc(n * sizeof *ref), *blas = malloc(n * sizeof *blas), h[50];
+    for (size_t k = 0; k < (size_t)n * d; k++) item[k] = (float)dr_rng_normal(&r);
+    for (uint32_t i = 0; i < n; i++) bias[i] = (float)dr_rng_normal(&r) * 0.1f;
+    dr_topk_scratch *s = NULL;
+    assert_ok(dr_topk_scratch_create(n, K, &s, &e_));
+    for (int req = 0; req < 50; req++) {
+        for (uint32_t c = 0; c < d; c++) h[c] = (float)dr_rng_normal(&r);
+        uint32_t ex[200];
+        size_t n_ex = dr_rng_below(&r, 200);
+        for (size_t e = 0; e < n_ex; e++) ex[e] = (uint32_t)dr_rng_below(&r, n);
+        uint32_t got_i[20], want_i[20], got_n;
+        float got_s[20], want_s[20];
+        assert_ok(dr_topk_dot(item, bias, n, d, h, ex, n_ex, K, s, got_i, got_s, &got_n, &e_));
+        naive_scores(item, bias, n, d, h, ref);
+        memcpy(blas, dr_topk_last_scores(s), n * sizeof *blas);
+        for (uint32_t i = 0; i < n; i++) assert_true(fabsf(blas[i] - ref[i]) < 1e-3f);
+        uint32_t want_n = naive(blas, n, ex, n_ex, K, want_i, want_s);
+        assert_int_equal(got_n, want_n);
+        assert_memory_equal(got_i, want_i, K * sizeof *got_i);
+        assert_memory_equal(got_s, want_s, K * sizeof *got_s);
+        /* select alone on the same vector */
+        uint32_t sel_n;
+        assert_ok(dr_topk_select(blas, n, ex, n_ex, K, s, got_i, NULL, &sel_n, &e_));
+        assert_memory_equal(got_i, want_i, K * sizeof *got_i);
+    }
+    free(item);
+    free(bias);
+    free(ref);
+    free(blas);
+    dr_topk_scratch_free(s);
+}
+
+static void test_nan_and_all_excluded(void **state) {
+    (void)state;
+    dr_topk_scratch *s = NULL;
+    assert_ok(dr_topk_scratch_create(8, 8, &s, &e_));
+    float sc[8] = {1, NAN, 3, 3, -INFINITY, NAN, 2, 3};
+    uint32_t it[8], n_out, want_i[8];
+    float out[8], want_s[8];
+    for (uint32_t k = 0; k <= 8; k++) {
+        assert_ok(dr_topk_select(sc, 8, NULL, 0, k, s, it, out, &n_out, &e_));
+        uint32_t wn = naive(sc, 8, NULL, 0, k, want_i, want_s);
+        assert_int_equal(n_out, wn);
+        assert_memory_equal(it, want_i, wn * sizeof *it);
+    }
+    assert_ok(dr_topk_select(sc, 8, NULL, 0, 4, s, it, out, &n_out, &e_));
+    assert_int_equal(it[0], 2);
+    assert_int_equal(it[1], 3);
+    assert_int_equal(it[2], 7);
+    assert_int_equal(it[3], 6);
+    uint32_t all[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    assert_ok(dr_topk_select(sc, 8, all, 8, 5, s, it, out, &n_out, &e_));
+    assert_int_equal(n_out, 0);
+    assert_ok(dr_topk_select(sc, 0, NULL, 0, 5, s, it, out, &n_out, &e_));
+    assert_int_equal(n_out, 0);
+    dr_topk_scratch_free(s);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    dr_topk_scratch *s = NULL;
+    assert_ok(dr_topk_scratch_create(10, 3, &s, &e_));
+    float item[20] = {0}, h[2] = {1, 1}, sc[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    uint32_t it[10], n_out;
+    dr_error e = {0};
+    assert_int_equal(dr_topk_select(sc, 10, NULL, 0, 4, s, it, NULL, &n_out, &e), DR_ARG);
+    assert_int_equal(dr_topk_select(sc, 11, NULL, 0, 3, s, it, NULL, &n_out, &e), DR_ARG);
+    assert_int_equal(dr_topk_dot(item, NULL, 10, 0, h, NULL, 0, 3, s, it, NULL, &n_out, &e),
+                     DR_ARG);
+    uint32_t bad[2] = {9, 10};
+    assert_int_equal(dr_topk_select(sc, 10, bad, 2, 3, s, it, NULL, &n_out, &e), DR_RANGE);
+    assert_non_null(strstr(e.msg, "excluded item 10"));
+    /* the failed call left no exclusion behind */
+    assert_ok(dr_topk_select(sc, 10, NULL, 0, 3, s, it, NULL, &n_out, &e_));
+    assert_int_equal(it[0], 9);
+    assert_int_equal(it[2], 7);
+    dr_topk_scratch_free(NULL);
+    dr_topk_scratch_free(s);
+    /* OOM while creating */
+    for (uint64_t k = 1; k < 10; k++) {
+        s = NULL;
+        dr_alloc_fail_after(k);
+        dr_status st = dr_topk_scratch_create(100, 10, &s, &e);
+        dr_alloc_fail_after(0);
+        if (st == DR_OK) {
+            dr_topk_scratch_free(s);
+            break;
+        }
+        assert_int_equal(st, DR_NOMEM);
+        assert_null(s);
+    }
+}
+
+static void test_no_alloc_hot_path(void **state) {
+    (void)state;
+    const uint32_t n = 14411, d = 50;
+    dr_rng r;
+    dr_rng_seed(&r, 3, 0);
+    float *item = malloc((size_t)n * d * sizeof *item), h[50];
+    for (size_t k = 0; k < (size_t)n * d; k++) item[k] = (float)dr_rng_normal(&r);
+    uint32_t ex[50], it[10], n_out;
+    float sc[10];
+    dr_topk_scratch *s = NULL;
+    assert_ok(dr_topk_scratch_create(n, 10, &s, &e_));
+    for (uint32_t c = 0; c < d; c++) h[c] = (float)dr_rng_normal(&r);
+    for (int e = 0; e < 50; e++) ex[e] = (uint32_t)dr_rng_below(&r, n);
+    assert_ok(dr_topk_dot(item, NULL, n, d, h, ex, 50, 10, s, it, sc, &n_out, &e_)); /* warm-up */
+    uint64_t before = dr_alloc_count();
+    for (int req = 0; req < 1000; req++) {
+        h[req % d] += 0.01f;
+        ex[req % 50] = (uint32_t)dr_rng_below(&r, n);
+        dr_status st = dr_topk_dot(item, NULL, n, d, h, ex, 50, 10, s, it, sc, &n_out, NULL);
+        assert_int_equal(st, DR_OK);
+        assert_int_equal(n_out, 10);
+    }
+    assert_int_equal(dr_alloc_count(), before);
+    dr_topk_scratch_free(s);
+    free(item);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_with_ties),   cmocka_unit_test(test_random_floats),
+        cmocka_unit_test(test_nan_and_all_excluded), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_no_alloc_hot_path),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
