@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -419,35 +420,210 @@ static int cmd_stats(int argc, char **argv) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ model options */
+
+typedef struct model_opts {
+    dr_model_params p;
+    const char *model; /* a name (pop, itemknn, sasrec, mf) or a .drm file */
+} model_opts;
+
+static const char *model_opts_help =
+    "  --model NAME|FILE    pop | itemknn | sasrec | mf, or a checkpoint written by train\n"
+    "  --seed S             random seed (42)          --threads N   workers (0 = all cores)\n"
+    "  trained models (defaults in parentheses are the model's own):\n"
+    "  --dim D              latent size               --epochs N    maximum epochs\n"
+    "  --lr X               learning rate             --patience N  validations without gain\n"
+    "  --eval-every N       validate every N epochs   --batch N     sasrec: users per batch\n"
+    "  --max-len L          sasrec: recent items used --blocks B    sasrec: transformer blocks\n"
+    "  --heads H            sasrec: attention heads   --dropout P   sasrec: dropout rate\n"
+    "  --loss ce|bce        sasrec: full softmax or one sampled negative\n"
+    "  --weight-decay X     sasrec: decoupled weight decay\n"
+    "  --l2 X               mf: L2 regularisation     --optimizer sgd|adam  mf\n";
+
+/* Shared model options; returns 1 when consumed, 0 when not, -1 on error. */
+static int model_opt(opts *o, model_opts *m) {
+    static const struct {
+        const char *name;
+        char kind; /* 'u' uint32, 'f' float, 's' string, 'U' seed, 't' threads */
+        size_t off;
+    } t[] = {
+        {"--dim", 'u', offsetof(dr_model_params, dim)},
+        {"--max-len", 'u', offsetof(dr_model_params, max_len)},
+        {"--blocks", 'u', offsetof(dr_model_params, blocks)},
+        {"--heads", 'u', offsetof(dr_model_params, heads)},
+        {"--batch", 'u', offsetof(dr_model_params, batch)},
+        {"--epochs", 'u', offsetof(dr_model_params, epochs)},
+        {"--patience", 'u', offsetof(dr_model_params, patience)},
+        {"--eval-every", 'u', offsetof(dr_model_params, eval_every)},
+        {"--knn-last", 'u', offsetof(dr_model_params, knn_last)},
+        {"--dropout", 'f', offsetof(dr_model_params, dropout)},
+        {"--lr", 'f', offsetof(dr_model_params, lr)},
+        {"--weight-decay", 'f', offsetof(dr_model_params, weight_decay)},
+        {"--l2", 'f', offsetof(dr_model_params, l2)},
+        {"--loss", 's', offsetof(dr_model_params, loss)},
+        {"--optimizer", 's', offsetof(dr_model_params, optimizer)},
+        {"--seed", 'U', offsetof(dr_model_params, seed)},
+        {"--threads", 't', offsetof(dr_model_params, threads)},
+    };
+    int err = 0;
+    const char *v;
+    if ((v = opt_value(o, "--model", &err))) {
+        m->model = v;
+        return 1;
+    }
+    for (size_t k = 0; k < sizeof t / sizeof t[0] && !err; k++) {
+        if (!(v = opt_value(o, t[k].name, &err))) continue;
+        char *at = (char *)&m->p + t[k].off;
+        uint64_t u;
+        double d;
+        switch (t[k].kind) {
+        case 'u':
+            if (parse_u64(v, &u) || u > 10000000) goto bad;
+            *(uint32_t *)at = (uint32_t)u;
+            break;
+        case 'f':
+            if (parse_double(v, &d) || d < 0 || d > 1e6) goto bad;
+            *(float *)at = (float)d;
+            break;
+        case 'U':
+            if (parse_u64(v, &u)) goto bad;
+            *(uint64_t *)at = u;
+            break;
+        case 't':
+            if (parse_u64(v, &u) || u > 256) goto bad;
+            *(int *)at = (int)u;
+            break;
+        default:
+            *(const char **)at = v;
+        }
+        return 1;
+    bad:
+        usage_error("bad %s '%s'", t[k].name, v);
+        return -1;
+    }
+    return err ? -1 : 0;
+}
+
+static int is_checkpoint_path(const char *model) {
+    size_t n = strlen(model);
+    return strchr(model, '/') || (n > 4 && strcmp(model + n - 4, ".drm") == 0);
+}
+
+static void epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double seconds) {
+    (void)ud;
+    if (val_ndcg10 >= 0)
+        fprintf(stderr, "epoch %4d  loss %.5f  valid NDCG@10 %.4f  %.2f s\n", epoch, loss,
+                val_ndcg10, seconds);
+    else
+        fprintf(stderr, "epoch %4d  loss %.5f  %.2f s\n", epoch, loss, seconds);
+}
+
+/* Fits m->model on ds under split kind, or loads the checkpoint m->model and checks it
+ * against ds. */
+static int get_model(dr_dataset *ds, const dr_split *sp, model_opts *mo, dr_model **out) {
+    dr_error e = {0};
+    dr_status s;
+    if (is_checkpoint_path(mo->model)) {
+        s = dr_model_load(mo->model, out, &e);
+        if (s == DR_OK && ds) s = dr_model_check_dataset(*out, ds, &e);
+        if (s != DR_OK) {
+            dr_model_free(*out);
+            *out = NULL;
+            return die(s, &e);
+        }
+        return 0;
+    }
+    mo->p.name = mo->model;
+    mo->p.progress = progress_cb;
+    if (!mo->p.on_epoch) mo->p.on_epoch = epoch_cb;
+    s = dr_model_fit(ds, sp, &mo->p, out, &e);
+    return s == DR_OK ? 0 : die(s, &e);
+}
+
+/* ------------------------------------------------------------------ train */
+
+static const char *train_help_head =
+    "usage: dynrec train --model sasrec|mf --data PATH --out model.drm [options]\n"
+    "  --protocol loo|stream  train on P-LOO training prefixes (default; validation targets\n"
+    "                       drive early stopping) or on P-STREAM's pre-T0 interactions\n"
+    "  --out FILE           checkpoint to write (.drm, docs/FORMATS.md)\n";
+
+static int cmd_train(int argc, char **argv) {
+    load_opts l = {0};
+    l.p = dr_load_default_params();
+    model_opts mo = {dr_model_default_params(), NULL};
+    const char *out = NULL, *protocol = "loo";
+    opts o = {argc, argv, 0};
+    for (o.i = 0; o.i < argc; o.i++) {
+        const char *a = argv[o.i], *v;
+        int err = 0, r;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(train_help_head, stdout);
+            fputs(model_opts_help, stdout);
+            return 0;
+        }
+        if ((v = opt_value(&o, "--out", &err))) { out = v; continue; }
+        if ((v = opt_value(&o, "--protocol", &err))) { protocol = v; continue; }
+        if (err) return err;
+        if ((r = model_opt(&o, &mo)) < 0) return 2;
+        if (r) continue;
+        if ((r = load_opt(&o, &l)) < 0) return 2;
+        if (r == 0) return usage_error("train: unknown option '%s'", a);
+    }
+    if (!mo.model || !out) return usage_error("train: --model and --out are required");
+    if (strcmp(mo.model, "sasrec") && strcmp(mo.model, "mf"))
+        return usage_error("train: --model must be sasrec or mf");
+    dr_split_kind kind;
+    if (!strcmp(protocol, "loo")) kind = DR_SPLIT_LOO;
+    else if (!strcmp(protocol, "stream")) kind = DR_SPLIT_T0;
+    else return usage_error("train: unknown --protocol '%s' (loo, stream)", protocol);
+    dr_dataset *ds = NULL;
+    int rc = load(&l, &ds);
+    if (rc) return rc;
+    dr_error e = {0};
+    dr_split *sp = NULL;
+    dr_model *m = NULL;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    dr_status s = dr_split_create(ds, kind, &sp, &e);
+    if (s != DR_OK) rc = die(s, &e);
+    if (!rc) rc = get_model(ds, sp, &mo, &m);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    if (!rc && (s = dr_model_save(m, ds, sp, out, &e)) != DR_OK) rc = die(s, &e);
+    if (!rc)
+        fprintf(stderr, "train: %s on %s (%s) in %.1f s -> %s\n", mo.model, dr_dataset_name(ds),
+                protocol, (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec),
+                out);
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ eval */
 
-static const char *eval_help =
-    "usage: dynrec eval --protocol loo --model pop|itemknn --data PATH [--json]\n"
+static const char *eval_help_head =
+    "usage: dynrec eval --protocol loo --model NAME|FILE --data PATH [--json]\n"
     "  --protocol loo   P-LOO of ../shared/PROTOCOL.md (given: the source's own split)\n"
-    "  --model NAME     pop | itemknn\n"
     "  --data PATH      dataset folder or file (see dynrec data stats --help)\n"
-    "  --threads N      worker threads (0 = all cores)\n"
     "  --valid          evaluate on the validation targets instead of the test targets\n"
-    "  --json           one JSON object on stdout\n";
+    "  --json           one JSON object on stdout\n"
+    "  With a model name the model is fitted on the training prefixes first.\n";
 
-static int run_eval(dr_dataset *ds, dr_split_kind kind, const char *model, int threads,
-                    int which, dr_eval_result *res) {
+static int run_eval(dr_dataset *ds, dr_split_kind kind, model_opts *mo, int which,
+                    dr_eval_result *res) {
     dr_error e = {0};
     dr_split *sp = NULL;
     dr_model *m = NULL;
     dr_status s = dr_split_create(ds, kind, &sp, &e);
     if (s != DR_OK) return die(s, &e);
-    dr_model_params mp = dr_model_default_params();
-    mp.name = model;
-    mp.threads = threads;
-    mp.progress = progress_cb;
-    s = dr_model_fit(ds, sp, &mp, &m, &e);
-    if (s != DR_OK) {
+    int rc = get_model(ds, sp, mo, &m);
+    if (rc) {
         dr_split_free(sp);
-        return die(s, &e);
+        return rc;
     }
     dr_eval_params ep = dr_eval_default_params();
-    ep.threads = threads;
+    ep.threads = mo->p.threads;
     ep.which = which;
     ep.progress = progress_cb;
     s = dr_eval_split(ds, sp, m, &ep, res, &e);
@@ -471,29 +647,25 @@ static void print_eval_human(const char *protocol, const dr_dataset *ds, const c
 static int cmd_eval(int argc, char **argv) {
     load_opts l = {0};
     l.p = dr_load_default_params();
-    const char *protocol = NULL, *model = NULL;
-    int json = 0, threads = 0, which = 0;
+    model_opts mo = {dr_model_default_params(), NULL};
+    const char *protocol = NULL;
+    int json = 0, which = 0;
     opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
-        int err = 0;
+        int err = 0, r;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(eval_help, stdout);
+            fputs(eval_help_head, stdout);
+            fputs(model_opts_help, stdout);
             return 0;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
         if (!strcmp(a, "--valid")) { which = 1; continue; }
         if ((v = opt_value(&o, "--protocol", &err))) { protocol = v; continue; }
-        if ((v = opt_value(&o, "--model", &err))) { model = v; continue; }
-        if ((v = opt_value(&o, "--threads", &err))) {
-            uint64_t u;
-            if (parse_u64(v, &u) || u > 256) return usage_error("bad --threads '%s'", v);
-            threads = (int)u;
-            continue;
-        }
         if (err) return err;
-        int r = load_opt(&o, &l);
-        if (r < 0) return 2;
+        if ((r = model_opt(&o, &mo)) < 0) return 2;
+        if (r) continue;
+        if ((r = load_opt(&o, &l)) < 0) return 2;
         if (r == 0) return usage_error("eval: unknown option '%s'", a);
     }
     if (!protocol) return usage_error("eval: --protocol is required (loo)");
@@ -502,12 +674,12 @@ static int cmd_eval(int argc, char **argv) {
     if (!strcmp(protocol, "loo")) kind = DR_SPLIT_LOO, pname = "P-LOO";
     else if (!strcmp(protocol, "given")) kind = DR_SPLIT_GIVEN, pname = "GIVEN";
     else return usage_error("eval: unknown --protocol '%s' (loo, given)", protocol);
-    if (!model) return usage_error("eval: --model is required (pop, itemknn)");
+    if (!mo.model) return usage_error("eval: --model is required (pop, itemknn, sasrec, mf or a file)");
     dr_dataset *ds = NULL;
     int rc = load(&l, &ds);
     if (rc) return rc;
     dr_eval_result r;
-    rc = run_eval(ds, kind, model, threads, which, &r);
+    rc = run_eval(ds, kind, &mo, which, &r);
     if (rc) {
         dr_dataset_free(ds);
         return rc;
@@ -516,14 +688,14 @@ static int cmd_eval(int argc, char **argv) {
         printf("{\"protocol\":\"%s\",\"dataset\":", pname);
         json_str(stdout, dr_dataset_name(ds));
         printf(",\"model\":");
-        json_str(stdout, model);
+        json_str(stdout, mo.model);
         printf(",\"n_users\":%u,\"full\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f,\"hit@20\":%.6f,"
                "\"ndcg@20\":%.6f},\"sampled100\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},"
                "\"seconds\":%.3f}\n",
                r.n_users, r.full10.hit, r.full10.ndcg, r.full20.hit, r.full20.ndcg,
                r.samp10.hit, r.samp10.ndcg, r.seconds);
     } else {
-        print_eval_human(pname, ds, model, &r, which);
+        print_eval_human(pname, ds, mo.model, &r, which);
     }
     dr_dataset_free(ds);
     return 0;
@@ -532,9 +704,12 @@ static int cmd_eval(int argc, char **argv) {
 /* ------------------------------------------------------------------ recommend */
 
 static const char *recommend_help =
-    "usage: dynrec recommend --data PATH --model pop|itemknn --user ID [-k 10]\n"
-    "  Fits the model on the P-LOO training prefixes and ranks every item for the user's\n"
-    "  whole history, history items excluded.\n";
+    "usage: dynrec recommend --model FILE --user ID [-k 10] [--data PATH] [--json]\n"
+    "       dynrec recommend --model pop|itemknn --data PATH --user ID [-k 10]\n"
+    "  Ranks every item for the user's whole history, history items excluded. A checkpoint\n"
+    "  carries the ids and histories it was trained with; --data adds titles and attributes\n"
+    "  (and must have the same item catalogue). A model name is fitted on the P-LOO training\n"
+    "  prefixes of --data first.\n";
 
 /* Top-k of scores with excluded items skipped; ties go to the lower id. */
 static size_t topk(const float *scores, uint32_t n, const uint8_t *excl, uint32_t *idx, size_t k) {
@@ -553,12 +728,15 @@ static size_t topk(const float *scores, uint32_t n, const uint8_t *excl, uint32_
     return m;
 }
 
+/* Recommends for user u; ds (titles, attributes, ids) may be NULL when m carries ids. */
 static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, size_t k,
                          int json, FILE *out) {
     dr_error e = {0};
-    uint32_t n = dr_dataset_n_items(ds);
+    uint32_t n = ds ? dr_dataset_n_items(ds) : dr_model_n_items(m);
     const uint32_t *hist;
-    size_t nh = dr_dataset_user_items(ds, u, &hist, NULL);
+    size_t nh = dr_model_n_users(m) ? dr_model_user_history(m, u, &hist)
+                                    : dr_dataset_user_items(ds, u, &hist, NULL);
+    const char *uid = dr_model_n_users(m) ? dr_model_user_id(m, u) : dr_dataset_user_id(ds, u);
     float *scores = malloc((size_t)n * sizeof *scores);
     uint8_t *excl = calloc(n, 1);
     uint32_t *idx = malloc((k ? k : 1) * sizeof *idx);
@@ -571,26 +749,29 @@ static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, si
     size_t got = topk(scores, n, excl, idx, k);
     if (json) {
         fprintf(out, "{\"user\":");
-        json_str(out, dr_dataset_user_id(ds, u));
+        json_str(out, uid);
         fprintf(out, ",\"model\":");
         json_str(out, dr_model_name(m));
         fprintf(out, ",\"items\":[");
         for (size_t j = 0; j < got; j++) {
             fprintf(out, "%s{\"item\":", j ? "," : "");
-            json_str(out, dr_dataset_item_id(ds, idx[j]));
-            fprintf(out, ",\"title\":");
-            json_str(out, dr_dataset_item_title(ds, idx[j]));
+            json_str(out, ds ? dr_dataset_item_id(ds, idx[j]) : dr_model_item_id(m, idx[j]));
+            if (ds) {
+                fprintf(out, ",\"title\":");
+                json_str(out, dr_dataset_item_title(ds, idx[j]));
+            }
             fprintf(out, ",\"score\":%.6g}", scores[idx[j]]);
         }
         fprintf(out, "]}\n");
     } else {
-        fprintf(out, "  recommendations for user %s (%s, %zu items in history):\n",
-                dr_dataset_user_id(ds, u), dr_model_name(m), nh);
+        fprintf(out, "  recommendations for user %s (%s, %zu items in history):\n", uid,
+                dr_model_name(m), nh);
         for (size_t j = 0; j < got; j++) {
+            const char *iid = ds ? dr_dataset_item_id(ds, idx[j]) : dr_model_item_id(m, idx[j]);
+            fprintf(out, "   %2zu. %-8s %-34.34s score %8.4f ", j + 1, iid,
+                    ds ? dr_dataset_item_title(ds, idx[j]) : "", scores[idx[j]]);
             const char *attrs[4];
-            size_t na = dr_dataset_item_attrs(ds, idx[j], attrs, 4);
-            fprintf(out, "   %2zu. %-8s %-34.34s score %8.4f ", j + 1, dr_dataset_item_id(ds, idx[j]),
-                    dr_dataset_item_title(ds, idx[j]), scores[idx[j]]);
+            size_t na = ds ? dr_dataset_item_attrs(ds, idx[j], attrs, 4) : 0;
             for (size_t a = 0; a < na && a < 3; a++) fprintf(out, "%s%s", a ? " " : "", attrs[a]);
             fputc('\n', out);
         }
@@ -607,47 +788,53 @@ done:
 static int cmd_recommend(int argc, char **argv) {
     load_opts l = {0};
     l.p = dr_load_default_params();
-    const char *model = NULL, *user = NULL;
+    model_opts mo = {dr_model_default_params(), NULL};
+    const char *user = NULL;
     uint64_t k = 10;
     int json = 0;
     opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
-        int err = 0;
+        int err = 0, r;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(recommend_help, stdout);
             return 0;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
-        if ((v = opt_value(&o, "--model", &err))) { model = v; continue; }
         if ((v = opt_value(&o, "--user", &err))) { user = v; continue; }
         if ((v = opt_value(&o, "-k", &err))) {
             if (parse_u64(v, &k) || k == 0 || k > 10000) return usage_error("bad -k '%s' (1..10000)", v);
             continue;
         }
         if (err) return err;
-        int r = load_opt(&o, &l);
-        if (r < 0) return 2;
+        if ((r = model_opt(&o, &mo)) < 0) return 2;
+        if (r) continue;
+        if ((r = load_opt(&o, &l)) < 0) return 2;
         if (r == 0) return usage_error("recommend: unknown option '%s'", a);
     }
-    if (!model || !user) return usage_error("recommend: --model and --user are required");
+    if (!mo.model || !user) return usage_error("recommend: --model and --user are required");
+    int from_file = is_checkpoint_path(mo.model);
+    if (!from_file && !l.data) return usage_error("recommend: a model name needs --data");
     dr_dataset *ds = NULL;
-    int rc = load(&l, &ds);
+    int rc = l.data ? load(&l, &ds) : 0;
     if (rc) return rc;
-    uint32_t u;
-    if (dr_dataset_find_user(ds, user, &u) != DR_OK) {
-        fprintf(stderr, "dynrec: notfound: user '%s' is not in %s\n", user, dr_dataset_name(ds));
-        dr_dataset_free(ds);
-        return 1;
-    }
     dr_error e = {0};
     dr_split *sp = NULL;
     dr_model *m = NULL;
-    dr_model_params mp = dr_model_default_params();
-    mp.name = model;
-    dr_status s = dr_split_create(ds, DR_SPLIT_LOO, &sp, &e);
-    if (s == DR_OK) s = dr_model_fit(ds, sp, &mp, &m, &e);
-    rc = s == DR_OK ? recommend_for(ds, m, u, (size_t)k, json, stdout) : die(s, &e);
+    dr_status s = DR_OK;
+    if (!from_file && (s = dr_split_create(ds, DR_SPLIT_LOO, &sp, &e)) != DR_OK) rc = die(s, &e);
+    mo.p.on_epoch = NULL;
+    if (!rc) rc = get_model(ds, sp, &mo, &m);
+    uint32_t u = 0;
+    if (!rc) {
+        dr_status f = from_file ? dr_model_find_user(m, user, &u) : dr_dataset_find_user(ds, user, &u);
+        if (f != DR_OK) {
+            fprintf(stderr, "dynrec: notfound: user '%s' is not in %s\n", user,
+                    from_file ? mo.model : dr_dataset_name(ds));
+            rc = 1;
+        }
+    }
+    if (!rc) rc = recommend_for(ds, m, u, (size_t)k, json, stdout);
     dr_model_free(m);
     dr_split_free(sp);
     dr_dataset_free(ds);
@@ -710,7 +897,8 @@ static int cmd_demo(int argc, char **argv) {
     static const char *const models[] = {"pop", "itemknn"};
     dr_eval_result res[2];
     for (int k = 0; k < 2; k++) {
-        rc = run_eval(ds, DR_SPLIT_LOO, models[k], 0, 0, &res[k]);
+        model_opts mo = {dr_model_default_params(), models[k]};
+        rc = run_eval(ds, DR_SPLIT_LOO, &mo, 0, &res[k]);
         if (rc) {
             dr_dataset_free(ds);
             return rc;
@@ -749,6 +937,7 @@ static const char *main_help =
     "usage: dynrec <command> [options]   (dynrec <command> --help for each)\n"
     "  data synth       write a synthetic dataset folder\n"
     "  data stats       dataset statistics and load report\n"
+    "  train            train a base model (sasrec, mf) and write a checkpoint\n"
     "  eval             evaluate a model under a protocol of ../shared/PROTOCOL.md\n"
     "  recommend        top-k items for one user\n"
     "  demo             synthesise, evaluate, recommend; print a summary\n";
@@ -771,6 +960,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[2], "stats")) return cmd_stats(argc - 3, argv + 3);
         return usage_error("unknown data sub-command '%s'", argv[2]);
     }
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "recommend")) return cmd_recommend(argc - 2, argv + 2);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 2, argv + 2);

@@ -241,11 +241,32 @@ int64_t dr_split_t0(const dr_split *s);            /* DR_SPLIT_T0 only */
 
 typedef struct dr_model dr_model;
 
+/* Called after every training epoch; val_ndcg10 < 0 when the epoch was not validated. */
+typedef void (*dr_epoch_fn)(void *ud, int epoch, double loss, double val_ndcg10,
+                            double seconds);
+
 typedef struct dr_model_params {
-    const char *name;       /* "pop", "itemknn" */
+    const char *name;       /* "pop", "itemknn", "sasrec", "mf" */
     uint32_t knn_last;      /* itemknn: distinct recent context items used (20) */
     int threads;            /* 0 = all cores */
     uint64_t seed;
+    /* Trained models (sasrec, mf). 0 / NULL = the model's own default. */
+    uint32_t dim;           /* latent size d */
+    uint32_t max_len;       /* sasrec: L, the most recent items used */
+    uint32_t blocks;        /* sasrec: transformer blocks */
+    uint32_t heads;         /* sasrec: attention heads */
+    uint32_t batch;         /* sasrec: users per batch */
+    uint32_t epochs;        /* maximum epochs */
+    uint32_t patience;      /* validations without improvement before stopping */
+    uint32_t eval_every;    /* validate every this many epochs */
+    float dropout;          /* sasrec; < 0 = default (0 is a valid rate) */
+    float lr;               /* learning rate */
+    float weight_decay;     /* sasrec: decoupled weight decay; < 0 = default */
+    float l2;               /* mf: L2 regularisation; < 0 = default */
+    const char *loss;       /* sasrec: "ce" (full softmax) | "bce" (one sampled negative) */
+    const char *optimizer;  /* mf: "sgd" | "adam" */
+    dr_epoch_fn on_epoch;
+    void *on_epoch_ud;
     dr_progress_fn progress;
     void *progress_ud;
 } dr_model_params;
@@ -257,6 +278,29 @@ dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_mod
                        dr_model **out, dr_error *err);
 void dr_model_free(dr_model *m);
 const char *dr_model_name(const dr_model *m);
+
+/*
+ * Checkpoints (.drm, docs/FORMATS.md). A saved model carries, besides its parameters, the
+ * external user and item ids and every user's time-ordered history from ds, so that
+ * `recommend` needs no dataset; `split` records which protocol the model was trained under
+ * (and T0 for P-STREAM). pop and itemknn are not saved (DR_UNSUPPORTED).
+ */
+dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split *split,
+                        const char *path, dr_error *err);
+/* Opens a checkpoint (mmapped, read-only, every offset checked); DR_FORMAT when damaged. */
+dr_status dr_model_load(const char *path, dr_model **out, dr_error *err);
+/* Metadata of a loaded model ("model", "dataset", "split", "T0", hyper-parameters); NULL if
+ * absent or the model was not loaded from a file. */
+const char *dr_model_meta(const dr_model *m, const char *key);
+uint32_t dr_model_n_items(const dr_model *m);
+/* DR_OK when ds has exactly the item catalogue (ids, in order) the model was trained on. */
+dr_status dr_model_check_dataset(const dr_model *m, const dr_dataset *ds, dr_error *err);
+/* Ids and histories stored in a loaded checkpoint. */
+uint32_t dr_model_n_users(const dr_model *m);
+dr_status dr_model_find_user(const dr_model *m, const char *ext, uint32_t *u);
+const char *dr_model_user_id(const dr_model *m, uint32_t u);
+const char *dr_model_item_id(const dr_model *m, uint32_t i);
+size_t dr_model_user_history(const dr_model *m, uint32_t u, const uint32_t **items);
 
 /* Scratch for one scoring thread; one per thread, reused across calls. */
 typedef struct dr_scorer dr_scorer;

@@ -280,6 +280,7 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
     uint32_t bad_evals = 0;
     double best_ndcg = -1.0;
     for (uint32_t ep = 0; ep < p->epochs; ep++) {
+        double epoch_t0 = dr_now_seconds(), val_ndcg = -1.0;
         for (size_t k = n_pos; k > 1; k--) { /* Fisher-Yates */
             size_t r = (size_t)dr_rng_below(&srng, k);
             uint32_t t = perm[k - 1];
@@ -317,6 +318,7 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
             apply(s->block, b_at + i, &gbi, 1, p->lr, a);
             apply(s->block, b_at + j, &gbj, 1, p->lr, a);
         }
+        double ep_start = epoch_t0;
         s->report.epochs_run = ep + 1;
         s->report.last_loss = n_steps ? loss / (double)n_steps : 0.0;
         if (!isfinite(s->report.last_loss)) {
@@ -332,18 +334,23 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
             if ((st = dr_eval_split(ds, sp, &tmp, &ev, &r, err)) != DR_OK) goto fail;
             dr_log(DR_LOG_INFO, "mf: epoch %u loss %.5f valid NDCG@10 %.5f Hit@10 %.5f", ep + 1,
                    s->report.last_loss, r.full10.ndcg, r.full10.hit);
+            val_ndcg = r.full10.ndcg;
             if (r.full10.ndcg > best_ndcg) {
                 best_ndcg = r.full10.ndcg;
                 s->report.best_epoch = ep + 1;
                 memcpy(best, s->block, n_params * sizeof *best);
                 bad_evals = 0;
-            } else if (++bad_evals >= p->patience) {
-                break;
+            } else {
+                ++bad_evals; /* the loop stops after reporting this epoch */
             }
         } else {
             dr_log(DR_LOG_DEBUG, "mf: epoch %u loss %.5f", ep + 1, s->report.last_loss);
         }
+        if (p->on_epoch)
+            p->on_epoch(p->on_epoch_ud, (int)ep + 1, s->report.last_loss, val_ndcg,
+                        dr_now_seconds() - ep_start);
         if (p->progress) p->progress(p->progress_ud, "mf epoch", ep + 1, p->epochs);
+        if (val_ndcg >= 0 && bad_evals >= p->patience) break;
     }
     if (early && best_ndcg >= 0) {
         memcpy(s->block, best, n_params * sizeof *best);
@@ -377,15 +384,30 @@ fail:
     return st;
 }
 
+dr_mf_params dr_mf_params_from_model(const dr_model_params *mp) {
+    dr_mf_params p = dr_mf_default_params();
+    if (!mp) return p;
+    p.seed = mp->seed;
+    p.threads = mp->threads;
+    p.progress = mp->progress;
+    p.progress_ud = mp->progress_ud;
+    p.on_epoch = mp->on_epoch;
+    p.on_epoch_ud = mp->on_epoch_ud;
+    if (mp->dim) p.d = mp->dim;
+    if (mp->epochs) p.epochs = mp->epochs;
+    if (mp->patience) p.patience = mp->patience;
+    if (mp->eval_every) p.eval_every = mp->eval_every;
+    if (mp->lr > 0) p.lr = mp->lr;
+    if (mp->l2 >= 0) p.l2 = mp->l2;
+    if (mp->optimizer && strcmp(mp->optimizer, "adam") == 0) p.optimizer = DR_MF_ADAM;
+    return p;
+}
+
 static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_model_params *mp,
                            void **state, dr_error *err) {
-    dr_mf_params p = dr_mf_default_params();
-    if (mp) {
-        p.seed = mp->seed;
-        p.threads = mp->threads;
-        p.progress = mp->progress;
-        p.progress_ud = mp->progress_ud;
-    }
+    if (mp && mp->optimizer && strcmp(mp->optimizer, "adam") && strcmp(mp->optimizer, "sgd"))
+        return dr_fail(err, DR_ARG, "mf: unknown optimizer '%s' (sgd, adam)", mp->optimizer);
+    dr_mf_params p = dr_mf_params_from_model(mp);
     mf_state *s = NULL;
     dr_status st = mf_train(ds, sp, &p, &s, err);
     if (st == DR_OK) *state = s;
@@ -411,6 +433,24 @@ static dr_status wrap_model(mf_state *s, dr_model **out, dr_error *err) {
     m->n_items = s->n_items;
     *out = m;
     return DR_OK;
+}
+
+dr_status dr_mf_from_view(const dr_mf_view *v, dr_model **out, dr_error *err) {
+    if (!v || !out || !v->user || !v->item || !v->item_bias || !v->d || v->d > MF_MAX_D)
+        return dr_fail(err, DR_ARG, "dr_mf_from_view: bad view");
+    *out = NULL;
+    mf_state *s = dr_calloc(1, sizeof *s);
+    if (!s) return dr_fail(err, DR_NOMEM, "mf: out of memory");
+    s->n_users = v->n_users;
+    s->n_items = v->n_items;
+    s->d = v->d;
+    s->user = v->user;
+    s->item = v->item;
+    s->item_bias = v->item_bias;
+    s->params = dr_mf_default_params();
+    s->params.d = v->d;
+    s->split_kind = -1;
+    return wrap_model(s, out, err);
 }
 
 dr_status dr_mf_fit(const dr_dataset *ds, const dr_split *split, const dr_mf_params *p,

@@ -27,6 +27,8 @@ typedef struct dr_mf_params {
                                 stopping; the best epoch's factors are kept (3) */
     dr_progress_fn progress; /* "mf epoch", epoch, epochs */
     void *progress_ud;
+    dr_epoch_fn on_epoch;    /* after every epoch: loss, validation NDCG@10 (< 0 if none) */
+    void *on_epoch_ud;
 } dr_mf_params;
 
 dr_mf_params dr_mf_default_params(void);
@@ -61,6 +63,10 @@ typedef struct dr_mf_view {
     const float *item_bias; /* (n_items) */
 } dr_mf_view;
 dr_status dr_mf_get_view(const dr_model *m, dr_mf_view *out, dr_error *err);
+/* A model over factors it does not own (e.g. a checkpoint mapping that outlives it). */
+dr_status dr_mf_from_view(const dr_mf_view *v, dr_model **out, dr_error *err);
+/* dr_mf_params from the generic parameters (0 / negative fields keep the defaults). */
+dr_mf_params dr_mf_params_from_model(const dr_model_params *mp);
 
 /*
  * One BPR sample, the exact code training uses: x = b_i - b_j + pu.(qi - qj),

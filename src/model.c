@@ -8,8 +8,12 @@
  * model behind a mutex, which serialises the evaluation and the server.
  */
 #include "model.h"
+#include "mf.h"
+#include "sasrec.h"
+#include "format.h"
 
-static const dr_model_vt *const g_models[] = {&dr_pop_vt, &dr_itemknn_vt};
+static const dr_model_vt *const g_models[] = {&dr_pop_vt, &dr_itemknn_vt, &dr_sasrec_vt,
+                                              &dr_mf_vt};
 
 dr_model_params dr_model_default_params(void) {
     dr_model_params p;
@@ -18,6 +22,9 @@ dr_model_params dr_model_default_params(void) {
     p.knn_last = 20;
     p.threads = 0;
     p.seed = 42;
+    p.dropout = -1.0f;
+    p.weight_decay = -1.0f;
+    p.l2 = -1.0f;
     return p;
 }
 
@@ -37,7 +44,7 @@ dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_mod
     const char *name = p->name ? p->name : def.name;
     for (size_t k = 0; k < DR_ARRAY_LEN(g_models); k++)
         if (strcmp(g_models[k]->name, name) == 0) vt = g_models[k];
-    if (!vt) return dr_fail(err, DR_ARG, "unknown model '%s' (known: pop, itemknn)", name);
+    if (!vt) return dr_fail(err, DR_ARG, "unknown model '%s' (known: pop, itemknn, sasrec, mf)", name);
 
     m = dr_calloc(1, sizeof *m);
     if (!m) {
@@ -58,6 +65,10 @@ fail:
 void dr_model_free(dr_model *m) {
     if (!m) return;
     if (m->state) m->vt->free(m->state);
+    dr_free(m->user_ids);
+    dr_free(m->item_ids);
+    dr_strtab_free(&m->user_index);
+    dr_ckpt_close(m->ckpt); /* after the state: it points into the mapping */
     dr_free(m);
 }
 

@@ -37,6 +37,14 @@ struct dr_model {
     const dr_model_vt *vt;
     void *state;
     uint32_t n_items;
+    /* set when loaded from a checkpoint (model_io.c); NULL/0 for a model fitted in memory */
+    struct dr_ckpt *ckpt;        /* owns the mapping the state points into */
+    uint32_t n_users;            /* users stored in the checkpoint */
+    const char **user_ids;       /* (n_users) into the mapping */
+    const char **item_ids;       /* (n_items) into the mapping */
+    const uint64_t *hist_off;    /* (n_users + 1) */
+    const uint32_t *hist_item;   /* (hist_off[n_users]) time-ordered items per user */
+    dr_strtab user_index;        /* external user id -> u */
 };
 
 struct dr_scorer {

@@ -1,0 +1,193 @@
+/*
+ * bench_sasrec.c - SASRec training speed (seconds per epoch, peak RSS) on the shared data, and
+ * a training driver that reports P-LOO accuracy.
+ *
+ *   bench_sasrec                      speed: median of 3 epochs, reference settings (BCE, d=50,
+ *                                     2 blocks, 1 head, batch 128; L=200 ml-small, L=50
+ *                                     amazon-mtv), 1 and 2 threads
+ *   bench_sasrec train DATASET [key=value ...]
+ *                                     train to early stopping and evaluate (P-LOO full ranking
+ *                                     and sampled-100 via dr_eval_split). DATASET: ml-small |
+ *                                     amazon-mtv | a path. keys: loss=ce|bce d L blocks heads
+ *                                     dropout lr wd batch epochs patience eval_every seed threads
+ *                                     shards
+ * Data: $DR_SHARED/data or ../shared/data; a missing dataset is skipped with a message.
+ */
+#include "bench.h"
+
+#include "sasrec.h"
+
+static const char *data_path(const char *name, char *buf, size_t cap) {
+    const char *env = getenv("DR_SHARED");
+    const char *sub = !strcmp(name, "ml-small")     ? "movielens-latest-small"
+                      : !strcmp(name, "amazon-mtv") ? "amazon-movies-tv-llmtup"
+                                                    : NULL;
+    if (!sub) return name;
+    snprintf(buf, cap, "%s/data/%s", env && *env ? env : "../shared", sub);
+    return buf;
+}
+
+typedef struct epoch_log {
+    double secs[1024];
+    int n;
+    int verbose;
+} epoch_log;
+
+static void on_epoch(void *ud, int epoch, double loss, double val, double secs) {
+    epoch_log *l = ud;
+    if (l->n < 1024) l->secs[l->n++] = secs;
+    if (l->verbose)
+        fprintf(stderr, "epoch %3d loss %.5f val_NDCG@10 %.5f %.3f s\n", epoch, loss, val, secs);
+}
+
+static int load(const char *name, dr_dataset **ds, dr_split **sp) {
+    char buf[4096];
+    const char *path = data_path(name, buf, sizeof buf);
+    dr_error err = {0};
+    if (access(path, R_OK) != 0) {
+        printf("# SKIP %s: %s not present\n", name, path);
+        return -1;
+    }
+    dr_load_params lp = dr_load_default_params();
+    if (dr_dataset_load(path, &lp, ds, &err) != DR_OK) {
+        printf("# SKIP %s: %s\n", name, err.msg);
+        return -1;
+    }
+    if (dr_split_create(*ds, DR_SPLIT_LOO, sp, &err) != DR_OK) {
+        printf("# SKIP %s: %s\n", name, err.msg);
+        dr_dataset_free(*ds);
+        return -1;
+    }
+    return 0;
+}
+
+static int speed(void) {
+    bench_header("sasrec");
+    const char *names[2] = {"ml-small", "amazon-mtv"};
+    const uint32_t Ls[2] = {200, 50};
+    const float drop[2] = {0.2f, 0.5f};
+    uint64_t hash = 0;
+    for (int k = 0; k < 2; k++) {
+        dr_dataset *ds = NULL;
+        dr_split *sp = NULL;
+        if (load(names[k], &ds, &sp)) continue;
+        for (int loss = 1; loss >= 0; loss--) {
+            for (int th = 1; th <= 2; th++) {
+                dr_sasrec_params p = dr_sasrec_default_params();
+                p.loss = (dr_sasrec_loss)loss;
+                p.L = Ls[k];
+                p.dropout = drop[k];
+                p.epochs = 3;
+                p.eval_every = 0;
+                p.threads = th;
+                epoch_log lg = {.n = 0};
+                p.on_epoch = on_epoch;
+                p.on_epoch_ud = &lg;
+                dr_sasrec *m = NULL;
+                dr_error err = {0};
+                if (dr_sasrec_fit(ds, sp, &p, &m, &err) != DR_OK) {
+                    fprintf(stderr, "fit: %s\n", err.msg);
+                    return 1;
+                }
+                size_t n;
+                const float *blk = dr_sasrec_param_block(m, &n);
+                hash = bench_hash(hash, blk, n * sizeof *blk);
+                printf("sasrec_epoch_%s_%s_L%u_%dt %.3f s\n", names[k], loss ? "bce" : "ce",
+                       p.L, th, bench_median(lg.secs, (size_t)lg.n));
+                dr_sasrec_free(m);
+            }
+        }
+        dr_split_free(sp);
+        dr_dataset_free(ds);
+    }
+    printf("peak_rss %.1f MiB\n", bench_peak_rss_mib());
+    printf("output_hash %016llx hash\n", (unsigned long long)hash);
+    return 0;
+}
+
+static int train(int argc, char **argv) {
+    dr_dataset *ds = NULL;
+    dr_split *sp = NULL;
+    const char *name = argv[0];
+    if (load(name, &ds, &sp)) return 0;
+    dr_sasrec_params p = dr_sasrec_default_params();
+    if (!strcmp(name, "amazon-mtv")) {
+        p.L = 50;
+        p.dropout = 0.5f;
+    }
+    for (int i = 1; i < argc; i++) {
+        char key[64];
+        const char *eq = strchr(argv[i], '=');
+        if (!eq || (size_t)(eq - argv[i]) >= sizeof key) {
+            fprintf(stderr, "bad argument %s (key=value)\n", argv[i]);
+            return 2;
+        }
+        snprintf(key, sizeof key, "%.*s", (int)(eq - argv[i]), argv[i]);
+        const char *v = eq + 1;
+        if (!strcmp(key, "loss")) p.loss = !strcmp(v, "bce") ? DR_SASREC_BCE : DR_SASREC_CE;
+        else if (!strcmp(key, "d")) p.d = (uint32_t)atoi(v);
+        else if (!strcmp(key, "L")) p.L = (uint32_t)atoi(v);
+        else if (!strcmp(key, "blocks")) p.blocks = (uint32_t)atoi(v);
+        else if (!strcmp(key, "heads")) p.heads = (uint32_t)atoi(v);
+        else if (!strcmp(key, "dropout")) p.dropout = (float)atof(v);
+        else if (!strcmp(key, "lr")) p.lr = (float)atof(v);
+        else if (!strcmp(key, "wd")) p.weight_decay = (float)atof(v);
+        else if (!strcmp(key, "batch")) p.batch = (uint32_t)atoi(v);
+        else if (!strcmp(key, "epochs")) p.epochs = (uint32_t)atoi(v);
+        else if (!strcmp(key, "patience")) p.patience = (uint32_t)atoi(v);
+        else if (!strcmp(key, "eval_every")) p.eval_every = (uint32_t)atoi(v);
+        else if (!strcmp(key, "seed")) p.seed = (uint64_t)atoll(v);
+        else if (!strcmp(key, "threads")) p.threads = atoi(v);
+        else if (!strcmp(key, "shards")) p.shards = (uint32_t)atoi(v);
+        else {
+            fprintf(stderr, "unknown key %s\n", key);
+            return 2;
+        }
+    }
+    epoch_log lg = {.n = 0, .verbose = 1};
+    p.on_epoch = on_epoch;
+    p.on_epoch_ud = &lg;
+    dr_sasrec *s = NULL;
+    dr_model *m = NULL;
+    dr_error err = {0};
+    double t0 = bench_now();
+    if (dr_sasrec_fit(ds, sp, &p, &s, &err) != DR_OK || dr_sasrec_as_model(s, &m, &err) != DR_OK) {
+        fprintf(stderr, "fit: %s\n", err.msg);
+        return 1;
+    }
+    double t_fit = bench_now() - t0;
+    int best_ep = 0;
+    double best = dr_sasrec_best_val(s, &best_ep);
+    dr_eval_params ep = dr_eval_default_params();
+    ep.threads = p.threads;
+    dr_eval_result r;
+    if (dr_eval_split(ds, sp, m, &ep, &r, &err) != DR_OK) {
+        fprintf(stderr, "eval: %s\n", err.msg);
+        return 1;
+    }
+    double med = bench_median(lg.secs, (size_t)lg.n);
+    printf("# sasrec %s loss=%s d=%u L=%u blocks=%u heads=%u dropout=%g lr=%g wd=%g batch=%u "
+           "seed=%llu threads=%d shards=%u\n",
+           name, p.loss == DR_SASREC_BCE ? "bce" : "ce", p.d, p.L, p.blocks, p.heads,
+           (double)p.dropout, (double)p.lr, (double)p.weight_decay, p.batch,
+           (unsigned long long)p.seed, p.threads, p.shards);
+    printf("epochs %d (best %d, val NDCG@10 %.4f) fit %.1f s, median epoch %.3f s\n", lg.n,
+           best_ep, best, t_fit, med);
+    printf("P-LOO full-ranking %s Hit@10 %.4f NDCG@10 %.4f Hit@20 %.4f NDCG@20 %.4f (%u users)\n",
+           name, r.full10.hit, r.full10.ndcg, r.full20.hit, r.full20.ndcg, r.n_users);
+    printf("P-LOO sampled-100 %s Hit@10 %.4f NDCG@10 %.4f\n", name, r.samp10.hit,
+           r.samp10.ndcg);
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "train")) return train(argc - 2, argv + 2);
+    if (argc > 1) {
+        fprintf(stderr, "usage: bench_sasrec [train DATASET [key=value ...]]\n");
+        return 2;
+    }
+    return speed();
+}

@@ -1,0 +1,207 @@
+/* test_model_io.c - checkpoints of trained models: round trip, serving context, damage. */
+#include "testutil.h"
+
+#include "dataset.h"
+#include "format.h"
+#include "model.h"
+
+static dr_dataset *small_synth(uint64_t seed) {
+    dr_synth_params p = dr_synth_default_params();
+    p.seed = seed;
+    p.n_users = 120;
+    p.n_items = 80;
+    p.n_events = 4000;
+    p.n_genres = 4;
+    dr_dataset *ds = NULL;
+    assert_ok(dr_synth_generate(&p, &ds, &e_));
+    return ds;
+}
+
+static dr_model *fit(const dr_dataset *ds, const dr_split *sp, const char *name) {
+    dr_model_params mp = dr_model_default_params();
+    mp.name = name;
+    mp.epochs = 3;
+    mp.eval_every = 0;
+    mp.threads = 1;
+    mp.max_len = 20;
+    mp.dim = 16;
+    mp.batch = 32;
+    dr_model *m = NULL;
+    assert_ok(dr_model_fit(ds, sp, &mp, &m, &e_));
+    return m;
+}
+
+/* Scores of every user's full history must be bit-identical after save + load. */
+static void round_trip(const char *name) {
+    dr_dataset *ds = small_synth(5);
+    dr_split *sp = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e_));
+    dr_model *m = fit(ds, sp, name), *back = NULL;
+    char dir[256], path[300];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/m.drm", dir);
+    assert_ok(dr_model_save(m, ds, sp, path, &e_));
+    assert_ok(dr_model_load(path, &back, &e_));
+    assert_string_equal(dr_model_name(back), name);
+    assert_string_equal(dr_model_meta(back, "model"), name);
+    assert_string_equal(dr_model_meta(back, "split"), "loo");
+    assert_string_equal(dr_model_meta(back, "dataset"), "synth");
+    assert_int_equal(dr_model_n_users(back), ds->n_users);
+    assert_int_equal(dr_model_n_items(back), ds->n_items);
+    assert_ok(dr_model_check_dataset(back, ds, &e_));
+
+    uint32_t n = ds->n_items;
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    dr_scorer *sa = NULL, *sb = NULL;
+    assert_ok(dr_scorer_create(m, &sa, &e_));
+    assert_ok(dr_scorer_create(back, &sb, &e_));
+    for (uint32_t u = 0; u < ds->n_users; u++) {
+        const uint32_t *h1, *h2;
+        size_t n1 = dr_dataset_user_items(ds, u, &h1, NULL);
+        size_t n2 = dr_model_user_history(back, u, &h2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(h1, h2, n1 * sizeof *h1);
+        assert_string_equal(dr_model_user_id(back, u), dr_dataset_user_id(ds, u));
+        uint32_t found;
+        assert_int_equal(dr_model_find_user(back, dr_dataset_user_id(ds, u), &found), DR_OK);
+        assert_int_equal(found, u);
+        assert_ok(dr_model_score(m, sa, u, h1, n1, a, &e_));
+        assert_ok(dr_model_score(back, sb, u, h2, n2, b, &e_));
+        assert_memory_equal(a, b, n * sizeof *a);
+    }
+    uint32_t none;
+    assert_int_equal(dr_model_find_user(back, "no-such-user", &none), DR_NOTFOUND);
+
+    /* a dataset with another catalogue is refused, naming the difference */
+    dr_dataset *other = small_synth(6);
+    dr_error e = {0};
+    dr_status st = dr_model_check_dataset(back, other, &e);
+    if (other->n_items == ds->n_items) {
+        /* same size: the ids differ somewhere or the catalogue is truly identical */
+        int same = 1;
+        for (uint32_t i = 0; i < n; i++) same &= !strcmp(ds->items.str[i], other->items.str[i]);
+        assert_int_equal(st, same ? DR_OK : DR_FORMAT);
+    } else {
+        assert_int_equal(st, DR_FORMAT);
+        assert_non_null(strstr(e.msg, "items"));
+    }
+    dr_dataset_free(other);
+
+    dr_scorer_free(sa);
+    dr_scorer_free(sb);
+    free(a);
+    free(b);
+    dr_model_free(back);
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+    dr_test_rmrf(dir);
+}
+
+static void test_mf_round_trip(void **state) {
+    (void)state;
+    round_trip("mf");
+}
+
+static void test_sasrec_round_trip(void **state) {
+    (void)state;
+    round_trip("sasrec");
+}
+
+static void test_baselines_not_saved(void **state) {
+    (void)state;
+    dr_dataset *ds = small_synth(5);
+    dr_split *sp = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e_));
+    dr_model *m = fit(ds, sp, "itemknn");
+    dr_error e = {0};
+    assert_int_equal(dr_model_save(m, ds, sp, "/tmp/never-written.drm", &e), DR_UNSUPPORTED);
+    assert_int_equal(access("/tmp/never-written.drm", F_OK), -1);
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+}
+
+/* A T0 split is recorded with its T0. */
+static void test_t0_recorded(void **state) {
+    (void)state;
+    dr_dataset *ds = small_synth(7);
+    dr_split *sp = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_T0, &sp, &e_));
+    dr_model *m = fit(ds, sp, "mf"), *back = NULL;
+    char dir[256], path[300], want[32];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/t0.drm", dir);
+    assert_ok(dr_model_save(m, ds, sp, path, &e_));
+    assert_ok(dr_model_load(path, &back, &e_));
+    assert_string_equal(dr_model_meta(back, "split"), "t0");
+    snprintf(want, sizeof want, "%lld", (long long)dr_split_t0(sp));
+    assert_string_equal(dr_model_meta(back, "T0"), want);
+    dr_model_free(back);
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+    dr_test_rmrf(dir);
+}
+
+/* Truncated and corrupted files fail with DR_FORMAT (never a crash); so does a checkpoint
+ * of an unknown model kind. */
+static void test_damaged(void **state) {
+    (void)state;
+    dr_dataset *ds = small_synth(5);
+    dr_split *sp = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e_));
+    dr_model *m = fit(ds, sp, "sasrec");
+    char dir[256], path[300], bad[300];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/m.drm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.drm", dir);
+    assert_ok(dr_model_save(m, ds, sp, path, &e_));
+    char *buf;
+    size_t len;
+    assert_ok(dr_read_file(path, 1 << 30, &buf, &len, &e_));
+    for (int cut = 1; cut < 16; cut++) {
+        FILE *f = fopen(bad, "wb");
+        fwrite(buf, 1, len * (size_t)cut / 16, f);
+        fclose(f);
+        dr_model *x = NULL;
+        dr_error e = {0};
+        assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+        assert_null(x);
+        assert_non_null(strstr(e.msg, "bad.drm"));
+    }
+    buf[len / 2] ^= 0x40; /* a flipped bit: the checksum catches it */
+    FILE *f = fopen(bad, "wb");
+    fwrite(buf, 1, len, f);
+    fclose(f);
+    dr_model *x = NULL;
+    dr_error e = {0};
+    assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+    free(buf);
+
+    /* a valid container that is not a model */
+    dr_ckpt_writer *w = NULL;
+    assert_ok(dr_ckpt_writer_create(&w, &e_));
+    assert_ok(dr_ckpt_add_meta(w, "model", "nonsense", &e_));
+    assert_ok(dr_ckpt_write(w, bad, &e_));
+    dr_ckpt_writer_free(w);
+    assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+    assert_non_null(strstr(e.msg, "nonsense"));
+    assert_int_equal(dr_model_load("/nonexistent/m.drm", &x, &e), DR_IO);
+
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+    dr_test_rmrf(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mf_round_trip),
+        cmocka_unit_test(test_sasrec_round_trip),
+        cmocka_unit_test(test_baselines_not_saved),
+        cmocka_unit_test(test_t0_recorded),
+        cmocka_unit_test(test_damaged),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
