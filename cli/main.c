@@ -711,42 +711,21 @@ static const char *recommend_help =
     "  (and must have the same item catalogue). A model name is fitted on the P-LOO training\n"
     "  prefixes of --data first.\n";
 
-/* Top-k of scores with excluded items skipped; ties go to the lower id. */
-static size_t topk(const float *scores, uint32_t n, const uint8_t *excl, uint32_t *idx, size_t k) {
-    size_t m = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (excl[i]) continue;
-        if (m < k) m++;
-        else if (!(scores[i] > scores[idx[m - 1]])) continue;
-        size_t j = m - 1;
-        while (j > 0 && scores[idx[j - 1]] < scores[i]) {
-            idx[j] = idx[j - 1];
-            j--;
-        }
-        idx[j] = i;
-    }
-    return m;
-}
-
 /* Recommends for user u; ds (titles, attributes, ids) may be NULL when m carries ids. */
 static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, size_t k,
                          int json, FILE *out) {
     dr_error e = {0};
-    uint32_t n = ds ? dr_dataset_n_items(ds) : dr_model_n_items(m);
     const uint32_t *hist;
     size_t nh = dr_model_n_users(m) ? dr_model_user_history(m, u, &hist)
                                     : dr_dataset_user_items(ds, u, &hist, NULL);
     const char *uid = dr_model_n_users(m) ? dr_model_user_id(m, u) : dr_dataset_user_id(ds, u);
-    float *scores = malloc((size_t)n * sizeof *scores);
-    uint8_t *excl = calloc(n, 1);
-    uint32_t *idx = malloc((k ? k : 1) * sizeof *idx);
+    dr_rec *rec = malloc(k * sizeof *rec);
+    uint32_t got = 0;
     dr_scorer *sc = NULL;
     dr_status s = DR_NOMEM;
-    if (!scores || !excl || !idx) goto done;
+    if (!rec) goto done;
     if ((s = dr_scorer_create(m, &sc, &e)) != DR_OK) goto done;
-    if ((s = dr_model_score(m, sc, u, hist, nh, scores, &e)) != DR_OK) goto done;
-    for (size_t j = 0; j < nh; j++) excl[hist[j]] = 1;
-    size_t got = topk(scores, n, excl, idx, k);
+    if ((s = dr_recommend(m, sc, u, hist, nh, (uint32_t)k, rec, &got, &e)) != DR_OK) goto done;
     if (json) {
         fprintf(out, "{\"user\":");
         json_str(out, uid);
@@ -755,23 +734,23 @@ static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, si
         fprintf(out, ",\"items\":[");
         for (size_t j = 0; j < got; j++) {
             fprintf(out, "%s{\"item\":", j ? "," : "");
-            json_str(out, ds ? dr_dataset_item_id(ds, idx[j]) : dr_model_item_id(m, idx[j]));
+            json_str(out, ds ? dr_dataset_item_id(ds, rec[j].item) : dr_model_item_id(m, rec[j].item));
             if (ds) {
                 fprintf(out, ",\"title\":");
-                json_str(out, dr_dataset_item_title(ds, idx[j]));
+                json_str(out, dr_dataset_item_title(ds, rec[j].item));
             }
-            fprintf(out, ",\"score\":%.6g}", scores[idx[j]]);
+            fprintf(out, ",\"score\":%.6g}", rec[j].score);
         }
         fprintf(out, "]}\n");
     } else {
         fprintf(out, "  recommendations for user %s (%s, %zu items in history):\n", uid,
                 dr_model_name(m), nh);
         for (size_t j = 0; j < got; j++) {
-            const char *iid = ds ? dr_dataset_item_id(ds, idx[j]) : dr_model_item_id(m, idx[j]);
+            const char *iid = ds ? dr_dataset_item_id(ds, rec[j].item) : dr_model_item_id(m, rec[j].item);
             fprintf(out, "   %2zu. %-8s %-34.34s score %8.4f ", j + 1, iid,
-                    ds ? dr_dataset_item_title(ds, idx[j]) : "", scores[idx[j]]);
+                    ds ? dr_dataset_item_title(ds, rec[j].item) : "", rec[j].score);
             const char *attrs[4];
-            size_t na = ds ? dr_dataset_item_attrs(ds, idx[j], attrs, 4) : 0;
+            size_t na = ds ? dr_dataset_item_attrs(ds, rec[j].item, attrs, 4) : 0;
             for (size_t a = 0; a < na && a < 3; a++) fprintf(out, "%s%s", a ? " " : "", attrs[a]);
             fputc('\n', out);
         }
@@ -779,9 +758,7 @@ static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, si
     s = DR_OK;
 done:
     dr_scorer_free(sc);
-    free(scores);
-    free(excl);
-    free(idx);
+    free(rec);
     return s == DR_OK ? 0 : die(s, &e);
 }
 

@@ -314,6 +314,23 @@ void dr_scorer_free(dr_scorer *s);
 dr_status dr_model_score(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
                          size_t n_ctx, float *scores, dr_error *err);
 
+/* One recommended item. */
+typedef struct dr_rec {
+    uint32_t item;
+    float score;
+} dr_rec;
+
+#define DR_RECOMMEND_MAX_K 1024
+
+/*
+ * The serving path: scores every item for user u with context ctx (time-ordered items) and
+ * returns the k best (k <= DR_RECOMMEND_MAX_K), best first, items in ctx excluded, ties to the
+ * lower item id; *n_out = min(k, candidates). Exact. Uses only the scorer's buffers: after the
+ * first call it never allocates.
+ */
+dr_status dr_recommend(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
+                       size_t n_ctx, uint32_t k, dr_rec *out, uint32_t *n_out, dr_error *err);
+
 /* ---------------------------------------------------------------- metrics */
 
 /*

@@ -11,6 +11,7 @@
 #include "mf.h"
 #include "sasrec.h"
 #include "format.h"
+#include "topk.h"
 
 static const dr_model_vt *const g_models[] = {&dr_pop_vt, &dr_itemknn_vt, &dr_sasrec_vt,
                                               &dr_mf_vt};
@@ -104,6 +105,8 @@ fail:
 
 void dr_scorer_free(dr_scorer *s) {
     if (!s) return;
+    dr_topk_scratch_free(s->topk);
+    dr_free(s->scores);
     dr_free(s->scratch);
     dr_free(s);
 }
@@ -118,4 +121,29 @@ dr_status dr_model_score(const dr_model *m, dr_scorer *s, uint32_t u, const uint
             return dr_fail(err, DR_RANGE, "dr_model_score: context item %u >= n_items %u",
                            ctx[k], m->n_items);
     return m->vt->score(m->state, s->scratch, u, ctx, n_ctx, scores, err);
+}
+
+dr_status dr_recommend(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
+                       size_t n_ctx, uint32_t k, dr_rec *out, uint32_t *n_out, dr_error *err) {
+    if (!m || !s || !out || !n_out) return dr_fail(err, DR_ARG, "dr_recommend: NULL argument");
+    *n_out = 0;
+    if (k == 0 || k > DR_RECOMMEND_MAX_K)
+        return dr_fail(err, DR_RANGE, "dr_recommend: k = %u is outside 1..%d", k,
+                       DR_RECOMMEND_MAX_K);
+    dr_status st;
+    if (!s->scores) { /* warm-up: the only allocation of the serving path */
+        s->scores = dr_malloc((size_t)m->n_items * sizeof *s->scores);
+        if (!s->scores) return dr_fail(err, DR_NOMEM, "dr_recommend: out of memory");
+        if ((st = dr_topk_scratch_create(m->n_items, DR_RECOMMEND_MAX_K, &s->topk, err)) != DR_OK) {
+            dr_free(s->scores);
+            s->scores = NULL;
+            return st;
+        }
+    }
+    if ((st = dr_model_score(m, s, u, ctx, n_ctx, s->scores, err)) != DR_OK) return st;
+    if ((st = dr_topk_select(s->scores, m->n_items, ctx, n_ctx, k, s->topk, s->items, s->top,
+                             n_out, err)) != DR_OK)
+        return st;
+    for (uint32_t j = 0; j < *n_out; j++) out[j] = (dr_rec){s->items[j], s->top[j]};
+    return DR_OK;
 }

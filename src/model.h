@@ -51,6 +51,11 @@ struct dr_scorer {
     const dr_model *m;
     void *scratch;
     size_t scratch_bytes;
+    /* dr_recommend's buffers, made on its first call */
+    float *scores;                  /* (n_items) */
+    struct dr_topk_scratch *topk;
+    uint32_t items[DR_RECOMMEND_MAX_K];
+    float top[DR_RECOMMEND_MAX_K];
 };
 
 extern const dr_model_vt dr_pop_vt;     /* pop.c */

@@ -43,6 +43,20 @@ $DYNREC recommend --data "$tmp/a" --model itemknn --user u1 -k 5 --json >"$tmp/r
 [ "$(grep -o '"item":' "$tmp/rec.json" | wc -l)" -eq 5 ] || fail "recommend count: $(cat "$tmp/rec.json")"
 ok
 
+# train a base model, evaluate and recommend from its checkpoint alone
+$DYNREC train --model mf --data "$tmp/a" --out "$tmp/mf.drm" --epochs 6 --eval-every 3 2>"$tmp/train.txt" || fail "train: $(cat "$tmp/train.txt")"
+grep -q "valid NDCG@10" "$tmp/train.txt" || fail "train prints no epoch lines"
+$DYNREC eval --protocol loo --model "$tmp/mf.drm" --data "$tmp/a" --json >"$tmp/mf.json" 2>/dev/null || fail "eval checkpoint"
+grep -q '"model":"'"$tmp"'/mf.drm","n_users":300' "$tmp/mf.json" || fail "eval checkpoint json: $(cat "$tmp/mf.json")"
+$DYNREC recommend --model "$tmp/mf.drm" --user u7 -k 4 --json >"$tmp/r.json" || fail "recommend from checkpoint"
+[ "$(grep -o '"item":' "$tmp/r.json" | wc -l)" -eq 4 ] || fail "recommend from checkpoint: $(cat "$tmp/r.json")"
+$DYNREC eval --protocol loo --model "$tmp/mf.drm" --data "$tmp/c" 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "dynrec: format:" "$tmp/err.txt" || fail "model on another catalogue: rc=$rc $(cat "$tmp/err.txt")"
+head -c 1000 "$tmp/mf.drm" >"$tmp/trunc.drm"
+$DYNREC recommend --model "$tmp/trunc.drm" --user u7 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "trunc.drm" "$tmp/err.txt" || fail "truncated checkpoint: rc=$rc $(cat "$tmp/err.txt")"
+ok
+
 # bad input: clear errors, right exit codes, no crash
 $DYNREC data stats --data "$tmp/missing" 2>"$tmp/err.txt"; rc=$?
 [ $rc -eq 1 ] && grep -q "dynrec: io:" "$tmp/err.txt" || fail "missing path: rc=$rc $(cat "$tmp/err.txt")"

@@ -1,0 +1,111 @@
+/* test_recommend.c - the serving path: dr_recommend against a naive twin, for every model,
+ * and no allocation after warm-up. */
+#include "testutil.h"
+
+#include "common.h"
+
+static dr_dataset *ds;
+static dr_split *sp;
+
+static int setup(void **state) {
+    (void)state;
+    dr_synth_params p = dr_synth_default_params();
+    p.seed = 11;
+    p.n_users = 150;
+    p.n_items = 120;
+    p.n_events = 5000;
+    p.n_genres = 5;
+    dr_error e = {0};
+    if (dr_synth_generate(&p, &ds, &e) != DR_OK) return -1;
+    return dr_split_create(ds, DR_SPLIT_LOO, &sp, &e) == DR_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+    return 0;
+}
+
+/* Naive twin: all candidates sorted by (score desc, id asc), history excluded. */
+static uint32_t naive(const float *scores, uint32_t n, const uint32_t *ctx, size_t n_ctx,
+                      uint32_t k, uint32_t *out) {
+    uint8_t *ex = calloc(n, 1);
+    for (size_t j = 0; j < n_ctx; j++) ex[ctx[j]] = 1;
+    uint32_t m = 0;
+    for (uint32_t round = 0; round < k; round++) {
+        int64_t best = -1;
+        for (uint32_t i = 0; i < n; i++) {
+            if (ex[i]) continue;
+            if (best < 0 || scores[i] > scores[best]) best = i;
+        }
+        if (best < 0) break;
+        out[m++] = (uint32_t)best;
+        ex[best] = 1;
+    }
+    free(ex);
+    return m;
+}
+
+static void check_model(const char *name) {
+    dr_model_params mp = dr_model_default_params();
+    mp.name = name;
+    mp.epochs = 2;
+    mp.eval_every = 0;
+    mp.threads = 1;
+    mp.dim = 16;
+    mp.max_len = 20;
+    mp.batch = 32;
+    dr_model *m = NULL;
+    dr_scorer *s = NULL;
+    assert_ok(dr_model_fit(ds, sp, &mp, &m, &e_));
+    assert_ok(dr_scorer_create(m, &s, &e_));
+    uint32_t n = dr_dataset_n_items(ds);
+    float *scores = malloc(n * sizeof *scores);
+    uint32_t want[64];
+    dr_rec got[64];
+    for (uint32_t u = 0; u < dr_dataset_n_users(ds); u++) {
+        const uint32_t *h;
+        size_t nh = dr_dataset_user_items(ds, u, &h, NULL);
+        uint32_t k = 1 + u % 40, n_got;
+        assert_ok(dr_recommend(m, s, u, h, nh, k, got, &n_got, &e_));
+        assert_ok(dr_model_score(m, s, u, h, nh, scores, &e_));
+        uint32_t n_want = naive(scores, n, h, nh, k, want);
+        assert_int_equal(n_got, n_want);
+        for (uint32_t j = 0; j < n_got; j++) {
+            assert_int_equal(got[j].item, want[j]);
+            assert_true(got[j].score == scores[want[j]]);
+        }
+    }
+    /* after warm-up the serving path never allocates */
+    const uint32_t *h;
+    size_t nh = dr_dataset_user_items(ds, 3, &h, NULL);
+    uint32_t n_got;
+    uint64_t before = dr_alloc_count();
+    for (int r = 0; r < 300; r++) assert_ok(dr_recommend(m, s, 3, h, nh, 10, got, &n_got, &e_));
+    assert_int_equal(dr_alloc_count() - before, 0);
+    /* bad requests are refused cleanly */
+    dr_error e = {0};
+    assert_int_equal(dr_recommend(m, s, 3, h, nh, 0, got, &n_got, &e), DR_RANGE);
+    assert_int_equal(dr_recommend(m, s, 3, h, nh, DR_RECOMMEND_MAX_K + 1, got, &n_got, &e), DR_RANGE);
+    uint32_t bad = n + 5;
+    assert_int_equal(dr_recommend(m, s, 3, &bad, 1, 10, got, &n_got, &e), DR_RANGE);
+    free(scores);
+    dr_scorer_free(s);
+    dr_model_free(m);
+}
+
+static void test_pop(void **state) { (void)state; check_model("pop"); }
+static void test_itemknn(void **state) { (void)state; check_model("itemknn"); }
+static void test_mf(void **state) { (void)state; check_model("mf"); }
+static void test_sasrec(void **state) { (void)state; check_model("sasrec"); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pop),
+        cmocka_unit_test(test_itemknn),
+        cmocka_unit_test(test_mf),
+        cmocka_unit_test(test_sasrec),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
