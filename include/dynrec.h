@@ -314,6 +314,17 @@ void dr_scorer_free(dr_scorer *s);
 dr_status dr_model_score(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
                          size_t n_ctx, float *scores, dr_error *err);
 
+/*
+ * Dot-product models (sasrec, mf): score(u, i) = item_latent(i) . user_latent(u, ctx). The
+ * online adapter and the explanations work on these latents. latent_dim is 0 for models that
+ * are not dot products (pop, itemknn).
+ */
+uint32_t dr_model_latent_dim(const dr_model *m);
+const float *dr_model_item_latents(const dr_model *m); /* (n_items, latent_dim) */
+/* h (latent_dim) for user u with context ctx; uses the scorer's scratch, never allocates. */
+dr_status dr_model_user_latent(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
+                               size_t n_ctx, float *h, dr_error *err);
+
 /* One recommended item. */
 typedef struct dr_rec {
     uint32_t item;

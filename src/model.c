@@ -56,6 +56,7 @@ dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_mod
     m->n_items = ds->n_items;
     st = vt->fit(ds, split, p, &m->state, err);
     if (st != DR_OK) goto fail;
+    if ((st = dr_model_prepare_latents(m, err)) != DR_OK) goto fail;
     *out = m;
     return DR_OK;
 fail:
@@ -66,6 +67,7 @@ fail:
 void dr_model_free(dr_model *m) {
     if (!m) return;
     if (m->state) m->vt->free(m->state);
+    dr_free(m->latent_owned);
     dr_free(m->user_ids);
     dr_free(m->item_ids);
     dr_strtab_free(&m->user_index);
@@ -145,5 +147,64 @@ dr_status dr_recommend(const dr_model *m, dr_scorer *s, uint32_t u, const uint32
                              n_out, err)) != DR_OK)
         return st;
     for (uint32_t j = 0; j < *n_out; j++) out[j] = (dr_rec){s->items[j], s->top[j]};
+    return DR_OK;
+}
+
+/* ------------------------------------------------------------------ dot-product view */
+
+dr_status dr_model_prepare_latents(dr_model *m, dr_error *err) {
+    if (m->vt == &dr_sasrec_vt) {
+        const dr_sasrec_dims *dm = dr_sasrec_get_dims(m->state);
+        size_t n;
+        m->latent_dim = dm->d;
+        m->latent_items = dr_sasrec_param_block(m->state, &n) + dm->d; /* tok rows 1.. */
+        return DR_OK;
+    }
+    if (m->vt == &dr_mf_vt) { /* [q_i, b_i] . [p_u, 1] = b_i + p_u . q_i */
+        dr_mf_view v;
+        dr_status st = dr_mf_get_view(m, &v, err);
+        if (st != DR_OK) return st;
+        uint32_t d1 = v.d + 1;
+        float *z = dr_malloc((size_t)v.n_items * d1 * sizeof *z);
+        if (!z) return dr_fail(err, DR_NOMEM, "mf: out of memory for %u item latents", v.n_items);
+        for (uint32_t i = 0; i < v.n_items; i++) {
+            memcpy(z + (size_t)i * d1, v.item + (size_t)i * v.d, v.d * sizeof *z);
+            z[(size_t)i * d1 + v.d] = v.item_bias[i];
+        }
+        dr_free(m->latent_owned);
+        m->latent_owned = z;
+        m->latent_items = z;
+        m->latent_dim = d1;
+    }
+    return DR_OK;
+}
+
+uint32_t dr_model_latent_dim(const dr_model *m) { return m ? m->latent_dim : 0; }
+const float *dr_model_item_latents(const dr_model *m) { return m ? m->latent_items : NULL; }
+
+dr_status dr_model_user_latent(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
+                               size_t n_ctx, float *h, dr_error *err) {
+    if (!m || !s || !h || (n_ctx && !ctx)) return dr_fail(err, DR_ARG, "dr_model_user_latent: NULL argument");
+    if (!m->latent_dim)
+        return dr_fail(err, DR_UNSUPPORTED, "model '%s' has no latent space", m->vt->name);
+    for (size_t k = 0; k < n_ctx; k++)
+        if (ctx[k] >= m->n_items)
+            return dr_fail(err, DR_RANGE, "context item %u >= n_items %u", ctx[k], m->n_items);
+    if (m->vt == &dr_sasrec_vt) {
+        dr_sasrec_user_latent(m->state, ctx, n_ctx, h, s->scratch);
+        return DR_OK;
+    }
+    dr_mf_view v; /* mf: the trained user factor, or the mean of the context's item factors */
+    dr_status st = dr_mf_get_view(m, &v, err);
+    if (st != DR_OK) return st;
+    if (u < v.n_users) {
+        memcpy(h, v.user + (size_t)u * v.d, v.d * sizeof *h);
+    } else {
+        memset(h, 0, v.d * sizeof *h);
+        for (size_t k = 0; k < n_ctx; k++)
+            for (uint32_t j = 0; j < v.d; j++) h[j] += v.item[(size_t)ctx[k] * v.d + j];
+        for (uint32_t j = 0; n_ctx && j < v.d; j++) h[j] /= (float)n_ctx;
+    }
+    h[v.d] = 1.0f;
     return DR_OK;
 }

@@ -45,7 +45,14 @@ struct dr_model {
     const uint64_t *hist_off;    /* (n_users + 1) */
     const uint32_t *hist_item;   /* (hist_off[n_users]) time-ordered items per user */
     dr_strtab user_index;        /* external user id -> u */
+    /* dot-product view (model.c): score = latent_items[i] . h; 0 / NULL when not one */
+    uint32_t latent_dim;
+    const float *latent_items;   /* (n_items, latent_dim) */
+    float *latent_owned;         /* set when latent_items had to be built (mf: [q_i, b_i]) */
 };
+
+/* Fills the dot-product view of a fitted or loaded model (model.c). */
+dr_status dr_model_prepare_latents(dr_model *m, dr_error *err);
 
 struct dr_scorer {
     const dr_model *m;

@@ -277,6 +277,7 @@ dr_status dr_model_load(const char *path, dr_model **out, dr_error *err) {
     if ((st = meta_u32(c, "n_users", &n_users, err)) || (st = meta_u32(c, "n_items", &n_items, err)))
         goto fail;
     if ((st = io->load(c, &m, err)) != DR_OK) goto fail;
+    if ((st = dr_model_prepare_latents(m, err)) != DR_OK) goto fail;
     if (m->n_items != n_items) {
         st = dr_fail(err, DR_FORMAT, "%s: model has %u items, its catalogue %u", path, m->n_items, n_items);
         goto fail;

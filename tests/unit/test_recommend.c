@@ -2,6 +2,8 @@
  * and no allocation after warm-up. */
 #include "testutil.h"
 
+#include <math.h>
+
 #include "common.h"
 
 static dr_dataset *ds;
@@ -90,6 +92,30 @@ static void check_model(const char *name) {
     assert_int_equal(dr_recommend(m, s, 3, h, nh, DR_RECOMMEND_MAX_K + 1, got, &n_got, &e), DR_RANGE);
     uint32_t bad = n + 5;
     assert_int_equal(dr_recommend(m, s, 3, &bad, 1, 10, got, &n_got, &e), DR_RANGE);
+    /* dot-product view: scores == item_latents . user_latent (the adapter relies on it) */
+    uint32_t dim = dr_model_latent_dim(m);
+    if (!strcmp(name, "mf") || !strcmp(name, "sasrec")) {
+        assert_true(dim > 0);
+        const float *z = dr_model_item_latents(m);
+        float *hv = malloc(dim * sizeof *hv);
+        for (uint32_t u = 0; u < dr_dataset_n_users(ds) + 1; u++) {
+            const uint32_t *hh;
+            size_t nhh = dr_dataset_user_items(ds, u % dr_dataset_n_users(ds), &hh, NULL);
+            assert_ok(dr_model_user_latent(m, s, u, hh, nhh, hv, &e_)); /* u = n_users: unknown */
+            assert_ok(dr_model_score(m, s, u, hh, nhh, scores, &e_));
+            for (uint32_t i = 0; i < n; i++) {
+                double dot = 0;
+                for (uint32_t j = 0; j < dim; j++) dot += (double)z[(size_t)i * dim + j] * hv[j];
+                assert_float_equal(dot, scores[i], 1e-4 * (1 + fabs(dot)));
+            }
+        }
+        free(hv);
+    } else {
+        assert_int_equal(dim, 0);
+        float hv[4];
+        dr_error e2 = {0};
+        assert_int_equal(dr_model_user_latent(m, s, 0, h, nh, hv, &e2), DR_UNSUPPORTED);
+    }
     free(scores);
     dr_scorer_free(s);
     dr_model_free(m);
