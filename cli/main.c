@@ -735,10 +735,9 @@ static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, si
         for (size_t j = 0; j < got; j++) {
             fprintf(out, "%s{\"item\":", j ? "," : "");
             json_str(out, ds ? dr_dataset_item_id(ds, rec[j].item) : dr_model_item_id(m, rec[j].item));
-            if (ds) {
-                fprintf(out, ",\"title\":");
-                json_str(out, dr_dataset_item_title(ds, rec[j].item));
-            }
+            fprintf(out, ",\"title\":");
+            json_str(out, ds ? dr_dataset_item_title(ds, rec[j].item)
+                             : dr_model_item_title(m, rec[j].item));
             fprintf(out, ",\"score\":%.6g}", rec[j].score);
         }
         fprintf(out, "]}\n");
@@ -748,9 +747,11 @@ static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, si
         for (size_t j = 0; j < got; j++) {
             const char *iid = ds ? dr_dataset_item_id(ds, rec[j].item) : dr_model_item_id(m, rec[j].item);
             fprintf(out, "   %2zu. %-8s %-34.34s score %8.4f ", j + 1, iid,
-                    ds ? dr_dataset_item_title(ds, rec[j].item) : "", rec[j].score);
+                    ds ? dr_dataset_item_title(ds, rec[j].item) : dr_model_item_title(m, rec[j].item),
+                rec[j].score);
             const char *attrs[4];
-            size_t na = ds ? dr_dataset_item_attrs(ds, rec[j].item, attrs, 4) : 0;
+            size_t na = ds ? dr_dataset_item_attrs(ds, rec[j].item, attrs, 4)
+                           : dr_model_item_attrs(m, rec[j].item, attrs, 4);
             for (size_t a = 0; a < na && a < 3; a++) fprintf(out, "%s%s", a ? " " : "", attrs[a]);
             fputc('\n', out);
         }

@@ -301,6 +301,8 @@ dr_status dr_model_find_user(const dr_model *m, const char *ext, uint32_t *u);
 const char *dr_model_user_id(const dr_model *m, uint32_t u);
 const char *dr_model_item_id(const dr_model *m, uint32_t i);
 size_t dr_model_user_history(const dr_model *m, uint32_t u, const uint32_t **items);
+const char *dr_model_item_title(const dr_model *m, uint32_t i); /* "" when none */
+size_t dr_model_item_attrs(const dr_model *m, uint32_t i, const char **out, size_t cap);
 
 /* Scratch for one scoring thread; one per thread, reused across calls. */
 typedef struct dr_scorer dr_scorer;

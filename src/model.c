@@ -69,6 +69,8 @@ void dr_model_free(dr_model *m) {
     if (m->state) m->vt->free(m->state);
     dr_free(m->latent_owned);
     dr_free(m->user_ids);
+    dr_free(m->titles);
+    dr_free(m->attr_strs);
     dr_free(m->item_ids);
     dr_strtab_free(&m->user_index);
     dr_ckpt_close(m->ckpt); /* after the state: it points into the mapping */

@@ -45,6 +45,10 @@ struct dr_model {
     const uint64_t *hist_off;    /* (n_users + 1) */
     const uint32_t *hist_item;   /* (hist_off[n_users]) time-ordered items per user */
     dr_strtab user_index;        /* external user id -> u */
+    const char **titles;         /* (n_items) into the mapping, "" when none */
+    const char **attr_strs;      /* (n_attrs) "key=value" */
+    const uint64_t *item_attr_off; /* (n_items + 1) */
+    const uint32_t *item_attr;   /* attribute ids */
     /* dot-product view (model.c): score = latent_items[i] . h; 0 / NULL when not one */
     uint32_t latent_dim;
     const float *latent_items;   /* (n_items, latent_dim) */

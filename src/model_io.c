@@ -211,8 +211,9 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
         return dr_fail(err, DR_ARG, "dr_model_save: model has %u items, dataset %u", m->n_items,
                        ds->n_items);
     dr_ckpt_writer *w = NULL;
-    char *users = NULL, *items = NULL;
-    uint64_t *off = NULL;
+    char *users = NULL, *items = NULL, *title_blob = NULL, *attr_blob = NULL;
+    char **titles = NULL;
+    uint64_t *off = NULL, *attr_off = NULL;
     dr_status st = dr_ckpt_writer_create(&w, err);
     if (st != DR_OK) return st;
     uint64_t nb_users = 0, nb_items = 0;
@@ -244,6 +245,34 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
     if ((st = io->save(m, w, err)) != DR_OK) goto fail;
     uint64_t s_users[1] = {nb_users}, s_items[1] = {nb_items}, s_off[1] = {(uint64_t)ds->n_users + 1},
              s_hist[1] = {ds->n_events};
+    uint64_t nb_titles = 0, nb_attrs = 0;
+    char *empty = "";
+    titles = dr_malloc((size_t)ds->n_items * sizeof *titles + 1);
+    if (!titles) {
+        st = dr_fail(err, DR_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < ds->n_items; i++) titles[i] = ds->title && ds->title[i] ? ds->title[i] : empty;
+    title_blob = join_ids(titles, ds->n_items, &nb_titles);
+    attr_blob = join_ids(ds->attrs.str, ds->attrs.n, &nb_attrs);
+    attr_off = dr_calloc((size_t)ds->n_items + 1, sizeof *attr_off);
+    if (!title_blob || !attr_blob || !attr_off) {
+        st = dr_fail(err, DR_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    if (ds->item_attr_off)
+        for (uint32_t i = 0; i <= ds->n_items; i++) attr_off[i] = ds->item_attr_off[i];
+    uint64_t s_titles[1] = {nb_titles}, s_attrs[1] = {nb_attrs},
+             s_aoff[1] = {(uint64_t)ds->n_items + 1}, s_aitem[1] = {attr_off[ds->n_items]};
+    char na[32];
+    snprintf(na, sizeof na, "%u", ds->attrs.n);
+    if ((st = dr_ckpt_add_meta(w, "n_attrs", na, err)) ||
+        (st = dr_ckpt_add(w, "ctx.titles", DR_DT_STR, 1, s_titles, title_blob, err)) ||
+        (st = dr_ckpt_add(w, "ctx.item_attr_off", DR_DT_I64, 1, s_aoff, attr_off, err)) ||
+        (nb_attrs && (st = dr_ckpt_add(w, "ctx.attrs", DR_DT_STR, 1, s_attrs, attr_blob, err))) ||
+        (s_aitem[0] && (st = dr_ckpt_add(w, "ctx.item_attr", DR_DT_U32, 1, s_aitem,
+                                          ds->item_attr, err))))
+        goto fail;
     if ((st = dr_ckpt_add(w, "ctx.users", DR_DT_STR, 1, s_users, users, err)) ||
         (st = dr_ckpt_add(w, "ctx.items", DR_DT_STR, 1, s_items, items, err)) ||
         (st = dr_ckpt_add(w, "ctx.hist_off", DR_DT_I64, 1, s_off, off, err)) ||
@@ -255,6 +284,10 @@ fail:
     dr_free(users);
     dr_free(items);
     dr_free(off);
+    dr_free(titles);
+    dr_free(title_blob);
+    dr_free(attr_blob);
+    dr_free(attr_off);
     return st;
 }
 
@@ -288,6 +321,34 @@ dr_status dr_model_load(const char *path, dr_model **out, dr_error *err) {
     if ((st = split_ids(m->ckpt, "ctx.users", n_users, &m->user_ids, err)) ||
         (st = split_ids(m->ckpt, "ctx.items", n_items, &m->item_ids, err)))
         goto fail;
+    uint32_t n_attrs;
+    if ((st = meta_u32(m->ckpt, "n_attrs", &n_attrs, err)) ||
+        (st = split_ids(m->ckpt, "ctx.titles", n_items, &m->titles, err)))
+        goto fail;
+    if (n_attrs && (st = split_ids(m->ckpt, "ctx.attrs", n_attrs, &m->attr_strs, err))) goto fail;
+    uint64_t s_aoff[1] = {(uint64_t)n_items + 1}, s_aitem[1] = {DR_CKPT_ANY};
+    const void *pao, *pai = NULL;
+    if ((st = dr_ckpt_find(m->ckpt, "ctx.item_attr_off", DR_DT_I64, 1, s_aoff, &pao, err)))
+        goto fail;
+    m->item_attr_off = pao;
+    if (m->item_attr_off[n_items] &&
+        (st = dr_ckpt_find(m->ckpt, "ctx.item_attr", DR_DT_U32, 1, s_aitem, &pai, err)))
+        goto fail;
+    m->item_attr = pai;
+    if (m->item_attr_off[0] != 0 || (pai ? s_aitem[0] : 0) != m->item_attr_off[n_items]) {
+        st = dr_fail(err, DR_FORMAT, "%s: item attributes do not cover section 'ctx.item_attr'", path);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < n_items; i++)
+        if (m->item_attr_off[i + 1] < m->item_attr_off[i]) {
+            st = dr_fail(err, DR_FORMAT, "%s: attribute offsets decrease at item %u", path, i);
+            goto fail;
+        }
+    for (uint64_t k = 0; k < m->item_attr_off[n_items]; k++)
+        if (m->item_attr[k] >= n_attrs) {
+            st = dr_fail(err, DR_FORMAT, "%s: attribute %u out of range", path, m->item_attr[k]);
+            goto fail;
+        }
     uint64_t s_off[1] = {(uint64_t)n_users + 1}, s_hist[1] = {DR_CKPT_ANY};
     const void *po, *ph;
     if ((st = dr_ckpt_find(m->ckpt, "ctx.hist_off", DR_DT_I64, 1, s_off, &po, err)) ||
@@ -382,4 +443,15 @@ dr_status dr_model_check_dataset(const dr_model *m, const dr_dataset *ds, dr_err
             return dr_fail(err, DR_FORMAT, "item %u is '%s' in the model but '%s' in dataset %s",
                            i, m->item_ids[i], ds->items.str[i], ds->name);
     return DR_OK;
+}
+
+const char *dr_model_item_title(const dr_model *m, uint32_t i) {
+    return m && m->titles && i < m->n_items ? m->titles[i] : "";
+}
+
+size_t dr_model_item_attrs(const dr_model *m, uint32_t i, const char **out, size_t cap) {
+    if (!m || !m->item_attr_off || i >= m->n_items) return 0;
+    uint64_t lo = m->item_attr_off[i], hi = m->item_attr_off[i + 1];
+    for (uint64_t k = lo; k < hi && k - lo < cap; k++) out[k - lo] = m->attr_strs[m->item_attr[k]];
+    return (size_t)(hi - lo);
 }

@@ -71,6 +71,15 @@ static void round_trip(const char *name) {
     }
     uint32_t none;
     assert_int_equal(dr_model_find_user(back, "no-such-user", &none), DR_NOTFOUND);
+    for (uint32_t i = 0; i < n; i++) { /* titles and attributes travel with the model */
+        assert_string_equal(dr_model_item_title(back, i), dr_dataset_item_title(ds, i));
+        assert_string_equal(dr_model_item_id(back, i), dr_dataset_item_id(ds, i));
+        const char *x[16], *y[16];
+        size_t nx = dr_model_item_attrs(back, i, x, 16), ny = dr_dataset_item_attrs(ds, i, y, 16);
+        assert_int_equal(nx, ny);
+        assert_true(nx > 0);
+        for (size_t k = 0; k < nx && k < 16; k++) assert_string_equal(x[k], y[k]);
+    }
 
     /* a dataset with another catalogue is refused, naming the difference */
     dr_dataset *other = small_synth(6);
