@@ -1,0 +1,957 @@
+/*
+ * adapter.c - the online adapter: a few thousand parameters that learn from every event over
+ * a frozen dot-product base (see adapter.h for the model).
+ *
+ * DESIGN
+ * Parameters: one block theta (n_params) = [G: W1 (hidden, X) b1 (hidden) W2 (d, hidden)
+ * b2 (d) | item gate: wa (X) ca | H: V1 (hidden, Y) c1 (hidden) V2 (d, hidden) c2 (d) |
+ * user gate: wb (Y) cb], with same-shaped blocks for the running diagonal Fisher F and the EWC
+ * anchor theta*. Init: W ~ N(0, 1/fan_in) (W2, V2 scaled by 0.1), gate biases gate_bias (-3,
+ * so a = b = 0.047 and the adapter starts near the identity); the item gate's weight on the
+ * cold flag starts at cold_gate_bias (+3) so that a cold item's gate starts at 0.5.
+ * Cold items: their base latent carries no signal, so z~ = 0 and z' = a G([0; 1; s]) comes
+ * from the window (count, trend, co-click mean of the base latents of co-consumed items).
+ *
+ * Learning, per event (u, i, t), h = base latent of u before the event:
+ *   candidates: i and N negatives (uniform, or with probability neg_pop an item of a uniformly
+ *   drawn window event = popularity in the window), resampled when equal to i;
+ *   loss = -l_0 + logsumexp(l), l_k = h'_u . z'_k (sampled softmax)
+ *        + lambda_kl (|h'-h|^2 + sum over warm candidates |z'_k - z~_k|^2)
+ *        + lambda_ewc sum F (theta - theta*)^2;
+ *   F <- (1 - r) F + r g^2 with g the ranking-loss gradient of the step (F taken before the
+ *   step in the EWC term); theta* is the initial theta (anchor_ema = 0) or a slow EMA of theta.
+ *   All gradients are hand-derived (tests/unit/test_adapter.c checks each piece and the whole
+ *   loss against central finite differences).
+ * The z' cache problem: every SGD step on G changes z' for the whole catalogue. Resolved by
+ * splitting the update: H and the user gate take their SGD step on every event (only h'
+ * changes, nothing is cached for users); G and the item gate take one step per micro-batch of
+ * g_batch events on the summed gradients of the batch (the candidates' inputs and dL/dz' are
+ * buffered at event time, so this is exact mini-batch SGD on G: G does not change inside a
+ * batch), followed by one full z' recompute with sgemm (14k x 105 x 32 on amazon-mtv: about a
+ * millisecond). Between G steps, an event changes only the statistics of the event item, its
+ * co-clicked items, the items of events that left the window and the item that left the
+ * recent half: exactly those z' rows are recomputed (window.c lists them). Hence the cache
+ * always equals a full recompute with the current theta (dr_adapter_items_slow is the twin).
+ * Rejected: (b) adapting only items with window statistics (still depends on G, so every G
+ * step still touches thousands of rows), and per-event full recomputes (1 ms per event).
+ *
+ * Snapshots: three buffers, each with a copy of z', the user-side parameters and the users'
+ * ring summaries (mean latent, count, last time); a reader count per buffer (C11 atomics).
+ * The writer fills a buffer that is neither current nor held (copying only rows changed since
+ * that buffer was last filled, tracked by per-buffer dirty lists; everything after a G step),
+ * then swaps the current pointer. Readers increment the count of the current buffer and
+ * re-check that it is still current (else back off), so a buffer is never written while read.
+ * When both spare buffers are held the writer skips publishing; a later update publishes.
+ * Rejected: a reader-writer lock (readers would stall during updates) and a copy of the whole
+ * z' table per update (3 MB per event).
+ */
+#include "adapter.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "rng.h"
+
+#define NBUF 3
+
+struct dr_adapter_snapshot {
+    uint32_t n_items, n_users, d, hidden;
+    int no_gates;
+    double spu;
+    float *zp;          /* (n_items, d) */
+    float *uparams;     /* (n_uparams) H + user gate */
+    float *umean;       /* (n_users, d) mean base latent of the user's ring */
+    int64_t *ulast;     /* (n_users) time of the user's last event */
+    uint64_t *ucount;   /* (n_users) events of the user */
+    uint64_t version;
+    uint64_t checksum;
+    atomic_uint refs;
+};
+
+struct dr_adapter {
+    dr_adapter_params p;
+    uint32_t n_users, n_items, d, hd, X, Y, ncand, rows_max;
+    /* offsets into theta */
+    size_t oW1, ob1, oW2, ob2, owa, oca, oV1, oc1, oV2, oc2, owb, ocb, nG, n_params;
+    float *block;       /* one allocation: theta | F | anchor | grad (each n_params) */
+    float *theta, *fisher, *anchor, *grad;
+    float *z0;          /* (n_items, d) base latents, cold rows 0 */
+    uint8_t *cold;      /* (n_items) */
+    float *xin;         /* (n_items, X) current item inputs */
+    float *zp;          /* (n_items, d) z' */
+    dr_window *win;
+    dr_rng rng;
+    /* per-event scratch */
+    uint32_t *cand;     /* (ncand) */
+    float *y, *hh, *hv, *hp, *dh, *lg, *dz; /* Y, hd, d, d, d, ncand, (ncand, d) */
+    float *tmp_hid, *tmp_d;                 /* hd, d */
+    /* G batch buffer */
+    float *bx;          /* (g_batch * ncand, X) */
+    float *bdz;         /* (g_batch * ncand, d) dL/dz' of the ranking loss */
+    uint32_t b_rows, b_events;
+    /* batch / refresh scratch (rows_max = max(n_items, g_batch * ncand)) */
+    float *s_hid, *s_out, *s_gate, *s_dhid, *s_dg; /* (rows, hd) (rows, d) (rows) (rows, hd) (rows, d) */
+    uint64_t n_updates, version;
+    /* snapshots */
+    dr_adapter_snapshot buf[NBUF];
+    _Atomic(dr_adapter_snapshot *) current;
+    uint8_t *idirty[NBUF];   /* (n_items) */
+    uint32_t *ilist[NBUF];   /* (n_items) */
+    size_t n_ilist[NBUF];
+    int ifull[NBUF];
+    uint8_t *udirty[NBUF];   /* (n_users) */
+    uint32_t *ulist[NBUF];   /* (n_users) */
+    size_t n_ulist[NBUF];
+    uint32_t ring[1024];
+};
+
+dr_adapter_params dr_adapter_default_params(void) {
+    dr_adapter_params p;
+    memset(&p, 0, sizeof p);
+    p.window = dr_window_default_params();
+    p.hidden = 32;
+    p.negatives = 16;
+    p.neg_pop = 0.5f;
+    p.lr = 0.05f;
+    p.lr_g = 0.05f;
+    p.steps = 1;
+    p.g_batch = 64;
+    p.lambda_kl = 1e-3f;
+    p.lambda_ewc = 0.0f;
+    p.fisher_decay = 0.01f;
+    p.anchor_ema = 0.0f;
+    p.gate_bias = -3.0f;
+    p.cold_gate_bias = 3.0f;
+    p.clip = 0.0f;
+    p.no_gates = 0;
+    p.publish_every = 1;
+    p.checksum = 0;
+    p.seed = 42;
+    return p;
+}
+
+static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* ---------------------------------------------------------------- pieces */
+
+void dr_adp_mlp_forward(const float *W1, const float *b1, const float *W2, const float *b2,
+                        uint32_t nin, uint32_t hidden, uint32_t d, const float *in, float *hid,
+                        float *out) {
+    for (uint32_t j = 0; j < hidden; j++) {
+        const float *w = W1 + (size_t)j * nin;
+        float s = b1[j];
+        for (uint32_t k = 0; k < nin; k++) s += w[k] * in[k];
+        hid[j] = tanhf(s);
+    }
+    for (uint32_t c = 0; c < d; c++) {
+        const float *w = W2 + (size_t)c * hidden;
+        float s = b2[c];
+        for (uint32_t j = 0; j < hidden; j++) s += w[j] * hid[j];
+        out[c] = s;
+    }
+}
+
+void dr_adp_mlp_backward(const float *W1, const float *W2, uint32_t nin, uint32_t hidden,
+                         uint32_t d, const float *in, const float *hid, const float *dout,
+                         float *dW1, float *db1, float *dW2, float *db2, float *din) {
+    float dpre[1024];
+    for (uint32_t j = 0; j < hidden; j++) dpre[j] = 0;
+    for (uint32_t c = 0; c < d; c++) {
+        float g = dout[c];
+        db2[c] += g;
+        float *dw = dW2 + (size_t)c * hidden;
+        const float *w = W2 + (size_t)c * hidden;
+        for (uint32_t j = 0; j < hidden; j++) {
+            dw[j] += g * hid[j];
+            dpre[j] += g * w[j];
+        }
+    }
+    for (uint32_t j = 0; j < hidden; j++) {
+        float g = dpre[j] * (1.0f - hid[j] * hid[j]);
+        db1[j] += g;
+        float *dw = dW1 + (size_t)j * nin;
+        const float *w = W1 + (size_t)j * nin;
+        for (uint32_t k = 0; k < nin; k++) {
+            dw[k] += g * in[k];
+            if (din) din[k] += g * w[k];
+        }
+    }
+}
+
+/* One side of the adapter: out = base + gate * MLP(in); writes hid, mlp (d) and the gate. */
+static float side_forward(const float *th, size_t oW1, size_t ob1, size_t oW2, size_t ob2,
+                          size_t ow, size_t oc, uint32_t nin, uint32_t hd, uint32_t d,
+                          int no_gates, const float *in, const float *base, float *hid,
+                          float *mlp, float *out) {
+    dr_adp_mlp_forward(th + oW1, th + ob1, th + oW2, th + ob2, nin, hd, d, in, hid, mlp);
+    float g = 1.0f;
+    if (!no_gates) {
+        float s = th[oc];
+        for (uint32_t k = 0; k < nin; k++) s += th[ow + k] * in[k];
+        g = sigm(s);
+    }
+    for (uint32_t c = 0; c < d; c++) out[c] = base[c] + g * mlp[c];
+    return g;
+}
+
+/* Accumulates into grad the gradient of dout . out for side_forward's out. */
+static void side_backward(const float *th, size_t oW1, size_t ob1, size_t oW2, size_t ob2,
+                          size_t ow, size_t oc, uint32_t nin, uint32_t hd, uint32_t d,
+                          int no_gates, const float *in, const float *hid, const float *mlp,
+                          float gate, const float *dout, float *dmlp, float *grad) {
+    float dg = 0;
+    for (uint32_t c = 0; c < d; c++) {
+        dmlp[c] = gate * dout[c];
+        dg += mlp[c] * dout[c];
+    }
+    dr_adp_mlp_backward(th + oW1, th + oW2, nin, hd, d, in, hid, dmlp, grad + oW1, grad + ob1,
+                        grad + oW2, grad + ob2, NULL);
+    if (!no_gates) {
+        float dpre = dg * gate * (1.0f - gate);
+        grad[oc] += dpre;
+        for (uint32_t k = 0; k < nin; k++) grad[ow + k] += dpre * in[k];
+    }
+}
+
+#define G_ARGS(a) (a)->oW1, (a)->ob1, (a)->oW2, (a)->ob2, (a)->owa, (a)->oca, (a)->X
+#define H_ARGS(a) (a)->oV1, (a)->oc1, (a)->oV2, (a)->oc2, (a)->owb, (a)->ocb, (a)->Y
+
+/* ---------------------------------------------------------------- inputs */
+
+void dr_adapter_item_input(const dr_adapter *a, uint32_t i, float *x) {
+    uint32_t d = a->d;
+    memcpy(x, a->z0 + (size_t)i * d, d * sizeof *x);
+    x[d] = a->cold[i] ? 1.0f : 0.0f;
+    dr_window_item_stats(a->win, i, x + d + 1);
+}
+
+/* mean (d) of the base latents of the user's ring, oldest first; returns the event count */
+static uint64_t user_summary(const dr_adapter *a, uint32_t u, float *mean, int64_t *last,
+                             uint32_t *ring) {
+    uint64_t n = dr_window_user_info(a->win, u, last);
+    uint32_t m = dr_window_user_ring(a->win, u, ring);
+    memset(mean, 0, a->d * sizeof *mean);
+    for (uint32_t k = 0; k < m; k++) {
+        const float *z = a->z0 + (size_t)ring[k] * a->d;
+        for (uint32_t c = 0; c < a->d; c++) mean[c] += z[c];
+    }
+    for (uint32_t c = 0; m && c < a->d; c++) mean[c] /= (float)m;
+    return n;
+}
+
+/* y = [h; log1p(hours since last); log1p(count); mean] (the same code for writer and readers) */
+static void user_input_from(uint32_t d, double spu, const float *h, const float *mean,
+                            uint64_t count, int64_t last, int64_t now, float *y) {
+    memcpy(y, h, d * sizeof *y);
+    double dt = count ? (double)(now - last) * spu / 3600.0 : 0.0;
+    y[d] = (float)log1p(dt > 0 ? dt : 0.0);
+    y[d + 1] = (float)log1p((double)count);
+    memcpy(y + d + 2, mean, d * sizeof *y);
+}
+
+void dr_adapter_user_input(const dr_adapter *a, uint32_t u, int64_t now, const float *h,
+                           float *y) {
+    float mean[1024];
+    int64_t last;
+    uint32_t ring[1024];
+    uint64_t n = user_summary(a, u, mean, &last, ring);
+    user_input_from(a->d, a->p.window.seconds_per_unit, h, mean, n, last, now, y);
+}
+
+void dr_adapter_user(const dr_adapter *a, uint32_t u, int64_t now, const float *h, float *out) {
+    float y[2 * 1024 + 2], hid[1024], mlp[1024];
+    dr_adapter_user_input(a, u, now, h, y);
+    side_forward(a->theta, H_ARGS(a), a->hd, a->d, a->p.no_gates, y, h, hid, mlp, out);
+}
+
+/* ---------------------------------------------------------------- create / free */
+
+static void snap_free(dr_adapter_snapshot *s) {
+    dr_free(s->zp);
+    dr_free(s->uparams);
+    dr_free(s->umean);
+    dr_free(s->ulast);
+    dr_free(s->ucount);
+}
+
+void dr_adapter_free(dr_adapter *a) {
+    if (!a) return;
+    dr_free(a->block);
+    dr_free(a->z0);
+    dr_free(a->cold);
+    dr_free(a->xin);
+    dr_free(a->zp);
+    dr_window_free(a->win);
+    dr_free(a->cand);
+    dr_free(a->y);
+    dr_free(a->hh);
+    dr_free(a->hv);
+    dr_free(a->hp);
+    dr_free(a->dh);
+    dr_free(a->lg);
+    dr_free(a->dz);
+    dr_free(a->tmp_hid);
+    dr_free(a->tmp_d);
+    dr_free(a->bx);
+    dr_free(a->bdz);
+    dr_free(a->s_hid);
+    dr_free(a->s_out);
+    dr_free(a->s_gate);
+    dr_free(a->s_dhid);
+    dr_free(a->s_dg);
+    for (int b = 0; b < NBUF; b++) {
+        snap_free(&a->buf[b]);
+        dr_free(a->idirty[b]);
+        dr_free(a->ilist[b]);
+        dr_free(a->udirty[b]);
+        dr_free(a->ulist[b]);
+    }
+    dr_free(a);
+}
+
+static void init_params(dr_adapter *a) {
+    dr_rng r;
+    dr_rng_seed(&r, a->p.seed, 7);
+    float *t = a->theta;
+    memset(t, 0, a->n_params * sizeof *t);
+    double sx = 1.0 / sqrt((double)a->X), sy = 1.0 / sqrt((double)a->Y),
+           sh = 0.1 / sqrt((double)a->hd);
+    for (size_t k = 0; k < (size_t)a->hd * a->X; k++) t[a->oW1 + k] = (float)(sx * dr_rng_normal(&r));
+    for (size_t k = 0; k < (size_t)a->d * a->hd; k++) t[a->oW2 + k] = (float)(sh * dr_rng_normal(&r));
+    for (size_t k = 0; k < (size_t)a->hd * a->Y; k++) t[a->oV1 + k] = (float)(sy * dr_rng_normal(&r));
+    for (size_t k = 0; k < (size_t)a->d * a->hd; k++) t[a->oV2 + k] = (float)(sh * dr_rng_normal(&r));
+    t[a->oca] = a->p.gate_bias;
+    t[a->owa + a->d] = a->p.cold_gate_bias; /* weight of the cold flag */
+    t[a->ocb] = a->p.gate_bias;
+    memcpy(a->anchor, t, a->n_params * sizeof *t);
+    memset(a->fisher, 0, a->n_params * sizeof *t);
+}
+
+static void recompute_row(dr_adapter *a, uint32_t i) {
+    float *x = a->xin + (size_t)i * a->X;
+    dr_adapter_item_input(a, i, x);
+    side_forward(a->theta, G_ARGS(a), a->hd, a->d, a->p.no_gates, x, a->z0 + (size_t)i * a->d,
+                 a->tmp_hid, a->tmp_d, a->zp + (size_t)i * a->d);
+}
+
+/* out (rows, d) = W2 tanh(W1 x + b1) + b2 over rows of x with sgemm; gate (rows) */
+static void g_forward_rows(dr_adapter *a, const float *x, uint32_t rows) {
+    const float *t = a->theta;
+    uint32_t hd = a->hd, d = a->d, X = a->X;
+    for (uint32_t r = 0; r < rows; r++) memcpy(a->s_hid + (size_t)r * hd, t + a->ob1, hd * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)hd, (int)X, 1.0f, x,
+                (int)X, t + a->oW1, (int)X, 1.0f, a->s_hid, (int)hd);
+    for (size_t k = 0; k < (size_t)rows * hd; k++) a->s_hid[k] = tanhf(a->s_hid[k]);
+    for (uint32_t r = 0; r < rows; r++) memcpy(a->s_out + (size_t)r * d, t + a->ob2, d * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)d, (int)hd, 1.0f,
+                a->s_hid, (int)hd, t + a->oW2, (int)hd, 1.0f, a->s_out, (int)d);
+    for (uint32_t r = 0; r < rows; r++) {
+        if (a->p.no_gates) {
+            a->s_gate[r] = 1.0f;
+            continue;
+        }
+        const float *xr = x + (size_t)r * X;
+        float s = t[a->oca];
+        for (uint32_t k = 0; k < X; k++) s += t[a->owa + k] * xr[k];
+        a->s_gate[r] = sigm(s);
+    }
+}
+
+static void mark_all_items(dr_adapter *a) {
+    for (int b = 0; b < NBUF; b++) a->ifull[b] = 1;
+}
+
+static void mark_item(dr_adapter *a, uint32_t i) {
+    for (int b = 0; b < NBUF; b++)
+        if (!a->ifull[b] && !a->idirty[b][i]) {
+            a->idirty[b][i] = 1;
+            a->ilist[b][a->n_ilist[b]++] = i;
+        }
+}
+
+static void mark_user(dr_adapter *a, uint32_t u) {
+    for (int b = 0; b < NBUF; b++)
+        if (!a->udirty[b][u]) {
+            a->udirty[b][u] = 1;
+            a->ulist[b][a->n_ulist[b]++] = u;
+        }
+}
+
+/* z' of every item from xin with sgemm */
+static void refresh_all(dr_adapter *a) {
+    g_forward_rows(a, a->xin, a->n_items);
+    uint32_t d = a->d;
+    for (uint32_t i = 0; i < a->n_items; i++) {
+        const float *z = a->z0 + (size_t)i * d, *g = a->s_out + (size_t)i * d;
+        float gt = a->s_gate[i], *o = a->zp + (size_t)i * d;
+        for (uint32_t c = 0; c < d; c++) o[c] = z[c] + gt * g[c];
+    }
+    mark_all_items(a);
+}
+
+dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32_t n_items,
+                            uint32_t d, const float *z, const uint8_t *cold, dr_adapter **out,
+                            dr_error *err) {
+    if (!p || !z || !out || !n_items || !n_users) return dr_fail(err, DR_ARG, "adapter: bad argument");
+    *out = NULL;
+    if (!d || d > 1024 || !p->hidden || p->hidden > 1024 || p->negatives < 1 ||
+        p->negatives > DR_ADP_MAX_NEG || !p->g_batch || p->g_batch > 65536 || !p->steps ||
+        !(p->lr >= 0) || !(p->lr_g >= 0) || !(p->neg_pop >= 0 && p->neg_pop <= 1))
+        return dr_fail(err, DR_ARG,
+                       "adapter: d 1..1024, hidden 1..1024, negatives 1..%u, g_batch >= 1, "
+                       "steps >= 1, lr >= 0, neg_pop in [0, 1]", DR_ADP_MAX_NEG);
+    dr_status st = DR_NOMEM;
+    dr_adapter *a = dr_calloc(1, sizeof *a);
+    if (!a) return dr_fail(err, DR_NOMEM, "adapter: out of memory");
+    a->p = *p;
+    if (!(a->p.window.seconds_per_unit > 0)) a->p.window.seconds_per_unit = 1.0;
+    a->n_users = n_users;
+    a->n_items = n_items;
+    a->d = d;
+    a->hd = p->hidden;
+    a->X = DR_ADP_X(d);
+    a->Y = DR_ADP_Y(d);
+    a->ncand = p->negatives + 1;
+    uint32_t hd = a->hd, X = a->X, Y = a->Y;
+    size_t o = 0;
+    a->oW1 = o, o += (size_t)hd * X;
+    a->ob1 = o, o += hd;
+    a->oW2 = o, o += (size_t)d * hd;
+    a->ob2 = o, o += d;
+    a->owa = o, o += X;
+    a->oca = o, o += 1;
+    a->nG = o;
+    a->oV1 = o, o += (size_t)hd * Y;
+    a->oc1 = o, o += hd;
+    a->oV2 = o, o += (size_t)d * hd;
+    a->oc2 = o, o += d;
+    a->owb = o, o += Y;
+    a->ocb = o, o += 1;
+    a->n_params = o;
+    size_t brows = (size_t)p->g_batch * a->ncand;
+    a->rows_max = (uint32_t)DR_MAX((size_t)n_items, brows);
+    a->block = dr_calloc(4 * o, sizeof *a->block);
+    a->z0 = dr_malloc((size_t)n_items * d * sizeof *a->z0);
+    a->cold = dr_calloc(n_items, 1);
+    a->xin = dr_calloc((size_t)n_items * X, sizeof *a->xin);
+    a->zp = dr_calloc((size_t)n_items * d, sizeof *a->zp);
+    a->cand = dr_calloc(a->ncand, sizeof *a->cand);
+    a->y = dr_calloc(Y, sizeof(float));
+    a->hh = dr_calloc(hd, sizeof(float));
+    a->hv = dr_calloc(d, sizeof(float));
+    a->hp = dr_calloc(d, sizeof(float));
+    a->dh = dr_calloc(d, sizeof(float));
+    a->lg = dr_calloc(a->ncand, sizeof(float));
+    a->dz = dr_calloc((size_t)a->ncand * d, sizeof(float));
+    a->tmp_hid = dr_calloc(hd, sizeof(float));
+    a->tmp_d = dr_calloc(d, sizeof(float));
+    a->bx = dr_calloc(brows * X, sizeof(float));
+    a->bdz = dr_calloc(brows * d, sizeof(float));
+    a->s_hid = dr_calloc((size_t)a->rows_max * hd, sizeof(float));
+    a->s_out = dr_calloc((size_t)a->rows_max * d, sizeof(float));
+    a->s_gate = dr_calloc(a->rows_max, sizeof(float));
+    a->s_dhid = dr_calloc((size_t)a->rows_max * hd, sizeof(float));
+    a->s_dg = dr_calloc((size_t)a->rows_max * d, sizeof(float));
+    if (!a->block || !a->z0 || !a->cold || !a->xin || !a->zp || !a->cand || !a->y || !a->hh ||
+        !a->hv || !a->hp || !a->dh || !a->lg || !a->dz || !a->tmp_hid || !a->tmp_d || !a->bx ||
+        !a->bdz || !a->s_hid || !a->s_out || !a->s_gate || !a->s_dhid || !a->s_dg)
+        goto fail;
+    size_t nuh = o - a->nG;
+    for (int b = 0; b < NBUF; b++) {
+        dr_adapter_snapshot *s = &a->buf[b];
+        s->n_items = n_items, s->n_users = n_users, s->d = d, s->hidden = hd;
+        s->spu = a->p.window.seconds_per_unit;
+        s->no_gates = p->no_gates;
+        s->zp = dr_calloc((size_t)n_items * d, sizeof(float));
+        s->uparams = dr_calloc(nuh, sizeof(float));
+        s->umean = dr_calloc((size_t)n_users * d, sizeof(float));
+        s->ulast = dr_calloc(n_users, sizeof(int64_t));
+        s->ucount = dr_calloc(n_users, sizeof(uint64_t));
+        atomic_init(&s->refs, 0);
+        a->idirty[b] = dr_calloc(n_items, 1);
+        a->ilist[b] = dr_calloc(n_items, sizeof(uint32_t));
+        a->udirty[b] = dr_calloc(n_users, 1);
+        a->ulist[b] = dr_calloc(n_users, sizeof(uint32_t));
+        if (!s->zp || !s->uparams || !s->umean || !s->ulast || !s->ucount || !a->idirty[b] ||
+            !a->ilist[b] || !a->udirty[b] || !a->ulist[b])
+            goto fail;
+        a->ifull[b] = 1;
+    }
+    atomic_init(&a->current, NULL);
+    a->theta = a->block;
+    a->fisher = a->block + o;
+    a->anchor = a->block + 2 * o;
+    a->grad = a->block + 3 * o;
+    for (uint32_t i = 0; i < n_items; i++) {
+        a->cold[i] = cold ? (cold[i] != 0) : 0;
+        if (a->cold[i])
+            memset(a->z0 + (size_t)i * d, 0, d * sizeof(float));
+        else
+            memcpy(a->z0 + (size_t)i * d, z + (size_t)i * d, d * sizeof(float));
+    }
+    if ((st = dr_window_create(&a->p.window, n_users, n_items, d, a->z0, &a->win, err)) != DR_OK)
+        goto fail;
+    init_params(a);
+    dr_rng_seed(&a->rng, p->seed, 11);
+    for (uint32_t i = 0; i < n_items; i++) dr_adapter_item_input(a, i, a->xin + (size_t)i * X);
+    refresh_all(a);
+    *out = a;
+    return DR_OK;
+fail:
+    dr_adapter_free(a);
+    if (st == DR_NOMEM) return dr_fail(err, DR_NOMEM, "adapter: out of memory");
+    return st;
+}
+
+uint32_t dr_adapter_dim(const dr_adapter *a) { return a->d; }
+size_t dr_adapter_n_params(const dr_adapter *a) { return a->n_params; }
+float *dr_adapter_params_block(dr_adapter *a) { return a->theta; }
+const float *dr_adapter_items(const dr_adapter *a) { return a->zp; }
+uint64_t dr_adapter_version(const dr_adapter *a) { return a->version; }
+uint32_t dr_adapter_last_candidates(const dr_adapter *a, const uint32_t **items) {
+    *items = a->cand;
+    return a->ncand;
+}
+
+/* ---------------------------------------------------------------- learning */
+
+/* theta[lo, hi) -= lr * grad, with EWC, Fisher and anchor updates (grad = ranking+KL part) */
+static void sgd_range(dr_adapter *a, size_t lo, size_t hi, float lr) {
+    float r = a->p.fisher_decay, le = a->p.lambda_ewc, ae = a->p.anchor_ema, cl = a->p.clip;
+    for (size_t k = lo; k < hi; k++) {
+        float g = a->grad[k];
+        float gt = g + 2.0f * le * a->fisher[k] * (a->theta[k] - a->anchor[k]);
+        if (cl > 0) gt = gt > cl ? cl : (gt < -cl ? -cl : gt);
+        a->fisher[k] = (1.0f - r) * a->fisher[k] + r * g * g;
+        a->theta[k] -= lr * gt;
+        if (ae > 0) a->anchor[k] = (1.0f - ae) * a->anchor[k] + ae * a->theta[k];
+    }
+}
+
+/* The G step on the buffered candidates, then a full z' refresh. */
+static void g_step(dr_adapter *a) {
+    uint32_t rows = a->b_rows, d = a->d, hd = a->hd, X = a->X;
+    if (!rows) return;
+    g_forward_rows(a, a->bx, rows);
+    float lk = a->p.lambda_kl;
+    memset(a->grad, 0, a->nG * sizeof(float));
+    float *gr = a->grad;
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *xr = a->bx + (size_t)r * X, *g = a->s_out + (size_t)r * d;
+        const float *dzr = a->bdz + (size_t)r * d;
+        float gt = a->s_gate[r], *dg = a->s_dg + (size_t)r * d, da = 0;
+        int warm = xr[d] < 0.5f;
+        for (uint32_t c = 0; c < d; c++) {
+            float dzc = dzr[c] + (warm ? 2.0f * lk * gt * g[c] : 0.0f);
+            dg[c] = gt * dzc;
+            da += g[c] * dzc;
+        }
+        if (!a->p.no_gates) {
+            float dpre = da * gt * (1.0f - gt);
+            gr[a->oca] += dpre;
+            for (uint32_t k = 0; k < X; k++) gr[a->owa + k] += dpre * xr[k];
+        }
+    }
+    /* dW2 (d, hd) += dg^T hid; db2 += sum dg */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)hd, (int)rows, 1.0f,
+                a->s_dg, (int)d, a->s_hid, (int)hd, 1.0f, gr + a->oW2, (int)hd);
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t c = 0; c < d; c++) gr[a->ob2 + c] += a->s_dg[(size_t)r * d + c];
+    /* dhid (rows, hd) = dg W2, times tanh' */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)hd, (int)d, 1.0f,
+                a->s_dg, (int)d, a->theta + a->oW2, (int)hd, 0.0f, a->s_dhid, (int)hd);
+    for (size_t k = 0; k < (size_t)rows * hd; k++) {
+        float h = a->s_hid[k];
+        a->s_dhid[k] *= 1.0f - h * h;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)hd, (int)X, (int)rows, 1.0f,
+                a->s_dhid, (int)hd, a->bx, (int)X, 1.0f, gr + a->oW1, (int)X);
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t j = 0; j < hd; j++) gr[a->ob1 + j] += a->s_dhid[(size_t)r * hd + j];
+    sgd_range(a, 0, a->nG, a->p.lr_g);
+    a->b_rows = 0;
+    a->b_events = 0;
+    refresh_all(a);
+}
+
+void dr_adapter_flush(dr_adapter *a) { g_step(a); }
+
+static uint32_t sample_negative(dr_adapter *a, uint32_t pos) {
+    for (int tries = 0; tries < 16; tries++) {
+        uint32_t j;
+        if (a->p.neg_pop > 0 && dr_rng_uniform(&a->rng) < a->p.neg_pop &&
+            dr_window_size(a->win) > 0)
+            j = dr_window_sample_item(a->win, dr_rng_uniform(&a->rng));
+        else
+            j = (uint32_t)dr_rng_below(&a->rng, a->n_items);
+        if (j != pos) return j;
+    }
+    return (pos + 1) % a->n_items;
+}
+
+/* sampled softmax over logits lg (n); writes dl = softmax - onehot(0) into lg; returns loss */
+static float softmax_loss(float *lg, uint32_t n) {
+    float mx = lg[0];
+    for (uint32_t k = 1; k < n; k++) mx = lg[k] > mx ? lg[k] : mx;
+    double s = 0;
+    for (uint32_t k = 0; k < n; k++) s += exp((double)(lg[k] - mx));
+    float loss = (float)(log(s) + mx - lg[0]);
+    for (uint32_t k = 0; k < n; k++) lg[k] = (float)(exp((double)(lg[k] - mx)) / s);
+    lg[0] -= 1.0f;
+    return loss;
+}
+
+static void publish_maybe(dr_adapter *a);
+
+dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, const float *h,
+                            dr_error *err) {
+    if (!a || !h) return dr_fail(err, DR_ARG, "adapter: NULL argument");
+    if (u >= a->n_users || i >= a->n_items)
+        return dr_fail(err, DR_RANGE, "adapter: event (%u, %u) outside %u users, %u items", u,
+                       i, a->n_users, a->n_items);
+    if (dr_window_pushed(a->win) && t < dr_window_last_time(a->win))
+        return dr_fail(err, DR_ARG, "adapter: time %lld before the last event's %lld",
+                       (long long)t, (long long)dr_window_last_time(a->win));
+    uint32_t d = a->d, nc = a->ncand, X = a->X;
+    a->cand[0] = i;
+    for (uint32_t k = 1; k < nc; k++) a->cand[k] = sample_negative(a, i);
+    /* user side: steps SGD steps on H and the user gate; z' fixed */
+    dr_adapter_user_input(a, u, t, h, a->y);
+    float lk = a->p.lambda_kl;
+    for (uint32_t step = 0; step < a->p.steps; step++) {
+        float gate = side_forward(a->theta, H_ARGS(a), a->hd, d, a->p.no_gates, a->y, h, a->hh,
+                                  a->hv, a->hp);
+        for (uint32_t k = 0; k < nc; k++) {
+            const float *zk = a->zp + (size_t)a->cand[k] * d;
+            float s = 0;
+            for (uint32_t c = 0; c < d; c++) s += a->hp[c] * zk[c];
+            a->lg[k] = s;
+        }
+        softmax_loss(a->lg, nc);
+        for (uint32_t c = 0; c < d; c++) a->dh[c] = 2.0f * lk * gate * a->hv[c];
+        for (uint32_t k = 0; k < nc; k++) {
+            const float *zk = a->zp + (size_t)a->cand[k] * d;
+            float *dzk = a->dz + (size_t)k * d;
+            for (uint32_t c = 0; c < d; c++) {
+                a->dh[c] += a->lg[k] * zk[c];
+                dzk[c] = a->lg[k] * a->hp[c];
+            }
+        }
+        if (step == 0) { /* buffer the candidates for the G step */
+            for (uint32_t k = 0; k < nc; k++) {
+                memcpy(a->bx + (size_t)(a->b_rows + k) * X, a->xin + (size_t)a->cand[k] * X,
+                       X * sizeof(float));
+                memcpy(a->bdz + (size_t)(a->b_rows + k) * d, a->dz + (size_t)k * d,
+                       d * sizeof(float));
+            }
+            a->b_rows += nc;
+            a->b_events++;
+        }
+        memset(a->grad + a->nG, 0, (a->n_params - a->nG) * sizeof(float));
+        side_backward(a->theta, H_ARGS(a), a->hd, d, a->p.no_gates, a->y, a->hh, a->hv, gate,
+                      a->dh, a->tmp_d, a->grad);
+        sgd_range(a, a->nG, a->n_params, a->p.lr);
+    }
+    /* window, then the z' rows whose inputs changed (G unchanged since the last refresh) */
+    const uint32_t *ch;
+    size_t nch;
+    dr_status st = dr_window_push(a->win, u, i, t, &ch, &nch, err);
+    if (st != DR_OK) return st;
+    for (size_t k = 0; k < nch; k++) {
+        recompute_row(a, ch[k]);
+        mark_item(a, ch[k]);
+    }
+    mark_user(a, u);
+    a->n_updates++;
+    a->version++;
+    if (a->b_events >= a->p.g_batch) g_step(a);
+    if (a->p.publish_every && a->n_updates % a->p.publish_every == 0) publish_maybe(a);
+    return DR_OK;
+}
+
+/* ---------------------------------------------------------------- reference loss, slow twin */
+
+double dr_adapter_event_loss(const dr_adapter *a, const float *theta, const float *y,
+                             const float *x, uint32_t n_cand, float *grad) {
+    uint32_t d = a->d, hd = a->hd, X = a->X;
+    int ng = a->p.no_gates;
+    float *hid = dr_malloc(((size_t)n_cand + 1) * hd * sizeof(float));
+    float *mlp = dr_malloc(((size_t)n_cand + 1) * d * sizeof(float));
+    float *zp = dr_malloc(((size_t)n_cand + 1) * d * sizeof(float));
+    float *gates = dr_malloc(((size_t)n_cand + 1) * sizeof(float));
+    float *lg = dr_malloc((size_t)n_cand * sizeof(float));
+    float *dout = dr_malloc((size_t)d * sizeof(float)), *dmlp = dr_malloc((size_t)d * sizeof(float));
+    float *hp = zp + (size_t)n_cand * d;
+    double loss = 0;
+    /* user */
+    float gu = side_forward(theta, H_ARGS(a), hd, d, ng, y, y, hid + (size_t)n_cand * hd,
+                            mlp + (size_t)n_cand * d, hp);
+    for (uint32_t k = 0; k < n_cand; k++)
+        gates[k] = side_forward(theta, G_ARGS(a), hd, d, ng, x + (size_t)k * X, x + (size_t)k * X,
+                                hid + (size_t)k * hd, mlp + (size_t)k * d, zp + (size_t)k * d);
+    double mx = -1e300, s = 0;
+    for (uint32_t k = 0; k < n_cand; k++) {
+        double v = 0;
+        for (uint32_t c = 0; c < d; c++) v += (double)hp[c] * zp[(size_t)k * d + c];
+        lg[k] = (float)v;
+        mx = v > mx ? v : mx;
+    }
+    for (uint32_t k = 0; k < n_cand; k++) s += exp(lg[k] - mx);
+    loss += log(s) + mx - lg[0];
+    double lk = a->p.lambda_kl, kl = 0;
+    for (uint32_t c = 0; c < d; c++) kl += (double)(hp[c] - y[c]) * (hp[c] - y[c]);
+    for (uint32_t k = 0; k < n_cand; k++)
+        if (x[(size_t)k * X + d] < 0.5f)
+            for (uint32_t c = 0; c < d; c++) {
+                double e = (double)zp[(size_t)k * d + c] - x[(size_t)k * X + c];
+                kl += e * e;
+            }
+    loss += lk * kl;
+    double ewc = 0;
+    for (size_t p = 0; p < a->n_params; p++) {
+        double e = (double)theta[p] - a->anchor[p];
+        ewc += a->fisher[p] * e * e;
+    }
+    loss += a->p.lambda_ewc * ewc;
+    if (grad) {
+        memset(grad, 0, a->n_params * sizeof(float));
+        for (uint32_t k = 0; k < n_cand; k++) lg[k] = (float)(exp(lg[k] - mx) / s) - (k == 0);
+        /* user side */
+        for (uint32_t c = 0; c < d; c++) {
+            double v = 2.0 * lk * (hp[c] - y[c]);
+            for (uint32_t k = 0; k < n_cand; k++) v += (double)lg[k] * zp[(size_t)k * d + c];
+            dout[c] = (float)v;
+        }
+        side_backward(theta, H_ARGS(a), hd, d, ng, y, hid + (size_t)n_cand * hd,
+                      mlp + (size_t)n_cand * d, gu, dout, dmlp, grad);
+        for (uint32_t k = 0; k < n_cand; k++) {
+            const float *xk = x + (size_t)k * X;
+            int warm = xk[d] < 0.5f;
+            for (uint32_t c = 0; c < d; c++)
+                dout[c] = lg[k] * hp[c] +
+                          (warm ? (float)(2.0 * lk * ((double)zp[(size_t)k * d + c] - xk[c])) : 0.0f);
+            side_backward(theta, G_ARGS(a), hd, d, ng, xk, hid + (size_t)k * hd,
+                          mlp + (size_t)k * d, gates[k], dout, dmlp, grad);
+        }
+        if (ng) {
+            for (size_t p = a->owa; p <= a->oca; p++) grad[p] = 0;
+            for (size_t p = a->owb; p <= a->ocb; p++) grad[p] = 0;
+        }
+        for (size_t p = 0; p < a->n_params; p++)
+            grad[p] += (float)(2.0 * a->p.lambda_ewc * a->fisher[p] * ((double)theta[p] - a->anchor[p]));
+    }
+    dr_free(hid);
+    dr_free(mlp);
+    dr_free(zp);
+    dr_free(gates);
+    dr_free(lg);
+    dr_free(dout);
+    dr_free(dmlp);
+    return loss;
+}
+
+dr_status dr_adapter_items_slow(const dr_adapter *a, float *out, dr_error *err) {
+    float *x = dr_malloc(a->X * sizeof *x), *hid = dr_malloc(a->hd * sizeof *hid),
+          *mlp = dr_malloc(a->d * sizeof *mlp);
+    if (!x || !hid || !mlp) {
+        dr_free(x);
+        dr_free(hid);
+        dr_free(mlp);
+        return dr_fail(err, DR_NOMEM, "adapter: out of memory");
+    }
+    for (uint32_t i = 0; i < a->n_items; i++) {
+        dr_adapter_item_input(a, i, x);
+        side_forward(a->theta, G_ARGS(a), a->hd, a->d, a->p.no_gates, x, a->z0 + (size_t)i * a->d,
+                     hid, mlp, out + (size_t)i * a->d);
+    }
+    dr_free(x);
+    dr_free(hid);
+    dr_free(mlp);
+    return DR_OK;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static uint64_t snap_hash(const dr_adapter_snapshot *s, size_t nup) {
+    uint64_t h = dr_xxh64(s->zp, (size_t)s->n_items * s->d * sizeof(float), s->version);
+    h = dr_xxh64(s->uparams, nup * sizeof(float), h);
+    h = dr_xxh64(s->umean, (size_t)s->n_users * s->d * sizeof(float), h);
+    h = dr_xxh64(s->ulast, s->n_users * sizeof(int64_t), h);
+    return dr_xxh64(s->ucount, s->n_users * sizeof(uint64_t), h);
+}
+
+int dr_adapter_publish(dr_adapter *a) {
+    dr_adapter_snapshot *cur = atomic_load(&a->current);
+    int b = -1;
+    for (int k = 0; k < NBUF; k++)
+        if (&a->buf[k] != cur && atomic_load(&a->buf[k].refs) == 0) {
+            b = k;
+            break;
+        }
+    if (b < 0) return 0;
+    dr_adapter_snapshot *s = &a->buf[b];
+    uint32_t d = a->d;
+    if (a->ifull[b]) {
+        memcpy(s->zp, a->zp, (size_t)a->n_items * d * sizeof(float));
+        a->ifull[b] = 0;
+    } else {
+        for (size_t k = 0; k < a->n_ilist[b]; k++) {
+            uint32_t i = a->ilist[b][k];
+            memcpy(s->zp + (size_t)i * d, a->zp + (size_t)i * d, d * sizeof(float));
+        }
+    }
+    for (size_t k = 0; k < a->n_ilist[b]; k++) a->idirty[b][a->ilist[b][k]] = 0;
+    a->n_ilist[b] = 0;
+    for (size_t k = 0; k < a->n_ulist[b]; k++) {
+        uint32_t u = a->ulist[b][k];
+        s->ucount[u] = user_summary(a, u, s->umean + (size_t)u * d, &s->ulast[u], a->ring);
+        a->udirty[b][u] = 0;
+    }
+    a->n_ulist[b] = 0;
+    size_t nup = a->n_params - a->nG;
+    memcpy(s->uparams, a->theta + a->nG, nup * sizeof(float));
+    s->version = a->version;
+    s->checksum = a->p.checksum ? snap_hash(s, nup) : 0;
+    atomic_store(&a->current, s);
+    return 1;
+}
+
+static void publish_maybe(dr_adapter *a) { (void)dr_adapter_publish(a); }
+
+const dr_adapter_snapshot *dr_adapter_acquire(dr_adapter *a) {
+    for (;;) {
+        dr_adapter_snapshot *s = atomic_load(&a->current);
+        if (!s) return NULL;
+        atomic_fetch_add(&s->refs, 1);
+        if (atomic_load(&a->current) == s) return s;
+        atomic_fetch_sub(&s->refs, 1);
+    }
+}
+
+void dr_adapter_release(dr_adapter *a, const dr_adapter_snapshot *s) {
+    (void)a;
+    if (s) atomic_fetch_sub(&((dr_adapter_snapshot *)s)->refs, 1);
+}
+
+uint64_t dr_snapshot_version(const dr_adapter_snapshot *s) { return s->version; }
+const float *dr_snapshot_items(const dr_adapter_snapshot *s) { return s->zp; }
+
+int dr_snapshot_verify(const dr_adapter_snapshot *s) {
+    size_t d = s->d, hd = s->hidden, Y = DR_ADP_Y(d);
+    size_t nup = hd * Y + hd + d * hd + d + Y + 1;
+    return snap_hash(s, nup) == s->checksum;
+}
+
+void dr_snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, const float *h,
+                      float *out) {
+    uint32_t d = s->d, hd = s->hidden, Y = DR_ADP_Y(d);
+    float y[2 * 1024 + 2], hid[1024], mlp[1024];
+    user_input_from(d, s->spu, h, s->umean + (size_t)u * d, s->ucount[u], s->ulast[u], now, y);
+    size_t o = 0, oV1 = o; o += (size_t)hd * Y;
+    size_t oc1 = o; o += hd;
+    size_t oV2 = o; o += (size_t)d * hd;
+    size_t oc2 = o; o += d;
+    size_t owb = o; o += Y;
+    size_t ocb = o;
+    side_forward(s->uparams, oV1, oc1, oV2, oc2, owb, ocb, Y, hd, d, s->no_gates, y, h, hid, mlp,
+                 out);
+}
+
+dr_status dr_snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *ts, uint32_t u,
+                                int64_t now, const float *h, const uint32_t *exclude,
+                                size_t n_exclude, uint32_t k, uint32_t *items, float *scores,
+                                uint32_t *n_out, dr_error *err) {
+    if (!s || !ts || !h || !items || !n_out) return dr_fail(err, DR_ARG, "adapter: NULL argument");
+    if (u >= s->n_users) return dr_fail(err, DR_RANGE, "adapter: user %u >= %u", u, s->n_users);
+    float hp[1024];
+    dr_snapshot_user(s, u, now, h, hp);
+    return dr_topk_dot(s->zp, NULL, s->n_items, s->d, hp, exclude, n_exclude, k, ts, items,
+                       scores, n_out, err);
+}
+
+/* ---------------------------------------------------------------- state */
+
+dr_status dr_adapter_save(const dr_adapter *a, const char *path, dr_error *err) {
+    dr_ckpt_writer *w = NULL;
+    dr_status st = dr_ckpt_writer_create(&w, err);
+    if (st != DR_OK) return st;
+    uint64_t sc[8] = {a->rng.s[0], a->rng.s[1], a->rng.s[2], a->rng.s[3],
+                      a->n_updates, a->version, a->b_rows, a->b_events};
+    uint64_t s_par[1] = {a->n_params}, s_z[2] = {a->n_items, a->d},
+             s_b[2] = {(uint64_t)a->p.g_batch * a->ncand, a->X},
+             s_bd[2] = {(uint64_t)a->p.g_batch * a->ncand, a->d}, s_sc[1] = {8};
+    char v[64];
+    snprintf(v, sizeof v, "%u", a->d);
+    if ((st = dr_ckpt_add_meta(w, "kind", "adapter", err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add_meta(w, "d", v, err)) != DR_OK) goto fail;
+    snprintf(v, sizeof v, "%u", a->hd);
+    if ((st = dr_ckpt_add_meta(w, "hidden", v, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "theta", DR_DT_F32, 1, s_par, a->theta, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "fisher", DR_DT_F32, 1, s_par, a->fisher, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "anchor", DR_DT_F32, 1, s_par, a->anchor, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "zp", DR_DT_F32, 2, s_z, a->zp, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "z0", DR_DT_F32, 2, s_z, a->z0, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "batch_x", DR_DT_F32, 2, s_b, a->bx, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "batch_dz", DR_DT_F32, 2, s_bd, a->bdz, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "scalars", DR_DT_I64, 1, s_sc, sc, err)) != DR_OK) goto fail;
+    if ((st = dr_window_save(a->win, w, "w.", err)) != DR_OK) goto fail;
+    st = dr_ckpt_write(w, path, err);
+fail:
+    dr_ckpt_writer_free(w);
+    return st;
+}
+
+dr_status dr_adapter_load(dr_adapter *a, const char *path, dr_error *err) {
+    dr_ckpt *c = NULL;
+    dr_status st = dr_ckpt_open(path, &c, err);
+    if (st != DR_OK) return st;
+    const char *kind = dr_ckpt_meta(c, "kind");
+    uint64_t s_par[1] = {a->n_params}, s_z[2] = {a->n_items, a->d},
+             s_b[2] = {(uint64_t)a->p.g_batch * a->ncand, a->X},
+             s_bd[2] = {(uint64_t)a->p.g_batch * a->ncand, a->d}, s_sc[1] = {8};
+    const void *th, *fi, *an, *zp, *z0, *bx, *bdz, *scv;
+    if (!kind || strcmp(kind, "adapter") != 0) {
+        st = dr_fail(err, DR_FORMAT, "%s: not an adapter state file", path);
+        goto fail;
+    }
+    if ((st = dr_ckpt_find(c, "theta", DR_DT_F32, 1, s_par, &th, err)) != DR_OK ||
+        (st = dr_ckpt_find(c, "fisher", DR_DT_F32, 1, s_par, &fi, err)) != DR_OK ||
+        (st = dr_ckpt_find(c, "anchor", DR_DT_F32, 1, s_par, &an, err)) != DR_OK ||
+        (st = dr_ckpt_find(c, "zp", DR_DT_F32, 2, s_z, &zp, err)) != DR_OK ||
+        (st = dr_ckpt_find(c, "z0", DR_DT_F32, 2, s_z, &z0, err)) != DR_OK ||
+        (st = dr_ckpt_find(c, "batch_x", DR_DT_F32, 2, s_b, &bx, err)) != DR_OK ||
+        (st = dr_ckpt_find(c, "batch_dz", DR_DT_F32, 2, s_bd, &bdz, err)) != DR_OK ||
+        (st = dr_ckpt_find(c, "scalars", DR_DT_I64, 1, s_sc, &scv, err)) != DR_OK) {
+        st = dr_fail_wrap(err, DR_FORMAT, "%s: adapter state does not match this adapter", path);
+        goto fail;
+    }
+    if (memcmp(z0, a->z0, (size_t)a->n_items * a->d * sizeof(float)) != 0) {
+        st = dr_fail(err, DR_FORMAT, "%s: adapter state was made over another base model", path);
+        goto fail;
+    }
+    const uint64_t *sc = scv;
+    if (sc[6] > (uint64_t)a->p.g_batch * a->ncand || sc[7] > a->p.g_batch) {
+        st = dr_fail(err, DR_FORMAT, "%s: bad batch counters", path);
+        goto fail;
+    }
+    if ((st = dr_window_load(a->win, c, "w.", err)) != DR_OK) goto fail;
+    memcpy(a->theta, th, a->n_params * sizeof(float));
+    memcpy(a->fisher, fi, a->n_params * sizeof(float));
+    memcpy(a->anchor, an, a->n_params * sizeof(float));
+    memcpy(a->zp, zp, (size_t)a->n_items * a->d * sizeof(float));
+    memcpy(a->bx, bx, (size_t)s_b[0] * a->X * sizeof(float));
+    memcpy(a->bdz, bdz, (size_t)s_bd[0] * a->d * sizeof(float));
+    for (int k = 0; k < 4; k++) a->rng.s[k] = sc[k];
+    a->n_updates = sc[4];
+    a->version = sc[5];
+    a->b_rows = (uint32_t)sc[6];
+    a->b_events = (uint32_t)sc[7];
+    for (uint32_t i = 0; i < a->n_items; i++) dr_adapter_item_input(a, i, a->xin + (size_t)i * a->X);
+    mark_all_items(a);
+    for (uint32_t u = 0; u < a->n_users; u++) mark_user(a, u);
+fail:
+    dr_ckpt_close(c);
+    return st;
+}

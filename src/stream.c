@@ -1,0 +1,244 @@
+/*
+ * stream.c - P-STREAM replay: frozen base vs base + online adapter in one pass.
+ *
+ * DESIGN: follows ../shared/PROTOCOL.md exactly. T0 = the dataset's P-STREAM T0; every user's
+ * history starts as its pre-T0 prefix (the dataset's per-user time-ordered CSR, so a history is
+ * a prefix length, never a copy). Events with time >= T0 are taken in groups sharing a
+ * timestamp: every event of the group is scored against the state before the timestamp, then
+ * the group is applied in file order (history grows, the adapter learns from each event with
+ * the base latent of the user's context before that event). An event is scored when its user
+ * has an earlier interaction and its item is not in the user's history; all items of the
+ * catalogue are ranked (never-seen items included), history excluded, pessimistic ties
+ * (dr_rank_pessimistic). A user with no pre-T0 interaction has no trained user factor; the
+ * base is asked for it as an unknown user (u = UINT32_MAX), so MF folds in the mean of the
+ * context's item factors instead of scoring with the factor's random initialisation (SASRec
+ * ignores u). Both columns use the same base latent, so the difference is the adapter alone.
+ * Per scored event the hits and NDCGs are kept, then averaged overall, over 10 consecutive
+ * equal-count slices (slice of the j-th scored event = j * 10 / n_scored) and over events
+ * whose target item never occurred before T0 (cold).
+ * Rejected: scoring through dr_recommend (top-k only: pessimistic ranks need every score) and
+ * re-sorting histories per event (the CSR prefix is already in time order).
+ */
+#include "stream.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+
+dr_stream_params dr_stream_default_params(void) {
+    dr_stream_params p;
+    memset(&p, 0, sizeof p);
+    p.adapter = dr_adapter_default_params();
+    p.run_adapter = 1;
+    return p;
+}
+
+static void add_metrics(dr_stream_metrics *m, double hit, double ndcg) {
+    m->hit10 += hit;
+    m->ndcg10 += ndcg;
+    m->n++;
+}
+
+static void finish_metrics(dr_stream_metrics *m) {
+    if (m->n) {
+        m->hit10 /= (double)m->n;
+        m->ndcg10 /= (double)m->n;
+    }
+}
+
+static void rank_metrics(uint32_t rank, double *hit, double *ndcg) {
+    *hit = rank <= 10 ? 1.0 : 0.0;
+    *ndcg = rank <= 10 ? 1.0 / log2((double)rank + 1.0) : 0.0;
+}
+
+dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_stream_params *p,
+                         dr_stream_result *out, dr_error *err) {
+    if (!ds || !base || !p || !out) return dr_fail(err, DR_ARG, "stream: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (base->n_items != ds->n_items)
+        return dr_fail(err, DR_ARG, "stream: the model has %u items, the dataset %u",
+                       base->n_items, ds->n_items);
+    uint32_t d = dr_model_latent_dim(base);
+    if (p->run_adapter && !d)
+        return dr_fail(err, DR_UNSUPPORTED, "stream: the adapter needs a dot-product model, "
+                       "'%s' is not one", dr_model_name(base));
+    dr_dataset_stats stats;
+    dr_status st = dr_dataset_get_stats(ds, &stats);
+    if (st != DR_OK) return st;
+    const uint32_t nu = ds->n_users, ni = ds->n_items;
+    const size_t n = ds->n_events;
+    const int64_t t0 = stats.t0;
+    size_t e0 = 0;
+    while (e0 < n && ds->ev_time[e0] < t0) e0++;
+    size_t nrep = n - e0;
+
+    double t_start = dr_now_seconds();
+    uint32_t *hlen = dr_calloc(nu ? nu : 1, sizeof *hlen);     /* (n_users) history length */
+    uint8_t *has_pre = dr_calloc(nu ? nu : 1, 1);               /* (n_users) */
+    uint8_t *seen = dr_calloc(ni, 1);                           /* (n_items) seen before T0 */
+    uint8_t *excl = dr_calloc(ni, 1);                           /* (n_items) scratch */
+    float *scores = dr_malloc((size_t)ni * sizeof *scores);     /* (n_items) */
+    float *h = dr_calloc(d ? d : 1, sizeof *h), *hp = dr_calloc(d ? d : 1, sizeof *hp);
+    float *rec = dr_malloc((nrep ? nrep : 1) * 4 * sizeof *rec); /* (nrep, 4) hitF ndcgF hitA ndcgA */
+    uint8_t *rcold = dr_malloc(nrep ? nrep : 1);                 /* (nrep) */
+    uint8_t *cold = dr_malloc(ni);                               /* (n_items) */
+    dr_scorer *sc = NULL;
+    dr_adapter *ad = NULL;
+    if (!hlen || !has_pre || !seen || !excl || !scores || !h || !hp || !rec || !rcold || !cold) {
+        st = dr_fail(err, DR_NOMEM, "stream: out of memory");
+        goto fail;
+    }
+    if ((st = dr_scorer_create(base, &sc, err)) != DR_OK) goto fail;
+    for (uint32_t u = 0; u < nu; u++) {
+        size_t a = ds->user_off[u], b = ds->user_off[u + 1], k = a;
+        while (k < b && ds->hist_time[k] < t0) k++;
+        hlen[u] = (uint32_t)(k - a);
+        has_pre[u] = k > a;
+    }
+    for (size_t e = 0; e < e0; e++) seen[ds->ev_item[e]] = 1;
+    for (uint32_t i = 0; i < ni; i++) cold[i] = !seen[i];
+    if (p->run_adapter) {
+        dr_adapter_params ap = p->adapter;
+        ap.publish_every = 0;
+        if (!(ap.window.seconds_per_unit > 0)) ap.window.seconds_per_unit = ds->time_scale;
+        if ((st = dr_adapter_create(&ap, nu ? nu : 1, ni, d, dr_model_item_latents(base), cold,
+                                    &ad, err)) != DR_OK)
+            goto fail;
+    }
+    size_t nsc = 0;
+    for (size_t g0 = e0; g0 < n;) {
+        size_t g1 = g0;
+        while (g1 < n && ds->ev_time[g1] == ds->ev_time[g0]) g1++;
+        int64_t t = ds->ev_time[g0];
+        for (size_t e = g0; e < g1; e++) { /* score against the state before t */
+            uint32_t u = ds->ev_user[e], i = ds->ev_item[e];
+            const uint32_t *ctx = ds->hist_item + ds->user_off[u];
+            uint32_t nctx = hlen[u];
+            if (!nctx) continue;
+            for (uint32_t k = 0; k < nctx; k++) excl[ctx[k]] = 1;
+            if (!excl[i]) {
+                uint32_t uid = has_pre[u] ? u : UINT32_MAX;
+                double t1 = dr_now_seconds();
+                if ((st = dr_model_score(base, sc, uid, ctx, nctx, scores, err)) != DR_OK) goto fail;
+                uint32_t r = dr_rank_pessimistic(scores, ni, i, excl);
+                double hit, ndcg;
+                rank_metrics(r, &hit, &ndcg);
+                rec[nsc * 4 + 0] = (float)hit;
+                rec[nsc * 4 + 1] = (float)ndcg;
+                double t2 = dr_now_seconds();
+                out->frozen_score_seconds += t2 - t1;
+                if (ad) {
+                    if ((st = dr_model_user_latent(base, sc, uid, ctx, nctx, h, err)) != DR_OK) goto fail;
+                    dr_adapter_user(ad, u, t, h, hp);
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)d, 1.0f,
+                                dr_adapter_items(ad), (int)d, hp, 1, 0.0f, scores, 1);
+                    r = dr_rank_pessimistic(scores, ni, i, excl);
+                    rank_metrics(r, &hit, &ndcg);
+                    out->adapter_score_seconds += dr_now_seconds() - t2;
+                } else {
+                    hit = ndcg = 0;
+                }
+                rec[nsc * 4 + 2] = (float)hit;
+                rec[nsc * 4 + 3] = (float)ndcg;
+                rcold[nsc] = cold[i];
+                nsc++;
+            }
+            for (uint32_t k = 0; k < nctx; k++) excl[ctx[k]] = 0;
+        }
+        for (size_t e = g0; e < g1; e++) { /* apply in file order */
+            uint32_t u = ds->ev_user[e], i = ds->ev_item[e];
+            size_t at = ds->user_off[u] + hlen[u];
+            if (at >= ds->user_off[u + 1] || ds->hist_event[at] != e) {
+                st = dr_fail(err, DR_INTERNAL, "stream: event %zu is not next in user %u's history", e, u);
+                goto fail;
+            }
+            if (ad) {
+                const uint32_t *ctx = ds->hist_item + ds->user_off[u];
+                uint32_t uid = has_pre[u] ? u : UINT32_MAX;
+                if ((st = dr_model_user_latent(base, sc, uid, ctx, hlen[u], h, err)) != DR_OK) goto fail;
+                double t1 = dr_now_seconds();
+                if ((st = dr_adapter_update(ad, u, i, t, h, err)) != DR_OK) goto fail;
+                out->update_seconds += dr_now_seconds() - t1;
+            }
+            hlen[u]++;
+        }
+        if (p->progress) p->progress(p->progress_ud, "stream", g1 - e0, nrep);
+        g0 = g1;
+    }
+    for (size_t j = 0; j < nsc; j++) {
+        const float *r = rec + j * 4;
+        dr_stream_pair *sl = &out->slices[j * DR_STREAM_SLICES / nsc];
+        add_metrics(&out->overall.frozen, r[0], r[1]);
+        add_metrics(&out->overall.adapter, r[2], r[3]);
+        add_metrics(&sl->frozen, r[0], r[1]);
+        add_metrics(&sl->adapter, r[2], r[3]);
+        if (rcold[j]) {
+            add_metrics(&out->cold.frozen, r[0], r[1]);
+            add_metrics(&out->cold.adapter, r[2], r[3]);
+        }
+    }
+    finish_metrics(&out->overall.frozen);
+    finish_metrics(&out->overall.adapter);
+    finish_metrics(&out->cold.frozen);
+    finish_metrics(&out->cold.adapter);
+    for (int s = 0; s < DR_STREAM_SLICES; s++) {
+        finish_metrics(&out->slices[s].frozen);
+        finish_metrics(&out->slices[s].adapter);
+    }
+    snprintf(out->dataset, sizeof out->dataset, "%s", dr_dataset_name(ds));
+    snprintf(out->model, sizeof out->model, "%s", dr_model_name(base));
+    out->t0 = t0;
+    out->n_events = nrep;
+    out->n_scored = nsc;
+    out->has_adapter = ad != NULL;
+    out->seconds = dr_now_seconds() - t_start;
+    st = DR_OK;
+fail:
+    dr_adapter_free(ad);
+    dr_scorer_free(sc);
+    dr_free(hlen);
+    dr_free(has_pre);
+    dr_free(seen);
+    dr_free(excl);
+    dr_free(scores);
+    dr_free(h);
+    dr_free(hp);
+    dr_free(rec);
+    dr_free(rcold);
+    dr_free(cold);
+    return st;
+}
+
+static int json_pair(char *b, size_t cap, const dr_stream_pair *p) {
+    return snprintf(b, cap,
+                    "{\"frozen\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},"
+                    "\"adapter\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},\"n\":%zu}",
+                    p->frozen.hit10, p->frozen.ndcg10, p->adapter.hit10, p->adapter.ndcg10,
+                    p->frozen.n);
+}
+
+int dr_stream_json(const dr_stream_result *r, char *buf, size_t cap) {
+    size_t len = 0;
+    char tmp[512];
+#define PUT(...)                                                             \
+    do {                                                                     \
+        int k_ = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, __VA_ARGS__); \
+        if (k_ > 0) len += (size_t)k_;                                       \
+    } while (0)
+    PUT("{\"protocol\":\"P-STREAM\",\"dataset\":\"%s\",\"model\":\"%s\",\"t0\":%lld,"
+        "\"n_events\":%zu,\"n_scored\":%zu,\"stream\":{",
+        r->dataset, r->model, (long long)r->t0, r->n_events, r->n_scored);
+    PUT("\"frozen\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},\"adapter\":{\"hit@10\":%.6f,"
+        "\"ndcg@10\":%.6f},\"slices\":[",
+        r->overall.frozen.hit10, r->overall.frozen.ndcg10, r->overall.adapter.hit10,
+        r->overall.adapter.ndcg10);
+    for (int s = 0; s < DR_STREAM_SLICES; s++) {
+        json_pair(tmp, sizeof tmp, &r->slices[s]);
+        PUT("%s%s", s ? "," : "", tmp);
+    }
+    json_pair(tmp, sizeof tmp, &r->cold);
+    PUT("],\"cold\":%s,\"seconds\":%.3f,\"update_seconds\":%.3f}}", tmp, r->seconds,
+        r->update_seconds);
+#undef PUT
+    return (int)len;
+}
