@@ -151,8 +151,8 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    openblas_set_num_threads(1); /* one thread: OpenBLAS's pool spins on small products */
     if (argc > 1 && strcmp(argv[1], "stream") == 0) return stream_mode(argc, argv);
-    openblas_set_num_threads(1);
     bench_header("adapter");
     dr_dataset *ds = NULL;
     dr_model *m = NULL;

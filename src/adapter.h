@@ -3,6 +3,7 @@
  *
  *   z'_i = z~_i + a_i G([z~_i; s_i])      a_i = sigmoid(wa . [z~_i; s_i] + ca)
  *   h'_u = h_u  + b_u H([h_u; r_u])       b_u = sigmoid(wb . [h_u; r_u] + cb)
+ * G, H: two-layer MLPs plus a per-dimension skip from the co-click mean / ring mean.
  * z~_i is the base latent, or 0 for a cold item (no base signal); s_i = [cold_i, window item
  * stats (window.h)], r_u = window user stats. G, H: d_in -> hidden (tanh) -> d.
  * Item input x_i: (DR_ADP_X(d)) = [z~_i (d), cold (1), s_i (d + 3)].
@@ -24,7 +25,9 @@ typedef struct dr_adapter_params {
     dr_window_params window;
     uint32_t hidden;       /* MLP hidden units (32) */
     uint32_t negatives;    /* N sampled negatives per event (16), <= DR_ADP_MAX_NEG */
-    float neg_pop;         /* share of negatives drawn from the window (popularity) (0.5) */
+    float neg_pop;         /* share of negatives drawn from the window (popularity) (0: uniform
+                              negatives estimate the full softmax; popularity negatives without
+                              a logQ correction learn to demote popular items) */
     float lr;              /* SGD learning rate of H and the user gate, per event (0.05) */
     float lr_g;            /* SGD learning rate of G and the item gate, per G batch (0.05) */
     uint32_t steps;        /* SGD steps on the user side per event (1) */
@@ -34,6 +37,7 @@ typedef struct dr_adapter_params {
     float fisher_decay;    /* F <- (1-r) F + r g^2 per step (0.01) */
     float anchor_ema;      /* 0: theta* = the initial parameters; r > 0: theta* <- (1-r) theta* + r theta */
     float gate_bias;       /* initial gate biases ca, cb (-3: the adapter starts near identity) */
+    float skip_init;       /* initial skip weights gs, hs (1; adapter.c) */
     float cold_gate_bias;  /* initial weight of the cold flag in the item gate (3) */
     float clip;            /* per-element gradient clip (0 = off) */
     int no_gates;          /* ablation: a = b = 1 (gate parameters frozen) */
