@@ -139,6 +139,19 @@ dr_adapter_params dr_adapter_default_params(void) {
 
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+/* Dot product with 8 independent partial sums: the compiler may not reassociate a float
+ * reduction (no -ffast-math), so a single accumulator runs at one add per FMA latency. Every
+ * path (row recompute, reference loss, snapshots) uses this one function, so they agree to
+ * the bit. */
+static inline float dotf(const float *a, const float *b, uint32_t n) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[k + j];
+    for (; k < n; k++) s[k & 7] += a[k] * b[k];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 /* tanh by Lambert's continued fraction (7/6 rational), clamped at |x| = 4.97 where it reaches
  * 0.99990 (|error| < 1e-4 beyond, < 2e-7 inside): branch-free, so the compiler vectorises
  * the refresh loops; libm's tanhf was a third of the update time. The backward pass uses
@@ -157,18 +170,8 @@ void dr_adp_mlp_forward(const float *W1, const float *b1, const float *W2, const
                         uint32_t nin, uint32_t hidden, uint32_t d, const float *in, float *hid,
                         float *out) {
     /* tanh layer: see act() */
-    for (uint32_t j = 0; j < hidden; j++) {
-        const float *w = W1 + (size_t)j * nin;
-        float s = b1[j];
-        for (uint32_t k = 0; k < nin; k++) s += w[k] * in[k];
-        hid[j] = act(s);
-    }
-    for (uint32_t c = 0; c < d; c++) {
-        const float *w = W2 + (size_t)c * hidden;
-        float s = b2[c];
-        for (uint32_t j = 0; j < hidden; j++) s += w[j] * hid[j];
-        out[c] = s;
-    }
+    for (uint32_t j = 0; j < hidden; j++) hid[j] = act(b1[j] + dotf(W1 + (size_t)j * nin, in, nin));
+    for (uint32_t c = 0; c < d; c++) out[c] = b2[c] + dotf(W2 + (size_t)c * hidden, hid, hidden);
 }
 
 void dr_adp_mlp_backward(const float *W1, const float *W2, uint32_t nin, uint32_t hidden,
@@ -205,12 +208,7 @@ static float side_forward(const float *th, size_t oW1, size_t ob1, size_t oW2, s
                           const float *base, float *hid, float *mlp, float *out) {
     dr_adp_mlp_forward(th + oW1, th + ob1, th + oW2, th + ob2, nin, hd, d, in, hid, mlp);
     for (uint32_t c = 0; c < d; c++) mlp[c] += th[os + c] * in[skip + c];
-    float g = 1.0f;
-    if (!no_gates) {
-        float s = th[oc];
-        for (uint32_t k = 0; k < nin; k++) s += th[ow + k] * in[k];
-        g = sigm(s);
-    }
+    float g = no_gates ? 1.0f : sigm(th[oc] + dotf(th + ow, in, nin));
     for (uint32_t c = 0; c < d; c++) out[c] = base[c] + g * mlp[c];
     return g;
 }
@@ -374,16 +372,13 @@ static void g_forward_rows(dr_adapter *a, const float *x, uint32_t rows) {
         float *o = a->s_out + (size_t)r * d;
         for (uint32_t c = 0; c < d; c++) o[c] += t[a->ogs + c] * cm[c];
     }
-    for (uint32_t r = 0; r < rows; r++) {
-        if (a->p.no_gates) {
-            a->s_gate[r] = 1.0f;
-            continue;
-        }
-        const float *xr = x + (size_t)r * X;
-        float s = t[a->oca];
-        for (uint32_t k = 0; k < X; k++) s += t[a->owa + k] * xr[k];
-        a->s_gate[r] = sigm(s);
+    if (a->p.no_gates) {
+        for (uint32_t r = 0; r < rows; r++) a->s_gate[r] = 1.0f;
+        return;
     }
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)X, 1.0f, x, (int)X, t + a->owa, 1,
+                0.0f, a->s_gate, 1);
+    for (uint32_t r = 0; r < rows; r++) a->s_gate[r] = sigm(t[a->oca] + a->s_gate[r]);
 }
 
 static void mark_all_items(dr_adapter *a) {
@@ -653,12 +648,7 @@ dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, co
     for (uint32_t step = 0; step < a->p.steps; step++) {
         float gate = side_forward(a->theta, H_ARGS(a), a->hd, d, a->p.no_gates, a->y, h, a->hh,
                                   a->hv, a->hp);
-        for (uint32_t k = 0; k < nc; k++) {
-            const float *zk = a->zp + (size_t)a->cand[k] * d;
-            float s = 0;
-            for (uint32_t c = 0; c < d; c++) s += a->hp[c] * zk[c];
-            a->lg[k] = s;
-        }
+        for (uint32_t k = 0; k < nc; k++) a->lg[k] = dotf(a->hp, a->zp + (size_t)a->cand[k] * d, d);
         softmax_loss(a->lg, nc);
         for (uint32_t c = 0; c < d; c++) a->dh[c] = 2.0f * lk * gate * a->hv[c];
         for (uint32_t k = 0; k < nc; k++) {

@@ -785,15 +785,30 @@ fail:
 
 dr_sasrec_params dr_sasrec_params_from_model(const dr_model_params *mp) {
     dr_sasrec_params p = dr_sasrec_default_params();
-    if (mp) {
-        p.seed = mp->seed;
-        p.threads = mp->threads;
-    }
+    if (!mp) return p;
+    p.seed = mp->seed;
+    p.threads = mp->threads;
+    if (mp->dim) p.d = mp->dim;
+    if (mp->max_len) p.L = mp->max_len;
+    if (mp->blocks) p.blocks = mp->blocks;
+    if (mp->heads) p.heads = mp->heads;
+    if (mp->batch) p.batch = mp->batch;
+    if (mp->epochs) p.epochs = mp->epochs;
+    if (mp->patience) p.patience = mp->patience;
+    if (mp->eval_every) p.eval_every = mp->eval_every;
+    if (mp->dropout >= 0) p.dropout = mp->dropout;
+    if (mp->lr > 0) p.lr = mp->lr;
+    if (mp->weight_decay >= 0) p.weight_decay = mp->weight_decay;
+    if (mp->loss && !strcmp(mp->loss, "bce")) p.loss = DR_SASREC_BCE;
+    p.on_epoch = mp->on_epoch;
+    p.on_epoch_ud = mp->on_epoch_ud;
     return p;
 }
 
 static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model_params *mp,
                         void **state, dr_error *err) {
+    if (mp && mp->loss && strcmp(mp->loss, "ce") != 0 && strcmp(mp->loss, "bce") != 0)
+        return dr_fail(err, DR_ARG, "sasrec: unknown loss '%s' (ce, bce)", mp->loss);
     dr_sasrec_params p = dr_sasrec_params_from_model(mp);
     dr_sasrec *m = NULL;
     dr_status st = dr_sasrec_fit(ds, sp, &p, &m, err);

@@ -15,9 +15,8 @@ typedef enum {
     DR_SASREC_BCE = 1 /* binary cross-entropy, one uniform negative per position (original) */
 } dr_sasrec_loss;
 
-/* Called after every epoch from the calling thread; val_ndcg10 < 0 when not evaluated. */
-typedef void (*dr_epoch_fn)(void *ud, int epoch, double loss, double val_ndcg10,
-                            double seconds);
+/* dr_epoch_fn (dynrec.h) is called after every epoch from the calling thread; val_ndcg10 < 0
+ * when the epoch was not validated. */
 
 typedef struct dr_sasrec_params {
     uint32_t d;           /* hidden size (50); divisible by heads */
@@ -95,8 +94,8 @@ dr_status dr_sasrec_eval_ndcg10(const dr_sasrec *m, const dr_dataset *ds, const 
                                 int which, uint32_t max_users, uint64_t seed, int threads,
                                 double *ndcg10, double *hit10, dr_error *err);
 
-/* Scoring interface; fit reads seed, threads (and, once dr_model_params carries them, the
- * SASRec hyper-parameters; see dr_sasrec_params_from_model). */
+/* Scoring interface; fit maps dr_model_params onto dr_sasrec_params (0 / negative / NULL
+ * fields keep the defaults; shards and val_users always keep theirs). */
 extern const dr_model_vt dr_sasrec_vt;
 dr_sasrec_params dr_sasrec_params_from_model(const dr_model_params *p);
 /* Wraps a fitted model as a dr_model (takes ownership of m). */
