@@ -217,6 +217,11 @@ int main(int argc, char **argv) {
             if (allocs) printf("adapter_update_allocs_b%u %llu allocations\n", batches[bi],
                                (unsigned long long)allocs);
             hash = bench_hash(hash, dr_adapter_items(a), (size_t)ni * d * sizeof(float));
+            uint64_t nup, nrows, nref;
+            dr_adapter_counters(a, &nup, &nrows, &nref);
+            if (!publish)
+                printf("adapter_rows_per_update_b%u %.2f rows\n", batches[bi],
+                       (double)nrows / (double)nup);
             if (bi == 1 && publish) keep = a;
             else dr_adapter_free(a);
         }

@@ -825,7 +825,8 @@ static const char *demo_help =
     "usage: dynrec demo [--out DIR] [--seed S]\n"
     "  Synthesises a dataset with drifting tastes, new items and three modalities, writes it\n"
     "  to DIR (default build/demo-data), loads it back, evaluates the baselines under P-LOO,\n"
-    "  recommends for one user and prints a summary.\n";
+    "  trains BPR-MF and SASRec, saves and reloads their checkpoints, evaluates them,\n"
+    "  recommends from a checkpoint alone and prints a summary.\n";
 
 static int cmd_demo(int argc, char **argv) {
     const char *out = "build/demo-data";
@@ -872,38 +873,64 @@ static int cmd_demo(int argc, char **argv) {
            st.n_modalities, (long long)st.t0, st.n_pre_t0);
 
     printf("== 3. evaluate baselines (P-LOO, full ranking and sampled-100)\n");
-    static const char *const models[] = {"pop", "itemknn"};
-    dr_eval_result res[2];
+    enum { N_MODELS = 4 };
+    static const char *const models[N_MODELS] = {"pop", "itemknn", "mf", "sasrec"};
+    dr_eval_result res[N_MODELS];
+    char ckpt[N_MODELS][4096] = {{0}};
     for (int k = 0; k < 2; k++) {
         model_opts mo = {dr_model_default_params(), models[k]};
-        rc = run_eval(ds, DR_SPLIT_LOO, &mo, 0, &res[k]);
-        if (rc) {
-            dr_dataset_free(ds);
-            return rc;
-        }
+        if ((rc = run_eval(ds, DR_SPLIT_LOO, &mo, 0, &res[k]))) goto done;
         print_eval_human("P-LOO", ds, models[k], &res[k], 0);
     }
 
-    printf("== 4. recommend\n");
-    dr_split *spl = NULL;
-    dr_model *m = NULL;
-    dr_model_params mp = dr_model_default_params();
-    mp.name = "itemknn";
-    s = dr_split_create(ds, DR_SPLIT_LOO, &spl, &e);
-    if (s == DR_OK) s = dr_model_fit(ds, spl, &mp, &m, &e);
-    if (s == DR_OK) rc = recommend_for(ds, m, 0, 5, 0, stdout);
-    else rc = die(s, &e);
-    dr_model_free(m);
-    dr_split_free(spl);
-
-    if (!rc) {
-        printf("== summary\n");
-        printf("   dataset %s: %u users x %u items, %zu interactions\n", dr_dataset_name(ds),
-               st.n_users, st.n_items, st.n_events);
-        for (int k = 0; k < 2; k++)
-            printf("   P-LOO full  %-8s Hit@10 %.4f NDCG@10 %.4f   (sampled-100 Hit@10 %.4f)\n",
-                   models[k], res[k].full10.hit, res[k].full10.ndcg, res[k].samp10.hit);
+    printf("== 4. train the base models once (early stopping on validation NDCG@10), "
+           "save, reload, evaluate\n");
+    for (int k = 2; k < N_MODELS; k++) {
+        dr_split *spl = NULL;
+        dr_model *m = NULL;
+        model_opts mo = {dr_model_default_params(), models[k]};
+        mo.p.epochs = k == 3 ? 30 : 60; /* a short schedule: the demo runs in about a minute */
+        mo.p.eval_every = k == 3 ? 3 : 5;
+        mo.p.patience = 2;
+        mo.p.max_len = 50;
+        mo.p.dim = 32;
+        mo.p.on_epoch = epoch_cb;
+        snprintf(ckpt[k], sizeof ckpt[k], "%s/../demo-%s.drm", out, models[k]);
+        printf("   training %s ...\n", models[k]);
+        fflush(stdout);
+        s = dr_split_create(ds, DR_SPLIT_LOO, &spl, &e);
+        if (s == DR_OK && (rc = get_model(ds, spl, &mo, &m)) == 0)
+            s = dr_model_save(m, ds, spl, ckpt[k], &e);
+        dr_model_free(m);
+        dr_split_free(spl);
+        if (!rc && s != DR_OK) rc = die(s, &e);
+        if (rc) goto done;
+        printf("   saved %s\n", ckpt[k]);
+        model_opts from_file = {dr_model_default_params(), ckpt[k]};
+        if ((rc = run_eval(ds, DR_SPLIT_LOO, &from_file, 0, &res[k]))) goto done;
+        print_eval_human("P-LOO", ds, models[k], &res[k], 0);
     }
+
+    printf("== 5. recommend from the SASRec checkpoint alone (ids, titles, histories inside)\n");
+    {
+        dr_model *m = NULL;
+        uint32_t u = 0;
+        if ((s = dr_model_load(ckpt[3], &m, &e)) != DR_OK) {
+            rc = die(s, &e);
+            goto done;
+        }
+        rc = recommend_for(NULL, m, u, 5, 0, stdout);
+        dr_model_free(m);
+        if (rc) goto done;
+    }
+
+    printf("== summary\n");
+    printf("   dataset %s: %u users x %u items, %zu interactions\n", dr_dataset_name(ds),
+           st.n_users, st.n_items, st.n_events);
+    for (int k = 0; k < N_MODELS; k++)
+        printf("   P-LOO full  %-8s Hit@10 %.4f NDCG@10 %.4f   (sampled-100 Hit@10 %.4f)\n",
+               models[k], res[k].full10.hit, res[k].full10.ndcg, res[k].samp10.hit);
+done:
     dr_dataset_free(ds);
     return rc;
 }

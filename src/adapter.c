@@ -98,6 +98,7 @@ struct dr_adapter {
     /* batch / refresh scratch (rows_max = max(n_items, g_batch * ncand)) */
     float *s_hid, *s_out, *s_gate, *s_dhid, *s_dg; /* (rows, hd) (rows, d) (rows) (rows, hd) (rows, d) */
     uint64_t n_updates, version;
+    uint64_t rows_recomputed, refreshes; /* counters for benchmarks */
     /* snapshots */
     dr_adapter_snapshot buf[NBUF];
     _Atomic(dr_adapter_snapshot *) current;
@@ -139,17 +140,27 @@ dr_adapter_params dr_adapter_default_params(void) {
 
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* Dot product with 8 independent partial sums: the compiler may not reassociate a float
- * reduction (no -ffast-math), so a single accumulator runs at one add per FMA latency. Every
- * path (row recompute, reference loss, snapshots) uses this one function, so they agree to
- * the bit. */
+/* Dot product in two 4-lane vector accumulators (GCC/Clang vector extensions, plain SSE2):
+ * the compiler may not reassociate a float reduction (no -ffast-math), so a scalar loop runs
+ * at one add per FMA latency. Every path (row recompute, reference loss, snapshots) uses
+ * this one function, so they agree to the bit. */
+typedef float adp_v4 __attribute__((vector_size(16)));
 static inline float dotf(const float *a, const float *b, uint32_t n) {
-    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    adp_v4 s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
     uint32_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[k + j];
-    for (; k < n; k++) s[k & 7] += a[k] * b[k];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k + 8 <= n; k += 8) {
+        adp_v4 a0, a1, b0, b1;
+        memcpy(&a0, a + k, 16);
+        memcpy(&a1, a + k + 4, 16);
+        memcpy(&b0, b + k, 16);
+        memcpy(&b1, b + k + 4, 16);
+        s0 += a0 * b0;
+        s1 += a1 * b1;
+    }
+    s0 += s1;
+    float r = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+    for (; k < n; k++) r += a[k] * b[k];
+    return r;
 }
 
 /* tanh by Lambert's continued fraction (7/6 rational), clamped at |x| = 4.97 where it reaches
@@ -360,17 +371,18 @@ static void recompute_row(dr_adapter *a, uint32_t i) {
 static void g_forward_rows(dr_adapter *a, const float *x, uint32_t rows) {
     const float *t = a->theta;
     uint32_t hd = a->hd, d = a->d, X = a->X;
-    for (uint32_t r = 0; r < rows; r++) memcpy(a->s_hid + (size_t)r * hd, t + a->ob1, hd * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)hd, (int)X, 1.0f, x,
-                (int)X, t + a->oW1, (int)X, 1.0f, a->s_hid, (int)hd);
-    for (size_t k = 0; k < (size_t)rows * hd; k++) a->s_hid[k] = act(a->s_hid[k]);
-    for (uint32_t r = 0; r < rows; r++) memcpy(a->s_out + (size_t)r * d, t + a->ob2, d * sizeof(float));
+                (int)X, t + a->oW1, (int)X, 0.0f, a->s_hid, (int)hd);
+    for (uint32_t r = 0; r < rows; r++) {
+        float *hr = a->s_hid + (size_t)r * hd;
+        for (uint32_t j = 0; j < hd; j++) hr[j] = act(hr[j] + t[a->ob1 + j]);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)d, (int)hd, 1.0f,
-                a->s_hid, (int)hd, t + a->oW2, (int)hd, 1.0f, a->s_out, (int)d);
-    for (uint32_t r = 0; r < rows; r++) { /* skip: + gs * co-click mean */
+                a->s_hid, (int)hd, t + a->oW2, (int)hd, 0.0f, a->s_out, (int)d);
+    for (uint32_t r = 0; r < rows; r++) { /* + b2 + gs * co-click mean */
         const float *cm = x + (size_t)r * X + d + 4;
         float *o = a->s_out + (size_t)r * d;
-        for (uint32_t c = 0; c < d; c++) o[c] += t[a->ogs + c] * cm[c];
+        for (uint32_t c = 0; c < d; c++) o[c] += t[a->ob2 + c] + t[a->ogs + c] * cm[c];
     }
     if (a->p.no_gates) {
         for (uint32_t r = 0; r < rows; r++) a->s_gate[r] = 1.0f;
@@ -404,6 +416,7 @@ static void mark_user(dr_adapter *a, uint32_t u) {
 /* z' of every item from xin with sgemm */
 static void refresh_all(dr_adapter *a) {
     g_forward_rows(a, a->xin, a->n_items);
+    a->refreshes++;
     uint32_t d = a->d;
     for (uint32_t i = 0; i < a->n_items; i++) {
         const float *z = a->z0 + (size_t)i * d, *g = a->s_out + (size_t)i * d;
@@ -534,6 +547,11 @@ size_t dr_adapter_n_params(const dr_adapter *a) { return a->n_params; }
 float *dr_adapter_params_block(dr_adapter *a) { return a->theta; }
 const float *dr_adapter_items(const dr_adapter *a) { return a->zp; }
 uint64_t dr_adapter_version(const dr_adapter *a) { return a->version; }
+void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows, uint64_t *refreshes) {
+    *updates = a->n_updates;
+    *rows = a->rows_recomputed;
+    *refreshes = a->refreshes;
+}
 uint32_t dr_adapter_last_candidates(const dr_adapter *a, const uint32_t **items) {
     *items = a->cand;
     return a->ncand;
@@ -544,13 +562,18 @@ uint32_t dr_adapter_last_candidates(const dr_adapter *a, const uint32_t **items)
 /* theta[lo, hi) -= lr * grad, with EWC, Fisher and anchor updates (grad = ranking+KL part) */
 static void sgd_range(dr_adapter *a, size_t lo, size_t hi, float lr) {
     float r = a->p.fisher_decay, le = a->p.lambda_ewc, ae = a->p.anchor_ema, cl = a->p.clip;
+    float *th = a->theta, *g = a->grad, *F = a->fisher, *an = a->anchor;
+    if (le == 0 && cl == 0 && ae == 0) { /* plain SGD; F is only tracked when EWC is on */
+        for (size_t k = lo; k < hi; k++) th[k] -= lr * g[k];
+        return;
+    }
     for (size_t k = lo; k < hi; k++) {
-        float g = a->grad[k];
-        float gt = g + 2.0f * le * a->fisher[k] * (a->theta[k] - a->anchor[k]);
+        float gk = g[k];
+        float gt = gk + 2.0f * le * F[k] * (th[k] - an[k]);
         if (cl > 0) gt = gt > cl ? cl : (gt < -cl ? -cl : gt);
-        a->fisher[k] = (1.0f - r) * a->fisher[k] + r * g * g;
-        a->theta[k] -= lr * gt;
-        if (ae > 0) a->anchor[k] = (1.0f - ae) * a->anchor[k] + ae * a->theta[k];
+        F[k] = (1.0f - r) * F[k] + r * gk * gk;
+        th[k] -= lr * gt;
+        if (ae > 0) an[k] = (1.0f - ae) * an[k] + ae * th[k];
     }
 }
 
@@ -679,6 +702,7 @@ dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, co
     size_t nch;
     dr_status st = dr_window_push(a->win, u, i, t, &ch, &nch, err);
     if (st != DR_OK) return st;
+    a->rows_recomputed += nch;
     for (size_t k = 0; k < nch; k++) {
         recompute_row(a, ch[k]);
         mark_item(a, ch[k]);

@@ -80,6 +80,9 @@ void dr_adapter_flush(dr_adapter *a);
 /* Candidates (positive first, then negatives) of the last update; returns their count. */
 uint32_t dr_adapter_last_candidates(const dr_adapter *a, const uint32_t **items);
 uint64_t dr_adapter_version(const dr_adapter *a);
+/* Updates so far, z' rows recomputed incrementally, full z' refreshes (benchmarks). */
+void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows,
+                         uint64_t *refreshes);
 
 /* Slow twin of the z' cache: every z'_i from scratch with plain loops, no cache. */
 dr_status dr_adapter_items_slow(const dr_adapter *a, float *out, dr_error *err);
