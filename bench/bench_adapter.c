@@ -11,13 +11,18 @@
  * Mode `stream DATA MODEL SEED [key=value ...]`: one P-STREAM replay (frozen vs adapter),
  *   printed as JSON plus `name value unit` lines; keys: hidden negatives neg_pop lr lr_g steps
  *   g_batch lambda_kl lambda_ewc anchor_ema window ring gate_bias cold_gate_bias no_gates
- *   dim epochs.
+ *   dim epochs max_len (the last three: base model) retrain (1: the retrain column). Env BENCH_BASE_CACHE=FILE.drm keeps the
+ *   fitted base between runs.
+ * Mode `drift SEED`: synthetic data with a planted taste drift (dr_synth, drift_prob 0.6);
+ *   the replay's scored events of drifted users bucketed by the user's events since her drift,
+ *   Hit@10 frozen vs adapter per bucket, against the level of users who never drift.
  */
 #include <cblas.h>
 
 #include "bench.h"
 #include "rng.h"
 #include "stream.h"
+#include "synth.h"
 
 static const char *AMAZON = "../shared/data/amazon-movies-tv-llmtup";
 
@@ -30,6 +35,9 @@ static int load(const char *path, dr_dataset **ds) {
     }
     return 0;
 }
+
+static uint32_t g_max_len; /* sasrec L (stream mode key max_len), 0 = default */
+static int g_retrain;      /* stream mode key retrain=1: the retrain column */
 
 static int fit(const dr_dataset *ds, const char *model, uint64_t seed, uint32_t dim,
                uint32_t epochs, dr_model **m) {
@@ -44,6 +52,7 @@ static int fit(const dr_dataset *ds, const char *model, uint64_t seed, uint32_t 
     mp.seed = seed;
     mp.dim = dim;
     mp.epochs = epochs;
+    mp.max_len = g_max_len;
     dr_status st = dr_model_fit(ds, sp, &mp, m, &err);
     dr_split_free(sp);
     if (st != DR_OK) {
@@ -74,8 +83,11 @@ static int set_param(dr_adapter_params *p, uint32_t *dim, uint32_t *epochs, cons
     else if (K("gate_bias")) p->gate_bias = (float)v;
     else if (K("cold_gate_bias")) p->cold_gate_bias = (float)v;
     else if (K("no_gates")) p->no_gates = (int)v;
+    else if (K("skip_init")) p->skip_init = (float)v;
     else if (K("dim")) *dim = (uint32_t)v;
     else if (K("epochs")) *epochs = (uint32_t)v;
+    else if (K("max_len")) g_max_len = (uint32_t)v;
+    else if (K("retrain")) g_retrain = (int)v;
     else return 1;
 #undef K
     return 0;
@@ -116,6 +128,13 @@ static int stream_mode(int argc, char **argv) {
         }
     }
     double fit_s = bench_now() - t;
+    dr_model_params rp = dr_model_default_params();
+    rp.name = argv[3];
+    rp.seed = seed;
+    rp.dim = dim;
+    rp.epochs = epochs;
+    rp.max_len = g_max_len;
+    if (g_retrain) sp.retrain = &rp;
     dr_stream_result r;
     if (dr_stream_eval(ds, m, &sp, &r, &err) != DR_OK) {
         fprintf(stderr, "stream: %s\n", err.msg);
@@ -137,9 +156,91 @@ static int stream_mode(int argc, char **argv) {
     for (int s = 0; s < DR_STREAM_SLICES; s++)
         printf(" %.4f/%.4f", r.slices[s].frozen.hit10, r.slices[s].adapter.hit10);
     printf(" frozen/adapter\n");
+    if (r.has_retrain) {
+        printf("stream_retrain_hit10 %.4f P-STREAM\nstream_retrain_ndcg10 %.4f P-STREAM\n",
+               r.overall.retrain.hit10, r.overall.retrain.ndcg10);
+        printf("stream_cold_retrain_hit10 %.4f P-STREAM\n", r.cold.retrain.hit10);
+        printf("stream_retrain_slices_hit10");
+        for (int s = 0; s < DR_STREAM_SLICES; s++) printf(" %.4f", r.slices[s].retrain.hit10);
+        printf("\nstream_retrain_seconds %.1f s (%u refits)\n", r.retrain_seconds, r.n_retrains);
+    }
     printf("stream_update_rate %.0f events/s\n",
            r.update_seconds > 0 ? (double)r.n_events / r.update_seconds : 0.0);
     printf("stream_seconds %.2f s\n", r.seconds);
+    dr_model_free(m);
+    dr_dataset_free(ds);
+    return 0;
+}
+
+#define NB 7
+typedef struct drift_acc {
+    const dr_dataset *ds;
+    const dr_synth_truth *tr;
+    double hit[NB + 1][2];
+    size_t n[NB + 1];
+} drift_acc;
+
+static int drift_bucket(size_t k) { /* 0, 1, 2-3, 4-7, 8-15, 16-31, 32+ events since drift */
+    int b = 0;
+    while (b < NB - 1 && k >= ((size_t)1 << b)) b++;
+    return b;
+}
+
+static void drift_event(void *ud, size_t e, uint32_t rf, uint32_t ra, int cold) {
+    (void)cold;
+    drift_acc *a = ud;
+    const dr_dataset *ds = a->ds;
+    uint32_t u = ds->ev_user[e];
+    int64_t dt = a->tr->user_drift[u], t = ds->ev_time[e];
+    int b = NB; /* never drifts */
+    if (dt >= 0) {
+        if (t < dt) return; /* before the drift */
+        size_t k = 0;
+        for (size_t j = ds->user_off[u]; j < ds->user_off[u + 1]; j++)
+            k += ds->hist_time[j] >= dt && ds->hist_time[j] < t;
+        b = drift_bucket(k);
+    }
+    a->hit[b][0] += rf <= 10;
+    a->hit[b][1] += ra <= 10;
+    a->n[b]++;
+}
+
+static int drift_mode(int argc, char **argv) {
+    uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 1;
+    dr_synth_params sp = dr_synth_default_params();
+    sp.seed = seed;
+    sp.drift_prob = 0.6;
+    dr_dataset *ds = NULL;
+    dr_model *m = NULL;
+    dr_error err = {0};
+    dr_synth_truth tr;
+    memset(&tr, 0, sizeof tr);
+    if (dr_synth_generate(&sp, &ds, &err) != DR_OK || dr_synth_truth_compute(&sp, ds, &tr, &err) != DR_OK) {
+        fprintf(stderr, "synth: %s\n", err.msg);
+        return 1;
+    }
+    if (fit(ds, "mf", seed, 0, 0, &m)) return 1;
+    drift_acc acc;
+    memset(&acc, 0, sizeof acc);
+    acc.ds = ds;
+    acc.tr = &tr;
+    dr_stream_params p = dr_stream_default_params();
+    p.adapter.seed = seed;
+    p.on_event = drift_event;
+    p.on_event_ud = &acc;
+    dr_stream_result r;
+    if (dr_stream_eval(ds, m, &p, &r, &err) != DR_OK) {
+        fprintf(stderr, "stream: %s\n", err.msg);
+        return 1;
+    }
+    printf("drift_overall_hit10 %.4f/%.4f frozen/adapter\n", r.overall.frozen.hit10,
+           r.overall.adapter.hit10);
+    const char *names[NB + 1] = {"0", "1", "2-3", "4-7", "8-15", "16-31", "32+", "never"};
+    for (int b = 0; b <= NB; b++)
+        printf("drift_hit10_since_%s %.4f/%.4f frozen/adapter (%zu events)\n", names[b],
+               acc.n[b] ? acc.hit[b][0] / (double)acc.n[b] : 0.0,
+               acc.n[b] ? acc.hit[b][1] / (double)acc.n[b] : 0.0, acc.n[b]);
+    dr_synth_truth_free(&tr);
     dr_model_free(m);
     dr_dataset_free(ds);
     return 0;
@@ -153,6 +254,7 @@ static int cmp_u64(const void *a, const void *b) {
 int main(int argc, char **argv) {
     openblas_set_num_threads(1); /* one thread: OpenBLAS's pool spins on small products */
     if (argc > 1 && strcmp(argv[1], "stream") == 0) return stream_mode(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "drift") == 0) return drift_mode(argc, argv);
     bench_header("adapter");
     dr_dataset *ds = NULL;
     dr_model *m = NULL;
@@ -192,9 +294,9 @@ int main(int argc, char **argv) {
     for (uint32_t i = 0; i < ni; i++) cold[i] = 1;
     for (size_t e = 0; e < e0; e++) cold[ds->ev_item[e]] = 0;
     uint64_t hash = 0;
-    const uint32_t batches[] = {16, 64, 256};
+    const uint32_t batches[] = {16, 64, 256, 512};
     dr_adapter *keep = NULL;
-    for (size_t bi = 0; bi < 3; bi++) {
+    for (size_t bi = 0; bi < 4; bi++) {
         for (int publish = 0; publish < 2; publish++) {
             dr_adapter_params ap = dr_adapter_default_params();
             ap.g_batch = batches[bi];
@@ -222,7 +324,7 @@ int main(int argc, char **argv) {
             if (!publish)
                 printf("adapter_rows_per_update_b%u %.2f rows\n", batches[bi],
                        (double)nrows / (double)nup);
-            if (bi == 1 && publish) keep = a;
+            if (bi == 2 && publish) keep = a; /* the default g_batch */
             else dr_adapter_free(a);
         }
     }

@@ -4,6 +4,9 @@
  *   z'_i = z~_i + a_i G([z~_i; s_i])      a_i = sigmoid(wa . [z~_i; s_i] + ca)
  *   h'_u = h_u  + b_u H([h_u; r_u])       b_u = sigmoid(wb . [h_u; r_u] + cb)
  * G, H: two-layer MLPs plus a per-dimension skip from the co-click mean / ring mean.
+ * Threads: one writer thread owns the adapter (create, update, flush, user, items, publish,
+ * save, load, free); any number of reader threads use only acquire / the dr_snapshot_*
+ * functions / release, lock-free, while the writer updates.
  * z~_i is the base latent, or 0 for a cold item (no base signal); s_i = [cold_i, window item
  * stats (window.h)], r_u = window user stats. G, H: d_in -> hidden (tanh) -> d.
  * Item input x_i: (DR_ADP_X(d)) = [z~_i (d), cold (1), s_i (d + 3)].
@@ -23,15 +26,16 @@
 
 typedef struct dr_adapter_params {
     dr_window_params window;
-    uint32_t hidden;       /* MLP hidden units (32) */
+    uint32_t hidden;       /* MLP hidden units (16: 5.4k parameters at d = 51) */
     uint32_t negatives;    /* N sampled negatives per event (16), <= DR_ADP_MAX_NEG */
     float neg_pop;         /* share of negatives drawn from the window (popularity) (0: uniform
                               negatives estimate the full softmax; popularity negatives without
                               a logQ correction learn to demote popular items) */
-    float lr;              /* SGD learning rate of H and the user gate, per event (0.05) */
-    float lr_g;            /* SGD learning rate of G and the item gate, per G batch (0.05) */
+    float lr;              /* SGD learning rate of H and the user gate, per event (0.01) */
+    float lr_g;            /* SGD rate of G and the item gate on the batch's summed gradient
+                              (0.005) */
     uint32_t steps;        /* SGD steps on the user side per event (1) */
-    uint32_t g_batch;      /* B: events per G step + full z' refresh (64); 1 = every event */
+    uint32_t g_batch;      /* B: events per G step + full z' refresh (256); 1 = every event */
     float lambda_kl;       /* weight of |z'-z|^2 (warm items) and |h'-h|^2 (1e-3) */
     float lambda_ewc;      /* weight of sum F (theta - theta*)^2 (0 = off) */
     float fisher_decay;    /* F <- (1-r) F + r g^2 per step (0.01) */
@@ -119,7 +123,9 @@ typedef struct dr_adapter_snapshot dr_adapter_snapshot;
 const dr_adapter_snapshot *dr_adapter_acquire(dr_adapter *a);
 void dr_adapter_release(dr_adapter *a, const dr_adapter_snapshot *s);
 uint64_t dr_snapshot_version(const dr_adapter_snapshot *s);
-const float *dr_snapshot_items(const dr_adapter_snapshot *s); /* z' (n_items, d) */
+/* z' (n_items, stride): rows of d values then zeros up to the stride (d rounded up to 4). */
+const float *dr_snapshot_items(const dr_adapter_snapshot *s);
+uint32_t dr_snapshot_stride(const dr_adapter_snapshot *s);
 /* h'_u from the snapshot. */
 void dr_snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, const float *h,
                       float *out);

@@ -16,6 +16,10 @@
  * Per scored event the hits and NDCGs are kept, then averaged overall, over 10 consecutive
  * equal-count slices (slice of the j-th scored event = j * 10 / n_scored) and over events
  * whose target item never occurred before T0 (cold).
+ * Optional `retrain` column (an upper bound with its cost): a pre-pass marks the scored events
+ * so that slice boundaries are known; before the timestamp group holding the first scored
+ * event of slice j = 1..9 the base is refitted on every event with time < that timestamp (a
+ * T0-kind split at that time) and scores until the next refit; slice 0 uses the base.
  * Rejected: scoring through dr_recommend (top-k only: pessimistic ranks need every score) and
  * re-sorting histories per event (the CSR prefix is already in time order).
  */
@@ -51,6 +55,51 @@ static void rank_metrics(uint32_t rank, double *hit, double *ndcg) {
     *ndcg = rank <= 10 ? 1.0 / log2((double)rank + 1.0) : 0.0;
 }
 
+/* Which replayed events are scored (flag per event from e0), by the same rules as the replay;
+ * hlen is consumed (grows as events are applied); excl must be all zero and stays so. */
+static size_t mark_scored(const dr_dataset *ds, size_t e0, uint32_t *hlen, uint8_t *excl,
+                          uint8_t *flag) {
+    size_t n = ds->n_events, cnt = 0;
+    for (size_t g0 = e0; g0 < n;) {
+        size_t g1 = g0;
+        while (g1 < n && ds->ev_time[g1] == ds->ev_time[g0]) g1++;
+        for (size_t e = g0; e < g1; e++) {
+            uint32_t u = ds->ev_user[e];
+            const uint32_t *ctx = ds->hist_item + ds->user_off[u];
+            flag[e - e0] = 0;
+            if (!hlen[u]) continue;
+            for (uint32_t k = 0; k < hlen[u]; k++) excl[ctx[k]] = 1;
+            flag[e - e0] = !excl[ds->ev_item[e]];
+            cnt += flag[e - e0];
+            for (uint32_t k = 0; k < hlen[u]; k++) excl[ctx[k]] = 0;
+        }
+        for (size_t e = g0; e < g1; e++) hlen[ds->ev_user[e]]++;
+        g0 = g1;
+    }
+    return cnt;
+}
+
+/* The base refitted on every event with time < t (a T0-kind split at t). */
+static dr_status refit(const dr_dataset *ds, int64_t t, const dr_model_params *mp,
+                       dr_model **out, dr_error *err) {
+    dr_split *sp = NULL;
+    dr_status st = dr_split_create(ds, DR_SPLIT_T0, &sp, err);
+    if (st != DR_OK) return st;
+    sp->t0 = t;
+    sp->n_eval = 0;
+    for (uint32_t u = 0; u < ds->n_users; u++) {
+        size_t a = ds->user_off[u], b = ds->user_off[u + 1], k = a;
+        while (k < b && ds->hist_time[k] < t) k++;
+        sp->n_train[u] = (uint32_t)(k - a);
+        sp->n_valid[u] = 0;
+        sp->n_test[u] = (uint32_t)(b - k);
+        sp->n_eval += b > k;
+    }
+    st = dr_model_fit(ds, sp, mp, out, err);
+    dr_split_free(sp);
+    return st;
+}
+
 dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_stream_params *p,
                          dr_stream_result *out, dr_error *err) {
     if (!ds || !base || !p || !out) return dr_fail(err, DR_ARG, "stream: NULL argument");
@@ -79,12 +128,17 @@ dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_st
     uint8_t *excl = dr_calloc(ni, 1);                           /* (n_items) scratch */
     float *scores = dr_malloc((size_t)ni * sizeof *scores);     /* (n_items) */
     float *h = dr_calloc(d ? d : 1, sizeof *h), *hp = dr_calloc(d ? d : 1, sizeof *hp);
-    float *rec = dr_malloc((nrep ? nrep : 1) * 4 * sizeof *rec); /* (nrep, 4) hitF ndcgF hitA ndcgA */
+    float *rec = dr_malloc((nrep ? nrep : 1) * 6 * sizeof *rec); /* (nrep, 6) hit ndcg: F A R */
+    uint8_t *sflag = dr_malloc(nrep ? nrep : 1);                 /* (nrep) scored */
+    uint8_t *rt_known = dr_calloc(nu ? nu : 1, 1);               /* (n_users) retrain saw u */
+    dr_model *rt = NULL;
+    dr_scorer *rt_sc = NULL;
     uint8_t *rcold = dr_malloc(nrep ? nrep : 1);                 /* (nrep) */
     uint8_t *cold = dr_malloc(ni);                               /* (n_items) */
     dr_scorer *sc = NULL;
     dr_adapter *ad = NULL;
-    if (!hlen || !has_pre || !seen || !excl || !scores || !h || !hp || !rec || !rcold || !cold) {
+    if (!hlen || !has_pre || !seen || !excl || !scores || !h || !hp || !rec || !rcold || !cold ||
+        !sflag || !rt_known) {
         st = dr_fail(err, DR_NOMEM, "stream: out of memory");
         goto fail;
     }
@@ -96,6 +150,18 @@ dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_st
         has_pre[u] = k > a;
     }
     for (size_t e = 0; e < e0; e++) seen[ds->ev_item[e]] = 1;
+    size_t n_will = 0, next_slice = 1;
+    if (p->retrain) { /* slice boundaries must be known before the replay */
+        memcpy(rt_known, has_pre, nu);
+        uint32_t *hl = dr_malloc((nu ? nu : 1) * sizeof *hl);
+        if (!hl) {
+            st = dr_fail(err, DR_NOMEM, "stream: out of memory");
+            goto fail;
+        }
+        memcpy(hl, hlen, nu * sizeof *hl);
+        n_will = mark_scored(ds, e0, hl, excl, sflag);
+        dr_free(hl);
+    }
     for (uint32_t i = 0; i < ni; i++) cold[i] = !seen[i];
     if (p->run_adapter) {
         dr_adapter_params ap = p->adapter;
@@ -110,6 +176,26 @@ dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_st
         size_t g1 = g0;
         while (g1 < n && ds->ev_time[g1] == ds->ev_time[g0]) g1++;
         int64_t t = ds->ev_time[g0];
+        if (p->retrain && next_slice < DR_STREAM_SLICES && n_will) {
+            size_t in_group = 0;
+            for (size_t e = g0; e < g1; e++) in_group += sflag[e - e0];
+            size_t first = (next_slice * n_will + DR_STREAM_SLICES - 1) / DR_STREAM_SLICES;
+            if (nsc + in_group > first) { /* this group holds the first event of a new slice */
+                double t1 = dr_now_seconds();
+                dr_scorer_free(rt_sc);
+                dr_model_free(rt);
+                rt_sc = NULL;
+                rt = NULL;
+                if ((st = refit(ds, t, p->retrain, &rt, err)) != DR_OK) goto fail;
+                if ((st = dr_scorer_create(rt, &rt_sc, err)) != DR_OK) goto fail;
+                for (uint32_t u = 0; u < nu; u++) rt_known[u] = hlen[u] > 0;
+                out->retrain_seconds += dr_now_seconds() - t1;
+                out->n_retrains++;
+                while (next_slice < DR_STREAM_SLICES &&
+                       nsc + in_group > (next_slice * n_will + DR_STREAM_SLICES - 1) / DR_STREAM_SLICES)
+                    next_slice++;
+            }
+        }
         for (size_t e = g0; e < g1; e++) { /* score against the state before t */
             uint32_t u = ds->ev_user[e], i = ds->ev_item[e];
             const uint32_t *ctx = ds->hist_item + ds->user_off[u];
@@ -120,11 +206,11 @@ dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_st
                 uint32_t uid = has_pre[u] ? u : UINT32_MAX;
                 double t1 = dr_now_seconds();
                 if ((st = dr_model_score(base, sc, uid, ctx, nctx, scores, err)) != DR_OK) goto fail;
-                uint32_t r = dr_rank_pessimistic(scores, ni, i, excl);
+                uint32_t r = dr_rank_pessimistic(scores, ni, i, excl), ra = 0;
                 double hit, ndcg;
                 rank_metrics(r, &hit, &ndcg);
-                rec[nsc * 4 + 0] = (float)hit;
-                rec[nsc * 4 + 1] = (float)ndcg;
+                rec[nsc * 6 + 0] = (float)hit;
+                rec[nsc * 6 + 1] = (float)ndcg;
                 double t2 = dr_now_seconds();
                 out->frozen_score_seconds += t2 - t1;
                 if (ad) {
@@ -132,16 +218,27 @@ dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_st
                     dr_adapter_user(ad, u, t, h, hp);
                     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)d, 1.0f,
                                 dr_adapter_items(ad), (int)d, hp, 1, 0.0f, scores, 1);
-                    r = dr_rank_pessimistic(scores, ni, i, excl);
-                    rank_metrics(r, &hit, &ndcg);
+                    ra = dr_rank_pessimistic(scores, ni, i, excl);
+                    rank_metrics(ra, &hit, &ndcg);
                     out->adapter_score_seconds += dr_now_seconds() - t2;
                 } else {
                     hit = ndcg = 0;
                 }
-                rec[nsc * 4 + 2] = (float)hit;
-                rec[nsc * 4 + 3] = (float)ndcg;
+                rec[nsc * 6 + 2] = (float)hit;
+                rec[nsc * 6 + 3] = (float)ndcg;
+                hit = ndcg = 0;
+                if (p->retrain) {
+                    const dr_model *mr = rt ? rt : base;
+                    dr_scorer *sr = rt ? rt_sc : sc;
+                    uint32_t ur = (rt ? rt_known[u] : has_pre[u]) ? u : UINT32_MAX;
+                    if ((st = dr_model_score(mr, sr, ur, ctx, nctx, scores, err)) != DR_OK) goto fail;
+                    rank_metrics(dr_rank_pessimistic(scores, ni, i, excl), &hit, &ndcg);
+                }
+                rec[nsc * 6 + 4] = (float)hit;
+                rec[nsc * 6 + 5] = (float)ndcg;
                 rcold[nsc] = cold[i];
                 nsc++;
+                if (p->on_event) p->on_event(p->on_event_ud, e, r, ra, cold[i]);
             }
             for (uint32_t k = 0; k < nctx; k++) excl[ctx[k]] = 0;
         }
@@ -166,25 +263,27 @@ dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_st
         g0 = g1;
     }
     for (size_t j = 0; j < nsc; j++) {
-        const float *r = rec + j * 4;
+        const float *r = rec + j * 6;
         dr_stream_pair *sl = &out->slices[j * DR_STREAM_SLICES / nsc];
-        add_metrics(&out->overall.frozen, r[0], r[1]);
-        add_metrics(&out->overall.adapter, r[2], r[3]);
-        add_metrics(&sl->frozen, r[0], r[1]);
-        add_metrics(&sl->adapter, r[2], r[3]);
-        if (rcold[j]) {
-            add_metrics(&out->cold.frozen, r[0], r[1]);
-            add_metrics(&out->cold.adapter, r[2], r[3]);
+        dr_stream_pair *pr[3] = {&out->overall, sl, rcold[j] ? &out->cold : NULL};
+        for (int k = 0; k < 3; k++) {
+            if (!pr[k]) continue;
+            add_metrics(&pr[k]->frozen, r[0], r[1]);
+            add_metrics(&pr[k]->adapter, r[2], r[3]);
+            if (p->retrain) add_metrics(&pr[k]->retrain, r[4], r[5]);
         }
     }
-    finish_metrics(&out->overall.frozen);
-    finish_metrics(&out->overall.adapter);
-    finish_metrics(&out->cold.frozen);
-    finish_metrics(&out->cold.adapter);
-    for (int s = 0; s < DR_STREAM_SLICES; s++) {
-        finish_metrics(&out->slices[s].frozen);
-        finish_metrics(&out->slices[s].adapter);
+    for (int s = -2; s < DR_STREAM_SLICES; s++) {
+        dr_stream_pair *pr = s == -2 ? &out->overall : s == -1 ? &out->cold : &out->slices[s];
+        finish_metrics(&pr->frozen);
+        finish_metrics(&pr->adapter);
+        finish_metrics(&pr->retrain);
     }
+    if (p->retrain && nsc != n_will) {
+        st = dr_fail(err, DR_INTERNAL, "stream: %zu events scored, %zu expected", nsc, n_will);
+        goto fail;
+    }
+    out->has_retrain = p->retrain != NULL;
     snprintf(out->dataset, sizeof out->dataset, "%s", dr_dataset_name(ds));
     snprintf(out->model, sizeof out->model, "%s", dr_model_name(base));
     out->t0 = t0;
@@ -194,6 +293,10 @@ dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_st
     out->seconds = dr_now_seconds() - t_start;
     st = DR_OK;
 fail:
+    dr_scorer_free(rt_sc);
+    dr_model_free(rt);
+    dr_free(sflag);
+    dr_free(rt_known);
     dr_adapter_free(ad);
     dr_scorer_free(sc);
     dr_free(hlen);
@@ -209,11 +312,15 @@ fail:
     return st;
 }
 
-static int json_pair(char *b, size_t cap, const dr_stream_pair *p) {
+static int json_pair(char *b, size_t cap, const dr_stream_pair *p, int retrain) {
+    char rt[128] = "";
+    if (retrain)
+        snprintf(rt, sizeof rt, ",\"retrain\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f}",
+                 p->retrain.hit10, p->retrain.ndcg10);
     return snprintf(b, cap,
                     "{\"frozen\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},"
-                    "\"adapter\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},\"n\":%zu}",
-                    p->frozen.hit10, p->frozen.ndcg10, p->adapter.hit10, p->adapter.ndcg10,
+                    "\"adapter\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f}%s,\"n\":%zu}",
+                    p->frozen.hit10, p->frozen.ndcg10, p->adapter.hit10, p->adapter.ndcg10, rt,
                     p->frozen.n);
 }
 
@@ -229,14 +336,19 @@ int dr_stream_json(const dr_stream_result *r, char *buf, size_t cap) {
         "\"n_events\":%zu,\"n_scored\":%zu,\"stream\":{",
         r->dataset, r->model, (long long)r->t0, r->n_events, r->n_scored);
     PUT("\"frozen\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},\"adapter\":{\"hit@10\":%.6f,"
-        "\"ndcg@10\":%.6f},\"slices\":[",
+        "\"ndcg@10\":%.6f},",
         r->overall.frozen.hit10, r->overall.frozen.ndcg10, r->overall.adapter.hit10,
         r->overall.adapter.ndcg10);
+    if (r->has_retrain)
+        PUT("\"retrain\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f,\"retrains\":%u,\"seconds\":%.3f},",
+            r->overall.retrain.hit10, r->overall.retrain.ndcg10, r->n_retrains,
+            r->retrain_seconds);
+    PUT("\"slices\":[");
     for (int s = 0; s < DR_STREAM_SLICES; s++) {
-        json_pair(tmp, sizeof tmp, &r->slices[s]);
+        json_pair(tmp, sizeof tmp, &r->slices[s], r->has_retrain);
         PUT("%s%s", s ? "," : "", tmp);
     }
-    json_pair(tmp, sizeof tmp, &r->cold);
+    json_pair(tmp, sizeof tmp, &r->cold, r->has_retrain);
     PUT("],\"cold\":%s,\"seconds\":%.3f,\"update_seconds\":%.3f}}", tmp, r->seconds,
         r->update_seconds);
 #undef PUT

@@ -18,6 +18,7 @@ typedef struct dr_stream_metrics {
 
 typedef struct dr_stream_pair {
     dr_stream_metrics frozen, adapter;
+    dr_stream_metrics retrain; /* zeros unless the retrain column ran */
 } dr_stream_pair;
 
 typedef struct dr_stream_result {
@@ -30,14 +31,28 @@ typedef struct dr_stream_result {
     dr_stream_pair slices[DR_STREAM_SLICES]; /* consecutive equal-count slices of scored events */
     dr_stream_pair cold;    /* scored events whose target was never seen before T0 */
     int has_adapter;        /* 0: the adapter column was not run (adapter metrics are 0) */
+    int has_retrain;        /* 1: the retrain column ran */
+    double retrain_seconds; /* time spent refitting the base (the upper bound's cost) */
+    uint32_t n_retrains;
     double seconds;         /* wall time of the replay */
     double update_seconds;  /* time in dr_adapter_update */
     double frozen_score_seconds, adapter_score_seconds; /* scoring all items, per variant */
 } dr_stream_result;
 
+/* Called for every scored event, in replay order: event index into ds's events, the
+ * pessimistic ranks (1-based) of the target under each column (0 when not run), cold flag. */
+typedef void (*dr_stream_event_fn)(void *ud, size_t event, uint32_t rank_frozen,
+                                   uint32_t rank_adapter, int cold);
+
 typedef struct dr_stream_params {
     dr_adapter_params adapter; /* publish_every is forced to 0 (no concurrent readers) */
     int run_adapter;           /* 1 (default): run the adapter column */
+    /* non-NULL: the `retrain` column, the base refitted with these parameters on every event
+     * before the first timestamp of each slice 1..9 (slice 0 uses the base itself, trained on
+     * everything before T0) */
+    const dr_model_params *retrain;
+    dr_stream_event_fn on_event; /* optional per-event ranks (drift analyses) */
+    void *on_event_ud;
     dr_progress_fn progress;   /* "stream", events done, events total */
     void *progress_ud;
 } dr_stream_params;

@@ -13,7 +13,7 @@
 #include "adapter.h"
 #include "rng.h"
 
-enum { NU = 23, NI = 41, D = 4 };
+enum { NU = 23, NI = 41, D = 5 }; /* D = 5: the snapshot pads rows to 8 */
 
 static float Z[NI * D], HU[NU * D];
 static uint8_t COLD[NI];
@@ -213,6 +213,15 @@ static void test_cache_matches_full(void **st) {
     }
 }
 
+static void snapshot_equals_writer(const dr_adapter_snapshot *s, const dr_adapter *a) {
+    uint32_t dp = dr_snapshot_stride(s);
+    assert_true(dp >= D && dp % 4 == 0);
+    for (uint32_t i = 0; i < NI; i++) {
+        assert_memory_equal(dr_snapshot_items(s) + i * dp, dr_adapter_items(a) + i * D, D * sizeof(float));
+        for (uint32_t c = D; c < dp; c++) assert_true(dr_snapshot_items(s)[i * dp + c] == 0.0f);
+    }
+}
+
 static void test_no_alloc_and_cold(void **st) {
     (void)st;
     init_world(8);
@@ -249,7 +258,7 @@ static void test_no_alloc_and_cold(void **st) {
     dr_snapshot_user(s, 3, 9000, HU + 3 * D, h1);
     dr_adapter_user(a, 3, 9000, HU + 3 * D, h2);
     assert_memory_equal(h1, h2, sizeof h1);
-    assert_memory_equal(dr_snapshot_items(s), dr_adapter_items(a), NI * D * sizeof(float));
+    snapshot_equals_writer(s, a);
     dr_adapter_release(a, s);
     dr_topk_scratch_free(ts);
     dr_adapter_free(a);
@@ -358,7 +367,7 @@ static void test_snapshots_concurrent(void **st) {
     while (!dr_adapter_publish(a)) {}
     const dr_adapter_snapshot *s = dr_adapter_acquire(a);
     assert_int_equal(dr_snapshot_version(s), dr_adapter_version(a));
-    assert_memory_equal(dr_snapshot_items(s), dr_adapter_items(a), NI * D * sizeof(float));
+    snapshot_equals_writer(s, a);
     dr_adapter_release(a, s);
     dr_adapter_free(a);
 }
@@ -383,6 +392,8 @@ static void test_errors(void **st) {
 }
 
 int main(void) {
+    /* sgemm on the calling thread: OpenBLAS's pool is not TSan-instrumented (make tsan) */
+    openblas_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlp_pieces),
         cmocka_unit_test(test_event_loss_grad),
