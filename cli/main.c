@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "dynrec.h"
 
 /* ------------------------------------------------------------------ small helpers */
@@ -604,6 +606,7 @@ static int cmd_train(int argc, char **argv) {
 
 static const char *eval_help_head =
     "usage: dynrec eval --protocol loo --model NAME|FILE --data PATH [--json]\n"
+    "       dynrec eval --protocol stream ... (see dynrec eval --protocol stream --help)\n"
     "  --protocol loo   P-LOO of ../shared/PROTOCOL.md (given: the source's own split)\n"
     "  --data PATH      dataset folder or file (see dynrec data stats --help)\n"
     "  --valid          evaluate on the validation targets instead of the test targets\n"
@@ -644,7 +647,151 @@ static void print_eval_human(const char *protocol, const dr_dataset *ds, const c
     printf("  seconds %.3f\n", r->seconds);
 }
 
+static void print_pair(const char *label, const dr_stream_pair *p, int adapter, int retrain) {
+    printf("  %-14s %8.4f %8.4f", label, p->frozen.hit10, p->frozen.ndcg10);
+    if (adapter) printf("   %8.4f %8.4f", p->adapter.hit10, p->adapter.ndcg10);
+    if (retrain) printf("   %8.4f %8.4f", p->retrain.hit10, p->retrain.ndcg10);
+    printf("   %7zu\n", p->frozen.n);
+}
+
+static const char *stream_help =
+    "usage: dynrec eval --protocol stream --model sasrec|mf|FILE --data PATH [--json]\n"
+    "  P-STREAM of ../shared/PROTOCOL.md: the base is trained on the interactions before T0\n"
+    "  (a model name: trained here with the training flags below; a FILE: written by\n"
+    "  `dynrec train --protocol stream`, refused if it saw data at or after T0), then frozen;\n"
+    "  the events from T0 on are replayed in time order, frozen and adapter side by side.\n"
+    "  --no-adapter         frozen column only        --retrain   add the retrain upper bound\n"
+    "  --no-gates           ablation: adapter gates fixed open\n"
+    "  --adapter-window N   global window (events)    --adapter-hidden N   MLP hidden units\n"
+    "  --adapter-negatives N  --adapter-batch N  --adapter-lr X  --adapter-kl X\n";
+
+static int cmd_eval_stream(int argc, char **argv) {
+    load_opts l = {0};
+    l.p = dr_load_default_params();
+    model_opts mo = {dr_model_default_params(), NULL};
+    dr_stream_options so = dr_stream_default_options();
+    int json = 0, retrain = 0;
+    opts o = {argc, argv, 0};
+    for (o.i = 0; o.i < argc; o.i++) {
+        const char *a = argv[o.i], *v;
+        int err = 0, r;
+        uint64_t u;
+        double d;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(stream_help, stdout);
+            fputs(model_opts_help, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!strcmp(a, "--no-adapter")) { so.run_adapter = 0; continue; }
+        if (!strcmp(a, "--no-gates")) { so.no_gates = 1; continue; }
+        if (!strcmp(a, "--retrain")) { retrain = 1; continue; }
+        if ((v = opt_value(&o, "--protocol", &err))) continue;
+        struct { const char *name; uint32_t *at; } ui[] = {
+            {"--adapter-window", &so.window}, {"--adapter-hidden", &so.hidden},
+            {"--adapter-negatives", &so.negatives}, {"--adapter-batch", &so.g_batch}};
+        struct { const char *name; float *at; } fl[] = {
+            {"--adapter-lr", &so.lr}, {"--adapter-kl", &so.lambda_kl}};
+        int hit = 0;
+        for (size_t k = 0; k < 4 && !hit && !err; k++)
+            if ((v = opt_value(&o, ui[k].name, &err))) {
+                if (parse_u64(v, &u) || u > 100000000) return usage_error("bad %s '%s'", ui[k].name, v);
+                *ui[k].at = (uint32_t)u;
+                hit = 1;
+            }
+        for (size_t k = 0; k < 2 && !hit && !err; k++)
+            if ((v = opt_value(&o, fl[k].name, &err))) {
+                if (parse_double(v, &d) || d < 0) return usage_error("bad %s '%s'", fl[k].name, v);
+                *fl[k].at = (float)d;
+                hit = 1;
+            }
+        if (err) return err;
+        if (hit) continue;
+        if ((r = model_opt(&o, &mo)) < 0) return 2;
+        if (r) continue;
+        if ((r = load_opt(&o, &l)) < 0) return 2;
+        if (r == 0) return usage_error("eval: unknown option '%s'", a);
+    }
+    if (!mo.model) return usage_error("eval: --model is required (sasrec, mf or a file)");
+    openblas_set_num_threads(1); /* the replay's products are small: no BLAS thread pool */
+    dr_dataset *ds = NULL;
+    int rc = load(&l, &ds);
+    if (rc) return rc;
+    dr_error e = {0};
+    dr_split *sp = NULL;
+    dr_model *m = NULL;
+    dr_stream_result res;
+    dr_dataset_stats st;
+    dr_status s = dr_split_create(ds, DR_SPLIT_T0, &sp, &e);
+    if (s != DR_OK) {
+        rc = die(s, &e);
+        goto done;
+    }
+    dr_dataset_get_stats(ds, &st);
+    if ((rc = get_model(ds, sp, &mo, &m))) goto done;
+    if (is_checkpoint_path(mo.model)) { /* the base must not have seen the replay */
+        const char *split = dr_model_meta(m, "split"), *t0 = dr_model_meta(m, "T0");
+        char want[32];
+        snprintf(want, sizeof want, "%lld", (long long)st.t0);
+        if (!split || strcmp(split, "t0") || !t0 || strcmp(t0, want)) {
+            fprintf(stderr, "dynrec: arg: %s was trained under split '%s' (T0 %s), not on the "
+                    "interactions before this dataset's T0 %s: it has seen the replay; train it "
+                    "with `dynrec train --protocol stream`\n", mo.model, split ? split : "?",
+                    t0 ? t0 : "none", want);
+            rc = 1;
+            goto done;
+        }
+    }
+    dr_model_params rp = mo.p;
+    if (retrain) {
+        rp.name = is_checkpoint_path(mo.model) ? dr_model_name(m) : mo.model;
+        rp.on_epoch = NULL;
+        rp.progress = NULL;
+        so.retrain = &rp;
+    }
+    so.progress = progress_cb;
+    if ((s = dr_eval_stream(ds, m, &so, &res, &e)) != DR_OK) {
+        rc = die(s, &e);
+        goto done;
+    }
+    snprintf(res.model, sizeof res.model, "%s", mo.model);
+    if (json) {
+        char buf[16384];
+        dr_stream_result_json(&res, buf, sizeof buf);
+        puts(buf);
+    } else {
+        printf("P-STREAM  dataset=%s  model=%s  T0=%lld  replayed=%zu  scored=%zu  %.1f s\n",
+               dr_dataset_name(ds), mo.model, (long long)res.t0, res.n_events, res.n_scored,
+               res.seconds);
+        printf("  %-14s %8s %8s", "", "frozen", "");
+        if (res.has_adapter) printf("   %8s %8s", "adapter", "");
+        if (res.has_retrain) printf("   %8s %8s", "retrain", "");
+        printf("\n  %-14s %8s %8s", "", "Hit@10", "NDCG@10");
+        if (res.has_adapter) printf("   %8s %8s", "Hit@10", "NDCG@10");
+        if (res.has_retrain) printf("   %8s %8s", "Hit@10", "NDCG@10");
+        printf("   %7s\n", "events");
+        print_pair("overall", &res.overall, res.has_adapter, res.has_retrain);
+        for (int k = 0; k < DR_STREAM_SLICES; k++) {
+            char label[32];
+            snprintf(label, sizeof label, "slice %d", k + 1);
+            print_pair(label, &res.slices[k], res.has_adapter, res.has_retrain);
+        }
+        print_pair("cold targets", &res.cold, res.has_adapter, res.has_retrain);
+        if (res.has_retrain)
+            printf("  retrain cost: %u refits, %.1f s\n", res.n_retrains, res.retrain_seconds);
+    }
+done:
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+    return rc;
+}
+
 static int cmd_eval(int argc, char **argv) {
+    for (int k = 0; k < argc; k++) /* P-STREAM has options of its own */
+        if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], "stream")) ||
+            !strcmp(argv[k], "--protocol=stream"))
+            return cmd_eval_stream(argc, argv);
     load_opts l = {0};
     l.p = dr_load_default_params();
     model_opts mo = {dr_model_default_params(), NULL};
@@ -668,12 +815,12 @@ static int cmd_eval(int argc, char **argv) {
         if ((r = load_opt(&o, &l)) < 0) return 2;
         if (r == 0) return usage_error("eval: unknown option '%s'", a);
     }
-    if (!protocol) return usage_error("eval: --protocol is required (loo)");
+    if (!protocol) return usage_error("eval: --protocol is required (loo, stream, given)");
     dr_split_kind kind;
     const char *pname;
     if (!strcmp(protocol, "loo")) kind = DR_SPLIT_LOO, pname = "P-LOO";
     else if (!strcmp(protocol, "given")) kind = DR_SPLIT_GIVEN, pname = "GIVEN";
-    else return usage_error("eval: unknown --protocol '%s' (loo, given)", protocol);
+    else return usage_error("eval: unknown --protocol '%s' (loo, stream, given)", protocol);
     if (!mo.model) return usage_error("eval: --model is required (pop, itemknn, sasrec, mf or a file)");
     dr_dataset *ds = NULL;
     int rc = load(&l, &ds);
@@ -924,12 +1071,46 @@ static int cmd_demo(int argc, char **argv) {
         if (rc) goto done;
     }
 
+    printf("== 6. P-STREAM: a base frozen at T0 vs the same base + online adapter, replaying "
+           "the last 20%% of events (drifting tastes, new items)\n");
+    dr_stream_result sr;
+    {
+        dr_split *spl = NULL;
+        dr_model *m = NULL;
+        model_opts mo = {dr_model_default_params(), "mf"};
+        mo.p.epochs = 60;
+        mo.p.on_epoch = NULL;
+        dr_stream_options so = dr_stream_default_options();
+        so.progress = progress_cb;
+        openblas_set_num_threads(1);
+        s = dr_split_create(ds, DR_SPLIT_T0, &spl, &e);
+        if (s == DR_OK && (rc = get_model(ds, spl, &mo, &m)) == 0)
+            s = dr_eval_stream(ds, m, &so, &sr, &e);
+        dr_model_free(m);
+        dr_split_free(spl);
+        if (!rc && s != DR_OK) rc = die(s, &e);
+        if (rc) goto done;
+        printf("   %zu events replayed, %zu scored, %.1f s\n", sr.n_events, sr.n_scored, sr.seconds);
+        printf("   %-22s %8s %8s\n", "Hit@10", "frozen", "adapter");
+        printf("   %-22s %8.4f %8.4f\n", "all scored events", sr.overall.frozen.hit10,
+               sr.overall.adapter.hit10);
+        printf("   %-22s %8.4f %8.4f\n", "first slice", sr.slices[0].frozen.hit10,
+               sr.slices[0].adapter.hit10);
+        printf("   %-22s %8.4f %8.4f\n", "last slice", sr.slices[DR_STREAM_SLICES - 1].frozen.hit10,
+               sr.slices[DR_STREAM_SLICES - 1].adapter.hit10);
+        printf("   %-22s %8.4f %8.4f\n", "new (cold) items", sr.cold.frozen.hit10,
+               sr.cold.adapter.hit10);
+    }
+
     printf("== summary\n");
     printf("   dataset %s: %u users x %u items, %zu interactions\n", dr_dataset_name(ds),
            st.n_users, st.n_items, st.n_events);
     for (int k = 0; k < N_MODELS; k++)
         printf("   P-LOO full  %-8s Hit@10 %.4f NDCG@10 %.4f   (sampled-100 Hit@10 %.4f)\n",
                models[k], res[k].full10.hit, res[k].full10.ndcg, res[k].samp10.hit);
+    printf("   P-STREAM    mf frozen Hit@10 %.4f -> with the online adapter %.4f "
+           "(cold targets %.4f -> %.4f)\n", sr.overall.frozen.hit10, sr.overall.adapter.hit10,
+           sr.cold.frozen.hit10, sr.cold.adapter.hit10);
 done:
     dr_dataset_free(ds);
     return rc;

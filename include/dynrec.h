@@ -396,6 +396,66 @@ typedef struct dr_eval_result {
 dr_status dr_eval_split(const dr_dataset *ds, const dr_split *split, const dr_model *m,
                         const dr_eval_params *p, dr_eval_result *out, dr_error *err);
 
+/* ---------------------------------------------------------------- P-STREAM */
+
+#define DR_STREAM_SLICES 10
+
+typedef struct dr_stream_metrics {
+    double hit10, ndcg10;   /* means over the events counted in n */
+    size_t n;               /* scored events */
+} dr_stream_metrics;
+
+typedef struct dr_stream_pair {
+    dr_stream_metrics frozen, adapter;
+    dr_stream_metrics retrain; /* zeros unless the retrain column ran */
+} dr_stream_pair;
+
+typedef struct dr_stream_result {
+    char dataset[64];
+    char model[64];
+    int64_t t0;
+    size_t n_events;        /* replayed events: time >= T0 */
+    size_t n_scored;        /* of those, scored (known user, new item for the user) */
+    dr_stream_pair overall;
+    dr_stream_pair slices[DR_STREAM_SLICES]; /* consecutive equal-count slices of scored events */
+    dr_stream_pair cold;    /* scored events whose target was never seen before T0 */
+    int has_adapter;        /* 0: the adapter column was not run (adapter metrics are 0) */
+    int has_retrain;        /* 1: the retrain column ran */
+    double retrain_seconds; /* time spent refitting the base (the upper bound's cost) */
+    uint32_t n_retrains;
+    double seconds;         /* wall time of the replay */
+    double update_seconds;  /* time in dr_adapter_update */
+    double frozen_score_seconds, adapter_score_seconds; /* scoring all items, per variant */
+} dr_stream_result;
+
+typedef struct dr_stream_options {
+    int run_adapter;        /* 1: run the adapter column (default) */
+    int no_gates;           /* ablation: adapter gates fixed open */
+    uint32_t window;        /* global window capacity in events (0 = default) */
+    uint32_t hidden;        /* adapter MLP hidden units (0 = default) */
+    uint32_t negatives;     /* sampled negatives per event (0 = default) */
+    uint32_t g_batch;       /* events per item-side step and z' refresh (0 = default) */
+    float lr;               /* adapter learning rate, user side (<= 0 = default) */
+    float lambda_kl;        /* stability weight |z'-z|^2 (< 0 = default) */
+    uint64_t seed;
+    /* non-NULL: also run `retrain`, the base refitted with these parameters before each slice */
+    const dr_model_params *retrain;
+    dr_progress_fn progress;
+    void *progress_ud;
+} dr_stream_options;
+
+dr_stream_options dr_stream_default_options(void);
+
+/*
+ * P-STREAM (../shared/PROTOCOL.md): replays the events at or after T0 in time order against
+ * base, a dot-product model trained on the DR_SPLIT_T0 split of ds, with the frozen base and
+ * the base + online adapter side by side.
+ */
+dr_status dr_eval_stream(const dr_dataset *ds, const dr_model *base, const dr_stream_options *o,
+                         dr_stream_result *out, dr_error *err);
+/* The result as the documented JSON object; returns the length like snprintf. */
+int dr_stream_result_json(const dr_stream_result *r, char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -324,6 +324,18 @@ static int json_pair(char *b, size_t cap, const dr_stream_pair *p, int retrain) 
                     p->frozen.n);
 }
 
+/* Copies s into out as the inside of a JSON string (quotes, backslashes, controls escaped). */
+static void json_escape(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    for (; *s && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') out[n++] = '\\', out[n++] = (char)c;
+        else if (c < 0x20) n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        else out[n++] = (char)c;
+    }
+    out[n] = 0;
+}
+
 int dr_stream_json(const dr_stream_result *r, char *buf, size_t cap) {
     size_t len = 0;
     char tmp[512];
@@ -332,9 +344,12 @@ int dr_stream_json(const dr_stream_result *r, char *buf, size_t cap) {
         int k_ = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, __VA_ARGS__); \
         if (k_ > 0) len += (size_t)k_;                                       \
     } while (0)
-    PUT("{\"protocol\":\"P-STREAM\",\"dataset\":\"%s\",\"model\":\"%s\",\"t0\":%lld,"
-        "\"n_events\":%zu,\"n_scored\":%zu,\"stream\":{",
-        r->dataset, r->model, (long long)r->t0, r->n_events, r->n_scored);
+    char ds_name[2 * sizeof r->dataset], model[2 * sizeof r->model];
+    json_escape(ds_name, sizeof ds_name, r->dataset);
+    json_escape(model, sizeof model, r->model);
+    PUT("{\"protocol\":\"P-STREAM\",\"dataset\":\"%s\",\"model\":\"%s\","
+        "\"n_events\":%zu,\"t0\":%lld,\"n_scored\":%zu,\"stream\":{",
+        ds_name, model, r->n_events, (long long)r->t0, r->n_scored);
     PUT("\"frozen\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},\"adapter\":{\"hit@10\":%.6f,"
         "\"ndcg@10\":%.6f},",
         r->overall.frozen.hit10, r->overall.frozen.ndcg10, r->overall.adapter.hit10,

@@ -9,35 +9,7 @@
 #include "adapter.h"
 #include "model.h"
 
-#define DR_STREAM_SLICES 10
-
-typedef struct dr_stream_metrics {
-    double hit10, ndcg10;   /* means over the events counted in n */
-    size_t n;               /* scored events */
-} dr_stream_metrics;
-
-typedef struct dr_stream_pair {
-    dr_stream_metrics frozen, adapter;
-    dr_stream_metrics retrain; /* zeros unless the retrain column ran */
-} dr_stream_pair;
-
-typedef struct dr_stream_result {
-    char dataset[64];
-    char model[64];
-    int64_t t0;
-    size_t n_events;        /* replayed events: time >= T0 */
-    size_t n_scored;        /* of those, scored (known user, new item for the user) */
-    dr_stream_pair overall;
-    dr_stream_pair slices[DR_STREAM_SLICES]; /* consecutive equal-count slices of scored events */
-    dr_stream_pair cold;    /* scored events whose target was never seen before T0 */
-    int has_adapter;        /* 0: the adapter column was not run (adapter metrics are 0) */
-    int has_retrain;        /* 1: the retrain column ran */
-    double retrain_seconds; /* time spent refitting the base (the upper bound's cost) */
-    uint32_t n_retrains;
-    double seconds;         /* wall time of the replay */
-    double update_seconds;  /* time in dr_adapter_update */
-    double frozen_score_seconds, adapter_score_seconds; /* scoring all items, per variant */
-} dr_stream_result;
+/* dr_stream_metrics, dr_stream_pair and dr_stream_result are public (dynrec.h). */
 
 /* Called for every scored event, in replay order: event index into ds's events, the
  * pessimistic ranks (1-based) of the target under each column (0 when not run), cold flag. */

@@ -57,6 +57,17 @@ $DYNREC recommend --model "$tmp/trunc.drm" --user u7 2>"$tmp/err.txt"; rc=$?
 [ $rc -eq 1 ] && grep -q "trunc.drm" "$tmp/err.txt" || fail "truncated checkpoint: rc=$rc $(cat "$tmp/err.txt")"
 ok
 
+# P-STREAM: JSON shape, and a base that saw the replay is refused
+$DYNREC eval --protocol stream --model mf --epochs 10 --data "$tmp/a" --json >"$tmp/stream.json" 2>/dev/null || fail "stream eval"
+grep -Eq '^\{"protocol":"P-STREAM","dataset":"[^"]*","model":"mf","n_events":[0-9]+,.*"stream":\{"frozen":\{"hit@10":[0-9.]+,"ndcg@10":[0-9.]+.*\},"adapter":\{"hit@10":[0-9.]+,"ndcg@10":[0-9.]+.*"slices":\[\{"frozen":\{.*"cold":\{"frozen":\{' "$tmp/stream.json" \
+    || fail "stream json shape: $(cat "$tmp/stream.json")"
+[ "$(grep -o '"slices":\[.*\]' "$tmp/stream.json" | grep -o '{"frozen"' | wc -l)" -ge 10 ] || fail "stream json has fewer than 10 slices"
+$DYNREC eval --protocol stream --model "$tmp/mf.drm" --data "$tmp/a" 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "seen the replay" "$tmp/err.txt" || fail "LOO base accepted for P-STREAM: rc=$rc $(cat "$tmp/err.txt")"
+$DYNREC train --protocol stream --model mf --epochs 5 --data "$tmp/a" --out "$tmp/t0.drm" 2>/dev/null || fail "train --protocol stream"
+$DYNREC eval --protocol stream --model "$tmp/t0.drm" --data "$tmp/a" --no-adapter >/dev/null 2>&1 || fail "stream eval from a T0 checkpoint"
+ok
+
 # bad input: clear errors, right exit codes, no crash
 $DYNREC data stats --data "$tmp/missing" 2>"$tmp/err.txt"; rc=$?
 [ $rc -eq 1 ] && grep -q "dynrec: io:" "$tmp/err.txt" || fail "missing path: rc=$rc $(cat "$tmp/err.txt")"
