@@ -603,6 +603,17 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
     if (p.threads <= 0) p.threads = dr_default_threads();
     if (p.threads > 256) p.threads = 256; /* dr_parallel_for's limit */
     openblas_set_num_threads(1);
+    if (p.eval_every) { /* no validation targets (e.g. a T0 split): no early stopping, keep
+                           the last epoch instead of the first evaluated one */
+        uint32_t n_val = 0;
+        for (uint32_t u = 0; u < sp->n_users && !n_val; u++)
+            n_val += sp->n_valid[u] > 0 && sp->n_train[u] > 0;
+        if (!n_val) {
+            dr_log(DR_LOG_INFO, "sasrec: the split has no validation targets: training all %u "
+                   "epochs without early stopping", p.epochs);
+            p.eval_every = 0;
+        }
+    }
 
     m = model_new(&dm);
     if (!m) {

@@ -529,8 +529,35 @@ static void test_beats_pop(void **state) {
     dr_model_free(mp);
 }
 
+/* A T0 split has no validation targets: training must run every epoch and keep the last
+ * parameters (not fall back to the first evaluated epoch), i.e. equal eval_every = 0. */
+static void test_no_validation_keeps_last(void **state) {
+    dr_split *t0 = NULL;
+    dr_error err = {0};
+    assert_int_equal(dr_split_create(g_ds, DR_SPLIT_T0, &t0, &err), DR_OK);
+    dr_sasrec_params p = small_params();
+    p.epochs = 3;
+    p.threads = 1;
+    p.eval_every = 1;
+    p.patience = 1;
+    dr_sasrec *a = NULL, *b = NULL;
+    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &a, &err), DR_OK);
+    p.eval_every = 0;
+    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &b, &err), DR_OK);
+    size_t na, nb;
+    const float *pa = dr_sasrec_param_block(a, &na), *pb = dr_sasrec_param_block(b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(pa, pb, na * sizeof *pa);
+    int epoch;
+    assert_true(dr_sasrec_best_val(a, &epoch) < 0);
+    dr_sasrec_free(a);
+    dr_sasrec_free(b);
+    dr_split_free(t0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_validation_keeps_last),
         cmocka_unit_test(test_layernorm_grad),
         cmocka_unit_test(test_matmul_grad),
         cmocka_unit_test(test_attention_grad),
