@@ -15,6 +15,20 @@
  * a second, and the usual parallel scheme (Hogwild, lock-free racing updates) is not
  * deterministic for a seed and thread count. A deterministic parallel scheme (per-thread
  * disjoint user/item blocks, as in DSGD) was rejected as complexity with no payoff at this size.
+ * Multimodal fusion (use_modalities != 0, fusion.c): the item factor of a sample's items i and
+ * j is the fused z = e + sum_m g_m y_m, computed forward per step with modality dropout drawn
+ * from its own stream (seed, 2), so the sampling stream is the id-only one; the BPR gradient
+ * with respect to z goes back through dr_fusion_backward into e (SGD/Adam as above, per
+ * sample) and into the fusion block (its own Adam and L2 fusion_l2, one step per
+ * MF_FUSION_BATCH samples: a dense Adam step over P per sample cost 4x the rest of the
+ * epoch). Items with no training interaction keep e = 0 and b = 0 (never updated), so they
+ * are carried by their features alone; so that the features learn to carry an item, training
+ * also treats each item occurrence as cold with probability id_dropout (e and b replaced by 0
+ * for that step, as in DropoutNet, Volkovs et al. 2017). Without it the projections only learn
+ * a residual on top of e and cold items score near 0. After training (and before every
+ * validation) the fused latents are materialised into one (n_items, d) array, which is what
+ * scoring, the view and the checkpoint see; dr_mf_refuse recomputes it with features removed.
+ * With use_modalities = 0 none of this runs and the bytes are the id-only model's.
  */
 #include "mf.h"
 
@@ -28,6 +42,7 @@
 
 #define MF_MAX_D 4096u
 #define MF_NEG_TRIES 64
+#define MF_FUSION_BATCH 32 /* samples per Adam step of the fusion block */
 
 typedef struct mf_state {
     uint32_t n_users, n_items, d;
@@ -41,6 +56,12 @@ typedef struct mf_state {
     char dataset[64];
     int split_kind;         /* dr_split_kind trained on, -1 when unknown (loaded) */
     int64_t t0;             /* DR_SPLIT_T0 only */
+    /* fusion (n_mod = 0: id-only, item = the id factors) */
+    dr_fusion fus;
+    const float *item_id;   /* (n_items, d) e, inside block */
+    float *fused;           /* (n_items, d) owned materialised z; item points here */
+    float *item_id_owned;   /* (n_items, d) e copied by dr_mf_attach_fusion, else NULL */
+    uint8_t *cold;          /* (n_items) 1 = no training interaction */
 } mf_state;
 
 dr_mf_params dr_mf_default_params(void) {
@@ -59,6 +80,12 @@ dr_mf_params dr_mf_default_params(void) {
     p.threads = 0;
     p.eval_every = 5;
     p.patience = 3;
+    p.use_modalities = 0;
+    p.modality_dropout = 0.3f;
+    p.impute = DR_IMPUTE_GATE;
+    p.fusion_lr = 3e-3f;
+    p.id_dropout = 0.5f;
+    p.fusion_l2 = 1e-3f;
     return p;
 }
 
@@ -92,6 +119,10 @@ static void mf_free(void *state) {
     if (!s) return;
     dr_free(s->block);
     dr_ckpt_close(s->ckpt);
+    dr_fusion_free(&s->fus);
+    dr_free(s->fused);
+    dr_free(s->item_id_owned);
+    dr_free(s->cold);
     dr_free(s);
 }
 
@@ -176,7 +207,36 @@ static dr_status check_params(const dr_mf_params *p, dr_error *err) {
         !(p->adam_b1 >= 0 && p->adam_b1 < 1 && p->adam_b2 >= 0 && p->adam_b2 < 1 &&
           p->adam_eps > 0))
         return dr_fail(err, DR_ARG, "mf: Adam needs 0 <= b1, b2 < 1 and eps > 0");
+    if (!(p->modality_dropout >= 0.0f && p->modality_dropout <= 1.0f))
+        return dr_fail(err, DR_ARG, "mf: modality_dropout must be in [0, 1] (got %g)",
+                       (double)p->modality_dropout);
+    if (!(p->id_dropout >= 0.0f && p->id_dropout <= 1.0f))
+        return dr_fail(err, DR_ARG, "mf: id_dropout must be in [0, 1] (got %g)",
+                       (double)p->id_dropout);
+    if (!(p->fusion_l2 >= 0.0f) || !isfinite(p->fusion_l2))
+        return dr_fail(err, DR_ARG, "mf: fusion_l2 must be >= 0 (got %g)", (double)p->fusion_l2);
+    if (p->impute != DR_IMPUTE_GATE && p->impute != DR_IMPUTE_MEAN)
+        return dr_fail(err, DR_ARG, "mf: unknown impute mode %d", (int)p->impute);
+    if (p->use_modalities && (!(p->fusion_lr > 0.0f) || !isfinite(p->fusion_lr)))
+        return dr_fail(err, DR_ARG, "mf: fusion_lr must be positive (got %g)",
+                       (double)p->fusion_lr);
     return DR_OK;
+}
+
+/* Forward of item i's fused factor for training: presence from the input, dropped with
+ * probability rate (one draw per modality, always taken so the stream does not depend on
+ * presence), missing/dropped -> closed gate or mean row. Fills x, gate (n_mod) for backward. */
+static void fuse_item(const dr_fusion *f, const dr_fusion_input *in, const float *e, uint32_t i,
+                      float rate, dr_impute impute, dr_rng *drng, const float **x, float *gate,
+                      float *z, float *act) {
+    for (uint32_t m = 0; m < f->n_mod; m++) {
+        bool p = in->pres[(size_t)m * in->n_items + i] != 0;
+        double r = dr_rng_uniform(drng);
+        if (r < (double)rate) p = false;
+        x[m] = p ? in->xs[m] + (size_t)i * f->dim[m] : in->zero;
+        gate[m] = (p || impute == DR_IMPUTE_MEAN) ? 1.0f : 0.0f;
+    }
+    dr_fusion_forward(f, e, x, gate, z, act);
 }
 
 static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_params *p,
@@ -189,6 +249,11 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
     float *grad = NULL;       /* (3 d) gu | gi | gj */
     float *best = NULL;       /* (n_params) best epoch's block, early stopping only */
     adam_t adam = {0};
+    dr_fusion_input fin = {0};
+    float *fbuf = NULL;       /* act_i | act_j (na each) | z_i | z_j | de_i | de_j (d each) */
+    float *dw = NULL;         /* (fusion n_params) gradient of one step */
+    float *best_w = NULL;     /* (fusion n_params) best epoch's fusion block */
+    adam_t fadam = {0};
     dr_status st;
     double t_start = dr_now_seconds();
 
@@ -272,6 +337,43 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         best = dr_malloc(n_params * sizeof *best);
         if (!best) goto nomem;
     }
+    const bool fuse = p->use_modalities != 0;
+    size_t na = 0, nf = 0;
+    if (fuse) {
+        if ((st = dr_fusion_init(&s->fus, ds, p->use_modalities, d, p->init_std, p->seed,
+                                 err)) != DR_OK)
+            goto fail;
+        if ((st = dr_fusion_input_build(&s->fus, ds, NULL, &fin, err)) != DR_OK) goto fail;
+        na = dr_fusion_act_floats(&s->fus);
+        nf = s->fus.n_params;
+        fbuf = dr_calloc(2 * na + 5 * (size_t)d, sizeof *fbuf);
+        dw = dr_malloc(nf * sizeof *dw);
+        fadam.m = dr_calloc(nf, sizeof(float));
+        fadam.v = dr_calloc(nf, sizeof(float));
+        s->fused = dr_malloc((size_t)ni * d * sizeof *s->fused);
+        s->cold = dr_malloc(ni);
+        if (!fbuf || !dw || !fadam.m || !fadam.v || !s->fused || !s->cold) goto nomem;
+        if (early && !(best_w = dr_malloc(nf * sizeof *best_w))) goto nomem;
+        fadam.b1 = 0.9f;
+        fadam.b2 = 0.999f;
+        fadam.eps = 1e-8f;
+        memset(s->cold, 1, ni);
+        for (size_t k = 0; k < n_pos; k++) s->cold[pos[k]] = 0;
+        for (uint32_t i = 0; i < ni; i++)
+            if (s->cold[i]) memset(Q + (size_t)i * d, 0, (size_t)d * sizeof *Q);
+        s->item_id = Q;
+        s->item = s->fused;
+        dr_fusion_materialise(&s->fus, Q, &fin, p->impute, s->fused, fbuf);
+    }
+    float *act_i = fbuf, *act_j = fbuf ? fbuf + na : NULL;
+    float *z_i = fbuf ? fbuf + 2 * na : NULL, *z_j = z_i ? z_i + d : NULL;
+    float *de_i = z_j ? z_j + d : NULL, *de_j = de_i ? de_i + d : NULL;
+    const float *zero_d = de_j ? de_j + d : NULL, *ei = NULL, *ej = NULL; /* (d) zeros */
+    const float *x_i[DR_MAX_MODALITIES], *x_j[DR_MAX_MODALITIES];
+    float gate_i[DR_MAX_MODALITIES], gate_j[DR_MAX_MODALITIES];
+    dr_rng drng;
+    dr_rng_seed(&drng, p->seed, 2);
+    double fb1t = 1.0, fb2t = 1.0;
 
     dr_rng srng;
     dr_rng_seed(&srng, p->seed, 1);
@@ -289,6 +391,8 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         }
         double loss = 0.0;
         size_t n_steps = 0;
+        uint32_t n_acc = 0; /* samples in dw since the last fusion step */
+        if (dw) memset(dw, 0, nf * sizeof *dw);
         for (size_t k = 0; k < n_pos; k++) {
             uint32_t e = perm[k], u = pos_user[e], i = pos[e];
             const uint32_t *mine = pos + pos_off[u];
@@ -301,8 +405,23 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
             }
             if (j == UINT32_MAX) continue; /* a user with nearly every item */
             float *pu = P + (size_t)u * d, *qi = Q + (size_t)i * d, *qj = Q + (size_t)j * d;
-            float gbi, gbj;
-            loss += dr_mf_bpr_grad(d, pu, qi, qj, B[i], B[j], p->l2, gu, gi, gj, &gbi, &gbj);
+            float gbi, gbj, bi = B[i], bj = B[j];
+            bool wi = true, wj = true; /* e and b of i / j take part (not cold, not dropped) */
+            if (fuse) {
+                wi = dr_rng_uniform(&drng) >= (double)p->id_dropout && !s->cold[i];
+                wj = dr_rng_uniform(&drng) >= (double)p->id_dropout && !s->cold[j];
+                ei = wi ? qi : zero_d;
+                ej = wj ? qj : zero_d;
+                bi = wi ? bi : 0.0f;
+                bj = wj ? bj : 0.0f;
+                fuse_item(&s->fus, &fin, ei, i, p->modality_dropout, p->impute, &drng, x_i,
+                          gate_i, z_i, act_i);
+                fuse_item(&s->fus, &fin, ej, j, p->modality_dropout, p->impute, &drng, x_j,
+                          gate_j, z_j, act_j);
+                qi = z_i;
+                qj = z_j;
+            }
+            loss += dr_mf_bpr_grad(d, pu, qi, qj, bi, bj, p->l2, gu, gi, gj, &gbi, &gbj);
             n_steps++;
             const adam_t *a = NULL;
             if (adam.m) {
@@ -313,10 +432,36 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
                 a = &adam;
             }
             apply(s->block, (size_t)u * d, gu, d, p->lr, a);
-            apply(s->block, q_at + (size_t)i * d, gi, d, p->lr, a);
-            apply(s->block, q_at + (size_t)j * d, gj, d, p->lr, a);
-            apply(s->block, b_at + i, &gbi, 1, p->lr, a);
-            apply(s->block, b_at + j, &gbj, 1, p->lr, a);
+            if (!fuse) {
+                apply(s->block, q_at + (size_t)i * d, gi, d, p->lr, a);
+                apply(s->block, q_at + (size_t)j * d, gj, d, p->lr, a);
+                apply(s->block, b_at + i, &gbi, 1, p->lr, a);
+                apply(s->block, b_at + j, &gbj, 1, p->lr, a);
+                continue;
+            }
+            dr_fusion_backward(&s->fus, ei, x_i, act_i, gi, de_i, dw);
+            dr_fusion_backward(&s->fus, ej, x_j, act_j, gj, de_j, dw);
+            if (wi) {
+                apply(s->block, q_at + (size_t)i * d, de_i, d, p->lr, a);
+                apply(s->block, b_at + i, &gbi, 1, p->lr, a);
+            }
+            if (wj) {
+                apply(s->block, q_at + (size_t)j * d, de_j, d, p->lr, a);
+                apply(s->block, b_at + j, &gbj, 1, p->lr, a);
+            }
+            if (++n_acc == MF_FUSION_BATCH || k + 1 == n_pos) {
+                /* L2 on the fusion block, fusion_l2/2 |w|^2 per sample: without it |P x| grows
+                 * to ~20x |e| on tiktok and the gates saturate shut */
+                const float *w = s->fus.w;
+                for (size_t q = 0; q < nf; q++) dw[q] += p->fusion_l2 * (float)n_acc * w[q];
+                fb1t *= fadam.b1;
+                fb2t *= fadam.b2;
+                fadam.c1 = (float)(1.0 / (1.0 - fb1t));
+                fadam.c2 = (float)(1.0 / (1.0 - fb2t));
+                apply(s->fus.w, 0, dw, (uint32_t)nf, p->fusion_lr, &fadam);
+                memset(dw, 0, nf * sizeof *dw);
+                n_acc = 0;
+            }
         }
         double ep_start = epoch_t0;
         s->report.epochs_run = ep + 1;
@@ -326,6 +471,7 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
             goto fail;
         }
         if (early && ((ep + 1) % p->eval_every == 0 || ep + 1 == p->epochs)) {
+            if (fuse) dr_fusion_materialise(&s->fus, Q, &fin, p->impute, s->fused, fbuf);
             dr_model tmp = {.vt = &dr_mf_vt, .state = s, .n_items = ni};
             dr_eval_params ev = dr_eval_default_params();
             dr_eval_result r;
@@ -339,6 +485,7 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
                 best_ndcg = r.full10.ndcg;
                 s->report.best_epoch = ep + 1;
                 memcpy(best, s->block, n_params * sizeof *best);
+                if (fuse) memcpy(best_w, s->fus.w, nf * sizeof *best_w);
                 bad_evals = 0;
             } else {
                 ++bad_evals; /* the loop stops after reporting this epoch */
@@ -354,10 +501,12 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
     }
     if (early && best_ndcg >= 0) {
         memcpy(s->block, best, n_params * sizeof *best);
+        if (fuse) memcpy(s->fus.w, best_w, nf * sizeof *best_w);
         s->report.best_valid_ndcg10 = best_ndcg;
     } else {
         s->report.best_epoch = s->report.epochs_run;
     }
+    if (fuse) dr_fusion_materialise(&s->fus, Q, &fin, p->impute, s->fused, fbuf);
     s->report.seconds = dr_now_seconds() - t_start;
     dr_free(pos_off);
     dr_free(pos);
@@ -367,6 +516,12 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
     dr_free(best);
     dr_free(adam.m);
     dr_free(adam.v);
+    dr_fusion_input_free(&fin);
+    dr_free(fbuf);
+    dr_free(dw);
+    dr_free(best_w);
+    dr_free(fadam.m);
+    dr_free(fadam.v);
     *out = s;
     return DR_OK;
 nomem:
@@ -380,6 +535,12 @@ fail:
     dr_free(best);
     dr_free(adam.m);
     dr_free(adam.v);
+    dr_fusion_input_free(&fin);
+    dr_free(fbuf);
+    dr_free(dw);
+    dr_free(best_w);
+    dr_free(fadam.m);
+    dr_free(fadam.v);
     mf_free(s);
     return st;
 }
@@ -481,6 +642,94 @@ dr_status dr_mf_get_view(const dr_model *m, dr_mf_view *out, dr_error *err) {
     out->item = s->item;
     out->item_bias = s->item_bias;
     return DR_OK;
+}
+
+dr_status dr_mf_refuse(dr_model *m, const dr_dataset *ds, const uint8_t *over,
+                       dr_impute impute, dr_error *err) {
+    dr_fusion_input in = {0};
+    float *act = NULL;
+    dr_status st;
+    if (!m || !ds) return dr_fail(err, DR_ARG, "dr_mf_refuse: NULL argument");
+    if (m->vt != &dr_mf_vt)
+        return dr_fail(err, DR_ARG, "dr_mf_refuse: model '%s' is not mf", m->vt->name);
+    mf_state *s = m->state;
+    if (s->fus.n_mod == 0 || !s->item_id || !s->fused)
+        return dr_fail(err, DR_UNSUPPORTED, "dr_mf_refuse: the model fuses no modality");
+    if (ds->n_items != s->n_items)
+        return dr_fail(err, DR_ARG, "dr_mf_refuse: dataset '%s' has %u items, the model %u",
+                       ds->name, ds->n_items, s->n_items);
+    if (impute != DR_IMPUTE_GATE && impute != DR_IMPUTE_MEAN)
+        return dr_fail(err, DR_ARG, "dr_mf_refuse: unknown impute mode %d", (int)impute);
+    if ((st = dr_fusion_input_build(&s->fus, ds, over, &in, err)) != DR_OK) goto fail;
+    if (!(act = dr_malloc(dr_fusion_act_floats(&s->fus) * sizeof *act))) {
+        st = dr_fail(err, DR_NOMEM, "dr_mf_refuse: out of memory");
+        goto fail;
+    }
+    dr_fusion_materialise(&s->fus, s->item_id, &in, impute, s->fused, act);
+    if (m->latent_dim) st = dr_model_prepare_latents(m, err);
+fail:
+    dr_fusion_input_free(&in);
+    dr_free(act);
+    return st;
+}
+
+const dr_fusion *dr_mf_get_fusion(const dr_model *m, const float **item_id) {
+    if (!m || m->vt != &dr_mf_vt) return NULL;
+    const mf_state *s = m->state;
+    if (s->fus.n_mod == 0) return NULL;
+    if (item_id) *item_id = s->item_id;
+    return &s->fus;
+}
+
+dr_status dr_mf_attach_fusion(dr_model *m, const dr_fusion *f, const float *item_id,
+                              dr_error *err) {
+    if (!m || !f || !item_id || !f->w || !f->stats)
+        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: NULL argument");
+    if (m->vt != &dr_mf_vt)
+        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: model '%s' is not mf", m->vt->name);
+    mf_state *s = m->state;
+    if (s->fus.n_mod)
+        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: the model already has a fusion");
+    if (f->d != s->d || f->n_mod == 0 || f->n_mod > DR_MAX_MODALITIES)
+        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: fusion d=%u with %u modalities does "
+                       "not fit a model with d=%u", f->d, f->n_mod, s->d);
+    size_t np = 0, ns = 0;
+    for (uint32_t k = 0; k < f->n_mod; k++) { /* the layout fusion.c uses, checked */
+        if (f->off[k] != np || f->soff[k] != ns || f->dim[k] == 0)
+            return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: modality '%s' has an "
+                           "inconsistent layout", f->name[k]);
+        np += (size_t)f->d * f->dim[k] + 3 * (size_t)f->d + 1;
+        ns += 2 * (size_t)f->dim[k];
+    }
+    if (np != f->n_params || ns != f->n_stats)
+        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: %zu parameters / %zu statistics, the "
+                       "modality sizes give %zu / %zu", f->n_params, f->n_stats, np, ns);
+    const size_t cells = (size_t)s->n_items * s->d;
+    dr_fusion c = *f;
+    c.w = dr_malloc(np * sizeof *c.w);
+    c.stats = dr_malloc(ns * sizeof *c.stats);
+    float *eid = dr_malloc(cells * sizeof *eid), *z = dr_malloc(cells * sizeof *z);
+    if (!c.w || !c.stats || !eid || !z) {
+        dr_fusion_free(&c);
+        dr_free(eid);
+        dr_free(z);
+        return dr_fail(err, DR_NOMEM, "dr_mf_attach_fusion: out of memory");
+    }
+    memcpy(c.w, f->w, np * sizeof *c.w);
+    memcpy(c.stats, f->stats, ns * sizeof *c.stats);
+    memcpy(eid, item_id, cells * sizeof *eid);
+    memcpy(z, s->item, cells * sizeof *z);
+    s->fus = c;
+    s->item_id_owned = eid;
+    s->item_id = eid;
+    s->fused = z;
+    s->item = z;
+    return DR_OK;
+}
+
+const uint8_t *dr_mf_cold_items(const dr_model *m) {
+    if (!m || m->vt != &dr_mf_vt) return NULL;
+    return ((const mf_state *)m->state)->cold;
 }
 
 /* ------------------------------------------------------------------ save / load */

@@ -6,6 +6,7 @@
 #ifndef DR_MF_H
 #define DR_MF_H
 
+#include "fusion.h"
 #include "model.h"
 
 typedef enum { DR_MF_SGD = 0, DR_MF_ADAM = 1 } dr_mf_optimizer;
@@ -29,6 +30,17 @@ typedef struct dr_mf_params {
     void *progress_ud;
     dr_epoch_fn on_epoch;    /* after every epoch: loss, validation NDCG@10 (< 0 if none) */
     void *on_epoch_ud;
+    /* Gated multimodal fusion (fusion.h): the item factor q_i becomes
+     * z_i = e_i + sum_m g_im (P_m xs_im + b_m); the bias is unchanged. */
+    uint32_t use_modalities; /* bit m fuses the dataset's modality m; 0 = id-only (0) */
+    float modality_dropout;  /* training: each (item occurrence, modality) is dropped with this
+                                probability (0.3); seeded from seed */
+    dr_impute impute;        /* missing/dropped features: DR_IMPUTE_GATE closes the gate,
+                                DR_IMPUTE_MEAN feeds the modality mean (baseline) (GATE) */
+    float fusion_lr;         /* Adam learning rate of the fusion block (0.003) */
+    float fusion_l2;         /* L2 on the fusion block, per sample like l2 (0.001) */
+    float id_dropout;        /* training: each item occurrence is treated as cold (e = 0, b = 0)
+                                with this probability, so features learn to carry items (0.5) */
 } dr_mf_params;
 
 dr_mf_params dr_mf_default_params(void);
@@ -65,6 +77,30 @@ typedef struct dr_mf_view {
 dr_status dr_mf_get_view(const dr_model *m, dr_mf_view *out, dr_error *err);
 /* A model over factors it does not own (e.g. a checkpoint mapping that outlives it). */
 dr_status dr_mf_from_view(const dr_mf_view *v, dr_model **out, dr_error *err);
+/*
+ * Recomputes the fused item latents of a fitted fusion model with some features removed,
+ * without retraining: over (n_fused_modalities, n_items) is a presence override (0 removes
+ * the feature; NULL keeps the dataset's mask), impute says what a missing feature becomes.
+ * ds must be the dataset the model was trained on (same items, same modality dims). Scoring,
+ * the view and the dot-product latents all use the new latents afterwards. DR_UNSUPPORTED for a
+ * model without fusion. Call with over = NULL and the training impute mode to restore.
+ */
+dr_status dr_mf_refuse(dr_model *m, const dr_dataset *ds, const uint8_t *over,
+                       dr_impute impute, dr_error *err);
+/* The fusion of a fitted model and its id embeddings e (n_items, d) (NULL when id-only);
+ * what a checkpoint must carry to allow dr_mf_refuse after loading. */
+const dr_fusion *dr_mf_get_fusion(const dr_model *m, const float **item_id);
+/*
+ * Gives a model built from a view (a loaded checkpoint) back its fusion so dr_mf_refuse works:
+ * copies f's shape (d must match, w and stats are copied), the id embeddings item_id
+ * (n_items, d) and the current fused latents (the view's item) into owned memory; scoring is
+ * unchanged until dr_mf_refuse is called. DR_ARG when shapes disagree.
+ */
+dr_status dr_mf_attach_fusion(dr_model *m, const dr_fusion *f, const float *item_id,
+                              dr_error *err);
+/* Items with no training interaction (n_items bytes, 1 = cold), NULL for a loaded model. */
+const uint8_t *dr_mf_cold_items(const dr_model *m);
+
 /* dr_mf_params from the generic parameters (0 / negative fields keep the defaults). */
 dr_mf_params dr_mf_params_from_model(const dr_model_params *mp);
 

@@ -1,0 +1,294 @@
+/*
+ * fusion.c - gated multimodal fusion (fusion.h): standardisation, the forward/backward pair
+ * of one item, materialisation of all fused item latents, and inference-time feature removal.
+ *
+ * DESIGN: z_i = e_i + sum_m g_im y_im, y_im = P_m xs_im + b_m, g_im = p_im sigmoid(u_m .
+ * [e_i ; y_im] + c_m). Features are standardised per dimension with the mean and variance of
+ * the PRESENT rows (the loaders mark zero/NaN rows missing), so "mean imputation" is exactly a
+ * zero standardised row with the gate held open, and gating is a multiplication by 0: both
+ * modes share one code path, and the comparison isolates what closing the gate buys. The
+ * projection is affine (a bias b_m, as in the Linear layers of MMRec models): without it a
+ * mean-imputed row would project to 0 and mean imputation would be the gate in disguise.
+ * All learned tensors are one block w (per modality P | b | u | c) so a checkpoint stores one
+ * section and the optimiser walks one array (llm.c style); forward keeps y, sigmoid and gate
+ * per modality in caller scratch and backward is its exact adjoint (checked against central
+ * finite differences in tests/unit/test_fusion.c). Backward never materialises dy: row k of
+ * dP gets dy_k * xs, so it needs no scratch. With zero modalities z = e bit for bit.
+ * Alternatives rejected: concatenating [e; x] into one MLP (a missing modality then shifts
+ * every output dimension, and the id-only model is not a special case of it), and imputing
+ * missing rows at load time (the gate could not tell imputed from observed features).
+ */
+#include "fusion.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "rng.h"
+
+#define FUSION_MAX_D 4096u
+#define FUSION_MAX_DIM (1u << 20)
+#define FUSION_VAR_EPS 1e-6
+
+dr_status dr_impute_parse(const char *s, dr_impute *out, dr_error *err) {
+    if (s && strcmp(s, "gate") == 0) *out = DR_IMPUTE_GATE;
+    else if (s && strcmp(s, "mean") == 0) *out = DR_IMPUTE_MEAN;
+    else return dr_fail(err, DR_ARG, "impute mode '%s' is not gate or mean", s ? s : "(null)");
+    return DR_OK;
+}
+
+const char *dr_impute_name(dr_impute m) { return m == DR_IMPUTE_MEAN ? "mean" : "gate"; }
+
+size_t dr_fusion_act_floats(const dr_fusion *f) {
+    return (size_t)f->n_mod * ((size_t)f->d + 2);
+}
+
+void dr_fusion_free(dr_fusion *f) {
+    if (!f) return;
+    dr_free(f->w);
+    dr_free(f->stats);
+    memset(f, 0, sizeof *f);
+}
+
+static int find_modality(const dr_dataset *ds, const char *name) {
+    for (int m = 0; m < ds->n_mod; m++)
+        if (strcmp(ds->mod[m].name, name) == 0) return m;
+    return -1;
+}
+
+dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,
+                         float init_std, uint64_t seed, dr_error *err) {
+    dr_status st;
+    memset(f, 0, sizeof *f);
+    if (!ds) return dr_fail(err, DR_ARG, "fusion: no dataset");
+    if (d == 0 || d > FUSION_MAX_D)
+        return dr_fail(err, DR_ARG, "fusion: d must be in 1..%u (got %u)", FUSION_MAX_D, d);
+    if (ds->n_mod < 32 && (mask >> ds->n_mod) != 0)
+        return dr_fail(err, DR_ARG, "fusion: modality mask 0x%x names modalities the dataset "
+                       "'%s' does not have (it has %d)", mask, ds->name, ds->n_mod);
+    f->d = d;
+    for (int m = 0; m < ds->n_mod; m++) {
+        if (!(mask & (1u << m))) continue;
+        const dr_modality *md = &ds->mod[m];
+        if (md->dim == 0 || md->dim > FUSION_MAX_DIM || !md->x || !md->present)
+            return dr_fail(err, DR_ARG, "fusion: modality '%s' has dimension %u (1..%u)",
+                           md->name, md->dim, FUSION_MAX_DIM);
+        uint32_t k = f->n_mod++;
+        f->dim[k] = md->dim;
+        snprintf(f->name[k], sizeof f->name[k], "%s", md->name);
+        f->off[k] = f->n_params;
+        f->n_params += (size_t)d * md->dim + 3 * (size_t)d + 1;
+        f->soff[k] = f->n_stats;
+        f->n_stats += 2 * (size_t)md->dim;
+    }
+    if (f->n_mod == 0) return DR_OK;
+    f->w = dr_calloc(f->n_params, sizeof *f->w);
+    f->stats = dr_calloc(f->n_stats, sizeof *f->stats);
+    double *acc = dr_calloc(2 * (size_t)FUSION_MAX_DIM, sizeof *acc); /* sum | sum of squares */
+    if (!f->w || !f->stats || !acc) {
+        dr_free(acc);
+        st = dr_fail(err, DR_NOMEM, "fusion: out of memory");
+        goto fail;
+    }
+    for (uint32_t k = 0; k < f->n_mod; k++) {
+        const dr_modality *md = &ds->mod[find_modality(ds, f->name[k])];
+        const uint32_t dim = md->dim;
+        memset(acc, 0, 2 * (size_t)dim * sizeof *acc);
+        size_t n_present = 0;
+        for (uint32_t i = 0; i < ds->n_items; i++) {
+            if (!md->present[i]) continue;
+            const float *x = md->x + (size_t)i * dim;
+            for (uint32_t j = 0; j < dim; j++) {
+                if (!isfinite(x[j])) {
+                    dr_free(acc);
+                    st = dr_fail(err, DR_FORMAT, "fusion: modality '%s' item %u dimension %u is "
+                                 "not finite", md->name, i, j);
+                    goto fail;
+                }
+                acc[j] += x[j];
+                acc[dim + j] += (double)x[j] * x[j];
+            }
+            n_present++;
+        }
+        if (n_present == 0) {
+            dr_free(acc);
+            st = dr_fail(err, DR_ARG, "fusion: modality '%s' has no present item", md->name);
+            goto fail;
+        }
+        float *mean = f->stats + f->soff[k], *inv = mean + dim;
+        for (uint32_t j = 0; j < dim; j++) {
+            double mu = acc[j] / (double)n_present;
+            double var = acc[dim + j] / (double)n_present - mu * mu;
+            mean[j] = (float)mu;
+            inv[j] = (float)(1.0 / sqrt((var > 0 ? var : 0) + FUSION_VAR_EPS));
+        }
+    }
+    dr_free(acc);
+    dr_rng rng;
+    dr_rng_seed(&rng, seed, 0xF05E);
+    for (uint32_t k = 0; k < f->n_mod; k++) {
+        float *P = f->w + f->off[k], *u = P + (size_t)d * f->dim[k] + d;
+        double sp = init_std / sqrt((double)f->dim[k]), su = 1.0 / sqrt(2.0 * d);
+        for (size_t j = 0; j < (size_t)d * f->dim[k]; j++) P[j] = (float)(dr_rng_normal(&rng) * sp);
+        for (uint32_t j = 0; j < 2 * d; j++) u[j] = (float)(dr_rng_normal(&rng) * su * 0.1);
+    }
+    return DR_OK;
+fail:
+    dr_fusion_free(f);
+    return st;
+}
+
+void dr_fusion_input_free(dr_fusion_input *in) {
+    if (!in) return;
+    for (int m = 0; m < DR_MAX_MODALITIES; m++) dr_free(in->xs[m]);
+    dr_free(in->pres);
+    dr_free(in->zero);
+    memset(in, 0, sizeof *in);
+}
+
+dr_status dr_fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
+                                const uint8_t *override, dr_fusion_input *in, dr_error *err) {
+    dr_status st;
+    memset(in, 0, sizeof *in);
+    in->n_items = ds->n_items;
+    in->n_mod = f->n_mod;
+    uint32_t max_dim = 1;
+    for (uint32_t k = 0; k < f->n_mod; k++) max_dim = DR_MAX(max_dim, f->dim[k]);
+    in->pres = dr_calloc((size_t)f->n_mod * ds->n_items + 1, 1);
+    in->zero = dr_calloc(max_dim, sizeof *in->zero);
+    if (!in->pres || !in->zero) goto nomem;
+    for (uint32_t k = 0; k < f->n_mod; k++) {
+        int mi = find_modality(ds, f->name[k]);
+        if (mi < 0) {
+            st = dr_fail(err, DR_ARG, "fusion: dataset '%s' has no modality '%s'", ds->name,
+                         f->name[k]);
+            goto fail;
+        }
+        const dr_modality *md = &ds->mod[mi];
+        const uint32_t dim = f->dim[k];
+        if (md->dim != dim) {
+            st = dr_fail(err, DR_ARG, "fusion: modality '%s' has dimension %u, the model was "
+                         "trained with %u", md->name, md->dim, dim);
+            goto fail;
+        }
+        in->xs[k] = dr_calloc((size_t)ds->n_items * dim + 1, sizeof(float));
+        if (!in->xs[k]) goto nomem;
+        const float *mean = f->stats + f->soff[k], *inv = mean + dim;
+        uint8_t *pr = in->pres + (size_t)k * ds->n_items;
+        for (uint32_t i = 0; i < ds->n_items; i++) {
+            pr[i] = md->present[i] && (!override || override[(size_t)k * ds->n_items + i]);
+            if (!pr[i]) continue;
+            const float *x = md->x + (size_t)i * dim;
+            float *o = in->xs[k] + (size_t)i * dim;
+            for (uint32_t j = 0; j < dim; j++) {
+                if (!isfinite(x[j])) {
+                    st = dr_fail(err, DR_FORMAT, "fusion: modality '%s' item %u dimension %u "
+                                 "is not finite", md->name, i, j);
+                    goto fail;
+                }
+                o[j] = (x[j] - mean[j]) * inv[j];
+            }
+        }
+    }
+    return DR_OK;
+nomem:
+    st = dr_fail(err, DR_NOMEM, "fusion: out of memory for the features");
+fail:
+    dr_fusion_input_free(in);
+    return st;
+}
+
+static inline float sigmoidf(float s) {
+    return s >= 0 ? 1.0f / (1.0f + expf(-s)) : expf(s) / (1.0f + expf(s));
+}
+
+void dr_fusion_forward(const dr_fusion *f, const float *e, const float *const *x,
+                       const float *gate, float *z, float *act) {
+    const uint32_t d = f->d, M = f->n_mod;
+    float *Y = act, *S = act + (size_t)M * d, *G = S + M; /* (M, d) | (M) | (M) */
+    memcpy(z, e, (size_t)d * sizeof *z);
+    for (uint32_t m = 0; m < M; m++) {
+        const float *P = f->w + f->off[m], *b = P + (size_t)d * f->dim[m], *u = b + d;
+        const float c = u[2 * d];
+        float *y = Y + (size_t)m * d;
+        if (gate[m] == 0.0f) { /* closed: contributes nothing; y is not needed */
+            memset(y, 0, (size_t)d * sizeof *y);
+            S[m] = 0.0f;
+            G[m] = 0.0f;
+            continue;
+        }
+        memcpy(y, b, (size_t)d * sizeof *y);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)d, (int)f->dim[m], 1.0f, P,
+                    (int)f->dim[m], x[m], 1, 1.0f, y, 1);
+        float s = c;
+        for (uint32_t k = 0; k < d; k++) s += u[k] * e[k] + u[d + k] * y[k];
+        S[m] = sigmoidf(s);
+        G[m] = gate[m] * S[m];
+        for (uint32_t k = 0; k < d; k++) z[k] += G[m] * y[k];
+    }
+}
+
+void dr_fusion_backward(const dr_fusion *f, const float *e, const float *const *x,
+                        const float *act, const float *dz, float *de, float *dw) {
+    const uint32_t d = f->d, M = f->n_mod;
+    const float *Y = act, *S = act + (size_t)M * d, *G = S + M;
+    memcpy(de, dz, (size_t)d * sizeof *de);
+    for (uint32_t m = 0; m < M; m++) {
+        if (G[m] == 0.0f && S[m] == 0.0f) continue; /* gate closed in forward */
+        const uint32_t dim = f->dim[m];
+        const float *P = f->w + f->off[m], *u = P + (size_t)d * dim + d;
+        float *dP = dw + f->off[m], *db = dP + (size_t)d * dim, *du = db + d;
+        const float *y = Y + (size_t)m * d;
+        float dg = 0.0f;
+        for (uint32_t k = 0; k < d; k++) dg += dz[k] * y[k];
+        /* g = p * sigmoid(s): dg/ds = p * sig * (1 - sig) = G * (1 - sig) */
+        const float ds = dg * G[m] * (1.0f - S[m]);
+        for (uint32_t k = 0; k < d; k++) {
+            du[k] += ds * e[k];
+            du[d + k] += ds * y[k];
+            de[k] += ds * u[k];
+            const float dy = G[m] * dz[k] + ds * u[d + k];
+            db[k] += dy;
+            if (dy != 0.0f) cblas_saxpy((int)dim, dy, x[m], 1, dP + (size_t)k * dim, 1);
+        }
+        du[2 * d] += ds;
+    }
+}
+
+void dr_fusion_materialise(const dr_fusion *f, const float *e, const dr_fusion_input *in,
+                           dr_impute impute, float *z, float *act) {
+    const uint32_t d = f->d;
+    const float *x[DR_MAX_MODALITIES];
+    float gate[DR_MAX_MODALITIES];
+    for (uint32_t i = 0; i < in->n_items; i++) {
+        for (uint32_t m = 0; m < f->n_mod; m++) {
+            const bool p = in->pres[(size_t)m * in->n_items + i] != 0;
+            x[m] = p ? in->xs[m] + (size_t)i * f->dim[m] : in->zero;
+            gate[m] = (p || impute == DR_IMPUTE_MEAN) ? 1.0f : 0.0f;
+        }
+        dr_fusion_forward(f, e + (size_t)i * d, x, gate, z + (size_t)i * d, act);
+    }
+}
+
+dr_status dr_fusion_drop_mask(uint32_t n_mod, uint32_t n_items, uint32_t m, double p,
+                              uint64_t seed, uint8_t *over, dr_error *err) {
+    if (m >= n_mod || !(p >= 0.0 && p <= 1.0))
+        return dr_fail(err, DR_ARG, "fusion: drop of modality %u (of %u) with fraction %g: "
+                       "needs a fused modality and 0 <= p <= 1", m, n_mod, p);
+    memset(over, 1, (size_t)n_mod * n_items);
+    size_t n_drop = (size_t)llround(p * (double)n_items);
+    if (n_drop == 0) return DR_OK;
+    uint32_t *perm = dr_malloc((size_t)n_items * sizeof *perm);
+    if (!perm) return dr_fail(err, DR_NOMEM, "fusion: out of memory for the drop mask");
+    for (uint32_t i = 0; i < n_items; i++) perm[i] = i;
+    dr_rng rng;
+    dr_rng_seed(&rng, seed, 0xD0);
+    for (uint32_t k = n_items; k > 1; k--) {
+        uint32_t r = (uint32_t)dr_rng_below(&rng, k), t = perm[k - 1];
+        perm[k - 1] = perm[r];
+        perm[r] = t;
+    }
+    for (size_t k = 0; k < n_drop; k++) over[(size_t)m * n_items + perm[k]] = 0;
+    dr_free(perm);
+    return DR_OK;
+}
