@@ -33,7 +33,8 @@ static inline const char *dr_test_shared_data(void) {
     do {                                                                                \
         const char *root_ = dr_test_shared_data();                                      \
         if (!root_) {                                                                   \
-            fprintf(stderr, "SKIP: ../shared/data not present, %s not checked\n", sub); \
+            fprintf(stderr, "SKIP: shared data (../shared/data or $DR_SHARED/data) not "  \
+                            "present, %s not checked\n", sub);                         \
             skip();                                                                     \
         }                                                                               \
         snprintf(var, sizeof var, "%s/%s", root_, sub);                                 \
