@@ -436,6 +436,7 @@ static const char *model_opts_help =
     "  --dim D              latent size               --epochs N    maximum epochs\n"
     "  --lr X               learning rate             --patience N  validations without gain\n"
     "  --eval-every N       validate every N epochs   --batch N     sasrec: users per batch\n"
+    "  --no-early-stop      train all epochs, keep the last (0 values mean: model default)\n"
     "  --max-len L          sasrec: recent items used --blocks B    sasrec: transformer blocks\n"
     "  --heads H            sasrec: attention heads   --dropout P   sasrec: dropout rate\n"
     "  --loss ce|bce        sasrec: full softmax or one sampled negative\n"
@@ -471,6 +472,10 @@ static int model_opt(opts *o, model_opts *m) {
     const char *v;
     if ((v = opt_value(o, "--model", &err))) {
         m->model = v;
+        return 1;
+    }
+    if (!strcmp(o->argv[o->i], "--no-early-stop")) { /* train every epoch, keep the last */
+        m->p.eval_every = UINT32_MAX;
         return 1;
     }
     for (size_t k = 0; k < sizeof t / sizeof t[0] && !err; k++) {
