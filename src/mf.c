@@ -508,25 +508,14 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
     }
     if (fuse) dr_fusion_materialise(&s->fus, Q, &fin, p->impute, s->fused, fbuf);
     s->report.seconds = dr_now_seconds() - t_start;
-    dr_free(pos_off);
-    dr_free(pos);
-    dr_free(pos_user);
-    dr_free(perm);
-    dr_free(grad);
-    dr_free(best);
-    dr_free(adam.m);
-    dr_free(adam.v);
-    dr_fusion_input_free(&fin);
-    dr_free(fbuf);
-    dr_free(dw);
-    dr_free(best_w);
-    dr_free(fadam.m);
-    dr_free(fadam.v);
     *out = s;
-    return DR_OK;
+    s = NULL; /* handed over; the shared cleanup below frees only the scratch */
+    st = DR_OK;
+    goto done;
 nomem:
     st = dr_fail(err, DR_NOMEM, "mf: out of memory");
 fail:
+done:
     dr_free(pos_off);
     dr_free(pos);
     dr_free(pos_user);
