@@ -58,8 +58,8 @@ $(LIB): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): cli/main.c $(LIB)
-	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $< $(LIB) $(LDFLAGS_ALL) $(LIBS) -o $@
+$(BIN): $(wildcard cli/*.c) $(wildcard cli/*.h) $(LIB)
+	$(CC) $(CFLAGS_ALL) -Icli $(filter %.c,$^) $(LIB) $(LDFLAGS_ALL) $(LIBS) -o $@
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(LIB)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,306 @@
+/*
+ * util.c - what the CLI's commands share: error printing, number parsing, the option cursor,
+ * the dataset and model options, and getting a model (fitted by name or loaded from a file).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ------------------------------------------------------------------ small helpers */
+
+int die(dr_status s, const dr_error *e) {
+    fprintf(stderr, "dynrec: %s: %s\n", dr_status_name(s),
+            e && e->msg[0] ? e->msg : dr_status_message(s));
+    return 1;
+}
+
+int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dynrec: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see --help)\n", stderr);
+    va_end(ap);
+    return 2;
+}
+
+int parse_u64(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno) return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s) return -1;
+    double v = strtod(s, &end);
+    if (*end || errno || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* JSON string with escapes. */
+void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static int progress_tty = -1; /* whether stderr is a terminal, decided once */
+
+void progress_cb(void *ud, const char *stage, size_t done, size_t total) {
+    (void)ud;
+    if (progress_tty < 0) progress_tty = isatty(2);
+    if (!progress_tty) return;
+    if (total) fprintf(stderr, "\r  %-24s %5.1f%%", stage, 100.0 * (double)done / (double)total);
+    else fprintf(stderr, "\r  %-24s %zu", stage, done);
+    if (total && done >= total) fprintf(stderr, "\r%*s\r", 40, "");
+    fflush(stderr);
+}
+
+void log_cb(void *ud, int level, const char *msg) {
+    (void)ud;
+    fprintf(stderr, "%s: %s\n", level == DR_LOG_ERROR ? "error" : level == DR_LOG_WARN ? "warning" : "info", msg);
+}
+
+void fmt_time(char *buf, size_t cap, int64_t t, double scale) {
+    if (scale <= 0) {
+        snprintf(buf, cap, "%lld", (long long)t);
+        return;
+    }
+    time_t secs = (time_t)floor((double)t * scale);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* ------------------------------------------------------------------ options */
+
+
+
+/* Returns the value of option `name` at the cursor (advancing), or NULL. */
+const char *opt_value(opts *o, const char *name, int *err) {
+    const char *a = o->argv[o->i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0) return NULL;
+    if (a[n] == '=') return a + n + 1;
+    if (a[n] != 0) return NULL;
+    if (o->i + 1 >= o->argc) {
+        *err = usage_error("%s needs a value", name);
+        return NULL;
+    }
+    return o->argv[++o->i];
+}
+
+
+
+/* Shared dataset options; returns 1 when consumed, 0 when not, -1 on error. */
+int load_opt(opts *o, load_opts *l) {
+    int err = 0;
+    const char *v;
+    if ((v = opt_value(o, "--data", &err))) {
+        l->data = v;
+        return 1;
+    }
+    if ((v = opt_value(o, "--format", &err))) {
+        if (dr_format_parse(v, &l->p.format) != DR_OK) {
+            usage_error("unknown --format '%s'", v);
+            return -1;
+        }
+        return 1;
+    }
+    if ((v = opt_value(o, "--delimiter", &err))) {
+        l->p.delimiter = strcmp(v, "tab") == 0 || strcmp(v, "\\t") == 0 ? '\t' : v[0];
+        return 1;
+    }
+    if ((v = opt_value(o, "--header", &err))) {
+        l->p.header = strcmp(v, "yes") == 0 ? 1 : strcmp(v, "no") == 0 ? 0 : -1;
+        return 1;
+    }
+    if ((v = opt_value(o, "--cols", &err))) {
+        int c[4] = {-1, -1, -1, -1};
+        int n = sscanf(v, "%d,%d,%d,%d", &c[0], &c[1], &c[2], &c[3]);
+        if (n < 2) {
+            usage_error("--cols wants USER,ITEM[,TIME[,WEIGHT]] column numbers from 0");
+            return -1;
+        }
+        l->p.col_user = c[0];
+        l->p.col_item = c[1];
+        l->p.col_time = n > 2 ? c[2] : -1;
+        l->p.col_weight = n > 3 ? c[3] : -1;
+        return 1;
+    }
+    if ((v = opt_value(o, "--meta", &err))) {
+        l->p.meta_path = v;
+        return 1;
+    }
+    if (strcmp(o->argv[o->i], "--strict") == 0) {
+        l->p.strict = 1;
+        return 1;
+    }
+    return err ? -1 : 0;
+}
+
+void print_report(const dr_dataset *ds) {
+    const dr_load_report *r = dr_dataset_report(ds);
+    size_t skipped = 0;
+    for (int k = 0; k < DR_SKIP_COUNT; k++) skipped += r->skipped[k];
+    if (!skipped) return;
+    fprintf(stderr, "load: %zu rows read, %zu accepted, %zu skipped:", r->rows_read, r->rows_ok,
+            skipped);
+    for (int k = 0; k < DR_SKIP_COUNT; k++)
+        if (r->skipped[k]) fprintf(stderr, " %s=%zu", dr_skip_name((dr_skip_reason)k), r->skipped[k]);
+    fputc('\n', stderr);
+    for (size_t k = 0; k < r->n_msgs; k++) fprintf(stderr, "  %s\n", r->msgs[k]);
+}
+
+int load(load_opts *l, dr_dataset **ds) {
+    dr_error e = {0};
+    if (!l->data) return usage_error("--data PATH is required");
+    l->p.progress = progress_cb;
+    dr_status s = dr_dataset_load(l->data, &l->p, ds, &e);
+    if (s != DR_OK) return die(s, &e);
+    print_report(*ds);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ model options */
+
+
+
+const char *const model_opts_help =
+    "  --model NAME|FILE    pop | itemknn | sasrec | mf, or a checkpoint written by train\n"
+    "  --seed S             random seed (42)          --threads N   workers (0 = all cores)\n"
+    "  trained models (defaults in parentheses are the model's own):\n"
+    "  --dim D              latent size               --epochs N    maximum epochs\n"
+    "  --lr X               learning rate             --patience N  validations without gain\n"
+    "  --eval-every N       validate every N epochs   --batch N     sasrec: users per batch\n"
+    "  --no-early-stop      train all epochs, keep the last (0 values mean: model default)\n"
+    "  --max-len L          sasrec: recent items used --blocks B    sasrec: transformer blocks\n"
+    "  --heads H            sasrec: attention heads   --dropout P   sasrec: dropout rate\n"
+    "  --loss ce|bce        sasrec: full softmax or one sampled negative\n"
+    "  --weight-decay X     sasrec: decoupled weight decay\n"
+    "  --l2 X               mf: L2 regularisation     --optimizer sgd|adam  mf\n";
+
+/* Shared model options; returns 1 when consumed, 0 when not, -1 on error. */
+int model_opt(opts *o, model_opts *m) {
+    static const struct {
+        const char *name;
+        char kind; /* 'u' uint32, 'f' float, 's' string, 'U' seed, 't' threads */
+        size_t off;
+    } t[] = {
+        {"--dim", 'u', offsetof(dr_model_params, dim)},
+        {"--max-len", 'u', offsetof(dr_model_params, max_len)},
+        {"--blocks", 'u', offsetof(dr_model_params, blocks)},
+        {"--heads", 'u', offsetof(dr_model_params, heads)},
+        {"--batch", 'u', offsetof(dr_model_params, batch)},
+        {"--epochs", 'u', offsetof(dr_model_params, epochs)},
+        {"--patience", 'u', offsetof(dr_model_params, patience)},
+        {"--eval-every", 'u', offsetof(dr_model_params, eval_every)},
+        {"--knn-last", 'u', offsetof(dr_model_params, knn_last)},
+        {"--dropout", 'f', offsetof(dr_model_params, dropout)},
+        {"--lr", 'f', offsetof(dr_model_params, lr)},
+        {"--weight-decay", 'f', offsetof(dr_model_params, weight_decay)},
+        {"--l2", 'f', offsetof(dr_model_params, l2)},
+        {"--loss", 's', offsetof(dr_model_params, loss)},
+        {"--optimizer", 's', offsetof(dr_model_params, optimizer)},
+        {"--seed", 'U', offsetof(dr_model_params, seed)},
+        {"--threads", 't', offsetof(dr_model_params, threads)},
+    };
+    int err = 0;
+    const char *v;
+    if ((v = opt_value(o, "--model", &err))) {
+        m->model = v;
+        return 1;
+    }
+    if (!strcmp(o->argv[o->i], "--no-early-stop")) { /* train every epoch, keep the last */
+        m->p.eval_every = UINT32_MAX;
+        return 1;
+    }
+    for (size_t k = 0; k < sizeof t / sizeof t[0] && !err; k++) {
+        if (!(v = opt_value(o, t[k].name, &err))) continue;
+        char *at = (char *)&m->p + t[k].off;
+        uint64_t u;
+        double d;
+        switch (t[k].kind) {
+        case 'u':
+            if (parse_u64(v, &u) || u > 10000000) goto bad;
+            *(uint32_t *)at = (uint32_t)u;
+            break;
+        case 'f':
+            if (parse_double(v, &d) || d < 0 || d > 1e6) goto bad;
+            *(float *)at = (float)d;
+            break;
+        case 'U':
+            if (parse_u64(v, &u)) goto bad;
+            *(uint64_t *)at = u;
+            break;
+        case 't':
+            if (parse_u64(v, &u) || u > 256) goto bad;
+            *(int *)at = (int)u;
+            break;
+        default:
+            *(const char **)at = v;
+        }
+        return 1;
+    bad:
+        usage_error("bad %s '%s'", t[k].name, v);
+        return -1;
+    }
+    return err ? -1 : 0;
+}
+
+int is_checkpoint_path(const char *model) {
+    size_t n = strlen(model);
+    return strchr(model, '/') || (n > 4 && strcmp(model + n - 4, ".drm") == 0);
+}
+
+void epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double seconds) {
+    (void)ud;
+    if (val_ndcg10 >= 0)
+        fprintf(stderr, "epoch %4d  loss %.5f  valid NDCG@10 %.4f  %.2f s\n", epoch, loss,
+                val_ndcg10, seconds);
+    else
+        fprintf(stderr, "epoch %4d  loss %.5f  %.2f s\n", epoch, loss, seconds);
+}
+
+/* Fits m->model on ds under split kind, or loads the checkpoint m->model and checks it
+ * against ds. */
+int get_model(dr_dataset *ds, const dr_split *sp, model_opts *mo, dr_model **out) {
+    dr_error e = {0};
+    dr_status s;
+    if (is_checkpoint_path(mo->model)) {
+        s = dr_model_load(mo->model, out, &e);
+        if (s == DR_OK && ds) s = dr_model_check_dataset(*out, ds, &e);
+        if (s != DR_OK) {
+            dr_model_free(*out);
+            *out = NULL;
+            return die(s, &e);
+        }
+        return 0;
+    }
+    mo->p.name = mo->model;
+    mo->p.progress = progress_cb;
+    if (!mo->p.on_epoch) mo->p.on_epoch = epoch_cb;
+    s = dr_model_fit(ds, sp, &mo->p, out, &e);
+    return s == DR_OK ? 0 : die(s, &e);
+}
+
