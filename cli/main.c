@@ -367,6 +367,8 @@ static const char *stream_help =
     "  `dynrec train --protocol stream`, refused if it saw data at or after T0), then frozen;\n"
     "  the events from T0 on are replayed in time order, frozen and adapter side by side.\n"
     "  --no-adapter         frozen column only        --retrain   add the retrain upper bound\n"
+    "  --retrain-warm       each refit continues from the model it replaces (sasrec)\n"
+    "  --retrain-epochs N   epochs per refit (default: the base's --epochs)\n"
     "  --no-gates           ablation: adapter gates fixed open\n"
     "  --adapter-window N   global window (events)    --adapter-hidden N   MLP hidden units\n"
     "  --adapter-negatives N  --adapter-batch N  --adapter-lr X  --adapter-kl X\n";
@@ -377,6 +379,7 @@ static int cmd_eval_stream(int argc, char **argv) {
     model_opts mo = {dr_model_default_params(), NULL};
     dr_stream_options so = dr_stream_default_options();
     int json = 0, retrain = 0;
+    uint32_t retrain_epochs = 0;
     opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
@@ -392,6 +395,13 @@ static int cmd_eval_stream(int argc, char **argv) {
         if (!strcmp(a, "--no-adapter")) { so.run_adapter = 0; continue; }
         if (!strcmp(a, "--no-gates")) { so.no_gates = 1; continue; }
         if (!strcmp(a, "--retrain")) { retrain = 1; continue; }
+        if (!strcmp(a, "--retrain-warm")) { retrain = so.retrain_warm = 1; continue; }
+        if ((v = opt_value(&o, "--retrain-epochs", &err))) {
+            if (parse_u64(v, &u) || !u || u > 100000)
+                return usage_error("bad --retrain-epochs '%s'", v);
+            retrain_epochs = (uint32_t)u;
+            continue;
+        }
         if ((v = opt_value(&o, "--protocol", &err))) continue;
         struct { const char *name; uint32_t *at; } ui[] = {
             {"--adapter-window", &so.window}, {"--adapter-hidden", &so.hidden},
@@ -453,6 +463,7 @@ static int cmd_eval_stream(int argc, char **argv) {
         rp.name = is_checkpoint_path(mo.model) ? dr_model_name(m) : mo.model;
         rp.on_epoch = NULL;
         rp.progress = NULL;
+        if (retrain_epochs) rp.epochs = retrain_epochs;
         so.retrain = &rp;
     }
     so.progress = progress_cb;

@@ -265,6 +265,8 @@ typedef struct dr_model_params {
     float l2;               /* mf: L2 regularisation; < 0 = default */
     const char *loss;       /* sasrec: "ce" (full softmax) | "bce" (one sampled negative) */
     const char *optimizer;  /* mf: "sgd" | "adam" */
+    const dr_model *init;   /* sasrec: warm start from this model's parameters (same kind and
+                               shape, else DR_ARG); NULL = random initialisation */
     dr_epoch_fn on_epoch;
     void *on_epoch_ud;
     dr_progress_fn progress;
@@ -440,6 +442,7 @@ typedef struct dr_stream_options {
     uint64_t seed;
     /* non-NULL: also run `retrain`, the base refitted with these parameters before each slice */
     const dr_model_params *retrain;
+    int retrain_warm;       /* 1: each refit continues from the model it replaces (sasrec) */
     dr_progress_fn progress;
     void *progress_ud;
 } dr_stream_options;

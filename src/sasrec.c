@@ -627,7 +627,19 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
         goto fail;
     }
     m->block = m->own;
-    init_params(&dm, m->own, p.seed);
+    if (p.init) {
+        const dr_sasrec_dims *im = &p.init->dm;
+        if (im->n_items != dm.n_items || im->d != dm.d || im->L != dm.L ||
+            im->blocks != dm.blocks || im->heads != dm.heads) {
+            st = dr_fail(err, DR_ARG, "sasrec: warm start from a model of another shape "
+                         "(%u items, d %u, L %u, %u blocks, %u heads)", im->n_items, im->d,
+                         im->L, im->blocks, im->heads);
+            goto fail;
+        }
+        memcpy(m->own, p.init->block, np * sizeof(float));
+    } else {
+        init_params(&dm, m->own, p.seed);
+    }
     dr_sr_params_layout_f32(&dm, m->own, &m->P);
 
     /* training users and per-shard capacities */
@@ -821,6 +833,12 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
     if (mp && mp->loss && strcmp(mp->loss, "ce") != 0 && strcmp(mp->loss, "bce") != 0)
         return dr_fail(err, DR_ARG, "sasrec: unknown loss '%s' (ce, bce)", mp->loss);
     dr_sasrec_params p = dr_sasrec_params_from_model(mp);
+    if (mp && mp->init) {
+        if (mp->init->vt != &dr_sasrec_vt)
+            return dr_fail(err, DR_ARG, "sasrec: cannot warm start from a '%s' model",
+                           dr_model_name(mp->init));
+        p.init = mp->init->state; /* a loaded checkpoint's state borrows the mapping: same type */
+    }
     dr_sasrec *m = NULL;
     dr_status st = dr_sasrec_fit(ds, sp, &p, &m, err);
     if (st == DR_OK) *state = m;

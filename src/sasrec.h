@@ -18,6 +18,8 @@ typedef enum {
 /* dr_epoch_fn (dynrec.h) is called after every epoch from the calling thread; val_ndcg10 < 0
  * when the epoch was not validated. */
 
+typedef struct dr_sasrec dr_sasrec;
+
 typedef struct dr_sasrec_params {
     uint32_t d;           /* hidden size (50); divisible by heads */
     uint32_t L;           /* max sequence length (200) */
@@ -36,6 +38,8 @@ typedef struct dr_sasrec_params {
     uint32_t shards;      /* fixed work split of a batch (8): results never depend on threads */
     uint64_t seed;        /* (42) */
     int threads;          /* 0 = all cores */
+    const dr_sasrec *init;/* warm start: copy these parameters (same dims) instead of the
+                             random initialisation; NULL = random */
     dr_epoch_fn on_epoch; /* may be NULL */
     void *on_epoch_ud;
 } dr_sasrec_params;
@@ -61,7 +65,6 @@ typedef struct dr_sasrec_tensor {
 /* Fills up to cap tensors; returns the total size of the block in floats. */
 size_t dr_sasrec_tensors(const dr_sasrec_dims *dm, dr_sasrec_tensor *out, size_t cap);
 
-typedef struct dr_sasrec dr_sasrec;
 
 /* Trains on the split's training prefixes (validation targets for early stopping). */
 dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasrec_params *p,

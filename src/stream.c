@@ -20,6 +20,8 @@
  * so that slice boundaries are known; before the timestamp group holding the first scored
  * event of slice j = 1..9 the base is refitted on every event with time < that timestamp (a
  * T0-kind split at that time) and scores until the next refit; slice 0 uses the base.
+ * With retrain_warm each refit continues from the model it replaces (SASRec: a few epochs
+ * instead of a full fit, which makes the column affordable for a slow base).
  * Rejected: scoring through dr_recommend (top-k only: pessimistic ranks need every score) and
  * re-sorting histories per event (the CSR prefix is already in time order).
  */
@@ -81,7 +83,7 @@ static size_t mark_scored(const dr_dataset *ds, size_t e0, uint32_t *hlen, uint8
 
 /* The base refitted on every event with time < t (a T0-kind split at t). */
 static dr_status refit(const dr_dataset *ds, int64_t t, const dr_model_params *mp,
-                       dr_model **out, dr_error *err) {
+                       const dr_model *warm, dr_model **out, dr_error *err) {
     dr_split *sp = NULL;
     dr_status st = dr_split_create(ds, DR_SPLIT_T0, &sp, err);
     if (st != DR_OK) return st;
@@ -95,7 +97,9 @@ static dr_status refit(const dr_dataset *ds, int64_t t, const dr_model_params *m
         sp->n_test[u] = (uint32_t)(b - k);
         sp->n_eval += b > k;
     }
-    st = dr_model_fit(ds, sp, mp, out, err);
+    dr_model_params q = *mp;
+    q.init = warm;
+    st = dr_model_fit(ds, sp, &q, out, err);
     dr_split_free(sp);
     return st;
 }
@@ -182,11 +186,14 @@ dr_status dr_stream_eval(const dr_dataset *ds, const dr_model *base, const dr_st
             size_t first = (next_slice * n_will + DR_STREAM_SLICES - 1) / DR_STREAM_SLICES;
             if (nsc + in_group > first) { /* this group holds the first event of a new slice */
                 double t1 = dr_now_seconds();
+                dr_model *next = NULL;
+                st = refit(ds, t, p->retrain, p->retrain_warm ? (rt ? rt : base) : NULL, &next,
+                           err);
                 dr_scorer_free(rt_sc);
                 dr_model_free(rt);
                 rt_sc = NULL;
-                rt = NULL;
-                if ((st = refit(ds, t, p->retrain, &rt, err)) != DR_OK) goto fail;
+                rt = next;
+                if (st != DR_OK) goto fail;
                 if ((st = dr_scorer_create(rt, &rt_sc, err)) != DR_OK) goto fail;
                 for (uint32_t u = 0; u < nu; u++) rt_known[u] = hlen[u] > 0;
                 out->retrain_seconds += dr_now_seconds() - t1;

@@ -23,6 +23,8 @@ typedef struct dr_stream_params {
      * before the first timestamp of each slice 1..9 (slice 0 uses the base itself, trained on
      * everything before T0) */
     const dr_model_params *retrain;
+    int retrain_warm;          /* 1: each refit starts from the model it replaces (the base for
+                                  the first), for retrain->epochs more epochs */
     dr_stream_event_fn on_event; /* optional per-event ranks (drift analyses) */
     void *on_event_ud;
     dr_progress_fn progress;   /* "stream", events done, events total */

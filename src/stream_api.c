@@ -33,6 +33,7 @@ dr_status dr_eval_stream(const dr_dataset *ds, const dr_model *base, const dr_st
     if (o->lr > 0) p.adapter.lr = o->lr;
     if (o->lambda_kl >= 0) p.adapter.lambda_kl = o->lambda_kl;
     p.retrain = o->retrain;
+    p.retrain_warm = o->retrain_warm;
     p.progress = o->progress;
     p.progress_ud = o->progress_ud;
     return dr_stream_eval(ds, base, &p, out, err);

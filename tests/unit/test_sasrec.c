@@ -555,9 +555,44 @@ static void test_no_validation_keeps_last(void **state) {
     dr_split_free(t0);
 }
 
+/* Warm start copies the given model's parameters: with a vanishing learning rate the fit ends
+ * where the init was (a random start would not), and a model of another shape is refused. */
+static void test_warm_start(void **state) {
+    dr_split *t0 = NULL;
+    dr_error err = {0};
+    assert_int_equal(dr_split_create(g_ds, DR_SPLIT_T0, &t0, &err), DR_OK);
+    dr_sasrec_params p = small_params();
+    p.epochs = 2;
+    p.threads = 1;
+    dr_sasrec *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &a, &err), DR_OK);
+    p.epochs = 1;
+    p.lr = 1e-12f;
+    p.seed = 99;
+    p.init = a;
+    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &b, &err), DR_OK);
+    size_t na, nb;
+    const float *pa = dr_sasrec_param_block(a, &na), *pb = dr_sasrec_param_block(b, &nb);
+    assert_int_equal(na, nb);
+    double diff = 0, norm = 0;
+    for (size_t k = 0; k < na; k++) {
+        diff += fabs((double)pa[k] - pb[k]);
+        norm += fabs((double)pa[k]);
+    }
+    assert_true(diff < 1e-6 * norm);
+    p.d = small_params().d * 2;
+    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &c, &err), DR_ARG);
+    assert_non_null(strstr(err.msg, "another shape"));
+    assert_null(c);
+    dr_sasrec_free(a);
+    dr_sasrec_free(b);
+    dr_split_free(t0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_validation_keeps_last),
+        cmocka_unit_test(test_warm_start),
         cmocka_unit_test(test_layernorm_grad),
         cmocka_unit_test(test_matmul_grad),
         cmocka_unit_test(test_attention_grad),

@@ -198,6 +198,26 @@ static void test_retrain_column(void **st) {
     char json[8192];
     dr_stream_json(&r, json, sizeof json);
     assert_non_null(strstr(json, "\"retrain\":{\"hit@10\":"));
+    /* warm refits are SASRec's: an MF base is refused with a clear error, not refitted cold */
+    p.retrain_warm = 1;
+    dr_error err = {0};
+    assert_int_equal(dr_stream_eval(ds, m, &p, &r2, &err), DR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "warm start"));
+    dr_model_free(m);
+    /* SASRec: each refit continues from the one before for one epoch */
+    dr_split *sp = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_T0, &sp, &e_));
+    mp.name = "sasrec";
+    mp.max_len = 8;
+    mp.blocks = 1;
+    mp.epochs = 2;
+    assert_ok(dr_model_fit(ds, sp, &mp, &m, &e_));
+    mp.epochs = 1;
+    assert_ok(dr_stream_eval(ds, m, &p, &r, &e_));
+    assert_int_equal(r.n_retrains, DR_STREAM_SLICES - 1);
+    assert_int_equal(r.overall.retrain.n, r.n_scored);
+    assert_true(r.overall.retrain.hit10 >= 0 && r.overall.retrain.hit10 <= 1);
+    dr_split_free(sp);
     dr_model_free(m);
     dr_dataset_free(ds);
 }
