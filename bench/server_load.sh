@@ -1,6 +1,6 @@
 #!/bin/sh
 # server_load.sh - `dynrec serve` under wrk on loopback: recommendations (top-k, 2 server
-# threads) and durable event ingest, one event per request and batched.
+# threads) and durable event ingest, one event per request (1 and 16 clients) and batched.
 # Usage: bench/server_load.sh [MODEL.drm] (default /tmp/amz_mf.drm, trained with
 #   dynrec train --model mf --data ../shared/data/amazon-movies-tv-llmtup --out /tmp/amz_mf.drm
 # when missing). Env: DURATION (10 s per run), RUNS (3; medians), CONN (16), STATE (state
@@ -61,7 +61,7 @@ wrk_runs() { # name script [wrk args]: medians over RUNS of requests/s, p50, p99
     : >"$tmp/p50"
     : >"$tmp/p99"
     for r in $(seq "$RUNS"); do
-        wrk -t2 -c"$CONN" -d"${DURATION}s" --latency -s "$script" "$@" "$base" >"$tmp/wrk.txt" 2>&1
+        wrk -t"$([ "$CONN" -lt 2 ] && echo 1 || echo 2)" -c"$CONN" -d"${DURATION}s" --latency -s "$script" "$@" "$base" >"$tmp/wrk.txt" 2>&1
         grep '^Requests/sec' "$tmp/wrk.txt" | awk '{print $2}' >>"$tmp/rps"
         grep -E '^ +50%' "$tmp/wrk.txt" | to_ms >>"$tmp/p50"
         grep -E '^ +99%' "$tmp/wrk.txt" | to_ms >>"$tmp/p99"
@@ -80,17 +80,28 @@ start 2
 # answers hash: the same build and model must give the same bytes
 for u in $(head -n 20 "$tmp/users"); do curl -s "$base/v1/users/$u/recommendations?k=10"; done | sha256sum | cut -c1-16 | sed 's/^/# answers hash (20 users, k=10) /'
 K=10 wrk_runs recs_k10_2threads bench/wrk_recs.lua
+# time inside the server per request (routing, base latent, adapter, exact top-k, JSON): the
+# CPU cost of an answer, without the client and the network stack
+curl -s "$base/metrics" | awk '/^dynrec_http_request_duration_seconds_sum\{route="recommendations"\}/ {s=$2}
+  /^dynrec_http_request_duration_seconds_count\{route="recommendations"\}/ {n=$2}
+  END {printf "recs_k10_server_time_mean %.1f us (inside the handler, all runs)\n", 1e6 * s / n}'
 stop
 
-# durable ingest (every commit fsynced); each run starts from an empty log
-for b in 1 100; do
-    start 8 --max-new-users 0 --max-new-items 0 --snapshot-every 100000
-    BATCH=$b wrk_runs "ingest_batch${b}" bench/wrk_events.lua >"$tmp/ing.txt"
-    rps=$(sed -n 's/^ingest_batch[0-9]*_requests_per_s \([0-9.]*\).*/\1/p' "$tmp/ing.txt")
-    echo "ingest_batch${b}_events_per_s $(echo "$rps * $b" | bc) events/s (durable, 8 server threads, $CONN connections, median)"
-    sed -n 's/^\(ingest_batch[0-9]*_p[0-9]*\)/\1/p' "$tmp/ing.txt"
+# durable ingest (every commit fsynced), 16 server threads (a waiting request holds one);
+# one event per request from 1 and from 16 connections, and 100 events per request;
+# each case starts from an empty log
+for c in "1 1" "1 16" "100 16"; do
+    set -- $c
+    b=$1
+    CONN=$2
+    name="ingest_batch${b}_c${CONN}"
+    start 16 --max-new-users 0 --max-new-items 0 --snapshot-every 100000
+    BATCH=$b wrk_runs "$name" bench/wrk_events.lua >"$tmp/ing.txt"
+    rps=$(sed -n "s/^${name}_requests_per_s \([0-9.]*\).*/\1/p" "$tmp/ing.txt")
+    echo "${name}_events_per_s $(echo "$rps * $b" | bc) events/s (durable, median of $RUNS x ${DURATION} s)"
+    grep -E "^${name}_p(50|99) " "$tmp/ing.txt"
     commits=$(curl -s "$base/metrics" | sed -n 's/^dynrec_log_commits_total //p')
     events=$(curl -s "$base/metrics" | sed -n 's/^dynrec_events_total //p')
-    echo "ingest_batch${b}_events_per_fsync $(echo "scale=1; $events / $commits" | bc) events/commit ($events events, $commits commits)"
+    echo "${name}_events_per_commit $(echo "scale=1; $events / $commits" | bc) events/fsync ($events events, $commits commits)"
     stop
 done

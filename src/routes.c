@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #define ATTR_MAX 256u       /* attributes per item */
 #define TITLE_MAX 1024u     /* bytes */
@@ -65,7 +66,6 @@ struct dr_routes_worker {
     char *buf;
     size_t len, cap;
     int oom;
-    dr_srv_event *ev; /* (DR_HTTP_MAX_EVENTS) */
 };
 
 dr_status dr_routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **out, dr_error *err) {
@@ -104,8 +104,7 @@ dr_status dr_routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error
     w->r = r;
     w->cap = 4096;
     w->buf = dr_malloc(w->cap);
-    w->ev = dr_calloc(DR_HTTP_MAX_EVENTS, sizeof *w->ev);
-    dr_status st = w->buf && w->ev ? dr_srv_worker_create(r->srv, &w->sw, err)
+    dr_status st = w->buf ? dr_srv_worker_create(r->srv, &w->sw, err)
                                    : dr_fail(err, DR_NOMEM, "routes: out of memory");
     if (st != DR_OK) {
         dr_routes_worker_free(w);
@@ -119,7 +118,6 @@ void dr_routes_worker_free(dr_routes_worker *w) {
     if (!w) return;
     dr_srv_worker_free(w->sw);
     dr_free(w->buf);
-    dr_free(w->ev);
     dr_free(w);
 }
 
@@ -305,9 +303,49 @@ static int status_of(dr_status st) {
     }
 }
 
-static void post_events(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp) {
+/* A validated write request waiting for its group commit. */
+struct dr_routes_pending {
+    int route;
+    double t0;
+    json_t *root;         /* the parsed body: the event ids point into it */
+    dr_srv_event *ev;     /* (n) */
+    size_t n, n_feat;
+    char *item, *body;    /* PUT: the item id (owned) and the canonical body (jansson's) */
+    dr_srv_ticket *t;
+    int async;
+    dr_status st;         /* outcome */
+    dr_error err;
+    dr_srv_ack ack;
+};
+
+void dr_routes_pending_free(dr_routes_pending *p) {
+    if (!p) return;
+    json_decref(p->root);
+    dr_free(p->ev);
+    dr_free(p->item);
+    free(p->body); /* jansson's allocator */
+    dr_srv_ticket_free(p->t);
+    dr_free(p);
+}
+
+static dr_routes_pending *pending_new(dr_routes_worker *w, dr_http_resp *resp, int route, double t0) {
+    dr_routes_pending *p = dr_calloc(1, sizeof *p);
+    if (p) p->t = dr_srv_ticket_create();
+    if (!p || !p->t) {
+        dr_free(p);
+        error_resp(w, resp, 500, "out of memory");
+        return NULL;
+    }
+    p->route = route;
+    p->t0 = t0;
+    return p;
+}
+
+static dr_routes_pending *events_start(dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp,
+                                       double t0) {
     json_t *root = parse_body(w, resp, rq);
-    if (!root) return;
+    if (!root) return NULL;
+    dr_routes_pending *p = NULL;
     json_t *arr = NULL;
     int single = 0;
     if (json_is_array(root)) arr = root;
@@ -315,22 +353,29 @@ static void post_events(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq
         arr = json_object_get(root, "events");
         if (!json_is_array(arr)) {
             error_resp(w, resp, 400, "events: expected an array of events");
-            goto done;
+            goto fail;
         }
     } else if (json_is_object(root)) {
         single = 1;
     } else {
         error_resp(w, resp, 400, "body: expected an event object, {\"events\": [...]} or an array");
-        goto done;
+        goto fail;
     }
     size_t n = single ? 1 : json_array_size(arr);
     if (!n) {
         error_resp(w, resp, 400, "events: empty batch");
-        goto done;
+        goto fail;
     }
     if (n > DR_HTTP_MAX_EVENTS) {
         error_resp(w, resp, 413, "events: %zu events, at most %u per request", n, DR_HTTP_MAX_EVENTS);
-        goto done;
+        goto fail;
+    }
+    if (!(p = pending_new(w, resp, R_EVENTS, t0))) goto fail;
+    p->root = root;
+    p->n = n;
+    if (!(p->ev = dr_calloc(n, sizeof *p->ev))) {
+        error_resp(w, resp, 500, "out of memory");
+        goto fail;
     }
     for (size_t k = 0; k < n; k++) {
         json_t *e = single ? root : json_array_get(arr, k);
@@ -339,11 +384,11 @@ static void post_events(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq
         else snprintf(where, sizeof where, "events[%zu]", k);
         if (!json_is_object(e)) {
             error_resp(w, resp, 400, "%s: expected an object", where);
-            goto done;
+            goto fail;
         }
-        dr_srv_event *ev = &w->ev[k];
-        if (!(ev->user = id_field(w, resp, e, where, "user"))) goto done;
-        if (!(ev->item = id_field(w, resp, e, where, "item"))) goto done;
+        dr_srv_event *ev = &p->ev[k];
+        if (!(ev->user = id_field(w, resp, e, where, "user"))) goto fail;
+        if (!(ev->item = id_field(w, resp, e, where, "item"))) goto fail;
         json_t *t = json_object_get(e, "time");
         ev->has_time = t && !json_is_null(t);
         ev->time = 0;
@@ -351,25 +396,24 @@ static void post_events(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq
             if (!json_is_integer(t) || json_integer_value(t) < 0 ||
                 json_integer_value(t) > ((json_int_t)1 << 40)) {
                 error_resp(w, resp, 400, "%s.time: expected an integer number of UNIX seconds in 0..2^40", where);
-                goto done;
+                goto fail;
             }
             ev->time = (int64_t)json_integer_value(t);
         }
     }
-    dr_srv_ack ack;
-    dr_error e = {0};
-    dr_status st = dr_srv_submit(r->srv, w->ev, n, &ack, &e);
-    if (st != DR_OK) {
-        error_resp(w, resp, status_of(st), "%s", e.msg);
-        goto done;
-    }
+    return p;
+fail:
+    if (p) dr_routes_pending_free(p);
+    else json_decref(root);
+    return NULL;
+}
+
+static void events_finish(dr_routes_worker *w, const dr_routes_pending *p, dr_http_resp *resp) {
     out_reset(w);
-    out(w, "{\"accepted\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,\"events_total\":%llu}", n,
-        (unsigned long long)ack.first_seq, (unsigned long long)ack.last_seq,
-        (unsigned long long)ack.events_total);
+    out(w, "{\"accepted\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,\"events_total\":%llu}", p->n,
+        (unsigned long long)p->ack.first_seq, (unsigned long long)p->ack.last_seq,
+        (unsigned long long)p->ack.events_total);
     respond(w, resp, 200);
-done:
-    json_decref(root);
 }
 
 /* The one place where explanations are answered. */
@@ -570,40 +614,42 @@ bad:
     return NULL;
 }
 
-static void put_item(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, const char *item,
-                     dr_http_resp *resp) {
+static dr_routes_pending *item_start(dr_routes_worker *w, const dr_http_req *rq, const char *item,
+                                     dr_http_resp *resp, double t0) {
     json_t *root = parse_body(w, resp, rq);
-    if (!root) return;
+    if (!root) return NULL;
     json_t *canon = item_body(w, resp, root);
     json_decref(root);
-    if (!canon) return;
-    char *body = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
-    size_t n_feat = json_object_size(json_object_get(canon, "features"));
+    if (!canon) return NULL;
+    dr_routes_pending *p = pending_new(w, resp, R_ITEM_PUT, t0);
+    if (p) {
+        p->body = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+        p->n_feat = json_object_size(json_object_get(canon, "features"));
+        p->item = dr_strdup(item);
+        p->n = 1;
+        if (!p->body || !p->item) {
+            dr_routes_pending_free(p);
+            p = NULL;
+            error_resp(w, resp, 500, "out of memory");
+        }
+    }
     json_decref(canon);
-    if (!body) {
-        error_resp(w, resp, 500, "out of memory");
-        return;
-    }
-    dr_srv_ack ack;
-    dr_error e = {0};
-    dr_status st = dr_srv_put_item(r->srv, item, body, &ack, &e);
-    free(body); /* jansson's allocator */
-    if (st != DR_OK) {
-        error_resp(w, resp, status_of(st), "%s", e.msg);
-        return;
-    }
-    uint32_t i = dr_srv_find_item(r->srv, item);
+    return p;
+}
+
+static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p, dr_http_resp *resp) {
+    uint32_t i = dr_srv_find_item(r->srv, p->item);
     dr_srv_stats s;
     dr_srv_get_stats(r->srv, &s);
     int is_new = i != UINT32_MAX && i >= s.items - s.new_items;
     out_reset(w);
     out_lit(w, "{\"item\":");
-    out_str(w, item);
+    out_str(w, p->item);
     /* the checkpoint has no fusion: features are kept in the log, the latent is unchanged */
     out(w, ",\"created\":%s,\"new\":%s,\"cold\":%s,\"features_stored\":%zu,\"features_used\":false,"
-        "\"seq\":%llu}", ack.created ? "true" : "false", is_new ? "true" : "false",
-        is_new ? "true" : "false", n_feat, (unsigned long long)ack.first_seq);
-    respond(w, resp, ack.created ? 201 : 200);
+        "\"seq\":%llu}", p->ack.created ? "true" : "false", is_new ? "true" : "false",
+        is_new ? "true" : "false", p->n_feat, (unsigned long long)p->ack.first_seq);
+    respond(w, resp, p->ack.created ? 201 : 200);
 }
 
 static void metrics_text(dr_routes *r, dr_routes_worker *w, dr_http_resp *resp) {
@@ -698,8 +744,10 @@ void dr_routes_reject(dr_routes *r, dr_routes_worker *w, int status, const char 
     count(r, R_OTHER, status, 0);
 }
 
-void dr_routes_handle(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp) {
+void dr_routes_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp,
+                     dr_routes_pending **pending) {
     double t0 = dr_now_seconds();
+    *pending = NULL;
     int route = R_OTHER;
     char buf[4 * DR_SRV_ID_MAX + 64], *seg[6];
     const char *m = rq->method ? rq->method : "";
@@ -748,13 +796,45 @@ void dr_routes_handle(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, 
         respond(w, resp, 200);
         break;
     case R_METRICS: metrics_text(r, w, resp); break;
-    case R_EVENTS: post_events(r, w, rq, resp); break;
+    case R_EVENTS: *pending = events_start(w, rq, resp, t0); break;
     case R_RECS: get_recs(r, w, rq, seg[2], resp); break;
     case R_USER: get_user(r, w, seg[2], resp); break;
     case R_EXPLAIN: explain_handler(w, seg[2], seg[4], resp); break;
     case R_ITEM_GET: get_item(r, w, seg[2], resp); break;
-    default: put_item(r, w, rq, seg[2], resp); break;
+    default: *pending = item_start(w, rq, seg[2], resp, t0); break;
     }
 done:
-    count(r, route, resp->status, dr_now_seconds() - t0);
+    if (!*pending) count(r, route, resp->status, dr_now_seconds() - t0);
+}
+
+void dr_routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
+    p->async = done != NULL;
+    if (!done) {
+        p->st = p->route == R_EVENTS ? dr_srv_submit(r->srv, p->ev, p->n, &p->ack, &p->err)
+                                     : dr_srv_put_item(r->srv, p->item, p->body, &p->ack, &p->err);
+        return;
+    }
+    p->st = p->route == R_EVENTS ? dr_srv_submit_async(r->srv, p->t, p->ev, p->n, done, ud, &p->err)
+                                 : dr_srv_put_item_async(r->srv, p->t, p->item, p->body, done, ud, &p->err);
+    if (p->st != DR_OK) { /* refused at once: answered like a finished one */
+        p->async = 0;
+        done(ud);
+    }
+}
+
+void dr_routes_finish(dr_routes *r, dr_routes_worker *w, dr_routes_pending *p, dr_http_resp *resp) {
+    if (p->async) p->st = dr_srv_ticket_result(p->t, &p->ack, &p->err);
+    if (p->st != DR_OK) error_resp(w, resp, status_of(p->st), "%s", p->err.msg);
+    else if (p->route == R_EVENTS) events_finish(w, p, resp);
+    else item_finish(r, w, p, resp);
+    count(r, p->route, resp->status, dr_now_seconds() - p->t0);
+    dr_routes_pending_free(p);
+}
+
+void dr_routes_handle(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp) {
+    dr_routes_pending *p = NULL;
+    dr_routes_start(r, w, rq, resp, &p);
+    if (!p) return;
+    dr_routes_submit(r, p, NULL, NULL);
+    dr_routes_finish(r, w, p, resp);
 }

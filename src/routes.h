@@ -43,9 +43,24 @@ void dr_routes_free(dr_routes *r);
 dr_status dr_routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error *err);
 void dr_routes_worker_free(dr_routes_worker *w);
 
-/* Handles one request; always fills resp (4xx/5xx with {"error": "..."} on bad input). */
+/* Handles one request; always fills resp (4xx/5xx with {"error": "..."} on bad input).
+ * Blocks in write requests until their group commit is done. */
 void dr_routes_handle(dr_routes *r, dr_routes_worker *w, const dr_http_req *req,
                       dr_http_resp *resp);
+
+/* The same in three steps, so that a write request does not hold a thread while it waits:
+ * start validates; for a valid write request it sets *pending (resp is not filled) and the
+ * body bytes of req are no longer needed; submit queues it (done(ud) is called on the writer
+ * thread when it is durable and applied, or at once when refused; done = NULL waits instead);
+ * finish fills resp (any worker) and frees pending. Without *pending, resp is the answer. */
+typedef struct dr_routes_pending dr_routes_pending;
+void dr_routes_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *req,
+                     dr_http_resp *resp, dr_routes_pending **pending);
+void dr_routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud);
+void dr_routes_finish(dr_routes *r, dr_routes_worker *w, dr_routes_pending *p,
+                      dr_http_resp *resp);
+/* Frees a pending request without answering it (after done was called); NULL is a no-op. */
+void dr_routes_pending_free(dr_routes_pending *p);
 /* A response the caller produced itself (413 before the body was read): fills resp with the
  * JSON error and counts it in the metrics. */
 void dr_routes_reject(dr_routes *r, dr_routes_worker *w, int status, const char *msg,

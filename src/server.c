@@ -35,12 +35,15 @@
  * swapped; old blocks are kept until close (at most as much again as the live ones), so a
  * reader never touches freed memory. Item metadata (PUT) is swapped the same way. The
  * popular list is triple-buffered with reader counts like the adapter's snapshots.
+ * OpenBLAS runs single-threaded in a server process (set on open): the parallelism is the
+ * requests, and OpenBLAS's own pool spins on the small products of one request or update.
  * Rejected: a reader-writer lock around the state (a reader would wait for a whole batch,
  * and the issue asks that readers never block), per-request copies of the history under a
  * mutex (the same wait), and epoch-based reclamation (more code than keeping old blocks).
  */
 #include "server.h"
 
+#include <cblas.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <sched.h>
@@ -155,7 +158,7 @@ typedef struct pop_buf {
 
 enum { T_EVENTS, T_ITEM };
 
-typedef struct ticket {
+typedef struct dr_srv_ticket {
     int kind;
     const dr_srv_event *ev;
     size_t n;
@@ -165,8 +168,15 @@ typedef struct ticket {
     dr_status st;
     dr_error err;
     dr_srv_ack ack;
-    struct ticket *next;
+    dr_srv_done_fn done_fn;  /* asynchronous tickets: called on the writer thread when done */
+    void *done_ud;
+    struct dr_srv_ticket *next;
 } ticket;
+
+typedef struct done_call {
+    dr_srv_done_fn fn;
+    void *ud;
+} done_call;
 
 struct dr_srv {
     dr_srv_params p;
@@ -191,6 +201,7 @@ struct dr_srv {
     float pvals[POP_K];
     keyset ks;
     DR_VEC(dr_store_rec) recs;
+    DR_VEC(done_call) calls;
     int64_t wclock;                /* newest applied time */
     uint64_t applied_seq, events_since_snap;
     /* popular-now */
@@ -530,19 +541,28 @@ static void *writer_main(void *arg) {
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
         process(s, batch);
+        size_t nt = 0;
+        for (ticket *t = batch; t; t = t->next) nt++;
+        s->calls.n = 0;
+        int calls_ok = dr_vec_reserve(&s->calls, nt) == 0;
         pthread_mutex_lock(&s->mu);
         for (ticket *t = batch; t;) {
             ticket *nx = t->next; /* t belongs to its submitter once done is set */
+            if (t->done_fn) {
+                if (calls_ok) s->calls.a[s->calls.n++] = (done_call){t->done_fn, t->done_ud};
+                else t->done_fn(t->done_ud);
+            }
             t->done = 1;
             t = nx;
         }
         pthread_cond_broadcast(&s->cv_done);
         pthread_mutex_unlock(&s->mu);
+        for (size_t k = 0; k < s->calls.n; k++) s->calls.a[k].fn(s->calls.a[k].ud);
     }
     return NULL;
 }
 
-static dr_status submit(dr_srv *s, ticket *t, dr_srv_ack *ack, dr_error *err) {
+static dr_status enqueue(dr_srv *s, ticket *t, dr_error *err) {
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
@@ -552,8 +572,11 @@ static dr_status submit(dr_srv *s, ticket *t, dr_srv_ack *ack, dr_error *err) {
     else s->head = t;
     s->tail = t;
     pthread_cond_signal(&s->cv_work);
-    while (!t->done) pthread_cond_wait(&s->cv_done, &s->mu);
     pthread_mutex_unlock(&s->mu);
+    return DR_OK;
+}
+
+dr_status dr_srv_ticket_result(const dr_srv_ticket *t, dr_srv_ack *ack, dr_error *err) {
     if (t->st != DR_OK) {
         if (err) *err = t->err;
         return t->st;
@@ -562,10 +585,25 @@ static dr_status submit(dr_srv *s, ticket *t, dr_srv_ack *ack, dr_error *err) {
     return DR_OK;
 }
 
-dr_status dr_srv_submit(dr_srv *s, const dr_srv_event *ev, size_t n, dr_srv_ack *ack,
-                        dr_error *err) {
+static dr_status submit(dr_srv *s, ticket *t, dr_srv_ack *ack, dr_error *err) {
+    dr_status st = enqueue(s, t, err);
+    if (st != DR_OK) return st;
+    pthread_mutex_lock(&s->mu);
+    while (!t->done) pthread_cond_wait(&s->cv_done, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    return dr_srv_ticket_result(t, ack, err);
+}
+
+static dr_status check_events(const dr_srv *s, const dr_srv_event *ev, size_t n, dr_error *err) {
     if (!s || (!ev && n)) return dr_fail(err, DR_ARG, "server: NULL argument");
     if (n > WRITER_BATCH) return dr_fail(err, DR_LIMIT, "at most %u events per request", WRITER_BATCH);
+    return DR_OK;
+}
+
+dr_status dr_srv_submit(dr_srv *s, const dr_srv_event *ev, size_t n, dr_srv_ack *ack,
+                        dr_error *err) {
+    dr_status st = check_events(s, ev, n, err);
+    if (st != DR_OK) return st;
     ticket t = {.kind = T_EVENTS, .ev = ev, .n = n};
     return submit(s, &t, ack, err);
 }
@@ -575,6 +613,24 @@ dr_status dr_srv_put_item(dr_srv *s, const char *item, const char *body, dr_srv_
     if (!s || !item || !body) return dr_fail(err, DR_ARG, "server: NULL argument");
     ticket t = {.kind = T_ITEM, .item = item, .body = body, .n = 1};
     return submit(s, &t, ack, err);
+}
+
+dr_srv_ticket *dr_srv_ticket_create(void) { return dr_calloc(1, sizeof(dr_srv_ticket)); }
+void dr_srv_ticket_free(dr_srv_ticket *t) { dr_free(t); }
+
+dr_status dr_srv_submit_async(dr_srv *s, dr_srv_ticket *t, const dr_srv_event *ev, size_t n,
+                              dr_srv_done_fn done, void *ud, dr_error *err) {
+    dr_status st = check_events(s, ev, n, err);
+    if (st != DR_OK) return st;
+    *t = (ticket){.kind = T_EVENTS, .ev = ev, .n = n, .done_fn = done, .done_ud = ud};
+    return enqueue(s, t, err);
+}
+
+dr_status dr_srv_put_item_async(dr_srv *s, dr_srv_ticket *t, const char *item, const char *body,
+                                dr_srv_done_fn done, void *ud, dr_error *err) {
+    if (!s || !item || !body) return dr_fail(err, DR_ARG, "server: NULL argument");
+    *t = (ticket){.kind = T_ITEM, .item = item, .body = body, .n = 1, .done_fn = done, .done_ud = ud};
+    return enqueue(s, t, err);
 }
 
 /* ---------------------------------------------------------------- open / close */
@@ -665,6 +721,7 @@ dr_status dr_srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, d
     dr_status st = DR_NOMEM;
     dr_srv *s = dr_calloc(1, sizeof *s);
     if (!s) return dr_fail(err, DR_NOMEM, "server: out of memory");
+    openblas_set_num_threads(1);
     s->p = *p;
     s->m = m;
     s->d = d;
@@ -770,6 +827,7 @@ void dr_srv_close(dr_srv *s) {
     for (size_t k = 0; k < s->retired.n; k++) dr_free(s->retired.a[k]);
     dr_vec_free(&s->retired);
     dr_vec_free(&s->recs);
+    dr_vec_free(&s->calls);
     idmap_free(&s->users);
     idmap_free(&s->items);
     dr_free(s->hist);

@@ -61,6 +61,20 @@ dr_status dr_srv_submit(dr_srv *s, const dr_srv_event *ev, size_t n, dr_srv_ack 
 dr_status dr_srv_put_item(dr_srv *s, const char *item, const char *body, dr_srv_ack *ack,
                           dr_error *err);
 
+/* Asynchronous forms for servers that must not block a thread per waiting request: queue the
+ * work and return at once; done(ud) is called on the writer thread once the records are durable
+ * and applied (or refused); then dr_srv_ticket_result tells which. ev / item / body and the
+ * ticket must stay alive until done was called. done must not call back into the server. */
+typedef struct dr_srv_ticket dr_srv_ticket;
+typedef void (*dr_srv_done_fn)(void *ud);
+dr_srv_ticket *dr_srv_ticket_create(void);
+void dr_srv_ticket_free(dr_srv_ticket *t);
+dr_status dr_srv_submit_async(dr_srv *s, dr_srv_ticket *t, const dr_srv_event *ev, size_t n,
+                              dr_srv_done_fn done, void *ud, dr_error *err);
+dr_status dr_srv_put_item_async(dr_srv *s, dr_srv_ticket *t, const char *item, const char *body,
+                                dr_srv_done_fn done, void *ud, dr_error *err);
+dr_status dr_srv_ticket_result(const dr_srv_ticket *t, dr_srv_ack *ack, dr_error *err);
+
 /* ---- readers */
 typedef struct dr_srv_worker dr_srv_worker;
 dr_status dr_srv_worker_create(dr_srv *s, dr_srv_worker **out, dr_error *err);
