@@ -14,7 +14,8 @@
  * A new item takes the next reserved row in order of first appearance in the log (so a replay
  * gives it the same row) and is carried by the adapter's cold path (the co-click mean of the
  * items consumed with it); the model's items that had no training interaction are cold too.
- * Rows not yet given out are never candidates (retrieval runs over the first n_active rows).
+ * Rows not yet given out are never candidates (retrieval runs over the first n_active rows),
+ * never negatives and not refreshed (dr_adapter_set_active_items).
  * A request that needs more rows than are left is refused whole (DR_LIMIT).
  * Writer. One thread owns the adapter, the store and every registry write. Requests queue
  * tickets; the writer takes everything queued (up to WRITER_BATCH events), checks capacity,
@@ -340,9 +341,11 @@ static dr_status get_or_add(idmap *m, const char *name, const char *what, uint32
 
 /* Writer: one log record into the state; the adapter learns from events when adapt = 1. */
 static dr_status apply_record(dr_srv *s, const dr_store_rec *r, int adapt, dr_error *err) {
-    uint32_t i, u;
+    uint32_t i, u, n0 = atomic_load_explicit(&s->items.n, memory_order_relaxed);
     dr_status st = get_or_add(&s->items, r->item, "items", &i, err);
     if (st != DR_OK) return st;
+    if (i >= n0) /* a new row enters use: exact now when the adapter is live, as saved otherwise */
+        dr_adapter_set_active_items(s->ad, i + 1, adapt);
     if (r->kind == DR_REC_ITEM) {
         st = set_item_meta(s, i, r->body, err);
     } else {
@@ -654,7 +657,9 @@ static dr_status make_adapter(dr_srv *s, dr_error *err) {
     dr_adapter_params ap = s->p.adapter;
     ap.publish_every = 0;
     ap.window.seconds_per_unit = 1.0; /* event times are UNIX seconds */
-    return dr_adapter_create(&ap, s->users.cap, s->items.cap, s->d, s->z, s->cold, &s->ad, err);
+    dr_status st = dr_adapter_create(&ap, s->users.cap, s->items.cap, s->d, s->z, s->cold, &s->ad, err);
+    if (st == DR_OK) dr_adapter_set_active_items(s->ad, atomic_load(&s->items.n), 0);
+    return st;
 }
 
 /* The folder remembers which model it was made with; another model is refused. */
