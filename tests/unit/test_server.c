@@ -121,6 +121,9 @@ static void test_events_popular_and_new_items(void **st) {
     /* a user who took it does not get it again; another user can */
     ask(s, w, "u0", &a);
     assert_false(a.popular);
+    uint64_t a0 = dr_alloc_count(); /* the read path allocates nothing after warm-up */
+    for (int k = 0; k < 10; k++) ask(s, w, k % 2 ? "u0" : "nobody", &a);
+    assert_int_equal(dr_alloc_count() - a0, 0);
     for (uint32_t j = 0; j < a.n; j++) assert_int_not_equal(a.items[j], bn);
     uint32_t h, ev;
     assert_true(dr_srv_user_info(s, "u0", &h, &ev));
@@ -389,6 +392,9 @@ static void test_routes(void **st) {
            "{\"title\":\"N1\",\"attributes\":{\"genre\":\"Drama\"},\"features\":{\"img\":[0.5,1]}}", NULL);
     EXPECT(200, "\"created\":false", "PUT", "/v1/items/n1", ok, "{\"title\":\"N1b\"}", NULL);
     EXPECT(200, "\"title\":\"N1b\"", "GET", "/v1/items/n1", NULL, NULL, NULL);
+    uint64_t a0 = dr_alloc_count(); /* GET recommendations: no allocation after warm-up */
+    for (int k = 0; k < 5; k++) EXPECT(200, "\"items\":[{", "GET", "/v1/users/u1/recommendations", NULL, NULL, "5");
+    assert_int_equal(dr_alloc_count() - a0, 0);
     EXPECT(200, "dynrec_events_total 2", "GET", "/metrics", NULL, NULL, NULL);
     EXPECT(200, "dynrec_http_unauthorized_total 3", "GET", "/metrics", NULL, NULL, NULL);
     dr_http_resp rs;
