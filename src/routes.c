@@ -10,7 +10,9 @@
  * overflow); every field is type-checked, and a bad one gets 400 with an error naming it
  * ("events[3].time: expected an integer (UNIX seconds)"). Responses are written with
  * snprintf-style appends into a per-worker buffer that grows to the largest response and is
- * then reused (no allocation per request after warm-up, apart from jansson's parse of a body).
+ * then reused: reads allocate nothing after warm-up; a write allocates its parsed body and a
+ * pending record (dr_routes_start), which lives until its group commit is done, so the HTTP
+ * layer can park the connection instead of a thread (dr_routes_submit / dr_routes_finish).
  * The API key is compared in constant time (every byte of the key is touched whatever the
  * input). Metrics are relaxed atomic counters: requests by route and status, latency
  * histograms by route, 401s; the core's statistics are read at scrape time.

@@ -311,7 +311,10 @@ static dr_status set_item_meta(dr_srv *s, uint32_t i, const char *body, dr_error
     }
     json_decref(o);
     item_meta *old = atomic_load_explicit(&s->meta[i], memory_order_relaxed);
-    if (!mt || !mt->title || !mt->body || (old && retire(s, old) != DR_OK)) {
+    /* readers may still hold the old strings: kept (with the struct) until close */
+    if (!mt || !mt->title || !mt->body || (old && (dr_vec_reserve(&s->retired, s->retired.n + 3) ||
+                                                   retire(s, old->title) || retire(s, old->body) ||
+                                                   retire(s, old)))) {
         if (mt) {
             dr_free(mt->title);
             dr_free(mt->body);
