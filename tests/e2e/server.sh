@@ -190,5 +190,31 @@ done <"$tmp/acked"
 # at most one unacknowledged request per client was in flight
 [ $recovered -ge "$acked" ] && [ $recovered -le $((acked + 4)) ] || fail "recovered $recovered, acknowledged $acked"
 echo "kill -9: acknowledged $acked, recovered $recovered, every acknowledged event present"
+
+# SIGTERM with a batch in flight: the server answers it before exiting (drain), or, when the
+# signal came first, the request never got in; either way the log agrees with the answer
+before=$(events_total)
+big=""
+n=0
+while [ $n -lt 1000 ]; do
+    n=$((n + 1))
+    big="$big{\"user\":\"drain$((n % 50))\",\"item\":\"i$((n % 150))\"},"
+done
+echo "{\"events\":[${big%,}]}" >"$tmp/big.json"
+curl -s -o "$tmp/drain.out" -w '%{http_code}' -X POST -H "$KEY" --data-binary @"$tmp/big.json" \
+    "$base/v1/events" >"$tmp/drain.code" &
+cpid=$!
+sleep 0.1
+stop
+wait $cpid
+code=$(cat "$tmp/drain.code")
+start
+after=$(events_total)
+case "$code" in
+200) [ "$after" -eq $((before + 1000)) ] || fail "drain: answered 200 but the log has $after events, not $((before + 1000))" ;;
+000) [ "$after" -eq "$before" ] || fail "drain: no answer but the log grew from $before to $after" ;;
+*) fail "drain: status $code: $(cat "$tmp/drain.out")" ;;
+esac
+echo "SIGTERM during a 1000-event request: status $code, events $before -> $after"
 stop
 echo "server end-to-end ok"
