@@ -79,7 +79,13 @@ echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), model 
 start 2
 # answers hash: the same build and model must give the same bytes
 for u in $(head -n 20 "$tmp/users"); do curl -s "$base/v1/users/$u/recommendations?k=10"; done | sha256sum | cut -c1-16 | sed 's/^/# answers hash (20 users, k=10) /'
+cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
 K=10 wrk_runs recs_k10_2threads bench/wrk_recs.lua
+cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+# CPU the server process used per answered request (user + system, network stack included):
+# what the answers cost, whatever else shares the cores
+served=$(curl -s "$base/metrics" | sed -n 's/^dynrec_http_requests_total{route="recommendations",code="200"} //p')
+echo "recs_k10_server_cpu_per_request $(echo "scale=1; ($cpu1 - $cpu0) * 1000000 / $(getconf CLK_TCK) / $served" | bc) us ($served requests)"
 # time inside the server per request (routing, base latent, adapter, exact top-k, JSON): the
 # CPU cost of an answer, without the client and the network stack
 curl -s "$base/metrics" | awk '/^dynrec_http_request_duration_seconds_sum\{route="recommendations"\}/ {s=$2}
