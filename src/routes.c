@@ -500,7 +500,14 @@ static void get_item(dr_routes *r, dr_routes_worker *w, const char *item, dr_htt
     out_str(w, item);
     out(w, ",\"new\":%s,\"title\":", i >= s.items - s.new_items ? "true" : "false");
     out_str(w, title ? title : "");
-    out_lit(w, ",\"put\":");
+    const char *attrs[ATTR_MAX];
+    size_t na = dr_srv_item_attrs(r->srv, i, attrs, ATTR_MAX);
+    out_lit(w, ",\"attributes\":[");
+    for (size_t k = 0; k < na && k < ATTR_MAX; k++) {
+        if (k) out_lit(w, ",");
+        out_str(w, attrs[k]);
+    }
+    out_lit(w, "],\"put\":");
     if (body) out_mem(w, body, strlen(body));
     else out_lit(w, "null");
     out_lit(w, "}");

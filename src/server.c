@@ -941,6 +941,10 @@ dr_status dr_srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32
 
 const char *dr_srv_item_name(const dr_srv *s, uint32_t i) { return s->items.name[i]; }
 
+size_t dr_srv_item_attrs(const dr_srv *s, uint32_t i, const char **out, size_t cap) {
+    return i < s->n_base_items ? dr_model_item_attrs(s->m, i, out, cap) : 0;
+}
+
 uint32_t dr_srv_find_item(const dr_srv *s, const char *item) {
     return idmap_find(&s->items, item, strlen(item));
 }

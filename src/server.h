@@ -94,6 +94,8 @@ dr_status dr_srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32
 const char *dr_srv_item_name(const dr_srv *s, uint32_t i);
 /* Title ("" when none) and the stored JSON body of the last PUT (NULL when none). */
 void dr_srv_item_meta(const dr_srv *s, uint32_t i, const char **title, const char **body);
+/* The checkpoint's attributes ("key=value") of item i: count, fills up to cap (0 for new items). */
+size_t dr_srv_item_attrs(const dr_srv *s, uint32_t i, const char **out, size_t cap);
 /* Dense item id or UINT32_MAX. */
 uint32_t dr_srv_find_item(const dr_srv *s, const char *item);
 /* 0 when unknown; else 1 with the history length and the events received for the user. */

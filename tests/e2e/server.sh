@@ -145,6 +145,7 @@ echo "boosted item $target: ranks for 10 users$before ->$after; popular-now $p0 
 expect 200 '"accepted":1' -X POST -H "$KEY" -d '{"user":"fan1","item":"brand-new"}' "$base/v1/events"
 expect 201 '"created":true' -X PUT -H "$KEY" -d '{"title":"Put Item","attributes":{"genre":"Drama"},"features":{"text":[0.5,1]}}' "$base/v1/items/put-item"
 expect 200 '"title":"Put Item"' "$base/v1/items/put-item"
+expect 200 'genre=' "$base/v1/items/i1"
 
 # restart: the same recommendations
 for u in "$user" fan3 nobody; do
