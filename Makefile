@@ -14,7 +14,7 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -fno-strict-aliasing 
 	-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 $(NO_TRUNC) -Wno-format-nonliteral -Wvla -Wpointer-arith -Wno-unused-parameter $(WERROR) \
 	-Iinclude -Isrc $(shell pkg-config --cflags openblas 2>/dev/null) $(CFLAGS)
-LIBS    = -lopenblas -ljansson -lpthread -lm
+LIBS    = -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lpthread -lm
 LDFLAGS_ALL = $(SAN) -pthread $(LDFLAGS)
 
 SRC     := $(sort $(wildcard src/*.c))

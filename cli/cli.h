@@ -53,4 +53,7 @@ void epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double second
  * against ds (when given). */
 int get_model(dr_dataset *ds, const dr_split *sp, model_opts *mo, dr_model **out);
 
+/* commands in their own files */
+int cmd_serve(int argc, char **argv);
+
 #endif

@@ -862,6 +862,7 @@ int main(int argc, char **argv) {
     } commands[] = {
         {"train", cmd_train},         {"eval", cmd_eval}, {"recommend", cmd_recommend},
         {"demo", cmd_demo},
+        {"serve", cmd_serve},
     };
     const char *cmd = argv[1];
     if (!strcmp(cmd, "data")) {

@@ -459,6 +459,39 @@ dr_status dr_eval_stream(const dr_dataset *ds, const dr_model *base, const dr_st
 /* The result as the documented JSON object; returns the length like snprintf. */
 int dr_stream_result_json(const dr_stream_result *r, char *buf, size_t cap);
 
+/* ---------------------------------------------------------------- HTTP server */
+
+/*
+ * The HTTP server (docs/HTTP.md): libmicrohttpd in thread-pool mode over a checkpoint and a
+ * state folder holding the durable event log (SQLite WAL) and adapter snapshots. Start loads
+ * the model, recovers the state (newest snapshot + the log after it) and listens.
+ */
+typedef struct dr_server dr_server;
+
+typedef struct dr_server_params {
+    const char *model_path;   /* .drm checkpoint of a dot-product model (mf, sasrec) */
+    const char *data_dir;     /* state folder, created when missing */
+    const char *host;         /* IPv4 address to bind ("127.0.0.1") */
+    uint16_t port;            /* 0 = an ephemeral port (see dr_server_port) */
+    int threads;              /* HTTP thread pool size (4) */
+    const char *api_key;      /* NULL = no authentication */
+    int public_read;          /* with a key: GET requests need none */
+    size_t max_body;          /* request body cap in bytes (1 MiB); larger gets 413 */
+    uint32_t max_new_items;   /* rows reserved for items the model does not know (10000) */
+    uint32_t max_new_users;   /* rows reserved for users the model does not know (50000) */
+    uint64_t snapshot_every;  /* events between adapter snapshots (10000); 0 = at stop only */
+    int durable;              /* 1: fsync every group commit (default); 0: no fsync (tests) */
+    double drain_seconds;     /* dr_server_stop waits this long for requests in flight (30) */
+} dr_server_params;
+
+dr_server_params dr_server_default_params(void);
+dr_status dr_server_start(const dr_server_params *p, dr_server **out, dr_error *err);
+/* The bound port (the ephemeral one when params.port was 0). */
+int dr_server_port(const dr_server *s);
+/* Stops listening, waits for requests in flight, applies what is queued, writes the final
+ * adapter snapshot and frees everything. */
+void dr_server_stop(dr_server *s);
+
 #ifdef __cplusplus
 }
 #endif

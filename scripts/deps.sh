@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="build-essential pkg-config libopenblas-dev libcmocka-dev libjansson-dev libsqlite3-dev \
-libmicrohttpd-dev libcurl4-openssl-dev clang libclang-rt-14-dev"
+libmicrohttpd-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

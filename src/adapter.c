@@ -46,6 +46,10 @@
  * and the gradient test uses it, but costs ~2 ms per event). Measured on amazon-mtv, larger
  * batches with the same per-event rate lr_g are as accurate (bench_adapter stream).
  *
+ * Rows in use: a server creates the adapter with reserved rows for items it does not know yet
+ * (dr_adapter_set_active_items): rows past n_active are not refreshed, not published, never
+ * drawn as negatives (a reserved row is not an item a user passed over) and refused by update;
+ * a row entering use is recomputed first, so the cache stays exact on the rows in use.
  * Snapshots: three buffers, each with a copy of z', the user-side parameters and the users'
  * ring summaries (mean latent, count, last time); a reader count per buffer (C11 atomics).
  * The writer fills a buffer that is neither current nor held (copying only rows changed since
@@ -85,6 +89,7 @@ struct dr_adapter_snapshot {
 struct dr_adapter {
     dr_adapter_params p;
     uint32_t n_users, n_items, d, hd, X, Y, ncand, rows_max;
+    uint32_t n_active;  /* rows [0, n_active) in use (dr_adapter_set_active_items) */
     /* offsets into theta */
     size_t oW1, ob1, oW2, ob2, ogs, owa, oca, oV1, oc1, oV2, oc2, ohs, owb, ocb, nG, n_params;
     float *block;       /* one allocation: theta | F | anchor | grad (each n_params) */
@@ -423,10 +428,10 @@ static void mark_user(dr_adapter *a, uint32_t u) {
 
 /* z' of every item from xin with sgemm */
 static void refresh_all(dr_adapter *a) {
-    g_forward_rows(a, a->xin, a->n_items);
+    g_forward_rows(a, a->xin, a->n_active);
     a->refreshes++;
     uint32_t d = a->d;
-    for (uint32_t i = 0; i < a->n_items; i++) {
+    for (uint32_t i = 0; i < a->n_active; i++) {
         const float *z = a->z0 + (size_t)i * d, *g = a->s_out + (size_t)i * d;
         float gt = a->s_gate[i], *o = a->zp + (size_t)i * d;
         for (uint32_t c = 0; c < d; c++) o[c] = z[c] + gt * g[c];
@@ -452,6 +457,7 @@ dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32
     if (!(a->p.window.seconds_per_unit > 0)) a->p.window.seconds_per_unit = 1.0;
     a->n_users = n_users;
     a->n_items = n_items;
+    a->n_active = n_items;
     a->d = d;
     a->hd = p->hidden;
     a->X = DR_ADP_X(d);
@@ -556,6 +562,18 @@ size_t dr_adapter_n_params(const dr_adapter *a) { return a->n_params; }
 float *dr_adapter_params_block(dr_adapter *a) { return a->theta; }
 const float *dr_adapter_items(const dr_adapter *a) { return a->zp; }
 uint64_t dr_adapter_version(const dr_adapter *a) { return a->version; }
+
+void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute) {
+    if (n > a->n_items) n = a->n_items;
+    if (!n) n = 1;
+    for (uint32_t i = a->n_active; recompute && i < n; i++) {
+        recompute_row(a, i);
+        mark_item(a, i);
+    }
+    a->n_active = n;
+}
+uint32_t dr_adapter_active_items(const dr_adapter *a) { return a->n_active; }
+const dr_window *dr_adapter_window(const dr_adapter *a) { return a->win; }
 void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows, uint64_t *refreshes) {
     *updates = a->n_updates;
     *rows = a->rows_recomputed;
@@ -644,10 +662,10 @@ static uint32_t sample_negative(dr_adapter *a, uint32_t pos) {
             dr_window_size(a->win) > 0)
             j = dr_window_sample_item(a->win, dr_rng_uniform(&a->rng));
         else
-            j = (uint32_t)dr_rng_below(&a->rng, a->n_items);
+            j = (uint32_t)dr_rng_below(&a->rng, a->n_active);
         if (j != pos) return j;
     }
-    return (pos + 1) % a->n_items;
+    return (pos + 1) % a->n_active;
 }
 
 /* sampled softmax over logits lg (n); writes dl = softmax - onehot(0) into lg; returns loss */
@@ -667,9 +685,9 @@ static void publish_maybe(dr_adapter *a);
 dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, const float *h,
                             dr_error *err) {
     if (!a || !h) return dr_fail(err, DR_ARG, "adapter: NULL argument");
-    if (u >= a->n_users || i >= a->n_items)
-        return dr_fail(err, DR_RANGE, "adapter: event (%u, %u) outside %u users, %u items", u,
-                       i, a->n_users, a->n_items);
+    if (u >= a->n_users || i >= a->n_active)
+        return dr_fail(err, DR_RANGE, "adapter: event (%u, %u) outside %u users, %u items in use", u,
+                       i, a->n_users, a->n_active);
     if (dr_window_pushed(a->win) && t < dr_window_last_time(a->win))
         return dr_fail(err, DR_ARG, "adapter: time %lld before the last event's %lld",
                        (long long)t, (long long)dr_window_last_time(a->win));
@@ -849,7 +867,7 @@ int dr_adapter_publish(dr_adapter *a) {
     dr_adapter_snapshot *s = &a->buf[b];
     uint32_t d = a->d;
     if (a->ifull[b]) {
-        for (uint32_t i = 0; i < a->n_items; i++)
+        for (uint32_t i = 0; i < a->n_active; i++)
             memcpy(s->zp + (size_t)i * s->dp, a->zp + (size_t)i * d, d * sizeof(float));
         a->ifull[b] = 0;
     } else {

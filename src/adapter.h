@@ -84,6 +84,14 @@ void dr_adapter_flush(dr_adapter *a);
 /* Candidates (positive first, then negatives) of the last update; returns their count. */
 uint32_t dr_adapter_last_candidates(const dr_adapter *a, const uint32_t **items);
 uint64_t dr_adapter_version(const dr_adapter *a);
+/* Rows in use: [0, n) (all n_items after create). Rows past n are skipped by the z' refresh and
+ * publication, never drawn as negatives, refused by update, and must not be read from
+ * snapshots. Growing with recompute = 1 recomputes the new rows (exact from then on);
+ * recompute = 0 only sets n (restoring a saved state whose rows are already right). */
+void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute);
+uint32_t dr_adapter_active_items(const dr_adapter *a);
+/* The adapter's windows (writer side: read between updates only). */
+const dr_window *dr_adapter_window(const dr_adapter *a);
 /* Updates so far, z' rows recomputed incrementally, full z' refreshes (benchmarks). */
 void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows,
                          uint64_t *refreshes);

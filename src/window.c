@@ -279,6 +279,7 @@ uint64_t dr_window_user_info(const dr_window *w, uint32_t u, int64_t *last_t) {
 }
 
 int64_t dr_window_last_time(const dr_window *w) { return (int64_t)w->sc[2]; }
+uint32_t dr_window_item_count(const dr_window *w, uint32_t i) { return w->item_cnt[i]; }
 size_t dr_window_size(const dr_window *w) { return (size_t)w->COUNT; }
 uint64_t dr_window_pushed(const dr_window *w) { return w->PUSHED; }
 

@@ -63,6 +63,8 @@ uint32_t dr_window_user_ring(const dr_window *w, uint32_t u, uint32_t *items);
 
 /* Events of user u so far and the time of the last one (0 when none). */
 uint64_t dr_window_user_info(const dr_window *w, uint32_t u, int64_t *last_t);
+/* Events of item i in the window now. */
+uint32_t dr_window_item_count(const dr_window *w, uint32_t i);
 /* Time of the newest event pushed (0 before the first push). */
 int64_t dr_window_last_time(const dr_window *w);
 size_t dr_window_size(const dr_window *w);            /* events in the window now */

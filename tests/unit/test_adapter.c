@@ -213,6 +213,41 @@ static void test_cache_matches_full(void **st) {
     }
 }
 
+/* Rows in use (a server's reserved rows): negatives come from them only, rows entering use are
+ * exact at once, and the rows in use match the full recomputation throughout. */
+static void test_active_rows(void **st) {
+    (void)st;
+    init_world(9);
+    dr_adapter_params p = small_params();
+    p.g_batch = 4;
+    p.window.capacity = 13;
+    dr_adapter *a = NULL;
+    assert_ok(dr_adapter_create(&p, NU, NI, D, Z, COLD, &a, &e_));
+    const uint32_t n0 = 30;
+    dr_adapter_set_active_items(a, n0, 0);
+    assert_int_equal(dr_adapter_active_items(a), n0);
+    float *slow = malloc(NI * D * sizeof *slow), h[D] = {0.1f, -0.2f, 0.3f, 0.0f, 0.5f};
+    dr_error e = {0};
+    assert_int_equal(dr_adapter_update(a, 1, n0, 5, h, &e), DR_RANGE); /* not in use yet */
+    for (int n = 0; n < 60; n++) {
+        uint32_t active = dr_adapter_active_items(a);
+        if (n % 20 == 19) dr_adapter_set_active_items(a, active + 2, 1);
+        active = dr_adapter_active_items(a);
+        assert_ok(dr_adapter_update(a, (uint32_t)n % NU, (uint32_t)(n * 7) % active, 10 + n, h, &e_));
+        const uint32_t *cand;
+        uint32_t nc = dr_adapter_last_candidates(a, &cand);
+        for (uint32_t k = 0; k < nc; k++) assert_true(cand[k] < active);
+        assert_ok(dr_adapter_items_slow(a, slow, &e_));
+        const float *zp = dr_adapter_items(a);
+        for (uint32_t k = 0; k < active * D; k++)
+            if (fabsf(zp[k] - slow[k]) > 1e-5f * (1 + fabsf(slow[k])))
+                fail_msg("event %d: z'[%u][%u]: cache %.8g, recomputed %.8g", n, k / D, k % D, zp[k], slow[k]);
+    }
+    assert_int_equal(dr_adapter_active_items(a), n0 + 6);
+    free(slow);
+    dr_adapter_free(a);
+}
+
 static void snapshot_equals_writer(const dr_adapter_snapshot *s, const dr_adapter *a) {
     uint32_t dp = dr_snapshot_stride(s);
     assert_true(dp >= D && dp % 4 == 0);
@@ -399,6 +434,7 @@ int main(void) {
         cmocka_unit_test(test_event_loss_grad),
         cmocka_unit_test(test_update_is_sgd_on_reference),
         cmocka_unit_test(test_cache_matches_full),
+        cmocka_unit_test(test_active_rows),
         cmocka_unit_test(test_no_alloc_and_cold),
         cmocka_unit_test(test_state_roundtrip),
         cmocka_unit_test(test_snapshots_concurrent),

@@ -22,6 +22,8 @@ static void check_against_slow(dr_window *w, const float *z) {
             if (fabsf(s[k] - slow[i * ds + k]) > 1e-5f)
                 fail_msg("item %u stat %zu: incremental %g, recomputed %g", i, k, s[k],
                          slow[i * ds + k]);
+        /* the raw count (popular-now in the server) agrees with its log1p statistic */
+        assert_true(fabsf((float)log1p((double)dr_window_item_count(w, i)) - slow[i * ds]) < 1e-5f);
     }
     free(slow);
 }

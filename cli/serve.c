@@ -1,0 +1,164 @@
+/*
+ * serve.c - `dynrec serve`: the HTTP server (docs/HTTP.md) until SIGTERM or SIGINT.
+ * A handler posts a semaphore (async-signal-safe) that main waits on, whichever thread the
+ * signal lands on (OpenBLAS starts threads before main, so blocking the signals in main
+ * would not cover them); then the server drains and the process exits 0.
+ */
+#include <errno.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *serve_help =
+    "usage: dynrec serve --model MODEL.drm --data-dir DIR [--port 8080] [--host 127.0.0.1]\n"
+    "                    [--threads 4] [--api-key-file F [--public-read]] [--port-file F]\n"
+    "                    [--max-body BYTES] [--max-new-items 10000] [--max-new-users 50000]\n"
+    "                    [--snapshot-every 10000] [--no-fsync] [--drain-seconds 30] [--quiet]\n"
+    "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
+    "  online adapter learning from every event. DIR holds the durable event log (SQLite WAL)\n"
+    "  and adapter snapshots; on start the newest snapshot is loaded and the log after it is\n"
+    "  replayed. Endpoints: POST /v1/events, GET /v1/users/{user}/recommendations?k=10,\n"
+    "  GET /v1/users/{user}, PUT|GET /v1/items/{item}, GET /healthz, GET /metrics.\n"
+    "  --port 0             an ephemeral port; the bound port is printed on stdout\n"
+    "                       (\"listening on http://HOST:PORT\") and written to --port-file\n"
+    "  --api-key-file F     every request needs 'Authorization: Bearer <first line of F>'\n"
+    "  --public-read        with a key: GET requests need none\n"
+    "  --max-new-items N    rows reserved for items the model does not know (events, PUT)\n"
+    "  --max-new-users N    rows reserved for users the model does not know\n"
+    "  --snapshot-every N   events between adapter snapshots (0: only at shutdown)\n"
+    "  --no-fsync           do not fsync commits (tests only: acknowledged events can be lost)\n";
+
+static int read_key(const char *path, char *key, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "dynrec: io: cannot open API key file %s\n", path);
+        return 1;
+    }
+    if (!fgets(key, (int)cap, f)) key[0] = 0;
+    fclose(f);
+    key[strcspn(key, "\r\n")] = 0;
+    if (!key[0] || strlen(key) > 256) {
+        fprintf(stderr, "dynrec: arg: %s: the first line must hold a key of 1..256 bytes\n", path);
+        return 1;
+    }
+    return 0;
+}
+
+static int write_port(const char *path, int port) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "dynrec: io: cannot write the port file %s\n", path);
+        return 1;
+    }
+    return 0;
+}
+
+static sem_t stop_sem;
+static volatile sig_atomic_t stop_sig;
+
+static void on_signal(int sig) {
+    stop_sig = sig;
+    sem_post(&stop_sem);
+}
+
+int cmd_serve(int argc, char **argv) {
+    dr_server_params p = dr_server_default_params();
+    const char *key_file = NULL, *port_file = NULL;
+    int quiet = 0;
+    opts o = {argc, argv, 0};
+    for (o.i = 0; o.i < argc; o.i++) {
+        const char *a = argv[o.i], *v;
+        int err = 0;
+        uint64_t n;
+        double x;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(serve_help, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--public-read")) { p.public_read = 1; continue; }
+        if (!strcmp(a, "--no-fsync")) { p.durable = 0; continue; }
+        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
+        if ((v = opt_value(&o, "--model", &err))) { p.model_path = v; continue; }
+        if ((v = opt_value(&o, "--data-dir", &err))) { p.data_dir = v; continue; }
+        if ((v = opt_value(&o, "--host", &err))) { p.host = v; continue; }
+        if ((v = opt_value(&o, "--api-key-file", &err))) { key_file = v; continue; }
+        if ((v = opt_value(&o, "--port-file", &err))) { port_file = v; continue; }
+        if ((v = opt_value(&o, "--port", &err))) {
+            if (parse_u64(v, &n) || n > 65535) return usage_error("bad --port '%s' (0..65535)", v);
+            p.port = (uint16_t)n;
+            continue;
+        }
+        if ((v = opt_value(&o, "--threads", &err))) {
+            if (parse_u64(v, &n) || n < 1 || n > 1024) return usage_error("bad --threads '%s' (1..1024)", v);
+            p.threads = (int)n;
+            continue;
+        }
+        if ((v = opt_value(&o, "--max-body", &err))) {
+            if (parse_u64(v, &n) || n < 1024 || n > (1u << 30)) return usage_error("bad --max-body '%s' (1024..2^30)", v);
+            p.max_body = (size_t)n;
+            continue;
+        }
+        if ((v = opt_value(&o, "--max-new-items", &err))) {
+            if (parse_u64(v, &n) || n > 100000000) return usage_error("bad --max-new-items '%s'", v);
+            p.max_new_items = (uint32_t)n;
+            continue;
+        }
+        if ((v = opt_value(&o, "--max-new-users", &err))) {
+            if (parse_u64(v, &n) || n > 100000000) return usage_error("bad --max-new-users '%s'", v);
+            p.max_new_users = (uint32_t)n;
+            continue;
+        }
+        if ((v = opt_value(&o, "--snapshot-every", &err))) {
+            if (parse_u64(v, &n)) return usage_error("bad --snapshot-every '%s'", v);
+            p.snapshot_every = n;
+            continue;
+        }
+        if ((v = opt_value(&o, "--drain-seconds", &err))) {
+            if (parse_double(v, &x) || x < 0) return usage_error("bad --drain-seconds '%s'", v);
+            p.drain_seconds = x;
+            continue;
+        }
+        if (err) return err;
+        return usage_error("serve: unknown option '%s'", a);
+    }
+    if (!p.model_path || !p.data_dir) return usage_error("serve: --model and --data-dir are required");
+    char key[512];
+    if (key_file) {
+        if (read_key(key_file, key, sizeof key)) return 1;
+        p.api_key = key;
+    } else if (p.public_read) {
+        return usage_error("serve: --public-read needs --api-key-file");
+    }
+    if (!quiet) dr_set_log(log_cb, NULL, DR_LOG_INFO);
+    sem_init(&stop_sem, 0, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    dr_server *s = NULL;
+    dr_error e = {0};
+    dr_status st = dr_server_start(&p, &s, &e);
+    if (st != DR_OK) return die(st, &e);
+    int port = dr_server_port(s);
+    printf("listening on http://%s:%d\n", p.host, port);
+    fflush(stdout);
+    if (port_file && write_port(port_file, port)) {
+        dr_server_stop(s);
+        return 1;
+    }
+    while (sem_wait(&stop_sem) != 0 && errno == EINTR) {
+    }
+    if (!quiet) fprintf(stderr, "info: %s: draining and stopping\n", stop_sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    dr_server_stop(s);
+    if (!quiet) fprintf(stderr, "info: stopped\n");
+    return 0;
+}

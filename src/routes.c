@@ -1,0 +1,849 @@
+/*
+ * routes.c - the HTTP API over the serving core, without sockets (see docs/HTTP.md).
+ *
+ * DESIGN: a request is a plain struct (method, decoded path, query lookup, Authorization,
+ * body bytes) and a response is a status and a body in the worker's buffer, so the same code
+ * runs behind libmicrohttpd (http.c) and under the fuzzer. Routing splits the path on '/';
+ * ids in the path and in bodies are checked (non-empty, <= 256 bytes, valid UTF-8, no control
+ * characters) before they reach the core. Bodies are parsed with jansson (which rejects
+ * invalid UTF-8, NUL in strings, duplicate keys with JSON_REJECT_DUPLICATES and numbers that
+ * overflow); every field is type-checked, and a bad one gets 400 with an error naming it
+ * ("events[3].time: expected an integer (UNIX seconds)"). Responses are written with
+ * snprintf-style appends into a per-worker buffer that grows to the largest response and is
+ * then reused: reads allocate nothing after warm-up; a write allocates its parsed body and a
+ * pending record (dr_routes_start), which lives until its group commit is done, so the HTTP
+ * layer can park the connection instead of a thread (dr_routes_submit / dr_routes_finish).
+ * The API key is compared in constant time (every byte of the key is touched whatever the
+ * input). Metrics are relaxed atomic counters: requests by route and status, latency
+ * histograms by route, 401s; the core's statistics are read at scrape time.
+ * Explanations (explain=true and /v1/users/{u}/items/{i}/explanation) go through ONE handler,
+ * explain_handler(), which answers 501 until the explanation subsystem is linked in.
+ * Rejected: generating JSON with jansson (an allocation per node per response) and a
+ * routing table of regular expressions (the API has six routes).
+ */
+#include "routes.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define ATTR_MAX 256u       /* attributes per item */
+#define TITLE_MAX 1024u     /* bytes */
+#define FEATURE_MAX 65536u  /* numbers over all modalities of one item */
+
+/* ---------------------------------------------------------------- metrics */
+
+enum { R_EVENTS, R_RECS, R_EXPLAIN, R_USER, R_ITEM_PUT, R_ITEM_GET, R_HEALTH, R_METRICS, R_OTHER, R_COUNT };
+static const char *const route_name[R_COUNT] = {"events", "recommendations", "explanation", "user",
+                                                "item_put", "item_get", "healthz", "metrics", "other"};
+static const int codes[] = {200, 201, 400, 401, 404, 405, 413, 500, 501, 503, 507};
+#define N_CODES (sizeof codes / sizeof codes[0])
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                 0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
+#define N_BUCKETS (sizeof buckets / sizeof buckets[0])
+
+typedef struct route_metrics {
+    _Atomic uint64_t by_code[N_CODES + 1]; /* last: any other code */
+    _Atomic uint64_t hist[N_BUCKETS + 1];  /* last: +Inf */
+    _Atomic uint64_t sum_ns;
+} route_metrics;
+
+struct dr_routes {
+    dr_srv *srv;
+    char *key;
+    size_t key_len;
+    int public_read;
+    size_t max_body;
+    route_metrics m[R_COUNT];
+    _Atomic uint64_t unauthorized;
+    double t_start;
+};
+
+struct dr_routes_worker {
+    dr_routes *r;
+    dr_srv_worker *sw;
+    char *buf;
+    size_t len, cap;
+    int oom;
+};
+
+dr_status dr_routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **out, dr_error *err) {
+    if (!srv || !p || !out) return dr_fail(err, DR_ARG, "routes: NULL argument");
+    if (p->api_key && (!*p->api_key || strlen(p->api_key) > DR_HTTP_MAX_KEY))
+        return dr_fail(err, DR_ARG, "routes: the API key must have 1..%u bytes", DR_HTTP_MAX_KEY);
+    dr_routes *r = dr_calloc(1, sizeof *r);
+    if (!r) return dr_fail(err, DR_NOMEM, "routes: out of memory");
+    r->srv = srv;
+    r->public_read = p->public_read;
+    r->max_body = p->max_body ? p->max_body : DR_HTTP_MAX_BODY_DEFAULT;
+    r->t_start = dr_now_seconds();
+    if (p->api_key) {
+        r->key = dr_strdup(p->api_key);
+        if (!r->key) {
+            dr_free(r);
+            return dr_fail(err, DR_NOMEM, "routes: out of memory");
+        }
+        r->key_len = strlen(r->key);
+    }
+    *out = r;
+    return DR_OK;
+}
+
+void dr_routes_free(dr_routes *r) {
+    if (!r) return;
+    dr_free(r->key);
+    dr_free(r);
+}
+
+size_t dr_routes_max_body(const dr_routes *r) { return r->max_body; }
+
+dr_status dr_routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error *err) {
+    dr_routes_worker *w = dr_calloc(1, sizeof *w);
+    if (!w) return dr_fail(err, DR_NOMEM, "routes: out of memory");
+    w->r = r;
+    w->cap = 4096;
+    w->buf = dr_malloc(w->cap);
+    dr_status st = w->buf ? dr_srv_worker_create(r->srv, &w->sw, err)
+                                   : dr_fail(err, DR_NOMEM, "routes: out of memory");
+    if (st != DR_OK) {
+        dr_routes_worker_free(w);
+        return st;
+    }
+    *out = w;
+    return DR_OK;
+}
+
+void dr_routes_worker_free(dr_routes_worker *w) {
+    if (!w) return;
+    dr_srv_worker_free(w->sw);
+    dr_free(w->buf);
+    dr_free(w);
+}
+
+static void count(dr_routes *r, int route, int status, double seconds) {
+    route_metrics *m = &r->m[route];
+    size_t c = N_CODES;
+    for (size_t k = 0; k < N_CODES; k++)
+        if (codes[k] == status) c = k;
+    atomic_fetch_add_explicit(&m->by_code[c], 1, memory_order_relaxed);
+    size_t b = 0;
+    while (b < N_BUCKETS && seconds > buckets[b]) b++;
+    atomic_fetch_add_explicit(&m->hist[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->sum_ns, (uint64_t)(seconds * 1e9), memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- output buffer */
+
+static void out_reset(dr_routes_worker *w) {
+    w->len = 0;
+    w->oom = 0;
+    w->buf[0] = 0;
+}
+
+static void out_reserve(dr_routes_worker *w, size_t more) {
+    if (w->oom || w->len + more + 1 <= w->cap) return;
+    size_t cap = w->cap;
+    while (cap < w->len + more + 1) cap *= 2;
+    char *nb = dr_realloc(w->buf, cap);
+    if (!nb) {
+        w->oom = 1;
+        return;
+    }
+    w->buf = nb;
+    w->cap = cap;
+}
+
+static void out_mem(dr_routes_worker *w, const char *s, size_t n) {
+    out_reserve(w, n);
+    if (w->oom) return;
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = 0;
+}
+
+#define out_lit(w, lit) out_mem((w), (lit), sizeof(lit) - 1)
+
+static void out(dr_routes_worker *w, const char *fmt, ...) DR_PRINTF(2, 3);
+static void out(dr_routes_worker *w, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(w->buf + w->len, w->cap - w->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (w->len + (size_t)n + 1 > w->cap) {
+        out_reserve(w, (size_t)n);
+        if (w->oom) return;
+        va_start(ap, fmt);
+        vsnprintf(w->buf + w->len, w->cap - w->len, fmt, ap);
+        va_end(ap);
+    }
+    w->len += (size_t)n;
+}
+
+/* A JSON string; bytes that are not valid UTF-8 are replaced by U+FFFD. */
+static void out_str(dr_routes_worker *w, const char *s) {
+    out_lit(w, "\"");
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t run = 0;
+        while (p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') run++;
+        if (run) {
+            out_mem(w, (const char *)p, run);
+            p += run;
+            continue;
+        }
+        if (*p == '"' || *p == '\\') {
+            char e[2] = {'\\', (char)*p++};
+            out_mem(w, e, 2);
+        } else if (*p < 0x20) {
+            out(w, "\\u%04x", *p++);
+        } else { /* a multi-byte sequence: copy it when valid */
+            size_t n = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 1;
+            size_t have = 0;
+            while (have < n && p[have]) have++;
+            if (have == n && n > 1 && dr_utf8_valid((const char *)p, n)) {
+                out_mem(w, (const char *)p, n);
+                p += n;
+            } else {
+                out_lit(w, "\xef\xbf\xbd");
+                p++;
+            }
+        }
+    }
+    out_lit(w, "\"");
+}
+
+static void out_float(dr_routes_worker *w, float v) {
+    if (isfinite(v)) out(w, "%.6g", (double)v);
+    else out_lit(w, "null");
+}
+
+static void respond(dr_routes_worker *w, dr_http_resp *resp, int status) {
+    resp->status = status;
+    resp->content_type = "application/json";
+    if (w->oom) {
+        resp->status = 500;
+        resp->body = "{\"error\":\"out of memory\"}";
+        resp->len = strlen(resp->body);
+        return;
+    }
+    resp->body = w->buf;
+    resp->len = w->len;
+}
+
+static void error_resp(dr_routes_worker *w, dr_http_resp *resp, int status, const char *fmt, ...)
+    DR_PRINTF(4, 5);
+static void error_resp(dr_routes_worker *w, dr_http_resp *resp, int status, const char *fmt, ...) {
+    char msg[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    out_reset(w);
+    out_lit(w, "{\"error\":");
+    out_str(w, msg);
+    out_lit(w, "}");
+    respond(w, resp, status);
+}
+
+/* ---------------------------------------------------------------- validation */
+
+/* NULL when s[0..n) is a usable id, else what is wrong with it. */
+static const char *id_problem(const char *s, size_t n) {
+    if (!n) return "must not be empty";
+    if (n > DR_SRV_ID_MAX) return "longer than 256 bytes";
+    if (!dr_utf8_valid(s, n)) return "invalid UTF-8";
+    for (size_t k = 0; k < n; k++)
+        if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f) return "contains a control character";
+    return NULL;
+}
+
+/* A string field of obj (required); NULL with the response set when bad. */
+static const char *id_field(dr_routes_worker *w, dr_http_resp *resp, json_t *obj,
+                            const char *where, const char *key) {
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        error_resp(w, resp, 400, "%s.%s: missing", where, key);
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        error_resp(w, resp, 400, "%s.%s: expected a string", where, key);
+        return NULL;
+    }
+    const char *p = id_problem(json_string_value(v), json_string_length(v));
+    if (p) {
+        error_resp(w, resp, 400, "%s.%s: %s", where, key, p);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static json_t *parse_body(dr_routes_worker *w, dr_http_resp *resp, const dr_http_req *rq) {
+    if (!rq->body_len) {
+        error_resp(w, resp, 400, "body: empty (a JSON object is expected)");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *root = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) error_resp(w, resp, 400, "body: invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+    return root;
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+static int status_of(dr_status st) {
+    switch (st) {
+    case DR_LIMIT: return 507;
+    case DR_UNSUPPORTED:
+    case DR_IO: return 503;
+    case DR_RANGE:
+    case DR_ARG: return 400;
+    default: return 500;
+    }
+}
+
+/* A validated write request waiting for its group commit. */
+struct dr_routes_pending {
+    int route;
+    double t0;
+    json_t *root;         /* the parsed body: the event ids point into it */
+    dr_srv_event *ev;     /* (n) */
+    size_t n, n_feat;
+    char *item, *body;    /* PUT: the item id (owned) and the canonical body (jansson's) */
+    dr_srv_ticket *t;
+    int async;
+    dr_status st;         /* outcome */
+    dr_error err;
+    dr_srv_ack ack;
+};
+
+void dr_routes_pending_free(dr_routes_pending *p) {
+    if (!p) return;
+    json_decref(p->root);
+    dr_free(p->ev);
+    dr_free(p->item);
+    free(p->body); /* jansson's allocator */
+    dr_srv_ticket_free(p->t);
+    dr_free(p);
+}
+
+static dr_routes_pending *pending_new(dr_routes_worker *w, dr_http_resp *resp, int route, double t0) {
+    dr_routes_pending *p = dr_calloc(1, sizeof *p);
+    if (p) p->t = dr_srv_ticket_create();
+    if (!p || !p->t) {
+        dr_free(p);
+        error_resp(w, resp, 500, "out of memory");
+        return NULL;
+    }
+    p->route = route;
+    p->t0 = t0;
+    return p;
+}
+
+static dr_routes_pending *events_start(dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp,
+                                       double t0) {
+    json_t *root = parse_body(w, resp, rq);
+    if (!root) return NULL;
+    dr_routes_pending *p = NULL;
+    json_t *arr = NULL;
+    int single = 0;
+    if (json_is_array(root)) arr = root;
+    else if (json_is_object(root) && json_object_get(root, "events")) {
+        arr = json_object_get(root, "events");
+        if (!json_is_array(arr)) {
+            error_resp(w, resp, 400, "events: expected an array of events");
+            goto fail;
+        }
+    } else if (json_is_object(root)) {
+        single = 1;
+    } else {
+        error_resp(w, resp, 400, "body: expected an event object, {\"events\": [...]} or an array");
+        goto fail;
+    }
+    size_t n = single ? 1 : json_array_size(arr);
+    if (!n) {
+        error_resp(w, resp, 400, "events: empty batch");
+        goto fail;
+    }
+    if (n > DR_HTTP_MAX_EVENTS) {
+        error_resp(w, resp, 413, "events: %zu events, at most %u per request", n, DR_HTTP_MAX_EVENTS);
+        goto fail;
+    }
+    if (!(p = pending_new(w, resp, R_EVENTS, t0))) goto fail;
+    p->root = root;
+    p->n = n;
+    if (!(p->ev = dr_calloc(n, sizeof *p->ev))) {
+        error_resp(w, resp, 500, "out of memory");
+        goto fail;
+    }
+    for (size_t k = 0; k < n; k++) {
+        json_t *e = single ? root : json_array_get(arr, k);
+        char where[48];
+        if (single) snprintf(where, sizeof where, "event");
+        else snprintf(where, sizeof where, "events[%zu]", k);
+        if (!json_is_object(e)) {
+            error_resp(w, resp, 400, "%s: expected an object", where);
+            goto fail;
+        }
+        dr_srv_event *ev = &p->ev[k];
+        if (!(ev->user = id_field(w, resp, e, where, "user"))) goto fail;
+        if (!(ev->item = id_field(w, resp, e, where, "item"))) goto fail;
+        json_t *t = json_object_get(e, "time");
+        ev->has_time = t && !json_is_null(t);
+        ev->time = 0;
+        if (ev->has_time) {
+            if (!json_is_integer(t) || json_integer_value(t) < 0 ||
+                json_integer_value(t) > ((json_int_t)1 << 40)) {
+                error_resp(w, resp, 400, "%s.time: expected an integer number of UNIX seconds in 0..2^40", where);
+                goto fail;
+            }
+            ev->time = (int64_t)json_integer_value(t);
+        }
+    }
+    return p;
+fail:
+    if (p) dr_routes_pending_free(p);
+    else json_decref(root);
+    return NULL;
+}
+
+static void events_finish(dr_routes_worker *w, const dr_routes_pending *p, dr_http_resp *resp) {
+    out_reset(w);
+    out(w, "{\"accepted\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,\"events_total\":%llu}", p->n,
+        (unsigned long long)p->ack.first_seq, (unsigned long long)p->ack.last_seq,
+        (unsigned long long)p->ack.events_total);
+    respond(w, resp, 200);
+}
+
+/* The one place where explanations are answered. */
+static void explain_handler(dr_routes_worker *w, const char *user, const char *item, dr_http_resp *resp) {
+    (void)user;
+    (void)item;
+    error_resp(w, resp, 501, "explanations are not built in this version");
+}
+
+static void get_recs(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, const char *user,
+                     dr_http_resp *resp) {
+    uint32_t k = 10;
+    const char *ks = rq->arg ? rq->arg(rq->arg_ud, "k") : NULL;
+    if (ks && (!dr_parse_u32(ks, strlen(ks), &k) || k < 1 || k > DR_SRV_K_MAX)) {
+        error_resp(w, resp, 400, "k: must be an integer in 1..%u", DR_SRV_K_MAX);
+        return;
+    }
+    const char *ex = rq->arg ? rq->arg(rq->arg_ud, "explain") : NULL;
+    if (ex && strcmp(ex, "true") && strcmp(ex, "false") && strcmp(ex, "1") && strcmp(ex, "0")) {
+        error_resp(w, resp, 400, "explain: must be true or false");
+        return;
+    }
+    if (ex && (!strcmp(ex, "true") || !strcmp(ex, "1"))) {
+        explain_handler(w, user, NULL, resp);
+        return;
+    }
+    dr_srv_recs rec;
+    dr_error e = {0};
+    dr_status st = dr_srv_recommend(r->srv, w->sw, user, k, &rec, &e);
+    if (st != DR_OK) {
+        error_resp(w, resp, status_of(st), "%s", e.msg);
+        return;
+    }
+    out_reset(w);
+    out_lit(w, "{\"user\":");
+    out_str(w, user);
+    out(w, ",\"known\":%s,\"source\":\"%s\",\"items\":[", rec.known ? "true" : "false",
+        rec.popular ? "popular" : "adapter");
+    for (uint32_t j = 0; j < rec.n; j++) {
+        const char *title, *body;
+        dr_srv_item_meta(r->srv, rec.items[j], &title, &body);
+        if (j) out_lit(w, ",");
+        out_lit(w, "{\"item\":");
+        out_str(w, dr_srv_item_name(r->srv, rec.items[j]));
+        out_lit(w, ",\"score\":");
+        out_float(w, rec.scores[j]);
+        if (title && *title) {
+            out_lit(w, ",\"title\":");
+            out_str(w, title);
+        }
+        out_lit(w, "}");
+    }
+    out_lit(w, "]}");
+    respond(w, resp, 200);
+}
+
+static void get_user(dr_routes *r, dr_routes_worker *w, const char *user, dr_http_resp *resp) {
+    uint32_t hist, events;
+    if (!dr_srv_user_info(r->srv, user, &hist, &events)) {
+        error_resp(w, resp, 404, "user: unknown");
+        return;
+    }
+    out_reset(w);
+    out_lit(w, "{\"user\":");
+    out_str(w, user);
+    out(w, ",\"history\":%u,\"events\":%u}", hist, events);
+    respond(w, resp, 200);
+}
+
+static void get_item(dr_routes *r, dr_routes_worker *w, const char *item, dr_http_resp *resp) {
+    uint32_t i = dr_srv_find_item(r->srv, item);
+    if (i == UINT32_MAX) {
+        error_resp(w, resp, 404, "item: unknown");
+        return;
+    }
+    dr_srv_stats s;
+    dr_srv_get_stats(r->srv, &s);
+    const char *title, *body;
+    dr_srv_item_meta(r->srv, i, &title, &body);
+    out_reset(w);
+    out_lit(w, "{\"item\":");
+    out_str(w, item);
+    out(w, ",\"new\":%s,\"title\":", i >= s.items - s.new_items ? "true" : "false");
+    out_str(w, title ? title : "");
+    const char *attrs[ATTR_MAX];
+    size_t na = dr_srv_item_attrs(r->srv, i, attrs, ATTR_MAX);
+    out_lit(w, ",\"attributes\":[");
+    for (size_t k = 0; k < na && k < ATTR_MAX; k++) {
+        if (k) out_lit(w, ",");
+        out_str(w, attrs[k]);
+    }
+    out_lit(w, "],\"put\":");
+    if (body) out_mem(w, body, strlen(body));
+    else out_lit(w, "null");
+    out_lit(w, "}");
+    respond(w, resp, 200);
+}
+
+/* Validates a PUT body into the canonical {"attributes", "features", "title"} object. */
+static json_t *item_body(dr_routes_worker *w, dr_http_resp *resp, json_t *root) {
+    if (!json_is_object(root)) {
+        error_resp(w, resp, 400, "body: expected an object with title, attributes, features");
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "title") && strcmp(key, "attributes") && strcmp(key, "features")) {
+            error_resp(w, resp, 400, "%.64s: unknown field (expected title, attributes, features)", key);
+            return NULL;
+        }
+    }
+    json_t *out_o = json_object(), *attrs = json_array(), *feats = json_object();
+    if (!out_o || !attrs || !feats) goto oom;
+    json_t *t = json_object_get(root, "title");
+    if (t) {
+        if (!json_is_string(t)) {
+            error_resp(w, resp, 400, "title: expected a string");
+            goto bad;
+        }
+        if (json_string_length(t) > TITLE_MAX) {
+            error_resp(w, resp, 400, "title: longer than %u bytes", TITLE_MAX);
+            goto bad;
+        }
+        if (strlen(json_string_value(t)) != json_string_length(t)) {
+            error_resp(w, resp, 400, "title: contains a NUL character");
+            goto bad;
+        }
+        if (json_object_set(out_o, "title", t)) goto oom;
+    }
+    json_t *a = json_object_get(root, "attributes");
+    if (a && json_is_object(a)) { /* {"genre": "Drama"} -> "genre=Drama" */
+        json_object_foreach(a, key, v) {
+            if (!json_is_string(v)) {
+                error_resp(w, resp, 400, "attributes.%.64s: expected a string", key);
+                goto bad;
+            }
+            char kv[2 * DR_SRV_ID_MAX + 2];
+            int n = snprintf(kv, sizeof kv, "%s=%s", key, json_string_value(v));
+            if (n < 0 || (size_t)n > DR_SRV_ID_MAX || id_problem(kv, (size_t)n)) {
+                error_resp(w, resp, 400, "attributes.%.64s: 1..256 bytes of UTF-8 text expected", key);
+                goto bad;
+            }
+            if (json_array_append_new(attrs, json_string(kv))) goto oom;
+        }
+    } else if (a && json_is_array(a)) {
+        size_t k;
+        json_array_foreach(a, k, v) {
+            if (!json_is_string(v) || id_problem(json_string_value(v), json_string_length(v))) {
+                error_resp(w, resp, 400, "attributes[%zu]: expected a string of 1..256 bytes of UTF-8 text", k);
+                goto bad;
+            }
+            if (json_array_append(attrs, v)) goto oom;
+        }
+    } else if (a) {
+        error_resp(w, resp, 400, "attributes: expected an array of \"key=value\" strings or an object");
+        goto bad;
+    }
+    if (json_array_size(attrs) > ATTR_MAX) {
+        error_resp(w, resp, 400, "attributes: more than %u", ATTR_MAX);
+        goto bad;
+    }
+    json_t *f = json_object_get(root, "features");
+    if (f && !json_is_object(f)) {
+        error_resp(w, resp, 400, "features: expected an object of modality -> array of numbers");
+        goto bad;
+    }
+    size_t total = 0;
+    json_object_foreach(f, key, v) {
+        if (id_problem(key, strlen(key))) {
+            error_resp(w, resp, 400, "features: bad modality name");
+            goto bad;
+        }
+        if (!json_is_array(v) || !json_array_size(v)) {
+            error_resp(w, resp, 400, "features.%.64s: expected a non-empty array of numbers", key);
+            goto bad;
+        }
+        size_t k;
+        json_t *x;
+        json_array_foreach(v, k, x) {
+            if (!json_is_number(x) || !isfinite(json_number_value(x)) ||
+                !isfinite((float)json_number_value(x))) {
+                error_resp(w, resp, 400, "features.%.64s[%zu]: expected a finite number", key, k);
+                goto bad;
+            }
+        }
+        total += json_array_size(v);
+        if (total > FEATURE_MAX) {
+            error_resp(w, resp, 400, "features: more than %u numbers", FEATURE_MAX);
+            goto bad;
+        }
+        if (json_object_set(feats, key, v)) goto oom;
+    }
+    if (json_object_set_new(out_o, "attributes", attrs) || json_object_set_new(out_o, "features", feats)) {
+        attrs = feats = NULL;
+        goto oom;
+    }
+    return out_o;
+oom:
+    error_resp(w, resp, 500, "out of memory");
+bad:
+    json_decref(out_o);
+    json_decref(attrs);
+    json_decref(feats);
+    return NULL;
+}
+
+static dr_routes_pending *item_start(dr_routes_worker *w, const dr_http_req *rq, const char *item,
+                                     dr_http_resp *resp, double t0) {
+    json_t *root = parse_body(w, resp, rq);
+    if (!root) return NULL;
+    json_t *canon = item_body(w, resp, root);
+    json_decref(root);
+    if (!canon) return NULL;
+    dr_routes_pending *p = pending_new(w, resp, R_ITEM_PUT, t0);
+    if (p) {
+        p->body = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+        p->n_feat = json_object_size(json_object_get(canon, "features"));
+        p->item = dr_strdup(item);
+        p->n = 1;
+        if (!p->body || !p->item) {
+            dr_routes_pending_free(p);
+            p = NULL;
+            error_resp(w, resp, 500, "out of memory");
+        }
+    }
+    json_decref(canon);
+    return p;
+}
+
+static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p, dr_http_resp *resp) {
+    uint32_t i = dr_srv_find_item(r->srv, p->item);
+    dr_srv_stats s;
+    dr_srv_get_stats(r->srv, &s);
+    int is_new = i != UINT32_MAX && i >= s.items - s.new_items;
+    out_reset(w);
+    out_lit(w, "{\"item\":");
+    out_str(w, p->item);
+    /* the checkpoint has no fusion: features are kept in the log, the latent is unchanged */
+    out(w, ",\"created\":%s,\"new\":%s,\"cold\":%s,\"features_stored\":%zu,\"features_used\":false,"
+        "\"seq\":%llu}", p->ack.created ? "true" : "false", is_new ? "true" : "false",
+        is_new ? "true" : "false", p->n_feat, (unsigned long long)p->ack.first_seq);
+    respond(w, resp, p->ack.created ? 201 : 200);
+}
+
+static void metrics_text(dr_routes *r, dr_routes_worker *w, dr_http_resp *resp) {
+    dr_srv_stats s;
+    dr_srv_get_stats(r->srv, &s);
+    out_reset(w);
+    out(w, "# HELP dynrec_http_requests_total HTTP requests by route and status.\n"
+           "# TYPE dynrec_http_requests_total counter\n");
+    for (int k = 0; k < R_COUNT; k++)
+        for (size_t c = 0; c <= N_CODES; c++) {
+            uint64_t v = atomic_load_explicit(&r->m[k].by_code[c], memory_order_relaxed);
+            if (!v) continue;
+            if (c < N_CODES) out(w, "dynrec_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n", route_name[k], codes[c], (unsigned long long)v);
+            else out(w, "dynrec_http_requests_total{route=\"%s\",code=\"other\"} %llu\n", route_name[k], (unsigned long long)v);
+        }
+    out(w, "# HELP dynrec_http_request_duration_seconds Time to handle a request, by route.\n"
+           "# TYPE dynrec_http_request_duration_seconds histogram\n");
+    for (int k = 0; k < R_COUNT; k++) {
+        uint64_t cum = 0;
+        for (size_t b = 0; b <= N_BUCKETS; b++) {
+            cum += atomic_load_explicit(&r->m[k].hist[b], memory_order_relaxed);
+            if (b < N_BUCKETS) out(w, "dynrec_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", route_name[k], buckets[b], (unsigned long long)cum);
+            else out(w, "dynrec_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n", route_name[k], (unsigned long long)cum);
+        }
+        out(w, "dynrec_http_request_duration_seconds_sum{route=\"%s\"} %.9f\n", route_name[k],
+            (double)atomic_load_explicit(&r->m[k].sum_ns, memory_order_relaxed) * 1e-9);
+        out(w, "dynrec_http_request_duration_seconds_count{route=\"%s\"} %llu\n", route_name[k], (unsigned long long)cum);
+    }
+#define METRIC(name, type, help, fmt, v) out(w, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " " fmt "\n", v)
+    METRIC("dynrec_http_unauthorized_total", "counter", "Requests refused with 401 (missing or wrong API key).", "%llu",
+           (unsigned long long)atomic_load(&r->unauthorized));
+    METRIC("dynrec_events_total", "counter", "Events in the event log (received since the state folder was created, recovered ones included).", "%llu",
+           (unsigned long long)s.events_total);
+    METRIC("dynrec_log_records", "gauge", "Records in the event log (events and item records).", "%llu", (unsigned long long)s.log_records);
+    METRIC("dynrec_log_bytes", "gauge", "Size of the event log on disk (database and WAL).", "%llu", (unsigned long long)s.log_bytes);
+    METRIC("dynrec_log_commits_total", "counter", "Group commits (one fsync each) since start.", "%llu", (unsigned long long)s.commits);
+    METRIC("dynrec_adapter_updates_total", "counter", "Adapter updates since start (replay included).", "%llu", (unsigned long long)s.adapter_updates);
+    METRIC("dynrec_recovered_events", "gauge", "Events replayed into the adapter at start (after the snapshot).", "%llu", (unsigned long long)s.recovered_events);
+    METRIC("dynrec_snapshots_total", "counter", "Adapter snapshots written since start.", "%llu", (unsigned long long)s.snapshots);
+    METRIC("dynrec_snapshot_seq", "gauge", "Log position of the newest adapter snapshot.", "%llu", (unsigned long long)s.snapshot_seq);
+    METRIC("dynrec_users", "gauge", "Known users (model and new).", "%u", s.users);
+    METRIC("dynrec_items", "gauge", "Known items (model and new).", "%u", s.items);
+    METRIC("dynrec_new_items", "gauge", "Items created from events or PUT.", "%u", s.new_items);
+    METRIC("dynrec_new_items_capacity", "gauge", "Rows reserved for new items (--max-new-items).", "%u", s.max_new_items);
+    METRIC("dynrec_new_users", "gauge", "Users created from events.", "%u", s.new_users);
+    METRIC("dynrec_new_users_capacity", "gauge", "Rows reserved for new users (--max-new-users).", "%u", s.max_new_users);
+    METRIC("dynrec_uptime_seconds", "gauge", "Seconds since start.", "%.3f", dr_now_seconds() - r->t_start);
+#undef METRIC
+    respond(w, resp, 200);
+    resp->content_type = "text/plain; version=0.0.4";
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static int authorized(const dr_routes *r, const char *auth) {
+    static const char prefix[] = "Bearer ";
+    size_t pl = sizeof prefix - 1, n = auth ? strlen(auth) : 0;
+    unsigned diff = n != pl + r->key_len;
+    /* touch every key byte whatever the header: time depends on the key length only */
+    for (size_t k = 0; k < pl + r->key_len; k++) {
+        unsigned char want = k < pl ? (unsigned char)prefix[k] : (unsigned char)r->key[k - pl];
+        unsigned char got = k < n ? (unsigned char)auth[k] : 0;
+        diff |= (unsigned)(want ^ got);
+    }
+    return diff == 0;
+}
+
+/* Splits path into at most 6 segments (pointers into buf); -1 when it does not parse. */
+static int split_path(const char *path, char *buf, size_t cap, char **seg) {
+    size_t n = strlen(path);
+    if (n >= cap || path[0] != '/') return -1;
+    memcpy(buf, path + 1, n);
+    int ns = 0;
+    char *p = buf;
+    for (;;) {
+        if (ns == 6) return -1;
+        seg[ns++] = p;
+        char *sl = strchr(p, '/');
+        if (!sl) break;
+        *sl = 0;
+        p = sl + 1;
+    }
+    if (ns == 1 && !*seg[0]) return 0; /* "/" */
+    for (int k = 0; k < ns; k++)
+        if (!*seg[k]) return -1;
+    return ns;
+}
+
+void dr_routes_reject(dr_routes *r, dr_routes_worker *w, int status, const char *msg,
+                      dr_http_resp *resp) {
+    error_resp(w, resp, status, "%s", msg);
+    count(r, R_OTHER, status, 0);
+}
+
+void dr_routes_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp,
+                     dr_routes_pending **pending) {
+    double t0 = dr_now_seconds();
+    *pending = NULL;
+    int route = R_OTHER;
+    char buf[4 * DR_SRV_ID_MAX + 64], *seg[6];
+    const char *m = rq->method ? rq->method : "";
+    int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
+    int ns = rq->path ? split_path(rq->path, buf, sizeof buf, seg) : -1;
+    /* which route (for metrics and 405) */
+    if (ns == 1 && !strcmp(seg[0], "healthz")) route = R_HEALTH;
+    else if (ns == 1 && !strcmp(seg[0], "metrics")) route = R_METRICS;
+    else if (ns == 2 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "events")) route = R_EVENTS;
+    else if (ns == 4 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "users") && !strcmp(seg[3], "recommendations")) route = R_RECS;
+    else if (ns == 3 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "users")) route = R_USER;
+    else if (ns == 6 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "users") && !strcmp(seg[3], "items") && !strcmp(seg[5], "explanation")) route = R_EXPLAIN;
+    else if (ns == 3 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "items")) route = strcmp(m, "PUT") ? R_ITEM_GET : R_ITEM_PUT;
+
+    if (r->key && !(r->public_read && get) && !authorized(r, rq->auth)) {
+        atomic_fetch_add_explicit(&r->unauthorized, 1, memory_order_relaxed);
+        error_resp(w, resp, 401, "authorization: missing or wrong API key (Authorization: Bearer <key>)");
+        goto done;
+    }
+    if (route == R_OTHER) {
+        error_resp(w, resp, 404, "no such route: %s %.200s", m, rq->path ? rq->path : "");
+        goto done;
+    }
+    const char *want = route == R_EVENTS ? "POST" : route == R_ITEM_PUT ? "PUT" : "GET";
+    if (!(get && !strcmp(want, "GET")) && strcmp(m, want)) {
+        error_resp(w, resp, 405, "method %s not allowed here (use %s)", m, want);
+        goto done;
+    }
+    const char *bad;
+    if ((route == R_RECS || route == R_USER || route == R_EXPLAIN) && (bad = id_problem(seg[2], strlen(seg[2])))) {
+        error_resp(w, resp, 400, "user: %s", bad);
+        goto done;
+    }
+    if ((route == R_ITEM_GET || route == R_ITEM_PUT) && (bad = id_problem(seg[2], strlen(seg[2])))) {
+        error_resp(w, resp, 400, "item: %s", bad);
+        goto done;
+    }
+    if (route == R_EXPLAIN && (bad = id_problem(seg[4], strlen(seg[4])))) {
+        error_resp(w, resp, 400, "item: %s", bad);
+        goto done;
+    }
+    switch (route) {
+    case R_HEALTH:
+        out_reset(w);
+        out(w, "{\"status\":\"ok\"}");
+        respond(w, resp, 200);
+        break;
+    case R_METRICS: metrics_text(r, w, resp); break;
+    case R_EVENTS: *pending = events_start(w, rq, resp, t0); break;
+    case R_RECS: get_recs(r, w, rq, seg[2], resp); break;
+    case R_USER: get_user(r, w, seg[2], resp); break;
+    case R_EXPLAIN: explain_handler(w, seg[2], seg[4], resp); break;
+    case R_ITEM_GET: get_item(r, w, seg[2], resp); break;
+    default: *pending = item_start(w, rq, seg[2], resp, t0); break;
+    }
+done:
+    if (!*pending) count(r, route, resp->status, dr_now_seconds() - t0);
+}
+
+void dr_routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
+    p->async = done != NULL;
+    if (!done) {
+        p->st = p->route == R_EVENTS ? dr_srv_submit(r->srv, p->ev, p->n, &p->ack, &p->err)
+                                     : dr_srv_put_item(r->srv, p->item, p->body, &p->ack, &p->err);
+        return;
+    }
+    p->st = p->route == R_EVENTS ? dr_srv_submit_async(r->srv, p->t, p->ev, p->n, done, ud, &p->err)
+                                 : dr_srv_put_item_async(r->srv, p->t, p->item, p->body, done, ud, &p->err);
+    if (p->st != DR_OK) { /* refused at once: answered like a finished one */
+        p->async = 0;
+        done(ud);
+    }
+}
+
+void dr_routes_finish(dr_routes *r, dr_routes_worker *w, dr_routes_pending *p, dr_http_resp *resp) {
+    if (p->async) p->st = dr_srv_ticket_result(p->t, &p->ack, &p->err);
+    if (p->st != DR_OK) error_resp(w, resp, status_of(p->st), "%s", p->err.msg);
+    else if (p->route == R_EVENTS) events_finish(w, p, resp);
+    else item_finish(r, w, p, resp);
+    count(r, p->route, resp->status, dr_now_seconds() - p->t0);
+    dr_routes_pending_free(p);
+}
+
+void dr_routes_handle(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp) {
+    dr_routes_pending *p = NULL;
+    dr_routes_start(r, w, rq, resp, &p);
+    if (!p) return;
+    dr_routes_submit(r, p, NULL, NULL);
+    dr_routes_finish(r, w, p, resp);
+}

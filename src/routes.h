@@ -1,0 +1,70 @@
+/*
+ * routes.h - HTTP request handling without sockets (internal): routing, authentication, JSON
+ * validation, responses and the Prometheus metrics. http.c feeds it from libmicrohttpd; the
+ * fuzz target (tests/fuzz/fuzz_http.c) feeds it directly. See routes.c and docs/HTTP.md.
+ */
+#ifndef DR_ROUTES_H
+#define DR_ROUTES_H
+
+#include "server.h"
+
+#define DR_HTTP_MAX_BODY_DEFAULT (1u << 20)
+#define DR_HTTP_MAX_EVENTS 10000u   /* events per POST /v1/events */
+#define DR_HTTP_MAX_KEY 256u        /* bytes of an API key */
+
+typedef struct dr_routes_params {
+    const char *api_key;   /* NULL = no authentication */
+    int public_read;       /* with a key: GET requests need none */
+    size_t max_body;       /* bytes; larger bodies get 413 (checked by the caller, http.c) */
+} dr_routes_params;
+
+typedef struct dr_http_req {
+    const char *method;    /* "GET", "POST", ... */
+    const char *path;      /* decoded path without the query, e.g. /v1/users/u1/recommendations */
+    const char *(*arg)(void *ud, const char *name); /* query argument or NULL */
+    void *arg_ud;
+    const char *auth;      /* Authorization header or NULL */
+    const char *body;      /* may hold any bytes; not NUL-terminated */
+    size_t body_len;
+} dr_http_req;
+
+typedef struct dr_http_resp {
+    int status;
+    const char *content_type;
+    const char *body;      /* into the worker; valid until its next request */
+    size_t len;
+} dr_http_resp;
+
+typedef struct dr_routes dr_routes;
+typedef struct dr_routes_worker dr_routes_worker;
+
+dr_status dr_routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **out, dr_error *err);
+void dr_routes_free(dr_routes *r);
+dr_status dr_routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error *err);
+void dr_routes_worker_free(dr_routes_worker *w);
+
+/* Handles one request; always fills resp (4xx/5xx with {"error": "..."} on bad input).
+ * Blocks in write requests until their group commit is done. */
+void dr_routes_handle(dr_routes *r, dr_routes_worker *w, const dr_http_req *req,
+                      dr_http_resp *resp);
+
+/* The same in three steps, so that a write request does not hold a thread while it waits:
+ * start validates; for a valid write request it sets *pending (resp is not filled) and the
+ * body bytes of req are no longer needed; submit queues it (done(ud) is called on the writer
+ * thread when it is durable and applied, or at once when refused; done = NULL waits instead);
+ * finish fills resp (any worker) and frees pending. Without *pending, resp is the answer. */
+typedef struct dr_routes_pending dr_routes_pending;
+void dr_routes_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *req,
+                     dr_http_resp *resp, dr_routes_pending **pending);
+void dr_routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud);
+void dr_routes_finish(dr_routes *r, dr_routes_worker *w, dr_routes_pending *p,
+                      dr_http_resp *resp);
+/* Frees a pending request without answering it (after done was called); NULL is a no-op. */
+void dr_routes_pending_free(dr_routes_pending *p);
+/* A response the caller produced itself (413 before the body was read): fills resp with the
+ * JSON error and counts it in the metrics. */
+void dr_routes_reject(dr_routes *r, dr_routes_worker *w, int status, const char *msg,
+                      dr_http_resp *resp);
+size_t dr_routes_max_body(const dr_routes *r);
+
+#endif /* DR_ROUTES_H */

@@ -1,0 +1,418 @@
+/* test_server.c - the serving core without sockets: events reach the adapter, unknown users
+ * get popular-now items, new items take reserved rows, capacity is enforced, a restart (from a
+ * snapshot + the log, or from the log alone) gives the same answers bit for bit, and many
+ * writers and readers at once lose nothing (run under `make tsan`). Also the HTTP routes:
+ * status codes and error messages for bad input. */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "routes.h"
+#include "server.h"
+
+/* A small BPR-MF checkpoint trained on synthetic data, loaded back (ids + histories). */
+static dr_model *make_model(const char *dir) {
+    dr_synth_params sp = dr_synth_default_params();
+    sp.n_users = 120;
+    sp.n_items = 90;
+    sp.n_events = 4000;
+    sp.seed = 5;
+    dr_dataset *ds = NULL;
+    assert_ok(dr_synth_generate(&sp, &ds, &e_));
+    dr_split *split = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &split, &e_));
+    dr_model_params mp = dr_model_default_params();
+    mp.name = "mf";
+    mp.dim = 8;
+    mp.epochs = 8;
+    mp.threads = 1;
+    dr_model *m = NULL;
+    assert_ok(dr_model_fit(ds, split, &mp, &m, &e_));
+    char path[512];
+    snprintf(path, sizeof path, "%s/m.drm", dir);
+    assert_ok(dr_model_save(m, ds, split, path, &e_));
+    dr_model_free(m);
+    dr_split_free(split);
+    dr_dataset_free(ds);
+    assert_ok(dr_model_load(path, &m, &e_));
+    return m;
+}
+
+static dr_srv_params params(const char *dir) {
+    static char state[600];
+    snprintf(state, sizeof state, "%s/state", dir);
+    dr_srv_params p = dr_srv_default_params();
+    p.data_dir = state;
+    p.durable = 0;
+    p.max_new_items = 20;
+    p.max_new_users = 200;
+    p.snapshot_every = 0;
+    p.adapter.g_batch = 8;
+    p.adapter.window.capacity = 64;
+    return p;
+}
+
+typedef struct answer {
+    uint32_t n;
+    uint32_t items[20];
+    float scores[20];
+    int popular;
+} answer;
+
+static void ask(dr_srv *s, dr_srv_worker *w, const char *user, answer *a) {
+    dr_srv_recs r;
+    assert_ok(dr_srv_recommend(s, w, user, 20, &r, &e_));
+    a->n = r.n;
+    a->popular = r.popular;
+    memcpy(a->items, r.items, r.n * sizeof *a->items);
+    memcpy(a->scores, r.scores, r.n * sizeof *a->scores);
+}
+
+static void post(dr_srv *s, const char *user, const char *item, int64_t t) {
+    dr_srv_event ev = {user, item, t, 1};
+    assert_ok(dr_srv_submit(s, &ev, 1, NULL, &e_));
+}
+
+static const char *users_asked[] = {"u3", "u7", "new-a", "new-b", "nobody"};
+#define N_ASKED 5
+
+static void ask_all(dr_srv *s, answer *out) {
+    dr_srv_worker *w = NULL;
+    assert_ok(dr_srv_worker_create(s, &w, &e_));
+    for (int k = 0; k < N_ASKED; k++) ask(s, w, users_asked[k], &out[k]);
+    dr_srv_worker_free(w);
+}
+
+static void feed(dr_srv *s, int from, int to) {
+    char u[32], it[32];
+    for (int k = from; k < to; k++) {
+        snprintf(u, sizeof u, k % 3 ? "u%d" : "new-%c", k % 3 ? k % 40 : 'a' + k % 2);
+        snprintf(it, sizeof it, k % 11 == 0 ? "fresh-%d" : "i%d", k % 11 == 0 ? k % 4 : (k * 7) % 90);
+        post(s, u, it, 1000 + k);
+    }
+}
+
+static void test_events_popular_and_new_items(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    dr_srv *s = NULL;
+    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    dr_srv_worker *w = NULL;
+    assert_ok(dr_srv_worker_create(s, &w, &e_));
+    answer a;
+    ask(s, w, "nobody", &a);
+    assert_true(a.popular);
+    assert_int_equal(a.n, 20);
+    /* 30 events on a new item: it is created cold and tops popular-now */
+    for (int k = 0; k < 30; k++) {
+        char u[16];
+        snprintf(u, sizeof u, "u%d", k);
+        post(s, u, "brand-new", 500 + k);
+    }
+    ask(s, w, "nobody", &a);
+    uint32_t bn = dr_srv_find_item(s, "brand-new");
+    assert_int_equal(bn, dr_model_n_items(m)); /* the first reserved row */
+    assert_int_equal(a.items[0], bn);
+    assert_true(a.scores[0] == 30.0f);
+    /* a user who took it does not get it again; another user can */
+    ask(s, w, "u0", &a);
+    assert_false(a.popular);
+    uint64_t a0 = dr_alloc_count(); /* the read path allocates nothing after warm-up */
+    for (int k = 0; k < 10; k++) ask(s, w, k % 2 ? "u0" : "nobody", &a);
+    assert_int_equal(dr_alloc_count() - a0, 0);
+    for (uint32_t j = 0; j < a.n; j++) assert_int_not_equal(a.items[j], bn);
+    uint32_t h, ev;
+    assert_true(dr_srv_user_info(s, "u0", &h, &ev));
+    assert_int_equal(ev, 1);
+    assert_false(dr_srv_user_info(s, "nobody", &h, &ev));
+    /* capacity: 20 new items; a request needing 2 more than are left is refused whole */
+    dr_srv_event evs[25];
+    char names[25][16];
+    for (int k = 0; k < 19; k++) {
+        snprintf(names[k], 16, "cap-%d", k);
+        evs[k] = (dr_srv_event){"u1", names[k], 900, 1};
+    }
+    dr_srv_stats s0, s1;
+    dr_srv_get_stats(s, &s0);
+    snprintf(names[19], 16, "cap-19");
+    evs[19] = (dr_srv_event){"u1", names[19], 900, 1};
+    dr_error e = {0};
+    assert_int_equal(dr_srv_submit(s, evs, 20, NULL, &e), DR_LIMIT);
+    assert_non_null(strstr(e.msg, "--max-new-items"));
+    dr_srv_get_stats(s, &s1);
+    assert_int_equal(s1.events_total, s0.events_total); /* nothing logged */
+    assert_ok(dr_srv_submit(s, evs, 19, NULL, &e_));    /* exactly fills the rows */
+    dr_srv_get_stats(s, &s1);
+    assert_int_equal(s1.new_items, 20);
+    assert_int_equal(s1.events_total, s0.events_total + 19);
+    /* an item PUT then recommended by name; a repeated key costs one row */
+    assert_ok(dr_srv_put_item(s, "cap-3", "{\"title\":\"Three\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    const char *title, *body;
+    dr_srv_item_meta(s, dr_srv_find_item(s, "cap-3"), &title, &body);
+    assert_string_equal(title, "Three");
+    assert_int_equal(dr_srv_recommend(s, w, "u1", 0, &(dr_srv_recs){0}, NULL), DR_RANGE);
+    dr_srv_worker_free(w);
+    dr_srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+static int same(const answer *a, const answer *b) {
+    return a->n == b->n && a->popular == b->popular &&
+           !memcmp(a->items, b->items, a->n * sizeof *a->items) &&
+           !memcmp(a->scores, b->scores, a->n * sizeof *a->scores);
+}
+
+/* Same answers after a restart from snapshot + log, and from the log alone. */
+static void test_restart_same_state(void **st) {
+    (void)st;
+    char dir[256], cmd[1024];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    p.snapshot_every = 50; /* snapshots in the middle of the stream */
+    p.final_snapshot = 0;  /* so the restart has a log tail to replay */
+    dr_srv *s = NULL;
+    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    feed(s, 0, 130);
+    assert_ok(dr_srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    feed(s, 130, 175);
+    answer before[N_ASKED], after[N_ASKED], replayed[N_ASKED];
+    ask_all(s, before);
+    dr_srv_stats st0;
+    dr_srv_get_stats(s, &st0);
+    assert_true(st0.snapshots >= 3);
+    dr_srv_close(s);
+
+    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    dr_srv_stats st1;
+    dr_srv_get_stats(s, &st1);
+    assert_int_equal(st1.events_total, 175);
+    assert_true(st1.recovered_events > 0 && st1.recovered_events < 175); /* a snapshot was used */
+    ask_all(s, after);
+    dr_srv_close(s);
+    for (int k = 0; k < N_ASKED; k++) assert_true(same(&before[k], &after[k]));
+
+    /* without snapshots: the whole log is replayed into a fresh adapter */
+    snprintf(cmd, sizeof cmd, "rm -f '%s'/state/adapter-*.state", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    dr_srv_get_stats(s, &st1);
+    assert_int_equal(st1.recovered_events, 175);
+    ask_all(s, replayed);
+    dr_srv_close(s);
+    for (int k = 0; k < N_ASKED; k++) assert_true(same(&before[k], &replayed[k]));
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+/* ---- concurrency: writers and readers at once */
+
+typedef struct conc {
+    dr_srv *s;
+    int id;
+    _Atomic int *stop;
+    uint64_t answered;
+} conc;
+
+#define WRITERS 4
+#define PER_WRITER 60
+
+static void *writer_thread(void *arg) {
+    conc *c = arg;
+    dr_srv_event ev[3];
+    char u[3][32], it[3][32];
+    for (int k = 0; k < PER_WRITER;) {
+        int n = 1 + k % 3;
+        if (k + n > PER_WRITER) n = PER_WRITER - k;
+        for (int j = 0; j < n; j++) {
+            snprintf(u[j], 32, "w%d-%d", c->id, (k + j) % 7);
+            snprintf(it[j], 32, (k + j) % 13 ? "i%d" : "new-%d", (k + j) % 13 ? (k + j) % 90 : c->id);
+            ev[j] = (dr_srv_event){u[j], it[j], 0, 0};
+        }
+        dr_error e = {0};
+        if (dr_srv_submit(c->s, ev, (size_t)n, NULL, &e) != DR_OK) return (void *)1;
+        k += n;
+    }
+    return NULL;
+}
+
+static void *reader_thread(void *arg) {
+    conc *c = arg;
+    dr_srv_worker *w = NULL;
+    if (dr_srv_worker_create(c->s, &w, NULL) != DR_OK) return (void *)1;
+    const char *who[] = {"u1", "w0-1", "w1-2", "unknown-user", "u5"};
+    while (!atomic_load(c->stop)) {
+        for (int k = 0; k < 5; k++) {
+            dr_srv_recs r;
+            if (dr_srv_recommend(c->s, w, who[k], 10, &r, NULL) != DR_OK) {
+                dr_srv_worker_free(w);
+                return (void *)1;
+            }
+            for (uint32_t j = 0; j < r.n; j++) (void)dr_srv_item_name(c->s, r.items[j]);
+            c->answered++;
+        }
+        dr_srv_stats st;
+        dr_srv_get_stats(c->s, &st);
+    }
+    dr_srv_worker_free(w);
+    return NULL;
+}
+
+static void test_concurrent_writers_and_readers(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    p.snapshot_every = 64;
+    dr_srv *s = NULL;
+    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    _Atomic int stop = 0;
+    pthread_t wt[WRITERS], rt[2];
+    conc wc[WRITERS], rc[2];
+    for (int k = 0; k < 2; k++) {
+        rc[k] = (conc){s, k, &stop, 0};
+        assert_int_equal(pthread_create(&rt[k], NULL, reader_thread, &rc[k]), 0);
+    }
+    for (int k = 0; k < WRITERS; k++) {
+        wc[k] = (conc){s, k, &stop, 0};
+        assert_int_equal(pthread_create(&wt[k], NULL, writer_thread, &wc[k]), 0);
+    }
+    for (int k = 0; k < WRITERS; k++) {
+        void *r;
+        pthread_join(wt[k], &r);
+        assert_null(r);
+    }
+    atomic_store(&stop, 1);
+    for (int k = 0; k < 2; k++) {
+        void *r;
+        pthread_join(rt[k], &r);
+        assert_null(r);
+        assert_true(rc[k].answered > 0);
+    }
+    dr_srv_stats sa;
+    dr_srv_get_stats(s, &sa);
+    assert_int_equal(sa.events_total, WRITERS * PER_WRITER);
+    assert_true(sa.commits <= WRITERS * PER_WRITER); /* requests may share a commit */
+    uint32_t h, ev, total = 0;
+    for (int k = 0; k < WRITERS; k++)
+        for (int j = 0; j < 7; j++) {
+            char u[32];
+            snprintf(u, sizeof u, "w%d-%d", k, j);
+            assert_true(dr_srv_user_info(s, u, &h, &ev));
+            total += ev;
+        }
+    assert_int_equal(total, WRITERS * PER_WRITER);
+    dr_srv_close(s);
+    /* everything acknowledged is there after a restart */
+    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    dr_srv_get_stats(s, &sa);
+    assert_int_equal(sa.events_total, WRITERS * PER_WRITER);
+    dr_srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+/* ---- routes */
+
+static const char *no_args(void *ud, const char *name) {
+    (void)ud;
+    (void)name;
+    return NULL;
+}
+
+static const char *k_arg(void *ud, const char *name) { return !strcmp(name, "k") ? ud : NULL; }
+
+static int call(dr_routes *r, dr_routes_worker *w, const char *method, const char *path,
+                const char *auth, const char *body, const char *k, dr_http_resp *resp) {
+    dr_http_req rq = {method, path, k ? k_arg : no_args, (void *)k, auth, body, body ? strlen(body) : 0};
+    dr_routes_handle(r, w, &rq, resp);
+    return resp->status;
+}
+
+#define EXPECT(code, needle, ...)                                                  \
+    do {                                                                           \
+        dr_http_resp rs_;                                                          \
+        int c_ = call(r, w, __VA_ARGS__, &rs_);                                    \
+        if (c_ != (code) || !strstr(rs_.body, needle))                             \
+            fail_msg("got %d %.*s, want %d with '%s'", c_, (int)rs_.len, rs_.body, \
+                     code, needle);                                                \
+    } while (0)
+
+static void test_routes(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    dr_srv *s = NULL;
+    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    dr_routes_params rp = {"sekret", 1, 4096};
+    dr_routes *r = NULL;
+    dr_routes_worker *w = NULL;
+    assert_ok(dr_routes_create(s, &rp, &r, &e_));
+    assert_ok(dr_routes_worker_create(r, &w, &e_));
+    const char *ok = "Bearer sekret";
+    EXPECT(200, "\"ok\"", "GET", "/healthz", NULL, NULL, NULL);
+    EXPECT(401, "API key", "POST", "/v1/events", NULL, "{}", NULL);
+    EXPECT(401, "API key", "POST", "/v1/events", "Bearer sekreT", "{}", NULL);
+    EXPECT(401, "API key", "POST", "/v1/events", "Bearer sekret2", "{}", NULL);
+    EXPECT(404, "no such route", "GET", "/v2/x", NULL, NULL, NULL);
+    EXPECT(404, "no such route", "GET", "/v1//recommendations", NULL, NULL, NULL);
+    EXPECT(405, "not allowed", "GET", "/v1/events", ok, NULL, NULL);
+    EXPECT(400, "invalid JSON", "POST", "/v1/events", ok, "{\"user\":", NULL);
+    EXPECT(400, "body: empty", "POST", "/v1/events", ok, "", NULL);
+    EXPECT(400, "event.user: missing", "POST", "/v1/events", ok, "{\"item\":\"i1\"}", NULL);
+    EXPECT(400, "event.item: expected a string", "POST", "/v1/events", ok, "{\"user\":\"u1\",\"item\":3}", NULL);
+    EXPECT(400, "events[1].time: expected an integer", "POST", "/v1/events", ok,
+           "{\"events\":[{\"user\":\"u1\",\"item\":\"i1\"},{\"user\":\"u1\",\"item\":\"i1\",\"time\":1.5}]}", NULL);
+    EXPECT(400, "invalid JSON", "POST", "/v1/events", ok, "{\"user\":\"\xff\",\"item\":\"i1\"}", NULL);
+    EXPECT(400, "control character", "POST", "/v1/events", ok, "{\"user\":\"a\\u0001\",\"item\":\"i1\"}", NULL);
+    EXPECT(400, "events: empty batch", "POST", "/v1/events", ok, "[]", NULL);
+    EXPECT(200, "\"accepted\":2", "POST", "/v1/events", ok,
+           "[{\"user\":\"u1\",\"item\":\"i2\",\"time\":10},{\"user\":\"zz\",\"item\":\"i3\"}]", NULL);
+    EXPECT(200, "\"events\":1", "GET", "/v1/users/zz", NULL, NULL, NULL);
+    EXPECT(404, "unknown", "GET", "/v1/users/qq", NULL, NULL, NULL);
+    EXPECT(400, "k: must be", "GET", "/v1/users/u1/recommendations", NULL, NULL, "1000000");
+    EXPECT(400, "k: must be", "GET", "/v1/users/u1/recommendations", NULL, NULL, "-3");
+    EXPECT(200, "\"source\":\"adapter\"", "GET", "/v1/users/u1/recommendations", NULL, NULL, "5");
+    EXPECT(200, "\"source\":\"popular\"", "GET", "/v1/users/nobody/recommendations", NULL, NULL, NULL);
+    EXPECT(400, "user: invalid UTF-8", "GET", "/v1/users/\xc3/recommendations", NULL, NULL, NULL);
+    EXPECT(501, "explanations are not built", "GET", "/v1/users/u1/items/i3/explanation", NULL, NULL, NULL);
+    EXPECT(400, "features.img[1]: expected a finite number", "PUT", "/v1/items/n1", ok,
+           "{\"features\":{\"img\":[1,\"NaN\"]}}", NULL);
+    EXPECT(400, "unknown field", "PUT", "/v1/items/n1", ok, "{\"titel\":\"x\"}", NULL);
+    EXPECT(400, "title: expected a string", "PUT", "/v1/items/n1", ok, "{\"title\":[1]}", NULL);
+    EXPECT(201, "\"created\":true", "PUT", "/v1/items/n1", ok,
+           "{\"title\":\"N1\",\"attributes\":{\"genre\":\"Drama\"},\"features\":{\"img\":[0.5,1]}}", NULL);
+    EXPECT(200, "\"created\":false", "PUT", "/v1/items/n1", ok, "{\"title\":\"N1b\"}", NULL);
+    EXPECT(200, "\"title\":\"N1b\"", "GET", "/v1/items/n1", NULL, NULL, NULL);
+    uint64_t a0 = dr_alloc_count(); /* GET recommendations: no allocation after warm-up */
+    for (int k = 0; k < 5; k++) EXPECT(200, "\"items\":[{", "GET", "/v1/users/u1/recommendations", NULL, NULL, "5");
+    assert_int_equal(dr_alloc_count() - a0, 0);
+    EXPECT(200, "dynrec_events_total 2", "GET", "/metrics", NULL, NULL, NULL);
+    EXPECT(200, "dynrec_http_unauthorized_total 3", "GET", "/metrics", NULL, NULL, NULL);
+    dr_http_resp rs;
+    dr_routes_reject(r, w, 413, "body: larger than 4096 bytes", &rs);
+    assert_int_equal(rs.status, 413);
+    dr_routes_worker_free(w);
+    dr_routes_free(r);
+    dr_srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_events_popular_and_new_items),
+        cmocka_unit_test(test_restart_same_state),
+        cmocka_unit_test(test_concurrent_writers_and_readers),
+        cmocka_unit_test(test_routes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
