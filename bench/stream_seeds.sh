@@ -36,7 +36,7 @@ jq -s -r '
     | (if length > 1 then (map((f - $m) * (f - $m)) | add / (length - 1) | sqrt) else 0 end) as $sd
     | "\($m * 10000 | round / 10000) ± \($sd * 10000 | round / 10000)";
   def cols: [.[0].stream | keys[] | select(. == "frozen" or . == "adapter" or . == "retrain")];
-  "seeds \(length), \(.[0].n_events) scored events",
+  "seeds \(length), \(.[0].n_events) events replayed, \(.[0].n_scored) scored",
   (cols[] as $c | "overall \($c): Hit@10 \(ms(.stream[$c]["hit@10"]))  NDCG@10 \(ms(.stream[$c]["ndcg@10"]))"),
   (cols[] as $c | select($c != "retrain" or (.[0].stream.cold.retrain != null))
      | "cold \($c): Hit@10 \(ms(.stream.cold[$c]["hit@10"]))  NDCG@10 \(ms(.stream.cold[$c]["ndcg@10"]))"),
