@@ -252,8 +252,9 @@ static int cmd_stats(int argc, char **argv) {
 
 static const char *train_help_head =
     "usage: dynrec train --model sasrec|mf --data PATH --out model.drm [options]\n"
-    "  --protocol loo|stream  train on P-LOO training prefixes (default; validation targets\n"
-    "                       drive early stopping) or on P-STREAM's pre-T0 interactions\n"
+    "  --protocol loo|stream|given  train on P-LOO training prefixes (default; validation\n"
+    "                       targets drive early stopping), on P-STREAM's pre-T0 interactions,\n"
+    "                       or on the source's own train split (given, P-MODAL)\n"
     "  --out FILE           checkpoint to write (.drm, docs/FORMATS.md)\n";
 
 static int cmd_train(int argc, char **argv) {
@@ -284,7 +285,10 @@ static int cmd_train(int argc, char **argv) {
     dr_split_kind kind;
     if (!strcmp(protocol, "loo")) kind = DR_SPLIT_LOO;
     else if (!strcmp(protocol, "stream")) kind = DR_SPLIT_T0;
-    else return usage_error("train: unknown --protocol '%s' (loo, stream)", protocol);
+    else if (!strcmp(protocol, "given") || !strcmp(protocol, "modal")) kind = DR_SPLIT_GIVEN;
+    else return usage_error("train: unknown --protocol '%s' (loo, stream, given)", protocol);
+    char mods[512];
+    default_modalities(&l, &mo, mods, sizeof mods);
     dr_dataset *ds = NULL;
     int rc = load(&l, &ds);
     if (rc) return rc;
@@ -498,6 +502,9 @@ static int cmd_eval(int argc, char **argv) {
         if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], "stream")) ||
             !strcmp(argv[k], "--protocol=stream"))
             return cmd_eval_stream(argc, argv);
+        else if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], "modal")) ||
+                 !strcmp(argv[k], "--protocol=modal"))
+            return cmd_eval_modal(argc, argv);
     load_opts l = {0};
     l.p = dr_load_default_params();
     model_opts mo = {dr_model_default_params(), NULL};

@@ -633,6 +633,36 @@ fail:
     return s;
 }
 
+dr_status dr_dataset_add_features(dr_dataset *ds, const char *name, const char *path,
+                                  size_t max_bytes, dr_error *err) {
+    if (!ds || !name || !path) return dr_fail(err, DR_ARG, "features: NULL argument");
+    if (!*name || strlen(name) >= sizeof ds->mod[0].name)
+        return dr_fail(err, DR_ARG, "%s: modality name '%s' is empty or too long", path, name);
+    dr_npy a = {0};
+    dr_status s = dr_npy_read(path, max_bytes ? max_bytes : dr_load_default_params().max_file,
+                              &a, err);
+    if (s != DR_OK) return s;
+    int old = -1;
+    for (int m = 0; m < ds->n_mod; m++)
+        if (strcmp(ds->mod[m].name, name) == 0) old = m;
+    dr_modality keep = old >= 0 ? ds->mod[old] : (dr_modality){{0}, 0, NULL, NULL};
+    if (old >= 0) { /* replaced: take it out while the new one is added */
+        ds->mod[old] = ds->mod[ds->n_mod - 1];
+        ds->n_mod--;
+    }
+    s = tiktok_modality(ds, &a, path, name, err);
+    if (old >= 0) {
+        if (s == DR_OK) {
+            dr_free(keep.x);
+            dr_free(keep.present);
+        } else { /* failed: the dataset keeps the old one */
+            ds->mod[ds->n_mod++] = keep;
+        }
+    }
+    dr_npy_free(&a);
+    return s;
+}
+
 dr_status dr_load_tiktok(const char *dir, const dr_load_params *p, dr_dataset **out,
                          dr_error *err) {
     static const char *const files[] = {"train.tsv", "valid.tsv", "test.tsv"};

@@ -56,6 +56,33 @@ static int find_modality(const dr_dataset *ds, const char *name) {
     return -1;
 }
 
+dr_status dr_fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mask,
+                           dr_error *err) {
+    *mask = 0;
+    if (!spec || !*spec || strcmp(spec, "none") == 0) return DR_OK;
+    if (strcmp(spec, "all") == 0) {
+        *mask = ds->n_mod >= 32 ? UINT32_MAX : (1u << ds->n_mod) - 1;
+        return DR_OK;
+    }
+    char have[256] = "";
+    for (int m = 0; m < ds->n_mod; m++)
+        snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", m ? "," : "",
+                 ds->mod[m].name);
+    for (const char *a = spec; *a;) {
+        const char *c = strchr(a, ',');
+        size_t n = c ? (size_t)(c - a) : strlen(a);
+        int found = -1;
+        for (int m = 0; m < ds->n_mod; m++)
+            if (strlen(ds->mod[m].name) == n && memcmp(ds->mod[m].name, a, n) == 0) found = m;
+        if (found < 0)
+            return dr_fail(err, DR_ARG, "modalities: dataset '%s' has no modality '%.*s' (it "
+                           "has: %s)", ds->name, (int)DR_MIN(n, 64), a, *have ? have : "none");
+        *mask |= 1u << found;
+        a += n + (c ? 1 : 0);
+    }
+    return DR_OK;
+}
+
 dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,
                          float init_std, uint64_t seed, dr_error *err) {
     dr_status st;

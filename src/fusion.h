@@ -21,6 +21,14 @@ typedef enum { DR_IMPUTE_GATE = 0, DR_IMPUTE_MEAN = 1 } dr_impute;
 dr_status dr_impute_parse(const char *s, dr_impute *out, dr_error *err);
 const char *dr_impute_name(dr_impute m);
 
+/*
+ * The modality mask for a selection spec over ds's modalities: NULL, "" or "none" -> 0 (ids
+ * only); "all" -> every modality; otherwise comma-separated names ("visual,audio"). An unknown
+ * name is DR_ARG naming it and the modalities the dataset has.
+ */
+dr_status dr_fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mask,
+                           dr_error *err);
+
 typedef struct dr_fusion {
     uint32_t d;                         /* latent size */
     uint32_t n_mod;                     /* modalities fused (0 = id-only) */

@@ -550,6 +550,11 @@ dr_mf_params dr_mf_params_from_model(const dr_model_params *mp) {
     if (mp->lr > 0) p.lr = mp->lr;
     if (mp->l2 >= 0) p.l2 = mp->l2;
     if (mp->optimizer && strcmp(mp->optimizer, "adam") == 0) p.optimizer = DR_MF_ADAM;
+    if (mp->modality_dropout >= 0) p.modality_dropout = mp->modality_dropout;
+    if (mp->impute && strcmp(mp->impute, "mean") == 0) p.impute = DR_IMPUTE_MEAN;
+    if (mp->id_dropout >= 0) p.id_dropout = mp->id_dropout;
+    if (mp->fusion_lr > 0) p.fusion_lr = mp->fusion_lr;
+    if (mp->fusion_l2 >= 0) p.fusion_l2 = mp->fusion_l2;
     return p;
 }
 
@@ -558,8 +563,12 @@ static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_mo
     if (mp && mp->optimizer && strcmp(mp->optimizer, "adam") && strcmp(mp->optimizer, "sgd"))
         return dr_fail(err, DR_ARG, "mf: unknown optimizer '%s' (sgd, adam)", mp->optimizer);
     dr_mf_params p = dr_mf_params_from_model(mp);
+    dr_impute imp;
+    if (mp && mp->impute && dr_impute_parse(mp->impute, &imp, err) != DR_OK) return DR_ARG;
+    dr_status st = dr_fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
+    if (st != DR_OK) return st;
     mf_state *s = NULL;
-    dr_status st = mf_train(ds, sp, &p, &s, err);
+    st = mf_train(ds, sp, &p, &s, err);
     if (st == DR_OK) *state = s;
     return st;
 }
@@ -671,7 +680,7 @@ const dr_fusion *dr_mf_get_fusion(const dr_model *m, const float **item_id) {
 }
 
 dr_status dr_mf_attach_fusion(dr_model *m, const dr_fusion *f, const float *item_id,
-                              dr_error *err) {
+                              dr_impute impute, dr_error *err) {
     if (!m || !f || !item_id || !f->w || !f->stats)
         return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: NULL argument");
     if (m->vt != &dr_mf_vt)
@@ -713,7 +722,13 @@ dr_status dr_mf_attach_fusion(dr_model *m, const dr_fusion *f, const float *item
     s->item_id = eid;
     s->fused = z;
     s->item = z;
+    s->params.impute = impute == DR_IMPUTE_MEAN ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE;
     return DR_OK;
+}
+
+dr_impute dr_mf_get_impute(const dr_model *m) {
+    if (!m || m->vt != &dr_mf_vt) return DR_IMPUTE_GATE;
+    return ((const mf_state *)m->state)->params.impute;
 }
 
 const uint8_t *dr_mf_cold_items(const dr_model *m) {

@@ -820,6 +820,9 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
                         void **state, dr_error *err) {
     if (mp && mp->loss && strcmp(mp->loss, "ce") != 0 && strcmp(mp->loss, "bce") != 0)
         return dr_fail(err, DR_ARG, "sasrec: unknown loss '%s' (ce, bce)", mp->loss);
+    if (mp && mp->modalities && *mp->modalities && strcmp(mp->modalities, "none") != 0)
+        return dr_fail(err, DR_UNSUPPORTED, "sasrec: multimodal fusion is implemented for mf "
+                       "only (modalities '%s')", mp->modalities);
     dr_sasrec_params p = dr_sasrec_params_from_model(mp);
     dr_sasrec *m = NULL;
     dr_status st = dr_sasrec_fit(ds, sp, &p, &m, err);

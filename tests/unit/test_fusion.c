@@ -309,8 +309,8 @@ static void test_cold_items_and_refuse(void **state) {
      * to the same bytes */
     dr_model *vm = NULL;
     assert_int_equal(dr_mf_from_view(&v, &vm, &e), DR_OK);
-    assert_int_equal(dr_mf_attach_fusion(vm, f, eid, &e), DR_OK);
-    assert_int_equal(dr_mf_attach_fusion(vm, f, eid, &e), DR_ARG);
+    assert_int_equal(dr_mf_attach_fusion(vm, f, eid, DR_IMPUTE_GATE, &e), DR_OK);
+    assert_int_equal(dr_mf_attach_fusion(vm, f, eid, DR_IMPUTE_GATE, &e), DR_ARG);
     assert_int_equal(dr_mf_refuse(vm, ds, over, DR_IMPUTE_MEAN, &e), DR_OK);
     assert_int_equal(dr_mf_refuse(m, ds, over, DR_IMPUTE_MEAN, &e), DR_OK);
     dr_mf_view vv;
