@@ -11,8 +11,9 @@
 static const char *modal_help =
     "usage: dynrec eval --protocol modal --data DIR --model mf|FILE [--drop NAME=P,...]\n"
     "                   [--impute gate|mean] [--sweep] [--valid] [--json]\n"
-    "  P-MODAL: the source's own split (train / valid / test), full ranking, Recall@20,\n"
-    "  NDCG@20 and Hit@10. A model name is trained here (e.g. --model mf --modalities all).\n"
+    "  P-MODAL: the source's own split (train / valid / test; P-LOO's when the data has none),\n"
+    "  full ranking, Recall@20, NDCG@20 and Hit@10, and the same on cold items (no training\n"
+    "  event) when there are any. A model name is trained here (--model mf --modalities all).\n"
     "  --drop NAME=P,...    remove modality NAME for a fraction P of the items (uniform, seed 42)\n"
     "  --impute gate|mean   a removed feature closes its gate (gate, default) or is replaced\n"
     "                       by the modality mean (mean imputation baseline)\n"
@@ -124,7 +125,10 @@ int cmd_eval_modal(int argc, char **argv) {
     dr_model *m = NULL;
     dr_modal_sweep *sw = NULL;
     dr_eval_result res;
-    dr_status s = dr_split_create(ds, DR_SPLIT_GIVEN, &sp, &e);
+    dr_dataset_stats stats;
+    dr_dataset_get_stats(ds, &stats); /* the source's split when it has one, else P-LOO's */
+    dr_status s = dr_split_create(ds, stats.has_given_split ? DR_SPLIT_GIVEN : DR_SPLIT_LOO,
+                                  &sp, &e);
     if (s != DR_OK) {
         rc = die(s, &e);
         goto done;

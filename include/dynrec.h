@@ -169,8 +169,9 @@ dr_status dr_dataset_modality(const dr_dataset *ds, int m, const char **name, ui
 
 /*
  * Adds modality `name` (or replaces the one of that name) from a .npy matrix (float16/32/64,
- * C order, at most max_bytes; 0 = the loader's default cap): row r holds the features of the
- * item whose external id is the number r (the TikTok/MMSSL convention). A row that is all
+ * C order, at most max_bytes; 0 = the loader's default cap): when every item id is a number,
+ * row r holds the features of the item whose id is r (the TikTok/MMSSL convention); otherwise
+ * the file has one row per item in dense order (as `dr_dataset_save` writes). A row that is all
  * zero or holds a NaN marks the item's feature missing; an infinity, or an item of the
  * interactions with no row, is DR_FORMAT naming the file. Items with ids that are not row
  * numbers and no interactions are left missing.

@@ -9,7 +9,10 @@
 
 #include <math.h>
 
+#include <unistd.h>
+
 #include "dataset.h"
+#include "format.h"
 #include "fusion.h"
 #include "mf.h"
 #include "model.h"
@@ -286,6 +289,15 @@ static void test_cold_items_and_refuse(void **state) {
         assert_true(nz > 0); /* carried by its features */
     }
     assert_true(n_cold >= ds->n_items / 8);
+    /* the harness reports the cold items: same count, metrics over users with cold targets,
+     * features carry them above chance */
+    dr_eval_params ep = dr_eval_default_params();
+    ep.threads = 1;
+    dr_eval_result er;
+    assert_int_equal(dr_eval_split(ds, sp, m, &ep, &er, &e), DR_OK);
+    assert_int_equal(er.n_cold_items, n_cold);
+    assert_true(er.n_cold_users > 0 && er.n_cold_users <= er.n_users);
+    assert_true(er.cold20.recall > 0.0 && er.cold20.recall <= 1.0);
     /* same seed -> same bytes, modality dropout included */
     assert_int_equal(dr_mf_fit(ds, sp, &p, &m2, &e), DR_OK);
     dr_mf_view v2;
@@ -354,6 +366,143 @@ static void test_drop_mask(void **state) {
     assert_int_equal(dr_impute_parse("zero", &im, &e), DR_ARG);
 }
 
+/* ---------------------------------------------------------------- checkpoints and P-MODAL */
+
+/* Copies checkpoint src to dst, leaving out section `drop`, shortening section `shrink` by one
+ * element (first dimension), and setting metadata key to value (NULL: unchanged). */
+static void rewrite(const char *src, const char *dst, const char *drop, const char *shrink,
+                    const char *key, const char *value) {
+    dr_ckpt *c = NULL;
+    dr_ckpt_writer *w = NULL;
+    dr_error e = {0};
+    assert_int_equal(dr_ckpt_open(src, &c, &e), DR_OK);
+    assert_int_equal(dr_ckpt_writer_create(&w, &e), DR_OK);
+    for (size_t k = 0; k < dr_ckpt_n_meta(c); k++) {
+        const char *mk, *mv;
+        dr_ckpt_meta_at(c, k, &mk, &mv);
+        if (key && strcmp(mk, key) == 0) mv = value;
+        assert_int_equal(dr_ckpt_add_meta(w, mk, mv, &e), DR_OK);
+    }
+    for (uint32_t k = 0; k < dr_ckpt_n_sections(c); k++) {
+        const dr_ckpt_section *sec = dr_ckpt_section_at(c, k);
+        if (sec->name[0] == '.' || (drop && strcmp(sec->name, drop) == 0)) continue;
+        uint64_t shape[DR_CKPT_MAX_RANK];
+        memcpy(shape, sec->shape, sizeof shape);
+        if (shrink && strcmp(sec->name, shrink) == 0) shape[0]--;
+        assert_int_equal(dr_ckpt_add(w, sec->name, (dr_dtype)sec->dtype, sec->rank, shape,
+                                     sec->data, &e), DR_OK);
+    }
+    assert_int_equal(dr_ckpt_write(w, dst, &e), DR_OK);
+    dr_ckpt_writer_free(w);
+    dr_ckpt_close(c);
+}
+
+static void test_checkpoint_and_modal(void **state) {
+    (void)state;
+    dr_dataset *ds = small_synth(11, 16);
+    dr_split *sp = NULL;
+    dr_error e = {0};
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e), DR_OK);
+    dr_mf_params p = quick_params((1u << ds->n_mod) - 1);
+    dr_model *m = NULL, *l = NULL;
+    assert_int_equal(dr_mf_fit(ds, sp, &p, &m, &e), DR_OK);
+    char dir[] = "/tmp/dr_test_fusion_XXXXXX", path[128], bad[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.drm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.drm", dir);
+    assert_int_equal(dr_model_save(m, ds, sp, path, &e), DR_OK);
+    assert_int_equal(dr_model_load(path, &l, &e), DR_OK);
+    const float *e1 = NULL, *e2 = NULL;
+    const dr_fusion *f1 = dr_mf_get_fusion(m, &e1), *f2 = dr_mf_get_fusion(l, &e2);
+    assert_non_null(f2);
+    assert_int_equal(f2->n_mod, f1->n_mod);
+    assert_int_equal(f2->n_params, f1->n_params);
+    assert_memory_equal(f2->w, f1->w, f1->n_params * sizeof(float));
+    assert_memory_equal(f2->stats, f1->stats, f1->n_stats * sizeof(float));
+    assert_memory_equal(e2, e1, (size_t)ds->n_items * f1->d * sizeof(float));
+    assert_int_equal(dr_mf_get_impute(l), DR_IMPUTE_GATE);
+
+    /* P-MODAL on the loaded model = on the trained one; the latents are restored after */
+    dr_mf_view v;
+    assert_int_equal(dr_mf_get_view(m, &v, &e), DR_OK);
+    const size_t bytes = (size_t)v.n_items * v.d * sizeof(float);
+    float *before = malloc(bytes);
+    memcpy(before, v.item, bytes);
+    dr_modal_params mp = dr_modal_default_params();
+    mp.threads = 1;
+    mp.impute = "mean";
+    assert_int_equal(dr_modal_parse_drop("visual=0.5,audio=1", &mp, &e), DR_OK);
+    assert_int_equal(mp.n_drop, 2);
+    dr_eval_result ra, rb, r0;
+    assert_int_equal(dr_eval_modal(ds, sp, m, &mp, &ra, &e), DR_OK);
+    assert_int_equal(dr_eval_modal(ds, sp, l, &mp, &rb, &e), DR_OK);
+    assert_memory_equal(&ra.full20, &rb.full20, sizeof ra.full20);
+    assert_memory_equal(v.item, before, bytes);
+    dr_modal_params none = dr_modal_default_params();
+    none.threads = 1;
+    assert_int_equal(dr_eval_modal(ds, sp, m, &none, &r0, &e), DR_OK);
+    dr_eval_params ep = dr_eval_default_params();
+    ep.threads = 1;
+    dr_eval_result rs;
+    assert_int_equal(dr_eval_split(ds, sp, m, &ep, &rs, &e), DR_OK);
+    assert_memory_equal(&r0.full20, &rs.full20, sizeof rs.full20);
+    /* the sweep's p = 0 column is the plain evaluation; p = 1 with gates = that modality gone */
+    dr_modal_sweep *sw = calloc(1, sizeof *sw);
+    assert_int_equal(dr_eval_modal_sweep(ds, sp, m, &none, sw, &e), DR_OK);
+    assert_int_equal(sw->n_mod, (uint32_t)ds->n_mod);
+    assert_memory_equal(&sw->r[0][0][0].full20, &rs.full20, sizeof rs.full20);
+    free(sw);
+    /* bad specs name the problem */
+    assert_int_equal(dr_modal_parse_drop("visual", &mp, &e), DR_ARG);
+    assert_int_equal(dr_modal_parse_drop("visual=1.5", &mp, &e), DR_ARG);
+    assert_int_equal(dr_modal_parse_drop("smell=0.5", &mp, &e), DR_OK);
+    assert_int_equal(dr_eval_modal(ds, sp, m, &mp, &ra, &e), DR_ARG);
+    assert_non_null(strstr(e.msg, "smell"));
+    uint32_t mask;
+    assert_int_equal(dr_fusion_select(ds, "visual,audio", &mask, &e), DR_OK);
+    assert_int_equal(mask, 3u);
+    assert_int_equal(dr_fusion_select(ds, "none", &mask, &e), DR_OK);
+    assert_int_equal(mask, 0u);
+    assert_int_equal(dr_fusion_select(ds, "visual,smell", &mask, &e), DR_ARG);
+    assert_non_null(strstr(e.msg, "smell"));
+
+    /* damaged fusion sections or metadata: DR_FORMAT naming the part, never a crash */
+    dr_model *x = NULL;
+    rewrite(path, bad, "mf.fusion_stats", NULL, NULL, NULL);
+    assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+    assert_non_null(strstr(e.msg, "mf.fusion_stats"));
+    rewrite(path, bad, NULL, "mf.fusion", NULL, NULL);
+    assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+    rewrite(path, bad, NULL, "mf.item_id", NULL, NULL);
+    assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+    rewrite(path, bad, NULL, NULL, "fusion_modalities", "visual:x");
+    assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+    assert_non_null(strstr(e.msg, "fusion_modalities"));
+    rewrite(path, bad, NULL, NULL, "fusion_modalities", "visual:17,audio:8");
+    assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+    rewrite(path, bad, NULL, NULL, "fusion_impute", "zero");
+    assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+    assert_null(x);
+    /* an id-only model saves no fusion */
+    dr_model *idm = NULL, *idl = NULL;
+    p.use_modalities = 0;
+    assert_int_equal(dr_mf_fit(ds, sp, &p, &idm, &e), DR_OK);
+    assert_int_equal(dr_model_save(idm, ds, sp, path, &e), DR_OK);
+    assert_int_equal(dr_model_load(path, &idl, &e), DR_OK);
+    assert_null(dr_mf_get_fusion(idl, NULL));
+    assert_int_equal(dr_eval_modal(ds, sp, idl, &none, &r0, &e), DR_OK);
+    dr_model_free(idm);
+    dr_model_free(idl);
+    unlink(path);
+    unlink(bad);
+    rmdir(dir);
+    free(before);
+    dr_model_free(l);
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient),
@@ -362,6 +511,7 @@ int main(void) {
         cmocka_unit_test(test_zero_modalities_is_id_only),
         cmocka_unit_test(test_cold_items_and_refuse),
         cmocka_unit_test(test_drop_mask),
+        cmocka_unit_test(test_checkpoint_and_modal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
