@@ -354,6 +354,10 @@ static void print_eval_human(const char *protocol, const dr_dataset *ds, const c
            r->full10.ndcg, r->full20.hit, r->full20.ndcg);
     printf("  %-22s %8.4f %8.4f %8.4f %8.4f\n", "sampled-100", r->samp10.hit, r->samp10.ndcg,
            r->samp20.hit, r->samp20.ndcg);
+    if (r->n_cold_users)
+        printf("  %-22s %8.4f %8.4f %8.4f %8.4f   (%u items with no training event; %u users "
+               "with such a target)\n", "full, cold items", r->cold10.hit, r->cold10.ndcg,
+               r->cold20.hit, r->cold20.ndcg, r->n_cold_items, r->n_cold_users);
     printf("  seconds %.3f\n", r->seconds);
 }
 
@@ -551,9 +555,14 @@ static int cmd_eval(int argc, char **argv) {
         json_str(stdout, mo.model);
         printf(",\"n_users\":%u,\"full\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f,\"hit@20\":%.6f,"
                "\"ndcg@20\":%.6f},\"sampled100\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},"
-               "\"seconds\":%.3f}\n",
+               "\"seconds\":%.3f",
                r.n_users, r.full10.hit, r.full10.ndcg, r.full20.hit, r.full20.ndcg,
                r.samp10.hit, r.samp10.ndcg, r.seconds);
+        if (r.n_cold_users) /* only when the data has cold targets: the usual shape otherwise */
+            printf(",\"cold\":{\"n_items\":%u,\"n_users\":%u,\"hit@10\":%.6f,\"ndcg@10\":%.6f,"
+                   "\"recall@20\":%.6f,\"ndcg@20\":%.6f}", r.n_cold_items, r.n_cold_users,
+                   r.cold10.hit, r.cold10.ndcg, r.cold20.recall, r.cold20.ndcg);
+        printf("}\n");
     } else {
         print_eval_human(pname, ds, mo.model, &r, which);
     }
