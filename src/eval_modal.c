@@ -17,6 +17,7 @@
 
 #include "mf.h"
 #include "model.h"
+#include "sasrec.h"
 
 dr_modal_params dr_modal_default_params(void) {
     dr_modal_params p;
@@ -67,6 +68,11 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
     bool any = false;
     for (uint32_t k = 0; k < p->n_drop; k++) any |= p->drop_p[k] > 0;
     if (!f) {
+        if ((any || imp != DR_IMPUTE_GATE) && m->vt == &dr_sasrec_vt &&
+            dr_sasrec_get_fusion(m->state, NULL))
+            return dr_fail(err, DR_UNSUPPORTED, "P-MODAL: removing features at inference is "
+                           "implemented for mf; this sasrec model fuses features but keeps "
+                           "only its fused item table");
         if (any || imp != DR_IMPUTE_GATE)
             return dr_fail(err, DR_UNSUPPORTED, "P-MODAL: model '%s' fuses no modality, so "
                            "none can be removed", dr_model_name(m));
