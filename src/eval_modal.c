@@ -4,10 +4,10 @@
  *
  * DESIGN: the model is never retrained. A presence override (n_fused, n_items) is built from
  * the drop spec (dr_fusion_drop_mask per named modality: uniform, seeded, the same items for a
- * seed), the fused item latents are recomputed with it (dr_mf_refuse: the gate closes, or the
- * standardised feature is replaced by the modality mean = 0 with the gate open), the standard
- * harness (dr_eval_split) ranks, and the trained latents are restored, so the caller's model
- * is unchanged afterwards. The CLI and bench/bench_modal.c both call these two functions.
+ * seed), the fused item latents are recomputed with it (dr_mf_refuse / dr_sasrec_refuse: the
+ * gate closes, or the standardised feature is replaced by the modality mean = 0 with the gate
+ * open), the standard harness (dr_eval_split) ranks, and the trained latents are restored, so
+ * the caller's model is unchanged afterwards. The CLI and bench/bench_modal.c both call these two functions.
  * Alternative rejected: copying the model per setting (the latents of a large catalogue twice,
  * for no gain: the evaluation of one setting is sequential anyway).
  */
@@ -55,6 +55,20 @@ dr_status dr_modal_parse_drop(const char *spec, dr_modal_params *p, dr_error *er
     return DR_OK;
 }
 
+/* The fusion of a dot-product model (mf, or sasrec fitted in this process), NULL if none. */
+static const dr_fusion *model_fusion(const dr_model *m) {
+    if (m->vt == &dr_sasrec_vt) return dr_sasrec_get_fusion(m->state, NULL);
+    return dr_mf_get_fusion(m, NULL);
+}
+
+static dr_status refuse(dr_model *m, const dr_dataset *ds, const uint8_t *over, int restore,
+                        dr_impute imp, dr_error *err) {
+    if (m->vt == &dr_sasrec_vt)
+        return dr_sasrec_refuse(m->state, ds, over,
+                                restore ? dr_sasrec_get_impute(m->state) : imp, err);
+    return dr_mf_refuse(m, ds, over, restore ? dr_mf_get_impute(m) : imp, err);
+}
+
 static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *m,
                             const dr_modal_params *p, uint8_t *over, uint8_t *one,
                             dr_eval_result *out, dr_error *err) {
@@ -64,18 +78,14 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
     dr_impute imp = DR_IMPUTE_GATE;
     dr_status st;
     if (p->impute && (st = dr_impute_parse(p->impute, &imp, err)) != DR_OK) return st;
-    const dr_fusion *f = dr_mf_get_fusion(m, NULL);
+    const dr_fusion *f = model_fusion(m);
     bool any = false;
     for (uint32_t k = 0; k < p->n_drop; k++) any |= p->drop_p[k] > 0;
     if (!f) {
-        if ((any || imp != DR_IMPUTE_GATE) && m->vt == &dr_sasrec_vt &&
-            dr_sasrec_get_fusion(m->state, NULL))
-            return dr_fail(err, DR_UNSUPPORTED, "P-MODAL: removing features at inference is "
-                           "implemented for mf; this sasrec model fuses features but keeps "
-                           "only its fused item table");
         if (any || imp != DR_IMPUTE_GATE)
-            return dr_fail(err, DR_UNSUPPORTED, "P-MODAL: model '%s' fuses no modality, so "
-                           "none can be removed", dr_model_name(m));
+            return dr_fail(err, DR_UNSUPPORTED, "P-MODAL: model '%s' fuses no modality (or keeps "
+                           "only its fused item table), so none can be removed",
+                           dr_model_name(m));
         return dr_eval_split(ds, sp, m, &ep, out, err);
     }
     const uint32_t ni = ds->n_items, M = f->n_mod;
@@ -96,16 +106,16 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
             return st;
         for (uint32_t i = 0; i < ni; i++) over[(size_t)fk * ni + i] &= one[(size_t)fk * ni + i];
     }
-    if ((st = dr_mf_refuse(m, ds, over, imp, err)) != DR_OK) return st;
+    if ((st = refuse(m, ds, over, 0, imp, err)) != DR_OK) return st;
     st = dr_eval_split(ds, sp, m, &ep, out, err);
     dr_error e2;
-    dr_status rs = dr_mf_refuse(m, ds, NULL, dr_mf_get_impute(m), st == DR_OK ? err : &e2);
+    dr_status rs = refuse(m, ds, NULL, 1, imp, st == DR_OK ? err : &e2);
     return st != DR_OK ? st : rs;
 }
 
 static dr_status buffers(const dr_dataset *ds, const dr_model *m, uint8_t **over, uint8_t **one,
                          dr_error *err) {
-    const dr_fusion *f = dr_mf_get_fusion(m, NULL);
+    const dr_fusion *f = model_fusion(m);
     size_t n = (size_t)(f ? f->n_mod : 0) * ds->n_items + 1;
     *over = dr_malloc(n);
     *one = dr_malloc(n);
@@ -144,7 +154,7 @@ dr_status dr_eval_modal_sweep(const dr_dataset *ds, const dr_split *sp, dr_model
     dr_status st = check_args(ds, sp, m, p, out, err);
     if (st != DR_OK) return st;
     memset(out, 0, sizeof *out);
-    const dr_fusion *f = dr_mf_get_fusion(m, NULL);
+    const dr_fusion *f = model_fusion(m);
     if (!f)
         return dr_fail(err, DR_UNSUPPORTED, "P-MODAL sweep: model '%s' fuses no modality",
                        dr_model_name(m));

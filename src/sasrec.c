@@ -245,6 +245,7 @@ struct dr_sasrec {
     int best_epoch;
     dr_fusion fus;       /* n_mod = 0: id-only */
     float *eid;          /* (n_items+1, d) id embeddings e of a fused model; tok holds z */
+    dr_impute impute;    /* the fusion's training mode */
 };
 
 dr_sasrec_params dr_sasrec_default_params(void) {
@@ -494,6 +495,34 @@ const dr_fusion *dr_sasrec_get_fusion(const dr_sasrec *m, const float **item_id)
     if (!m || m->fus.n_mod == 0) return NULL;
     if (item_id) *item_id = m->eid;
     return &m->fus;
+}
+
+dr_impute dr_sasrec_get_impute(const dr_sasrec *m) { return m ? m->impute : DR_IMPUTE_GATE; }
+
+dr_status dr_sasrec_refuse(dr_sasrec *m, const dr_dataset *ds, const uint8_t *over,
+                           dr_impute impute, dr_error *err) {
+    if (!m || !ds) return dr_fail(err, DR_ARG, "dr_sasrec_refuse: NULL argument");
+    if (m->fus.n_mod == 0 || !m->eid || !m->own)
+        return dr_fail(err, DR_UNSUPPORTED, "dr_sasrec_refuse: the model fuses no modality (or "
+                       "was loaded from a checkpoint, which keeps the fused table only)");
+    if (ds->n_items != m->dm.n_items)
+        return dr_fail(err, DR_ARG, "dr_sasrec_refuse: dataset '%s' has %u items, the model %u",
+                       ds->name, ds->n_items, m->dm.n_items);
+    if (impute != DR_IMPUTE_GATE && impute != DR_IMPUTE_MEAN)
+        return dr_fail(err, DR_ARG, "dr_sasrec_refuse: unknown impute mode %d", (int)impute);
+    dr_fusion_input in;
+    dr_status st = dr_fusion_input_build(&m->fus, ds, over, &in, err);
+    if (st != DR_OK) return st;
+    float *act = dr_malloc(dr_fusion_act_floats(&m->fus) * sizeof *act);
+    if (!act) {
+        dr_fusion_input_free(&in);
+        return dr_fail(err, DR_NOMEM, "dr_sasrec_refuse: out of memory");
+    }
+    const size_t d = m->dm.d;
+    dr_fusion_materialise(&m->fus, m->eid + d, &in, impute, m->P.tok + d, act);
+    dr_free(act);
+    dr_fusion_input_free(&in);
+    return DR_OK;
 }
 
 /* x and gate of item i for the fusion from the recorded presence. */
@@ -795,6 +824,7 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
     init_params(&dm, m->own, p.seed);
     dr_sr_params_layout_f32(&dm, m->own, &m->P);
     if (fuse && (st = sr_fuse_init(m, &F, ds, sp, &p, err)) != DR_OK) goto fail;
+    m->impute = p.impute;
     c.PP = m->P;
 
     /* training users and per-shard capacities */

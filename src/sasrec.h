@@ -125,6 +125,13 @@ void dr_sr_fuse_backward(const dr_fusion *f, const dr_fusion_input *in, dr_imput
                          const float *tok, const float *act, const uint8_t *pres,
                          const float *dz, const uint8_t *frozen, float *dtok, float *dw);
 
+/* As dr_mf_refuse: recomputes the fused rows of tok from e with a presence override
+ * (n_fused, n_items) (NULL = the dataset's mask) and impute; DR_UNSUPPORTED for a model that
+ * is id-only or loaded from a checkpoint (which keeps z only). */
+dr_status dr_sasrec_refuse(dr_sasrec *m, const dr_dataset *ds, const uint8_t *over,
+                           dr_impute impute, dr_error *err);
+dr_impute dr_sasrec_get_impute(const dr_sasrec *m);
+
 /* Wraps a fitted model as a dr_model (takes ownership of m). */
 dr_status dr_sasrec_as_model(dr_sasrec *m, dr_model **out, dr_error *err);
 

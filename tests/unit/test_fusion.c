@@ -664,6 +664,17 @@ static void test_sasrec_closed_gates_is_id_only(void **state) {
         assert_memory_equal(ba + tt[k].offset, bb + tt[k].offset, tt[k].count * sizeof(float));
     /* serving uses z = e + features */
     assert_memory_not_equal(bb, ba, tt[0].count * sizeof(float));
+    /* re-fusion with every feature removed: z = e; restoring gives the trained table back */
+    float *before = malloc(tt[0].count * sizeof(float));
+    memcpy(before, bb, tt[0].count * sizeof(float));
+    uint8_t *over = calloc((size_t)f->n_mod * ds->n_items, 1);
+    assert_int_equal(dr_sasrec_refuse(b, ds, over, DR_IMPUTE_GATE, &e), DR_OK);
+    assert_memory_equal(bb, eid, tt[0].count * sizeof(float));
+    assert_int_equal(dr_sasrec_refuse(b, ds, NULL, dr_sasrec_get_impute(b), &e), DR_OK);
+    assert_memory_equal(bb, before, tt[0].count * sizeof(float));
+    assert_int_equal(dr_sasrec_refuse(a, ds, NULL, DR_IMPUTE_GATE, &e), DR_UNSUPPORTED);
+    free(over);
+    free(before);
     dr_sasrec_free(a);
     dr_sasrec_free(b);
     dr_split_free(sp);
