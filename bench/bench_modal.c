@@ -6,8 +6,9 @@
  *   bench_modal robust [data=DIR] [seeds=3] [k=v ...]  robustness: visual or audio removed for a
  *                                                      fraction p of items (seed 42) at inference,
  *                                                      gate vs mean imputation, relative change
- *   bench_modal synth  [seeds=3] [k=v ...]             planted modalities, 10% of the items made
- *                                                      cold (no training event): overall + cold
+ *   bench_modal synth  [seeds=3] [base=mf|sasrec] [k=v ...]  planted modalities, 10% of the
+ *                                                      items made cold (no training event):
+ *                                                      overall + cold
  *   bench_modal one    [data=DIR] mask=3 [k=v ...]     one configuration (tuning)
  *
  * Keys: data (../shared/data/tiktok-mmssl), seeds, d (64), epochs (300), eval_every (2),
@@ -36,6 +37,7 @@ typedef struct cfg {
     double cold;
     uint32_t mask;
     const char *impute;
+    const char *base; /* synth: "mf" (default) | "sasrec" */
 } cfg;
 
 static uint64_t g_hash;
@@ -79,6 +81,7 @@ static void parse_kv(cfg *c, int argc, char **argv) {
         else if (!strcmp(k, "cold")) c->cold = atof(v);
         else if (!strcmp(k, "mask")) c->mask = (uint32_t)atoi(v);
         else if (!strcmp(k, "impute")) c->impute = v;
+        else if (!strcmp(k, "base")) c->base = v;
         else {
             fprintf(stderr, "bench_modal: unknown key '%s'\n", k);
             exit(2);
@@ -320,7 +323,9 @@ static void make_cold(dr_dataset *ds, dr_split *sp, double frac, uint64_t seed, 
 
 static int run_synth(const cfg *c) {
     dr_error e = {0};
-    const char *names[] = {"mf-id", "mf+fusion(gate)", "mf+fusion(mean)"};
+    const bool sas = c->base && !strcmp(c->base, "sasrec");
+    const char *names[] = {sas ? "sasrec-id" : "mf-id", sas ? "sasrec+fusion(gate)" : "mf+fusion(gate)",
+                           sas ? "sasrec+fusion(mean)" : "mf+fusion(mean)"};
     acc3 all[3] = {{0}}, cold_a[3] = {{0}};
     for (uint32_t s = 0; s < c->seeds; s++) {
         dr_synth_params sy = dr_synth_default_params();
@@ -336,10 +341,25 @@ static int run_synth(const cfg *c) {
         make_cold(ds, sp, c->cold, 42 + s, cold);
         uint32_t mask = (1u << ds->n_mod) - 1;
         for (int k = 0; k < 3; k++) {
-            dr_mf_params p = mf_params(c, 42 + s, k ? mask : 0,
-                                       k == 2 ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE);
             dr_model *m = NULL;
-            if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
+            if (sas) { /* through the public parameters, as `dynrec train` */
+                dr_model_params mp = dr_model_default_params();
+                mp.name = "sasrec";
+                mp.seed = 42 + s;
+                mp.threads = c->threads;
+                mp.dim = c->d;
+                mp.max_len = 50;
+                mp.epochs = c->epochs;
+                mp.patience = c->patience;
+                mp.modalities = k ? "all" : NULL;
+                mp.impute = k == 2 ? "mean" : "gate";
+                mp.modality_dropout = c->drop;
+                if (dr_model_fit(ds, sp, &mp, &m, &e) != DR_OK) die(names[k], &e);
+            } else {
+                dr_mf_params p = mf_params(c, 42 + s, k ? mask : 0,
+                                           k == 2 ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE);
+                if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
+            }
             dr_eval_result r = eval_test(ds, sp, m, c->threads);
             acc_add(&all[k], r, 1.0 / c->seeds);
             acc_add_cold(&cold_a[k], r, 1.0 / c->seeds);
