@@ -439,8 +439,8 @@ dr_modal_params dr_modal_default_params(void);
 dr_status dr_modal_parse_drop(const char *spec, dr_modal_params *p, dr_error *err);
 
 /*
- * P-MODAL (../shared/PROTOCOL.md): evaluates a fusion model (mf with modalities, or sasrec
- * with modalities fitted in this process: its checkpoint keeps only the fused table) on the
+ * P-MODAL (../shared/PROTOCOL.md): evaluates a fusion model (mf or sasrec with modalities,
+ * fitted or loaded from a checkpoint) on the
  * split's test (or validation) targets with each named modality removed for its fraction of
  * the items and missing features handled by p->impute; the model's own latents are restored
  * before returning. A model without fusion is evaluated as is when nothing is dropped

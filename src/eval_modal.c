@@ -55,7 +55,7 @@ dr_status dr_modal_parse_drop(const char *spec, dr_modal_params *p, dr_error *er
     return DR_OK;
 }
 
-/* The fusion of a dot-product model (mf, or sasrec fitted in this process), NULL if none. */
+/* The fusion of a dot-product model (mf, sasrec), NULL if none. */
 static const dr_fusion *model_fusion(const dr_model *m) {
     if (m->vt == &dr_sasrec_vt) return dr_sasrec_get_fusion(m->state, NULL);
     return dr_mf_get_fusion(m, NULL);
@@ -83,9 +83,8 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
     for (uint32_t k = 0; k < p->n_drop; k++) any |= p->drop_p[k] > 0;
     if (!f) {
         if (any || imp != DR_IMPUTE_GATE)
-            return dr_fail(err, DR_UNSUPPORTED, "P-MODAL: model '%s' fuses no modality (or keeps "
-                           "only its fused item table), so none can be removed",
-                           dr_model_name(m));
+            return dr_fail(err, DR_UNSUPPORTED, "P-MODAL: model '%s' fuses no modality, so none "
+                           "can be removed", dr_model_name(m));
         return dr_eval_split(ds, sp, m, &ep, out, err);
     }
     const uint32_t ni = ds->n_items, M = f->n_mod;

@@ -59,6 +59,9 @@ size_t dr_fusion_act_floats(const dr_fusion *f);
 dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,
                          float init_std, uint64_t seed, dr_error *err);
 void dr_fusion_free(dr_fusion *f); /* frees w and stats; zeroes f */
+/* Deep copy of src into dst (zeroed first) after checking that its offsets and sizes are the
+ * layout dr_fusion_init makes (DR_ARG naming the modality otherwise) and that d == want_d. */
+dr_status dr_fusion_copy(dr_fusion *dst, const dr_fusion *src, uint32_t want_d, dr_error *err);
 
 /*
  * Standardised features for the fused modalities: n_mod arrays xs[m] (n_items, dim[m])

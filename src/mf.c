@@ -681,40 +681,23 @@ const dr_fusion *dr_mf_get_fusion(const dr_model *m, const float **item_id) {
 
 dr_status dr_mf_attach_fusion(dr_model *m, const dr_fusion *f, const float *item_id,
                               dr_impute impute, dr_error *err) {
-    if (!m || !f || !item_id || !f->w || !f->stats)
-        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: NULL argument");
+    if (!m || !f || !item_id) return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: NULL argument");
     if (m->vt != &dr_mf_vt)
         return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: model '%s' is not mf", m->vt->name);
     mf_state *s = m->state;
     if (s->fus.n_mod)
         return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: the model already has a fusion");
-    if (f->d != s->d || f->n_mod == 0 || f->n_mod > DR_MAX_MODALITIES)
-        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: fusion d=%u with %u modalities does "
-                       "not fit a model with d=%u", f->d, f->n_mod, s->d);
-    size_t np = 0, ns = 0;
-    for (uint32_t k = 0; k < f->n_mod; k++) { /* the layout fusion.c uses, checked */
-        if (f->off[k] != np || f->soff[k] != ns || f->dim[k] == 0)
-            return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: modality '%s' has an "
-                           "inconsistent layout", f->name[k]);
-        np += (size_t)f->d * f->dim[k] + 3 * (size_t)f->d + 1;
-        ns += 2 * (size_t)f->dim[k];
-    }
-    if (np != f->n_params || ns != f->n_stats)
-        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: %zu parameters / %zu statistics, the "
-                       "modality sizes give %zu / %zu", f->n_params, f->n_stats, np, ns);
+    dr_fusion c;
+    dr_status st = dr_fusion_copy(&c, f, s->d, err);
+    if (st != DR_OK) return st;
     const size_t cells = (size_t)s->n_items * s->d;
-    dr_fusion c = *f;
-    c.w = dr_malloc(np * sizeof *c.w);
-    c.stats = dr_malloc(ns * sizeof *c.stats);
     float *eid = dr_malloc(cells * sizeof *eid), *z = dr_malloc(cells * sizeof *z);
-    if (!c.w || !c.stats || !eid || !z) {
+    if (!eid || !z) {
         dr_fusion_free(&c);
         dr_free(eid);
         dr_free(z);
         return dr_fail(err, DR_NOMEM, "dr_mf_attach_fusion: out of memory");
     }
-    memcpy(c.w, f->w, np * sizeof *c.w);
-    memcpy(c.stats, f->stats, ns * sizeof *c.stats);
     memcpy(eid, item_id, cells * sizeof *eid);
     memcpy(z, s->item, cells * sizeof *z);
     s->fus = c;

@@ -499,12 +499,41 @@ const dr_fusion *dr_sasrec_get_fusion(const dr_sasrec *m, const float **item_id)
 
 dr_impute dr_sasrec_get_impute(const dr_sasrec *m) { return m ? m->impute : DR_IMPUTE_GATE; }
 
+dr_status dr_sasrec_attach_fusion(dr_sasrec *m, const dr_fusion *f, const float *item_id,
+                                  dr_impute impute, dr_error *err) {
+    if (!m || !f || !item_id) return dr_fail(err, DR_ARG, "dr_sasrec_attach_fusion: NULL argument");
+    if (m->fus.n_mod)
+        return dr_fail(err, DR_ARG, "dr_sasrec_attach_fusion: the model already has a fusion");
+    dr_fusion c;
+    dr_status st = dr_fusion_copy(&c, f, m->dm.d, err);
+    if (st != DR_OK) return st;
+    const size_t cells = ((size_t)m->dm.n_items + 1) * m->dm.d;
+    float *eid = dr_malloc(cells * sizeof *eid);
+    float *own = m->own ? NULL : dr_malloc(m->n_params * sizeof *own);
+    if (!eid || (!m->own && !own)) {
+        dr_fusion_free(&c);
+        dr_free(eid);
+        dr_free(own);
+        return dr_fail(err, DR_NOMEM, "dr_sasrec_attach_fusion: out of memory");
+    }
+    memcpy(eid, item_id, cells * sizeof *eid);
+    if (own) { /* re-fusion writes tok: the borrowed (read-only) block is copied */
+        memcpy(own, m->block, m->n_params * sizeof *own);
+        m->own = own;
+        m->block = own;
+        dr_sr_params_layout_f32(&m->dm, own, &m->P);
+    }
+    m->fus = c;
+    m->eid = eid;
+    m->impute = impute == DR_IMPUTE_MEAN ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE;
+    return DR_OK;
+}
+
 dr_status dr_sasrec_refuse(dr_sasrec *m, const dr_dataset *ds, const uint8_t *over,
                            dr_impute impute, dr_error *err) {
     if (!m || !ds) return dr_fail(err, DR_ARG, "dr_sasrec_refuse: NULL argument");
     if (m->fus.n_mod == 0 || !m->eid || !m->own)
-        return dr_fail(err, DR_UNSUPPORTED, "dr_sasrec_refuse: the model fuses no modality (or "
-                       "was loaded from a checkpoint, which keeps the fused table only)");
+        return dr_fail(err, DR_UNSUPPORTED, "dr_sasrec_refuse: the model fuses no modality");
     if (ds->n_items != m->dm.n_items)
         return dr_fail(err, DR_ARG, "dr_sasrec_refuse: dataset '%s' has %u items, the model %u",
                        ds->name, ds->n_items, m->dm.n_items);

@@ -131,6 +131,11 @@ void dr_sr_fuse_backward(const dr_fusion *f, const dr_fusion_input *in, dr_imput
 dr_status dr_sasrec_refuse(dr_sasrec *m, const dr_dataset *ds, const uint8_t *over,
                            dr_impute impute, dr_error *err);
 dr_impute dr_sasrec_get_impute(const dr_sasrec *m);
+/* Gives a model built from a parameter block (a checkpoint) its fusion back so that
+ * dr_sasrec_refuse works: copies f, e (item_id, (n_items+1, d)) and, when the block is
+ * borrowed, the block itself into owned memory. DR_ARG when shapes disagree. */
+dr_status dr_sasrec_attach_fusion(dr_sasrec *m, const dr_fusion *f, const float *item_id,
+                                  dr_impute impute, dr_error *err);
 
 /* Wraps a fitted model as a dr_model (takes ownership of m). */
 dr_status dr_sasrec_as_model(dr_sasrec *m, dr_model **out, dr_error *err);
