@@ -222,12 +222,12 @@ const char *const model_opts_help =
     "  --loss ce|bce        sasrec: full softmax or one sampled negative\n"
     "  --weight-decay X     sasrec: decoupled weight decay\n"
     "  --l2 X               mf: L2 regularisation     --optimizer sgd|adam  mf\n"
-    "  multimodal fusion (mf):\n"
+    "  multimodal fusion (mf, sasrec):\n"
     "  --features NAME=PATH,...  add .npy item features (row r = item id r) to the data\n"
     "  --modalities all|none|NAME,...  modalities fused (default: those of --features, else none)\n"
     "  --modality-dropout P training drop rate of a feature (0.3)\n"
     "  --impute gate|mean   a missing feature closes its gate (gate) or is the mean (mean)\n"
-    "  --id-dropout P       training rate of treating an item as cold (0.5)\n"
+    "  --id-dropout P       mf: training rate of treating an item as cold (0.5)\n"
     "  --fusion-lr X        Adam lr of projections and gates (0.003)\n"
     "  --fusion-l2 X        L2 on projections and gates (0.001)\n";
 

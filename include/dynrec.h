@@ -277,11 +277,11 @@ typedef struct dr_model_params {
     float l2;               /* mf: L2 regularisation; < 0 = default */
     const char *loss;       /* sasrec: "ce" (full softmax) | "bce" (one sampled negative) */
     const char *optimizer;  /* mf: "sgd" | "adam" */
-    /* Gated multimodal fusion of the dataset's item features (mf; ../shared/DESIGN.md). */
+    /* Gated multimodal fusion of the dataset's item features (mf, sasrec; DESIGN.md). */
     const char *modalities; /* NULL / "none" = ids only; "all"; or names: "visual,audio" */
     float modality_dropout; /* training: drop rate of each item feature; < 0 = default (0.3) */
     const char *impute;     /* missing features: "gate" (default, gate closes) | "mean" */
-    float id_dropout;       /* training: rate of treating an item as cold; < 0 = default */
+    float id_dropout;       /* mf training: rate of treating an item as cold; < 0 = default */
     float fusion_lr;        /* Adam learning rate of projections and gates; 0 = default */
     float fusion_l2;        /* L2 on projections and gates; < 0 = default */
     dr_epoch_fn on_epoch;
