@@ -11,6 +11,11 @@
  * to be contiguous and the mapping is used as the block in place (no copy). Alternatives
  * rejected: a per-model file format (two parsers to fuzz) and copying parameters on load
  * (doubles memory for large catalogues).
+ * A model with multimodal fusion also stores its id embeddings e, the fusion block and the
+ * feature standardisation (PREFIX.item_id, PREFIX.fusion, PREFIX.fusion_stats, one writer and
+ * one checked reader for mf and sasrec); the fused latents stay the model's own item tensor,
+ * so serving reads the file exactly as without fusion, and the loaded fusion (copied) lets
+ * P-MODAL recompute the latents with features removed.
  */
 #include <inttypes.h>
 #include <stdio.h>
