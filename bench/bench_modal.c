@@ -6,8 +6,9 @@
  *   bench_modal robust [data=DIR] [seeds=3] [k=v ...]  robustness: visual or audio removed for a
  *                                                      fraction p of items (seed 42) at inference,
  *                                                      gate vs mean imputation, relative change
- *   bench_modal synth  [seeds=3] [k=v ...]             planted modalities, 10% of the items made
- *                                                      cold (no training event): overall + cold
+ *   bench_modal synth  [seeds=3] [base=mf|sasrec] [k=v ...]  planted modalities, 10% of the
+ *                                                      items made cold (no training event):
+ *                                                      overall + cold
  *   bench_modal one    [data=DIR] mask=3 [k=v ...]     one configuration (tuning)
  *
  * Keys: data (../shared/data/tiktok-mmssl), seeds, d (64), epochs (300), eval_every (2),
@@ -36,6 +37,7 @@ typedef struct cfg {
     double cold;
     uint32_t mask;
     const char *impute;
+    const char *base; /* synth: "mf" (default) | "sasrec" */
 } cfg;
 
 static uint64_t g_hash;
@@ -79,6 +81,7 @@ static void parse_kv(cfg *c, int argc, char **argv) {
         else if (!strcmp(k, "cold")) c->cold = atof(v);
         else if (!strcmp(k, "mask")) c->mask = (uint32_t)atoi(v);
         else if (!strcmp(k, "impute")) c->impute = v;
+        else if (!strcmp(k, "base")) c->base = v;
         else {
             fprintf(stderr, "bench_modal: unknown key '%s'\n", k);
             exit(2);
@@ -125,6 +128,13 @@ static void acc_add(acc3 *a, dr_eval_result r, double w) {
     a->h10 += w * r.full10.hit;
 }
 
+/* the cold-item metrics of the same evaluation (eval.c) */
+static void acc_add_cold(acc3 *a, dr_eval_result r, double w) {
+    a->r20 += w * r.cold20.recall;
+    a->n20 += w * r.cold20.ndcg;
+    a->h10 += w * r.cold10.hit;
+}
+
 static void put3(const char *ds, const char *conf, acc3 a) {
     put(ds, conf, "recall@20", a.r20);
     put(ds, conf, "ndcg@20", a.n20);
@@ -147,9 +157,6 @@ static dr_dataset *load(const cfg *c, dr_split **sp) {
 }
 
 /* ------------------------------------------------------------------ table */
-
-static acc3 eval_cold(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
-                      const uint8_t *cold);
 
 /* cold[i] = 1 when item i is in no user's training segment; returns their count. */
 static uint32_t cold_items(const dr_dataset *ds, const dr_split *sp, uint8_t *cold) {
@@ -181,11 +188,9 @@ static int run_table(const cfg *c) {
             dr_mf_params p = mf_params(c, 42 + s, masks[k], DR_IMPUTE_GATE);
             dr_model *m = NULL;
             if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
-            acc_add(&a, eval_test(ds, sp, m, c->threads), 1.0 / c->seeds);
-            acc3 cc = eval_cold(ds, sp, m, cold);
-            ca.r20 += cc.r20 / c->seeds;
-            ca.n20 += cc.n20 / c->seeds;
-            ca.h10 += cc.h10 / c->seeds;
+            dr_eval_result r = eval_test(ds, sp, m, c->threads);
+            acc_add(&a, r, 1.0 / c->seeds);
+            acc_add_cold(&ca, r, 1.0 / c->seeds);
             const dr_mf_report *rep = dr_mf_get_report(m);
             secs += rep->seconds / c->seeds;
             epochs += (double)rep->epochs_run / c->seeds;
@@ -205,12 +210,14 @@ static int run_table(const cfg *c) {
         mp.threads = c->threads;
         dr_model *m = NULL;
         if (dr_model_fit(ds, sp, &mp, &m, &e) != DR_OK) die(base[k], &e);
-        acc3 a = {0};
-        acc_add(&a, eval_test(ds, sp, m, c->threads), 1.0);
+        acc3 a = {0}, ca = {0};
+        dr_eval_result r = eval_test(ds, sp, m, c->threads);
+        acc_add(&a, r, 1.0);
+        acc_add_cold(&ca, r, 1.0);
         put3(ds->name, base[k], a);
         char conf[96];
         snprintf(conf, sizeof conf, "%s cold", base[k]);
-        put3(ds->name, conf, eval_cold(ds, sp, m, cold));
+        put3(ds->name, conf, ca);
         dr_model_free(m);
     }
     free(cold);
@@ -221,6 +228,15 @@ static int run_table(const cfg *c) {
 
 /* ------------------------------------------------------------------ robustness */
 
+static void put_eval(const char *ds, const char *conf, const dr_eval_result *r) {
+    put(ds, conf, "recall@20", r->full20.recall);
+    put(ds, conf, "ndcg@20", r->full20.ndcg);
+    put(ds, conf, "hit@10", r->full10.hit);
+}
+
+/* The library's sweep (dr_eval_modal_sweep, what `dynrec eval --protocol modal --sweep` runs)
+ * on a gate-trained and a mean-trained model per seed; rows: gate model with gates, gate model
+ * with mean imputation at inference, mean model with mean imputation. */
 static int run_robust(const cfg *c) {
     dr_split *sp = NULL;
     dr_dataset *ds = load(c, &sp);
@@ -230,50 +246,44 @@ static int run_robust(const cfg *c) {
         fprintf(stderr, "bench_modal: %s lacks visual or audio\n", c->data);
         return 1;
     }
-    const uint32_t mask = (1u << vis) | (1u << aud), ni = ds->n_items;
-    /* fused modality k = k-th set bit of mask, in dataset order */
-    const uint32_t fk_vis = vis < aud ? 0 : 1, fk_aud = 1 - fk_vis;
-    const double ps[] = {0, 0.25, 0.5, 1.0};
-    /* rows: 0 gate-trained/gate, 1 mean-trained/mean, 2 gate-trained/mean at inference */
-    const char *rows[] = {"gate", "mean", "gate-model+mean-inference"};
-    acc3 res[3][2][4];
-    memset(res, 0, sizeof res);
-    uint8_t *over = malloc((size_t)2 * ni);
+    const uint32_t mask = (1u << vis) | (1u << aud);
+    const char *rows[] = {"gate", "gate-model+mean-inference", "mean"};
+    static dr_modal_sweep sw[2], acc[3];
+    memset(acc, 0, sizeof acc);
+    dr_modal_params mp = dr_modal_default_params();
+    mp.threads = c->threads;
     for (uint32_t s = 0; s < c->seeds; s++) {
         for (int tr = 0; tr < 2; tr++) {
-            dr_impute imp = tr == 0 ? DR_IMPUTE_GATE : DR_IMPUTE_MEAN;
-            dr_mf_params p = mf_params(c, 42 + s, mask, imp);
+            dr_mf_params p = mf_params(c, 42 + s, mask, tr ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE);
             dr_model *m = NULL;
             if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die("fit", &e);
-            for (int r = tr; r <= (tr == 0 ? 2 : 1); r += (tr == 0 ? 2 : 1)) {
-                dr_impute inf = r == 0 ? DR_IMPUTE_GATE : DR_IMPUTE_MEAN;
-                for (int mod = 0; mod < 2; mod++)
-                    for (int pi = 0; pi < 4; pi++) {
-                        uint32_t fk = mod == 0 ? fk_vis : fk_aud;
-                        if (dr_fusion_drop_mask(2, ni, fk, ps[pi], 42, over, &e) != DR_OK)
-                            die("mask", &e);
-                        if (dr_mf_refuse(m, ds, over, inf, &e) != DR_OK) die("refuse", &e);
-                        acc_add(&res[r][mod][pi], eval_test(ds, sp, m, c->threads),
-                                1.0 / c->seeds);
-                    }
-            }
+            if (dr_eval_modal_sweep(ds, sp, m, &mp, &sw[tr], &e) != DR_OK) die("sweep", &e);
             dr_model_free(m);
         }
+        /* acc[row] <- seed mean of (model, inference mode) */
+        const int src[3][2] = {{0, 0}, {0, 1}, {1, 1}};
+        for (int r = 0; r < 3; r++)
+            for (uint32_t k = 0; k < sw[0].n_mod; k++)
+                for (int j = 0; j < DR_MODAL_SWEEP_P; j++) {
+                    const dr_eval_result *x = &sw[src[r][0]].r[src[r][1]][k][j];
+                    dr_eval_result *a = &acc[r].r[0][k][j];
+                    a->full20.recall += x->full20.recall / c->seeds;
+                    a->full20.ndcg += x->full20.ndcg / c->seeds;
+                    a->full10.hit += x->full10.hit / c->seeds;
+                }
     }
-    const char *mods[] = {"visual", "audio"};
     for (int r = 0; r < 3; r++)
-        for (int mod = 0; mod < 2; mod++)
-            for (int pi = 0; pi < 4; pi++) {
+        for (uint32_t k = 0; k < sw[0].n_mod; k++)
+            for (int j = 0; j < DR_MODAL_SWEEP_P; j++) {
                 char conf[128];
-                snprintf(conf, sizeof conf, "impute=%s drop=%s:%.2f", rows[r], mods[mod],
-                         ps[pi]);
-                acc3 a = res[r][mod][pi], z = res[r][mod][0];
-                put3(ds->name, conf, a);
-                put(ds->name, conf, "rel_recall@20", a.r20 / z.r20 - 1.0);
-                put(ds->name, conf, "rel_ndcg@20", a.n20 / z.n20 - 1.0);
-                put(ds->name, conf, "rel_hit@10", a.h10 / z.h10 - 1.0);
+                snprintf(conf, sizeof conf, "impute=%s drop=%s:%.2f", rows[r], sw[0].name[k],
+                         sw[0].p[j]);
+                const dr_eval_result *a = &acc[r].r[0][k][j], *z = &acc[r].r[0][k][0];
+                put_eval(ds->name, conf, a);
+                put(ds->name, conf, "rel_recall@20", a->full20.recall / z->full20.recall - 1.0);
+                put(ds->name, conf, "rel_ndcg@20", a->full20.ndcg / z->full20.ndcg - 1.0);
+                put(ds->name, conf, "rel_hit@10", a->full10.hit / z->full10.hit - 1.0);
             }
-    free(over);
     dr_split_free(sp);
     dr_dataset_free(ds);
     return 0;
@@ -311,59 +321,11 @@ static void make_cold(dr_dataset *ds, dr_split *sp, double frac, uint64_t seed, 
     free(tmp);
 }
 
-/* Recall@20 / NDCG@20 / Hit@10 with only the cold test items as targets. */
-static acc3 eval_cold(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
-                      const uint8_t *cold) {
-    dr_error e = {0};
-    dr_scorer *sc = NULL;
-    if (dr_scorer_create(m, &sc, &e) != DR_OK) die("scorer", &e);
-    const uint32_t ni = ds->n_items;
-    float *scores = malloc(ni * sizeof *scores);
-    uint8_t *excl = calloc(ni, 1);
-    uint32_t *tg = malloc(ni * sizeof *tg), *rk = malloc(ni * sizeof *rk);
-    uint8_t *seen = calloc(ni, 1);
-    acc3 a = {0};
-    uint32_t n_users = 0;
-    for (uint32_t u = 0; u < ds->n_users; u++) {
-        if (!sp->n_test[u]) continue;
-        const uint32_t *h = ds->hist_item + ds->user_off[u];
-        size_t n_ctx = sp->n_train[u] + sp->n_valid[u];
-        uint32_t nt = 0;
-        for (size_t k = n_ctx; k < n_ctx + sp->n_test[u]; k++)
-            if (cold[h[k]] && !seen[h[k]]) {
-                seen[h[k]] = 1;
-                tg[nt++] = h[k];
-            }
-        for (uint32_t k = 0; k < nt; k++) seen[tg[k]] = 0;
-        if (!nt) continue;
-        if (dr_model_score(m, sc, u, h, n_ctx, scores, &e) != DR_OK) die("score", &e);
-        for (size_t k = 0; k < n_ctx; k++) excl[h[k]] = 1;
-        for (uint32_t k = 0; k < nt; k++) excl[tg[k]] = 0;
-        dr_ranks_multi(scores, ni, tg, nt, excl, rk);
-        for (size_t k = 0; k < n_ctx; k++) excl[h[k]] = 0;
-        dr_rank_metrics m20 = dr_metrics_at(rk, nt, 20), m10 = dr_metrics_at(rk, nt, 10);
-        a.r20 += m20.recall;
-        a.n20 += m20.ndcg;
-        a.h10 += m10.hit;
-        n_users++;
-    }
-    if (n_users) {
-        a.r20 /= n_users;
-        a.n20 /= n_users;
-        a.h10 /= n_users;
-    }
-    free(scores);
-    free(excl);
-    free(tg);
-    free(rk);
-    free(seen);
-    dr_scorer_free(sc);
-    return a;
-}
-
 static int run_synth(const cfg *c) {
     dr_error e = {0};
-    const char *names[] = {"mf-id", "mf+fusion(gate)", "mf+fusion(mean)"};
+    const bool sas = c->base && !strcmp(c->base, "sasrec");
+    const char *names[] = {sas ? "sasrec-id" : "mf-id", sas ? "sasrec+fusion(gate)" : "mf+fusion(gate)",
+                           sas ? "sasrec+fusion(mean)" : "mf+fusion(mean)"};
     acc3 all[3] = {{0}}, cold_a[3] = {{0}};
     for (uint32_t s = 0; s < c->seeds; s++) {
         dr_synth_params sy = dr_synth_default_params();
@@ -379,15 +341,28 @@ static int run_synth(const cfg *c) {
         make_cold(ds, sp, c->cold, 42 + s, cold);
         uint32_t mask = (1u << ds->n_mod) - 1;
         for (int k = 0; k < 3; k++) {
-            dr_mf_params p = mf_params(c, 42 + s, k ? mask : 0,
-                                       k == 2 ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE);
             dr_model *m = NULL;
-            if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
-            acc_add(&all[k], eval_test(ds, sp, m, c->threads), 1.0 / c->seeds);
-            acc3 ca = eval_cold(ds, sp, m, cold);
-            cold_a[k].r20 += ca.r20 / c->seeds;
-            cold_a[k].n20 += ca.n20 / c->seeds;
-            cold_a[k].h10 += ca.h10 / c->seeds;
+            if (sas) { /* through the public parameters, as `dynrec train` */
+                dr_model_params mp = dr_model_default_params();
+                mp.name = "sasrec";
+                mp.seed = 42 + s;
+                mp.threads = c->threads;
+                mp.dim = c->d;
+                mp.max_len = 50;
+                mp.epochs = c->epochs;
+                mp.patience = c->patience;
+                mp.modalities = k ? "all" : NULL;
+                mp.impute = k == 2 ? "mean" : "gate";
+                mp.modality_dropout = c->drop;
+                if (dr_model_fit(ds, sp, &mp, &m, &e) != DR_OK) die(names[k], &e);
+            } else {
+                dr_mf_params p = mf_params(c, 42 + s, k ? mask : 0,
+                                           k == 2 ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE);
+                if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
+            }
+            dr_eval_result r = eval_test(ds, sp, m, c->threads);
+            acc_add(&all[k], r, 1.0 / c->seeds);
+            acc_add_cold(&cold_a[k], r, 1.0 / c->seeds);
             dr_model_free(m);
         }
         free(cold);

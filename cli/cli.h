@@ -29,6 +29,7 @@ typedef struct opts {
 typedef struct load_opts {
     const char *data;
     dr_load_params p;
+    const char *features; /* --features NAME=PATH,...: .npy modalities added after loading */
 } load_opts;
 
 typedef struct model_opts {
@@ -52,6 +53,10 @@ void epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double second
 /* Fits mo->model on ds under split sp, or loads the checkpoint mo->model and checks it
  * against ds (when given). */
 int get_model(dr_dataset *ds, const dr_split *sp, model_opts *mo, dr_model **out);
+/* Without --modalities, fuse the modalities named by --features (buf keeps the list). */
+void default_modalities(const load_opts *l, model_opts *mo, char *buf, size_t cap);
+
+int cmd_eval_modal(int argc, char **argv); /* modal.c: dynrec eval --protocol modal */
 
 /* commands in their own files */
 int cmd_serve(int argc, char **argv);

@@ -252,8 +252,9 @@ static int cmd_stats(int argc, char **argv) {
 
 static const char *train_help_head =
     "usage: dynrec train --model sasrec|mf --data PATH --out model.drm [options]\n"
-    "  --protocol loo|stream  train on P-LOO training prefixes (default; validation targets\n"
-    "                       drive early stopping) or on P-STREAM's pre-T0 interactions\n"
+    "  --protocol loo|stream|given  train on P-LOO training prefixes (default; validation\n"
+    "                       targets drive early stopping), on P-STREAM's pre-T0 interactions,\n"
+    "                       or on the source's own train split (given, P-MODAL)\n"
     "  --out FILE           checkpoint to write (.drm, docs/FORMATS.md)\n";
 
 static int cmd_train(int argc, char **argv) {
@@ -284,7 +285,10 @@ static int cmd_train(int argc, char **argv) {
     dr_split_kind kind;
     if (!strcmp(protocol, "loo")) kind = DR_SPLIT_LOO;
     else if (!strcmp(protocol, "stream")) kind = DR_SPLIT_T0;
-    else return usage_error("train: unknown --protocol '%s' (loo, stream)", protocol);
+    else if (!strcmp(protocol, "given") || !strcmp(protocol, "modal")) kind = DR_SPLIT_GIVEN;
+    else return usage_error("train: unknown --protocol '%s' (loo, stream, given)", protocol);
+    char mods[512];
+    default_modalities(&l, &mo, mods, sizeof mods);
     dr_dataset *ds = NULL;
     int rc = load(&l, &ds);
     if (rc) return rc;
@@ -350,6 +354,10 @@ static void print_eval_human(const char *protocol, const dr_dataset *ds, const c
            r->full10.ndcg, r->full20.hit, r->full20.ndcg);
     printf("  %-22s %8.4f %8.4f %8.4f %8.4f\n", "sampled-100", r->samp10.hit, r->samp10.ndcg,
            r->samp20.hit, r->samp20.ndcg);
+    if (r->n_cold_users)
+        printf("  %-22s %8.4f %8.4f %8.4f %8.4f   (%u items with no training event; %u users "
+               "with such a target)\n", "full, cold items", r->cold10.hit, r->cold10.ndcg,
+               r->cold20.hit, r->cold20.ndcg, r->n_cold_items, r->n_cold_users);
     printf("  seconds %.3f\n", r->seconds);
 }
 
@@ -509,6 +517,9 @@ static int cmd_eval(int argc, char **argv) {
         if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], "stream")) ||
             !strcmp(argv[k], "--protocol=stream"))
             return cmd_eval_stream(argc, argv);
+        else if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], "modal")) ||
+                 !strcmp(argv[k], "--protocol=modal"))
+            return cmd_eval_modal(argc, argv);
     load_opts l = {0};
     l.p = dr_load_default_params();
     model_opts mo = {dr_model_default_params(), NULL};
@@ -555,9 +566,14 @@ static int cmd_eval(int argc, char **argv) {
         json_str(stdout, mo.model);
         printf(",\"n_users\":%u,\"full\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f,\"hit@20\":%.6f,"
                "\"ndcg@20\":%.6f},\"sampled100\":{\"hit@10\":%.6f,\"ndcg@10\":%.6f},"
-               "\"seconds\":%.3f}\n",
+               "\"seconds\":%.3f",
                r.n_users, r.full10.hit, r.full10.ndcg, r.full20.hit, r.full20.ndcg,
                r.samp10.hit, r.samp10.ndcg, r.seconds);
+        if (r.n_cold_users) /* only when the data has cold targets: the usual shape otherwise */
+            printf(",\"cold\":{\"n_items\":%u,\"n_users\":%u,\"hit@10\":%.6f,\"ndcg@10\":%.6f,"
+                   "\"recall@20\":%.6f,\"ndcg@20\":%.6f}", r.n_cold_items, r.n_cold_users,
+                   r.cold10.hit, r.cold10.ndcg, r.cold20.recall, r.cold20.ndcg);
+        printf("}\n");
     } else {
         print_eval_human(pname, ds, mo.model, &r, which);
     }

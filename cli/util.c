@@ -120,6 +120,10 @@ int load_opt(opts *o, load_opts *l) {
         l->data = v;
         return 1;
     }
+    if ((v = opt_value(o, "--features", &err))) {
+        l->features = v;
+        return 1;
+    }
     if ((v = opt_value(o, "--format", &err))) {
         if (dr_format_parse(v, &l->p.format) != DR_OK) {
             usage_error("unknown --format '%s'", v);
@@ -179,6 +183,25 @@ int load(load_opts *l, dr_dataset **ds) {
     dr_status s = dr_dataset_load(l->data, &l->p, ds, &e);
     if (s != DR_OK) return die(s, &e);
     print_report(*ds);
+    for (const char *a = l->features; a && *a;) { /* NAME=PATH,NAME=PATH */
+        const char *c = strchr(a, ','), *eq = strchr(a, '=');
+        size_t n = c ? (size_t)(c - a) : strlen(a);
+        char name[64], path[4096];
+        if (!eq || eq >= a + n || eq == a || (size_t)(eq - a) >= sizeof name ||
+            n - (size_t)(eq - a) - 1 >= sizeof path || eq + 1 == a + n) {
+            dr_dataset_free(*ds);
+            *ds = NULL;
+            return usage_error("--features wants NAME=PATH[,NAME=PATH...], got '%s'", l->features);
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+        snprintf(path, sizeof path, "%.*s", (int)(a + n - eq - 1), eq + 1);
+        if ((s = dr_dataset_add_features(*ds, name, path, l->p.max_file, &e)) != DR_OK) {
+            dr_dataset_free(*ds);
+            *ds = NULL;
+            return die(s, &e);
+        }
+        a += n + (c ? 1 : 0);
+    }
     return 0;
 }
 
@@ -198,7 +221,15 @@ const char *const model_opts_help =
     "  --heads H            sasrec: attention heads   --dropout P   sasrec: dropout rate\n"
     "  --loss ce|bce        sasrec: full softmax or one sampled negative\n"
     "  --weight-decay X     sasrec: decoupled weight decay\n"
-    "  --l2 X               mf: L2 regularisation     --optimizer sgd|adam  mf\n";
+    "  --l2 X               mf: L2 regularisation     --optimizer sgd|adam  mf\n"
+    "  multimodal fusion (mf, sasrec):\n"
+    "  --features NAME=PATH,...  add .npy item features (row r = item id r) to the data\n"
+    "  --modalities all|none|NAME,...  modalities fused (default: those of --features, else none)\n"
+    "  --modality-dropout P training drop rate of a feature (0.3)\n"
+    "  --impute gate|mean   a missing feature closes its gate (gate) or is the mean (mean)\n"
+    "  --id-dropout P       mf: training rate of treating an item as cold (0.5)\n"
+    "  --fusion-lr X        Adam lr of projections and gates (0.003)\n"
+    "  --fusion-l2 X        L2 on projections and gates (0.001)\n";
 
 /* Shared model options; returns 1 when consumed, 0 when not, -1 on error. */
 int model_opt(opts *o, model_opts *m) {
@@ -222,6 +253,12 @@ int model_opt(opts *o, model_opts *m) {
         {"--l2", 'f', offsetof(dr_model_params, l2)},
         {"--loss", 's', offsetof(dr_model_params, loss)},
         {"--optimizer", 's', offsetof(dr_model_params, optimizer)},
+        {"--modalities", 's', offsetof(dr_model_params, modalities)},
+        {"--modality-dropout", 'f', offsetof(dr_model_params, modality_dropout)},
+        {"--impute", 's', offsetof(dr_model_params, impute)},
+        {"--id-dropout", 'f', offsetof(dr_model_params, id_dropout)},
+        {"--fusion-lr", 'f', offsetof(dr_model_params, fusion_lr)},
+        {"--fusion-l2", 'f', offsetof(dr_model_params, fusion_l2)},
         {"--seed", 'U', offsetof(dr_model_params, seed)},
         {"--threads", 't', offsetof(dr_model_params, threads)},
     };
@@ -280,6 +317,19 @@ void epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double second
                 val_ndcg10, seconds);
     else
         fprintf(stderr, "epoch %4d  loss %.5f  %.2f s\n", epoch, loss, seconds);
+}
+
+void default_modalities(const load_opts *l, model_opts *mo, char *buf, size_t cap) {
+    if (mo->p.modalities || !l->features || cap == 0) return;
+    buf[0] = 0;
+    for (const char *a = l->features; *a;) {
+        const char *c = strchr(a, ','), *eq = strchr(a, '=');
+        size_t n = c ? (size_t)(c - a) : strlen(a), used = strlen(buf);
+        if (eq && eq < a + n)
+            snprintf(buf + used, cap - used, "%s%.*s", used ? "," : "", (int)(eq - a), a);
+        a += n + (c ? 1 : 0);
+    }
+    if (buf[0]) mo->p.modalities = buf;
 }
 
 /* Fits m->model on ds under split kind, or loads the checkpoint m->model and checks it

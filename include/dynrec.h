@@ -167,6 +167,18 @@ int dr_dataset_n_modalities(const dr_dataset *ds);
 dr_status dr_dataset_modality(const dr_dataset *ds, int m, const char **name, uint32_t *dim,
                               const float **x, const uint8_t **present);
 
+/*
+ * Adds modality `name` (or replaces the one of that name) from a .npy matrix (float16/32/64,
+ * C order, at most max_bytes; 0 = the loader's default cap): when every item id is a number,
+ * row r holds the features of the item whose id is r (the TikTok/MMSSL convention); otherwise
+ * the file has one row per item in dense order (as `dr_dataset_save` writes). A row that is all
+ * zero or holds a NaN marks the item's feature missing; an infinity, or an item of the
+ * interactions with no row, is DR_FORMAT naming the file. Items with ids that are not row
+ * numbers and no interactions are left missing.
+ */
+dr_status dr_dataset_add_features(dr_dataset *ds, const char *name, const char *path,
+                                  size_t max_bytes, dr_error *err);
+
 typedef struct dr_dataset_stats {
     uint32_t n_users, n_items;
     size_t n_events;
@@ -267,6 +279,13 @@ typedef struct dr_model_params {
     const char *optimizer;  /* mf: "sgd" | "adam" */
     const dr_model *init;   /* sasrec: warm start from this model's parameters (same kind and
                                shape, else DR_ARG); NULL = random initialisation */
+    /* Gated multimodal fusion of the dataset's item features (mf, sasrec; DESIGN.md). */
+    const char *modalities; /* NULL / "none" = ids only; "all"; or names: "visual,audio" */
+    float modality_dropout; /* training: drop rate of each item feature; < 0 = default (0.3) */
+    const char *impute;     /* missing features: "gate" (default, gate closes) | "mean" */
+    float id_dropout;       /* mf training: rate of treating an item as cold; < 0 = default */
+    float fusion_lr;        /* Adam learning rate of projections and gates; 0 = default */
+    float fusion_l2;        /* L2 on projections and gates; < 0 = default */
     dr_epoch_fn on_epoch;
     void *on_epoch_ud;
     dr_progress_fn progress;
@@ -391,12 +410,57 @@ typedef struct dr_eval_result {
     uint32_t n_users;                    /* users evaluated */
     dr_rank_metrics full10, full20;      /* full ranking, history excluded */
     dr_rank_metrics samp10, samp20;      /* sampled-100 */
+    /* Cold items (in no user's training segment): full-ranking metrics with only the cold
+     * targets as targets, over the n_cold_users users that have such a target. */
+    uint32_t n_cold_items, n_cold_users;
+    dr_rank_metrics cold10, cold20;
     double seconds;                      /* wall time of the evaluation */
 } dr_eval_result;
 
 /* P-LOO (or GIVEN) evaluation of a fitted model over the split's evaluation users. */
 dr_status dr_eval_split(const dr_dataset *ds, const dr_split *split, const dr_model *m,
                         const dr_eval_params *p, dr_eval_result *out, dr_error *err);
+
+/* ---------------------------------------------------------------- P-MODAL */
+
+#define DR_MODAL_MAX 8     /* modalities named in one drop spec */
+#define DR_MODAL_SWEEP_P 4 /* fractions of the robustness sweep: 0, 0.25, 0.5, 1 */
+
+typedef struct dr_modal_params {
+    int threads;            /* 0 = all cores */
+    int which;              /* 0 = test targets, 1 = validation targets */
+    const char *impute;     /* missing features at inference: "gate" (NULL) | "mean" */
+    uint64_t drop_seed;     /* items a modality is removed from: uniform, this seed (42) */
+    uint32_t n_drop;        /* modalities removed below */
+    char drop_name[DR_MODAL_MAX][32];
+    double drop_p[DR_MODAL_MAX]; /* fraction of the items that lose drop_name[k] */
+} dr_modal_params;
+
+dr_modal_params dr_modal_default_params(void);
+/* Parses "visual=0.5,audio=0" into p->drop_* (names up to 31 bytes, 0 <= p <= 1). */
+dr_status dr_modal_parse_drop(const char *spec, dr_modal_params *p, dr_error *err);
+
+/*
+ * P-MODAL (../shared/PROTOCOL.md): evaluates a fusion model (mf or sasrec with modalities,
+ * fitted or loaded from a checkpoint) on the
+ * split's test (or validation) targets with each named modality removed for its fraction of
+ * the items and missing features handled by p->impute; the model's own latents are restored
+ * before returning. A model without fusion is evaluated as is when nothing is dropped
+ * (DR_UNSUPPORTED otherwise). Cold-item metrics are filled as in dr_eval_split.
+ */
+dr_status dr_eval_modal(const dr_dataset *ds, const dr_split *split, dr_model *m,
+                        const dr_modal_params *p, dr_eval_result *out, dr_error *err);
+
+/* The robustness table: every fused modality removed alone for p in {0, 0.25, 0.5, 1.0},
+ * with the gate closing and with mean imputation (p->drop_* are ignored). */
+typedef struct dr_modal_sweep {
+    uint32_t n_mod;                    /* fused modalities */
+    char name[DR_MODAL_MAX][32];
+    double p[DR_MODAL_SWEEP_P];
+    dr_eval_result r[2][DR_MODAL_MAX][DR_MODAL_SWEEP_P]; /* [0 gate | 1 mean][modality][p] */
+} dr_modal_sweep;
+dr_status dr_eval_modal_sweep(const dr_dataset *ds, const dr_split *split, dr_model *m,
+                              const dr_modal_params *p, dr_modal_sweep *out, dr_error *err);
 
 /* ---------------------------------------------------------------- P-STREAM */
 

@@ -590,12 +590,17 @@ dr_status dr_load_amazon_csv(const char *dir, const dr_load_params *p, dr_datase
 
 /* ------------------------------------------------------------------ TikTok */
 
-/* Scatters feature rows (row r = external item id "r") into a modality. A row that is all
- * zero or holds a NaN is missing; an infinity is an error; an item of the interactions with
- * no row (too few rows) is an error. */
-static dr_status tiktok_modality(dr_dataset *ds, const dr_npy *a, const char *path,
-                                 const char *mod, dr_error *err) {
+/* Scatters feature rows into a modality: row r = external item id "r" (by_id), or row i =
+ * dense item i (then rows must equal n_items). A row that is all zero or holds a NaN is
+ * missing; an infinity is an error; an item of the interactions with no row (too few rows) is
+ * an error. */
+static dr_status feature_modality(dr_dataset *ds, const dr_npy *a, const char *path,
+                                  const char *mod, bool by_id, dr_error *err) {
     uint32_t used = 0, dim = a->cols;
+    if (!by_id && a->rows != ds->n_items)
+        return dr_fail(err, DR_FORMAT, "%s: %u rows, but the dataset has %u items (item ids are "
+                       "not row numbers, so row i must be dense item i)", path, a->rows,
+                       ds->n_items);
     for (size_t k = 0; k < ds->n_events; k++) used = DR_MAX(used, ds->ev_item[k] + 1);
     for (size_t k = 0; k < (size_t)a->rows * dim; k++)
         if (isinf(a->data[k]))
@@ -609,8 +614,8 @@ static dr_status tiktok_modality(dr_dataset *ds, const dr_npy *a, const char *pa
     }
     for (uint32_t i = 0; i < ds->n_items; i++) {
         const char *id = ds->items.str[i];
-        uint32_t row;
-        if (!dr_parse_u32(id, strlen(id), &row) || row >= a->rows) {
+        uint32_t row = i;
+        if (by_id && (!dr_parse_u32(id, strlen(id), &row) || row >= a->rows)) {
             if (i < used) {
                 s = dr_fail(err, DR_FORMAT, "%s: %u rows, but item '%s' of the interactions "
                             "has no row", path, a->rows, id);
@@ -630,6 +635,41 @@ static dr_status tiktok_modality(dr_dataset *ds, const dr_npy *a, const char *pa
 fail:
     dr_free(x);
     dr_free(present);
+    return s;
+}
+
+dr_status dr_dataset_add_features(dr_dataset *ds, const char *name, const char *path,
+                                  size_t max_bytes, dr_error *err) {
+    if (!ds || !name || !path) return dr_fail(err, DR_ARG, "features: NULL argument");
+    if (!*name || strlen(name) >= sizeof ds->mod[0].name)
+        return dr_fail(err, DR_ARG, "%s: modality name '%s' is empty or too long", path, name);
+    dr_npy a = {0};
+    dr_status s = dr_npy_read(path, max_bytes ? max_bytes : dr_load_default_params().max_file,
+                              &a, err);
+    if (s != DR_OK) return s;
+    int old = -1;
+    for (int m = 0; m < ds->n_mod; m++)
+        if (strcmp(ds->mod[m].name, name) == 0) old = m;
+    dr_modality keep = old >= 0 ? ds->mod[old] : (dr_modality){{0}, 0, NULL, NULL};
+    if (old >= 0) { /* replaced: take it out while the new one is added */
+        ds->mod[old] = ds->mod[ds->n_mod - 1];
+        ds->n_mod--;
+    }
+    bool by_id = true; /* every item id a number: row r = item id r, else row i = dense i */
+    for (uint32_t i = 0; i < ds->n_items && by_id; i++) {
+        uint32_t r;
+        by_id = dr_parse_u32(ds->items.str[i], strlen(ds->items.str[i]), &r);
+    }
+    s = feature_modality(ds, &a, path, name, by_id, err);
+    if (old >= 0) {
+        if (s == DR_OK) {
+            dr_free(keep.x);
+            dr_free(keep.present);
+        } else { /* failed: the dataset keeps the old one */
+            ds->mod[ds->n_mod++] = keep;
+        }
+    }
+    dr_npy_free(&a);
     return s;
 }
 
@@ -678,7 +718,8 @@ dr_status dr_load_tiktok(const char *dir, const dr_load_params *p, dr_dataset **
         goto fail;
     ds->has_given_split = 1;
     for (int k = 0; k < NF; k++)
-        if (feat[k].data && (s = tiktok_modality(ds, &feat[k], fpath[k], feat_mod[k], err)) != DR_OK)
+        if (feat[k].data &&
+            (s = feature_modality(ds, &feat[k], fpath[k], feat_mod[k], true, err)) != DR_OK)
             goto fail;
     *out = ds;
     ds = NULL;

@@ -11,6 +11,8 @@
  *                      the items the user never interacted with (whole history), by rejection
  *                      from a dr_rng seeded with (sample_seed, stream = user id); all of them
  *                      when fewer are left. Pessimistic ranks within that candidate set.
+ *   cold items:        items in no user's training segment; users with such targets are also
+ *                      ranked with only those as targets (full ranking, as above).
  * Users are spread over dr_parallel_for workers; each worker owns a dr_scorer, a score vector,
  * an exclusion bitmap and marks, all allocated before the loop, so the loop never allocates.
  * Per-user results go to a per-user slot and are summed in user order afterwards: the same
@@ -25,7 +27,8 @@
 
 #define EV_MAX_WORKERS 256 /* dr_parallel_for's limit */
 
-enum { R_F10 = 0, R_F20 = 3, R_S10 = 6, R_S20 = 9, R_N = 12 }; /* hit, ndcg, recall each */
+/* hit, ndcg, recall each; R_CU: 1 when the user has a cold target (R_C10, R_C20 valid) */
+enum { R_F10 = 0, R_F20 = 3, R_S10 = 6, R_S20 = 9, R_C10 = 12, R_C20 = 15, R_CU = 18, R_N = 19 };
 
 typedef struct ev_worker {
     dr_scorer *sc;
@@ -37,6 +40,7 @@ typedef struct ev_worker {
     uint32_t *chosen; /* (n_samp) sampled items */
     float *cand;      /* (max_targets + n_samp) sampled candidate scores, targets first */
     uint32_t *cand_t; /* (max_targets) 0..T-1 */
+    uint32_t *ctgt;   /* (max_targets) the cold targets */
     dr_status st;
     dr_error err;
 } ev_worker;
@@ -49,6 +53,7 @@ typedef struct ev_ctx {
     uint64_t seed;
     uint32_t n_samp;   /* min(n_sampled, n_items) */
     const uint32_t *users; /* (n_eval) */
+    const uint8_t *cold; /* (n_items) 1 = in no user's training segment */
     double *res;       /* (n_eval, R_N) */
     ev_worker *w;      /* (n_workers) */
     size_t base;       /* first user index of the current batch */
@@ -97,9 +102,20 @@ static void eval_user(void *vctx, size_t idx, int worker) {
     /* full ranking, context excluded (targets are always candidates) */
     for (size_t k = 0; k < n_ctx; k++) w->excl[h[k]] = 1;
     dr_ranks_multi(w->scores, NI, w->tgt, T, w->excl, w->ranks);
-    for (size_t k = 0; k < n_ctx; k++) w->excl[h[k]] = 0;
     put(res + R_F10, dr_metrics_at(w->ranks, T, 10));
     put(res + R_F20, dr_metrics_at(w->ranks, T, 20));
+    /* cold items: the same ranking with only the cold targets as targets (the warm targets
+     * stay candidates) */
+    uint32_t n_cold = 0;
+    for (uint32_t j = 0; j < T; j++)
+        if (c->cold[w->tgt[j]]) w->ctgt[n_cold++] = w->tgt[j];
+    if (n_cold) {
+        dr_ranks_multi(w->scores, NI, w->ctgt, n_cold, w->excl, w->ranks);
+        put(res + R_C10, dr_metrics_at(w->ranks, n_cold, 10));
+        put(res + R_C20, dr_metrics_at(w->ranks, n_cold, 20));
+        res[R_CU] = 1.0;
+    }
+    for (size_t k = 0; k < n_ctx; k++) w->excl[h[k]] = 0;
 
     if (c->n_samp == 0) return;
     /* sampled: targets + negatives never interacted with */
@@ -153,21 +169,29 @@ static void free_workers(ev_worker *w, int n) {
         dr_free(w[k].chosen);
         dr_free(w[k].cand);
         dr_free(w[k].cand_t);
+        dr_free(w[k].ctgt);
     }
     dr_free(w);
 }
 
-static dr_rank_metrics mean_of(const double *res, uint32_t n, int at) {
+/* Mean over the users (of n) whose slot `only` is set (only < 0: all users); *n_used gets
+ * their count when not NULL. */
+static dr_rank_metrics mean_of(const double *res, uint32_t n, int at, int only,
+                               uint32_t *n_used) {
     dr_rank_metrics m = {0, 0, 0};
-    if (n == 0) return m;
+    uint32_t used = 0;
     for (uint32_t k = 0; k < n; k++) {
+        if (only >= 0 && res[(size_t)k * R_N + only] == 0.0) continue;
+        used++;
         m.hit += res[(size_t)k * R_N + at];
         m.ndcg += res[(size_t)k * R_N + at + 1];
         m.recall += res[(size_t)k * R_N + at + 2];
     }
-    m.hit /= n;
-    m.ndcg /= n;
-    m.recall /= n;
+    if (n_used) *n_used = used;
+    if (used == 0) return m;
+    m.hit /= used;
+    m.ndcg /= used;
+    m.recall /= used;
     return m;
 }
 
@@ -175,6 +199,7 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
                         const dr_eval_params *p, dr_eval_result *out, dr_error *err) {
     dr_eval_params def = dr_eval_default_params();
     uint32_t *users = NULL;
+    uint8_t *cold = NULL;
     double *res = NULL;
     ev_worker *w = NULL;
     int nw = 0;
@@ -196,10 +221,15 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
     /* evaluation users and the largest target segment */
     uint32_t n_eval = 0, max_t = 1, n_empty_ctx = 0;
     users = dr_malloc(((size_t)ds->n_users + 1) * sizeof *users);
-    if (!users) {
+    cold = dr_malloc((size_t)NI + 1);
+    if (!users || !cold) {
         st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
         goto fail;
     }
+    memset(cold, 1, NI);
+    for (uint32_t u = 0; u < ds->n_users; u++)
+        for (uint32_t k = 0; k < sp->n_train[u]; k++) cold[ds->hist_item[ds->user_off[u] + k]] = 0;
+    for (uint32_t i = 0; i < NI; i++) out->n_cold_items += cold[i];
     for (uint32_t u = 0; u < ds->n_users; u++) {
         uint32_t nt = p->which == 0 ? sp->n_test[u] : sp->n_valid[u];
         uint32_t nc = sp->n_train[u] + (p->which == 0 ? sp->n_valid[u] : 0);
@@ -240,8 +270,9 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
         x->chosen = dr_malloc(((size_t)n_samp + 1) * sizeof *x->chosen);
         x->cand = dr_malloc(((size_t)max_t + n_samp + 1) * sizeof *x->cand);
         x->cand_t = dr_malloc((size_t)max_t * sizeof *x->cand_t);
+        x->ctgt = dr_malloc((size_t)max_t * sizeof *x->ctgt);
         if (!x->scores || !x->excl || !x->mark || !x->tgt || !x->ranks || !x->chosen ||
-            !x->cand || !x->cand_t) {
+            !x->cand || !x->cand_t || !x->ctgt) {
             st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
             goto fail;
         }
@@ -249,7 +280,7 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
     }
 
     ev_ctx c = {.ds = ds, .sp = sp, .m = m, .which = p->which, .seed = p->sample_seed,
-                .n_samp = n_samp, .users = users, .res = res, .w = w, .base = 0};
+                .n_samp = n_samp, .users = users, .cold = cold, .res = res, .w = w, .base = 0};
     size_t batch = p->progress ? DR_MAX((size_t)1, ((size_t)n_eval + 99) / 100) : n_eval;
     if (p->progress) p->progress(p->progress_ud, "eval", 0, n_eval);
     for (size_t b = 0; b < n_eval; b += batch) {
@@ -267,17 +298,21 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
     }
 
     out->n_users = n_eval;
-    out->full10 = mean_of(res, n_eval, R_F10);
-    out->full20 = mean_of(res, n_eval, R_F20);
-    out->samp10 = mean_of(res, n_eval, R_S10);
-    out->samp20 = mean_of(res, n_eval, R_S20);
+    out->full10 = mean_of(res, n_eval, R_F10, -1, NULL);
+    out->full20 = mean_of(res, n_eval, R_F20, -1, NULL);
+    out->samp10 = mean_of(res, n_eval, R_S10, -1, NULL);
+    out->samp20 = mean_of(res, n_eval, R_S20, -1, NULL);
+    out->cold10 = mean_of(res, n_eval, R_C10, R_CU, &out->n_cold_users);
+    out->cold20 = mean_of(res, n_eval, R_C20, R_CU, NULL);
     free_workers(w, nw);
+    dr_free(cold);
     dr_free(res);
     dr_free(users);
     out->seconds = dr_now_seconds() - t_start;
     return DR_OK;
 fail:
     free_workers(w, nw);
+    dr_free(cold);
     dr_free(res);
     dr_free(users);
     return st;

@@ -50,10 +50,66 @@ void dr_fusion_free(dr_fusion *f) {
     memset(f, 0, sizeof *f);
 }
 
+dr_status dr_fusion_copy(dr_fusion *dst, const dr_fusion *src, uint32_t want_d, dr_error *err) {
+    memset(dst, 0, sizeof *dst);
+    if (!src || !src->w || !src->stats) return dr_fail(err, DR_ARG, "fusion copy: NULL argument");
+    if (src->d != want_d || src->n_mod == 0 || src->n_mod > DR_MAX_MODALITIES)
+        return dr_fail(err, DR_ARG, "fusion copy: fusion d=%u with %u modalities does not fit a "
+                       "model with d=%u", src->d, src->n_mod, want_d);
+    size_t np = 0, ns = 0;
+    for (uint32_t k = 0; k < src->n_mod; k++) {
+        if (src->off[k] != np || src->soff[k] != ns || src->dim[k] == 0)
+            return dr_fail(err, DR_ARG, "fusion copy: modality '%s' has an inconsistent layout",
+                           src->name[k]);
+        np += (size_t)src->d * src->dim[k] + 3 * (size_t)src->d + 1;
+        ns += 2 * (size_t)src->dim[k];
+    }
+    if (np != src->n_params || ns != src->n_stats)
+        return dr_fail(err, DR_ARG, "fusion copy: %zu parameters / %zu statistics, the modality "
+                       "sizes give %zu / %zu", src->n_params, src->n_stats, np, ns);
+    *dst = *src;
+    dst->w = dr_malloc(np * sizeof *dst->w);
+    dst->stats = dr_malloc(ns * sizeof *dst->stats);
+    if (!dst->w || !dst->stats) {
+        dr_fusion_free(dst);
+        return dr_fail(err, DR_NOMEM, "fusion copy: out of memory");
+    }
+    memcpy(dst->w, src->w, np * sizeof *dst->w);
+    memcpy(dst->stats, src->stats, ns * sizeof *dst->stats);
+    return DR_OK;
+}
+
 static int find_modality(const dr_dataset *ds, const char *name) {
     for (int m = 0; m < ds->n_mod; m++)
         if (strcmp(ds->mod[m].name, name) == 0) return m;
     return -1;
+}
+
+dr_status dr_fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mask,
+                           dr_error *err) {
+    *mask = 0;
+    if (!spec || !*spec || strcmp(spec, "none") == 0) return DR_OK;
+    if (strcmp(spec, "all") == 0) {
+        *mask = ds->n_mod >= 32 ? UINT32_MAX : (1u << ds->n_mod) - 1;
+        return DR_OK;
+    }
+    char have[256] = "";
+    for (int m = 0; m < ds->n_mod; m++)
+        snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", m ? "," : "",
+                 ds->mod[m].name);
+    for (const char *a = spec; *a;) {
+        const char *c = strchr(a, ',');
+        size_t n = c ? (size_t)(c - a) : strlen(a);
+        int found = -1;
+        for (int m = 0; m < ds->n_mod; m++)
+            if (strlen(ds->mod[m].name) == n && memcmp(ds->mod[m].name, a, n) == 0) found = m;
+        if (found < 0)
+            return dr_fail(err, DR_ARG, "modalities: dataset '%s' has no modality '%.*s' (it "
+                           "has: %s)", ds->name, (int)DR_MIN(n, 64), a, *have ? have : "none");
+        *mask |= 1u << found;
+        a += n + (c ? 1 : 0);
+    }
+    return DR_OK;
 }
 
 dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,

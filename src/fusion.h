@@ -21,6 +21,14 @@ typedef enum { DR_IMPUTE_GATE = 0, DR_IMPUTE_MEAN = 1 } dr_impute;
 dr_status dr_impute_parse(const char *s, dr_impute *out, dr_error *err);
 const char *dr_impute_name(dr_impute m);
 
+/*
+ * The modality mask for a selection spec over ds's modalities: NULL, "" or "none" -> 0 (ids
+ * only); "all" -> every modality; otherwise comma-separated names ("visual,audio"). An unknown
+ * name is DR_ARG naming it and the modalities the dataset has.
+ */
+dr_status dr_fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mask,
+                           dr_error *err);
+
 typedef struct dr_fusion {
     uint32_t d;                         /* latent size */
     uint32_t n_mod;                     /* modalities fused (0 = id-only) */
@@ -51,6 +59,9 @@ size_t dr_fusion_act_floats(const dr_fusion *f);
 dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,
                          float init_std, uint64_t seed, dr_error *err);
 void dr_fusion_free(dr_fusion *f); /* frees w and stats; zeroes f */
+/* Deep copy of src into dst (zeroed first) after checking that its offsets and sizes are the
+ * layout dr_fusion_init makes (DR_ARG naming the modality otherwise) and that d == want_d. */
+dr_status dr_fusion_copy(dr_fusion *dst, const dr_fusion *src, uint32_t want_d, dr_error *err);
 
 /*
  * Standardised features for the fused modalities: n_mod arrays xs[m] (n_items, dim[m])

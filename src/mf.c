@@ -550,6 +550,11 @@ dr_mf_params dr_mf_params_from_model(const dr_model_params *mp) {
     if (mp->lr > 0) p.lr = mp->lr;
     if (mp->l2 >= 0) p.l2 = mp->l2;
     if (mp->optimizer && strcmp(mp->optimizer, "adam") == 0) p.optimizer = DR_MF_ADAM;
+    if (mp->modality_dropout >= 0) p.modality_dropout = mp->modality_dropout;
+    if (mp->impute && strcmp(mp->impute, "mean") == 0) p.impute = DR_IMPUTE_MEAN;
+    if (mp->id_dropout >= 0) p.id_dropout = mp->id_dropout;
+    if (mp->fusion_lr > 0) p.fusion_lr = mp->fusion_lr;
+    if (mp->fusion_l2 >= 0) p.fusion_l2 = mp->fusion_l2;
     return p;
 }
 
@@ -558,8 +563,12 @@ static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_mo
     if (mp && mp->optimizer && strcmp(mp->optimizer, "adam") && strcmp(mp->optimizer, "sgd"))
         return dr_fail(err, DR_ARG, "mf: unknown optimizer '%s' (sgd, adam)", mp->optimizer);
     dr_mf_params p = dr_mf_params_from_model(mp);
+    dr_impute imp;
+    if (mp && mp->impute && dr_impute_parse(mp->impute, &imp, err) != DR_OK) return DR_ARG;
+    dr_status st = dr_fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
+    if (st != DR_OK) return st;
     mf_state *s = NULL;
-    dr_status st = mf_train(ds, sp, &p, &s, err);
+    st = mf_train(ds, sp, &p, &s, err);
     if (st == DR_OK) *state = s;
     return st;
 }
@@ -671,41 +680,24 @@ const dr_fusion *dr_mf_get_fusion(const dr_model *m, const float **item_id) {
 }
 
 dr_status dr_mf_attach_fusion(dr_model *m, const dr_fusion *f, const float *item_id,
-                              dr_error *err) {
-    if (!m || !f || !item_id || !f->w || !f->stats)
-        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: NULL argument");
+                              dr_impute impute, dr_error *err) {
+    if (!m || !f || !item_id) return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: NULL argument");
     if (m->vt != &dr_mf_vt)
         return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: model '%s' is not mf", m->vt->name);
     mf_state *s = m->state;
     if (s->fus.n_mod)
         return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: the model already has a fusion");
-    if (f->d != s->d || f->n_mod == 0 || f->n_mod > DR_MAX_MODALITIES)
-        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: fusion d=%u with %u modalities does "
-                       "not fit a model with d=%u", f->d, f->n_mod, s->d);
-    size_t np = 0, ns = 0;
-    for (uint32_t k = 0; k < f->n_mod; k++) { /* the layout fusion.c uses, checked */
-        if (f->off[k] != np || f->soff[k] != ns || f->dim[k] == 0)
-            return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: modality '%s' has an "
-                           "inconsistent layout", f->name[k]);
-        np += (size_t)f->d * f->dim[k] + 3 * (size_t)f->d + 1;
-        ns += 2 * (size_t)f->dim[k];
-    }
-    if (np != f->n_params || ns != f->n_stats)
-        return dr_fail(err, DR_ARG, "dr_mf_attach_fusion: %zu parameters / %zu statistics, the "
-                       "modality sizes give %zu / %zu", f->n_params, f->n_stats, np, ns);
+    dr_fusion c;
+    dr_status st = dr_fusion_copy(&c, f, s->d, err);
+    if (st != DR_OK) return st;
     const size_t cells = (size_t)s->n_items * s->d;
-    dr_fusion c = *f;
-    c.w = dr_malloc(np * sizeof *c.w);
-    c.stats = dr_malloc(ns * sizeof *c.stats);
     float *eid = dr_malloc(cells * sizeof *eid), *z = dr_malloc(cells * sizeof *z);
-    if (!c.w || !c.stats || !eid || !z) {
+    if (!eid || !z) {
         dr_fusion_free(&c);
         dr_free(eid);
         dr_free(z);
         return dr_fail(err, DR_NOMEM, "dr_mf_attach_fusion: out of memory");
     }
-    memcpy(c.w, f->w, np * sizeof *c.w);
-    memcpy(c.stats, f->stats, ns * sizeof *c.stats);
     memcpy(eid, item_id, cells * sizeof *eid);
     memcpy(z, s->item, cells * sizeof *z);
     s->fus = c;
@@ -713,7 +705,13 @@ dr_status dr_mf_attach_fusion(dr_model *m, const dr_fusion *f, const float *item
     s->item_id = eid;
     s->fused = z;
     s->item = z;
+    s->params.impute = impute == DR_IMPUTE_MEAN ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE;
     return DR_OK;
+}
+
+dr_impute dr_mf_get_impute(const dr_model *m) {
+    if (!m || m->vt != &dr_mf_vt) return DR_IMPUTE_GATE;
+    return ((const mf_state *)m->state)->params.impute;
 }
 
 const uint8_t *dr_mf_cold_items(const dr_model *m) {

@@ -94,10 +94,13 @@ const dr_fusion *dr_mf_get_fusion(const dr_model *m, const float **item_id);
  * Gives a model built from a view (a loaded checkpoint) back its fusion so dr_mf_refuse works:
  * copies f's shape (d must match, w and stats are copied), the id embeddings item_id
  * (n_items, d) and the current fused latents (the view's item) into owned memory; scoring is
- * unchanged until dr_mf_refuse is called. DR_ARG when shapes disagree.
+ * unchanged until dr_mf_refuse is called; impute is the mode it was trained with. DR_ARG when
+ * shapes disagree.
  */
 dr_status dr_mf_attach_fusion(dr_model *m, const dr_fusion *f, const float *item_id,
-                              dr_error *err);
+                              dr_impute impute, dr_error *err);
+/* The impute mode the model was trained with (DR_IMPUTE_GATE for a model without fusion). */
+dr_impute dr_mf_get_impute(const dr_model *m);
 /* Items with no training interaction (n_items bytes, 1 = cold), NULL for a loaded model. */
 const uint8_t *dr_mf_cold_items(const dr_model *m);
 

@@ -26,6 +26,9 @@ dr_model_params dr_model_default_params(void) {
     p.dropout = -1.0f;
     p.weight_decay = -1.0f;
     p.l2 = -1.0f;
+    p.modality_dropout = -1.0f;
+    p.id_dropout = -1.0f;
+    p.fusion_l2 = -1.0f;
     return p;
 }
 

@@ -11,6 +11,11 @@
  * to be contiguous and the mapping is used as the block in place (no copy). Alternatives
  * rejected: a per-model file format (two parsers to fuzz) and copying parameters on load
  * (doubles memory for large catalogues).
+ * A model with multimodal fusion also stores its id embeddings e, the fusion block and the
+ * feature standardisation (PREFIX.item_id, PREFIX.fusion, PREFIX.fusion_stats, one writer and
+ * one checked reader for mf and sasrec); the fused latents stay the model's own item tensor,
+ * so serving reads the file exactly as without fusion, and the loaded fusion (copied) lets
+ * P-MODAL recompute the latents with features removed.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -95,6 +100,84 @@ static dr_status meta_u32(const dr_ckpt *c, const char *key, uint32_t *out, dr_e
 
 /* ------------------------------------------------------------------ per-model tensors */
 
+/* A fusion in a checkpoint: metadata fusion_modalities "name:dim,..." and fusion_impute,
+ * sections PREFIX.item_id (rows, d) (the id embeddings e), PREFIX.fusion (n_params) and
+ * PREFIX.fusion_stats (n_stats). */
+static dr_status save_fusion(dr_ckpt_writer *w, const char *prefix, const dr_fusion *f,
+                             const float *eid, uint64_t rows, dr_impute imp, dr_error *err) {
+    char mods[DR_MAX_MODALITIES * 48] = "", name[3][48];
+    for (uint32_t k = 0; k < f->n_mod; k++)
+        snprintf(mods + strlen(mods), sizeof mods - strlen(mods), "%s%s:%u", k ? "," : "",
+                 f->name[k], f->dim[k]);
+    snprintf(name[0], sizeof name[0], "%s.item_id", prefix);
+    snprintf(name[1], sizeof name[1], "%s.fusion", prefix);
+    snprintf(name[2], sizeof name[2], "%s.fusion_stats", prefix);
+    uint64_t se[2] = {rows, f->d}, sw[1] = {f->n_params}, ss[1] = {f->n_stats};
+    dr_status st;
+    if ((st = dr_ckpt_add_meta(w, "fusion_modalities", mods, err)) ||
+        (st = dr_ckpt_add_meta(w, "fusion_impute", dr_impute_name(imp), err)) ||
+        (st = dr_ckpt_add(w, name[0], DR_DT_F32, 2, se, eid, err)) ||
+        (st = dr_ckpt_add(w, name[1], DR_DT_F32, 1, sw, f->w, err)))
+        return st;
+    return dr_ckpt_add(w, name[2], DR_DT_F32, 1, ss, f->stats, err);
+}
+
+/* Reads what save_fusion wrote: *f gets the shape, w and stats pointing into the mapping (read
+ * only), *eid the id embeddings; *found = 0 when the checkpoint has no fusion. Every name,
+ * dimension and section shape is checked before use. */
+static dr_status load_fusion(const dr_ckpt *c, const char *prefix, uint32_t d, uint64_t rows,
+                             dr_fusion *f, const float **eid, dr_impute *imp, int *found,
+                             dr_error *err) {
+    const char *mods = dr_ckpt_meta(c, "fusion_modalities"), *path = dr_ckpt_path(c);
+    *found = 0;
+    if (!mods) return DR_OK;
+    memset(f, 0, sizeof *f);
+    f->d = d;
+    for (const char *a = mods; *a;) {
+        const char *comma = strchr(a, ','), *colon = strchr(a, ':');
+        size_t n = comma ? (size_t)(comma - a) : strlen(a);
+        uint32_t dim;
+        if (f->n_mod >= DR_MAX_MODALITIES || !colon || colon >= a + n || colon == a ||
+            (size_t)(colon - a) >= sizeof f->name[0] ||
+            !dr_parse_u32(colon + 1, (size_t)(a + n - colon - 1), &dim) || dim == 0 ||
+            dim > (1u << 20))
+            return dr_fail(err, DR_FORMAT, "%s: metadata fusion_modalities '%.64s' is not "
+                           "name:dim,...", path, mods);
+        uint32_t k = f->n_mod++;
+        memcpy(f->name[k], a, (size_t)(colon - a));
+        f->dim[k] = dim;
+        f->off[k] = f->n_params;
+        f->soff[k] = f->n_stats;
+        f->n_params += (size_t)d * dim + 3 * (size_t)d + 1;
+        f->n_stats += 2 * (size_t)dim;
+        a += n + (comma ? 1 : 0);
+    }
+    if (f->n_mod == 0)
+        return dr_fail(err, DR_FORMAT, "%s: metadata fusion_modalities is empty", path);
+    const char *iv = dr_ckpt_meta(c, "fusion_impute");
+    if (!iv || dr_impute_parse(iv, imp, NULL) != DR_OK)
+        return dr_fail(err, DR_FORMAT, "%s: metadata fusion_impute missing or not gate|mean", path);
+    uint64_t se[2] = {rows, d}, sw[1] = {f->n_params}, ss[1] = {f->n_stats};
+    const void *pe, *pw, *ps;
+    char names[3][48];
+    snprintf(names[0], sizeof names[0], "%s.item_id", prefix);
+    snprintf(names[1], sizeof names[1], "%s.fusion", prefix);
+    snprintf(names[2], sizeof names[2], "%s.fusion_stats", prefix);
+    for (int k = 0; k < 3; k++) {
+        dr_status st = k == 0 ? dr_ckpt_find(c, names[k], DR_DT_F32, 2, se, &pe, err)
+                     : k == 1 ? dr_ckpt_find(c, names[k], DR_DT_F32, 1, sw, &pw, err)
+                              : dr_ckpt_find(c, names[k], DR_DT_F32, 1, ss, &ps, err);
+        if (st == DR_NOTFOUND)
+            return dr_fail(err, DR_FORMAT, "%s: section '%s' is missing", path, names[k]);
+        if (st != DR_OK) return st;
+    }
+    f->w = (float *)(uintptr_t)pw; /* read only: the attach functions copy */
+    f->stats = (float *)(uintptr_t)ps;
+    *eid = pe;
+    *found = 1;
+    return DR_OK;
+}
+
 static dr_status sasrec_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err) {
     const dr_sasrec *s = m->state;
     const dr_sasrec_dims *dm = dr_sasrec_get_dims(s);
@@ -118,7 +201,11 @@ static dr_status sasrec_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err
                               err)) != DR_OK)
             return st;
     }
-    return DR_OK;
+    const float *eid = NULL;
+    const dr_fusion *f = dr_sasrec_get_fusion(s, &eid);
+    return f ? save_fusion(w, "sasrec", f, eid, (uint64_t)dm->n_items + 1,
+                           dr_sasrec_get_impute(s), err)
+             : DR_OK;
 }
 
 static dr_status sasrec_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
@@ -150,6 +237,16 @@ static dr_status sasrec_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
     }
     dr_sasrec *s = NULL;
     if ((st = dr_sasrec_from_params(&dm, base, total, &s, err)) != DR_OK) return st;
+    dr_fusion f;
+    const float *eid = NULL;
+    dr_impute imp;
+    int found;
+    if ((st = load_fusion(c, "sasrec", dm.d, (uint64_t)dm.n_items + 1, &f, &eid, &imp, &found,
+                          err)) != DR_OK ||
+        (found && (st = dr_sasrec_attach_fusion(s, &f, eid, imp, err)) != DR_OK)) {
+        dr_sasrec_free(s);
+        return st;
+    }
     return dr_sasrec_as_model(s, out, err);
 }
 
@@ -163,7 +260,11 @@ static dr_status mf_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err) {
     if ((st = dr_ckpt_add_meta(w, "d", d, err)) != DR_OK) return st;
     if ((st = dr_ckpt_add(w, "mf.user", DR_DT_F32, 2, su, v.user, err)) != DR_OK) return st;
     if ((st = dr_ckpt_add(w, "mf.item", DR_DT_F32, 2, si, v.item, err)) != DR_OK) return st;
-    return dr_ckpt_add(w, "mf.item_bias", DR_DT_F32, 1, sb, v.item_bias, err);
+    if ((st = dr_ckpt_add(w, "mf.item_bias", DR_DT_F32, 1, sb, v.item_bias, err)) != DR_OK)
+        return st;
+    const float *eid = NULL;
+    const dr_fusion *f = dr_mf_get_fusion(m, &eid);
+    return f ? save_fusion(w, "mf", f, eid, v.n_items, dr_mf_get_impute(m), err) : DR_OK;
 }
 
 static dr_status mf_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
@@ -178,7 +279,19 @@ static dr_status mf_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
     if ((st = dr_ckpt_find(c, "mf.item_bias", DR_DT_F32, 1, sb, &pb, err)) != DR_OK) return st;
     if (su[0] >= UINT32_MAX) return dr_fail(err, DR_FORMAT, "%s: too many users", dr_ckpt_path(c));
     dr_mf_view v = {(uint32_t)su[0], (uint32_t)si[0], (uint32_t)si[1], pu, pi, pb};
-    return dr_mf_from_view(&v, out, err);
+    dr_model *m = NULL;
+    if ((st = dr_mf_from_view(&v, &m, err)) != DR_OK) return st;
+    dr_fusion f;
+    const float *eid = NULL;
+    dr_impute imp;
+    int found;
+    if ((st = load_fusion(c, "mf", v.d, v.n_items, &f, &eid, &imp, &found, err)) != DR_OK ||
+        (found && (st = dr_mf_attach_fusion(m, &f, eid, imp, err)) != DR_OK)) {
+        dr_model_free(m);
+        return st;
+    }
+    *out = m;
+    return DR_OK;
 }
 
 typedef struct model_io {

@@ -41,6 +41,17 @@
  * Serving: dr_sasrec_user_latent runs the same forward (no dropout) on the last L items into
  * caller scratch; scores = one sgemv against E. A borrowed (e.g. mmapped) block serves as is.
  * The layers themselves live in sasrec_layers.h, instantiated for float and double.
+ * Fusion (use_modalities != 0, fusion.c): the item table the shards use as input embedding and
+ * tied output is the fused z = e + sum_m g_m y_m of every item, materialised once per batch
+ * (modality dropout from its own stream (seed, epoch, batch)); the shards' tok gradients are
+ * dL/dz, summed in shard order and pushed back through the fusion into dL/de (given to the
+ * AdamW step as shard 0's tok gradient) and dL/dw (its own Adam with L2). Items with no
+ * training interaction keep e = 0. Materialising all items per batch costs about one extra
+ * (n_items, dim) x (dim, d) product forward and two backward, the size of one CE logits GEMM
+ * over a chunk; per-referenced-item fusion was rejected because the CE output layer touches
+ * every item anyway. After training tok holds z (serving and checkpoints are unchanged) and e is
+ * kept beside. With every gate closed z = e and dL/de = dL/dz exactly, so the fused code path
+ * trains the id-only model bit for bit (tests/unit/test_fusion.c).
  */
 #include "sasrec.h"
 
@@ -232,6 +243,9 @@ struct dr_sasrec {
     dr_sr_params_f32 P;  /* slices of block (never written when borrowed) */
     double best_val;     /* validation NDCG@10 of the kept parameters, -1 = none */
     int best_epoch;
+    dr_fusion fus;       /* n_mod = 0: id-only */
+    float *eid;          /* (n_items+1, d) id embeddings e of a fused model; tok holds z */
+    dr_impute impute;    /* the fusion's training mode */
 };
 
 dr_sasrec_params dr_sasrec_default_params(void) {
@@ -255,6 +269,10 @@ dr_sasrec_params dr_sasrec_default_params(void) {
     p.shards = 8;
     p.seed = 42;
     p.threads = 0;
+    p.modality_dropout = 0.3f;
+    p.impute = DR_IMPUTE_GATE;
+    p.fusion_lr = 3e-3f;
+    p.fusion_l2 = 1e-3f;
     return p;
 }
 
@@ -301,6 +319,8 @@ dr_status dr_sasrec_from_params(const dr_sasrec_dims *dims, const float *block,
 
 void dr_sasrec_free(dr_sasrec *m) {
     if (!m) return;
+    dr_fusion_free(&m->fus);
+    dr_free(m->eid);
     dr_free(m->own);
     dr_free(m);
 }
@@ -469,6 +489,141 @@ fail:
     return st;
 }
 
+/* ------------------------------------------------------------------ fusion of the item table */
+
+const dr_fusion *dr_sasrec_get_fusion(const dr_sasrec *m, const float **item_id) {
+    if (!m || m->fus.n_mod == 0) return NULL;
+    if (item_id) *item_id = m->eid;
+    return &m->fus;
+}
+
+dr_impute dr_sasrec_get_impute(const dr_sasrec *m) { return m ? m->impute : DR_IMPUTE_GATE; }
+
+dr_status dr_sasrec_attach_fusion(dr_sasrec *m, const dr_fusion *f, const float *item_id,
+                                  dr_impute impute, dr_error *err) {
+    if (!m || !f || !item_id) return dr_fail(err, DR_ARG, "dr_sasrec_attach_fusion: NULL argument");
+    if (m->fus.n_mod)
+        return dr_fail(err, DR_ARG, "dr_sasrec_attach_fusion: the model already has a fusion");
+    dr_fusion c;
+    dr_status st = dr_fusion_copy(&c, f, m->dm.d, err);
+    if (st != DR_OK) return st;
+    const size_t cells = ((size_t)m->dm.n_items + 1) * m->dm.d;
+    float *eid = dr_malloc(cells * sizeof *eid);
+    float *own = m->own ? NULL : dr_malloc(m->n_params * sizeof *own);
+    if (!eid || (!m->own && !own)) {
+        dr_fusion_free(&c);
+        dr_free(eid);
+        dr_free(own);
+        return dr_fail(err, DR_NOMEM, "dr_sasrec_attach_fusion: out of memory");
+    }
+    memcpy(eid, item_id, cells * sizeof *eid);
+    if (own) { /* re-fusion writes tok: the borrowed (read-only) block is copied */
+        memcpy(own, m->block, m->n_params * sizeof *own);
+        m->own = own;
+        m->block = own;
+        dr_sr_params_layout_f32(&m->dm, own, &m->P);
+    }
+    m->fus = c;
+    m->eid = eid;
+    m->impute = impute == DR_IMPUTE_MEAN ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE;
+    return DR_OK;
+}
+
+dr_status dr_sasrec_refuse(dr_sasrec *m, const dr_dataset *ds, const uint8_t *over,
+                           dr_impute impute, dr_error *err) {
+    if (!m || !ds) return dr_fail(err, DR_ARG, "dr_sasrec_refuse: NULL argument");
+    if (m->fus.n_mod == 0 || !m->eid || !m->own)
+        return dr_fail(err, DR_UNSUPPORTED, "dr_sasrec_refuse: the model fuses no modality");
+    if (ds->n_items != m->dm.n_items)
+        return dr_fail(err, DR_ARG, "dr_sasrec_refuse: dataset '%s' has %u items, the model %u",
+                       ds->name, ds->n_items, m->dm.n_items);
+    if (impute != DR_IMPUTE_GATE && impute != DR_IMPUTE_MEAN)
+        return dr_fail(err, DR_ARG, "dr_sasrec_refuse: unknown impute mode %d", (int)impute);
+    dr_fusion_input in;
+    dr_status st = dr_fusion_input_build(&m->fus, ds, over, &in, err);
+    if (st != DR_OK) return st;
+    float *act = dr_malloc(dr_fusion_act_floats(&m->fus) * sizeof *act);
+    if (!act) {
+        dr_fusion_input_free(&in);
+        return dr_fail(err, DR_NOMEM, "dr_sasrec_refuse: out of memory");
+    }
+    const size_t d = m->dm.d;
+    dr_fusion_materialise(&m->fus, m->eid + d, &in, impute, m->P.tok + d, act);
+    dr_free(act);
+    dr_fusion_input_free(&in);
+    return DR_OK;
+}
+
+/* x and gate of item i for the fusion from the recorded presence. */
+static void fuse_inputs(const dr_fusion *f, const dr_fusion_input *in, dr_impute imp,
+                        const uint8_t *pres, uint32_t i, const float **x, float *gate) {
+    for (uint32_t m = 0; m < f->n_mod; m++) {
+        const bool p = pres[(size_t)i * f->n_mod + m] != 0;
+        x[m] = p ? in->xs[m] + (size_t)i * f->dim[m] : in->zero;
+        gate[m] = (p || imp == DR_IMPUTE_MEAN) ? 1.0f : 0.0f;
+    }
+}
+
+void dr_sr_fuse_forward(const dr_fusion *f, const dr_fusion_input *in, dr_impute imp,
+                        float rate, dr_rng *rng, const float *tok, float *z, float *act,
+                        uint8_t *pres) {
+    const uint32_t d = f->d, M = f->n_mod, N = in->n_items;
+    const size_t na = dr_fusion_act_floats(f);
+    const float *x[DR_MAX_MODALITIES];
+    float gate[DR_MAX_MODALITIES];
+    memset(z, 0, (size_t)d * sizeof *z);
+    for (uint32_t i = 0; i < N; i++) {
+        for (uint32_t m = 0; m < M; m++) {
+            bool p = in->pres[(size_t)m * N + i] != 0;
+            if (rate > 0 && rng && dr_rng_uniform(rng) < (double)rate) p = false;
+            pres[(size_t)i * M + m] = p;
+        }
+        fuse_inputs(f, in, imp, pres, i, x, gate);
+        dr_fusion_forward(f, tok + (size_t)(i + 1) * d, x, gate, z + (size_t)(i + 1) * d,
+                          act + (size_t)i * na);
+    }
+}
+
+void dr_sr_fuse_backward(const dr_fusion *f, const dr_fusion_input *in, dr_impute imp,
+                         const float *tok, const float *act, const uint8_t *pres,
+                         const float *dz, const uint8_t *frozen, float *dtok, float *dw) {
+    const uint32_t d = f->d, N = in->n_items;
+    const size_t na = dr_fusion_act_floats(f);
+    const float *x[DR_MAX_MODALITIES];
+    float gate[DR_MAX_MODALITIES];
+    for (uint32_t i = 0; i < N; i++) {
+        float *de = dtok + (size_t)(i + 1) * d;
+        fuse_inputs(f, in, imp, pres, i, x, gate);
+        dr_fusion_backward(f, tok + (size_t)(i + 1) * d, x, act + (size_t)i * na,
+                           dz + (size_t)(i + 1) * d, de, dw);
+        if (frozen && frozen[i]) memset(de, 0, (size_t)d * sizeof *de);
+    }
+}
+
+/* Training state of the fusion: inputs, the fused table, its gradient and Adam. */
+typedef struct sr_fuse {
+    dr_fusion_input in;
+    float *z, *dz;        /* (n_items+1, d) */
+    float *act;           /* (n_items, act_floats) */
+    uint8_t *pres;        /* (n_items, n_mod) */
+    uint8_t *cold;        /* (n_items) no training interaction: e stays 0 */
+    float *dw, *m, *v, *best_w; /* (n_params) */
+    double b1t, b2t;
+} sr_fuse;
+
+static void sr_fuse_free(sr_fuse *F) {
+    dr_fusion_input_free(&F->in);
+    dr_free(F->z);
+    dr_free(F->dz);
+    dr_free(F->act);
+    dr_free(F->pres);
+    dr_free(F->cold);
+    dr_free(F->dw);
+    dr_free(F->m);
+    dr_free(F->v);
+    dr_free(F->best_w);
+}
+
 /* ------------------------------------------------------------------ training */
 
 typedef struct sr_shard {
@@ -505,6 +660,7 @@ typedef struct sr_train {
     adam_chunk *chunks;
     size_t n_chunks;
     float lr_t, b1c, b2c; /* step's learning rate and bias corrections */
+    dr_sr_params_f32 PP;  /* what the shards run: m->P, with tok = the fused table when fusing */
 } sr_train;
 
 static uint64_t stream_id(uint64_t tag, uint64_t epoch, uint64_t user) {
@@ -555,8 +711,8 @@ static void shard_run(void *vc, size_t s, int worker) {
                             .neg = sh->neg, .seed = sh->seed};
     sh->A.logits = c->logits ? c->logits + (size_t)worker * DR_SR_CHUNK * N : NULL;
     dr_sr_masks_f32(&sh->A, dm, &bt, c->p->dropout);
-    dr_sr_forward_f32(dm, &c->m->P, &sh->A, &bt);
-    sh->loss = dr_sr_loss_backward_f32(dm, &c->m->P, &sh->G, &sh->A, &bt, (int)c->p->loss,
+    dr_sr_forward_f32(dm, &c->PP, &sh->A, &bt);
+    sh->loss = dr_sr_loss_backward_f32(dm, &c->PP, &sh->G, &sh->A, &bt, (int)c->p->loss,
                                        c->scale);
 }
 
@@ -575,6 +731,67 @@ static void adam_run(void *vc, size_t k, int worker) {
     }
 }
 
+/* After the shards of a fused batch: their tok gradients are dL/dz; sums them in shard order,
+ * back-propagates through the fusion into shard 0's tok gradient (= dL/de; the other shards'
+ * are cleared, so the Adam sum over shards sees dL/de once) and takes an Adam step with L2 on
+ * the fusion block. */
+static void sr_fuse_step(sr_train *c, sr_fuse *F) {
+    dr_sasrec *m = c->m;
+    const dr_sasrec_params *p = c->p;
+    const size_t d = m->dm.d, cells = ((size_t)m->dm.n_items + 1) * d, nf = m->fus.n_params;
+    memset(F->dz, 0, cells * sizeof *F->dz);
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        const float *g = c->sh[s].G.tok;
+        for (size_t k = 0; k < cells; k++) F->dz[k] += g[k];
+    }
+    memset(F->dw, 0, nf * sizeof *F->dw);
+    float *dtok = c->sh[0].G.tok;
+    memcpy(dtok, F->dz, d * sizeof *dtok); /* padding row: as without fusion */
+    dr_sr_fuse_backward(&m->fus, &F->in, p->impute, m->P.tok, F->act, F->pres, F->dz, F->cold,
+                        dtok, F->dw);
+    for (uint32_t s = 1; s < c->n_shards; s++) memset(c->sh[s].G.tok, 0, cells * sizeof(float));
+    F->b1t *= p->beta1;
+    F->b2t *= p->beta2;
+    const float c1 = (float)(1.0 / (1.0 - F->b1t)), c2 = (float)(1.0 / (1.0 - F->b2t));
+    float *w = m->fus.w;
+    for (size_t q = 0; q < nf; q++) {
+        const float g = F->dw[q] + p->fusion_l2 * w[q];
+        F->m[q] = p->beta1 * F->m[q] + (1 - p->beta1) * g;
+        F->v[q] = p->beta2 * F->v[q] + (1 - p->beta2) * g * g;
+        w[q] -= p->fusion_lr * (F->m[q] * c1) / (sqrtf(F->v[q] * c2) + 1e-8f);
+    }
+}
+
+/* Sets up the fusion of a fused fit: block, inputs, buffers; zeroes e of cold items. */
+static dr_status sr_fuse_init(dr_sasrec *m, sr_fuse *F, const dr_dataset *ds, const dr_split *sp,
+                              const dr_sasrec_params *p, dr_error *err) {
+    const dr_sasrec_dims *dm = &m->dm;
+    const float sd = (float)sqrt(2.0 / ((double)dm->n_items + 1 + dm->d)); /* tok's init */
+    dr_status st = dr_fusion_init(&m->fus, ds, p->use_modalities, dm->d, sd, p->seed, err);
+    if (st == DR_OK) st = dr_fusion_input_build(&m->fus, ds, NULL, &F->in, err);
+    if (st != DR_OK) return st;
+    const size_t cells = ((size_t)dm->n_items + 1) * dm->d, nf = m->fus.n_params;
+    F->z = dr_malloc(cells * sizeof(float));
+    F->dz = dr_malloc(cells * sizeof(float));
+    F->act = dr_malloc((size_t)dm->n_items * dr_fusion_act_floats(&m->fus) * sizeof(float) + 1);
+    F->pres = dr_malloc((size_t)dm->n_items * m->fus.n_mod + 1);
+    F->cold = dr_malloc((size_t)dm->n_items + 1);
+    F->dw = dr_malloc(nf * sizeof(float));
+    F->m = dr_calloc(nf, sizeof(float));
+    F->v = dr_calloc(nf, sizeof(float));
+    F->best_w = dr_malloc(nf * sizeof(float));
+    if (!F->z || !F->dz || !F->act || !F->pres || !F->cold || !F->dw || !F->m || !F->v ||
+        !F->best_w)
+        return dr_fail(err, DR_NOMEM, "sasrec: out of memory for the fusion");
+    F->b1t = F->b2t = 1.0;
+    memset(F->cold, 1, dm->n_items);
+    for (uint32_t u = 0; u < ds->n_users; u++)
+        for (uint32_t k = 0; k < sp->n_train[u]; k++) F->cold[ds->hist_item[ds->user_off[u] + k]] = 0;
+    for (uint32_t i = 0; i < dm->n_items; i++)
+        if (F->cold[i]) memset(m->P.tok + (size_t)(i + 1) * dm->d, 0, dm->d * sizeof(float));
+    return DR_OK;
+}
+
 /* Longest total of the k largest values of v (n), and of their squares. */
 static int cmp_desc(const void *a, const void *b) {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -590,6 +807,8 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
     size_t *lens = NULL;
     float *grads = NULL, *adam = NULL, *best = NULL, *acts = NULL, *logits = NULL;
     char *bufs = NULL;
+    sr_fuse F;
+    memset(&F, 0, sizeof F);
     memset(&c, 0, sizeof c);
     if (!out) return dr_fail(err, DR_ARG, "dr_sasrec_fit: out is NULL");
     *out = NULL;
@@ -600,6 +819,10 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
     if (!p.batch || !p.shards || p.shards > 1024 || !(p.dropout >= 0 && p.dropout < 1) ||
         !(p.lr > 0) || p.loss > DR_SASREC_BCE)
         return dr_fail(err, DR_ARG, "sasrec: invalid batch/shards/dropout/lr/loss");
+    const bool fuse = p.use_modalities != 0;
+    if (fuse && (!(p.modality_dropout >= 0 && p.modality_dropout <= 1) || !(p.fusion_lr > 0) ||
+                 !(p.fusion_l2 >= 0) || (p.impute != DR_IMPUTE_GATE && p.impute != DR_IMPUTE_MEAN)))
+        return dr_fail(err, DR_ARG, "sasrec: invalid modality_dropout/fusion_lr/fusion_l2/impute");
     if (p.threads <= 0) p.threads = dr_default_threads();
     if (p.threads > 256) p.threads = 256; /* dr_parallel_for's limit */
     openblas_set_num_threads(1);
@@ -641,6 +864,9 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
         init_params(&dm, m->own, p.seed);
     }
     dr_sr_params_layout_f32(&dm, m->own, &m->P);
+    if (fuse && (st = sr_fuse_init(m, &F, ds, sp, &p, err)) != DR_OK) goto fail;
+    m->impute = p.impute;
+    c.PP = m->P;
 
     /* training users and per-shard capacities */
     size_t n_tr = 0;
@@ -755,7 +981,15 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
                 c.sh[s].u1 = b0 + (s + 1) * nb / S;
             }
             c.scale = 1.0f / (float)Tb;
+            if (fuse) { /* the fused table for this batch, modality dropout from its own stream */
+                dr_rng frng;
+                dr_rng_seed(&frng, p.seed, stream_id(3, ep, b0));
+                dr_sr_fuse_forward(&m->fus, &F.in, p.impute, p.modality_dropout, &frng, m->P.tok,
+                                   F.z, F.act, F.pres);
+                c.PP.tok = F.z;
+            }
             dr_parallel_for(S, p.threads, shard_run, &c);
+            if (fuse) sr_fuse_step(&c, &F);
             for (size_t s = 0; s < S; s++) loss_sum += c.sh[s].loss;
             pos_sum += Tb;
             step++;
@@ -767,13 +1001,20 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
         double val = -1;
         int stop = 0;
         if (p.eval_every && ep % p.eval_every == 0) {
+            float *tok_e = m->P.tok;
+            if (fuse) { /* validate the fused table, no dropout */
+                dr_sr_fuse_forward(&m->fus, &F.in, p.impute, 0, NULL, tok_e, F.z, F.act, F.pres);
+                m->P.tok = F.z;
+            }
             st = dr_sasrec_eval_ndcg10(m, ds, sp, 1, p.val_users, p.seed, p.threads, &val, NULL,
                                        err);
+            m->P.tok = tok_e;
             if (st != DR_OK) goto fail;
             if (val > m->best_val) {
                 m->best_val = val;
                 m->best_epoch = (int)ep;
                 memcpy(best, m->own, np * sizeof(float));
+                if (fuse) memcpy(F.best_w, m->fus.w, m->fus.n_params * sizeof(float));
                 have_best = 1;
                 bad = 0;
             } else if (++bad >= p.patience) {
@@ -786,7 +1027,20 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
         if (p.on_epoch) p.on_epoch(p.on_epoch_ud, (int)ep, loss, val, secs);
         if (stop) break;
     }
-    if (have_best) memcpy(m->own, best, np * sizeof(float));
+    if (have_best) {
+        memcpy(m->own, best, np * sizeof(float));
+        if (fuse) memcpy(m->fus.w, F.best_w, m->fus.n_params * sizeof(float));
+    }
+    if (fuse) { /* serving and the checkpoint see z in tok; e is kept beside */
+        const size_t cells = ((size_t)dm.n_items + 1) * dm.d;
+        if (!(m->eid = dr_malloc(cells * sizeof(float)))) {
+            st = dr_fail(err, DR_NOMEM, "sasrec: out of memory");
+            goto fail;
+        }
+        memcpy(m->eid, m->P.tok, cells * sizeof(float));
+        dr_sr_fuse_forward(&m->fus, &F.in, p.impute, 0, NULL, m->eid, F.z, F.act, F.pres);
+        memcpy(m->P.tok, F.z, cells * sizeof(float));
+    }
     *out = m;
     m = NULL;
 fail:
@@ -801,6 +1055,7 @@ fail:
     dr_free(acts);
     dr_free(bufs);
     dr_free(logits);
+    sr_fuse_free(&F);
     return st;
 }
 
@@ -825,6 +1080,9 @@ dr_sasrec_params dr_sasrec_params_from_model(const dr_model_params *mp) {
     if (mp->loss && !strcmp(mp->loss, "bce")) p.loss = DR_SASREC_BCE;
     p.on_epoch = mp->on_epoch;
     p.on_epoch_ud = mp->on_epoch_ud;
+    if (mp->modality_dropout >= 0) p.modality_dropout = mp->modality_dropout;
+    if (mp->fusion_lr > 0) p.fusion_lr = mp->fusion_lr;
+    if (mp->fusion_l2 >= 0) p.fusion_l2 = mp->fusion_l2;
     return p;
 }
 
@@ -833,6 +1091,9 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
     if (mp && mp->loss && strcmp(mp->loss, "ce") != 0 && strcmp(mp->loss, "bce") != 0)
         return dr_fail(err, DR_ARG, "sasrec: unknown loss '%s' (ce, bce)", mp->loss);
     dr_sasrec_params p = dr_sasrec_params_from_model(mp);
+    if (mp && mp->impute && dr_impute_parse(mp->impute, &p.impute, err) != DR_OK) return DR_ARG;
+    dr_status sst = dr_fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
+    if (sst != DR_OK) return sst;
     if (mp && mp->init) {
         if (mp->init->vt != &dr_sasrec_vt)
             return dr_fail(err, DR_ARG, "sasrec: cannot warm start from a '%s' model",

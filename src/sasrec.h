@@ -7,6 +7,7 @@
 #ifndef DR_SASREC_H
 #define DR_SASREC_H
 
+#include "fusion.h"
 #include "model.h"
 #include "rng.h"
 
@@ -42,6 +43,14 @@ typedef struct dr_sasrec_params {
                              random initialisation; NULL = random */
     dr_epoch_fn on_epoch; /* may be NULL */
     void *on_epoch_ud;
+    /* Gated multimodal fusion (fusion.h): the item table used as input and as the tied output
+     * becomes z_i = e_i + sum_m g_im (P_m xs_im + b_m); 0 = id-only (the same bytes as
+     * without this field). */
+    uint32_t use_modalities;  /* bit m fuses the dataset's modality m (0) */
+    float modality_dropout;   /* training: each (item, modality) dropped per batch (0.3) */
+    dr_impute impute;         /* DR_IMPUTE_GATE | DR_IMPUTE_MEAN (GATE) */
+    float fusion_lr;          /* Adam learning rate of the fusion block (0.003) */
+    float fusion_l2;          /* L2 on the fusion block (0.001) */
 } dr_sasrec_params;
 
 dr_sasrec_params dr_sasrec_default_params(void);
@@ -101,6 +110,36 @@ dr_status dr_sasrec_eval_ndcg10(const dr_sasrec *m, const dr_dataset *ds, const 
  * fields keep the defaults; shards and val_users always keep theirs). */
 extern const dr_model_vt dr_sasrec_vt;
 dr_sasrec_params dr_sasrec_params_from_model(const dr_model_params *p);
+/* The fusion a fitted model was trained with (NULL: id-only or loaded). A fused model's tok
+ * tensor holds the fused latents z (what serving and the checkpoint use); e is kept here. */
+const dr_fusion *dr_sasrec_get_fusion(const dr_sasrec *m, const float **item_id);
+
+/*
+ * Fusion of SASRec's item table, the code training uses (exposed for the gradient test).
+ * Rows 1..n_items of tok (n_items+1, d) are e; z gets the fused rows (row 0 = 0). rate > 0
+ * drops each (item, modality) with that probability from rng; pres (n_items, n_mod) records
+ * what the forward used. Backward writes dtok rows 1..n_items (rows with frozen[i] = 1 get 0;
+ * frozen may be NULL) from dz and ADDS to dw (f->n_params). act: (n_items, act_floats).
+ */
+void dr_sr_fuse_forward(const dr_fusion *f, const dr_fusion_input *in, dr_impute imp,
+                        float rate, dr_rng *rng, const float *tok, float *z, float *act,
+                        uint8_t *pres);
+void dr_sr_fuse_backward(const dr_fusion *f, const dr_fusion_input *in, dr_impute imp,
+                         const float *tok, const float *act, const uint8_t *pres,
+                         const float *dz, const uint8_t *frozen, float *dtok, float *dw);
+
+/* As dr_mf_refuse: recomputes the fused rows of tok from e with a presence override
+ * (n_fused, n_items) (NULL = the dataset's mask) and impute; DR_UNSUPPORTED for a model that
+ * is id-only or loaded from a checkpoint (which keeps z only). */
+dr_status dr_sasrec_refuse(dr_sasrec *m, const dr_dataset *ds, const uint8_t *over,
+                           dr_impute impute, dr_error *err);
+dr_impute dr_sasrec_get_impute(const dr_sasrec *m);
+/* Gives a model built from a parameter block (a checkpoint) its fusion back so that
+ * dr_sasrec_refuse works: copies f, e (item_id, (n_items+1, d)) and, when the block is
+ * borrowed, the block itself into owned memory. DR_ARG when shapes disagree. */
+dr_status dr_sasrec_attach_fusion(dr_sasrec *m, const dr_fusion *f, const float *item_id,
+                                  dr_impute impute, dr_error *err);
+
 /* Wraps a fitted model as a dr_model (takes ownership of m). */
 dr_status dr_sasrec_as_model(dr_sasrec *m, dr_model **out, dr_error *err);
 

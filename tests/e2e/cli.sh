@@ -68,6 +68,23 @@ $DYNREC train --protocol stream --model mf --epochs 5 --data "$tmp/a" --out "$tm
 $DYNREC eval --protocol stream --model "$tmp/t0.drm" --data "$tmp/a" --no-adapter >/dev/null 2>&1 || fail "stream eval from a T0 checkpoint"
 ok
 
+# P-MODAL: fusion trained from --features, one setting (JSON shape), the sweep, bad specs
+$DYNREC train --model mf --data "$tmp/a" --features visual="$tmp/a/features/visual.npy" --modality-dropout 0.3 \
+    --epochs 6 --eval-every 3 --out "$tmp/fm.drm" 2>"$tmp/err.txt" || fail "train --features: $(cat "$tmp/err.txt")"
+$DYNREC eval --protocol modal --data "$tmp/a" --model "$tmp/fm.drm" --drop visual=0.5 --impute mean --json >"$tmp/modal.json" 2>/dev/null || fail "modal eval"
+grep -Eq '^\{"protocol":"P-MODAL","dataset":"[^"]*","model":"[^"]*fm.drm","drop":\{"visual":0.5\},"impute":"mean","modal":\{"recall@20":[0-9.]+,"ndcg@20":[0-9.]+,"hit@10":[0-9.]+\}\}$' "$tmp/modal.json" \
+    || fail "modal json shape: $(cat "$tmp/modal.json")"
+$DYNREC eval --protocol modal --data "$tmp/a" --model "$tmp/fm.drm" --sweep --json >"$tmp/sweep.json" 2>/dev/null || fail "modal sweep"
+[ "$(grep -o '"impute":' "$tmp/sweep.json" | wc -l)" -eq 8 ] || fail "sweep rows: $(cat "$tmp/sweep.json")"
+$DYNREC eval --protocol modal --data "$tmp/a" --model "$tmp/fm.drm" --drop audio=0.5 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "no modality 'audio'" "$tmp/err.txt" || fail "drop of an unfused modality: rc=$rc $(cat "$tmp/err.txt")"
+$DYNREC eval --protocol modal --data "$tmp/a" --model "$tmp/fm.drm" --drop visual=2 2>/dev/null; [ $? -eq 2 ] || fail "bad --drop exit code"
+$DYNREC train --model mf --data "$tmp/a" --features visual="$tmp/c/interactions.tsv" --out "$tmp/x.drm" 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "interactions.tsv" "$tmp/err.txt" || fail "bad feature file: rc=$rc $(cat "$tmp/err.txt")"
+$DYNREC train --model mf --data "$tmp/a" --modalities smell --out "$tmp/x.drm" 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "smell" "$tmp/err.txt" || fail "unknown modality: rc=$rc $(cat "$tmp/err.txt")"
+ok
+
 # bad input: clear errors, right exit codes, no crash
 $DYNREC data stats --data "$tmp/missing" 2>"$tmp/err.txt"; rc=$?
 [ $rc -eq 1 ] && grep -q "dynrec: io:" "$tmp/err.txt" || fail "missing path: rc=$rc $(cat "$tmp/err.txt")"
