@@ -277,8 +277,9 @@ typedef struct dr_model_params {
     float l2;               /* mf: L2 regularisation; < 0 = default */
     const char *loss;       /* sasrec: "ce" (full softmax) | "bce" (one sampled negative) */
     const char *optimizer;  /* mf: "sgd" | "adam" */
-    const dr_model *init;   /* sasrec: warm start from this model's parameters (same kind and
-                               shape, else DR_ARG); NULL = random initialisation */
+    const dr_model *init;   /* sasrec: warm start from this model's parameters (same kind; its
+                               shape unless dim/max_len/blocks/heads say otherwise, and then
+                               they must agree, else DR_ARG); NULL = random initialisation */
     /* Gated multimodal fusion of the dataset's item features (mf, sasrec; DESIGN.md). */
     const char *modalities; /* NULL / "none" = ids only; "all"; or names: "visual,audio" */
     float modality_dropout; /* training: drop rate of each item feature; < 0 = default (0.3) */

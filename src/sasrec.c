@@ -1099,6 +1099,11 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
             return dr_fail(err, DR_ARG, "sasrec: cannot warm start from a '%s' model",
                            dr_model_name(mp->init));
         p.init = mp->init->state; /* a loaded checkpoint's state borrows the mapping: same type */
+        const dr_sasrec_dims *im = &p.init->dm; /* shape not given: the init's */
+        if (!mp->dim) p.d = im->d;
+        if (!mp->max_len) p.L = im->L;
+        if (!mp->blocks) p.blocks = im->blocks;
+        if (!mp->heads) p.heads = im->heads;
     }
     dr_sasrec *m = NULL;
     dr_status st = dr_sasrec_fit(ds, sp, &p, &m, err);

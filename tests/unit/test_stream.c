@@ -213,6 +213,8 @@ static void test_retrain_column(void **st) {
     mp.epochs = 2;
     assert_ok(dr_model_fit(ds, sp, &mp, &m, &e_));
     mp.epochs = 1;
+    mp.max_len = 0; /* not given: the shape of the model each refit continues from */
+    mp.blocks = 0;
     assert_ok(dr_stream_eval(ds, m, &p, &r, &e_));
     assert_int_equal(r.n_retrains, DR_STREAM_SLICES - 1);
     assert_int_equal(r.overall.retrain.n, r.n_scored);
