@@ -84,6 +84,8 @@ void dr_adapter_flush(dr_adapter *a);
 /* Candidates (positive first, then negatives) of the last update; returns their count. */
 uint32_t dr_adapter_last_candidates(const dr_adapter *a, const uint32_t **items);
 uint64_t dr_adapter_version(const dr_adapter *a);
+/* The writer's window (read-only; valid while no update runs, e.g. on the writer thread). */
+const dr_window *dr_adapter_window(const dr_adapter *a);
 /* Updates so far, z' rows recomputed incrementally, full z' refreshes (benchmarks). */
 void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows,
                          uint64_t *refreshes);
