@@ -17,7 +17,7 @@ const char *const explain_opts_help =
     "                       Ollama, vLLM); /v1/chat/completions is appended\n"
     "  --llm-name NAME      the endpoint's model name (default)\n"
     "  --llm-key-env VAR    read a bearer token from environment variable VAR\n"
-    "  --max-tokens N       generated tokens at most (96)\n"
+    "  --max-tokens N       generated tokens at most (128)\n"
     "  --llm-threads N      llama.cpp CPU threads (1)     --ctx N   llama.cpp context (2048)\n"
     "  --temperature T      0 = greedy (default)          --timeout-ms N, --retries N  (http)\n"
     "  --no-grammar         llama: let the model write freely (the verifier still checks)\n"

@@ -530,7 +530,7 @@ typedef struct dr_explain_params {
                                is appended unless the URL already ends in it) */
     const char *llm_name;   /* http: the "model" field ("default") */
     const char *llm_key;    /* http: bearer token (NULL: none) */
-    uint32_t max_tokens;    /* generated tokens at most (96) */
+    uint32_t max_tokens;    /* generated tokens at most (128) */
     uint32_t n_ctx;         /* llama: context size (2048) */
     int threads;            /* llama: CPU threads (1) */
     int grammar;            /* llama: constrain the output with the evidence grammar (1) */

@@ -30,7 +30,7 @@ dr_explain_params dr_explain_default_params(void) {
     p.recent = 10;
     p.max_attrs = 3;
     p.llm_name = "default";
-    p.max_tokens = 96;
+    p.max_tokens = 128;
     p.n_ctx = 2048;
     p.threads = 1;
     p.grammar = 1;
@@ -150,7 +150,7 @@ dr_status dr_explainer_create(const dr_model *m, const dr_explain_params *p, dr_
     x->p = *p;
     x->p.generator = g;
     if (!x->p.llm_name) x->p.llm_name = "default";
-    if (!x->p.max_tokens || x->p.max_tokens > 1024) x->p.max_tokens = x->p.max_tokens ? 1024 : 96;
+    if (!x->p.max_tokens || x->p.max_tokens > 1024) x->p.max_tokens = x->p.max_tokens ? 1024 : 128;
     x->n_users = dr_model_n_users(m);
     x->n_items = dr_model_n_items(m);
     x->d = dr_model_latent_dim(m);

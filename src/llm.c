@@ -86,8 +86,6 @@ dr_status dr_llm_ctx_create(dr_llm *l, const dr_explain_params *p, dr_llm_ctx **
     c->l = l;
     c->p = *p;
     c->n_ctx = p->n_ctx ? p->n_ctx : 2048;
-    int32_t train = llama_model_n_ctx_train(l->model);
-    if (train > 0 && c->n_ctx > (uint32_t)train) c->n_ctx = (uint32_t)train;
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = c->n_ctx;
     cp.n_batch = c->n_ctx;

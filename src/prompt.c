@@ -219,28 +219,32 @@ dr_status dr_explain_grammar(const dr_explainer *x, const dr_evidence *ev, char 
                              dr_error *err) {
     size_t l = 0;
     if (!x || !ev || !buf || cap == 0) return dr_fail(err, DR_ARG, "dr_explain_grammar: NULL argument");
-    int r = dr_appendf(buf, cap, &l,
-                 "root ::= sent (\" \" sent){0,2}\n"
-                 "sent ::= lead (\" \" w){0,5} \" \" ref (\" and \" ref)? (\" \" w){0,4} \".\"\n"
-                 "lead ::= \"You\" | \"It\" | \"Like\" | \"Because\" | \"This\" | \"Your\" | \"Its\"\n"
-                 "w ::= \"is\" | \"close\" | \"to\" | \"from\" | \"your\" | \"history\" | \"of\" | "
-                 "\"users\" | \"took\" | \"and\" | \"shares\" | \"with\" | \"recent\" | \"items\" | "
-                 "\"it\" | \"you\" | \"liked\" | \"like\" | \"similar\" | \"also\" | \"who\" | "
-                 "\"enjoyed\" | \"watched\" | \"the\" | \"same\" | \"as\" | \"may\" | \"enjoy\" | "
-                 "\"nearest\" | \"in\" | \"a\"\n"
-                 "ref ::= ");
-    int na = 0;
     if (!ev->n) return dr_fail(err, DR_ARG, "explain: no evidence to build a grammar from");
-    for (size_t k = 0; k < ev->n && !r; k++) {
+    int has_item = 0;
+    for (size_t k = 0; k < ev->n; k++)
+        has_item |= ev->facts[k].kind == DR_FACT_HISTORY || ev->facts[k].kind == DR_FACT_MODALITY;
+    /* The first sentence names an item of the history when the evidence has one, so the text
+     * cites the evidence the score depends on; at most two sentences of bounded length, so a
+     * complete answer fits max_tokens. */
+    int r = dr_appendf(buf, cap, &l,
+                       "root ::= %s (\" \" sent)?\n"
+                       "first ::= lead (\" \" w){0,3} \" \" iref (\" \" w){0,2} \".\"\n"
+                       "sent ::= lead (\" \" w){0,3} \" \" ref (\" \" w){0,2} \".\"\n"
+                       "lead ::= \"You\" | \"It\" | \"Like\" | \"Because\" | \"This\" | \"Your\" | \"Its\"\n"
+                       "w ::= \"is\" | \"close\" | \"to\" | \"from\" | \"your\" | \"history\" | \"of\" | "
+                       "\"users\" | \"took\" | \"and\" | \"shares\" | \"with\" | \"recent\" | \"items\" | "
+                       "\"it\" | \"you\" | \"liked\" | \"like\" | \"similar\" | \"also\" | \"who\" | "
+                       "\"enjoyed\" | \"watched\" | \"the\" | \"same\" | \"as\" | \"may\" | \"enjoy\" | "
+                       "\"nearest\" | \"in\" | \"a\"\n"
+                       "ref ::= %s",
+                       has_item ? "first" : "sent", has_item ? "iref" : "");
+    int na = has_item; /* "ref ::= iref" is the first alternative when there are items */
+    for (size_t k = 0; k < ev->n && !r; k++) { /* the other references */
         const dr_fact *f = &ev->facts[k];
         switch (f->kind) {
-        case DR_FACT_HISTORY:
-        case DR_FACT_MODALITY:
-            r = gbnf_ref(x, 'i', f->items[0], NULL, f->id, buf, cap, &l, &na);
-            break;
         case DR_FACT_NEIGHBOURS:
             r = dr_appendf(buf, cap, &l, "%s\"%.0f of your %.0f nearest users [E%u]\"",
-                     na++ ? " | " : "", f->value, f->total, f->id);
+                           na++ ? " | " : "", f->value, f->total, f->id);
             for (uint32_t q = 0; q < f->n_users && !r; q++)
                 r = gbnf_ref(x, 'u', f->users[q], NULL, f->id, buf, cap, &l, &na);
             break;
@@ -249,11 +253,18 @@ dr_status dr_explain_grammar(const dr_explainer *x, const dr_evidence *ev, char 
             break;
         case DR_FACT_TREND:
             r = dr_appendf(buf, cap, &l, "%s\"%.0f recent events [E%u]\"", na++ ? " | " : "",
-                     f->value, f->id);
+                           f->value, f->id);
             break;
         default:
             break;
         }
+    }
+    if (has_item) {
+        na = 0;
+        r = r || dr_appendf(buf, cap, &l, "\niref ::= ");
+        for (size_t k = 0; k < ev->n && !r; k++)
+            if (ev->facts[k].kind == DR_FACT_HISTORY || ev->facts[k].kind == DR_FACT_MODALITY)
+                r = gbnf_ref(x, 'i', ev->facts[k].items[0], NULL, ev->facts[k].id, buf, cap, &l, &na);
     }
     r = r || dr_appendf(buf, cap, &l, "\n");
     if (r) {
