@@ -163,7 +163,8 @@ int cmd_explain(int argc, char **argv) {
         if (dr_explain_prompt(x, &ex->evidence, prompt, sizeof prompt, &prefix, NULL) == DR_OK) {
             char *ev = strstr(prompt + prefix, "\nRecommended item:");
             if (ev) *ev = 0;
-            printf("  %s\n", prompt + prefix);
+            for (char *line = strtok(prompt + prefix, "\n"); line; line = strtok(NULL, "\n"))
+                printf("  %s\n", line);
         }
         const dr_explain_timing *t = &ex->timing;
         printf("  time: evidence %.3f ms, prompt %.3f ms, prefill %.1f ms, decode %.1f ms, "
