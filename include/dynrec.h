@@ -570,6 +570,7 @@ typedef struct dr_verify_result {
 } dr_verify_result;
 
 typedef struct dr_explain_timing {
+    /* http: prefill_ms is 0 and decode_ms is the whole round trip, retries included */
     double evidence_ms, prompt_ms, prefill_ms, decode_ms, verify_ms, total_ms;
     uint32_t prompt_tokens;  /* tokens decoded for the prompt (after the cached prefix) */
     uint32_t cached_tokens;  /* prefix tokens reused from the session's cache */

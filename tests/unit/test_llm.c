@@ -34,7 +34,7 @@ static void grammar_run(const char *path) {
     dr_explain_session *s = NULL, *fresh = NULL;
     fx_open(&f, &p, &x, &s);
     dr_explanation *a = malloc(sizeof *a), *b = malloc(sizeof *b);
-    for (uint32_t u = 0; u < 4; u++) {
+    for (uint32_t u = 0; u < 3; u++) {
         uint32_t item = fx_top_item(f.m, u, 0);
         assert_ok(dr_explain(s, u, item, a, &e_));
         if (!a->verified) fail_msg("user %u: '%s' rejected: %s", u, a->generated, a->reason);
@@ -44,6 +44,7 @@ static void grammar_run(const char *path) {
         assert_true(a->timing.gen_tokens > 0);
         if (u > 0) assert_true(a->timing.cached_tokens > 0);
         else assert_int_equal(a->timing.cached_tokens, 0);
+        if (u != 2) continue; /* the slow twin once: a fresh session, nothing cached */
         assert_ok(dr_explain_session_create(x, &fresh, &e_));
         assert_ok(dr_explain(fresh, u, item, b, &e_));
         assert_int_equal(b->timing.cached_tokens, 0);
@@ -58,8 +59,18 @@ static void grammar_run(const char *path) {
     fx_free(&f);
 }
 
+/* Skips when the tiny model could not be written (a llama.cpp without the vocabulary files,
+ * e.g. one found by pkg-config). */
+static void need_tiny(void) {
+    if (!g_tiny[0]) {
+        fprintf(stderr, "SKIP: no vocabulary GGUF under $LLAMA_DIR/models to build the tiny model\n");
+        skip();
+    }
+}
+
 static void test_tiny_grammar(void **st) {
     (void)st;
+    need_tiny();
     grammar_run(g_tiny);
 }
 
@@ -78,6 +89,7 @@ static void test_stories_grammar(void **st) {
  * template is returned, flagged; with soft tokens the request still runs, deterministically. */
 static void test_free_and_soft(void **st) {
     (void)st;
+    need_tiny();
     fx f;
     fx_movielens(&f);
     dr_explain_params p = dr_explain_default_params();
@@ -143,10 +155,7 @@ int main(int argc, char **argv) {
     char dir[256];
     dr_test_tmpdir(dir, sizeof dir);
     snprintf(g_tiny, sizeof g_tiny, "%s/tiny.gguf", dir);
-    if (tiny_gguf_write(g_tiny, 1)) {
-        dr_test_rmrf(dir);
-        return 1;
-    }
+    if (tiny_gguf_write(g_tiny, 1)) g_tiny[0] = 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_grammar),
         cmocka_unit_test(test_stories_grammar),
