@@ -1,6 +1,7 @@
 /* test_evidence.c - evidence facts are true by the data (evidence validity), a damaged fact
  * is caught, modality and trend facts appear when features and an adapter exist, sessions on
  * two threads agree, and a warm request does not allocate. */
+#include <cblas.h>
 #include <pthread.h>
 
 #include "explain_fixture.h"
@@ -242,6 +243,7 @@ static void test_bad_args(void **st) {
 }
 
 int main(void) {
+    openblas_set_num_threads(1); /* OpenBLAS's own threads are not visible to ThreadSanitizer */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validity_synth),     cmocka_unit_test(test_movielens_attributes),
         cmocka_unit_test(test_trend_with_adapter), cmocka_unit_test(test_threads),
