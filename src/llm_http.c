@@ -168,8 +168,13 @@ dr_status dr_http_generate(dr_http *h, const char *system, const char *user, con
             st = dr_fail(err, DR_IO, "http: %s: HTTP %ld (attempt %u)", h->url, code, attempt + 1);
             continue;
         }
-        if (code != 200) {
-            st = dr_fail(err, DR_IO, "http: %s: HTTP %ld", h->url, code);
+        if (code != 200) { /* the start of the reply says why, control bytes blanked */
+            char why[160];
+            size_t n = 0;
+            for (; n < h->reply_len && n + 1 < sizeof why; n++)
+                why[n] = (unsigned char)h->reply[n] < 0x20 ? ' ' : h->reply[n];
+            why[n] = 0;
+            st = dr_fail(err, DR_IO, "http: %s: HTTP %ld: %s", h->url, code, why);
             break;
         }
         st = parse_reply(h, out, cap, t, err);

@@ -58,7 +58,7 @@ if [ -z "$server" ] || [ ! -x "$server" ]; then
     echo "SKIP: no llama-server (build/llama.mk LLAMA_SERVER); the http generator is not checked"
     exit 0
 fi
-"$server" -m "$model" --host 127.0.0.1 --port 0 -c 2048 -t 1 -np 1 >"$tmp/server.log" 2>&1 &
+"$server" -m "$model" --host 127.0.0.1 --port 0 -c 2048 -t 1 -np 1 --override-kv llama.context_length=int:2048 >"$tmp/server.log" 2>&1 &
 server_pid=$!
 port=""
 for _ in $(seq 1 600); do
