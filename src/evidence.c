@@ -129,15 +129,18 @@ static const float *user_vec(dr_explain_session *s, uint32_t v, float *buf) {
     return buf;
 }
 
-static float cosine(const float *a, const float *b, uint32_t d) {
+/* Cosine in double precision from the raw vectors. */
+static double cos_raw(const float *a, const float *b, uint32_t d) {
     double ab = 0, aa = 0, bb = 0;
     for (uint32_t k = 0; k < d; k++) {
         ab += (double)a[k] * b[k];
         aa += (double)a[k] * a[k];
         bb += (double)b[k] * b[k];
     }
-    return aa > 0 && bb > 0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
 }
+
+static float cosine(const float *a, const float *b, uint32_t d) { return (float)cos_raw(a, b, d); }
 
 static void facts_neighbours(dr_explain_session *s, uint32_t u, uint32_t item, dr_evidence *ev) {
     const dr_explainer *x = s->x;
@@ -257,17 +260,6 @@ dr_status dr_explain_evidence(dr_explain_session *s, uint32_t u, uint32_t item,
 }
 
 /* ------------------------------------------------------------------ slow twin */
-
-/* Cosine in double precision from the raw vectors. */
-static double cos_raw(const float *a, const float *b, uint32_t d) {
-    double ab = 0, aa = 0, bb = 0;
-    for (uint32_t k = 0; k < d; k++) {
-        ab += (double)a[k] * b[k];
-        aa += (double)a[k] * a[k];
-        bb += (double)b[k] * b[k];
-    }
-    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
-}
 
 static int attr_on(const dr_model *m, uint32_t item, const char *attr) {
     const char *a[256];
