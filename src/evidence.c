@@ -74,11 +74,21 @@ static int item_has_attr(const dr_explainer *x, uint32_t item, uint32_t a) {
     return 0;
 }
 
-/* Distinct items of u's history, most recent first (excluding `skip`), at most cap. */
+size_t dr_explain_history(const dr_explainer *x, uint32_t u, const uint32_t **items) {
+    size_t n = dr_model_user_history(x->m, u, items);
+    if (x->window && n > x->window) {
+        *items += n - x->window;
+        n = x->window;
+    }
+    return n;
+}
+
+/* Distinct items of u's history (only the part the model reads when `window`), most recent
+ * first (excluding `skip`), at most cap. */
 static uint32_t recent_distinct(dr_explain_session *s, uint32_t u, uint32_t skip, uint32_t cap,
-                                uint32_t *out) {
+                                int window, uint32_t *out) {
     const uint32_t *h;
-    size_t n = dr_model_user_history(s->x->m, u, &h);
+    size_t n = window ? dr_explain_history(s->x, u, &h) : dr_model_user_history(s->x->m, u, &h);
     uint32_t got = 0;
     if (++s->stamp_gen == 0) {
         memset(s->stamp, 0, s->x->n_items * sizeof *s->stamp);
@@ -105,7 +115,7 @@ static void facts_history(dr_explain_session *s, uint32_t u, uint32_t item, dr_e
     const dr_explainer *x = s->x;
     uint32_t k = DR_MIN(x->p.k_history, 4u), n = 0;
     uint32_t *all = s->ctx;
-    uint32_t nd = recent_distinct(s, u, item, UINT32_MAX, all);
+    uint32_t nd = recent_distinct(s, u, item, UINT32_MAX, 1, all);
     const float *zi = x->item_unit + (size_t)item * x->d;
     for (uint32_t j = 0; j < nd; j++)
         top_insert(s->idx, s->sim, &n, k, all[j], dr_dot(zi, x->item_unit + (size_t)all[j] * x->d, x->d));
@@ -172,7 +182,7 @@ static void facts_attrs(dr_explain_session *s, uint32_t u, uint32_t item, dr_evi
     const dr_explainer *x = s->x;
     uint32_t cap = DR_MIN(x->p.max_attrs, 3u);
     if (!cap || !x->p.recent) return;
-    uint32_t nr = recent_distinct(s, u, item, x->p.recent, s->ctx);
+    uint32_t nr = recent_distinct(s, u, item, x->p.recent, 0, s->ctx);
     uint32_t best[3], cnt[3], nb = 0;
     for (uint32_t k = x->attr_off[item]; k < x->attr_off[item + 1]; k++) {
         uint32_t a = x->attr_ids[k], c = 0;
@@ -199,7 +209,7 @@ static void facts_modality(dr_explain_session *s, uint32_t u, uint32_t item, dr_
     const dr_explainer *x = s->x;
     const dr_dataset *ds = x->p.data;
     if (!ds) return;
-    uint32_t nd = recent_distinct(s, u, item, UINT32_MAX, s->ctx);
+    uint32_t nd = recent_distinct(s, u, item, UINT32_MAX, 0, s->ctx);
     for (int m = 0; m < dr_dataset_n_modalities(ds); m++) {
         const char *name;
         uint32_t dim;
@@ -275,11 +285,12 @@ static int valid_history(const dr_explain_session *s, const dr_evidence *ev, con
     const dr_explainer *x = s->x;
     const float *z = dr_model_item_latents(x->m);
     uint32_t j = f->items[0];
-    if (f->n_items != 1 || j == ev->item || !history_has(x->m, ev->user, j)) return 0;
+    const uint32_t *h;
+    size_t n = dr_explain_history(x, ev->user, &h), in = 0;
+    for (size_t k = 0; k < n; k++) in |= h[k] == j;
+    if (f->n_items != 1 || j == ev->item || !in) return 0;
     double c = cos_raw(z + (size_t)ev->item * x->d, z + (size_t)j * x->d, x->d);
     if (fabs(c - f->value) > EPS) return 0;
-    const uint32_t *h;
-    size_t n = dr_model_user_history(x->m, ev->user, &h);
     size_t higher = 0;
     for (size_t k = 0; k < n; k++) { /* distinct items strictly closer than j */
         int seen = 0;

@@ -20,6 +20,7 @@
 #include "adapter.h"
 #include "model.h"
 #include "rng.h"
+#include "sasrec.h"
 
 dr_explain_params dr_explain_default_params(void) {
     dr_explain_params p;
@@ -155,6 +156,7 @@ dr_status dr_explainer_create(const dr_model *m, const dr_explain_params *p, dr_
     x->n_items = dr_model_n_items(m);
     x->d = dr_model_latent_dim(m);
     x->fold_in = !strcmp(dr_model_name(m), "mf");
+    if (!strcmp(dr_model_name(m), "sasrec")) x->window = dr_sasrec_get_dims(m->state)->L;
     if (p->adapter && dr_adapter_dim(p->adapter) != x->d) {
         dr_free(x);
         return dr_fail(err, DR_ARG, "explain: adapter dimension %u != model latent dimension %u",

@@ -32,6 +32,8 @@ struct dr_explainer {
     uint32_t n_users, n_items, d;
     float *user_lat;           /* (n_users, d) unit-normalised user latents h_v */
     float *item_unit;          /* (n_items, d) unit-normalised item latents */
+    uint32_t window;           /* the model reads only the last `window` history items (sasrec's
+                                  L), so history facts come from those; 0 = the whole history */
     int fold_in;               /* 1: the model's user latent ignores the context (mf); scores
                                   with a changed history use the fold-in latent (u = none) */
     dr_strtab item_index;      /* external item id -> dense id */
@@ -63,6 +65,8 @@ struct dr_explain_session {
 };
 
 /* evidence.c */
+/* The part of u's history the model reads (the last `window` items). */
+size_t dr_explain_history(const dr_explainer *x, uint32_t u, const uint32_t **items);
 /* Cosine-style dot of two unit vectors. */
 float dr_dot(const float *a, const float *b, uint32_t d);
 /* Score of item for user u with history ctx under the model (fold-in for mf). */
