@@ -3,6 +3,8 @@
  * verifier accepts, the instruction prefix reused from the KV cache with the same output as a
  * fresh session (its slow twin), free generation caught by the verifier, soft tokens.
  * `test_llm --write-gguf PATH` only writes the tiny model (for tests/e2e/explain.sh). */
+#include <pthread.h>
+
 #include "explain_fixture.h"
 
 #include "tiny_gguf.h"
@@ -130,6 +132,61 @@ static void test_free_and_soft(void **st) {
     fx_free(&f);
 }
 
+typedef struct llm_job {
+    dr_explainer *x;
+    const dr_model *m;
+    uint32_t u, item;
+    char text[DR_EXPLAIN_TEXT_MAX];
+    int ok;
+} llm_job;
+
+static void *llm_run(void *arg) {
+    llm_job *j = arg;
+    dr_explain_session *s = NULL;
+    dr_explanation *e = malloc(sizeof *e);
+    if (e && dr_explain_session_create(j->x, &s, NULL) == DR_OK &&
+        dr_explain(s, j->u, j->item, e, NULL) == DR_OK) {
+        memcpy(j->text, e->generated, sizeof j->text);
+        j->ok = e->verified;
+    }
+    dr_explain_session_free(s);
+    free(e);
+    return NULL;
+}
+
+/* One explainer (one loaded GGUF) serving two threads, a session each: the texts are those
+ * of one thread alone. */
+static void test_threads(void **st) {
+    (void)st;
+    need_tiny();
+    fx f;
+    fx_movielens(&f);
+    dr_explain_params p = dr_explain_default_params();
+    p.generator = "llama";
+    p.llm_model = g_tiny;
+    p.n_ctx = 1024;
+    dr_explainer *x = NULL;
+    assert_ok(dr_explainer_create(f.m, &p, &x, &e_));
+    llm_job j[4];
+    memset(j, 0, sizeof j);
+    for (int k = 0; k < 4; k++) {
+        j[k].x = x;
+        j[k].m = f.m;
+        j[k].u = (uint32_t)(k % 2);
+        j[k].item = fx_top_item(f.m, j[k].u, 0);
+    }
+    llm_run(&j[0]);
+    llm_run(&j[1]);
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++) pthread_create(&t[k], NULL, llm_run, &j[2 + k]);
+    for (int k = 0; k < 2; k++) pthread_join(t[k], NULL);
+    for (int k = 0; k < 4; k++) assert_true(j[k].ok);
+    assert_string_equal(j[0].text, j[2].text);
+    assert_string_equal(j[1].text, j[3].text);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
 static void test_bad_model(void **st) {
     (void)st;
     fx f;
@@ -160,6 +217,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_tiny_grammar),
         cmocka_unit_test(test_stories_grammar),
         cmocka_unit_test(test_free_and_soft),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_bad_model),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
