@@ -22,16 +22,21 @@ static const char *stories(void) {
     return access(cand[0], R_OK) == 0 ? cand[0] : NULL;
 }
 
+static dr_explain_params llama_params(const char *path) {
+    dr_explain_params p = dr_explain_default_params();
+    p.generator = "llama";
+    p.llm_model = path;
+    p.n_ctx = 1024;
+    return p;
+}
+
 /* Explanations of several pairs with the model at path: every one verified under the grammar,
  * the second and later requests reuse the cached instruction, and a fresh session (no cache)
  * writes the same text. */
 static void grammar_run(const char *path) {
     fx f;
     fx_movielens(&f);
-    dr_explain_params p = dr_explain_default_params();
-    p.generator = "llama";
-    p.llm_model = path;
-    p.n_ctx = 1024;
+    dr_explain_params p = llama_params(path);
     dr_explainer *x = NULL;
     dr_explain_session *s = NULL, *fresh = NULL;
     fx_open(&f, &p, &x, &s);
@@ -94,10 +99,7 @@ static void test_free_and_soft(void **st) {
     need_tiny();
     fx f;
     fx_movielens(&f);
-    dr_explain_params p = dr_explain_default_params();
-    p.generator = "llama";
-    p.llm_model = g_tiny;
-    p.n_ctx = 1024;
+    dr_explain_params p = llama_params(g_tiny);
     p.grammar = 0;
     p.max_tokens = 24;
     dr_explainer *x = NULL;
@@ -161,10 +163,7 @@ static void test_threads(void **st) {
     need_tiny();
     fx f;
     fx_movielens(&f);
-    dr_explain_params p = dr_explain_default_params();
-    p.generator = "llama";
-    p.llm_model = g_tiny;
-    p.n_ctx = 1024;
+    dr_explain_params p = llama_params(g_tiny);
     dr_explainer *x = NULL;
     assert_ok(dr_explainer_create(f.m, &p, &x, &e_));
     llm_job j[4];
