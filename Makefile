@@ -13,8 +13,11 @@ NO_TRUNC = $(shell $(CC) -Werror -Wno-format-truncation -E -x c /dev/null >/dev/
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -fno-strict-aliasing \
 	-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 $(NO_TRUNC) -Wno-format-nonliteral -Wvla -Wpointer-arith -Wno-unused-parameter $(WERROR) \
-	-Iinclude -Isrc $(shell pkg-config --cflags openblas 2>/dev/null) $(CFLAGS)
-LIBS    = -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lpthread -lm
+	-Iinclude -Isrc $(shell pkg-config --cflags openblas 2>/dev/null) $(LLAMA_CFLAGS) $(CFLAGS)
+# llama.cpp: build/llama.mk (written by scripts/deps.sh) sets LLAMA_DIR, LLAMA_CFLAGS and
+# LLAMA_LIBS for the static CPU build in the cache (or the one pkg-config / LLAMA_DIR gave)
+-include build/llama.mk
+LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lpthread -lm
 LDFLAGS_ALL = $(SAN) -pthread $(LDFLAGS)
 
 SRC     := $(sort $(wildcard src/*.c))
@@ -44,8 +47,10 @@ help:
 	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang, build/fuzz)"
 	@echo "make clean      remove build/"
 
-$(DEPS): scripts/deps.sh
+build/llama.mk: scripts/deps.sh scripts/llama.sh
 	@sh scripts/deps.sh
+
+$(DEPS): build/llama.mk
 	@mkdir -p build && touch $@
 
 deps: $(DEPS)
@@ -94,7 +99,7 @@ FUZZ_SECONDS ?= 60
 fuzz: $(DEPS)
 	@mkdir -p build/fuzz
 	@for f in $(FUZZ); do n=$$(basename $$f .c); \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(LLAMA_CFLAGS) \
 	    $$f $(SRC) $(LIBS) -o build/fuzz/$$n || exit 1; \
 	  mkdir -p build/fuzz/$$n.corpus; \
 	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build/fuzz/$$n.corpus tests/fuzz/corpus/$${n#fuzz_} || exit 1; \

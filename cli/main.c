@@ -513,13 +513,15 @@ done:
 }
 
 static int cmd_eval(int argc, char **argv) {
-    for (int k = 0; k < argc; k++) /* P-STREAM has options of its own */
-        if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], "stream")) ||
-            !strcmp(argv[k], "--protocol=stream"))
-            return cmd_eval_stream(argc, argv);
-        else if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], "modal")) ||
-                 !strcmp(argv[k], "--protocol=modal"))
-            return cmd_eval_modal(argc, argv);
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } own[] = {{"stream", cmd_eval_stream}, {"modal", cmd_eval_modal}, {"explain", cmd_eval_explain}};
+    for (int k = 0; k < argc; k++) /* protocols with options of their own */
+        for (size_t j = 0; j < sizeof own / sizeof own[0]; j++)
+            if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], own[j].name)) ||
+                (!strncmp(argv[k], "--protocol=", 11) && !strcmp(argv[k] + 11, own[j].name)))
+                return own[j].run(argc, argv);
     load_opts l = {0};
     l.p = dr_load_default_params();
     model_opts mo = {dr_model_default_params(), NULL};
@@ -585,6 +587,7 @@ static int cmd_eval(int argc, char **argv) {
 
 static const char *recommend_help =
     "usage: dynrec recommend --model FILE --user ID [-k 10] [--data PATH] [--json]\n"
+    "                        [--explain [generator options, see dynrec explain --help]]\n"
     "       dynrec recommend --model pop|itemknn --data PATH --user ID [-k 10]\n"
     "  Ranks every item for the user's whole history, history items excluded. A checkpoint\n"
     "  carries the ids and histories it was trained with; --data adds titles and attributes\n"
@@ -593,7 +596,9 @@ static const char *recommend_help =
 
 /* Recommends for user u; ds (titles, attributes, ids) may be NULL when m carries ids. */
 static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, size_t k,
-                         int json, FILE *out) {
+                         int json, FILE *out, dr_explain_session *xs, const dr_explainer *xr) {
+    static dr_explanation ex;
+    static char xbuf[1 << 16];
     dr_error e = {0};
     const uint32_t *hist;
     size_t nh = dr_model_n_users(m) ? dr_model_user_history(m, u, &hist)
@@ -618,7 +623,11 @@ static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, si
             fprintf(out, ",\"title\":");
             json_str(out, ds ? dr_dataset_item_title(ds, rec[j].item)
                              : dr_model_item_title(m, rec[j].item));
-            fprintf(out, ",\"score\":%.6g}", rec[j].score);
+            fprintf(out, ",\"score\":%.6g", rec[j].score);
+            if (xs && (s = dr_explain(xs, u, rec[j].item, &ex, &e)) != DR_OK) goto done;
+            if (xs && dr_explanation_json(xr, &ex, xbuf, sizeof xbuf) > 0)
+                fprintf(out, ",\"explanation\":%s", xbuf);
+            fputc('}', out);
         }
         fprintf(out, "]}\n");
     } else {
@@ -634,6 +643,8 @@ static int recommend_for(const dr_dataset *ds, const dr_model *m, uint32_t u, si
                            : dr_model_item_attrs(m, rec[j].item, attrs, 4);
             for (size_t a = 0; a < na && a < 3; a++) fprintf(out, "%s%s", a ? " " : "", attrs[a]);
             fputc('\n', out);
+            if (xs && (s = dr_explain(xs, u, rec[j].item, &ex, &e)) != DR_OK) goto done;
+            if (xs) explain_print(out, xr, &ex, "       ");
         }
     }
     s = DR_OK;
@@ -649,7 +660,8 @@ static int cmd_recommend(int argc, char **argv) {
     model_opts mo = {dr_model_default_params(), NULL};
     const char *user = NULL;
     uint64_t k = 10;
-    int json = 0;
+    int json = 0, explain = 0;
+    explain_opts xo = {dr_explain_default_params()};
     opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
@@ -659,6 +671,9 @@ static int cmd_recommend(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!strcmp(a, "--explain")) { explain = 1; continue; }
+        if ((r = explain_opt(&o, &xo)) < 0) return 2;
+        if (r) continue;
         if ((v = opt_value(&o, "--user", &err))) { user = v; continue; }
         if ((v = opt_value(&o, "-k", &err))) {
             if (parse_u64(v, &k) || k == 0 || k > 10000) return usage_error("bad -k '%s' (1..10000)", v);
@@ -692,7 +707,14 @@ static int cmd_recommend(int argc, char **argv) {
             rc = 1;
         }
     }
-    if (!rc) rc = recommend_for(ds, m, u, (size_t)k, json, stdout);
+    dr_explainer *xr = NULL;
+    dr_explain_session *xs = NULL;
+    if (!rc && explain && !from_file) rc = usage_error("recommend: --explain needs a checkpoint");
+    xo.p.data = ds;
+    if (!rc && explain) rc = explain_open(m, &xo, &xr, &xs);
+    if (!rc) rc = recommend_for(ds, m, u, (size_t)k, json, stdout, xs, xr);
+    dr_explain_session_free(xs);
+    dr_explainer_free(xr);
     dr_model_free(m);
     dr_split_free(sp);
     dr_dataset_free(ds);
@@ -831,7 +853,7 @@ static int cmd_demo(int argc, char **argv) {
             rc = die(s, &e);
             goto done;
         }
-        rc = recommend_for(NULL, m, u, 5, 0, stdout);
+        rc = recommend_for(NULL, m, u, 5, 0, stdout, NULL, NULL);
         dr_model_free(m);
         if (rc) goto done;
     }
@@ -893,7 +915,8 @@ static const char *main_help =
     "  data stats       dataset statistics and load report\n"
     "  train            train a base model (sasrec, mf) and write a checkpoint\n"
     "  eval             evaluate a model under a protocol of ../shared/PROTOCOL.md\n"
-    "  recommend        top-k items for one user\n"
+    "  recommend        top-k items for one user (--explain: with explanations)\n"
+    "  explain          why an item suits a user: evidence, generator, verifier\n"
     "  demo             synthesise, evaluate, recommend; print a summary\n";
 
 int main(int argc, char **argv) {
@@ -912,8 +935,7 @@ int main(int argc, char **argv) {
         int (*run)(int argc, char **argv);
     } commands[] = {
         {"train", cmd_train},         {"eval", cmd_eval}, {"recommend", cmd_recommend},
-        {"demo", cmd_demo},
-        {"serve", cmd_serve},
+        {"demo", cmd_demo},           {"explain", cmd_explain}, {"serve", cmd_serve},
     };
     const char *cmd = argv[1];
     if (!strcmp(cmd, "data")) {

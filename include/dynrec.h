@@ -557,6 +557,194 @@ int dr_server_port(const dr_server *s);
  * adapter snapshot and frees everything. */
 void dr_server_stop(dr_server *s);
 
+/* ---------------------------------------------------------------- explanations */
+
+/*
+ * Evidence-grounded explanations (docs/ARCHITECTURE.md, P-EXPLAIN in ../shared/PROTOCOL.md).
+ * For a (user, item) pair the evidence is a short list of structured facts drawn from the model
+ * and the data; a generator turns it into text that cites facts as [E1]..[Ek]; the verifier
+ * accepts the text only when every cited id, title, attribute and neighbour is in the evidence,
+ * and otherwise returns the template explanation, flagged.
+ *
+ * Threading: a dr_explainer is immutable after dr_explainer_create and may be shared by any
+ * number of threads (the template generator, the evidence, the verifier and the JSON only read
+ * it). Everything a request writes lives in a dr_explain_session: create one per thread (it
+ * holds that thread's scorer, its llama.cpp context with the cached prompt prefix, or its HTTP
+ * client) and never use one session from two threads at once. The explainer must outlive its
+ * sessions; the model (and dataset / adapter, when given) must outlive the explainer.
+ */
+typedef enum {
+    DR_FACT_HISTORY = 0, /* an item of the user's history close to the item: items[0],
+                            value = cosine of the model's item latents, total = its rank */
+    DR_FACT_NEIGHBOURS,  /* value = how many of the user's `total` nearest users (cosine of user
+                            latents) took the item; users[] = the nearest of them */
+    DR_FACT_ATTRIBUTE,   /* attr ("genre=Comedy") is on the item and on value of the user's
+                            total most recent distinct items; items[] = those items */
+    DR_FACT_MODALITY,    /* attr = modality name: of the user's items with that modality,
+                            items[0] has features closest to the item's (value = cosine) */
+    DR_FACT_TREND,       /* value = events of the item in the adapter's recent window of total
+                            events; trend = (recent half - older half) / (count + 1) */
+    DR_FACT_KIND_COUNT
+} dr_fact_kind;
+
+const char *dr_fact_kind_name(dr_fact_kind k); /* "history", "neighbours", ... */
+
+#define DR_FACT_MAX_ITEMS 8
+#define DR_FACT_MAX_USERS 4
+#define DR_EVIDENCE_MAX 12
+
+typedef struct dr_fact {
+    uint32_t id;            /* cited as [E<id>]; 1-based, in order */
+    dr_fact_kind kind;
+    double value;           /* see dr_fact_kind */
+    double total;
+    double trend;           /* DR_FACT_TREND only */
+    const char *attr;       /* ATTRIBUTE: "key=value"; MODALITY: the modality name; else NULL */
+    uint32_t n_items;
+    uint32_t items[DR_FACT_MAX_ITEMS]; /* dense item ids */
+    uint32_t n_users;
+    uint32_t users[DR_FACT_MAX_USERS]; /* dense user ids */
+} dr_fact;
+
+typedef struct dr_evidence {
+    uint32_t user, item;
+    size_t n;
+    dr_fact facts[DR_EVIDENCE_MAX];
+} dr_evidence;
+
+typedef struct dr_explain_params {
+    const char *generator;  /* "template" (default), "llama" or "http" */
+    /* evidence */
+    uint32_t k_history;     /* history items cited (3) */
+    uint32_t k_neighbours;  /* nearest users examined (20) */
+    uint32_t recent;        /* most recent distinct history items for shared attributes (10) */
+    uint32_t max_attrs;     /* attribute facts (3) */
+    const dr_dataset *data; /* optional: modality facts (must have the model's catalogue) */
+    void *adapter;          /* optional: an online adapter (src/adapter.h) of this model: its
+                               window gives trend facts and h' the neighbours. Read without a
+                               lock: call dr_explain only where no dr_adapter_update runs at
+                               the same time (the adapter's writer thread, or a paused one). */
+    /* generators */
+    const char *llm_model;  /* llama: GGUF path */
+    const char *llm_url;    /* http: base URL, e.g. http://127.0.0.1:8080 (/v1/chat/completions
+                               is appended unless the URL already ends in it) */
+    const char *llm_name;   /* http: the "model" field ("default") */
+    const char *llm_key;    /* http: bearer token (NULL: none) */
+    uint32_t max_tokens;    /* generated tokens at most (128) */
+    uint32_t n_ctx;         /* llama: context size (2048) */
+    int threads;            /* llama: CPU threads (1) */
+    int grammar;            /* llama: constrain the output with the evidence grammar (1) */
+    int http_grammar;       /* http: also send the grammar ("grammar" field, llama-server) (0) */
+    int soft_tokens;        /* llama, experimental: the user and item latents as two embedding
+                               positions after the instruction (docs/ARCHITECTURE.md) (0) */
+    uint64_t seed;          /* sampling seed (42); temperature 0 = greedy */
+    float temperature;      /* 0 (greedy) */
+    uint32_t timeout_ms;    /* http: per attempt (10000) */
+    uint32_t retries;       /* http: extra attempts after a failure (2) */
+} dr_explain_params;
+
+dr_explain_params dr_explain_default_params(void);
+
+typedef struct dr_explainer dr_explainer;
+typedef struct dr_explain_session dr_explain_session;
+
+/* Builds the shared, immutable part: user latents for the neighbour facts, the verifier's
+ * entity dictionary, and (llama) loads the GGUF model. m must be a dot-product model loaded
+ * from a checkpoint (ids, titles, attributes and histories come from it). */
+dr_status dr_explainer_create(const dr_model *m, const dr_explain_params *p,
+                              dr_explainer **out, dr_error *err);
+void dr_explainer_free(dr_explainer *x);
+const char *dr_explainer_generator(const dr_explainer *x);
+
+dr_status dr_explain_session_create(dr_explainer *x, dr_explain_session **out, dr_error *err);
+void dr_explain_session_free(dr_explain_session *s);
+
+/* Verification of one text against its evidence. */
+typedef struct dr_verify_result {
+    int ok;                 /* 1: every reference resolved and every sentence is cited */
+    int hallucinated;       /* 1: a title, attribute or neighbour not in the evidence */
+    uint32_t n_refs;        /* references found: [E#] citations and named entities */
+    uint32_t n_grounded;    /* of those, found in the evidence */
+    uint32_t cited;         /* bit f-1 set when [Ef] is cited */
+    char reason[256];       /* the first problem ("" when ok) */
+} dr_verify_result;
+
+typedef struct dr_explain_timing {
+    /* http: prefill_ms is 0 and decode_ms is the whole round trip, retries included */
+    double evidence_ms, prompt_ms, prefill_ms, decode_ms, verify_ms, total_ms;
+    uint32_t prompt_tokens;  /* tokens decoded for the prompt (after the cached prefix) */
+    uint32_t cached_tokens;  /* prefix tokens reused from the session's cache */
+    uint32_t gen_tokens;
+} dr_explain_timing;
+
+#define DR_EXPLAIN_TEXT_MAX 2048
+
+typedef struct dr_explanation {
+    dr_evidence evidence;
+    char text[DR_EXPLAIN_TEXT_MAX];      /* what to show: verified text or the template */
+    char generated[DR_EXPLAIN_TEXT_MAX]; /* the generator's raw output (template: = text) */
+    const char *generator;  /* the generator asked for */
+    int verified;           /* 1: `generated` passed the verifier and is `text` */
+    int fallback;           /* 1: `text` is the template because generation or verification
+                               failed (reason says why) */
+    char reason[256];
+    dr_verify_result check; /* the verifier's result on `generated` */
+    dr_explain_timing timing;
+} dr_explanation;
+
+/* Evidence only (no text). u and item are dense ids of the model's checkpoint. */
+dr_status dr_explain_evidence(dr_explain_session *s, uint32_t u, uint32_t item,
+                              dr_evidence *out, dr_error *err);
+/* Evidence, generation, verification; on a generator failure the template is returned with
+ * fallback = 1 and DR_OK. Errors only for bad arguments. */
+dr_status dr_explain(dr_explain_session *s, uint32_t u, uint32_t item, dr_explanation *out,
+                     dr_error *err);
+/* The deterministic template text for ev; returns the length like snprintf. */
+int dr_explain_template(const dr_explainer *x, const dr_evidence *ev, char *buf, size_t cap);
+/* The prompt the generators receive (instruction, evidence tokens, request); DR_LIMIT when it
+ * would exceed cap. *prefix_len: bytes of the request-independent instruction prefix. */
+dr_status dr_explain_prompt(const dr_explainer *x, const dr_evidence *ev, char *buf, size_t cap,
+                            size_t *prefix_len, dr_error *err);
+/* The GBNF grammar of valid explanations for ev. */
+dr_status dr_explain_grammar(const dr_explainer *x, const dr_evidence *ev, char *buf, size_t cap,
+                             dr_error *err);
+/* Verifies text (any bytes, at most DR_EXPLAIN_TEXT_MAX - 1 are read) against ev. */
+void dr_explain_verify(const dr_explainer *x, const dr_evidence *ev, const char *text,
+                       dr_verify_result *out);
+/* 1 when fact f of ev is true by the model and data (recomputed from scratch, slow). */
+int dr_explain_fact_valid(dr_explain_session *s, const dr_evidence *ev, size_t f);
+/* The explanation as a JSON object; returns the length like snprintf. */
+int dr_explanation_json(const dr_explainer *x, const dr_explanation *e, char *buf, size_t cap);
+
+/* P-EXPLAIN: N (user, recommended item) pairs, seed 42, from the P-LOO evaluation users. */
+typedef struct dr_explain_eval_params {
+    uint32_t n;             /* pairs (1000) */
+    uint32_t top;           /* the item is drawn among the user's top `top` recommendations (10) */
+    uint64_t seed;          /* 42 */
+    dr_progress_fn progress;
+    void *progress_ud;
+} dr_explain_eval_params;
+
+dr_explain_eval_params dr_explain_eval_default_params(void);
+
+typedef struct dr_explain_eval_result {
+    char dataset[64];
+    char generator[16];
+    uint32_t n;
+    double grounding_precision, hallucination_rate, hallucination_rate_before_verify;
+    double evidence_validity, deletion_faithfulness;
+    double verified_rate;   /* generated texts accepted by the verifier */
+    size_t n_facts, n_refs;
+    /* medians over the pairs, milliseconds */
+    double evidence_ms, prompt_ms, prefill_ms, decode_ms, verify_ms, total_ms;
+    double prompt_tok_s, gen_tok_s; /* totals: tokens / seconds */
+    double seconds;
+} dr_explain_eval_result;
+
+dr_status dr_eval_explain(dr_explainer *x, const dr_explain_eval_params *p,
+                          dr_explain_eval_result *out, dr_error *err);
+int dr_explain_eval_json(const dr_explain_eval_result *r, char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -561,6 +561,8 @@ uint32_t dr_adapter_dim(const dr_adapter *a) { return a->d; }
 size_t dr_adapter_n_params(const dr_adapter *a) { return a->n_params; }
 float *dr_adapter_params_block(dr_adapter *a) { return a->theta; }
 const float *dr_adapter_items(const dr_adapter *a) { return a->zp; }
+const dr_window *dr_adapter_window(const dr_adapter *a) { return a ? a->win : NULL; }
+
 uint64_t dr_adapter_version(const dr_adapter *a) { return a->version; }
 
 void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute) {
@@ -573,7 +575,6 @@ void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute) {
     a->n_active = n;
 }
 uint32_t dr_adapter_active_items(const dr_adapter *a) { return a->n_active; }
-const dr_window *dr_adapter_window(const dr_adapter *a) { return a->win; }
 void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows, uint64_t *refreshes) {
     *updates = a->n_updates;
     *rows = a->rows_recomputed;

@@ -1,0 +1,253 @@
+/* test_evidence.c - evidence facts are true by the data (evidence validity), a damaged fact
+ * is caught, modality and trend facts appear when features and an adapter exist, sessions on
+ * two threads agree, and a warm request does not allocate. */
+#include <cblas.h>
+#include <pthread.h>
+
+#include "explain_fixture.h"
+
+#include "adapter.h"
+#include "common.h"
+
+/* Independent checks against the model's data, besides dr_explain_fact_valid. */
+static void check_by_data(const dr_model *m, const dr_evidence *ev) {
+    const uint32_t *h;
+    size_t nh = dr_model_user_history(m, ev->user, &h);
+    for (size_t f = 0; f < ev->n; f++) {
+        const dr_fact *fa = &ev->facts[f];
+        assert_int_equal(fa->id, f + 1);
+        if (fa->kind == DR_FACT_HISTORY || fa->kind == DR_FACT_MODALITY) {
+            int in = 0;
+            for (size_t k = 0; k < nh; k++) in |= h[k] == fa->items[0];
+            assert_true(in);
+            assert_true(fa->items[0] != ev->item);
+        }
+        if (fa->kind == DR_FACT_ATTRIBUTE) { /* on the item and on each listed recent item */
+            const char *a[64];
+            size_t na = dr_model_item_attrs(m, ev->item, a, 64);
+            int on = 0;
+            for (size_t k = 0; k < na; k++) on |= !strcmp(a[k], fa->attr);
+            assert_true(on);
+            assert_true(fa->n_items >= 1 && fa->n_items <= fa->value);
+            for (uint32_t q = 0; q < fa->n_items; q++) {
+                na = dr_model_item_attrs(m, fa->items[q], a, 64);
+                on = 0;
+                for (size_t k = 0; k < na; k++) on |= !strcmp(a[k], fa->attr);
+                assert_true(on);
+            }
+        }
+        if (fa->kind == DR_FACT_NEIGHBOURS) {
+            assert_true(fa->value >= fa->n_users && fa->value <= fa->total);
+            for (uint32_t q = 0; q < fa->n_users; q++) {
+                const uint32_t *hv;
+                size_t nv = dr_model_user_history(m, fa->users[q], &hv);
+                int took = 0;
+                for (size_t k = 0; k < nv; k++) took |= hv[k] == ev->item;
+                assert_true(took);
+                assert_true(fa->users[q] != ev->user);
+            }
+        }
+    }
+}
+
+static void test_validity_synth(void **st) {
+    (void)st;
+    fx f;
+    fx_synth(&f);
+    dr_explain_params p = dr_explain_default_params();
+    p.data = f.ds;
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    fx_open(&f, &p, &x, &s);
+    size_t facts = 0, kinds[DR_FACT_KIND_COUNT] = {0};
+    for (uint32_t u = 0; u < 40; u++) {
+        dr_evidence ev;
+        assert_ok(dr_explain_evidence(s, u, fx_top_item(f.m, u, u % 5), &ev, &e_));
+        check_by_data(f.m, &ev);
+        for (size_t k = 0; k < ev.n; k++) {
+            if (!dr_explain_fact_valid(s, &ev, k))
+                fail_msg("user %u fact E%zu (%s) is not valid", u, k + 1,
+                         dr_fact_kind_name(ev.facts[k].kind));
+            kinds[ev.facts[k].kind]++;
+            facts++;
+        }
+        /* damaged copies are caught */
+        for (size_t k = 0; k < ev.n; k++) {
+            dr_evidence bad = ev;
+            bad.facts[k].value += 1.0;
+            assert_false(dr_explain_fact_valid(s, &bad, k));
+        }
+        if (ev.n && ev.facts[0].kind == DR_FACT_HISTORY) {
+            dr_evidence bad = ev;
+            bad.facts[0].items[0] = ev.item; /* the item itself is never its own evidence */
+            assert_false(dr_explain_fact_valid(s, &bad, 0));
+        }
+    }
+    assert_true(facts > 100);
+    assert_true(kinds[DR_FACT_HISTORY] > 0 && kinds[DR_FACT_NEIGHBOURS] > 0 &&
+                kinds[DR_FACT_ATTRIBUTE] > 0 && kinds[DR_FACT_MODALITY] > 0);
+    assert_int_equal(kinds[DR_FACT_TREND], 0); /* no adapter */
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
+/* MovieLens genres and tags become attribute facts. */
+static void test_movielens_attributes(void **st) {
+    (void)st;
+    fx f;
+    fx_movielens(&f);
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    fx_open(&f, NULL, &x, &s);
+    size_t attrs = 0;
+    for (uint32_t u = 0; u < dr_model_n_users(f.m); u++) {
+        dr_evidence ev;
+        assert_ok(dr_explain_evidence(s, u, fx_top_item(f.m, u, 0), &ev, &e_));
+        check_by_data(f.m, &ev);
+        for (size_t k = 0; k < ev.n; k++) {
+            assert_true(dr_explain_fact_valid(s, &ev, k));
+            if (ev.facts[k].kind == DR_FACT_ATTRIBUTE) {
+                assert_non_null(strstr(ev.facts[k].attr, "genre=") == ev.facts[k].attr ||
+                                strstr(ev.facts[k].attr, "tag=") == ev.facts[k].attr ? "" : NULL);
+                attrs++;
+            }
+        }
+    }
+    assert_true(attrs > 0);
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
+/* With an adapter, the window's counts become trend facts, checked against the window's
+ * slow twin. */
+static void test_trend_with_adapter(void **st) {
+    (void)st;
+    fx f;
+    fx_synth(&f);
+    uint32_t d = dr_model_latent_dim(f.m);
+    dr_adapter_params ap = dr_adapter_default_params();
+    ap.window.capacity = 500;
+    dr_adapter *a = NULL;
+    assert_ok(dr_adapter_create(&ap, dr_model_n_users(f.m), dr_model_n_items(f.m), d,
+                                dr_model_item_latents(f.m), NULL, &a, &e_));
+    dr_scorer *sc = NULL;
+    assert_ok(dr_scorer_create(f.m, &sc, &e_));
+    float *h = calloc(d, sizeof *h);
+    for (uint32_t u = 0, t = 1; u < 100; u++) { /* replay each user's last items */
+        const uint32_t *hist;
+        size_t n = dr_model_user_history(f.m, u, &hist);
+        assert_ok(dr_model_user_latent(f.m, sc, u, hist, n, h, &e_));
+        for (size_t k = n > 5 ? n - 5 : 0; k < n; k++)
+            assert_ok(dr_adapter_update(a, u, hist[k], (int64_t)t++, h, &e_));
+    }
+    dr_explain_params p = dr_explain_default_params();
+    p.adapter = a;
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    fx_open(&f, &p, &x, &s);
+    size_t trends = 0;
+    for (uint32_t u = 0; u < 30; u++) {
+        dr_evidence ev;
+        const uint32_t *hist;
+        size_t n = dr_model_user_history(f.m, u + 1, &hist);
+        assert_ok(dr_explain_evidence(s, u, hist[n - 1], &ev, &e_)); /* an item in the window */
+        for (size_t k = 0; k < ev.n; k++) {
+            assert_true(dr_explain_fact_valid(s, &ev, k));
+            trends += ev.facts[k].kind == DR_FACT_TREND;
+        }
+    }
+    assert_true(trends > 0);
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    free(h);
+    dr_scorer_free(sc);
+    dr_adapter_free(a);
+    fx_free(&f);
+}
+
+typedef struct job {
+    dr_explainer *x;
+    const dr_model *m;
+    dr_evidence ev[20];
+} job;
+
+static void *run_job(void *arg) {
+    job *j = arg;
+    dr_explain_session *s = NULL;
+    if (dr_explain_session_create(j->x, &s, NULL) != DR_OK) return NULL;
+    for (uint32_t u = 0; u < 20; u++) dr_explain_evidence(s, u, (u * 7) % dr_model_n_items(j->m), &j->ev[u], NULL);
+    dr_explain_session_free(s);
+    return NULL;
+}
+
+/* One explainer, a session per thread: the same evidence as one thread alone. */
+static void test_threads(void **st) {
+    (void)st;
+    fx f;
+    fx_synth(&f);
+    dr_explainer *x = NULL;
+    assert_ok(dr_explainer_create(f.m, NULL, &x, &e_));
+    job *j = calloc(3, sizeof *j);
+    for (int k = 0; k < 3; k++) j[k].x = x, j[k].m = f.m;
+    run_job(&j[0]);
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++) pthread_create(&t[k], NULL, run_job, &j[k + 1]);
+    for (int k = 0; k < 2; k++) pthread_join(t[k], NULL);
+    for (int k = 1; k < 3; k++) assert_memory_equal(j[0].ev, j[k].ev, sizeof j[0].ev);
+    free(j);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
+/* A warm session builds evidence and template text without allocating. */
+static void test_no_alloc(void **st) {
+    (void)st;
+    fx f;
+    fx_synth(&f);
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    fx_open(&f, NULL, &x, &s);
+    dr_explanation *ex = malloc(sizeof *ex);
+    assert_ok(dr_explain(s, 3, 5, ex, &e_));
+    uint64_t a0 = dr_alloc_count();
+    for (uint32_t u = 0; u < 20; u++) assert_ok(dr_explain(s, u, (u * 3) % 100, ex, &e_));
+    assert_int_equal(dr_alloc_count() - a0, 0);
+    free(ex);
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
+static void test_bad_args(void **st) {
+    (void)st;
+    fx f;
+    fx_synth(&f);
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    dr_error e = {0};
+    dr_explain_params p = dr_explain_default_params();
+    p.generator = "oracle";
+    assert_int_equal(dr_explainer_create(f.m, &p, &x, &e), DR_ARG);
+    p.generator = "llama"; /* without a model path */
+    assert_int_equal(dr_explainer_create(f.m, &p, &x, &e), DR_ARG);
+    fx_open(&f, NULL, &x, &s);
+    dr_evidence ev;
+    assert_int_equal(dr_explain_evidence(s, 100000, 0, &ev, &e), DR_RANGE);
+    assert_int_equal(dr_explain_evidence(s, 0, 100000, &ev, &e), DR_RANGE);
+    assert_non_null(strstr(e.msg, "item"));
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
+int main(void) {
+    openblas_set_num_threads(1); /* OpenBLAS's own threads are not visible to ThreadSanitizer */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validity_synth),     cmocka_unit_test(test_movielens_attributes),
+        cmocka_unit_test(test_trend_with_adapter), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_no_alloc),           cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
