@@ -260,7 +260,7 @@ dr_status dr_server_start(const dr_server_params *p, dr_server **out, dr_error *
     sp.snapshot_every = p->snapshot_every;
     sp.durable = p->durable;
     if ((st = dr_srv_open(s->model, &sp, &s->srv, err)) != DR_OK) goto fail;
-    dr_routes_params rp = {p->api_key, p->public_read, p->max_body};
+    dr_routes_params rp = {p->api_key, p->public_read, p->max_body, s->model};
     if ((st = dr_routes_create(s->srv, &rp, &s->routes, err)) != DR_OK) goto fail;
     if (pthread_key_create(&s->key, NULL) != 0) {
         st = dr_fail(err, DR_INTERNAL, "server: pthread_key_create failed");

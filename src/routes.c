@@ -60,11 +60,16 @@ struct dr_routes {
     route_metrics m[R_COUNT];
     _Atomic uint64_t unauthorized;
     double t_start;
+    const dr_model *model;  /* the checkpoint (explanations), NULL = none */
+    dr_explainer *ex;       /* template explainer over model; shared read-only by the workers */
 };
 
 struct dr_routes_worker {
     dr_routes *r;
     dr_srv_worker *sw;
+    dr_explain_session *es; /* made on the worker's first explanation */
+    dr_explanation *xe;     /* (1) the explanation being written */
+    char *xjson;            /* (XJSON_CAP) its JSON */
     char *buf;
     size_t len, cap;
     int oom;
@@ -88,12 +93,22 @@ dr_status dr_routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **o
         }
         r->key_len = strlen(r->key);
     }
+    r->model = p->model;
+    if (p->model) {
+        dr_explain_params xp = dr_explain_default_params(); /* template: deterministic, fast */
+        dr_status st = dr_explainer_create(p->model, &xp, &r->ex, err);
+        if (st != DR_OK) {
+            dr_routes_free(r);
+            return st;
+        }
+    }
     *out = r;
     return DR_OK;
 }
 
 void dr_routes_free(dr_routes *r) {
     if (!r) return;
+    dr_explainer_free(r->ex);
     dr_free(r->key);
     dr_free(r);
 }
@@ -118,6 +133,9 @@ dr_status dr_routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error
 
 void dr_routes_worker_free(dr_routes_worker *w) {
     if (!w) return;
+    dr_explain_session_free(w->es);
+    dr_free(w->xe);
+    dr_free(w->xjson);
     dr_srv_worker_free(w->sw);
     dr_free(w->buf);
     dr_free(w);
@@ -418,11 +436,62 @@ static void events_finish(dr_routes_worker *w, const dr_routes_pending *p, dr_ht
     respond(w, resp, 200);
 }
 
-/* The one place where explanations are answered. */
+/* ---- explanations: the template generator over the checkpoint (its users, items, histories
+ * and latents), so an answer depends on the model only, never on a half-applied event. Users
+ * and items that arrived through the API after the checkpoint have no evidence yet. */
+#define XJSON_CAP (64u << 10)
+
+/* The model's user id of `user` when both it and dense item i belong to the checkpoint. */
+static int model_pair(const dr_routes *r, const char *user, uint32_t i, uint32_t *u) {
+    return i < dr_model_n_items(r->model) && dr_model_find_user(r->model, user, u) == DR_OK;
+}
+
+/* The explanation of (u, i) as JSON in w->xjson; *len its length. */
+static dr_status explain_into(dr_routes_worker *w, uint32_t u, uint32_t i, size_t *len,
+                              dr_error *err) {
+    if (!w->es) {
+        if (!w->xe) w->xe = dr_malloc(sizeof *w->xe);
+        if (!w->xjson) w->xjson = dr_malloc(XJSON_CAP);
+        if (!w->xe || !w->xjson) return dr_fail(err, DR_NOMEM, "explanation: out of memory");
+        dr_status st = dr_explain_session_create(w->r->ex, &w->es, err);
+        if (st != DR_OK) return st;
+    }
+    dr_status st = dr_explain(w->es, u, i, w->xe, err);
+    if (st != DR_OK) return st;
+    int n = dr_explanation_json(w->r->ex, w->xe, w->xjson, XJSON_CAP);
+    if (n < 0 || (size_t)n >= XJSON_CAP)
+        return dr_fail(err, DR_INTERNAL, "explanation: JSON larger than %u bytes", XJSON_CAP);
+    *len = (size_t)n;
+    return DR_OK;
+}
+
+/* GET /v1/users/{user}/items/{item}/explanation */
 static void explain_handler(dr_routes_worker *w, const char *user, const char *item, dr_http_resp *resp) {
-    (void)user;
-    (void)item;
-    error_resp(w, resp, 501, "explanations are not built in this version");
+    dr_routes *r = w->r;
+    if (!r->ex) {
+        error_resp(w, resp, 501, "explanations are not available: the server has no model");
+        return;
+    }
+    uint32_t i = dr_srv_find_item(r->srv, item), u;
+    if (i == UINT32_MAX) {
+        error_resp(w, resp, 404, "item: unknown");
+        return;
+    }
+    if (!model_pair(r, user, i, &u)) {
+        error_resp(w, resp, 404, "explanation: user and item must both be in the model's "
+                   "training data (new ones have no evidence yet)");
+        return;
+    }
+    size_t n;
+    dr_error e = {0};
+    dr_status st = explain_into(w, u, i, &n, &e);
+    if (st != DR_OK) {
+        error_resp(w, resp, status_of(st), "%s", e.msg);
+        return;
+    }
+    out_reset(w);
+    out_mem(w, w->xjson, n);
+    respond(w, resp, 200);
 }
 
 static void get_recs(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, const char *user,
@@ -438,8 +507,9 @@ static void get_recs(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, c
         error_resp(w, resp, 400, "explain: must be true or false");
         return;
     }
-    if (ex && (!strcmp(ex, "true") || !strcmp(ex, "1"))) {
-        explain_handler(w, user, NULL, resp);
+    int want_ex = ex && (!strcmp(ex, "true") || !strcmp(ex, "1"));
+    if (want_ex && !r->ex) {
+        error_resp(w, resp, 501, "explanations are not available: the server has no model");
         return;
     }
     dr_srv_recs rec;
@@ -468,7 +538,21 @@ static void get_recs(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, c
         }
         out_lit(w, "}");
     }
-    out_lit(w, "]}");
+    out_lit(w, "]");
+    if (want_ex) { /* one per item, in order; null where the pair has no evidence yet */
+        out_lit(w, ",\"explanations\":[");
+        for (uint32_t j = 0; j < rec.n; j++) {
+            uint32_t u;
+            size_t n;
+            if (j) out_lit(w, ",");
+            if (model_pair(r, user, rec.items[j], &u) && explain_into(w, u, rec.items[j], &n, &e) == DR_OK)
+                out_mem(w, w->xjson, n);
+            else
+                out_lit(w, "null");
+        }
+        out_lit(w, "]");
+    }
+    out_lit(w, "}");
     respond(w, resp, 200);
 }
 

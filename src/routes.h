@@ -16,6 +16,8 @@ typedef struct dr_routes_params {
     const char *api_key;   /* NULL = no authentication */
     int public_read;       /* with a key: GET requests need none */
     size_t max_body;       /* bytes; larger bodies get 413 (checked by the caller, http.c) */
+    const dr_model *model; /* the server's checkpoint: explanations (template generator) of its
+                              users and items; NULL = explanation routes answer 501 */
 } dr_routes_params;
 
 typedef struct dr_http_req {

@@ -86,7 +86,9 @@ expect 400 'invalid JSON' -X PUT -H "$KEY" -d '{"features":{"visual":[1,NaN]}}' 
 expect 400 'features.visual[0]: expected a finite number' -X PUT -H "$KEY" -d '{"features":{"visual":["NaN"]}}' "$base/v1/items/n1"
 head -c 70000 /dev/zero | tr '\0' ' ' >"$tmp/big"
 expect 413 'larger than 65536' -X POST -H "$KEY" --data-binary @"$tmp/big" "$base/v1/events"
-expect 501 'explanations are not built' "$base/v1/users/u1/items/i1/explanation"
+expect 200 '"evidence":[{"id":"E1"' "$base/v1/users/u1/items/i1/explanation"
+expect 404 'item: unknown' "$base/v1/users/u1/items/no-such-item/explanation"
+expect 200 '"explanations":[{' "$base/v1/users/u1/recommendations?k=3&explain=true"
 expect 200 'dynrec_http_unauthorized_total 2' "$base/metrics"
 expect 200 'dynrec_events_total 0' "$base/metrics"
 

@@ -352,7 +352,7 @@ static void test_routes(void **st) {
     dr_srv_params p = params(dir);
     dr_srv *s = NULL;
     assert_ok(dr_srv_open(m, &p, &s, &e_));
-    dr_routes_params rp = {"sekret", 1, 4096};
+    dr_routes_params rp = {"sekret", 1, 4096, NULL};
     dr_routes *r = NULL;
     dr_routes_worker *w = NULL;
     assert_ok(dr_routes_create(s, &rp, &r, &e_));
@@ -383,7 +383,7 @@ static void test_routes(void **st) {
     EXPECT(200, "\"source\":\"adapter\"", "GET", "/v1/users/u1/recommendations", NULL, NULL, "5");
     EXPECT(200, "\"source\":\"popular\"", "GET", "/v1/users/nobody/recommendations", NULL, NULL, NULL);
     EXPECT(400, "user: invalid UTF-8", "GET", "/v1/users/\xc3/recommendations", NULL, NULL, NULL);
-    EXPECT(501, "explanations are not built", "GET", "/v1/users/u1/items/i3/explanation", NULL, NULL, NULL);
+    EXPECT(501, "explanations are not available", "GET", "/v1/users/u1/items/i3/explanation", NULL, NULL, NULL);
     EXPECT(400, "features.img[1]: expected a finite number", "PUT", "/v1/items/n1", ok,
            "{\"features\":{\"img\":[1,\"NaN\"]}}", NULL);
     EXPECT(400, "unknown field", "PUT", "/v1/items/n1", ok, "{\"titel\":\"x\"}", NULL);
@@ -400,6 +400,17 @@ static void test_routes(void **st) {
     dr_http_resp rs;
     dr_routes_reject(r, w, 413, "body: larger than 4096 bytes", &rs);
     assert_int_equal(rs.status, 413);
+    dr_routes_worker_free(w);
+    dr_routes_free(r);
+    /* with the model: template explanations of the checkpoint's users and items */
+    rp.model = m;
+    assert_ok(dr_routes_create(s, &rp, &r, &e_));
+    assert_ok(dr_routes_worker_create(r, &w, &e_));
+    EXPECT(200, "\"evidence\":[{\"id\":\"E1\"", "GET", "/v1/users/u1/items/i3/explanation", NULL, NULL, NULL);
+    EXPECT(200, "\"verified\":true", "GET", "/v1/users/u1/items/i3/explanation", NULL, NULL, NULL);
+    EXPECT(404, "item: unknown", "GET", "/v1/users/u1/items/nope/explanation", NULL, NULL, NULL);
+    EXPECT(404, "training data", "GET", "/v1/users/u1/items/n1/explanation", NULL, NULL, NULL);
+    EXPECT(404, "training data", "GET", "/v1/users/zz/items/i3/explanation", NULL, NULL, NULL);
     dr_routes_worker_free(w);
     dr_routes_free(r);
     dr_srv_close(s);
