@@ -4,6 +4,7 @@
 # that seed's checkpoint), replay the stream frozen vs adapter (`dynrec eval --protocol stream
 # --json`, extra eval flags in EVAL_FLAGS), keep the JSON; then print mean and sample standard
 # deviation over the seeds: overall, cold targets, and Hit@10 per slice. Needs jq.
+# REUSE=1 keeps a seed's JSON when it is already there (summarise earlier runs again).
 # Usage: bench/stream_seeds.sh DATA "SEEDS" MODEL OUTDIR train-options...
 #   bench/stream_seeds.sh ../shared/data/amazon-movies-tv-llmtup "1 2 3" sasrec build/stream \
 #       --max-len 50 --dropout 0.5 --epochs 60
@@ -22,6 +23,10 @@ for s in $SEEDS; do
     if [ ! -f "$ck" ]; then
         "$BIN" train --protocol stream --model "$MODEL" --data "$DATA" --seed "$s" --out "$ck" \
             "$@" 2>"$OUT/${name}_${MODEL}_s$s.train.log" || { echo "train failed (seed $s)" >&2; exit 1; }
+    fi
+    if [ "${REUSE:-0}" = 1 ] && [ -s "$OUT/${name}_${MODEL}_s$s.json" ]; then
+        cat "$OUT/${name}_${MODEL}_s$s.json"
+        continue
     fi
     # shellcheck disable=SC2086
     "$BIN" eval --protocol stream --model "$ck" --data "$DATA" --seed "$s" --json $EVAL_FLAGS \
