@@ -59,7 +59,8 @@ if [ -z "${LLAMA_DIR:-}" ] && pkg-config --exists llama 2>/dev/null &&
         echo "LLAMA_SERVER := $(command -v llama-server || true)"
     } >build/llama.mk.tmp
 else
-    prefix=$(sh scripts/llama.sh | tail -n 1)
+    prefix=$(sh scripts/llama.sh) || { echo "deps: building llama.cpp failed (scripts/llama.sh)" >&2; exit 1; }
+    prefix=$(printf '%s\n' "$prefix" | tail -n 1)
     libs=""
     for l in llama ggml ggml-cpu ggml-base; do
         [ -f "$prefix/lib/lib$l.a" ] || { echo "deps: $prefix/lib/lib$l.a is missing" >&2; exit 1; }
