@@ -850,6 +850,11 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
         goto fail;
     }
     m->block = m->own;
+    if (p.init && (p.init->fus.n_mod || p.use_modalities)) {
+        st = dr_fail(err, DR_UNSUPPORTED, "sasrec: warm start of a fused model is not supported "
+                     "(its item table holds the fused z, not e)");
+        goto fail;
+    }
     if (p.init) {
         const dr_sasrec_dims *im = &p.init->dm;
         if (im->n_items != dm.n_items || im->d != dm.d || im->L != dm.L ||

@@ -584,6 +584,10 @@ static void test_warm_start(void **state) {
     assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &c, &err), DR_ARG);
     assert_non_null(strstr(err.msg, "another shape"));
     assert_null(c);
+    p.d = small_params().d; /* a fused model's table holds z, not e: refused, not misread */
+    p.use_modalities = 1;
+    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &c, &err), DR_UNSUPPORTED);
+    assert_null(c);
     dr_sasrec_free(a);
     dr_sasrec_free(b);
     dr_split_free(t0);
