@@ -68,7 +68,8 @@ typedef struct explain_opts {
 extern const char *const explain_opts_help;
 /* Generator options; returns 1 when consumed, 0 when not, -1 on error. */
 int explain_opt(opts *o, explain_opts *x);
-/* Creates the explainer and one session for m; prints the error and returns 1 on failure. */
+/* An explainer over m (and a session when s is not NULL); prints the error and returns 1 on
+ * failure. */
 int explain_open(const dr_model *m, explain_opts *x, dr_explainer **ex, dr_explain_session **s);
 /* The text of an explanation and, when it fell back, why. */
 void explain_print(FILE *f, const dr_explainer *x, const dr_explanation *e, const char *indent);

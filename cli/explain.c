@@ -64,13 +64,27 @@ int explain_opt(opts *o, explain_opts *x) {
 int explain_open(const dr_model *m, explain_opts *x, dr_explainer **ex, dr_explain_session **s) {
     dr_error e = {0};
     dr_status st = dr_explainer_create(m, &x->p, ex, &e);
-    if (st == DR_OK) st = dr_explain_session_create(*ex, s, &e);
+    if (st == DR_OK && s) st = dr_explain_session_create(*ex, s, &e);
     if (st != DR_OK) {
         dr_explainer_free(*ex);
         *ex = NULL;
         return die(st, &e);
     }
     return 0;
+}
+
+/* The dataset (when --data was given), the checkpoint and an explainer over them, plus a
+ * session when s is not NULL; on failure what was opened stays in the out-parameters for the
+ * caller's cleanup. */
+static int explain_setup(load_opts *l, const char *model, explain_opts *xo, dr_dataset **ds,
+                         dr_model **m, dr_explainer **x, dr_explain_session **s) {
+    dr_error e = {0};
+    int rc = l->data ? load(l, ds) : 0;
+    if (rc) return rc;
+    dr_status st = dr_model_load(model, m, &e);
+    if (st != DR_OK) return die(st, &e);
+    xo->p.data = *ds;
+    return explain_open(*m, xo, x, s);
 }
 
 void explain_print(FILE *f, const dr_explainer *x, const dr_explanation *e, const char *indent) {
@@ -121,13 +135,8 @@ int cmd_explain(int argc, char **argv) {
     dr_explanation *ex = NULL;
     dr_error e = {0};
     dr_status st;
-    int rc = l.data ? load(&l, &ds) : 0;
-    if (rc) return rc;
-    if ((st = dr_model_load(model, &m, &e)) != DR_OK) {
-        rc = die(st, &e);
-        goto done;
-    }
-    xo.p.data = ds;
+    int rc = explain_setup(&l, model, &xo, &ds, &m, &x, &s);
+    if (rc) goto done;
     uint32_t u = 0, it = UINT32_MAX;
     if (dr_model_find_user(m, user, &u) != DR_OK) {
         fprintf(stderr, "dynrec: notfound: user '%s' is not in %s\n", user, model);
@@ -141,7 +150,6 @@ int cmd_explain(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    if ((rc = explain_open(m, &xo, &x, &s))) goto done;
     if (!(ex = malloc(sizeof *ex))) {
         rc = die(DR_NOMEM, NULL);
         goto done;
@@ -233,19 +241,11 @@ int cmd_eval_explain(int argc, char **argv) {
     dr_dataset *ds = NULL;
     dr_model *m = NULL;
     dr_explainer *x = NULL;
-    dr_explain_session *s = NULL;
     dr_error e = {0};
     dr_status st;
-    int rc = l.data ? load(&l, &ds) : 0;
-    if (rc) return rc;
-    if ((st = dr_model_load(model, &m, &e)) != DR_OK) {
-        rc = die(st, &e);
-        goto done;
-    }
-    xo.p.data = ds;
-    if ((rc = explain_open(m, &xo, &x, &s))) goto done;
-    dr_explain_session_free(s); /* the evaluation opens its own */
-    s = NULL;
+    /* no session here: the evaluation opens its own */
+    int rc = explain_setup(&l, model, &xo, &ds, &m, &x, NULL);
+    if (rc) goto done;
     ep.progress = progress_cb;
     dr_explain_eval_result r;
     if ((st = dr_eval_explain(x, &ep, &r, &e)) != DR_OK) {
@@ -273,7 +273,6 @@ int cmd_eval_explain(int argc, char **argv) {
         printf("  wall %.1f s\n", r.seconds);
     }
 done:
-    dr_explain_session_free(s);
     dr_explainer_free(x);
     dr_model_free(m);
     dr_dataset_free(ds);
