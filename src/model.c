@@ -49,8 +49,11 @@ dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_mod
     for (size_t k = 0; k < DR_ARRAY_LEN(g_models); k++)
         if (strcmp(g_models[k]->name, name) == 0) vt = g_models[k];
     if (!vt) return dr_fail(err, DR_ARG, "unknown model '%s' (known: pop, itemknn, sasrec, mf)", name);
-    if (p->init && vt != &dr_sasrec_vt)
-        return dr_fail(err, DR_UNSUPPORTED, "%s: warm start is not supported (sasrec only)", name);
+    if (p->init && !vt->warm_start)
+        return dr_fail(err, DR_UNSUPPORTED, "%s: warm start is not supported", name);
+    if (p->init && p->init->vt != vt)
+        return dr_fail(err, DR_ARG, "%s: cannot warm start from a '%s' model", name,
+                       dr_model_name(p->init));
 
     m = dr_calloc(1, sizeof *m);
     if (!m) {

@@ -31,6 +31,7 @@ typedef struct dr_model_vt {
     size_t (*scratch_bytes)(const void *state);
     dr_status (*score)(const void *state, void *scratch, uint32_t u, const uint32_t *ctx,
                        size_t n_ctx, float *scores, dr_error *err);
+    int warm_start; /* 1: fit accepts p->init, a model of this same kind (dr_model_fit checks) */
 } dr_model_vt;
 
 struct dr_model {

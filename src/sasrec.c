@@ -1099,10 +1099,7 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
     if (mp && mp->impute && dr_impute_parse(mp->impute, &p.impute, err) != DR_OK) return DR_ARG;
     dr_status sst = dr_fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
     if (sst != DR_OK) return sst;
-    if (mp && mp->init) {
-        if (mp->init->vt != &dr_sasrec_vt)
-            return dr_fail(err, DR_ARG, "sasrec: cannot warm start from a '%s' model",
-                           dr_model_name(mp->init));
+    if (mp && mp->init) { /* dr_model_fit checked that init is a sasrec */
         p.init = mp->init->state; /* a loaded checkpoint's state borrows the mapping: same type */
         const dr_sasrec_dims *im = &p.init->dm; /* shape not given: the init's */
         if (!mp->dim) p.d = im->d;
@@ -1132,6 +1129,7 @@ const dr_model_vt dr_sasrec_vt = {
     .free = vt_free,
     .scratch_bytes = vt_scratch_bytes,
     .score = vt_score,
+    .warm_start = 1,
 };
 
 dr_status dr_sasrec_as_model(dr_sasrec *s, dr_model **out, dr_error *err) {
