@@ -8,7 +8,9 @@
  *                                                      gate vs mean imputation, relative change
  *   bench_modal synth  [seeds=3] [base=mf|sasrec] [k=v ...]  planted modalities, 10% of the
  *                                                      items made cold (no training event):
- *                                                      overall + cold
+ *                                                      overall + cold, and each fused model
+ *                                                      with visual or audio removed from every
+ *                                                      item (its own imputation mode)
  *   bench_modal one    [data=DIR] mask=3 [k=v ...]     one configuration (tuning)
  *
  * Keys: data (../shared/data/tiktok-mmssl), seeds, d (64), epochs (300), eval_every (2),
@@ -327,6 +329,10 @@ static int run_synth(const cfg *c) {
     const char *names[] = {sas ? "sasrec-id" : "mf-id", sas ? "sasrec+fusion(gate)" : "mf+fusion(gate)",
                            sas ? "sasrec+fusion(mean)" : "mf+fusion(mean)"};
     acc3 all[3] = {{0}}, cold_a[3] = {{0}};
+    /* robustness: each fused model with visual or audio removed from every item at inference,
+     * missing features handled as in training (gate closes / mean imputed) */
+    static const char *const rm[2] = {"visual", "audio"};
+    acc3 rob[3][2] = {{{0}}}, rob_cold[3][2] = {{{0}}};
     for (uint32_t s = 0; s < c->seeds; s++) {
         dr_synth_params sy = dr_synth_default_params();
         sy.seed = 1 + s;
@@ -363,6 +369,17 @@ static int run_synth(const cfg *c) {
             dr_eval_result r = eval_test(ds, sp, m, c->threads);
             acc_add(&all[k], r, 1.0 / c->seeds);
             acc_add_cold(&cold_a[k], r, 1.0 / c->seeds);
+            for (int q = 0; k && q < 2; q++) {
+                dr_modal_params mp = dr_modal_default_params();
+                mp.threads = c->threads;
+                mp.impute = k == 2 ? "mean" : "gate";
+                mp.n_drop = 1;
+                snprintf(mp.drop_name[0], sizeof mp.drop_name[0], "%s", rm[q]);
+                mp.drop_p[0] = 1.0;
+                if (dr_eval_modal(ds, sp, m, &mp, &r, &e) != DR_OK) die("robust", &e);
+                acc_add(&rob[k][q], r, 1.0 / c->seeds);
+                acc_add_cold(&rob_cold[k][q], r, 1.0 / c->seeds);
+            }
             dr_model_free(m);
         }
         free(cold);
@@ -375,6 +392,14 @@ static int run_synth(const cfg *c) {
         put3("synth", conf, all[k]);
         snprintf(conf, sizeof conf, "%s cold", names[k]);
         put3("synth", conf, cold_a[k]);
+        for (int q = 0; k && q < 2; q++) {
+            snprintf(conf, sizeof conf, "%s -%s all", names[k], rm[q]);
+            put3("synth", conf, rob[k][q]);
+            put("synth", conf, "rel_recall@20", rob[k][q].r20 / all[k].r20 - 1.0);
+            snprintf(conf, sizeof conf, "%s -%s cold", names[k], rm[q]);
+            put3("synth", conf, rob_cold[k][q]);
+            put("synth", conf, "rel_recall@20", rob_cold[k][q].r20 / cold_a[k].r20 - 1.0);
+        }
     }
     return 0;
 }

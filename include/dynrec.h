@@ -282,7 +282,8 @@ typedef struct dr_model_params {
                                they must agree, else DR_ARG); NULL = random initialisation */
     /* Gated multimodal fusion of the dataset's item features (mf, sasrec; DESIGN.md). */
     const char *modalities; /* NULL / "none" = ids only; "all"; or names: "visual,audio" */
-    float modality_dropout; /* training: drop rate of each item feature; < 0 = default (0.3) */
+    float modality_dropout; /* training: drop rate of each item feature; < 0 = default (sasrec
+                               0.6, mf 0.3) */
     const char *impute;     /* missing features: "gate" (default, gate closes) | "mean" */
     float id_dropout;       /* mf training: rate of treating an item as cold; < 0 = default */
     float fusion_lr;        /* Adam learning rate of projections and gates; 0 = default */

@@ -269,7 +269,7 @@ dr_sasrec_params dr_sasrec_default_params(void) {
     p.shards = 8;
     p.seed = 42;
     p.threads = 0;
-    p.modality_dropout = 0.3f;
+    p.modality_dropout = 0.6f; /* TikTok validation NDCG@10: 0.0756 at 0.6, 0.0744 at 0.3 */
     p.impute = DR_IMPUTE_GATE;
     p.fusion_lr = 3e-3f;
     p.fusion_l2 = 1e-3f;

@@ -47,7 +47,7 @@ typedef struct dr_sasrec_params {
      * becomes z_i = e_i + sum_m g_im (P_m xs_im + b_m); 0 = id-only (the same bytes as
      * without this field). */
     uint32_t use_modalities;  /* bit m fuses the dataset's modality m (0) */
-    float modality_dropout;   /* training: each (item, modality) dropped per batch (0.3) */
+    float modality_dropout;   /* training: each (item, modality) dropped per batch (0.6) */
     dr_impute impute;         /* DR_IMPUTE_GATE | DR_IMPUTE_MEAN (GATE) */
     float fusion_lr;          /* Adam learning rate of the fusion block (0.003) */
     float fusion_l2;          /* L2 on the fusion block (0.001) */
