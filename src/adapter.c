@@ -981,7 +981,7 @@ dr_status dr_snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *t
     if (u >= s->n_users) return dr_fail(err, DR_RANGE, "adapter: user %u >= %u", u, s->n_users);
     float hp[1024 + 4] = {0};
     dr_snapshot_user(s, u, now, h, hp);
-    return dr_topk_dot(s->zp, NULL, s->n_items, s->dp, hp, exclude, n_exclude, k, ts, items,
+    return dr_topk_scan(s->zp, s->n_items, s->dp, hp, exclude, n_exclude, k, ts, items,
                        scores, n_out, err);
 }
 

@@ -1045,7 +1045,7 @@ dr_status dr_srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32
     if (!snap) return dr_fail(err, DR_INTERNAL, "server: no adapter snapshot published");
     uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);
     dr_snapshot_user(snap, u, atomic_load_explicit(&s->clock, memory_order_relaxed), w->h, w->hp);
-    st = dr_topk_dot(dr_snapshot_items(snap), NULL, n_active, dr_snapshot_stride(snap), w->hp, hi,
+    st = dr_topk_scan(dr_snapshot_items(snap), n_active, dr_snapshot_stride(snap), w->hp, hi,
                      nh, k, w->ts, w->items, w->scores, &out->n, err);
     dr_adapter_release(s->ad, snap);
     return st;
