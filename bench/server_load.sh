@@ -5,7 +5,7 @@
 #   dynrec train --model mf --data ../shared/data/amazon-movies-tv-llmtup --out /tmp/amz_mf.drm
 # when missing). Env: DURATION (10 s per run), RUNS (3; medians), CONN (16), STATE (state
 # folder parent, default a fresh folder under /tmp: the ingest figures are the fsync speed of
-# that disk). Prints `name value unit` lines, the machine, the commit and a hash of answers.
+# that disk), RECS_ONLY=1 (skip the ingest runs: for comparing builds, with DYNREC=binary). Prints `name value unit` lines, the machine, the commit and a hash of answers.
 set -u
 BIN=${DYNREC:-build/release/dynrec}
 DATA=${DATA:-../shared/data/amazon-movies-tv-llmtup}
@@ -92,6 +92,8 @@ curl -s "$base/metrics" | awk '/^dynrec_http_request_duration_seconds_sum\{route
   /^dynrec_http_request_duration_seconds_count\{route="recommendations"\}/ {n=$2}
   END {printf "recs_k10_server_time_mean %.1f us (inside the handler, all runs)\n", 1e6 * s / n}'
 stop
+
+[ "${RECS_ONLY:-0}" = 1 ] && exit 0
 
 # durable ingest (every commit fsynced), 16 server threads (a waiting request holds one);
 # one event per request from 1 and from 16 connections, and 100 events per request;

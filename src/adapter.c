@@ -96,6 +96,7 @@ struct dr_adapter {
     float *theta, *fisher, *anchor, *grad;
     float *z0;          /* (n_items, d) base latents, cold rows 0 */
     uint8_t *cold;      /* (n_items) */
+    uint8_t *rebased;   /* (n_items) 1 = z0 row set by dr_adapter_set_item_base (saved with it) */
     float *xin;         /* (n_items, X) current item inputs */
     float *zp;          /* (n_items, d) z' */
     dr_window *win;
@@ -324,6 +325,7 @@ void dr_adapter_free(dr_adapter *a) {
     dr_free(a->block);
     dr_free(a->z0);
     dr_free(a->cold);
+    dr_free(a->rebased);
     dr_free(a->xin);
     dr_free(a->zp);
     dr_window_free(a->win);
@@ -486,6 +488,7 @@ dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32
     a->block = dr_calloc(4 * o, sizeof *a->block);
     a->z0 = dr_malloc((size_t)n_items * d * sizeof *a->z0);
     a->cold = dr_calloc(n_items, 1);
+    a->rebased = dr_calloc(n_items, 1);
     a->xin = dr_calloc((size_t)n_items * X, sizeof *a->xin);
     a->zp = dr_calloc((size_t)n_items * d, sizeof *a->zp);
     a->cand = dr_calloc(a->ncand, sizeof *a->cand);
@@ -505,7 +508,7 @@ dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32
     a->s_gate = dr_calloc(a->rows_max, sizeof(float));
     a->s_dhid = dr_calloc((size_t)a->rows_max * hd, sizeof(float));
     a->s_dg = dr_calloc((size_t)a->rows_max * d, sizeof(float));
-    if (!a->block || !a->z0 || !a->cold || !a->xin || !a->zp || !a->cand || !a->y || !a->hh ||
+    if (!a->block || !a->z0 || !a->cold || !a->rebased || !a->xin || !a->zp || !a->cand || !a->y || !a->hh ||
         !a->hv || !a->hp || !a->dh || !a->lg || !a->dz || !a->tmp_hid || !a->tmp_d || !a->bx ||
         !a->bdz || !a->s_hid || !a->s_out || !a->s_gate || !a->s_dhid || !a->s_dg)
         goto fail;
@@ -575,6 +578,40 @@ void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute) {
     a->n_active = n;
 }
 uint32_t dr_adapter_active_items(const dr_adapter *a) { return a->n_active; }
+
+dr_status dr_adapter_set_item_base(dr_adapter *a, uint32_t i, const float *z, int cold,
+                                   dr_error *err) {
+    if (!a || !z) return dr_fail(err, DR_ARG, "adapter: NULL argument");
+    if (i >= a->n_active)
+        return dr_fail(err, DR_RANGE, "adapter: item %u >= %u items in use", i, a->n_active);
+    uint32_t d = a->d;
+    float *row = a->z0 + (size_t)i * d;
+    const uint32_t *ch;
+    size_t nch;
+    dr_window_rebase_item(a->win, i, z, &ch, &nch); /* reads the old row: before the copy */
+    if (cold) memset(row, 0, d * sizeof *row);
+    else memcpy(row, z, d * sizeof *row);
+    a->cold[i] = cold != 0;
+    a->rebased[i] = 1;
+    for (size_t k = 0; k < nch; k++) {
+        recompute_row(a, ch[k]);
+        mark_item(a, ch[k]);
+    }
+    recompute_row(a, i);
+    mark_item(a, i);
+    a->rows_recomputed += nch + 1;
+    /* users whose ring holds i: their published mean of base latents moves */
+    for (uint32_t u = 0; u < a->n_users; u++) {
+        uint32_t m = dr_window_user_ring(a->win, u, a->ring);
+        for (uint32_t k = 0; k < m; k++)
+            if (a->ring[k] == i) {
+                mark_user(a, u);
+                break;
+            }
+    }
+    a->version++;
+    return DR_OK;
+}
 void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows, uint64_t *refreshes) {
     *updates = a->n_updates;
     *rows = a->rows_recomputed;
@@ -944,7 +981,7 @@ dr_status dr_snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *t
     if (u >= s->n_users) return dr_fail(err, DR_RANGE, "adapter: user %u >= %u", u, s->n_users);
     float hp[1024 + 4] = {0};
     dr_snapshot_user(s, u, now, h, hp);
-    return dr_topk_dot(s->zp, NULL, s->n_items, s->dp, hp, exclude, n_exclude, k, ts, items,
+    return dr_topk_scan(s->zp, s->n_items, s->dp, hp, exclude, n_exclude, k, ts, items,
                        scores, n_out, err);
 }
 
@@ -958,7 +995,8 @@ dr_status dr_adapter_save(const dr_adapter *a, const char *path, dr_error *err) 
                       a->n_updates, a->version, a->b_rows, a->b_events};
     uint64_t s_par[1] = {a->n_params}, s_z[2] = {a->n_items, a->d},
              s_b[2] = {(uint64_t)a->p.g_batch * a->ncand, a->X},
-             s_bd[2] = {(uint64_t)a->p.g_batch * a->ncand, a->d}, s_sc[1] = {8};
+             s_bd[2] = {(uint64_t)a->p.g_batch * a->ncand, a->d}, s_sc[1] = {8},
+             s_n[1] = {a->n_items};
     char v[64];
     snprintf(v, sizeof v, "%u", a->d);
     if ((st = dr_ckpt_add_meta(w, "kind", "adapter", err)) != DR_OK) goto fail;
@@ -970,6 +1008,8 @@ dr_status dr_adapter_save(const dr_adapter *a, const char *path, dr_error *err) 
     if ((st = dr_ckpt_add(w, "anchor", DR_DT_F32, 1, s_par, a->anchor, err)) != DR_OK) goto fail;
     if ((st = dr_ckpt_add(w, "zp", DR_DT_F32, 2, s_z, a->zp, err)) != DR_OK) goto fail;
     if ((st = dr_ckpt_add(w, "z0", DR_DT_F32, 2, s_z, a->z0, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "rebased", DR_DT_U8, 1, s_n, a->rebased, err)) != DR_OK) goto fail;
+    if ((st = dr_ckpt_add(w, "cold", DR_DT_U8, 1, s_n, a->cold, err)) != DR_OK) goto fail;
     if ((st = dr_ckpt_add(w, "batch_x", DR_DT_F32, 2, s_b, a->bx, err)) != DR_OK) goto fail;
     if ((st = dr_ckpt_add(w, "batch_dz", DR_DT_F32, 2, s_bd, a->bdz, err)) != DR_OK) goto fail;
     if ((st = dr_ckpt_add(w, "scalars", DR_DT_I64, 1, s_sc, sc, err)) != DR_OK) goto fail;
@@ -987,7 +1027,8 @@ dr_status dr_adapter_load(dr_adapter *a, const char *path, dr_error *err) {
     const char *kind = dr_ckpt_meta(c, "kind");
     uint64_t s_par[1] = {a->n_params}, s_z[2] = {a->n_items, a->d},
              s_b[2] = {(uint64_t)a->p.g_batch * a->ncand, a->X},
-             s_bd[2] = {(uint64_t)a->p.g_batch * a->ncand, a->d}, s_sc[1] = {8};
+             s_bd[2] = {(uint64_t)a->p.g_batch * a->ncand, a->d}, s_sc[1] = {8},
+             s_n[1] = {a->n_items};
     const void *th, *fi, *an, *zp, *z0, *bx, *bdz, *scv;
     if (!kind || strcmp(kind, "adapter") != 0) {
         st = dr_fail(err, DR_FORMAT, "%s: not an adapter state file", path);
@@ -1004,10 +1045,19 @@ dr_status dr_adapter_load(dr_adapter *a, const char *path, dr_error *err) {
         st = dr_fail_wrap(err, DR_FORMAT, "%s: adapter state does not match this adapter", path);
         goto fail;
     }
-    if (memcmp(z0, a->z0, (size_t)a->n_items * a->d * sizeof(float)) != 0) {
-        st = dr_fail(err, DR_FORMAT, "%s: adapter state was made over another base model", path);
-        goto fail;
-    }
+    /* rows set by dr_adapter_set_item_base come from the file (rebased, cold: absent in
+     * states that have none); every other row must be this adapter's base */
+    const void *rb = NULL, *cd = NULL;
+    if (dr_ckpt_find(c, "rebased", DR_DT_U8, 1, s_n, &rb, NULL) != DR_OK ||
+        dr_ckpt_find(c, "cold", DR_DT_U8, 1, s_n, &cd, NULL) != DR_OK)
+        rb = cd = NULL;
+    const uint8_t *reb = rb, *cld = cd;
+    size_t row = (size_t)a->d * sizeof(float);
+    for (uint32_t i = 0; i < a->n_items; i++)
+        if (!(reb && reb[i]) && memcmp((const char *)z0 + i * row, a->z0 + (size_t)i * a->d, row) != 0) {
+            st = dr_fail(err, DR_FORMAT, "%s: adapter state was made over another base model", path);
+            goto fail;
+        }
     const uint64_t *sc = scv;
     if (sc[6] > (uint64_t)a->p.g_batch * a->ncand || sc[7] > a->p.g_batch) {
         st = dr_fail(err, DR_FORMAT, "%s: bad batch counters", path);
@@ -1018,6 +1068,12 @@ dr_status dr_adapter_load(dr_adapter *a, const char *path, dr_error *err) {
     memcpy(a->fisher, fi, a->n_params * sizeof(float));
     memcpy(a->anchor, an, a->n_params * sizeof(float));
     memcpy(a->zp, zp, (size_t)a->n_items * a->d * sizeof(float));
+    for (uint32_t i = 0; reb && i < a->n_items; i++) {
+        a->rebased[i] = reb[i] != 0;
+        if (!reb[i]) continue;
+        memcpy(a->z0 + (size_t)i * a->d, (const char *)z0 + i * row, row);
+        a->cold[i] = cld[i] != 0;
+    }
     memcpy(a->bx, bx, (size_t)s_b[0] * a->X * sizeof(float));
     memcpy(a->bdz, bdz, (size_t)s_bd[0] * a->d * sizeof(float));
     for (int k = 0; k < 4; k++) a->rng.s[k] = sc[k];

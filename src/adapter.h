@@ -90,6 +90,13 @@ uint64_t dr_adapter_version(const dr_adapter *a);
  * recompute = 0 only sets n (restoring a saved state whose rows are already right). */
 void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute);
 uint32_t dr_adapter_active_items(const dr_adapter *a);
+/* Writer: item i (< active rows) gets a new base latent z~_i = z (d) (a cold one: 0, with the
+ * cold flag): the window's co-click sums that involve i move as if their pairs had been made
+ * with z, the z' rows of i and of its co-click partners and the user means are updated (published with
+ * the next snapshot). Saved with the state (dr_adapter_load takes such rows from the file).
+ * Used when an item gets features (server.c). */
+dr_status dr_adapter_set_item_base(dr_adapter *a, uint32_t i, const float *z, int cold,
+                                   dr_error *err);
 /* The adapter's windows (writer side: read between updates only). */
 const dr_window *dr_adapter_window(const dr_adapter *a);
 /* Updates so far, z' rows recomputed incrementally, full z' refreshes (benchmarks). */

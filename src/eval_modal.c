@@ -55,12 +55,6 @@ dr_status dr_modal_parse_drop(const char *spec, dr_modal_params *p, dr_error *er
     return DR_OK;
 }
 
-/* The fusion of a dot-product model (mf, sasrec), NULL if none. */
-static const dr_fusion *model_fusion(const dr_model *m) {
-    if (m->vt == &dr_sasrec_vt) return dr_sasrec_get_fusion(m->state, NULL);
-    return dr_mf_get_fusion(m, NULL);
-}
-
 static dr_status refuse(dr_model *m, const dr_dataset *ds, const uint8_t *over, int restore,
                         dr_impute imp, dr_error *err) {
     if (m->vt == &dr_sasrec_vt)
@@ -78,7 +72,7 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
     dr_impute imp = DR_IMPUTE_GATE;
     dr_status st;
     if (p->impute && (st = dr_impute_parse(p->impute, &imp, err)) != DR_OK) return st;
-    const dr_fusion *f = model_fusion(m);
+    const dr_fusion *f = dr_model_fusion(m, NULL, NULL);
     bool any = false;
     for (uint32_t k = 0; k < p->n_drop; k++) any |= p->drop_p[k] > 0;
     if (!f) {
@@ -114,7 +108,7 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
 
 static dr_status buffers(const dr_dataset *ds, const dr_model *m, uint8_t **over, uint8_t **one,
                          dr_error *err) {
-    const dr_fusion *f = model_fusion(m);
+    const dr_fusion *f = dr_model_fusion(m, NULL, NULL);
     size_t n = (size_t)(f ? f->n_mod : 0) * ds->n_items + 1;
     *over = dr_malloc(n);
     *one = dr_malloc(n);
@@ -153,7 +147,7 @@ dr_status dr_eval_modal_sweep(const dr_dataset *ds, const dr_split *sp, dr_model
     dr_status st = check_args(ds, sp, m, p, out, err);
     if (st != DR_OK) return st;
     memset(out, 0, sizeof *out);
-    const dr_fusion *f = model_fusion(m);
+    const dr_fusion *f = dr_model_fusion(m, NULL, NULL);
     if (!f)
         return dr_fail(err, DR_UNSUPPORTED, "P-MODAL sweep: model '%s' fuses no modality",
                        dr_model_name(m));

@@ -58,6 +58,12 @@ struct dr_model {
 
 /* Fills the dot-product view of a fitted or loaded model (model.c). */
 dr_status dr_model_prepare_latents(dr_model *m, dr_error *err);
+/* The gated fusion of a dot-product model (mf, sasrec) and its id embeddings: *e (when
+ * non-NULL) points at item 0's e row (rows of f->d floats), *imp the impute mode it was trained
+ * with. The first f->d values of latent row i are z_i (mf appends the item bias). NULL when
+ * the model fuses nothing. */
+struct dr_fusion;
+const struct dr_fusion *dr_model_fusion(const dr_model *m, const float **e, int *imp);
 
 struct dr_scorer {
     const dr_model *m;

@@ -599,7 +599,7 @@ static void get_item(dr_routes *r, dr_routes_worker *w, const char *item, dr_htt
 }
 
 /* Validates a PUT body into the canonical {"attributes", "features", "title"} object. */
-static json_t *item_body(dr_routes_worker *w, dr_http_resp *resp, json_t *root) {
+static json_t *item_body(dr_routes *r, dr_routes_worker *w, dr_http_resp *resp, json_t *root) {
     if (!json_is_object(root)) {
         error_resp(w, resp, 400, "body: expected an object with title, attributes, features");
         return NULL;
@@ -686,6 +686,11 @@ static json_t *item_body(dr_routes_worker *w, dr_http_resp *resp, json_t *root) 
                 goto bad;
             }
         }
+        dr_error fe = {0};
+        if (dr_srv_check_feature(r->srv, key, json_array_size(v), &fe) != DR_OK) {
+            error_resp(w, resp, 400, "features.%.64s: %s", key, fe.msg);
+            goto bad;
+        }
         total += json_array_size(v);
         if (total > FEATURE_MAX) {
             error_resp(w, resp, 400, "features: more than %u numbers", FEATURE_MAX);
@@ -707,11 +712,11 @@ bad:
     return NULL;
 }
 
-static dr_routes_pending *item_start(dr_routes_worker *w, const dr_http_req *rq, const char *item,
-                                     dr_http_resp *resp, double t0) {
+static dr_routes_pending *item_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq,
+                                     const char *item, dr_http_resp *resp, double t0) {
     json_t *root = parse_body(w, resp, rq);
     if (!root) return NULL;
-    json_t *canon = item_body(w, resp, root);
+    json_t *canon = item_body(r, w, resp, root);
     json_decref(root);
     if (!canon) return NULL;
     dr_routes_pending *p = pending_new(w, resp, R_ITEM_PUT, t0);
@@ -738,10 +743,13 @@ static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pendi
     out_reset(w);
     out_lit(w, "{\"item\":");
     out_str(w, p->item);
-    /* the checkpoint has no fusion: features are kept in the log, the latent is unchanged */
-    out(w, ",\"created\":%s,\"new\":%s,\"cold\":%s,\"features_stored\":%zu,\"features_used\":false,"
+    /* with a fused checkpoint the features gave the item its base latent (server.c); without
+     * one they are kept in the log and the latent is unchanged */
+    int used = p->n_feat && dr_srv_fuses(r->srv);
+    out(w, ",\"created\":%s,\"new\":%s,\"cold\":%s,\"features_stored\":%zu,\"features_used\":%s,"
         "\"seq\":%llu}", p->ack.created ? "true" : "false", is_new ? "true" : "false",
-        is_new ? "true" : "false", p->n_feat, (unsigned long long)p->ack.first_seq);
+        is_new && !used ? "true" : "false", p->n_feat, used ? "true" : "false",
+        (unsigned long long)p->ack.first_seq);
     respond(w, resp, p->ack.created ? 201 : 200);
 }
 
@@ -894,7 +902,7 @@ void dr_routes_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, d
     case R_USER: get_user(r, w, seg[2], resp); break;
     case R_EXPLAIN: explain_handler(w, seg[2], seg[4], resp); break;
     case R_ITEM_GET: get_item(r, w, seg[2], resp); break;
-    default: *pending = item_start(w, rq, seg[2], resp, t0); break;
+    default: *pending = item_start(r, w, rq, seg[2], resp, t0); break;
     }
 done:
     if (!*pending) count(r, route, resp->status, dr_now_seconds() - t0);

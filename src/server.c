@@ -14,6 +14,12 @@
  * A new item takes the next reserved row in order of first appearance in the log (so a replay
  * gives it the same row) and is carried by the adapter's cold path (the co-click mean of the
  * items consumed with it); the model's items that had no training interaction are cold too.
+ * Features. With a fused checkpoint a PUT's features give the item its base latent through the
+ * checkpoint's fusion, applied by the writer in log order (item_features), and the adapter
+ * rebases that row (dr_adapter_set_item_base); a checkpoint item without interactions whose
+ * fused z differs from its e had features in training and stays warm. Rejected: fusing in the
+ * request thread and logging z (the log would hold derived floats, not what was sent, and a
+ * replay could not be checked against the request).
  * Rows not yet given out are never candidates (retrieval runs over the first n_active rows),
  * never negatives and not refreshed (dr_adapter_set_active_items).
  * A request that needs more rows than are left is refused whole (DR_LIMIT).
@@ -51,6 +57,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
+
+#include "fusion.h"
+#include "model.h"
 
 #define WRITER_BATCH 16384u /* events per group commit (more wait for the next one) */
 #define POP_K DR_SRV_K_MAX
@@ -192,6 +201,12 @@ struct dr_srv {
     uint8_t *cold;                 /* (items.cap) */
     float *basepop;                /* (items.cap) tie-break of popular-now, in [0, 0.5) */
     DR_VEC(void *) retired;        /* old history blocks and metadata, freed at close */
+    /* fusion of the checkpoint (NULL: features are only kept) */
+    const dr_fusion *fus;
+    const float *fus_e;            /* (nbi, fus->d) id embeddings e */
+    int fus_mean;                  /* trained with mean imputation (absent = mean, gate open) */
+    float *fx, *fz, *fact, *frow;  /* standardised features (sum dim), z (fus->d), act, row (d) */
+    size_t fxoff[DR_MAX_MODALITIES];
     /* writer scratch */
     dr_scorer *wsc;
     uint32_t *wctx;                /* (DR_SRV_CTX_MAX) */
@@ -295,21 +310,14 @@ void dr_srv_item_meta(const dr_srv *s, uint32_t i, const char **title, const cha
     *body = mt ? mt->body : NULL;
 }
 
-/* Writer: item metadata from an item record's body (validated when it was accepted). */
-static dr_status set_item_meta(dr_srv *s, uint32_t i, const char *body, dr_error *err) {
-    json_error_t je;
-    json_t *o = json_loads(body, 0, &je);
-    if (!o || !json_is_object(o)) {
-        json_decref(o);
-        return dr_fail(err, DR_FORMAT, "server: item record body is not a JSON object");
-    }
+/* Writer: item metadata from an item record's body o (validated when it was accepted). */
+static dr_status set_item_meta(dr_srv *s, uint32_t i, const json_t *o, const char *body, dr_error *err) {
     const char *t = json_string_value(json_object_get(o, "title"));
     item_meta *mt = dr_calloc(1, sizeof *mt);
     if (mt) {
         mt->title = dr_strdup(t ? t : "");
         mt->body = dr_strdup(body);
     }
-    json_decref(o);
     item_meta *old = atomic_load_explicit(&s->meta[i], memory_order_relaxed);
     /* readers may still hold the old strings: kept (with the struct) until close */
     if (!mt || !mt->title || !mt->body || (old && (dr_vec_reserve(&s->retired, s->retired.n + 3) ||
@@ -324,6 +332,78 @@ static dr_status set_item_meta(dr_srv *s, uint32_t i, const char *body, dr_error
     }
     atomic_store_explicit(&s->meta[i], mt, memory_order_release);
     return DR_OK;
+}
+
+/* ---------------------------------------------------------------- features -> base latent */
+
+int dr_srv_fuses(const dr_srv *s) { return s && s->fus; }
+
+/* Index of the fused modality `name`, or -1. */
+static int fused_modality(const dr_fusion *f, const char *name) {
+    for (uint32_t m = 0; m < f->n_mod; m++)
+        if (strcmp(f->name[m], name) == 0) return (int)m;
+    return -1;
+}
+
+dr_status dr_srv_check_feature(const dr_srv *s, const char *modality, size_t dim, dr_error *err) {
+    if (!s || !modality) return dr_fail(err, DR_ARG, "server: NULL argument");
+    const dr_fusion *f = s->fus;
+    if (!f) return DR_OK;
+    int m = fused_modality(f, modality);
+    if (m < 0) {
+        char names[DR_MAX_MODALITIES * 34] = "";
+        for (uint32_t k = 0; k < f->n_mod; k++) {
+            strcat(names, k ? ", " : "");
+            strcat(names, f->name[k]);
+        }
+        return dr_fail(err, DR_ARG, "unknown modality (the model fuses %s)", names);
+    }
+    if (dim != f->dim[m])
+        return dr_fail(err, DR_ARG, "expected %u numbers (the model's %s modality), got %zu", f->dim[m],
+                       f->name[m], dim);
+    return DR_OK;
+}
+
+/*
+ * Writer: a PUT's features give item i its base latent through the checkpoint's fusion:
+ * standardised with the training statistics, e = the item's own id embedding (0 for a new
+ * item), absent modalities gated off (with mean imputation: the mean, gate open); the item
+ * bias of an mf latent is kept (0 for a new item). The adapter learns of the new row when
+ * adapt = 1 (before a loaded snapshot the snapshot already has it). Modalities the fusion does
+ * not have were refused before logging; in an older log they are skipped with a warning.
+ */
+static dr_status item_features(dr_srv *s, uint32_t i, const json_t *feats, int adapt, dr_error *err) {
+    const dr_fusion *f = s->fus;
+    if (!f || !json_object_size(feats)) return DR_OK;
+    const float *x[DR_MAX_MODALITIES];
+    float gate[DR_MAX_MODALITIES];
+    uint32_t used = 0, fd = f->d;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)feats, key, v) {
+        int m = fused_modality(f, key);
+        if (m < 0 || json_array_size(v) != f->dim[m])
+            dr_log(DR_LOG_WARN, "server: item %s: features.%s do not fit the model's fusion; skipped",
+                   s->items.name[i], key);
+    }
+    for (uint32_t m = 0; m < f->n_mod; m++) {
+        float *xs = s->fx + s->fxoff[m];
+        const float *mean = f->stats + f->soff[m], *inv = mean + f->dim[m];
+        json_t *a = json_object_get(feats, f->name[m]);
+        int present = a && json_array_size(a) == f->dim[m];
+        for (uint32_t k = 0; k < f->dim[m]; k++)
+            xs[k] = present ? ((float)json_number_value(json_array_get(a, k)) - mean[k]) * inv[k] : 0.0f;
+        x[m] = xs;
+        gate[m] = present || s->fus_mean ? 1.0f : 0.0f;
+        used += (uint32_t)present;
+    }
+    if (!used) return DR_OK;
+    const float *e = i < s->n_base_items ? s->fus_e + (size_t)i * fd : s->fx + s->fxoff[f->n_mod];
+    dr_fusion_forward(f, e, x, gate, s->fz, s->fact);
+    memcpy(s->frow, s->fz, fd * sizeof *s->frow);
+    for (uint32_t c = fd; c < s->d; c++) /* mf: [z_i, b_i] */
+        s->frow[c] = i < s->n_base_items ? dr_model_item_latents(s->m)[(size_t)i * s->d + c] : 0.0f;
+    return adapt ? dr_adapter_set_item_base(s->ad, i, s->frow, 0, err) : DR_OK;
 }
 
 /* ---------------------------------------------------------------- applying records */
@@ -350,7 +430,12 @@ static dr_status apply_record(dr_srv *s, const dr_store_rec *r, int adapt, dr_er
     if (i >= n0) /* a new row enters use: exact now when the adapter is live, as saved otherwise */
         dr_adapter_set_active_items(s->ad, i + 1, adapt);
     if (r->kind == DR_REC_ITEM) {
-        st = set_item_meta(s, i, r->body, err);
+        json_error_t je;
+        json_t *o = json_loads(r->body, 0, &je);
+        if (!o || !json_is_object(o)) st = dr_fail(err, DR_FORMAT, "server: item record body is not a JSON object");
+        else st = set_item_meta(s, i, o, r->body, err);
+        if (st == DR_OK) st = item_features(s, i, json_object_get(o, "features"), adapt, err);
+        json_decref(o);
     } else {
         if ((st = get_or_add(&s->users, r->user, "users", &u, err)) != DR_OK) return st;
         int64_t t = r->time;
@@ -781,8 +866,31 @@ dr_status dr_srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, d
     float mx = 0;
     for (uint32_t i = 0; i < nbi; i++) mx = s->basepop[i] > mx ? s->basepop[i] : mx;
     const float *zb = dr_model_item_latents(m);
+    int imp = DR_IMPUTE_GATE;
+    if ((s->fus = dr_model_fusion(m, &s->fus_e, &imp)) != NULL) {
+        const dr_fusion *f = s->fus;
+        size_t nx = 0;
+        for (uint32_t k = 0; k < f->n_mod; k++) {
+            s->fxoff[k] = nx;
+            nx += f->dim[k];
+        }
+        s->fxoff[f->n_mod] = nx; /* then d zeros: e of a new item */
+        if (f->d > d || !s->fus_e) {
+            st = dr_fail(err, DR_FORMAT, "server: the model's fusion does not fit its latents (%u > %u)", f->d, d);
+            goto fail;
+        }
+        s->fus_mean = imp == DR_IMPUTE_MEAN;
+        s->fx = dr_calloc(nx + f->d, sizeof *s->fx);
+        s->fz = dr_calloc(f->d, sizeof *s->fz);
+        s->fact = dr_calloc(dr_fusion_act_floats(f), sizeof *s->fact);
+        s->frow = dr_calloc(d, sizeof *s->frow);
+        if (!s->fx || !s->fz || !s->fact || !s->frow) goto fail;
+    }
     for (uint32_t i = 0; i < ci; i++) {
-        s->cold[i] = i >= nbi || s->basepop[i] == 0;
+        /* cold: no training interaction, and (fused model) no feature moved z off e */
+        s->cold[i] = i >= nbi || (s->basepop[i] == 0 &&
+                                  !(s->fus && memcmp(zb + (size_t)i * d, s->fus_e + (size_t)i * s->fus->d,
+                                                     s->fus->d * sizeof(float)) != 0));
         if (!s->cold[i]) memcpy(s->z + (size_t)i * d, zb + (size_t)i * d, d * sizeof(float));
         s->basepop[i] = i < nbi ? 0.5f * s->basepop[i] / (mx + 1.0f) : 0.0f;
     }
@@ -846,6 +954,10 @@ void dr_srv_close(dr_srv *s) {
     dr_free(s->pscore);
     dr_free(s->wctx);
     dr_free(s->wh);
+    dr_free(s->fx);
+    dr_free(s->fz);
+    dr_free(s->fact);
+    dr_free(s->frow);
     dr_free(s->ks.e);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_work);
@@ -933,7 +1045,7 @@ dr_status dr_srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32
     if (!snap) return dr_fail(err, DR_INTERNAL, "server: no adapter snapshot published");
     uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);
     dr_snapshot_user(snap, u, atomic_load_explicit(&s->clock, memory_order_relaxed), w->h, w->hp);
-    st = dr_topk_dot(dr_snapshot_items(snap), NULL, n_active, dr_snapshot_stride(snap), w->hp, hi,
+    st = dr_topk_scan(dr_snapshot_items(snap), n_active, dr_snapshot_stride(snap), w->hp, hi,
                      nh, k, w->ts, w->items, w->scores, &out->n, err);
     dr_adapter_release(s->ad, snap);
     return st;

@@ -60,6 +60,13 @@ dr_status dr_srv_submit(dr_srv *s, const dr_srv_event *ev, size_t n, dr_srv_ack 
  * "features"} already validated by the caller (routes.c). */
 dr_status dr_srv_put_item(dr_srv *s, const char *item, const char *body, dr_srv_ack *ack,
                           dr_error *err);
+/* 1 when the checkpoint fuses modality features (a PUT's features then set the item's base
+ * latent through the fusion; server.c), else 0 (features are only kept). */
+int dr_srv_fuses(const dr_srv *s);
+/* A PUT's feature array of `dim` numbers for `modality`: DR_OK when the checkpoint has no
+ * fusion or fuses that modality with that dimension; DR_ARG naming the modalities it fuses or
+ * the expected dimension otherwise. */
+dr_status dr_srv_check_feature(const dr_srv *s, const char *modality, size_t dim, dr_error *err);
 
 /* Asynchronous forms for servers that must not block a thread per waiting request: queue the
  * work and return at once; done(ud) is called on the writer thread once the records are durable

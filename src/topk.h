@@ -31,6 +31,20 @@ dr_status dr_topk_dot(const float *item, const float *bias, uint32_t n, uint32_t
                       dr_topk_scratch *s, uint32_t *items_out, float *scores_out,
                       uint32_t *n_out, dr_error *err);
 
+/*
+ * Serving: dr_topk_dot without bias, with scores from dr_topk_scan_scores instead of sgemv
+ * (faster on the serving shape, topk.c; the ranking differs from sgemv's only where scores are
+ * within rounding of each other). dr_topk_last_scores gives the scan's scores.
+ */
+dr_status dr_topk_scan(const float *item, uint32_t n, uint32_t d, const float *h,
+                       const uint32_t *exclude, size_t n_exclude, uint32_t k, dr_topk_scratch *s,
+                       uint32_t *items_out, float *scores_out, uint32_t *n_out, dr_error *err);
+/* scores (n) = item (n, d) . h in a fixed order: per row, lane l of 8 accumulates the products
+ * of the columns c = l mod 8 with fused multiply-adds, then the lanes are added pairwise. The
+ * same bits with portable = 1 (plain C) as with the AVX2 kernel used when the CPU has it. */
+void dr_topk_scan_scores(const float *item, uint32_t n, uint32_t d, const float *h,
+                         float *scores, int portable);
+
 /* The selection step alone, on a score vector (n) the caller computed. */
 dr_status dr_topk_select(const float *scores, uint32_t n, const uint32_t *exclude,
                          size_t n_exclude, uint32_t k, dr_topk_scratch *s, uint32_t *items_out,

@@ -240,6 +240,41 @@ dr_status dr_window_push(dr_window *w, uint32_t u, uint32_t i, int64_t t,
     return DR_OK;
 }
 
+/* partner j of a pair with the rebased item: co-sum += delta, listed once (stamp = MAX) */
+static void rebase_partner(dr_window *w, uint32_t j, const double *delta) {
+    double *sj = w->cosum + (size_t)j * w->d;
+    for (uint32_t k = 0; k < w->d; k++) sj[k] += delta[k];
+    if (w->stamp[j] != UINT64_MAX) {
+        w->stamp[j] = UINT64_MAX;
+        w->changed[w->n_changed++] = j;
+    }
+}
+
+void dr_window_rebase_item(dr_window *w, uint32_t i, const float *znew, const uint32_t **changed,
+                           size_t *n_changed) {
+    double delta[1024];
+    const float *zold = w->z + (size_t)i * w->d;
+    for (uint32_t k = 0; k < w->d; k++) delta[k] = (double)znew[k] - (double)zold[k];
+    w->n_changed = 0;
+    /* the live pairs of an in-window event: its up-to-R previous and next events of the user */
+    for (uint64_t s = w->PUSHED - w->COUNT; s < w->PUSHED; s++) {
+        size_t k0 = s % w->W;
+        if (w->slot_item[k0] != i) continue;
+        uint64_t p = w->slot_prev[k0], q = w->slot_next[k0];
+        for (uint32_t k = 0; k < w->R && p != DR_WIN_NONE; k++) {
+            rebase_partner(w, w->slot_item[p % w->W], delta);
+            p = w->slot_prev[p % w->W];
+        }
+        for (uint32_t k = 0; k < w->R && q != DR_WIN_NONE; k++) {
+            rebase_partner(w, w->slot_item[q % w->W], delta);
+            q = w->slot_next[q % w->W];
+        }
+    }
+    for (size_t k = 0; k < w->n_changed; k++) w->stamp[w->changed[k]] = 0; /* unlisted for the next push */
+    *changed = w->changed;
+    *n_changed = w->n_changed;
+}
+
 void dr_window_item_stats(const dr_window *w, uint32_t i, float *s) {
     uint32_t c = w->item_cnt[i], r = w->item_rec[i], con = w->item_con[i];
     s[0] = (float)log1p((double)c);

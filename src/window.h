@@ -54,6 +54,15 @@ void dr_window_free(dr_window *w);
 dr_status dr_window_push(dr_window *w, uint32_t u, uint32_t i, int64_t t,
                          const uint32_t **changed, size_t *n_changed, dr_error *err);
 
+/*
+ * Item i's base latent changes to znew (d) (the borrowed z row still holds the old value; the
+ * caller copies znew into it afterwards): every co-click pair in the window that involves i
+ * moves its partner's co-sum by znew - zold, as if the pair had been made with znew. The
+ * partners are listed in *changed (valid until the next push or rebase). Never allocates.
+ */
+void dr_window_rebase_item(dr_window *w, uint32_t i, const float *znew, const uint32_t **changed,
+                           size_t *n_changed);
+
 /* s: (DR_WIN_ITEM_STATS(d)). */
 void dr_window_item_stats(const dr_window *w, uint32_t i, float *s);
 /* r: (DR_WIN_USER_STATS(d)); now in time units. */

@@ -28,7 +28,7 @@ echo sekret >"$tmp/key"
 
 start() {
     rm -f "$tmp/port"
-    $DYNREC serve --model "$tmp/m.drm" --data-dir "$tmp/state" --port 0 --port-file "$tmp/port" \
+    $DYNREC serve --model "${model:-$tmp/m.drm}" --data-dir "${state:-$tmp/state}" --port 0 --port-file "$tmp/port" \
         --threads 2 --api-key-file "$tmp/key" --public-read --max-body 65536 --snapshot-every 100 \
         >"$tmp/out.log" 2>"$tmp/err.log" &
     pid=$!
@@ -219,5 +219,19 @@ case "$code" in
 *) fail "drain: status $code: $(cat "$tmp/drain.out")" ;;
 esac
 echo "SIGTERM during a 1000-event request: status $code, events $before -> $after"
+stop
+
+# a fused checkpoint: a PUT's features give a new item its latent (details in test_server.c)
+$DYNREC train --model mf --data "$tmp/d" --modalities visual --out "$tmp/fused.drm" --epochs 4 \
+    >/dev/null 2>&1 || fail "train fused"
+model="$tmp/fused.drm"
+state="$tmp/state-fused"
+start
+expect 400 'features.visual: expected 64 numbers' -X PUT -H "$KEY" -d '{"features":{"visual":[1,2]}}' "$base/v1/items/f1"
+expect 400 'features.text: unknown modality (the model fuses visual)' -X PUT -H "$KEY" -d '{"features":{"text":[1]}}' "$base/v1/items/f1"
+vis=$(seq 64 | awk '{printf "%s%.3f", (NR > 1 ? "," : ""), sin($1)}')
+expect 201 '"cold":false,"features_stored":1,"features_used":true' -X PUT -H "$KEY" \
+    -d "{\"title\":\"Fused\",\"features\":{\"visual\":[$vis]}}" "$base/v1/items/f1"
+expect 200 'dynrec_log_records 1' "$base/metrics"
 stop
 echo "server end-to-end ok"

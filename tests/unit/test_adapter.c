@@ -342,6 +342,71 @@ static void test_state_roundtrip(void **st) {
     dr_test_rmrf(dir);
 }
 
+/* A new base latent for an item (features arriving, server.c): the window's co-sums, z' and the
+ * published user means equal the from-scratch values, before and after the pairs made with the
+ * old latent leave the window, and a saved state carries the new rows. */
+static void window_check(const dr_adapter *a) {
+    const dr_window *w = dr_adapter_window(a);
+    uint32_t S = DR_WIN_ITEM_STATS(D);
+    float *slow = malloc(NI * S * sizeof *slow), s1[DR_WIN_ITEM_STATS(D)];
+    assert_ok(dr_window_item_stats_slow(w, slow, &e_));
+    for (uint32_t i = 0; i < NI; i++) {
+        dr_window_item_stats(w, i, s1);
+        for (uint32_t k = 0; k < S; k++)
+            if (fabsf(s1[k] - slow[i * S + k]) > 1e-5f * (1 + fabsf(slow[i * S + k])))
+                fail_msg("item %u stat %u: incremental %.8g, recomputed %.8g", i, k, s1[k], slow[i * S + k]);
+    }
+    free(slow);
+}
+
+static void test_set_item_base(void **st) {
+    (void)st;
+    init_world(11);
+    char dir[4096], path[4200];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/adapter.drm", dir);
+    dr_adapter_params p = small_params();
+    p.g_batch = 5;
+    p.window.capacity = 40;
+    dr_adapter *a = NULL, *b = NULL;
+    assert_ok(dr_adapter_create(&p, NU, NI, D, Z, COLD, &a, &e_));
+    feed(a, 0, 120);
+    float znew[D];
+    for (uint32_t i = 0; i < 3; i++) { /* item 0 is cold, 1 and 2 warm; 2 becomes cold */
+        for (int c = 0; c < D; c++) znew[c] = 0.3f * (float)(c + 1) - (float)i;
+        assert_ok(dr_adapter_set_item_base(a, i, znew, i == 2, &e_));
+        window_check(a);
+        cache_check(a);
+    }
+    float x[DR_ADP_X(D)];
+    dr_adapter_item_input(a, 0, x);
+    assert_true(x[0] == 0.3f && x[D] == 0.0f); /* warm now, with the new latent */
+    dr_adapter_item_input(a, 2, x);
+    assert_true(x[0] == 0.0f && x[D] == 1.0f);
+    assert_true(dr_adapter_publish(a));
+    const dr_adapter_snapshot *sn = dr_adapter_acquire(a);
+    for (uint32_t u = 0; u < NU; u++) {
+        float h1[D], h2[D + 4];
+        dr_adapter_user(a, u, 99999, HU + u * D, h1);
+        dr_snapshot_user(sn, u, 99999, HU + u * D, h2);
+        assert_memory_equal(h1, h2, sizeof h1);
+    }
+    dr_adapter_release(a, sn);
+    assert_ok(dr_adapter_save(a, path, &e_));
+    assert_ok(dr_adapter_create(&p, NU, NI, D, Z, COLD, &b, &e_));
+    assert_ok(dr_adapter_load(b, path, &e_));
+    feed(a, 120, 100); /* the old pairs leave the window */
+    feed(b, 120, 100);
+    window_check(a);
+    cache_check(a);
+    assert_memory_equal(dr_adapter_items(a), dr_adapter_items(b), NI * D * sizeof(float));
+    dr_error e = {0};
+    assert_int_equal(dr_adapter_set_item_base(a, NI, znew, 0, &e), DR_RANGE);
+    dr_adapter_free(a);
+    dr_adapter_free(b);
+    dr_test_rmrf(dir);
+}
+
 /* ---------------------------------------------------------------- snapshots under readers */
 
 typedef struct reader_ctx {
@@ -437,6 +502,7 @@ int main(void) {
         cmocka_unit_test(test_active_rows),
         cmocka_unit_test(test_no_alloc_and_cold),
         cmocka_unit_test(test_state_roundtrip),
+        cmocka_unit_test(test_set_item_base),
         cmocka_unit_test(test_snapshots_concurrent),
         cmocka_unit_test(test_errors),
     };
