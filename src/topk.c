@@ -18,7 +18,8 @@
  * core reads from L3 in that time; the selection skips blocks of 16 scores below the heap's
  * threshold with four SSE compares (14 us -> 5 us). The scan's summation order is fixed and
  * reproduced by a portable loop (dot_lanes, also used for the last n % 4 rows), so scores do
- * not depend on the CPU or the BLAS build; they differ from sgemv's by rounding only (a few
+ * not depend on the CPU (any with FMA: on x86 without it the scan falls back to sgemv, as
+ * fmaf is a slow library call there) or the BLAS build; they differ from sgemv's by rounding only (a few
  * ulps). Rejected: rescoring the scan's near-top candidates with sgemv to reproduce its bits
  * (OpenBLAS splits the rows by n-dependent rules, so a partial call does not give the full
  * call's values), a lower-precision copy of the table (changes rankings beyond rounding), 8
@@ -279,8 +280,14 @@ static int have_avx2(void) {
 void dr_topk_scan_scores(const float *item, uint32_t n, uint32_t d, const float *h,
                          float *scores, int portable) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (!portable && have_avx2()) {
-        scan_avx2(item, n, d, h, scores);
+    if (!portable) {
+        if (have_avx2()) {
+            scan_avx2(item, n, d, h, scores);
+        } else { /* x86 without FMA: fmaf would be a slow library call; BLAS instead (the
+                  * scores then differ from the fixed order by rounding only) */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, item, (int)d, h, 1,
+                        0.0f, scores, 1);
+        }
         return;
     }
 #endif

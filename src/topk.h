@@ -41,7 +41,9 @@ dr_status dr_topk_scan(const float *item, uint32_t n, uint32_t d, const float *h
                        uint32_t *items_out, float *scores_out, uint32_t *n_out, dr_error *err);
 /* scores (n) = item (n, d) . h in a fixed order: per row, lane l of 8 accumulates the products
  * of the columns c = l mod 8 with fused multiply-adds, then the lanes are added pairwise. The
- * same bits with portable = 1 (plain C) as with the AVX2 kernel used when the CPU has it. */
+ * same bits with portable = 1 (plain C) as with the AVX2 kernel used when the CPU has it. An
+ * x86 CPU without AVX2/FMA scores with sgemv instead when portable = 0 (software fmaf there
+ * would be ~50x slower); its scores differ from the fixed order by rounding only. */
 void dr_topk_scan_scores(const float *item, uint32_t n, uint32_t d, const float *h,
                          float *scores, int portable);
 
