@@ -2,7 +2,8 @@
 # demo.sh - the main job on the embedded default: `make demo` runs it after building.
 # `dynrec demo` synthesises data, trains, evaluates, fuses features and streams; then this script
 # explains a recommendation (template, and llama.cpp when a GGUF is at hand) and serves the
-# demo's SASRec checkpoint over HTTP on 127.0.0.1, showing it learn from events.
+# demo's SASRec checkpoint over HTTP on 127.0.0.1, showing it learn from events; then serves the
+# fused SASRec checkpoint and PUTs a new item with features only, which fusion makes recommendable.
 set -eu
 BIN=${1:-build/release/dynrec}
 "$BIN" demo --out build/demo-data
@@ -19,23 +20,26 @@ else
 fi
 
 echo "== serve: dynrec serve on 127.0.0.1 (ephemeral port), events in, recommendations out"
+serve() { # checkpoint state-folder: starts the server, sets pid and base
+    rm -rf "$2" build/demo-port
+    "$BIN" serve --model "$1" --data-dir "$2" --port 0 \
+        --port-file build/demo-port --threads 2 --quiet >build/demo-serve.log 2>&1 &
+    pid=$!
+    trap 'kill -9 $pid 2>/dev/null || true' EXIT
+    i=0
+    while [ ! -s build/demo-port ]; do
+        i=$((i + 1))
+        if [ $i -gt 300 ] || ! kill -0 $pid 2>/dev/null; then
+            echo "demo: the server did not start:" >&2
+            cat build/demo-serve.log >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    base="http://127.0.0.1:$(cat build/demo-port)"
+}
 state=build/demo-state
-rm -rf "$state" build/demo-port
-"$BIN" serve --model build/demo-sasrec.drm --data-dir "$state" --port 0 \
-    --port-file build/demo-port --threads 2 --quiet >build/demo-serve.log 2>&1 &
-pid=$!
-trap 'kill -9 $pid 2>/dev/null || true' EXIT
-i=0
-while [ ! -s build/demo-port ]; do
-    i=$((i + 1))
-    if [ $i -gt 300 ] || ! kill -0 $pid 2>/dev/null; then
-        echo "demo: the server did not start:" >&2
-        cat build/demo-serve.log >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-base="http://127.0.0.1:$(cat build/demo-port)"
+serve build/demo-sasrec.drm "$state"
 items() { # the item ids of a recommendations answer, in rank order
     tr '{' '\n' | sed -n 's/^"item":"\([^"]*\)".*/\1/p' | tr '\n' ' '
 }
@@ -55,3 +59,39 @@ kill -TERM $pid
 wait $pid
 trap - EXIT
 echo "   SIGTERM: drained, snapshot written, exit 0"
+
+echo "== serve the fused SASRec checkpoint: a new item known only by its features"
+# row r of features/NAME.npy (float32, rows in items.tsv order) as JSON numbers; empty when the
+# item lacks the modality
+npy_row() { # file row
+    hl=$(od -A n -t u2 -j 8 -N 2 "$1" | tr -d ' ')
+    dim=$(head -c $((10 + hl)) "$1" | LC_ALL=C sed -n "s/.*'shape': ([0-9]*, *\([0-9]*\)).*/\1/p")
+    pres="${1%.npy}.present.npy"
+    if [ -f "$pres" ]; then
+        phl=$(od -A n -t u2 -j 8 -N 2 "$pres" | tr -d ' ')
+        [ "$(od -A n -t u1 -j $((10 + phl + $2)) -N 1 "$pres" | tr -d ' ')" = 1 ] || return 0
+    fi
+    od -A n -v -t f4 -j $((10 + hl + $2 * dim * 4)) -N $((dim * 4)) "$1" |
+        tr -s ' \n' ',,' | sed 's/^,//; s/,$//'
+}
+serve build/demo-sasrec-fused.drm build/demo-state-fused
+like=$(curl -s "$base/v1/users/u1/recommendations?k=1" | items | tr -d ' ')
+row=$(($(cut -f1 build/demo-data/items.tsv | grep -n -x "$like" | cut -d: -f1) - 2))
+feats=""
+for m in visual audio text; do
+    v=$(npy_row build/demo-data/features/$m.npy "$row")
+    [ -n "$v" ] && feats="$feats\"$m\":[$v],"
+done
+echo "   u1's top item is $like; PUT /v1/items/look-alike with $like's image, audio and text features"
+echo "   and no interaction at all:"
+echo "   $(curl -s -X PUT -d "{\"title\":\"Look-alike of $like\",\"features\":{${feats%,}}}" "$base/v1/items/look-alike")"
+curl -s -X PUT -d '{"title":"Unknown newcomer"}' "$base/v1/items/no-features" >/dev/null
+rank() { # item: its rank in u1's top 1000
+    curl -s "$base/v1/users/u1/recommendations?k=1000" | items | tr ' ' '\n' | grep -n -x "$1" | cut -d: -f1
+}
+n_items=$(($(wc -l <build/demo-data/items.tsv) + 1))
+echo "   u1 now ranks look-alike #$(rank look-alike) of $n_items items; a new item PUT without features: #$(rank no-features)"
+echo "   u1's top 5:              $(curl -s "$base/v1/users/u1/recommendations?k=5" | items)"
+kill -TERM $pid
+wait $pid
+trap - EXIT
