@@ -360,6 +360,7 @@ static int run_synth(const cfg *c) {
                 mp.modalities = k ? "all" : NULL;
                 mp.impute = k == 2 ? "mean" : "gate";
                 mp.modality_dropout = c->drop;
+                mp.id_dropout = c->iddrop;
                 if (dr_model_fit(ds, sp, &mp, &m, &e) != DR_OK) die(names[k], &e);
             } else {
                 dr_mf_params p = mf_params(c, 42 + s, k ? mask : 0,

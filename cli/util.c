@@ -227,7 +227,7 @@ const char *const model_opts_help =
     "  --modalities all|none|NAME,...  modalities fused (default: those of --features, else none)\n"
     "  --modality-dropout P training drop rate of a feature (sasrec 0.6, mf 0.3)\n"
     "  --impute gate|mean   a missing feature closes its gate (gate) or is the mean (mean)\n"
-    "  --id-dropout P       mf: training rate of treating an item as cold (0.5)\n"
+    "  --id-dropout P       training rate of treating an item as cold (mf 0.5, sasrec 0)\n"
     "  --fusion-lr X        Adam lr of projections and gates (0.003)\n"
     "  --fusion-l2 X        L2 on projections and gates (0.001)\n";
 

@@ -285,7 +285,8 @@ typedef struct dr_model_params {
     float modality_dropout; /* training: drop rate of each item feature; < 0 = default (sasrec
                                0.6, mf 0.3) */
     const char *impute;     /* missing features: "gate" (default, gate closes) | "mean" */
-    float id_dropout;       /* mf training: rate of treating an item as cold; < 0 = default */
+    float id_dropout;       /* training: rate of treating an item as cold (its features alone
+                               carry it; fused mf, sasrec); < 0 = default (mf 0.5, sasrec 0) */
     float fusion_lr;        /* Adam learning rate of projections and gates; 0 = default */
     float fusion_l2;        /* L2 on projections and gates; < 0 = default */
     dr_epoch_fn on_epoch;

@@ -607,6 +607,10 @@ typedef struct sr_fuse {
     float *act;           /* (n_items, act_floats) */
     uint8_t *pres;        /* (n_items, n_mod) */
     uint8_t *cold;        /* (n_items) no training interaction: e stays 0 */
+    /* id dropout (id_dropout > 0): this batch's e table with the dropped items' rows zeroed,
+     * and the items whose e gets no gradient (cold or dropped) */
+    float *etok;          /* (n_items+1, d) */
+    uint8_t *frozen;      /* (n_items) */
     float *dw, *m, *v, *best_w; /* (n_params) */
     double b1t, b2t;
 } sr_fuse;
@@ -622,6 +626,8 @@ static void sr_fuse_free(sr_fuse *F) {
     dr_free(F->m);
     dr_free(F->v);
     dr_free(F->best_w);
+    dr_free(F->etok);
+    dr_free(F->frozen);
 }
 
 /* ------------------------------------------------------------------ training */
@@ -747,8 +753,9 @@ static void sr_fuse_step(sr_train *c, sr_fuse *F) {
     memset(F->dw, 0, nf * sizeof *F->dw);
     float *dtok = c->sh[0].G.tok;
     memcpy(dtok, F->dz, d * sizeof *dtok); /* padding row: as without fusion */
-    dr_sr_fuse_backward(&m->fus, &F->in, p->impute, m->P.tok, F->act, F->pres, F->dz, F->cold,
-                        dtok, F->dw);
+    const int idrop = p->id_dropout > 0;
+    dr_sr_fuse_backward(&m->fus, &F->in, p->impute, idrop ? F->etok : m->P.tok, F->act, F->pres,
+                        F->dz, idrop ? F->frozen : F->cold, dtok, F->dw);
     for (uint32_t s = 1; s < c->n_shards; s++) memset(c->sh[s].G.tok, 0, cells * sizeof(float));
     F->b1t *= p->beta1;
     F->b2t *= p->beta2;
@@ -780,8 +787,12 @@ static dr_status sr_fuse_init(dr_sasrec *m, sr_fuse *F, const dr_dataset *ds, co
     F->m = dr_calloc(nf, sizeof(float));
     F->v = dr_calloc(nf, sizeof(float));
     F->best_w = dr_malloc(nf * sizeof(float));
+    if (p->id_dropout > 0) {
+        F->etok = dr_malloc(cells * sizeof(float));
+        F->frozen = dr_malloc((size_t)dm->n_items + 1);
+    }
     if (!F->z || !F->dz || !F->act || !F->pres || !F->cold || !F->dw || !F->m || !F->v ||
-        !F->best_w)
+        !F->best_w || (p->id_dropout > 0 && (!F->etok || !F->frozen)))
         return dr_fail(err, DR_NOMEM, "sasrec: out of memory for the fusion");
     F->b1t = F->b2t = 1.0;
     memset(F->cold, 1, dm->n_items);
@@ -821,8 +832,11 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
         return dr_fail(err, DR_ARG, "sasrec: invalid batch/shards/dropout/lr/loss");
     const bool fuse = p.use_modalities != 0;
     if (fuse && (!(p.modality_dropout >= 0 && p.modality_dropout <= 1) || !(p.fusion_lr > 0) ||
-                 !(p.fusion_l2 >= 0) || (p.impute != DR_IMPUTE_GATE && p.impute != DR_IMPUTE_MEAN)))
-        return dr_fail(err, DR_ARG, "sasrec: invalid modality_dropout/fusion_lr/fusion_l2/impute");
+                 !(p.fusion_l2 >= 0) || (p.impute != DR_IMPUTE_GATE && p.impute != DR_IMPUTE_MEAN) ||
+                 !(p.id_dropout >= 0 && p.id_dropout < 1)))
+        return dr_fail(err, DR_ARG, "sasrec: invalid modality_dropout/id_dropout/fusion_lr/"
+                       "fusion_l2/impute");
+    if (!fuse) p.id_dropout = 0; /* ids only: nothing else could carry a dropped item */
     if (p.threads <= 0) p.threads = dr_default_threads();
     if (p.threads > 256) p.threads = 256; /* dr_parallel_for's limit */
     openblas_set_num_threads(1);
@@ -844,7 +858,7 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
         goto fail;
     }
     const size_t np = m->n_params;
-    m->own = dr_malloc(np * sizeof(float));
+    m->own = dr_calloc(np, sizeof(float)); /* zeroed: the alignment gaps between tensors too */
     if (!m->own) {
         st = dr_fail(err, DR_NOMEM, "sasrec: out of memory for %zu parameters", np);
         goto fail;
@@ -989,7 +1003,19 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
             if (fuse) { /* the fused table for this batch, modality dropout from its own stream */
                 dr_rng frng;
                 dr_rng_seed(&frng, p.seed, stream_id(3, ep, b0));
-                dr_sr_fuse_forward(&m->fus, &F.in, p.impute, p.modality_dropout, &frng, m->P.tok,
+                const float *e_tab = m->P.tok;
+                if (p.id_dropout > 0) { /* id dropout: some items carried by features alone */
+                    dr_rng irng;
+                    dr_rng_seed(&irng, p.seed, stream_id(4, ep, b0));
+                    const size_t dd = m->dm.d;
+                    memcpy(F.etok, m->P.tok, ((size_t)m->dm.n_items + 1) * dd * sizeof(float));
+                    for (uint32_t i = 0; i < m->dm.n_items; i++) {
+                        F.frozen[i] = F.cold[i] || dr_rng_uniform(&irng) < (double)p.id_dropout;
+                        if (F.frozen[i]) memset(F.etok + (i + 1) * dd, 0, dd * sizeof(float));
+                    }
+                    e_tab = F.etok;
+                }
+                dr_sr_fuse_forward(&m->fus, &F.in, p.impute, p.modality_dropout, &frng, e_tab,
                                    F.z, F.act, F.pres);
                 c.PP.tok = F.z;
             }
@@ -1086,6 +1112,7 @@ dr_sasrec_params dr_sasrec_params_from_model(const dr_model_params *mp) {
     p.on_epoch = mp->on_epoch;
     p.on_epoch_ud = mp->on_epoch_ud;
     if (mp->modality_dropout >= 0) p.modality_dropout = mp->modality_dropout;
+    if (mp->id_dropout >= 0) p.id_dropout = mp->id_dropout;
     if (mp->fusion_lr > 0) p.fusion_lr = mp->fusion_lr;
     if (mp->fusion_l2 >= 0) p.fusion_l2 = mp->fusion_l2;
     return p;

@@ -51,6 +51,8 @@ typedef struct dr_sasrec_params {
     dr_impute impute;         /* DR_IMPUTE_GATE | DR_IMPUTE_MEAN (GATE) */
     float fusion_lr;          /* Adam learning rate of the fusion block (0.003) */
     float fusion_l2;          /* L2 on the fusion block (0.001) */
+    float id_dropout;         /* training: each item's e is zeroed (the item carried by its
+                                 features alone, no e gradient) per batch with this rate (0) */
 } dr_sasrec_params;
 
 dr_sasrec_params dr_sasrec_default_params(void);

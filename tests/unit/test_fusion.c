@@ -681,6 +681,73 @@ static void test_sasrec_closed_gates_is_id_only(void **state) {
     dr_dataset_free(ds);
 }
 
+/* SASRec id dropout: seeded (the same bytes twice), it changes the fit (the option is wired),
+ * with every feature closed it zeroes the dropped items' fused rows (e is the only input left:
+ * with id dropout near 1 the trained table barely moves from e's start, unlike without it),
+ * and an out-of-range rate is refused by name. */
+static void test_sasrec_id_dropout(void **state) {
+    (void)state;
+    dr_dataset *ds = small_synth(23, 8);
+    dr_split *sp = NULL;
+    dr_error e = {0};
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e), DR_OK);
+    dr_sasrec_params p = dr_sasrec_default_params();
+    p.d = 8;
+    p.L = 10;
+    p.blocks = 1;
+    p.epochs = 2;
+    p.eval_every = 0;
+    p.threads = 2;
+    p.use_modalities = (1u << ds->n_mod) - 1;
+    dr_sasrec *m[3] = {NULL, NULL, NULL};
+    const float rate[3] = {0.0f, 0.5f, 0.5f};
+    for (int k = 0; k < 3; k++) {
+        p.id_dropout = rate[k];
+        assert_int_equal(dr_sasrec_fit(ds, sp, &p, &m[k], &e), DR_OK);
+    }
+    size_t n0, n1, n2;
+    const float *b0 = dr_sasrec_param_block(m[0], &n0), *b1 = dr_sasrec_param_block(m[1], &n1),
+                *b2 = dr_sasrec_param_block(m[2], &n2);
+    assert_int_equal(n0, n1);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(b1, b2, n1 * sizeof(float));
+    assert_memory_not_equal(b0, b1, n1 * sizeof(float));
+    /* every feature dropped and nearly every id: z is 0 for nearly every item in every batch, so
+     * e gets (almost) no gradient and stays near its start; without id dropout it trains */
+    const float *e_start = NULL, *e_ids = NULL, *e_drop = NULL;
+    dr_sasrec *s[3] = {NULL, NULL, NULL};
+    p.modality_dropout = 1.0f;
+    const float rate2[3] = {0.0f, 0.0f, 0.99f};
+    const uint32_t epochs[3] = {0, 2, 2};
+    for (int k = 0; k < 3; k++) {
+        p.id_dropout = rate2[k];
+        p.epochs = epochs[k] ? epochs[k] : 1;
+        p.lr = k == 0 ? 1e-30f : dr_sasrec_default_params().lr; /* k = 0: e as initialised */
+        assert_int_equal(dr_sasrec_fit(ds, sp, &p, &s[k], &e), DR_OK);
+    }
+    dr_sasrec_get_fusion(s[0], &e_start);
+    dr_sasrec_get_fusion(s[1], &e_ids);
+    dr_sasrec_get_fusion(s[2], &e_drop);
+    double moved_ids = 0, moved_drop = 0;
+    for (size_t k = 8; k < ((size_t)ds->n_items + 1) * 8; k++) {
+        moved_ids += fabs((double)e_ids[k] - e_start[k]);
+        moved_drop += fabs((double)e_drop[k] - e_start[k]);
+    }
+    assert_true(moved_ids > 0);
+    assert_true(moved_drop < 0.2 * moved_ids);
+    dr_sasrec *bad = NULL;
+    p.id_dropout = 1.0f;
+    assert_int_equal(dr_sasrec_fit(ds, sp, &p, &bad, &e), DR_ARG);
+    assert_non_null(strstr(e.msg, "id_dropout"));
+    assert_null(bad);
+    for (int k = 0; k < 3; k++) {
+        dr_sasrec_free(m[k]);
+        dr_sasrec_free(s[k]);
+    }
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+}
+
 /* A fused SASRec saved and loaded: the same scores, and P-MODAL removal gives the same
  * metrics as on the model in memory (e and the fusion travel in the checkpoint). */
 static void test_sasrec_checkpoint(void **state) {
@@ -736,6 +803,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_and_modal),
         cmocka_unit_test(test_sasrec_fused_gradient),
         cmocka_unit_test(test_sasrec_closed_gates_is_id_only),
+        cmocka_unit_test(test_sasrec_id_dropout),
         cmocka_unit_test(test_sasrec_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
