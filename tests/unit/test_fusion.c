@@ -618,6 +618,18 @@ static void test_sasrec_fused_gradient(void **state) {
 
 /* With every feature dropped in training (rate 1, gates closed) the fused SASRec trains the
  * id-only model bit for bit: its e and every other tensor equal the id-only fit. */
+/* A small SASRec for the fused tests: d 8, L 10, one block, 2 epochs, no validation. */
+static dr_sasrec_params tiny_sasrec_params(void) {
+    dr_sasrec_params p = dr_sasrec_default_params();
+    p.d = 8;
+    p.L = 10;
+    p.blocks = 1;
+    p.epochs = 2;
+    p.eval_every = 0;
+    p.threads = 2;
+    return p;
+}
+
 static void test_sasrec_closed_gates_is_id_only(void **state) {
     (void)state;
     dr_synth_params sy = dr_synth_default_params();
@@ -637,13 +649,7 @@ static void test_sasrec_closed_gates_is_id_only(void **state) {
         for (uint32_t k = 0; k < sp->n_train[u]; k++) seen[ds->hist_item[ds->user_off[u] + k]] = 1;
     for (uint32_t i = 0; i < ds->n_items; i++) assert_true(seen[i]); /* no cold item here */
     free(seen);
-    dr_sasrec_params p = dr_sasrec_default_params();
-    p.d = 8;
-    p.L = 10;
-    p.blocks = 1;
-    p.epochs = 2;
-    p.eval_every = 0;
-    p.threads = 2;
+    dr_sasrec_params p = tiny_sasrec_params();
     dr_sasrec *a = NULL, *b = NULL;
     assert_int_equal(dr_sasrec_fit(ds, sp, &p, &a, &e), DR_OK);
     assert_null(dr_sasrec_get_fusion(a, NULL));
@@ -691,13 +697,7 @@ static void test_sasrec_id_dropout(void **state) {
     dr_split *sp = NULL;
     dr_error e = {0};
     assert_int_equal(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e), DR_OK);
-    dr_sasrec_params p = dr_sasrec_default_params();
-    p.d = 8;
-    p.L = 10;
-    p.blocks = 1;
-    p.epochs = 2;
-    p.eval_every = 0;
-    p.threads = 2;
+    dr_sasrec_params p = tiny_sasrec_params();
     p.use_modalities = (1u << ds->n_mod) - 1;
     dr_sasrec *m[3] = {NULL, NULL, NULL};
     const float rate[3] = {0.0f, 0.5f, 0.5f};
