@@ -4,7 +4,7 @@
  *
  * DESIGN: the model is never retrained. A presence override (n_fused, n_items) is built from
  * the drop spec (dr_fusion_drop_mask per named modality: uniform, seeded, the same items for a
- * seed), the fused item latents are recomputed with it (dr_mf_refuse / dr_sasrec_refuse: the
+ * seed), the fused item latents are recomputed with it (the model's vtable refuse slot: the
  * gate closes, or the standardised feature is replaced by the modality mean = 0 with the gate
  * open), the standard harness (dr_eval_split) ranks, and the trained latents are restored, so
  * the caller's model is unchanged afterwards. The CLI and bench/bench_modal.c both call these two functions.
@@ -15,9 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "mf.h"
 #include "model.h"
-#include "sasrec.h"
 
 dr_modal_params dr_modal_default_params(void) {
     dr_modal_params p;
@@ -55,12 +53,13 @@ dr_status dr_modal_parse_drop(const char *spec, dr_modal_params *p, dr_error *er
     return DR_OK;
 }
 
+/* Re-fuses a fused model's item latents; restore: the dataset's features in the model's own
+ * training mode (the latents it was trained with). */
 static dr_status refuse(dr_model *m, const dr_dataset *ds, const uint8_t *over, int restore,
                         dr_impute imp, dr_error *err) {
-    if (m->vt == &dr_sasrec_vt)
-        return dr_sasrec_refuse(m->state, ds, over,
-                                restore ? dr_sasrec_get_impute(m->state) : imp, err);
-    return dr_mf_refuse(m, ds, over, restore ? dr_mf_get_impute(m) : imp, err);
+    dr_impute trained = DR_IMPUTE_GATE;
+    dr_model_fusion(m, NULL, &trained);
+    return m->vt->refuse(m, ds, over, restore ? trained : imp, err);
 }
 
 static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *m,

@@ -573,12 +573,20 @@ static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_mo
     return st;
 }
 
+static const dr_fusion *mf_fusion_vt(const dr_model *m, const float **e, dr_impute *imp) {
+    const dr_fusion *f = dr_mf_get_fusion(m, e);
+    if (f && imp) *imp = dr_mf_get_impute(m);
+    return f;
+}
+
 const dr_model_vt dr_mf_vt = {
     .name = "mf",
     .fit = mf_fit_vt,
     .free = mf_free,
     .scratch_bytes = mf_scratch_bytes,
     .score = mf_score,
+    .fusion = mf_fusion_vt,
+    .refuse = dr_mf_refuse,
 };
 
 static dr_status wrap_model(mf_state *s, dr_model **out, dr_error *err) {

@@ -189,18 +189,9 @@ dr_status dr_model_prepare_latents(dr_model *m, dr_error *err) {
     return DR_OK;
 }
 
-const dr_fusion *dr_model_fusion(const dr_model *m, const float **e, int *imp) {
-    const float *eid = NULL;
-    const dr_fusion *f = NULL;
-    if (m && m->vt == &dr_sasrec_vt) {
-        f = dr_sasrec_get_fusion(m->state, &eid);
-        if (f && imp) *imp = (int)dr_sasrec_get_impute(m->state);
-        if (eid) eid += f ? f->d : 0; /* row 0 is the padding token */
-    } else if (m) {
-        f = dr_mf_get_fusion(m, &eid);
-        if (f && imp) *imp = (int)dr_mf_get_impute(m);
-    }
-    if (e) *e = f ? eid : NULL;
+const dr_fusion *dr_model_fusion(const dr_model *m, const float **e, dr_impute *imp) {
+    const dr_fusion *f = m && m->vt->fusion ? m->vt->fusion(m, e, imp) : NULL;
+    if (!f && e) *e = NULL;
     return f;
 }
 

@@ -10,6 +10,7 @@
 #define DR_MODEL_H
 
 #include "dataset.h"
+#include "fusion.h"
 
 struct dr_split {
     dr_split_kind kind;
@@ -32,6 +33,12 @@ typedef struct dr_model_vt {
     dr_status (*score)(const void *state, void *scratch, uint32_t u, const uint32_t *ctx,
                        size_t n_ctx, float *scores, dr_error *err);
     int warm_start; /* 1: fit accepts p->init, a model of this same kind (dr_model_fit checks) */
+    /* Gated fusion (mf, sasrec; NULL for models without one). fusion: as dr_model_fusion, NULL
+     * when the model fuses nothing. refuse: recomputes the fused item latents from e with a
+     * presence override (n_mod, n_items; NULL = the dataset's) and a missing-feature mode. */
+    const dr_fusion *(*fusion)(const dr_model *m, const float **e, dr_impute *imp);
+    dr_status (*refuse)(dr_model *m, const dr_dataset *ds, const uint8_t *over, dr_impute imp,
+                        dr_error *err);
 } dr_model_vt;
 
 struct dr_model {
@@ -62,8 +69,7 @@ dr_status dr_model_prepare_latents(dr_model *m, dr_error *err);
  * non-NULL) points at item 0's e row (rows of f->d floats), *imp the impute mode it was trained
  * with. The first f->d values of latent row i are z_i (mf appends the item bias). NULL when
  * the model fuses nothing. */
-struct dr_fusion;
-const struct dr_fusion *dr_model_fusion(const dr_model *m, const float **e, int *imp);
+const dr_fusion *dr_model_fusion(const dr_model *m, const float **e, dr_impute *imp);
 
 struct dr_scorer {
     const dr_model *m;

@@ -1150,6 +1150,19 @@ static dr_status vt_score(const void *state, void *scratch, uint32_t u, const ui
     return DR_OK;
 }
 
+static const dr_fusion *vt_fusion(const dr_model *m, const float **e, dr_impute *imp) {
+    const float *eid = NULL;
+    const dr_fusion *f = dr_sasrec_get_fusion(m->state, &eid);
+    if (f && e) *e = eid + f->d; /* row 0 is the padding token */
+    if (f && imp) *imp = dr_sasrec_get_impute(m->state);
+    return f;
+}
+
+static dr_status vt_refuse(dr_model *m, const dr_dataset *ds, const uint8_t *over,
+                           dr_impute imp, dr_error *err) {
+    return dr_sasrec_refuse(m->state, ds, over, imp, err);
+}
+
 const dr_model_vt dr_sasrec_vt = {
     .name = "sasrec",
     .fit = vt_fit,
@@ -1157,6 +1170,8 @@ const dr_model_vt dr_sasrec_vt = {
     .scratch_bytes = vt_scratch_bytes,
     .score = vt_score,
     .warm_start = 1,
+    .fusion = vt_fusion,
+    .refuse = vt_refuse,
 };
 
 dr_status dr_sasrec_as_model(dr_sasrec *s, dr_model **out, dr_error *err) {

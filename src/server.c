@@ -866,7 +866,7 @@ dr_status dr_srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, d
     float mx = 0;
     for (uint32_t i = 0; i < nbi; i++) mx = s->basepop[i] > mx ? s->basepop[i] : mx;
     const float *zb = dr_model_item_latents(m);
-    int imp = DR_IMPUTE_GATE;
+    dr_impute imp = DR_IMPUTE_GATE;
     if ((s->fus = dr_model_fusion(m, &s->fus_e, &imp)) != NULL) {
         const dr_fusion *f = s->fus;
         size_t nx = 0;
