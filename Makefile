@@ -15,8 +15,12 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -fno-strict-aliasing 
 	-Wformat=2 $(NO_TRUNC) -Wno-format-nonliteral -Wvla -Wpointer-arith -Wno-unused-parameter $(WERROR) \
 	-Iinclude -Isrc $(shell pkg-config --cflags openblas 2>/dev/null) $(LLAMA_CFLAGS) $(CFLAGS)
 # llama.cpp: build/llama.mk (written by scripts/deps.sh) sets LLAMA_DIR, LLAMA_CFLAGS and
-# LLAMA_LIBS for the static CPU build in the cache (or the one pkg-config / LLAMA_DIR gave)
--include build/llama.mk
+# LLAMA_LIBS for the static CPU build in the cache (or the one pkg-config / LLAMA_DIR gave).
+# A plain include: when deps.sh fails, make stops at its message instead of going on.
+# `make help` and `make clean` need neither.
+ifneq ($(filter-out help clean,$(or $(MAKECMDGOALS),all)),)
+include build/llama.mk
+endif
 LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lpthread -lm
 LDFLAGS_ALL = $(SAN) -pthread $(LDFLAGS)
 
