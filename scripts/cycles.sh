@@ -1,6 +1,6 @@
 #!/bin/sh
-# cycles.sh [BUILD] - the dependency cycles between the library's files. A file is a module
-# (src/NAME.c with src/NAME.h and any src/NAME*.h it owns); module A depends on module B when
+# cycles.sh [BUILD] - the dependency cycles between the library's files. A module is src/NAME.c
+# with src/NAME.h; a header with no .c of its own is a module by itself; A depends on B when
 #   - one of A's files includes one of B's headers (the compiler's -MM output, direct includes),
 #   - or A's object calls or reads a symbol that B's object alone defines (nm).
 # Prints each edge set's cycles as tsort finds them and exits 1 when there is any; prints
@@ -14,18 +14,11 @@ trap 'rm -rf "$tmp"' EXIT
 
 [ -d "$BUILD/obj" ] || { echo "cycles: no objects in $BUILD/obj (run make first)" >&2; exit 2; }
 
-# the module a file belongs to: the .c file that shares its name; an internal header with no .c
-# of its own (NAMEint.h, NAME_layers.h ...) belongs to the .c its name starts with
+# the module a file belongs to: the .c file that shares its name; a header with no .c of its
+# own (an interface several files implement, a subsystem's internal declarations) is a node
 module_of() {
     b=$(basename "$1")
-    b=${b%.*}
-    [ -f "src/$b.c" ] && { echo "$b"; return; }
-    best=""
-    for c in src/*.c; do
-        n=$(basename "$c" .c)
-        case $b in "$n"*) [ ${#n} -gt ${#best} ] && best=$n ;; esac
-    done
-    echo "${best:-$b}"
+    echo "${b%.*}"
 }
 
 # include edges: each file's direct quoted includes, resolved by the compiler (-MM on a file
