@@ -515,7 +515,8 @@ static void test_out_of_memory(void **st) {
     (void)st;
     init_world(12);
     adp_oom u = {0};
-    dr_oom_case c = {.name = "dr_adapter_create", .call = adp_create, .cleanup = adp_free, .ud = &u, .out = (void **)&u.a};
+    dr_oom_case c = {.name = "dr_adapter_create", .call = adp_create, .cleanup = adp_free,
+                     .ud = &u, .out = (void **)&u.a};
     assert_true(dr_oom_check(&c) > 0);
     /* a saved state loaded into a fresh adapter */
     char dir[256], path[300];

@@ -638,8 +638,8 @@ static void test_out_of_memory(void **st) {
     u.p.snapshot_every = 25;
     assert_ok(dr_srv_open(u.m, &u.p, &u.s, &e_));
     feed(u.s, 0, 60);
-    assert_ok(dr_srv_put_item(u.s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}",
-                              NULL, &e_));
+    assert_ok(dr_srv_put_item(u.s, "fresh-9",
+                              "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
     feed(u.s, 60, 70);
     dr_srv_close(u.s);
     u.s = NULL;

@@ -171,7 +171,8 @@ static void win_free(void *ud) {
 static void test_out_of_memory(void **st) {
     (void)st;
     static win_oom u;
-    dr_oom_case c = {.name = "dr_window_create", .call = win_create, .cleanup = win_free, .ud = &u, .out = (void **)&u.w};
+    dr_oom_case c = {.name = "dr_window_create", .call = win_create, .cleanup = win_free,
+                     .ud = &u, .out = (void **)&u.w};
     assert_true(dr_oom_check(&c) > 0);
 }
 
