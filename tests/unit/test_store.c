@@ -1,6 +1,7 @@
 /* test_store.c - the SQLite event log: append/scan round trip, persistence across reopen,
  * snapshots and pruning, settings, and a damaged record reported as DR_FORMAT. */
 #include "testutil.h"
+#include "oom.h"
 
 #include <sqlite3.h>
 
@@ -127,11 +128,40 @@ static void test_damaged_record(void **st) {
     dr_test_rmrf(dir);
 }
 
+typedef struct store_oom {
+    const char *dir;
+    dr_store *s;
+} store_oom;
+
+static dr_status store_open(void *ud, dr_error *err) {
+    store_oom *u = ud;
+    return dr_store_open(u->dir, 0, &u->s, err);
+}
+
+static void store_close(void *ud) {
+    store_oom *u = ud;
+    dr_store_close(u->s);
+    u->s = NULL;
+}
+
+/* Only the store's own blocks are counted: SQLite allocates through its own allocator. */
+static void test_out_of_memory(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    store_oom u = {.dir = dir};
+    dr_oom_case c = {.name = "dr_store_open", .call = store_open, .cleanup = store_close,
+                     .ud = &u, .out = (void **)&u.s};
+    assert_true(dr_oom_check(&c) > 0);
+    dr_test_rmrf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_scan_reopen),
         cmocka_unit_test(test_snapshots),
         cmocka_unit_test(test_damaged_record),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
