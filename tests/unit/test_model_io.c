@@ -260,8 +260,8 @@ static void oom_kind(const char *name, const char *modalities, const char *dir) 
     snprintf(path, sizeof path, "%s/%s%s.drm", dir, name, modalities ? "-fused" : "");
     io_oom u = {.ds = ds, .sp = split, .mp = dr_model_default_params(), .path = path};
     u.mp.name = name;
-    u.mp.epochs = 1;
-    u.mp.eval_every = 0;
+    u.mp.epochs = 2;
+    u.mp.eval_every = 1; /* the validation pass and the best-epoch copy too */
     u.mp.threads = 1;
     u.mp.max_len = 4;
     u.mp.dim = 4;
