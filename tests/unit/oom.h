@@ -2,7 +2,7 @@
  * oom.h - one out-of-memory check for every constructor (the idea of SQLite's test_malloc.c).
  *
  *   static dr_status call(void *ud, dr_error *err) { T *u = ud; return x_create(.., &u->x, err); }
- *   static void cleanup(void *ud) { T *u = ud; x_free(u->x); u->x = NULL; }
+ *   DR_OOM_FREE_FN(cleanup, T, x, x_free)    (or any void cleanup(void *ud))
  *   dr_oom_case c = {.name = "x_create", .call = call, .cleanup = cleanup, .ud = &u,
  *                    .out = (void **)&u.x};
  *   dr_oom_check(&c);
@@ -16,7 +16,7 @@
  * point up to it is failed, then a stride that keeps the total near 2 * every.
  *
  * cleanup runs after every call, failed or not: it frees what the call made (free(NULL) is a
- * no-op) and resets the pointers. Only allocations on the calling thread are counted and
+ * no-op) and resets the pointers (DR_OOM_FREE_FN writes the usual one). Only allocations on the calling thread are counted and
  * failed (the counter is per thread); a constructor's own threads allocate normally. A hang
  * is turned into a failure by an alarm (c->seconds, 600 by default).
  */
@@ -40,6 +40,15 @@ typedef struct dr_oom_case {
     uint64_t every;     /* points failed one by one before the stride (0: 300) */
     unsigned seconds;   /* alarm for the whole check (0: 600) */
 } dr_oom_case;
+
+/* The usual cleanup: static void fn(void *ud) frees ((T *)ud)->field with free_fn and
+ * clears it. */
+#define DR_OOM_FREE_FN(fn, T, field, free_fn)                                                 \
+    static void fn(void *ud) {                                                                \
+        T *u_ = ud;                                                                           \
+        free_fn(u_->field);                                                                   \
+        u_->field = NULL;                                                                     \
+    }
 
 #define DR_OOM_POISON ((void *)(uintptr_t)0x0badc0de)
 

@@ -505,11 +505,7 @@ static dr_status adp_create(void *ud, dr_error *err) {
     return st;
 }
 
-static void adp_free(void *ud) {
-    adp_oom *u = ud;
-    dr_adapter_free(u->a);
-    u->a = NULL;
-}
+DR_OOM_FREE_FN(adp_free, adp_oom, a, dr_adapter_free)
 
 static void test_out_of_memory(void **st) {
     (void)st;

@@ -313,22 +313,14 @@ static dr_status fit_call(void *ud, dr_error *err) {
     return dr_model_fit(u->ds, u->sp, &u->p, &u->m, err);
 }
 
-static void fit_free(void *ud) {
-    fit_oom *u = ud;
-    dr_model_free(u->m);
-    u->m = NULL;
-}
+DR_OOM_FREE_FN(fit_free, fit_oom, m, dr_model_free)
 
 static dr_status scorer_call(void *ud, dr_error *err) {
     fit_oom *u = ud;
     return dr_scorer_create(u->m, &u->sc, err);
 }
 
-static void scorer_free(void *ud) {
-    fit_oom *u = ud;
-    dr_scorer_free(u->sc);
-    u->sc = NULL;
-}
+DR_OOM_FREE_FN(scorer_free, fit_oom, sc, dr_scorer_free)
 
 static void test_fit_oom(void **state) {
     (void)state;

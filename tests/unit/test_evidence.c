@@ -254,22 +254,14 @@ static dr_status ex_create(void *ud, dr_error *err) {
     return dr_explainer_create(u->m, NULL, &u->x, err);
 }
 
-static void ex_free(void *ud) {
-    ex_oom *u = ud;
-    dr_explainer_free(u->x);
-    u->x = NULL;
-}
+DR_OOM_FREE_FN(ex_free, ex_oom, x, dr_explainer_free)
 
 static dr_status ex_session(void *ud, dr_error *err) {
     ex_oom *u = ud;
     return dr_explain_session_create(u->x, &u->s, err);
 }
 
-static void ex_session_free(void *ud) {
-    ex_oom *u = ud;
-    dr_explain_session_free(u->s);
-    u->s = NULL;
-}
+DR_OOM_FREE_FN(ex_session_free, ex_oom, s, dr_explain_session_free)
 
 static void test_out_of_memory(void **st) {
     (void)st;

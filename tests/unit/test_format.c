@@ -415,11 +415,7 @@ static dr_status fmt_write(void *ud, dr_error *err) {
     return st;
 }
 
-static void fmt_writer_free(void *ud) {
-    fmt_oom *u = ud;
-    dr_ckpt_writer_free(u->w);
-    u->w = NULL;
-}
+DR_OOM_FREE_FN(fmt_writer_free, fmt_oom, w, dr_ckpt_writer_free)
 
 static dr_status fmt_open(void *ud, dr_error *err) {
     fmt_oom *u = ud;
@@ -430,11 +426,7 @@ static dr_status fmt_open(void *ud, dr_error *err) {
     return st;
 }
 
-static void fmt_close(void *ud) {
-    fmt_oom *u = ud;
-    dr_ckpt_close(u->c);
-    u->c = NULL;
-}
+DR_OOM_FREE_FN(fmt_close, fmt_oom, c, dr_ckpt_close)
 
 static void test_oom(void **state) {
     (void)state;

@@ -722,11 +722,7 @@ static dr_status load_call(void *ud, dr_error *err) {
     return s;
 }
 
-static void load_free(void *ud) {
-    load_oom *u = ud;
-    dr_dataset_free(u->ds);
-    u->ds = NULL;
-}
+DR_OOM_FREE_FN(load_free, load_oom, ds, dr_dataset_free)
 
 /* Fails each allocation in turn (tests/unit/oom.h): every load (and save) ends in DR_OK or
  * DR_NOMEM with nothing returned and nothing leaked. */

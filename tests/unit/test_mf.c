@@ -369,11 +369,7 @@ static dr_status mf_call(void *ud, dr_error *err) {
     return dr_mf_fit(u->f->ds, u->f->sp, u->p, &u->m, err);
 }
 
-static void mf_free(void *ud) {
-    mf_oom *u = ud;
-    dr_model_free(u->m);
-    u->m = NULL;
-}
+DR_OOM_FREE_FN(mf_free, mf_oom, m, dr_model_free)
 
 static void test_bad_args_and_oom(void **state) {
     fx *f = *state;

@@ -227,22 +227,14 @@ static dr_status io_load(void *ud, dr_error *err) {
     return dr_model_load(u->path, &u->m, err);
 }
 
-static void io_model_free(void *ud) {
-    io_oom *u = ud;
-    dr_model_free(u->m);
-    u->m = NULL;
-}
+DR_OOM_FREE_FN(io_model_free, io_oom, m, dr_model_free)
 
 static dr_status io_scorer(void *ud, dr_error *err) {
     io_oom *u = ud;
     return dr_scorer_create(u->base, &u->sc, err);
 }
 
-static void io_scorer_free(void *ud) {
-    io_oom *u = ud;
-    dr_scorer_free(u->sc);
-    u->sc = NULL;
-}
+DR_OOM_FREE_FN(io_scorer_free, io_oom, sc, dr_scorer_free)
 
 static void oom_kind(const char *name, const char *modalities, const char *dir) {
     dr_synth_params sp = dr_synth_default_params();

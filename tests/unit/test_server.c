@@ -602,11 +602,7 @@ static dr_status srv_worker(void *ud, dr_error *err) {
     return dr_srv_worker_create(u->s, &u->w, err);
 }
 
-static void srv_worker_free(void *ud) {
-    srv_oom *u = ud;
-    dr_srv_worker_free(u->w);
-    u->w = NULL;
-}
+DR_OOM_FREE_FN(srv_worker_free, srv_oom, w, dr_srv_worker_free)
 
 static dr_status routes_make(void *ud, dr_error *err) {
     srv_oom *u = ud;

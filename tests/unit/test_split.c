@@ -179,11 +179,7 @@ static dr_status split_call(void *ud, dr_error *err) {
     return dr_split_create(u->ds, DR_SPLIT_LOO, &u->s, err);
 }
 
-static void split_free_case(void *ud) {
-    split_oom *u = ud;
-    dr_split_free(u->s);
-    u->s = NULL;
-}
+DR_OOM_FREE_FN(split_free_case, split_oom, s, dr_split_free)
 
 static void test_oom(void **state) {
     (void)state;

@@ -478,11 +478,7 @@ static dr_status synth_call(void *ud, dr_error *err) {
     return dr_synth_generate(u->p, &u->ds, err);
 }
 
-static void synth_free(void *ud) {
-    synth_oom *u = ud;
-    dr_dataset_free(u->ds);
-    u->ds = NULL;
-}
+DR_OOM_FREE_FN(synth_free, synth_oom, ds, dr_dataset_free)
 
 /* Out of memory anywhere fails cleanly (no leak, no crash under ASan). */
 static void test_out_of_memory(void **state) {

@@ -162,11 +162,7 @@ static dr_status win_create(void *ud, dr_error *err) {
     return dr_window_create(&p, NU, NI, D, u->z, &u->w, err);
 }
 
-static void win_free(void *ud) {
-    win_oom *u = ud;
-    dr_window_free(u->w);
-    u->w = NULL;
-}
+DR_OOM_FREE_FN(win_free, win_oom, w, dr_window_free)
 
 static void test_out_of_memory(void **st) {
     (void)st;
