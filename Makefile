@@ -70,7 +70,7 @@ $(LIB): $(OBJ)
 $(BIN): $(wildcard cli/*.c) $(wildcard cli/*.h) $(LIB)
 	$(CC) $(CFLAGS_ALL) -Icli $(filter %.c,$^) $(LIB) $(LDFLAGS_ALL) $(LIBS) -o $@
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(LIB)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $< $(LIB) $(LDFLAGS_ALL) -lcmocka $(LIBS) -o $@
 

@@ -3,7 +3,8 @@
  * interning, file and number helpers, and a small parallel-for.
  *
  * DESIGN: everything here is leaf code with no knowledge of recommenders. The allocator
- * counts allocations per thread (so tests can assert that hot paths allocate nothing) and can
+ * counts allocations per thread (so tests can assert that hot paths allocate nothing), counts
+ * the blocks live in the whole process (so tests can see a leak without a sanitizer) and can
  * be told to fail the n-th allocation (so out-of-memory paths are tested like SQLite's). The
  * string table is open addressing with linear probing over FNV-1a hashes: ids are dense and
  * in insertion order, which is exactly what the dataset remap needs. dr_parallel_for hands out
@@ -105,6 +106,14 @@ void dr_log(int level, const char *fmt, ...) {
 
 static _Thread_local uint64_t alloc_count;
 static _Thread_local uint64_t alloc_fail_at; /* absolute count that fails; 0 = never */
+/* Blocks live now, all threads (a block may be freed by another thread than the one that
+ * allocated it, so this one counter is shared); relaxed: only tests compare it. */
+static atomic_llong alloc_live;
+
+static void *alloc_note(void *p) {
+    if (p) atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
+    return p;
+}
 
 static bool alloc_should_fail(void) {
     alloc_count++;
@@ -113,22 +122,25 @@ static bool alloc_should_fail(void) {
 
 uint64_t dr_alloc_count(void) { return alloc_count; }
 
+int64_t dr_alloc_live(void) { return atomic_load_explicit(&alloc_live, memory_order_relaxed); }
+
 void dr_alloc_fail_after(uint64_t n) { alloc_fail_at = n ? alloc_count + n : 0; }
 
 void *dr_malloc(size_t n) {
     if (alloc_should_fail()) return NULL;
-    return malloc(n ? n : 1);
+    return alloc_note(malloc(n ? n : 1));
 }
 
 void *dr_calloc(size_t count, size_t size) {
     if (size && count > SIZE_MAX / size) return NULL;
     if (alloc_should_fail()) return NULL;
-    return calloc(count ? count : 1, size ? size : 1);
+    return alloc_note(calloc(count ? count : 1, size ? size : 1));
 }
 
 void *dr_realloc(void *p, size_t n) {
     if (alloc_should_fail()) return NULL;
-    return realloc(p, n ? n : 1);
+    void *q = realloc(p, n ? n : 1);
+    return p ? q : alloc_note(q);
 }
 
 void *dr_reallocarray(void *p, size_t count, size_t size) {
@@ -146,7 +158,10 @@ char *dr_strndup(const char *s, size_t n) {
 
 char *dr_strdup(const char *s) { return dr_strndup(s, strlen(s)); }
 
-void dr_free(void *p) { free(p); }
+void dr_free(void *p) {
+    if (p) atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
+    free(p);
+}
 
 int dr_vec_grow_(void **a, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;

@@ -47,6 +47,8 @@ char *dr_strndup(const char *s, size_t n);
 void dr_free(void *p);
 /* Allocations made so far by this thread (hot-path tests assert a zero delta). */
 uint64_t dr_alloc_count(void);
+/* Blocks allocated and not yet freed, all threads together (tests compare it for leaks). */
+int64_t dr_alloc_live(void);
 /* Test hook: the n-th allocation from now on (1 = next) fails on this thread; 0 disables. */
 void dr_alloc_fail_after(uint64_t n);
 

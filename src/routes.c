@@ -77,6 +77,7 @@ struct dr_routes_worker {
 
 dr_status dr_routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **out, dr_error *err) {
     if (!srv || !p || !out) return dr_fail(err, DR_ARG, "routes: NULL argument");
+    *out = NULL;
     if (p->api_key && (!*p->api_key || strlen(p->api_key) > DR_HTTP_MAX_KEY))
         return dr_fail(err, DR_ARG, "routes: the API key must have 1..%u bytes", DR_HTTP_MAX_KEY);
     dr_routes *r = dr_calloc(1, sizeof *r);
@@ -116,6 +117,8 @@ void dr_routes_free(dr_routes *r) {
 size_t dr_routes_max_body(const dr_routes *r) { return r->max_body; }
 
 dr_status dr_routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error *err) {
+    if (!r || !out) return dr_fail(err, DR_ARG, "routes: NULL argument");
+    *out = NULL;
     dr_routes_worker *w = dr_calloc(1, sizeof *w);
     if (!w) return dr_fail(err, DR_NOMEM, "routes: out of memory");
     w->r = r;

@@ -781,6 +781,9 @@ static dr_status recover(dr_srv *s, dr_error *err) {
             atomic_store(&s->st_snap_seq, snaps[k].seq);
             break;
         }
+        if (st == DR_NOMEM) /* not the snapshot's fault: an older one or a full replay would
+                               hide it and take longer */
+            return dr_fail(err, DR_NOMEM, "server: snapshot %s: %s", snaps[k].file, e.msg);
         dr_log(DR_LOG_WARN, "server: snapshot %s not used: %s", snaps[k].file, e.msg);
         if ((st = make_adapter(s, err)) != DR_OK) return st; /* a failed load may leave half a state */
     }
@@ -987,6 +990,8 @@ void dr_srv_worker_free(dr_srv_worker *w) {
 }
 
 dr_status dr_srv_worker_create(dr_srv *s, dr_srv_worker **out, dr_error *err) {
+    if (!s || !out) return dr_fail(err, DR_ARG, "server: NULL argument");
+    *out = NULL;
     dr_srv_worker *w = dr_calloc(1, sizeof *w);
     if (!w) return dr_fail(err, DR_NOMEM, "server: out of memory");
     dr_status st = dr_scorer_create(s->m, &w->sc, err);

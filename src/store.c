@@ -34,14 +34,20 @@ struct dr_store {
     _Atomic uint64_t bytes;
 };
 
+/* SQLite out of memory is DR_NOMEM like ours; every other failure is DR_IO. */
+static dr_status sql_status(int rc) { return (rc & 0xff) == SQLITE_NOMEM ? DR_NOMEM : DR_IO; }
+
 static dr_status sql_fail(dr_store *s, dr_error *err, const char *what) {
-    return dr_fail(err, DR_IO, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    return dr_fail(err, sql_status(sqlite3_errcode(s->db)), "%s: %s: %s", s->path, what,
+                   sqlite3_errmsg(s->db));
 }
 
 static dr_status exec(dr_store *s, const char *sql, dr_error *err) {
     char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        dr_status st = dr_fail(err, DR_IO, "%s: %s: %s", s->path, sql, msg ? msg : "error");
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        dr_status st = dr_fail(err, sql_status(rc), "%s: %s: %s", s->path, sql,
+                               msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
         return st;
     }

@@ -4,6 +4,7 @@
  * round trip (a restarted adapter continues bit-identically); snapshots under concurrent
  * readers (pthreads; run under `make tsan`). */
 #include "testutil.h"
+#include "oom.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -491,6 +492,45 @@ static void test_errors(void **st) {
     dr_adapter_free(NULL);
 }
 
+typedef struct adp_oom {
+    dr_adapter *a;
+    const char *state; /* non-NULL: load this saved state after create */
+} adp_oom;
+
+static dr_status adp_create(void *ud, dr_error *err) {
+    adp_oom *u = ud;
+    dr_adapter_params p = small_params();
+    dr_status st = dr_adapter_create(&p, NU, NI, D, Z, COLD, &u->a, err);
+    if (st == DR_OK && u->state) st = dr_adapter_load(u->a, u->state, err);
+    return st;
+}
+
+DR_OOM_FREE_FN(adp_free, adp_oom, a, dr_adapter_free)
+
+static void test_out_of_memory(void **st) {
+    (void)st;
+    init_world(12);
+    adp_oom u = {0};
+    dr_oom_case c = {.name = "dr_adapter_create", .call = adp_create, .cleanup = adp_free,
+                     .ud = &u, .out = (void **)&u.a};
+    assert_true(dr_oom_check(&c) > 0);
+    /* a saved state loaded into a fresh adapter */
+    char dir[256], path[300];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/state.drm", dir);
+    dr_adapter_params p = small_params();
+    dr_adapter *a = NULL;
+    assert_ok(dr_adapter_create(&p, NU, NI, D, Z, COLD, &a, &e_));
+    feed(a, 0, 40);
+    assert_ok(dr_adapter_save(a, path, &e_));
+    dr_adapter_free(a);
+    u.state = path;
+    c.name = "dr_adapter_create + dr_adapter_load";
+    c.out = NULL; /* a failed load leaves the adapter to the caller */
+    assert_true(dr_oom_check(&c) > 0);
+    dr_test_rmrf(dir);
+}
+
 int main(void) {
     /* sgemm on the calling thread: OpenBLAS's pool is not TSan-instrumented (make tsan) */
     openblas_set_num_threads(1);
@@ -505,6 +545,7 @@ int main(void) {
         cmocka_unit_test(test_set_item_base),
         cmocka_unit_test(test_snapshots_concurrent),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

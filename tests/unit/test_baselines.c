@@ -1,6 +1,7 @@
 /* test_baselines.c - pop and itemknn (src/pop.c, src/itemknn.c) through the scoring interface
  * (src/model.c): hand-computed examples, and itemknn against a dense X'X slow twin. */
 #include "testutil.h"
+#include "oom.h"
 
 #include <math.h>
 
@@ -299,6 +300,28 @@ static void test_interface_errors(void **state) {
     dr_dataset_free(ds);
 }
 
+typedef struct fit_oom {
+    const dr_dataset *ds;
+    const dr_split *sp;
+    dr_model_params p;
+    dr_model *m;
+    dr_scorer *sc;
+} fit_oom;
+
+static dr_status fit_call(void *ud, dr_error *err) {
+    fit_oom *u = ud;
+    return dr_model_fit(u->ds, u->sp, &u->p, &u->m, err);
+}
+
+DR_OOM_FREE_FN(fit_free, fit_oom, m, dr_model_free)
+
+static dr_status scorer_call(void *ud, dr_error *err) {
+    fit_oom *u = ud;
+    return dr_scorer_create(u->m, &u->sc, err);
+}
+
+DR_OOM_FREE_FN(scorer_free, fit_oom, sc, dr_scorer_free)
+
 static void test_fit_oom(void **state) {
     (void)state;
     dr_dataset *ds = build_random(6, 20, 15, 10);
@@ -306,21 +329,19 @@ static void test_fit_oom(void **state) {
     assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e_));
     const char *names[] = {"pop", "itemknn"};
     for (size_t n = 0; n < 2; n++) {
-        for (uint64_t k = 1; k < 20; k++) {
-            dr_model_params p = dr_model_default_params();
-            p.name = names[n];
-            dr_model *m = NULL;
-            dr_scorer *sc = NULL;
-            dr_error err = {0};
-            dr_alloc_fail_after(k);
-            dr_status st = dr_model_fit(ds, sp, &p, &m, &err);
-            if (st == DR_OK) st = dr_scorer_create(m, &sc, &err);
-            dr_alloc_fail_after(0);
-            dr_scorer_free(sc);
-            dr_model_free(m);
-            if (st == DR_OK) break;
-            assert_int_equal(st, DR_NOMEM);
-        }
+        char what[64];
+        fit_oom u = {ds, sp, dr_model_default_params(), NULL, NULL};
+        u.p.name = names[n];
+        snprintf(what, sizeof what, "dr_model_fit (%s)", names[n]);
+        dr_oom_case c = {.name = what, .call = fit_call, .cleanup = fit_free, .ud = &u,
+                         .out = (void **)&u.m};
+        assert_true(dr_oom_check(&c) > 0);
+        assert_ok(dr_model_fit(ds, sp, &u.p, &u.m, &e_));
+        snprintf(what, sizeof what, "dr_scorer_create (%s)", names[n]);
+        c = (dr_oom_case){.name = what, .call = scorer_call, .cleanup = scorer_free, .ud = &u,
+                          .out = (void **)&u.sc};
+        assert_true(dr_oom_check(&c) > 0);
+        dr_model_free(u.m);
     }
     dr_split_free(sp);
     dr_dataset_free(ds);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "explain_fixture.h"
+#include "oom.h"
 
 #include "adapter.h"
 #include "common.h"
@@ -242,12 +243,49 @@ static void test_bad_args(void **st) {
     fx_free(&f);
 }
 
+typedef struct ex_oom {
+    const dr_model *m;
+    dr_explainer *x;
+    dr_explain_session *s;
+} ex_oom;
+
+static dr_status ex_create(void *ud, dr_error *err) {
+    ex_oom *u = ud;
+    return dr_explainer_create(u->m, NULL, &u->x, err);
+}
+
+DR_OOM_FREE_FN(ex_free, ex_oom, x, dr_explainer_free)
+
+static dr_status ex_session(void *ud, dr_error *err) {
+    ex_oom *u = ud;
+    return dr_explain_session_create(u->x, &u->s, err);
+}
+
+DR_OOM_FREE_FN(ex_session_free, ex_oom, s, dr_explain_session_free)
+
+static void test_out_of_memory(void **st) {
+    (void)st;
+    fx f;
+    fx_synth(&f);
+    ex_oom u = {.m = f.m};
+    dr_oom_case c = {.name = "dr_explainer_create (template)", .call = ex_create,
+                     .cleanup = ex_free, .ud = &u, .out = (void **)&u.x};
+    assert_true(dr_oom_check(&c) > 0);
+    assert_ok(dr_explainer_create(f.m, NULL, &u.x, &e_));
+    c = (dr_oom_case){.name = "dr_explain_session_create", .call = ex_session,
+                      .cleanup = ex_session_free, .ud = &u, .out = (void **)&u.s};
+    assert_true(dr_oom_check(&c) > 0);
+    dr_explainer_free(u.x);
+    fx_free(&f);
+}
+
 int main(void) {
     openblas_set_num_threads(1); /* OpenBLAS's own threads are not visible to ThreadSanitizer */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validity_synth),     cmocka_unit_test(test_movielens_attributes),
         cmocka_unit_test(test_trend_with_adapter), cmocka_unit_test(test_threads),
         cmocka_unit_test(test_no_alloc),           cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* test_format.c - the checkpoint container: round trip, corruption of every kind, OOM. */
 #include "testutil.h"
+#include "oom.h"
 
 #include <sys/stat.h>
 
@@ -395,54 +396,55 @@ static void test_writer_args(void **state) {
     dr_ckpt_writer_free(w);
 }
 
+typedef struct fmt_oom {
+    const char *path;
+    const char *buf; /* dr_ckpt_open_buffer when set */
+    size_t len;
+    dr_ckpt_writer *w;
+    dr_ckpt *c;
+} fmt_oom;
+
+static dr_status fmt_write(void *ud, dr_error *err) {
+    fmt_oom *u = ud;
+    static const float x[6] = {1, 2, 3, 4, 5, 6};
+    static const uint64_t sh[2] = {2, 3};
+    dr_status st = dr_ckpt_writer_create(&u->w, err);
+    if (st == DR_OK) st = dr_ckpt_add(u->w, "x", DR_DT_F32, 2, sh, x, err);
+    if (st == DR_OK) st = dr_ckpt_add_meta(u->w, "model", "test", err);
+    if (st == DR_OK) st = dr_ckpt_write(u->w, u->path, err);
+    return st;
+}
+
+DR_OOM_FREE_FN(fmt_writer_free, fmt_oom, w, dr_ckpt_writer_free)
+
+static dr_status fmt_open(void *ud, dr_error *err) {
+    fmt_oom *u = ud;
+    dr_status st = u->buf ? dr_ckpt_open_buffer(u->buf, u->len, "oom", 0, &u->c, err)
+                          : dr_ckpt_open(u->path, &u->c, err);
+    if (st == DR_OK && strcmp(dr_ckpt_meta(u->c, "model"), "test") != 0)
+        st = dr_fail(err, DR_INTERNAL, "meta 'model' lost");
+    return st;
+}
+
+DR_OOM_FREE_FN(fmt_close, fmt_oom, c, dr_ckpt_close)
+
 static void test_oom(void **state) {
     (void)state;
     char dir[256], path[300];
     dr_test_tmpdir(dir, sizeof dir);
     snprintf(path, sizeof path, "%s/oom.drm", dir);
-    float x[6] = {1, 2, 3, 4, 5, 6};
-    uint64_t sh[2] = {2, 3};
-    int write_ok = 0, open_ok = 0, buf_ok = 0;
-    for (uint64_t k = 1; k < 100 && !write_ok; k++) {
-        dr_ckpt_writer *w = NULL;
-        dr_error e = {0};
-        dr_alloc_fail_after(k);
-        dr_status st = dr_ckpt_writer_create(&w, &e);
-        if (st == DR_OK) st = dr_ckpt_add(w, "x", DR_DT_F32, 2, sh, x, &e);
-        if (st == DR_OK) st = dr_ckpt_add_meta(w, "model", "test", &e);
-        if (st == DR_OK) st = dr_ckpt_write(w, path, &e);
-        dr_alloc_fail_after(0);
-        dr_ckpt_writer_free(w);
-        if (st == DR_OK) write_ok = 1;
-        else assert_int_equal(st, DR_NOMEM);
-    }
-    assert_true(write_ok);
-    size_t len = 0;
+    fmt_oom u = {.path = path};
+    dr_oom_case c = {.name = "dr_ckpt_writer_create + add + write", .call = fmt_write,
+                     .cleanup = fmt_writer_free, .ud = &u};
+    assert_true(dr_oom_check(&c) > 0);
+    c = (dr_oom_case){.name = "dr_ckpt_open", .call = fmt_open, .cleanup = fmt_close, .ud = &u,
+                      .out = (void **)&u.c};
+    assert_true(dr_oom_check(&c) > 0);
     char *b = NULL;
-    assert_ok(dr_read_file(path, 1 << 20, &b, &len, &e_));
-    for (uint64_t k = 1; k < 100 && !(open_ok && buf_ok); k++) {
-        dr_ckpt *c = NULL;
-        dr_error e = {0};
-        dr_alloc_fail_after(k);
-        dr_status st = dr_ckpt_open(path, &c, &e);
-        dr_alloc_fail_after(0);
-        if (st == DR_OK) {
-            open_ok = 1;
-            assert_string_equal(dr_ckpt_meta(c, "model"), "test");
-        } else {
-            assert_int_equal(st, DR_NOMEM);
-            assert_null(c);
-        }
-        dr_ckpt_close(c);
-        c = NULL;
-        dr_alloc_fail_after(k);
-        st = dr_ckpt_open_buffer(b, len, "oom", 0, &c, &e);
-        dr_alloc_fail_after(0);
-        if (st == DR_OK) buf_ok = 1;
-        else assert_int_equal(st, DR_NOMEM);
-        dr_ckpt_close(c);
-    }
-    assert_true(open_ok && buf_ok);
+    assert_ok(dr_read_file(path, 1 << 20, &b, &u.len, &e_));
+    u.buf = b;
+    c.name = "dr_ckpt_open_buffer";
+    assert_true(dr_oom_check(&c) > 0);
     dr_free(b);
     dr_test_rmrf(dir);
 }

@@ -2,6 +2,7 @@
  * good and malformed fixtures (tests/fixtures/), strict mode, caps, save/load round trips,
  * out-of-memory at every allocation, and the shared datasets when present. */
 #include "testutil.h"
+#include "oom.h"
 
 #include "dataset.h"
 
@@ -709,34 +710,41 @@ static void test_auto_detect(void **state) {
 
 /* ------------------------------------------------------------------ out of memory */
 
-/* Fails each allocation in turn: every load must end in DR_OK or DR_NOMEM (and, under
- * ASan, leak nothing). */
-static void oom_loop(const char *path, bool save) {
-    char dir[512];
+typedef struct load_oom {
+    const char *path, *save; /* save: the loaded dataset is saved there too */
+    dr_dataset *ds;
+} load_oom;
+
+static dr_status load_call(void *ud, dr_error *err) {
+    load_oom *u = ud;
+    dr_status s = dr_dataset_load(u->path, NULL, &u->ds, err);
+    if (s == DR_OK && u->save) s = dr_dataset_save(u->ds, u->save, err);
+    return s;
+}
+
+DR_OOM_FREE_FN(load_free, load_oom, ds, dr_dataset_free)
+
+/* Fails each allocation in turn (tests/unit/oom.h): every load (and save) ends in DR_OK or
+ * DR_NOMEM with nothing returned and nothing leaked. */
+static void oom_loop(const char *path, bool save, const char *label) {
+    char dir[512], name[600];
     dr_test_tmpdir(dir, sizeof dir);
-    for (uint64_t n = 1;; n++) {
-        dr_dataset *ds = NULL;
-        dr_error e = {0};
-        dr_alloc_fail_after(n);
-        dr_status s = dr_dataset_load(path, NULL, &ds, &e);
-        if (s == DR_OK && save) s = dr_dataset_save(ds, dir, &e);
-        dr_alloc_fail_after(0);
-        dr_dataset_free(ds);
-        if (s == DR_OK) break;
-        if (s != DR_NOMEM)
-            fail_msg("%s, allocation %llu failed: %s: %s", path, (unsigned long long)n,
-                     dr_status_name(s), e.msg);
-        assert_true(n < 100000);
-    }
+    load_oom u = {.path = path, .save = save ? dir : NULL};
+    snprintf(name, sizeof name, "dr_dataset_load%s %s", save ? " + save" : "",
+             label ? label : path);
+    dr_oom_case c = {.name = name, .call = load_call, .cleanup = load_free, .ud = &u,
+                     /* a failed save leaves the loaded dataset to the caller */
+                     .out = save ? NULL : (void **)&u.ds};
+    assert_true(dr_oom_check(&c) > 0);
     dr_test_rmrf(dir);
 }
 
 static void test_out_of_memory(void **state) {
     (void)state;
-    oom_loop(FIX "delimited/bad.csv", false);
-    oom_loop(FIX "movielens", true);
-    oom_loop(FIX "amazon_json/Books.jsonl", true);
-    oom_loop(FIX "tiktok", true);
+    oom_loop(FIX "delimited/bad.csv", false, NULL);
+    oom_loop(FIX "movielens", true, NULL);
+    oom_loop(FIX "amazon_json/Books.jsonl", true, NULL);
+    oom_loop(FIX "tiktok", true, NULL);
     /* and loading a saved folder */
     char dir[512];
     dr_test_tmpdir(dir, sizeof dir);
@@ -747,9 +755,9 @@ static void test_out_of_memory(void **state) {
     strcat(dir, "/tt");
     assert_ok(dr_dataset_save(ds, dir, &e_));
     dr_dataset_free(ds);
-    oom_loop(dir, false);
+    oom_loop(dir, false, "(saved tiktok)");
     dir[strlen(dir) - 3] = 0;
-    oom_loop(dir, false);
+    oom_loop(dir, false, "(saved movielens)");
     dr_test_rmrf(dir);
 }
 

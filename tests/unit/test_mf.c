@@ -1,6 +1,7 @@
 /* test_mf.c - BPR-MF (src/mf.c): gradient check against finite differences, planted
  * structure beats popularity, determinism, checkpoint round trip, fold-in, OOM. */
 #include "testutil.h"
+#include "oom.h"
 
 #include <math.h>
 
@@ -357,6 +358,19 @@ static void test_vtable(void **state) {
     dr_mf_vt.free(st);
 }
 
+typedef struct mf_oom {
+    fx *f;
+    const dr_mf_params *p;
+    dr_model *m;
+} mf_oom;
+
+static dr_status mf_call(void *ud, dr_error *err) {
+    mf_oom *u = ud;
+    return dr_mf_fit(u->f->ds, u->f->sp, u->p, &u->m, err);
+}
+
+DR_OOM_FREE_FN(mf_free, mf_oom, m, dr_model_free)
+
 static void test_bad_args_and_oom(void **state) {
     fx *f = *state;
     dr_model *m = NULL;
@@ -377,17 +391,10 @@ static void test_bad_args_and_oom(void **state) {
     p = small_params();
     p.epochs = 1;
     p.optimizer = DR_MF_ADAM;
-    int ok = 0;
-    for (uint64_t k = 1; k < 50 && !ok; k++) {
-        dr_alloc_fail_after(k);
-        st = dr_mf_fit(f->ds, f->sp, &p, &m, &e);
-        dr_alloc_fail_after(0);
-        if (st == DR_OK) ok = 1;
-        else assert_int_equal(st, DR_NOMEM);
-        dr_model_free(m);
-        m = NULL;
-    }
-    assert_true(ok);
+    mf_oom u = {f, &p, NULL};
+    dr_oom_case c = {.name = "dr_mf_fit (adam, 1 epoch)", .call = mf_call, .cleanup = mf_free,
+                     .ud = &u, .out = (void **)&u.m};
+    assert_true(dr_oom_check(&c) > 0);
 }
 
 int main(void) {

@@ -1,5 +1,6 @@
 /* test_model_io.c - checkpoints of trained models: round trip, serving context, damage. */
 #include "testutil.h"
+#include "oom.h"
 
 #include "dataset.h"
 #include "format.h"
@@ -204,6 +205,96 @@ static void test_damaged(void **state) {
     dr_test_rmrf(dir);
 }
 
+/* ---- out of memory: fit, load and scorer of each kind on a tiny case */
+
+typedef struct io_oom {
+    const dr_dataset *ds;
+    const dr_split *sp;
+    dr_model_params mp;
+    const char *path;
+    dr_model *m;
+    const dr_model *base; /* the scorer's model */
+    dr_scorer *sc;
+} io_oom;
+
+static dr_status io_fit(void *ud, dr_error *err) {
+    io_oom *u = ud;
+    return dr_model_fit(u->ds, u->sp, &u->mp, &u->m, err);
+}
+
+static dr_status io_load(void *ud, dr_error *err) {
+    io_oom *u = ud;
+    return dr_model_load(u->path, &u->m, err);
+}
+
+DR_OOM_FREE_FN(io_model_free, io_oom, m, dr_model_free)
+
+static dr_status io_scorer(void *ud, dr_error *err) {
+    io_oom *u = ud;
+    return dr_scorer_create(u->base, &u->sc, err);
+}
+
+DR_OOM_FREE_FN(io_scorer_free, io_oom, sc, dr_scorer_free)
+
+static void oom_kind(const char *name, const char *modalities, const char *dir) {
+    dr_synth_params sp = dr_synth_default_params();
+    sp.seed = 3;
+    sp.n_users = 12;
+    sp.n_items = 10;
+    sp.n_events = 150;
+    sp.n_genres = 2;
+    sp.mod_dim[0] = sp.mod_dim[2] = 3;
+    dr_dataset *ds = NULL;
+    assert_ok(dr_synth_generate(&sp, &ds, &e_));
+    dr_split *split = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &split, &e_));
+    char path[300], what[128];
+    snprintf(path, sizeof path, "%s/%s%s.drm", dir, name, modalities ? "-fused" : "");
+    io_oom u = {.ds = ds, .sp = split, .mp = dr_model_default_params(), .path = path};
+    u.mp.name = name;
+    u.mp.epochs = 2;
+    u.mp.eval_every = 1; /* the validation pass and the best-epoch copy too */
+    u.mp.threads = 1;
+    u.mp.max_len = 4;
+    u.mp.dim = 4;
+    u.mp.heads = 1;
+    u.mp.blocks = 1;
+    u.mp.batch = 4;
+    u.mp.modalities = modalities;
+    snprintf(what, sizeof what, "dr_model_fit (%s%s)", name, modalities ? ", fused" : "");
+    dr_oom_case c = {.name = what, .call = io_fit, .cleanup = io_model_free, .ud = &u,
+                     .out = (void **)&u.m};
+    assert_true(dr_oom_check(&c) > 0);
+    dr_model *m = NULL;
+    assert_ok(dr_model_fit(ds, split, &u.mp, &m, &e_));
+    assert_ok(dr_model_save(m, ds, split, path, &e_));
+    dr_model_free(m);
+    snprintf(what, sizeof what, "dr_model_load (%s%s)", name, modalities ? ", fused" : "");
+    c.name = what;
+    c.call = io_load;
+    assert_true(dr_oom_check(&c) > 0);
+    assert_ok(dr_model_load(path, &m, &e_));
+    u.base = m;
+    snprintf(what, sizeof what, "dr_scorer_create (%s%s)", name, modalities ? ", fused" : "");
+    c = (dr_oom_case){.name = what, .call = io_scorer, .cleanup = io_scorer_free, .ud = &u,
+                      .out = (void **)&u.sc};
+    assert_true(dr_oom_check(&c) > 0);
+    dr_model_free(m);
+    dr_split_free(split);
+    dr_dataset_free(ds);
+}
+
+static void test_out_of_memory(void **state) {
+    (void)state;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    oom_kind("mf", NULL, dir);
+    oom_kind("sasrec", NULL, dir);
+    oom_kind("mf", "visual,text", dir);
+    oom_kind("sasrec", "visual,text", dir);
+    dr_test_rmrf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mf_round_trip),
@@ -211,6 +302,7 @@ int main(void) {
         cmocka_unit_test(test_baselines_not_saved),
         cmocka_unit_test(test_t0_recorded),
         cmocka_unit_test(test_damaged),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * each dtype, header versions, malformed and unsupported files, size caps, out of memory,
  * and write/read round trips. */
 #include "testutil.h"
+#include "oom.h"
 
 #include "dataset.h"
 
@@ -223,23 +224,38 @@ static void test_write_read(void **state) {
     dr_test_rmrf(dir);
 }
 
+typedef struct npy_oom {
+    const unsigned char *buf;
+    size_t n;
+    const char *path; /* NULL: parse buf */
+    dr_npy a;
+} npy_oom;
+
+static dr_status npy_parse_call(void *ud, dr_error *err) {
+    npy_oom *u = ud;
+    if (u->path) return dr_npy_read(u->path, 1 << 20, &u->a, err);
+    return dr_npy_parse((const char *)u->buf, u->n, "mem.npy", &u->a, err);
+}
+
+static void npy_free_case(void *ud) {
+    npy_oom *u = ud;
+    dr_npy_free(&u->a);
+    memset(&u->a, 0, sizeof u->a);
+}
+
 static void test_out_of_memory(void **state) {
     (void)state;
     unsigned char buf[256];
     float f[4] = {1, 2, 3, 4};
     size_t n = make_npy(buf, sizeof buf, 1,
                         "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", f, sizeof f);
-    dr_npy a;
-    dr_error e;
-    dr_alloc_fail_after(1);
-    assert_int_equal(parse(buf, n, &a, &e), DR_NOMEM);
-    dr_alloc_fail_after(0);
-    assert_null(a.data);
-    dr_alloc_fail_after(1);
-    assert_int_equal(dr_npy_read(FIX "half.npy", 1 << 20, &a, &e), DR_NOMEM);
-    dr_alloc_fail_after(2);
-    assert_int_equal(dr_npy_read(FIX "half.npy", 1 << 20, &a, &e), DR_NOMEM);
-    dr_alloc_fail_after(0);
+    npy_oom u = {buf, n, NULL, {0}};
+    dr_oom_case c = {.name = "dr_npy_parse", .call = npy_parse_call, .cleanup = npy_free_case,
+                     .ud = &u, .out = (void **)&u.a.data};
+    assert_true(dr_oom_check(&c) > 0);
+    u.path = FIX "half.npy";
+    c.name = "dr_npy_read";
+    assert_true(dr_oom_check(&c) >= 2);
 }
 
 int main(void) {

@@ -4,6 +4,7 @@
  * writers and readers at once lose nothing (run under `make tsan`). Also the HTTP routes:
  * status codes and error messages for bad input. */
 #include "testutil.h"
+#include "oom.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -571,6 +572,91 @@ static void test_put_features_fusion(void **st) {
     dr_test_rmrf(dir);
 }
 
+/* ---- out of memory in every constructor */
+
+typedef struct srv_oom {
+    const dr_model *m;
+    dr_srv_params p;
+    const char *rm;     /* removed after each open (a fresh folder every time) */
+    dr_srv *s;          /* opened by the call, or borrowed by the worker and routes calls */
+    dr_srv_worker *w;
+    dr_routes *r;
+    dr_routes_worker *rw;
+    dr_routes_params rp;
+} srv_oom;
+
+static dr_status srv_open(void *ud, dr_error *err) {
+    srv_oom *u = ud;
+    return dr_srv_open(u->m, &u->p, &u->s, err);
+}
+
+static void srv_close(void *ud) {
+    srv_oom *u = ud;
+    dr_srv_close(u->s);
+    u->s = NULL;
+    if (u->rm) dr_test_rmrf(u->rm);
+}
+
+static dr_status srv_worker(void *ud, dr_error *err) {
+    srv_oom *u = ud;
+    return dr_srv_worker_create(u->s, &u->w, err);
+}
+
+DR_OOM_FREE_FN(srv_worker_free, srv_oom, w, dr_srv_worker_free)
+
+static dr_status routes_make(void *ud, dr_error *err) {
+    srv_oom *u = ud;
+    dr_status st = dr_routes_create(u->s, &u->rp, &u->r, err);
+    if (st == DR_OK) st = dr_routes_worker_create(u->r, &u->rw, err);
+    return st;
+}
+
+static void routes_free(void *ud) {
+    srv_oom *u = ud;
+    dr_routes_worker_free(u->rw);
+    dr_routes_free(u->r);
+    u->rw = NULL;
+    u->r = NULL;
+}
+
+static void test_out_of_memory(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    srv_oom u = {.m = make_model(dir), .p = params(dir)};
+    u.p.final_snapshot = 0;
+    u.rm = u.p.data_dir;
+    dr_oom_case c = {.name = "dr_srv_open (new folder)", .call = srv_open, .cleanup = srv_close,
+                     .ud = &u, .out = (void **)&u.s};
+    assert_true(dr_oom_check(&c) > 0);
+    /* a folder with snapshots, a log tail after the newest and an item record */
+    u.rm = NULL;
+    u.p.snapshot_every = 25;
+    assert_ok(dr_srv_open(u.m, &u.p, &u.s, &e_));
+    feed(u.s, 0, 60);
+    assert_ok(dr_srv_put_item(u.s, "fresh-9",
+                              "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    feed(u.s, 60, 70);
+    dr_srv_close(u.s);
+    u.s = NULL;
+    c.name = "dr_srv_open (snapshot + log)";
+    assert_true(dr_oom_check(&c) > 0);
+    assert_ok(dr_srv_open(u.m, &u.p, &u.s, &e_));
+    dr_srv_stats ss;
+    dr_srv_get_stats(u.s, &ss);
+    assert_true(ss.recovered_events > 0 && ss.recovered_events < 70);
+    c = (dr_oom_case){.name = "dr_srv_worker_create", .call = srv_worker,
+                      .cleanup = srv_worker_free, .ud = &u, .out = (void **)&u.w};
+    assert_true(dr_oom_check(&c) > 0);
+    u.rp = (dr_routes_params){"sekret", 1, 4096, u.m};
+    c = (dr_oom_case){.name = "dr_routes_create + dr_routes_worker_create", .call = routes_make,
+                      .cleanup = routes_free, .ud = &u};
+    assert_true(dr_oom_check(&c) > 0);
+    dr_srv_close(u.s);
+    dr_model_free((dr_model *)u.m);
+    dr_test_rmrf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events_popular_and_new_items),
@@ -578,6 +664,7 @@ int main(void) {
         cmocka_unit_test(test_concurrent_writers_and_readers),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_put_features_fusion),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

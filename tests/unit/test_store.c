@@ -1,6 +1,7 @@
 /* test_store.c - the SQLite event log: append/scan round trip, persistence across reopen,
  * snapshots and pruning, settings, and a damaged record reported as DR_FORMAT. */
 #include "testutil.h"
+#include "oom.h"
 
 #include <sqlite3.h>
 
@@ -127,11 +128,90 @@ static void test_damaged_record(void **st) {
     dr_test_rmrf(dir);
 }
 
+typedef struct store_oom {
+    const char *dir;
+    int fresh; /* the folder is removed after each open */
+    dr_store *s;
+} store_oom;
+
+static dr_status store_open(void *ud, dr_error *err) {
+    store_oom *u = ud;
+    return dr_store_open(u->dir, 0, &u->s, err);
+}
+
+static void store_close(void *ud) {
+    store_oom *u = ud;
+    dr_store_close(u->s);
+    u->s = NULL;
+    for (const char *const *f = (const char *const[]){"events.db", "events.db-wal", "events.db-shm",
+                                                        NULL};
+         u->fresh && *f; f++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", u->dir, *f);
+        unlink(path);
+    }
+}
+
+/* SQLite's memory comes from dr_malloc too (main installs sql_mem), so its allocations are
+ * counted and failed like the store's own: 8 bytes before each block hold its size. */
+static void *sql_malloc(int n) {
+    int64_t *p = dr_malloc((size_t)n + 8);
+    if (!p) return NULL;
+    p[0] = n;
+    return p + 1;
+}
+
+static void sql_free(void *p) {
+    if (p) dr_free((int64_t *)p - 1);
+}
+
+static void *sql_realloc(void *p, int n) {
+    if (!p) return sql_malloc(n);
+    int64_t *q = dr_realloc((int64_t *)p - 1, (size_t)n + 8);
+    if (!q) return NULL;
+    q[0] = n;
+    return q + 1;
+}
+
+static int sql_size(void *p) { return p ? (int)((int64_t *)p)[-1] : 0; }
+static int sql_roundup(int n) { return (n + 7) & ~7; }
+static int sql_init(void *ud) { (void)ud; return SQLITE_OK; }
+static void sql_shutdown(void *ud) { (void)ud; }
+
+static const sqlite3_mem_methods sql_mem = {sql_malloc, sql_free,     sql_realloc, sql_size,
+                                            sql_roundup, sql_init, sql_shutdown, NULL};
+
+static void test_out_of_memory(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    store_oom u = {.dir = dir, .fresh = 1};
+    dr_oom_case c = {.name = "dr_store_open (new folder, SQLite's allocations included)",
+                     .call = store_open, .cleanup = store_close, .ud = &u, .out = (void **)&u.s,
+                     /* SQLite goes on without a few "benign" allocations (caches) */
+                     .tolerated = 8, .every = 150};
+    assert_true(dr_oom_check(&c) > 0);
+    u.fresh = 0;
+    dr_store *s = NULL;
+    assert_ok(dr_store_open(dir, 0, &s, &e_));
+    dr_store_rec r[2] = {{0, DR_REC_EVENT, "u1", "i1", 100, NULL},
+                         {0, DR_REC_ITEM, NULL, "i9", 101, "{\"title\":\"x\"}"}};
+    assert_ok(dr_store_append(s, r, 2, &e_));
+    dr_store_close(s);
+    c.name = "dr_store_open (a log with records)";
+    assert_true(dr_oom_check(&c) > 0);
+    dr_test_rmrf(dir);
+}
+
 int main(void) {
+    if (sqlite3_config(SQLITE_CONFIG_MALLOC, &sql_mem) != SQLITE_OK ||
+        sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0) != SQLITE_OK || sqlite3_initialize() != SQLITE_OK)
+        fail_msg("cannot route SQLite's memory through dr_malloc");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_scan_reopen),
         cmocka_unit_test(test_snapshots),
         cmocka_unit_test(test_damaged_record),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

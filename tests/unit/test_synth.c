@@ -1,5 +1,6 @@
 /* test_synth.c - the synthetic generator: determinism, counts, planted structure, bad params. */
 #include "testutil.h"
+#include "oom.h"
 
 #include <math.h>
 
@@ -467,6 +468,18 @@ static void test_edges(void **state) {
     dr_dataset_free(ds);
 }
 
+typedef struct synth_oom {
+    const dr_synth_params *p;
+    dr_dataset *ds;
+} synth_oom;
+
+static dr_status synth_call(void *ud, dr_error *err) {
+    synth_oom *u = ud;
+    return dr_synth_generate(u->p, &u->ds, err);
+}
+
+DR_OOM_FREE_FN(synth_free, synth_oom, ds, dr_dataset_free)
+
 /* Out of memory anywhere fails cleanly (no leak, no crash under ASan). */
 static void test_out_of_memory(void **state) {
     (void)state;
@@ -474,23 +487,10 @@ static void test_out_of_memory(void **state) {
     p.n_users = 30;
     p.n_items = 40;
     p.n_events = 300;
-    int failures = 0;
-    for (uint64_t n = 1; n < 400; n++) {
-        dr_dataset *ds = NULL;
-        dr_error e = {0};
-        dr_alloc_fail_after(n);
-        dr_status s = dr_synth_generate(&p, &ds, &e);
-        dr_alloc_fail_after(0);
-        if (s == DR_OK) {
-            assert_non_null(ds);
-            dr_dataset_free(ds);
-            break;
-        }
-        assert_int_equal(s, DR_NOMEM);
-        assert_null(ds);
-        failures++;
-    }
-    assert_true(failures > 10);
+    synth_oom u = {.p = &p};
+    dr_oom_case c = {.name = "dr_synth_generate", .call = synth_call, .cleanup = synth_free,
+                     .ud = &u, .out = (void **)&u.ds};
+    assert_true(dr_oom_check(&c) > 10);
 }
 
 int main(void) {

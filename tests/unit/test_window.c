@@ -3,6 +3,7 @@
  * user statistics against a recomputation from the event list, the changed-item list, no
  * allocation per push, and errors. */
 #include "testutil.h"
+#include "oom.h"
 
 #include <math.h>
 
@@ -148,11 +149,35 @@ static void test_errors(void **st) {
     dr_window_free(NULL);
 }
 
+typedef struct win_oom {
+    dr_window *w;
+    float z[NI * D];
+} win_oom;
+
+static dr_status win_create(void *ud, dr_error *err) {
+    win_oom *u = ud;
+    dr_window_params p = dr_window_default_params();
+    p.capacity = 16;
+    p.user_ring = 3;
+    return dr_window_create(&p, NU, NI, D, u->z, &u->w, err);
+}
+
+DR_OOM_FREE_FN(win_free, win_oom, w, dr_window_free)
+
+static void test_out_of_memory(void **st) {
+    (void)st;
+    static win_oom u;
+    dr_oom_case c = {.name = "dr_window_create", .call = win_create, .cleanup = win_free,
+                     .ud = &u, .out = (void **)&u.w};
+    assert_true(dr_oom_check(&c) > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_count_window),
         cmocka_unit_test(test_time_window),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
