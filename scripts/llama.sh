@@ -30,7 +30,12 @@ rm -rf "$PREFIX" "$WORK"
 mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT INT TERM
 echo "llama: fetching node-llama-cpp@$NLC_VERSION from npm" >&2
-(cd "$WORK" && npm pack --silent "node-llama-cpp@$NLC_VERSION" >/dev/null)
+(cd "$WORK" && npm pack --loglevel=error "node-llama-cpp@$NLC_VERSION" >/dev/null) || {
+    echo "llama: 'npm pack node-llama-cpp@$NLC_VERSION' failed (npm's message is above): npm must" >&2
+    echo "llama: reach its registry (proxy or certificate settings: npm config get registry)," >&2
+    echo "llama: or point LLAMA_DIR at an installed llama.cpp" >&2
+    exit 1
+}
 tar -xzf "$WORK/node-llama-cpp-$NLC_VERSION.tgz" -C "$WORK" package/llama/gitRelease.bundle
 git clone -q "$WORK/package/llama/gitRelease.bundle" "$WORK/src" 2>/dev/null
 JOBS=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
