@@ -19,6 +19,8 @@ int cli_parse_double(const char *s, double *out);
 void cli_json_str(FILE *f, const char *s);
 void cli_progress_cb(void *ud, const char *stage, size_t done, size_t total);
 void cli_log_cb(void *ud, int level, const char *msg);
+/* Seconds on the monotonic clock (differences time a step). */
+double cli_now(void);
 void cli_fmt_time(char *buf, size_t cap, int64_t t, double scale);
 
 typedef struct cli_opts {
@@ -38,22 +40,36 @@ typedef struct cli_model_opts {
     const char *model; /* a name (pop, itemknn, sasrec, mf) or a .drm file */
 } cli_model_opts;
 
+/* Whether a is --help or -h. */
+int cli_is_help(const char *a);
 /* Returns the value of option `name` at the cursor (advancing), or NULL; sets *err on a
  * missing value. */
 const char *cli_opt_value(cli_opts *o, const char *name, int *err);
+/* No dataset yet, the library's default load parameters. */
+cli_load_opts cli_load_defaults(void);
 /* Shared dataset options; returns 1 when consumed, 0 when not, -1 on error. */
 int cli_load_opt(cli_opts *o, cli_load_opts *l);
+/* Rows the load skipped, all reasons together. */
+size_t cli_n_skipped(const dr_load_report *r);
+/* The load report on stderr when rows were skipped. */
 void cli_print_report(const dr_dataset *ds);
 int cli_load(cli_load_opts *l, dr_dataset **ds);
 
 extern const char *const cli_model_opts_help;
 /* Shared model options; returns 1 when consumed, 0 when not, -1 on error. */
 int cli_model_opt(cli_opts *o, cli_model_opts *m);
+/* The model options, else the dataset options; returns 1 when consumed, 0 when not, -1 on
+ * error. */
+int cli_model_load_opt(cli_opts *o, cli_model_opts *m, cli_load_opts *l);
 int cli_is_checkpoint_path(const char *model);
 void cli_epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double seconds);
 /* Fits mo->model on ds under split sp, or loads the checkpoint mo->model and checks it
  * against ds (when given). */
 int cli_get_model(dr_dataset *ds, const dr_split *sp, cli_model_opts *mo, dr_model **out);
+/* Creates the split of kind on ds into *sp, then cli_get_model into *m; prints the error and
+ * returns non-zero on failure (*sp and *m stay for the caller to free). */
+int cli_split_model(dr_dataset *ds, dr_split_kind kind, cli_model_opts *mo, dr_split **sp,
+                    dr_model **m);
 /* Without --modalities, fuse the modalities named by --features (buf keeps the list). */
 void cli_default_modalities(const cli_load_opts *l, cli_model_opts *mo, char *buf, size_t cap);
 

@@ -88,7 +88,7 @@ int cli_cmd_data_synth(int argc, char **argv) {
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(synth_help, stdout);
             return 0;
         }
@@ -132,13 +132,22 @@ static const char *stats_help =
     "  --delimiter C, --header yes|no, --cols U,I[,T[,W]], --meta PATH, --strict\n"
     "Prints users, items, interactions, time span and the P-STREAM T0.\n";
 
+/* Modality m's name and dimension, and for how many of the n items it is present. */
+static size_t modality_present(const dr_dataset *ds, int m, uint32_t n, const char **name,
+                               uint32_t *dim) {
+    const uint8_t *present;
+    dr_dataset_modality(ds, m, name, dim, NULL, &present);
+    size_t np = 0;
+    for (uint32_t i = 0; i < n; i++) np += present[i];
+    return np;
+}
+
 int cli_cmd_data_stats(int argc, char **argv) {
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     int json = 0;
     cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
-        if (!strcmp(argv[o.i], "--help") || !strcmp(argv[o.i], "-h")) {
+        if (cli_is_help(argv[o.i])) {
             fputs(stats_help, stdout);
             return 0;
         }
@@ -148,15 +157,10 @@ int cli_cmd_data_stats(int argc, char **argv) {
         if (r == 0) return cli_usage_error("data stats: unknown option '%s'", argv[o.i]);
     }
     dr_dataset *ds = NULL;
-    double t = 0;
-    {
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC, &a);
-        int rc = cli_load(&l, &ds);
-        if (rc) return rc;
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        t = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
-    }
+    double start = cli_now();
+    int rc = cli_load(&l, &ds);
+    if (rc) return rc;
+    double t = cli_now() - start;
     dr_dataset_stats st;
     dr_status s = dr_dataset_get_stats(ds, &st);
     if (s != DR_OK) {
@@ -168,8 +172,7 @@ int cli_cmd_data_stats(int argc, char **argv) {
     cli_fmt_time(tmax, sizeof tmax, st.t_max, st.has_time ? st.time_scale : 0);
     cli_fmt_time(t0, sizeof t0, st.t0, st.has_time ? st.time_scale : 0);
     const dr_load_report *r = dr_dataset_report(ds);
-    size_t skipped = 0;
-    for (int k = 0; k < DR_SKIP_COUNT; k++) skipped += r->skipped[k];
+    size_t skipped = cli_n_skipped(r);
     if (json) {
         printf("{\"dataset\":");
         cli_json_str(stdout, dr_dataset_name(ds));
@@ -186,10 +189,7 @@ int cli_cmd_data_stats(int argc, char **argv) {
         for (int m = 0; m < st.n_modalities; m++) {
             const char *name;
             uint32_t dim;
-            const uint8_t *present;
-            dr_dataset_modality(ds, m, &name, &dim, NULL, &present);
-            size_t np = 0;
-            for (uint32_t i = 0; i < st.n_items; i++) np += present[i];
+            size_t np = modality_present(ds, m, st.n_items, &name, &dim);
             printf("%s{\"name\":", m ? "," : "");
             cli_json_str(stdout, name);
             printf(",\"dim\":%u,\"present\":%zu}", dim, np);
@@ -217,10 +217,7 @@ int cli_cmd_data_stats(int argc, char **argv) {
         for (int m = 0; m < st.n_modalities; m++) {
             const char *name;
             uint32_t dim;
-            const uint8_t *present;
-            dr_dataset_modality(ds, m, &name, &dim, NULL, &present);
-            size_t np = 0;
-            for (uint32_t i = 0; i < st.n_items; i++) np += present[i];
+            size_t np = modality_present(ds, m, st.n_items, &name, &dim);
             printf("modality       %s: %u dims, present for %zu of %u items\n", name, dim, np,
                    st.n_items);
         }

@@ -18,6 +18,18 @@ static const char *demo_help =
     "  trains BPR-MF and SASRec, saves and reloads their checkpoints, evaluates them,\n"
     "  recommends from a checkpoint alone and prints a summary.\n";
 
+/* Options of a short schedule (the demo runs in about a minute): at most `epochs` epochs,
+ * validated every `eval_every`, patience 2, the 50 most recent items, 32 dimensions. */
+static cli_model_opts short_schedule(const char *model, uint32_t epochs, uint32_t eval_every) {
+    cli_model_opts mo = {dr_model_default_params(), model};
+    mo.p.epochs = epochs;
+    mo.p.eval_every = eval_every;
+    mo.p.patience = 2;
+    mo.p.max_len = 50;
+    mo.p.dim = 32;
+    return mo;
+}
+
 int cli_cmd_demo(int argc, char **argv) {
     const char *out = "build/demo-data";
     uint64_t seed = 7;
@@ -25,7 +37,7 @@ int cli_cmd_demo(int argc, char **argv) {
     for (o.i = 0; o.i < argc; o.i++) {
         const char *v;
         int err = 0;
-        if (!strcmp(argv[o.i], "--help") || !strcmp(argv[o.i], "-h")) {
+        if (cli_is_help(argv[o.i])) {
             fputs(demo_help, stdout);
             return 0;
         }
@@ -51,8 +63,7 @@ int cli_cmd_demo(int argc, char **argv) {
     printf("   written to %s\n", out);
 
     printf("== 2. load it back and describe it\n");
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     l.data = out;
     int rc = cli_load(&l, &ds);
     if (rc) return rc;
@@ -78,18 +89,12 @@ int cli_cmd_demo(int argc, char **argv) {
     for (int k = 2; k < N_MODELS; k++) {
         dr_split *spl = NULL;
         dr_model *m = NULL;
-        cli_model_opts mo = {dr_model_default_params(), models[k]};
-        mo.p.epochs = k == 3 ? 30 : 60; /* a short schedule: the demo runs in about a minute */
-        mo.p.eval_every = k == 3 ? 3 : 5;
-        mo.p.patience = 2;
-        mo.p.max_len = 50;
-        mo.p.dim = 32;
+        cli_model_opts mo = short_schedule(models[k], k == 3 ? 30 : 60, k == 3 ? 3 : 5);
         mo.p.on_epoch = cli_epoch_cb;
         snprintf(ckpt[k], sizeof ckpt[k], "%s/../demo-%s.drm", out, models[k]);
         printf("   training %s ...\n", models[k]);
         fflush(stdout);
-        s = dr_split_create(ds, DR_SPLIT_LOO, &spl, &e);
-        if (s == DR_OK && (rc = cli_get_model(ds, spl, &mo, &m)) == 0)
+        if ((rc = cli_split_model(ds, DR_SPLIT_LOO, &mo, &spl, &m)) == 0)
             s = dr_model_save(m, ds, spl, ckpt[k], &e);
         dr_model_free(m);
         dr_split_free(spl);
@@ -108,17 +113,11 @@ int cli_cmd_demo(int argc, char **argv) {
     {
         dr_split *spl = NULL;
         dr_model *m = NULL;
-        cli_model_opts mo = {dr_model_default_params(), "sasrec"}; /* step 4's schedule */
-        mo.p.epochs = 30;
-        mo.p.eval_every = 3;
-        mo.p.patience = 2;
-        mo.p.max_len = 50;
-        mo.p.dim = 32;
+        cli_model_opts mo = short_schedule("sasrec", 30, 3); /* step 4's schedule */
         mo.p.modalities = "all";
         mo.p.on_epoch = NULL;
         dr_modal_params mp = dr_modal_default_params();
-        s = dr_split_create(ds, DR_SPLIT_LOO, &spl, &e);
-        if (s == DR_OK && (rc = cli_get_model(ds, spl, &mo, &m)) == 0) {
+        if ((rc = cli_split_model(ds, DR_SPLIT_LOO, &mo, &spl, &m)) == 0) {
             s = dr_eval_modal(ds, spl, m, &mp, &fused[0], &e);
             if (s == DR_OK) s = dr_modal_parse_drop("visual=1", &mp, &e);
             if (s == DR_OK) s = dr_eval_modal(ds, spl, m, &mp, &fused[1], &e);
@@ -164,8 +163,7 @@ int cli_cmd_demo(int argc, char **argv) {
         dr_stream_options so = dr_stream_default_options();
         so.progress = cli_progress_cb;
         openblas_set_num_threads(1);
-        s = dr_split_create(ds, DR_SPLIT_T0, &spl, &e);
-        if (s == DR_OK && (rc = cli_get_model(ds, spl, &mo, &m)) == 0)
+        if ((rc = cli_split_model(ds, DR_SPLIT_T0, &mo, &spl, &m)) == 0)
             s = dr_eval_stream(ds, m, &so, &sr, &e);
         dr_model_free(m);
         dr_split_free(spl);

@@ -22,9 +22,7 @@ int cli_run_eval(dr_dataset *ds, dr_split_kind kind, cli_model_opts *mo, int whi
     dr_error e = {0};
     dr_split *sp = NULL;
     dr_model *m = NULL;
-    dr_status s = dr_split_create(ds, kind, &sp, &e);
-    if (s != DR_OK) return cli_die(s, &e);
-    int rc = cli_get_model(ds, sp, mo, &m);
+    int rc = cli_split_model(ds, kind, mo, &sp, &m);
     if (rc) {
         dr_split_free(sp);
         return rc;
@@ -33,7 +31,7 @@ int cli_run_eval(dr_dataset *ds, dr_split_kind kind, cli_model_opts *mo, int whi
     ep.threads = mo->p.threads;
     ep.which = which;
     ep.progress = cli_progress_cb;
-    s = dr_eval_split(ds, sp, m, &ep, res, &e);
+    dr_status s = dr_eval_split(ds, sp, m, &ep, res, &e);
     dr_model_free(m);
     dr_split_free(sp);
     return s == DR_OK ? 0 : cli_die(s, &e);
@@ -65,8 +63,7 @@ int cli_cmd_eval(int argc, char **argv) {
             if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], own[j].name)) ||
                 (!strncmp(argv[k], "--protocol=", 11) && !strcmp(argv[k] + 11, own[j].name)))
                 return own[j].run(argc, argv);
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
     const char *protocol = NULL;
     int json = 0, which = 0;
@@ -74,7 +71,7 @@ int cli_cmd_eval(int argc, char **argv) {
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(eval_help_head, stdout);
             fputs(cli_model_opts_help, stdout);
             return 0;
@@ -83,9 +80,7 @@ int cli_cmd_eval(int argc, char **argv) {
         if (!strcmp(a, "--valid")) { which = 1; continue; }
         if ((v = cli_opt_value(&o, "--protocol", &err))) { protocol = v; continue; }
         if (err) return err;
-        if ((r = cli_model_opt(&o, &mo)) < 0) return 2;
-        if (r) continue;
-        if ((r = cli_load_opt(&o, &l)) < 0) return 2;
+        if ((r = cli_model_load_opt(&o, &mo, &l)) < 0) return 2;
         if (r == 0) return cli_usage_error("eval: unknown option '%s'", a);
     }
     if (!protocol) return cli_usage_error("eval: --protocol is required (loo, stream, given)");

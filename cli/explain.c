@@ -103,8 +103,7 @@ static const char *explain_help =
     "  flagged. --data adds modality facts (same item catalogue as the model).\n";
 
 int cli_cmd_explain(int argc, char **argv) {
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     cli_explain_opts xo = {dr_explain_default_params()};
     const char *model = NULL, *user = NULL, *item = NULL;
     int json = 0;
@@ -112,7 +111,7 @@ int cli_cmd_explain(int argc, char **argv) {
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(explain_help, stdout);
             fputs(cli_explain_opts_help, stdout);
             return 0;
@@ -197,8 +196,7 @@ static const char *eval_explain_help =
     "  deletion faithfulness, and the time per step (medians).\n";
 
 int cli_cmd_eval_explain(int argc, char **argv) {
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     cli_explain_opts xo = {dr_explain_default_params()};
     dr_explain_eval_params ep = dr_explain_eval_default_params();
     const char *model = NULL;
@@ -208,7 +206,7 @@ int cli_cmd_eval_explain(int argc, char **argv) {
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(eval_explain_help, stdout);
             fputs(cli_explain_opts_help, stdout);
             return 0;

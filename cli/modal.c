@@ -79,8 +79,7 @@ static void print_sweep(const dr_dataset *ds, const char *model, const dr_modal_
 }
 
 int cli_cmd_eval_modal(int argc, char **argv) {
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
     dr_modal_params mp = dr_modal_default_params();
     const char *drop = NULL, *impute = "gate";
@@ -90,7 +89,7 @@ int cli_cmd_eval_modal(int argc, char **argv) {
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(modal_help, stdout);
             fputs(cli_model_opts_help, stdout);
             return 0;
@@ -101,9 +100,7 @@ int cli_cmd_eval_modal(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--protocol", &err))) continue;
         if ((v = cli_opt_value(&o, "--drop", &err))) { drop = v; continue; }
         if (err) return err;
-        if ((r = cli_model_opt(&o, &mo)) < 0) return 2;
-        if (r) continue;
-        if ((r = cli_load_opt(&o, &l)) < 0) return 2;
+        if ((r = cli_model_load_opt(&o, &mo, &l)) < 0) return 2;
         if (r == 0) return cli_usage_error("eval: unknown option '%s'", a);
     }
     if (!mo.model) return cli_usage_error("eval: --model is required (mf or a checkpoint)");
@@ -127,13 +124,10 @@ int cli_cmd_eval_modal(int argc, char **argv) {
     dr_eval_result res;
     dr_dataset_stats stats;
     dr_dataset_get_stats(ds, &stats); /* the source's split when it has one, else P-LOO's */
-    dr_status s = dr_split_create(ds, stats.has_given_split ? DR_SPLIT_GIVEN : DR_SPLIT_LOO,
-                                  &sp, &e);
-    if (s != DR_OK) {
-        rc = cli_die(s, &e);
+    dr_status s;
+    if ((rc = cli_split_model(ds, stats.has_given_split ? DR_SPLIT_GIVEN : DR_SPLIT_LOO, &mo, &sp,
+                              &m)))
         goto done;
-    }
-    if ((rc = cli_get_model(ds, sp, &mo, &m))) goto done;
     if (sweep) {
         if (!(sw = calloc(1, sizeof *sw))) {
             rc = cli_die(DR_NOMEM, NULL);

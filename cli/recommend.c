@@ -78,8 +78,7 @@ done:
 }
 
 int cli_cmd_recommend(int argc, char **argv) {
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
     const char *user = NULL;
     uint64_t k = 10;
@@ -89,7 +88,7 @@ int cli_cmd_recommend(int argc, char **argv) {
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(recommend_help, stdout);
             return 0;
         }
@@ -103,9 +102,7 @@ int cli_cmd_recommend(int argc, char **argv) {
             continue;
         }
         if (err) return err;
-        if ((r = cli_model_opt(&o, &mo)) < 0) return 2;
-        if (r) continue;
-        if ((r = cli_load_opt(&o, &l)) < 0) return 2;
+        if ((r = cli_model_load_opt(&o, &mo, &l)) < 0) return 2;
         if (r == 0) return cli_usage_error("recommend: unknown option '%s'", a);
     }
     if (!mo.model || !user) return cli_usage_error("recommend: --model and --user are required");

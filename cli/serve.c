@@ -77,7 +77,7 @@ int cli_cmd_serve(int argc, char **argv) {
         int err = 0;
         uint64_t n;
         double x;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(serve_help, stdout);
             return 0;
         }

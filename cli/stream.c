@@ -32,8 +32,7 @@ static const char *stream_help =
     "  --adapter-negatives N  --adapter-batch N  --adapter-lr X  --adapter-kl X\n";
 
 int cli_cmd_eval_stream(int argc, char **argv) {
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
     dr_stream_options so = dr_stream_default_options();
     int json = 0, retrain = 0;
@@ -44,7 +43,7 @@ int cli_cmd_eval_stream(int argc, char **argv) {
         int err = 0, r;
         uint64_t u;
         double d;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(stream_help, stdout);
             fputs(cli_model_opts_help, stdout);
             return 0;
@@ -81,9 +80,7 @@ int cli_cmd_eval_stream(int argc, char **argv) {
             }
         if (err) return err;
         if (hit) continue;
-        if ((r = cli_model_opt(&o, &mo)) < 0) return 2;
-        if (r) continue;
-        if ((r = cli_load_opt(&o, &l)) < 0) return 2;
+        if ((r = cli_model_load_opt(&o, &mo, &l)) < 0) return 2;
         if (r == 0) return cli_usage_error("eval: unknown option '%s'", a);
     }
     if (!mo.model) return cli_usage_error("eval: --model is required (sasrec, mf or a file)");
@@ -96,13 +93,9 @@ int cli_cmd_eval_stream(int argc, char **argv) {
     dr_model *m = NULL;
     dr_stream_result res;
     dr_dataset_stats st;
-    dr_status s = dr_split_create(ds, DR_SPLIT_T0, &sp, &e);
-    if (s != DR_OK) {
-        rc = cli_die(s, &e);
-        goto done;
-    }
+    dr_status s;
     dr_dataset_get_stats(ds, &st);
-    if ((rc = cli_get_model(ds, sp, &mo, &m))) goto done;
+    if ((rc = cli_split_model(ds, DR_SPLIT_T0, &mo, &sp, &m))) goto done;
     if (cli_is_checkpoint_path(mo.model)) { /* the base must not have seen the replay */
         const char *split = dr_model_meta(m, "split"), *t0 = dr_model_meta(m, "T0");
         char want[32];

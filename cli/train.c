@@ -4,7 +4,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
@@ -16,15 +15,14 @@ static const char *train_help_head =
     "  --out FILE           checkpoint to write (.drm, docs/FORMATS.md)\n";
 
 int cli_cmd_train(int argc, char **argv) {
-    cli_load_opts l = {0};
-    l.p = dr_load_default_params();
+    cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
     const char *out = NULL, *protocol = "loo";
     cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(train_help_head, stdout);
             fputs(cli_model_opts_help, stdout);
             return 0;
@@ -32,9 +30,7 @@ int cli_cmd_train(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--out", &err))) { out = v; continue; }
         if ((v = cli_opt_value(&o, "--protocol", &err))) { protocol = v; continue; }
         if (err) return err;
-        if ((r = cli_model_opt(&o, &mo)) < 0) return 2;
-        if (r) continue;
-        if ((r = cli_load_opt(&o, &l)) < 0) return 2;
+        if ((r = cli_model_load_opt(&o, &mo, &l)) < 0) return 2;
         if (r == 0) return cli_usage_error("train: unknown option '%s'", a);
     }
     if (!mo.model || !out) return cli_usage_error("train: --model and --out are required");
@@ -53,17 +49,14 @@ int cli_cmd_train(int argc, char **argv) {
     dr_error e = {0};
     dr_split *sp = NULL;
     dr_model *m = NULL;
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    dr_status s = dr_split_create(ds, kind, &sp, &e);
-    if (s != DR_OK) rc = cli_die(s, &e);
-    if (!rc) rc = cli_get_model(ds, sp, &mo, &m);
-    clock_gettime(CLOCK_MONOTONIC, &b);
+    double t0 = cli_now();
+    rc = cli_split_model(ds, kind, &mo, &sp, &m);
+    double t = cli_now() - t0;
+    dr_status s;
     if (!rc && (s = dr_model_save(m, ds, sp, out, &e)) != DR_OK) rc = cli_die(s, &e);
     if (!rc)
         fprintf(stderr, "train: %s on %s (%s) in %.1f s -> %s\n", mo.model, dr_dataset_name(ds),
-                protocol, (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec),
-                out);
+                protocol, t, out);
     dr_model_free(m);
     dr_split_free(sp);
     dr_dataset_free(ds);

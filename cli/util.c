@@ -81,6 +81,12 @@ void cli_log_cb(void *ud, int level, const char *msg) {
     fprintf(stderr, "%s: %s\n", level == DR_LOG_ERROR ? "error" : level == DR_LOG_WARN ? "warning" : "info", msg);
 }
 
+double cli_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 void cli_fmt_time(char *buf, size_t cap, int64_t t, double scale) {
     if (scale <= 0) {
         snprintf(buf, cap, "%lld", (long long)t);
@@ -94,7 +100,7 @@ void cli_fmt_time(char *buf, size_t cap, int64_t t, double scale) {
 
 /* ------------------------------------------------------------------ options */
 
-
+int cli_is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
 /* Returns the value of option `name` at the cursor (advancing), or NULL. */
 const char *cli_opt_value(cli_opts *o, const char *name, int *err) {
@@ -111,6 +117,12 @@ const char *cli_opt_value(cli_opts *o, const char *name, int *err) {
 }
 
 
+
+cli_load_opts cli_load_defaults(void) {
+    cli_load_opts l = {0};
+    l.p = dr_load_default_params();
+    return l;
+}
 
 /* Shared dataset options; returns 1 when consumed, 0 when not, -1 on error. */
 int cli_load_opt(cli_opts *o, cli_load_opts *l) {
@@ -163,10 +175,15 @@ int cli_load_opt(cli_opts *o, cli_load_opts *l) {
     return err ? -1 : 0;
 }
 
-void cli_print_report(const dr_dataset *ds) {
-    const dr_load_report *r = dr_dataset_report(ds);
+size_t cli_n_skipped(const dr_load_report *r) {
     size_t skipped = 0;
     for (int k = 0; k < DR_SKIP_COUNT; k++) skipped += r->skipped[k];
+    return skipped;
+}
+
+void cli_print_report(const dr_dataset *ds) {
+    const dr_load_report *r = dr_dataset_report(ds);
+    size_t skipped = cli_n_skipped(r);
     if (!skipped) return;
     fprintf(stderr, "load: %zu rows read, %zu accepted, %zu skipped:", r->rows_read, r->rows_ok,
             skipped);
@@ -206,8 +223,6 @@ int cli_load(cli_load_opts *l, dr_dataset **ds) {
 }
 
 /* ------------------------------------------------------------------ model options */
-
-
 
 const char *const cli_model_opts_help =
     "  --model NAME|FILE    pop | itemknn | sasrec | mf, or a checkpoint written by train\n"
@@ -305,6 +320,11 @@ int cli_model_opt(cli_opts *o, cli_model_opts *m) {
     return err ? -1 : 0;
 }
 
+int cli_model_load_opt(cli_opts *o, cli_model_opts *m, cli_load_opts *l) {
+    int r = cli_model_opt(o, m);
+    return r ? r : cli_load_opt(o, l);
+}
+
 int cli_is_checkpoint_path(const char *model) {
     size_t n = strlen(model);
     return strchr(model, '/') || (n > 4 && strcmp(model + n - 4, ".drm") == 0);
@@ -354,3 +374,10 @@ int cli_get_model(dr_dataset *ds, const dr_split *sp, cli_model_opts *mo, dr_mod
     return s == DR_OK ? 0 : cli_die(s, &e);
 }
 
+int cli_split_model(dr_dataset *ds, dr_split_kind kind, cli_model_opts *mo, dr_split **sp,
+                    dr_model **m) {
+    dr_error e = {0};
+    dr_status s = dr_split_create(ds, kind, sp, &e);
+    if (s != DR_OK) return cli_die(s, &e);
+    return cli_get_model(ds, *sp, mo, m);
+}
