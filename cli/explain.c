@@ -2,7 +2,7 @@
  * explain.c - `dynrec explain`, `dynrec eval --protocol explain` (P-EXPLAIN) and the
  * explanation options `dynrec recommend --explain` shares.
  *
- * DESIGN: one option parser (explain_opt) fills dr_explain_params for all three commands; the
+ * DESIGN: one option parser (cli_explain_opt) fills dr_explain_params for all three commands; the
  * library does the work (dr_explain, dr_eval_explain) and this file only prints.
  */
 #include <stdio.h>
@@ -11,7 +11,7 @@
 
 #include "cli.h"
 
-const char *const explain_opts_help =
+const char *const cli_explain_opts_help =
     "  --llm FILE.gguf      generate with llama.cpp and this GGUF model (default: template)\n"
     "  --llm-url URL        generate through an OpenAI-compatible endpoint (llama-server,\n"
     "                       Ollama, vLLM); /v1/chat/completions is appended\n"
@@ -24,7 +24,7 @@ const char *const explain_opts_help =
     "  --http-grammar       http: send the evidence grammar too (llama-server's \"grammar\")\n"
     "  --soft-tokens        llama, experimental: user and item latents as two embeddings\n";
 
-int explain_opt(opts *o, explain_opts *x) {
+int cli_explain_opt(cli_opts *o, cli_explain_opts *x) {
     int err = 0;
     const char *v, *a = o->argv[o->i];
     uint64_t u;
@@ -32,43 +32,43 @@ int explain_opt(opts *o, explain_opts *x) {
     if (!strcmp(a, "--no-grammar")) { x->p.grammar = 0; return 1; }
     if (!strcmp(a, "--http-grammar")) { x->p.http_grammar = 1; return 1; }
     if (!strcmp(a, "--soft-tokens")) { x->p.soft_tokens = 1; return 1; }
-    if ((v = opt_value(o, "--llm-url", &err))) { x->p.llm_url = v; x->p.generator = "http"; return 1; }
-    if ((v = opt_value(o, "--llm-name", &err))) { x->p.llm_name = v; return 1; }
-    if ((v = opt_value(o, "--llm-key-env", &err))) {
-        if (!(x->p.llm_key = getenv(v))) { usage_error("--llm-key-env: %s is not set", v); return -1; }
+    if ((v = cli_opt_value(o, "--llm-url", &err))) { x->p.llm_url = v; x->p.generator = "http"; return 1; }
+    if ((v = cli_opt_value(o, "--llm-name", &err))) { x->p.llm_name = v; return 1; }
+    if ((v = cli_opt_value(o, "--llm-key-env", &err))) {
+        if (!(x->p.llm_key = getenv(v))) { cli_usage_error("--llm-key-env: %s is not set", v); return -1; }
         return 1;
     }
-    if ((v = opt_value(o, "--llm", &err))) { x->p.llm_model = v; x->p.generator = "llama"; return 1; }
+    if ((v = cli_opt_value(o, "--llm", &err))) { x->p.llm_model = v; x->p.generator = "llama"; return 1; }
     struct { const char *name; uint32_t *at; uint64_t max; } n[] = {
         {"--max-tokens", &x->p.max_tokens, 1024}, {"--ctx", &x->p.n_ctx, 131072},
         {"--timeout-ms", &x->p.timeout_ms, 600000}, {"--retries", &x->p.retries, 10}};
     for (size_t k = 0; k < sizeof n / sizeof n[0] && !err; k++) {
-        if (!(v = opt_value(o, n[k].name, &err))) continue;
-        if (parse_u64(v, &u) || u > n[k].max) { usage_error("bad %s '%s'", n[k].name, v); return -1; }
+        if (!(v = cli_opt_value(o, n[k].name, &err))) continue;
+        if (cli_parse_u64(v, &u) || u > n[k].max) { cli_usage_error("bad %s '%s'", n[k].name, v); return -1; }
         *n[k].at = (uint32_t)u;
         return 1;
     }
-    if (!err && (v = opt_value(o, "--llm-threads", &err))) {
-        if (parse_u64(v, &u) || u == 0 || u > 256) { usage_error("bad --llm-threads '%s'", v); return -1; }
+    if (!err && (v = cli_opt_value(o, "--llm-threads", &err))) {
+        if (cli_parse_u64(v, &u) || u == 0 || u > 256) { cli_usage_error("bad --llm-threads '%s'", v); return -1; }
         x->p.threads = (int)u;
         return 1;
     }
-    if (!err && (v = opt_value(o, "--temperature", &err))) {
-        if (parse_double(v, &d) || d < 0 || d > 5) { usage_error("bad --temperature '%s'", v); return -1; }
+    if (!err && (v = cli_opt_value(o, "--temperature", &err))) {
+        if (cli_parse_double(v, &d) || d < 0 || d > 5) { cli_usage_error("bad --temperature '%s'", v); return -1; }
         x->p.temperature = (float)d;
         return 1;
     }
     return err ? -1 : 0;
 }
 
-int explain_open(const dr_model *m, explain_opts *x, dr_explainer **ex, dr_explain_session **s) {
+int cli_explain_open(const dr_model *m, cli_explain_opts *x, dr_explainer **ex, dr_explain_session **s) {
     dr_error e = {0};
     dr_status st = dr_explainer_create(m, &x->p, ex, &e);
     if (st == DR_OK && s) st = dr_explain_session_create(*ex, s, &e);
     if (st != DR_OK) {
         dr_explainer_free(*ex);
         *ex = NULL;
-        return die(st, &e);
+        return cli_die(st, &e);
     }
     return 0;
 }
@@ -76,18 +76,18 @@ int explain_open(const dr_model *m, explain_opts *x, dr_explainer **ex, dr_expla
 /* The dataset (when --data was given), the checkpoint and an explainer over them, plus a
  * session when s is not NULL; on failure what was opened stays in the out-parameters for the
  * caller's cleanup. */
-static int explain_setup(load_opts *l, const char *model, explain_opts *xo, dr_dataset **ds,
-                         dr_model **m, dr_explainer **x, dr_explain_session **s) {
+static int explain_setup(cli_load_opts *l, const char *model, cli_explain_opts *xo,
+                         dr_dataset **ds, dr_model **m, dr_explainer **x, dr_explain_session **s) {
     dr_error e = {0};
-    int rc = l->data ? load(l, ds) : 0;
+    int rc = l->data ? cli_load(l, ds) : 0;
     if (rc) return rc;
     dr_status st = dr_model_load(model, m, &e);
-    if (st != DR_OK) return die(st, &e);
+    if (st != DR_OK) return cli_die(st, &e);
     xo->p.data = *ds;
-    return explain_open(*m, xo, x, s);
+    return cli_explain_open(*m, xo, x, s);
 }
 
-void explain_print(FILE *f, const dr_explainer *x, const dr_explanation *e, const char *indent) {
+void cli_explain_print(FILE *f, const dr_explainer *x, const dr_explanation *e, const char *indent) {
     fprintf(f, "%s%s\n", indent, e->text);
     if (e->fallback) fprintf(f, "%s(%s fell back to the template: %s)\n", indent, e->generator, e->reason);
     else if (e->verified && strcmp(e->generator, "template"))
@@ -102,32 +102,31 @@ static const char *explain_help =
     "  title, attribute and user it names in the evidence; otherwise the template text is shown,\n"
     "  flagged. --data adds modality facts (same item catalogue as the model).\n";
 
-int cmd_explain(int argc, char **argv) {
-    load_opts l = {0};
-    l.p = dr_load_default_params();
-    explain_opts xo = {dr_explain_default_params()};
+int cli_cmd_explain(int argc, char **argv) {
+    cli_load_opts l = cli_load_defaults();
+    cli_explain_opts xo = {dr_explain_default_params()};
     const char *model = NULL, *user = NULL, *item = NULL;
     int json = 0;
-    opts o = {argc, argv, 0};
+    cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(explain_help, stdout);
-            fputs(explain_opts_help, stdout);
+            fputs(cli_explain_opts_help, stdout);
             return 0;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
-        if ((v = opt_value(&o, "--model", &err))) { model = v; continue; }
-        if ((v = opt_value(&o, "--user", &err))) { user = v; continue; }
-        if ((v = opt_value(&o, "--item", &err))) { item = v; continue; }
+        if ((v = cli_opt_value(&o, "--model", &err))) { model = v; continue; }
+        if ((v = cli_opt_value(&o, "--user", &err))) { user = v; continue; }
+        if ((v = cli_opt_value(&o, "--item", &err))) { item = v; continue; }
         if (err) return err;
-        if ((r = explain_opt(&o, &xo)) < 0) return 2;
+        if ((r = cli_explain_opt(&o, &xo)) < 0) return 2;
         if (r) continue;
-        if ((r = load_opt(&o, &l)) < 0) return 2;
-        if (r == 0) return usage_error("explain: unknown option '%s'", a);
+        if ((r = cli_load_opt(&o, &l)) < 0) return 2;
+        if (r == 0) return cli_usage_error("explain: unknown option '%s'", a);
     }
-    if (!model || !user || !item) return usage_error("explain: --model, --user and --item are required");
+    if (!model || !user || !item) return cli_usage_error("explain: --model, --user and --item are required");
     dr_dataset *ds = NULL;
     dr_model *m = NULL;
     dr_explainer *x = NULL;
@@ -151,21 +150,21 @@ int cmd_explain(int argc, char **argv) {
         goto done;
     }
     if (!(ex = malloc(sizeof *ex))) {
-        rc = die(DR_NOMEM, NULL);
+        rc = cli_die(DR_NOMEM, NULL);
         goto done;
     }
     if ((st = dr_explain(s, u, it, ex, &e)) != DR_OK) {
-        rc = die(st, &e);
+        rc = cli_die(st, &e);
         goto done;
     }
     if (json) {
         static char buf[1 << 16];
-        if (dr_explanation_json(x, ex, buf, sizeof buf) < 0) rc = die(DR_LIMIT, NULL);
+        if (dr_explanation_json(x, ex, buf, sizeof buf) < 0) rc = cli_die(DR_LIMIT, NULL);
         else puts(buf);
     } else {
         printf("user %s, item %s \"%s\" (%s)\n", dr_model_user_id(m, u), dr_model_item_id(m, it),
                dr_model_item_title(m, it), dr_model_name(m));
-        explain_print(stdout, x, ex, "  ");
+        cli_explain_print(stdout, x, ex, "  ");
         static char prompt[8192];
         size_t prefix = 0;
         if (dr_explain_prompt(x, &ex->evidence, prompt, sizeof prompt, &prefix, NULL) == DR_OK) {
@@ -196,48 +195,47 @@ static const char *eval_explain_help =
     "  precision, hallucination rate before and after the verifier, evidence validity,\n"
     "  deletion faithfulness, and the time per step (medians).\n";
 
-int cmd_eval_explain(int argc, char **argv) {
-    load_opts l = {0};
-    l.p = dr_load_default_params();
-    explain_opts xo = {dr_explain_default_params()};
+int cli_cmd_eval_explain(int argc, char **argv) {
+    cli_load_opts l = cli_load_defaults();
+    cli_explain_opts xo = {dr_explain_default_params()};
     dr_explain_eval_params ep = dr_explain_eval_default_params();
     const char *model = NULL;
     int json = 0;
     uint64_t u;
-    opts o = {argc, argv, 0};
+    cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(eval_explain_help, stdout);
-            fputs(explain_opts_help, stdout);
+            fputs(cli_explain_opts_help, stdout);
             return 0;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
-        if ((v = opt_value(&o, "--protocol", &err))) continue;
-        if ((v = opt_value(&o, "--model", &err))) { model = v; continue; }
-        if ((v = opt_value(&o, "--n", &err))) {
-            if (parse_u64(v, &u) || u == 0 || u > 1000000) return usage_error("bad --n '%s'", v);
+        if ((v = cli_opt_value(&o, "--protocol", &err))) continue;
+        if ((v = cli_opt_value(&o, "--model", &err))) { model = v; continue; }
+        if ((v = cli_opt_value(&o, "--n", &err))) {
+            if (cli_parse_u64(v, &u) || u == 0 || u > 1000000) return cli_usage_error("bad --n '%s'", v);
             ep.n = (uint32_t)u;
             continue;
         }
-        if ((v = opt_value(&o, "--top", &err))) {
-            if (parse_u64(v, &u) || u == 0 || u > DR_RECOMMEND_MAX_K) return usage_error("bad --top '%s'", v);
+        if ((v = cli_opt_value(&o, "--top", &err))) {
+            if (cli_parse_u64(v, &u) || u == 0 || u > DR_RECOMMEND_MAX_K) return cli_usage_error("bad --top '%s'", v);
             ep.top = (uint32_t)u;
             continue;
         }
-        if ((v = opt_value(&o, "--seed", &err))) {
-            if (parse_u64(v, &ep.seed)) return usage_error("bad --seed '%s'", v);
+        if ((v = cli_opt_value(&o, "--seed", &err))) {
+            if (cli_parse_u64(v, &ep.seed)) return cli_usage_error("bad --seed '%s'", v);
             continue;
         }
         if (err) return err;
-        if ((r = explain_opt(&o, &xo)) < 0) return 2;
+        if ((r = cli_explain_opt(&o, &xo)) < 0) return 2;
         if (r) continue;
-        if ((r = load_opt(&o, &l)) < 0) return 2;
-        if (r == 0) return usage_error("eval: unknown option '%s'", a);
+        if ((r = cli_load_opt(&o, &l)) < 0) return 2;
+        if (r == 0) return cli_usage_error("eval: unknown option '%s'", a);
     }
-    if (!model || !is_checkpoint_path(model))
-        return usage_error("eval --protocol explain: --model FILE (a checkpoint from `dynrec train`) is required");
+    if (!model || !cli_is_checkpoint_path(model))
+        return cli_usage_error("eval --protocol explain: --model FILE (a checkpoint from `dynrec train`) is required");
     dr_dataset *ds = NULL;
     dr_model *m = NULL;
     dr_explainer *x = NULL;
@@ -246,10 +244,10 @@ int cmd_eval_explain(int argc, char **argv) {
     /* no session here: the evaluation opens its own */
     int rc = explain_setup(&l, model, &xo, &ds, &m, &x, NULL);
     if (rc) goto done;
-    ep.progress = progress_cb;
+    ep.progress = cli_progress_cb;
     dr_explain_eval_result r;
     if ((st = dr_eval_explain(x, &ep, &r, &e)) != DR_OK) {
-        rc = die(st, &e);
+        rc = cli_die(st, &e);
         goto done;
     }
     if (json) {

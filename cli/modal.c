@@ -41,9 +41,9 @@ static void print_sweep(const dr_dataset *ds, const char *model, const dr_modal_
     static const char *const imp[2] = {"gate", "mean"};
     if (json) {
         printf("{\"protocol\":\"P-MODAL\",\"dataset\":");
-        json_str(stdout, dr_dataset_name(ds));
+        cli_json_str(stdout, dr_dataset_name(ds));
         printf(",\"model\":");
-        json_str(stdout, model);
+        cli_json_str(stdout, model);
         printf(",\"sweep\":[");
         int first = 1;
         for (int r = 0; r < 2; r++)
@@ -52,7 +52,7 @@ static void print_sweep(const dr_dataset *ds, const char *model, const dr_modal_
                     const dr_eval_result *a = &sw->r[r][k][j], *z = &sw->r[r][k][0];
                     printf("%s{\"drop\":{", first ? "" : ",");
                     first = 0;
-                    json_str(stdout, sw->name[k]);
+                    cli_json_str(stdout, sw->name[k]);
                     printf(":%g},\"impute\":\"%s\",\"modal\":", sw->p[j], imp[r]);
                     json_metrics(a);
                     printf(",\"relative\":{\"recall@20\":%.6f,\"ndcg@20\":%.6f,\"hit@10\":%.6f}}",
@@ -78,48 +78,45 @@ static void print_sweep(const dr_dataset *ds, const char *model, const dr_modal_
             }
 }
 
-int cmd_eval_modal(int argc, char **argv) {
-    load_opts l = {0};
-    l.p = dr_load_default_params();
-    model_opts mo = {dr_model_default_params(), NULL};
+int cli_cmd_eval_modal(int argc, char **argv) {
+    cli_load_opts l = cli_load_defaults();
+    cli_model_opts mo = {dr_model_default_params(), NULL};
     dr_modal_params mp = dr_modal_default_params();
     const char *drop = NULL, *impute = "gate";
     int json = 0, sweep = 0;
     dr_error e = {0};
-    opts o = {argc, argv, 0};
+    cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0, r;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(modal_help, stdout);
-            fputs(model_opts_help, stdout);
+            fputs(cli_model_opts_help, stdout);
             return 0;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
         if (!strcmp(a, "--sweep")) { sweep = 1; continue; }
         if (!strcmp(a, "--valid")) { mp.which = 1; continue; }
-        if ((v = opt_value(&o, "--protocol", &err))) continue;
-        if ((v = opt_value(&o, "--drop", &err))) { drop = v; continue; }
+        if ((v = cli_opt_value(&o, "--protocol", &err))) continue;
+        if ((v = cli_opt_value(&o, "--drop", &err))) { drop = v; continue; }
         if (err) return err;
-        if ((r = model_opt(&o, &mo)) < 0) return 2;
-        if (r) continue;
-        if ((r = load_opt(&o, &l)) < 0) return 2;
-        if (r == 0) return usage_error("eval: unknown option '%s'", a);
+        if ((r = cli_model_load_opt(&o, &mo, &l)) < 0) return 2;
+        if (r == 0) return cli_usage_error("eval: unknown option '%s'", a);
     }
-    if (!mo.model) return usage_error("eval: --model is required (mf or a checkpoint)");
+    if (!mo.model) return cli_usage_error("eval: --model is required (mf or a checkpoint)");
     /* --impute is a model option (training); here it also picks the inference mode */
     if (mo.p.impute) impute = mo.p.impute;
     if (strcmp(impute, "gate") && strcmp(impute, "mean"))
-        return usage_error("eval: --impute must be gate or mean (got '%s')", impute);
-    if (drop && dr_modal_parse_drop(drop, &mp, &e) != DR_OK) return usage_error("%s", e.msg);
-    if (sweep && drop) return usage_error("eval: --sweep and --drop exclude each other");
+        return cli_usage_error("eval: --impute must be gate or mean (got '%s')", impute);
+    if (drop && dr_modal_parse_drop(drop, &mp, &e) != DR_OK) return cli_usage_error("%s", e.msg);
+    if (sweep && drop) return cli_usage_error("eval: --sweep and --drop exclude each other");
     char mods[512];
-    default_modalities(&l, &mo, mods, sizeof mods);
-    if (is_checkpoint_path(mo.model)) mo.p.impute = NULL;
+    cli_default_modalities(&l, &mo, mods, sizeof mods);
+    if (cli_is_checkpoint_path(mo.model)) mo.p.impute = NULL;
     mp.threads = mo.p.threads;
     mp.impute = impute;
     dr_dataset *ds = NULL;
-    int rc = load(&l, &ds);
+    int rc = cli_load(&l, &ds);
     if (rc) return rc;
     dr_split *sp = NULL;
     dr_model *m = NULL;
@@ -127,38 +124,35 @@ int cmd_eval_modal(int argc, char **argv) {
     dr_eval_result res;
     dr_dataset_stats stats;
     dr_dataset_get_stats(ds, &stats); /* the source's split when it has one, else P-LOO's */
-    dr_status s = dr_split_create(ds, stats.has_given_split ? DR_SPLIT_GIVEN : DR_SPLIT_LOO,
-                                  &sp, &e);
-    if (s != DR_OK) {
-        rc = die(s, &e);
+    dr_status s;
+    if ((rc = cli_split_model(ds, stats.has_given_split ? DR_SPLIT_GIVEN : DR_SPLIT_LOO, &mo, &sp,
+                              &m)))
         goto done;
-    }
-    if ((rc = get_model(ds, sp, &mo, &m))) goto done;
     if (sweep) {
         if (!(sw = calloc(1, sizeof *sw))) {
-            rc = die(DR_NOMEM, NULL);
+            rc = cli_die(DR_NOMEM, NULL);
             goto done;
         }
         if ((s = dr_eval_modal_sweep(ds, sp, m, &mp, sw, &e)) != DR_OK) {
-            rc = die(s, &e);
+            rc = cli_die(s, &e);
             goto done;
         }
         print_sweep(ds, mo.model, sw, json);
         goto done;
     }
     if ((s = dr_eval_modal(ds, sp, m, &mp, &res, &e)) != DR_OK) {
-        rc = die(s, &e);
+        rc = cli_die(s, &e);
         goto done;
     }
     if (json) {
         printf("{\"protocol\":\"P-MODAL\",\"dataset\":");
-        json_str(stdout, dr_dataset_name(ds));
+        cli_json_str(stdout, dr_dataset_name(ds));
         printf(",\"model\":");
-        json_str(stdout, mo.model);
+        cli_json_str(stdout, mo.model);
         printf(",\"drop\":{");
         for (uint32_t k = 0; k < mp.n_drop; k++) {
             if (k) putchar(',');
-            json_str(stdout, mp.drop_name[k]);
+            cli_json_str(stdout, mp.drop_name[k]);
             printf(":%g", mp.drop_p[k]);
         }
         printf("},\"impute\":\"%s\",\"modal\":", impute);

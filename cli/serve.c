@@ -67,75 +67,75 @@ static void on_signal(int sig) {
     sem_post(&stop_sem);
 }
 
-int cmd_serve(int argc, char **argv) {
+int cli_cmd_serve(int argc, char **argv) {
     dr_server_params p = dr_server_default_params();
     const char *key_file = NULL, *port_file = NULL;
     int quiet = 0;
-    opts o = {argc, argv, 0};
+    cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
         int err = 0;
         uint64_t n;
         double x;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_is_help(a)) {
             fputs(serve_help, stdout);
             return 0;
         }
         if (!strcmp(a, "--public-read")) { p.public_read = 1; continue; }
         if (!strcmp(a, "--no-fsync")) { p.durable = 0; continue; }
         if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-        if ((v = opt_value(&o, "--model", &err))) { p.model_path = v; continue; }
-        if ((v = opt_value(&o, "--data-dir", &err))) { p.data_dir = v; continue; }
-        if ((v = opt_value(&o, "--host", &err))) { p.host = v; continue; }
-        if ((v = opt_value(&o, "--api-key-file", &err))) { key_file = v; continue; }
-        if ((v = opt_value(&o, "--port-file", &err))) { port_file = v; continue; }
-        if ((v = opt_value(&o, "--port", &err))) {
-            if (parse_u64(v, &n) || n > 65535) return usage_error("bad --port '%s' (0..65535)", v);
+        if ((v = cli_opt_value(&o, "--model", &err))) { p.model_path = v; continue; }
+        if ((v = cli_opt_value(&o, "--data-dir", &err))) { p.data_dir = v; continue; }
+        if ((v = cli_opt_value(&o, "--host", &err))) { p.host = v; continue; }
+        if ((v = cli_opt_value(&o, "--api-key-file", &err))) { key_file = v; continue; }
+        if ((v = cli_opt_value(&o, "--port-file", &err))) { port_file = v; continue; }
+        if ((v = cli_opt_value(&o, "--port", &err))) {
+            if (cli_parse_u64(v, &n) || n > 65535) return cli_usage_error("bad --port '%s' (0..65535)", v);
             p.port = (uint16_t)n;
             continue;
         }
-        if ((v = opt_value(&o, "--threads", &err))) {
-            if (parse_u64(v, &n) || n < 1 || n > 1024) return usage_error("bad --threads '%s' (1..1024)", v);
+        if ((v = cli_opt_value(&o, "--threads", &err))) {
+            if (cli_parse_u64(v, &n) || n < 1 || n > 1024) return cli_usage_error("bad --threads '%s' (1..1024)", v);
             p.threads = (int)n;
             continue;
         }
-        if ((v = opt_value(&o, "--max-body", &err))) {
-            if (parse_u64(v, &n) || n < 1024 || n > (1u << 30)) return usage_error("bad --max-body '%s' (1024..2^30)", v);
+        if ((v = cli_opt_value(&o, "--max-body", &err))) {
+            if (cli_parse_u64(v, &n) || n < 1024 || n > (1u << 30)) return cli_usage_error("bad --max-body '%s' (1024..2^30)", v);
             p.max_body = (size_t)n;
             continue;
         }
-        if ((v = opt_value(&o, "--max-new-items", &err))) {
-            if (parse_u64(v, &n) || n > 100000000) return usage_error("bad --max-new-items '%s'", v);
+        if ((v = cli_opt_value(&o, "--max-new-items", &err))) {
+            if (cli_parse_u64(v, &n) || n > 100000000) return cli_usage_error("bad --max-new-items '%s'", v);
             p.max_new_items = (uint32_t)n;
             continue;
         }
-        if ((v = opt_value(&o, "--max-new-users", &err))) {
-            if (parse_u64(v, &n) || n > 100000000) return usage_error("bad --max-new-users '%s'", v);
+        if ((v = cli_opt_value(&o, "--max-new-users", &err))) {
+            if (cli_parse_u64(v, &n) || n > 100000000) return cli_usage_error("bad --max-new-users '%s'", v);
             p.max_new_users = (uint32_t)n;
             continue;
         }
-        if ((v = opt_value(&o, "--snapshot-every", &err))) {
-            if (parse_u64(v, &n)) return usage_error("bad --snapshot-every '%s'", v);
+        if ((v = cli_opt_value(&o, "--snapshot-every", &err))) {
+            if (cli_parse_u64(v, &n)) return cli_usage_error("bad --snapshot-every '%s'", v);
             p.snapshot_every = n;
             continue;
         }
-        if ((v = opt_value(&o, "--drain-seconds", &err))) {
-            if (parse_double(v, &x) || x < 0) return usage_error("bad --drain-seconds '%s'", v);
+        if ((v = cli_opt_value(&o, "--drain-seconds", &err))) {
+            if (cli_parse_double(v, &x) || x < 0) return cli_usage_error("bad --drain-seconds '%s'", v);
             p.drain_seconds = x;
             continue;
         }
         if (err) return err;
-        return usage_error("serve: unknown option '%s'", a);
+        return cli_usage_error("serve: unknown option '%s'", a);
     }
-    if (!p.model_path || !p.data_dir) return usage_error("serve: --model and --data-dir are required");
+    if (!p.model_path || !p.data_dir) return cli_usage_error("serve: --model and --data-dir are required");
     char key[512];
     if (key_file) {
         if (read_key(key_file, key, sizeof key)) return 1;
         p.api_key = key;
     } else if (p.public_read) {
-        return usage_error("serve: --public-read needs --api-key-file");
+        return cli_usage_error("serve: --public-read needs --api-key-file");
     }
-    if (!quiet) dr_set_log(log_cb, NULL, DR_LOG_INFO);
+    if (!quiet) dr_set_log(cli_log_cb, NULL, DR_LOG_INFO);
     sem_init(&stop_sem, 0, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -147,7 +147,7 @@ int cmd_serve(int argc, char **argv) {
     dr_server *s = NULL;
     dr_error e = {0};
     dr_status st = dr_server_start(&p, &s, &e);
-    if (st != DR_OK) return die(st, &e);
+    if (st != DR_OK) return cli_die(st, &e);
     int port = dr_server_port(s);
     printf("listening on http://%s:%d\n", p.host, port);
     fflush(stdout);

@@ -17,13 +17,13 @@
 
 /* ------------------------------------------------------------------ small helpers */
 
-int die(dr_status s, const dr_error *e) {
+int cli_die(dr_status s, const dr_error *e) {
     fprintf(stderr, "dynrec: %s: %s\n", dr_status_name(s),
             e && e->msg[0] ? e->msg : dr_status_message(s));
     return 1;
 }
 
-int usage_error(const char *fmt, ...) {
+int cli_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("dynrec: ", stderr);
@@ -33,7 +33,7 @@ int usage_error(const char *fmt, ...) {
     return 2;
 }
 
-int parse_u64(const char *s, uint64_t *out) {
+int cli_parse_u64(const char *s, uint64_t *out) {
     char *end;
     errno = 0;
     if (!s || !*s || *s == '-') return -1;
@@ -43,7 +43,7 @@ int parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
-int parse_double(const char *s, double *out) {
+int cli_parse_double(const char *s, double *out) {
     char *end;
     errno = 0;
     if (!s || !*s) return -1;
@@ -54,7 +54,7 @@ int parse_double(const char *s, double *out) {
 }
 
 /* JSON string with escapes. */
-void json_str(FILE *f, const char *s) {
+void cli_json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
@@ -66,7 +66,7 @@ void json_str(FILE *f, const char *s) {
 
 static int progress_tty = -1; /* whether stderr is a terminal, decided once */
 
-void progress_cb(void *ud, const char *stage, size_t done, size_t total) {
+void cli_progress_cb(void *ud, const char *stage, size_t done, size_t total) {
     (void)ud;
     if (progress_tty < 0) progress_tty = isatty(2);
     if (!progress_tty) return;
@@ -76,12 +76,18 @@ void progress_cb(void *ud, const char *stage, size_t done, size_t total) {
     fflush(stderr);
 }
 
-void log_cb(void *ud, int level, const char *msg) {
+void cli_log_cb(void *ud, int level, const char *msg) {
     (void)ud;
     fprintf(stderr, "%s: %s\n", level == DR_LOG_ERROR ? "error" : level == DR_LOG_WARN ? "warning" : "info", msg);
 }
 
-void fmt_time(char *buf, size_t cap, int64_t t, double scale) {
+double cli_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void cli_fmt_time(char *buf, size_t cap, int64_t t, double scale) {
     if (scale <= 0) {
         snprintf(buf, cap, "%lld", (long long)t);
         return;
@@ -94,17 +100,17 @@ void fmt_time(char *buf, size_t cap, int64_t t, double scale) {
 
 /* ------------------------------------------------------------------ options */
 
-
+int cli_is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
 /* Returns the value of option `name` at the cursor (advancing), or NULL. */
-const char *opt_value(opts *o, const char *name, int *err) {
+const char *cli_opt_value(cli_opts *o, const char *name, int *err) {
     const char *a = o->argv[o->i];
     size_t n = strlen(name);
     if (strncmp(a, name, n) != 0) return NULL;
     if (a[n] == '=') return a + n + 1;
     if (a[n] != 0) return NULL;
     if (o->i + 1 >= o->argc) {
-        *err = usage_error("%s needs a value", name);
+        *err = cli_usage_error("%s needs a value", name);
         return NULL;
     }
     return o->argv[++o->i];
@@ -112,38 +118,44 @@ const char *opt_value(opts *o, const char *name, int *err) {
 
 
 
+cli_load_opts cli_load_defaults(void) {
+    cli_load_opts l = {0};
+    l.p = dr_load_default_params();
+    return l;
+}
+
 /* Shared dataset options; returns 1 when consumed, 0 when not, -1 on error. */
-int load_opt(opts *o, load_opts *l) {
+int cli_load_opt(cli_opts *o, cli_load_opts *l) {
     int err = 0;
     const char *v;
-    if ((v = opt_value(o, "--data", &err))) {
+    if ((v = cli_opt_value(o, "--data", &err))) {
         l->data = v;
         return 1;
     }
-    if ((v = opt_value(o, "--features", &err))) {
+    if ((v = cli_opt_value(o, "--features", &err))) {
         l->features = v;
         return 1;
     }
-    if ((v = opt_value(o, "--format", &err))) {
+    if ((v = cli_opt_value(o, "--format", &err))) {
         if (dr_format_parse(v, &l->p.format) != DR_OK) {
-            usage_error("unknown --format '%s'", v);
+            cli_usage_error("unknown --format '%s'", v);
             return -1;
         }
         return 1;
     }
-    if ((v = opt_value(o, "--delimiter", &err))) {
+    if ((v = cli_opt_value(o, "--delimiter", &err))) {
         l->p.delimiter = strcmp(v, "tab") == 0 || strcmp(v, "\\t") == 0 ? '\t' : v[0];
         return 1;
     }
-    if ((v = opt_value(o, "--header", &err))) {
+    if ((v = cli_opt_value(o, "--header", &err))) {
         l->p.header = strcmp(v, "yes") == 0 ? 1 : strcmp(v, "no") == 0 ? 0 : -1;
         return 1;
     }
-    if ((v = opt_value(o, "--cols", &err))) {
+    if ((v = cli_opt_value(o, "--cols", &err))) {
         int c[4] = {-1, -1, -1, -1};
         int n = sscanf(v, "%d,%d,%d,%d", &c[0], &c[1], &c[2], &c[3]);
         if (n < 2) {
-            usage_error("--cols wants USER,ITEM[,TIME[,WEIGHT]] column numbers from 0");
+            cli_usage_error("--cols wants USER,ITEM[,TIME[,WEIGHT]] column numbers from 0");
             return -1;
         }
         l->p.col_user = c[0];
@@ -152,7 +164,7 @@ int load_opt(opts *o, load_opts *l) {
         l->p.col_weight = n > 3 ? c[3] : -1;
         return 1;
     }
-    if ((v = opt_value(o, "--meta", &err))) {
+    if ((v = cli_opt_value(o, "--meta", &err))) {
         l->p.meta_path = v;
         return 1;
     }
@@ -163,10 +175,15 @@ int load_opt(opts *o, load_opts *l) {
     return err ? -1 : 0;
 }
 
-void print_report(const dr_dataset *ds) {
-    const dr_load_report *r = dr_dataset_report(ds);
+size_t cli_n_skipped(const dr_load_report *r) {
     size_t skipped = 0;
     for (int k = 0; k < DR_SKIP_COUNT; k++) skipped += r->skipped[k];
+    return skipped;
+}
+
+void cli_print_report(const dr_dataset *ds) {
+    const dr_load_report *r = dr_dataset_report(ds);
+    size_t skipped = cli_n_skipped(r);
     if (!skipped) return;
     fprintf(stderr, "load: %zu rows read, %zu accepted, %zu skipped:", r->rows_read, r->rows_ok,
             skipped);
@@ -176,13 +193,13 @@ void print_report(const dr_dataset *ds) {
     for (size_t k = 0; k < r->n_msgs; k++) fprintf(stderr, "  %s\n", r->msgs[k]);
 }
 
-int load(load_opts *l, dr_dataset **ds) {
+int cli_load(cli_load_opts *l, dr_dataset **ds) {
     dr_error e = {0};
-    if (!l->data) return usage_error("--data PATH is required");
-    l->p.progress = progress_cb;
+    if (!l->data) return cli_usage_error("--data PATH is required");
+    l->p.progress = cli_progress_cb;
     dr_status s = dr_dataset_load(l->data, &l->p, ds, &e);
-    if (s != DR_OK) return die(s, &e);
-    print_report(*ds);
+    if (s != DR_OK) return cli_die(s, &e);
+    cli_print_report(*ds);
     for (const char *a = l->features; a && *a;) { /* NAME=PATH,NAME=PATH */
         const char *c = strchr(a, ','), *eq = strchr(a, '=');
         size_t n = c ? (size_t)(c - a) : strlen(a);
@@ -191,14 +208,14 @@ int load(load_opts *l, dr_dataset **ds) {
             n - (size_t)(eq - a) - 1 >= sizeof path || eq + 1 == a + n) {
             dr_dataset_free(*ds);
             *ds = NULL;
-            return usage_error("--features wants NAME=PATH[,NAME=PATH...], got '%s'", l->features);
+            return cli_usage_error("--features wants NAME=PATH[,NAME=PATH...], got '%s'", l->features);
         }
         snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
         snprintf(path, sizeof path, "%.*s", (int)(a + n - eq - 1), eq + 1);
         if ((s = dr_dataset_add_features(*ds, name, path, l->p.max_file, &e)) != DR_OK) {
             dr_dataset_free(*ds);
             *ds = NULL;
-            return die(s, &e);
+            return cli_die(s, &e);
         }
         a += n + (c ? 1 : 0);
     }
@@ -207,9 +224,7 @@ int load(load_opts *l, dr_dataset **ds) {
 
 /* ------------------------------------------------------------------ model options */
 
-
-
-const char *const model_opts_help =
+const char *const cli_model_opts_help =
     "  --model NAME|FILE    pop | itemknn | sasrec | mf, or a checkpoint written by train\n"
     "  --seed S             random seed (42)          --threads N   workers (0 = all cores)\n"
     "  trained models (defaults in parentheses are the model's own):\n"
@@ -232,7 +247,7 @@ const char *const model_opts_help =
     "  --fusion-l2 X        L2 on projections and gates (0.001)\n";
 
 /* Shared model options; returns 1 when consumed, 0 when not, -1 on error. */
-int model_opt(opts *o, model_opts *m) {
+int cli_model_opt(cli_opts *o, cli_model_opts *m) {
     static const struct {
         const char *name;
         char kind; /* 'u' uint32, 'f' float, 's' string, 'U' seed, 't' threads */
@@ -264,7 +279,7 @@ int model_opt(opts *o, model_opts *m) {
     };
     int err = 0;
     const char *v;
-    if ((v = opt_value(o, "--model", &err))) {
+    if ((v = cli_opt_value(o, "--model", &err))) {
         m->model = v;
         return 1;
     }
@@ -273,25 +288,25 @@ int model_opt(opts *o, model_opts *m) {
         return 1;
     }
     for (size_t k = 0; k < sizeof t / sizeof t[0] && !err; k++) {
-        if (!(v = opt_value(o, t[k].name, &err))) continue;
+        if (!(v = cli_opt_value(o, t[k].name, &err))) continue;
         char *at = (char *)&m->p + t[k].off;
         uint64_t u;
         double d;
         switch (t[k].kind) {
         case 'u':
-            if (parse_u64(v, &u) || u > 10000000) goto bad;
+            if (cli_parse_u64(v, &u) || u > 10000000) goto bad;
             *(uint32_t *)at = (uint32_t)u;
             break;
         case 'f':
-            if (parse_double(v, &d) || d < 0 || d > 1e6) goto bad;
+            if (cli_parse_double(v, &d) || d < 0 || d > 1e6) goto bad;
             *(float *)at = (float)d;
             break;
         case 'U':
-            if (parse_u64(v, &u)) goto bad;
+            if (cli_parse_u64(v, &u)) goto bad;
             *(uint64_t *)at = u;
             break;
         case 't':
-            if (parse_u64(v, &u) || u > 256) goto bad;
+            if (cli_parse_u64(v, &u) || u > 256) goto bad;
             *(int *)at = (int)u;
             break;
         default:
@@ -299,18 +314,23 @@ int model_opt(opts *o, model_opts *m) {
         }
         return 1;
     bad:
-        usage_error("bad %s '%s'", t[k].name, v);
+        cli_usage_error("bad %s '%s'", t[k].name, v);
         return -1;
     }
     return err ? -1 : 0;
 }
 
-int is_checkpoint_path(const char *model) {
+int cli_model_load_opt(cli_opts *o, cli_model_opts *m, cli_load_opts *l) {
+    int r = cli_model_opt(o, m);
+    return r ? r : cli_load_opt(o, l);
+}
+
+int cli_is_checkpoint_path(const char *model) {
     size_t n = strlen(model);
     return strchr(model, '/') || (n > 4 && strcmp(model + n - 4, ".drm") == 0);
 }
 
-void epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double seconds) {
+void cli_epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double seconds) {
     (void)ud;
     if (val_ndcg10 >= 0)
         fprintf(stderr, "epoch %4d  loss %.5f  valid NDCG@10 %.4f  %.2f s\n", epoch, loss,
@@ -319,7 +339,7 @@ void epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double second
         fprintf(stderr, "epoch %4d  loss %.5f  %.2f s\n", epoch, loss, seconds);
 }
 
-void default_modalities(const load_opts *l, model_opts *mo, char *buf, size_t cap) {
+void cli_default_modalities(const cli_load_opts *l, cli_model_opts *mo, char *buf, size_t cap) {
     if (mo->p.modalities || !l->features || cap == 0) return;
     buf[0] = 0;
     for (const char *a = l->features; *a;) {
@@ -334,23 +354,30 @@ void default_modalities(const load_opts *l, model_opts *mo, char *buf, size_t ca
 
 /* Fits m->model on ds under split kind, or loads the checkpoint m->model and checks it
  * against ds. */
-int get_model(dr_dataset *ds, const dr_split *sp, model_opts *mo, dr_model **out) {
+int cli_get_model(dr_dataset *ds, const dr_split *sp, cli_model_opts *mo, dr_model **out) {
     dr_error e = {0};
     dr_status s;
-    if (is_checkpoint_path(mo->model)) {
+    if (cli_is_checkpoint_path(mo->model)) {
         s = dr_model_load(mo->model, out, &e);
         if (s == DR_OK && ds) s = dr_model_check_dataset(*out, ds, &e);
         if (s != DR_OK) {
             dr_model_free(*out);
             *out = NULL;
-            return die(s, &e);
+            return cli_die(s, &e);
         }
         return 0;
     }
     mo->p.name = mo->model;
-    mo->p.progress = progress_cb;
-    if (!mo->p.on_epoch) mo->p.on_epoch = epoch_cb;
+    mo->p.progress = cli_progress_cb;
+    if (!mo->p.on_epoch) mo->p.on_epoch = cli_epoch_cb;
     s = dr_model_fit(ds, sp, &mo->p, out, &e);
-    return s == DR_OK ? 0 : die(s, &e);
+    return s == DR_OK ? 0 : cli_die(s, &e);
 }
 
+int cli_split_model(dr_dataset *ds, dr_split_kind kind, cli_model_opts *mo, dr_split **sp,
+                    dr_model **m) {
+    dr_error e = {0};
+    dr_status s = dr_split_create(ds, kind, sp, &e);
+    if (s != DR_OK) return cli_die(s, &e);
+    return cli_get_model(ds, *sp, mo, m);
+}
