@@ -59,63 +59,13 @@
 #include <time.h>
 
 #include "fusion.h"
+#include "idmap.h"
 #include "model.h"
 
 #define WRITER_BATCH 16384u /* events per group commit (more wait for the next one) */
 #define POP_K DR_SRV_K_MAX
 #define POP_BUFS 3
 #define SNAP_KEEP 2
-
-/* ---------------------------------------------------------------- id registry */
-
-typedef struct idmap {
-    uint32_t n_base, cap;       /* ids < n_base come from the model; at most cap ids */
-    _Atomic uint32_t n;         /* ids in use (writer stores with release) */
-    const char **name;          /* (cap) ids >= n_base are owned */
-    _Atomic uint32_t *slot;     /* (mask + 1) id + 1; 0 = empty */
-    uint32_t mask;
-} idmap;
-
-static dr_status idmap_init(idmap *m, uint32_t cap) {
-    uint32_t sz = 16;
-    while (sz < 2u * cap) sz *= 2;
-    m->cap = cap;
-    m->mask = sz - 1;
-    m->name = dr_calloc(cap ? cap : 1, sizeof *m->name);
-    m->slot = dr_calloc(sz, sizeof *m->slot);
-    atomic_init(&m->n, 0);
-    return m->name && m->slot ? DR_OK : DR_NOMEM;
-}
-
-static void idmap_free(idmap *m) {
-    uint32_t n = atomic_load(&m->n);
-    for (uint32_t i = m->n_base; m->name && i < n; i++) dr_free((void *)m->name[i]);
-    dr_free(m->name);
-    dr_free(m->slot);
-}
-
-static uint32_t idmap_find(const idmap *m, const char *s, size_t len) {
-    uint64_t h = dr_hash_bytes(s, len);
-    for (uint32_t k = (uint32_t)h & m->mask;; k = (k + 1) & m->mask) {
-        uint32_t v = atomic_load_explicit(&((idmap *)m)->slot[k], memory_order_acquire);
-        if (!v) return UINT32_MAX;
-        const char *nm = m->name[v - 1];
-        if (strncmp(nm, s, len) == 0 && nm[len] == 0) return v - 1;
-    }
-}
-
-/* Writer only: adds name (owned when owned = 1) as the next id; UINT32_MAX when full. */
-static uint32_t idmap_add(idmap *m, const char *name, size_t len) {
-    uint32_t id = atomic_load_explicit(&m->n, memory_order_relaxed);
-    if (id >= m->cap) return UINT32_MAX;
-    m->name[id] = name;
-    uint64_t h = dr_hash_bytes(name, len);
-    uint32_t k = (uint32_t)h & m->mask;
-    while (atomic_load_explicit(&m->slot[k], memory_order_relaxed)) k = (k + 1) & m->mask;
-    atomic_store_explicit(&m->slot[k], id + 1, memory_order_release);
-    atomic_store_explicit(&m->n, id + 1, memory_order_release);
-    return id;
-}
 
 /* ---------------------------------------------------------------- batch key set (writer) */
 
@@ -194,7 +144,7 @@ struct dr_srv {
     uint32_t d, n_base_items, n_base_users;
     dr_adapter *ad;
     dr_store *store;
-    idmap users, items;
+    dr_idmap users, items;
     _Atomic(hist_block *) *hist;   /* (users.cap) NULL = the model's history only */
     _Atomic(item_meta *) *meta;    /* (items.cap) NULL = the model's title */
     float *z;                      /* (items.cap, d) base latents, reserved rows 0 */
@@ -408,17 +358,17 @@ static dr_status item_features(dr_srv *s, uint32_t i, const json_t *feats, int a
 
 /* ---------------------------------------------------------------- applying records */
 
-static dr_status get_or_add(idmap *m, const char *name, const char *what, uint32_t *id,
+static dr_status get_or_add(dr_idmap *m, const char *name, const char *what, uint32_t *id,
                             dr_error *err) {
     size_t len = strlen(name);
-    *id = idmap_find(m, name, len);
+    *id = dr_idmap_find(m, name, len);
     if (*id != UINT32_MAX) return DR_OK;
     if (atomic_load(&m->n) >= m->cap)
         return dr_fail(err, DR_LIMIT, "server: no room for new %s '%s' (%u reserved rows used; "
                        "restart with a larger --max-new-%s)", what, name, m->cap - m->n_base, what);
     char *c = dr_strndup(name, len);
     if (!c) return dr_fail(err, DR_NOMEM, "server: out of memory");
-    *id = idmap_add(m, c, len);
+    *id = dr_idmap_add(m, c, len);
     return DR_OK;
 }
 
@@ -520,10 +470,10 @@ static void ticket_needs(dr_srv *s, const ticket *t, uint32_t *nu, uint32_t *ni)
     size_t n = t->kind == T_ITEM ? 1 : t->n;
     for (size_t k = 0; k < n; k++) {
         const char *it = t->kind == T_ITEM ? t->item : t->ev[k].item;
-        if (idmap_find(&s->items, it, strlen(it)) == UINT32_MAX && keyset_add(&s->ks, 1, it)) (*ni)++;
+        if (dr_idmap_find(&s->items, it, strlen(it)) == UINT32_MAX && keyset_add(&s->ks, 1, it)) (*ni)++;
         if (t->kind == T_ITEM) break;
         const char *us = t->ev[k].user;
-        if (idmap_find(&s->users, us, strlen(us)) == UINT32_MAX && keyset_add(&s->ks, 0, us)) (*nu)++;
+        if (dr_idmap_find(&s->users, us, strlen(us)) == UINT32_MAX && keyset_add(&s->ks, 0, us)) (*nu)++;
     }
 }
 
@@ -827,7 +777,7 @@ dr_status dr_srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, d
     pthread_cond_init(&s->cv_work, NULL);
     pthread_cond_init(&s->cv_done, NULL);
     uint32_t cu = nbu + p->max_new_users, ci = nbi + p->max_new_items;
-    if (idmap_init(&s->users, cu) != DR_OK || idmap_init(&s->items, ci) != DR_OK) goto fail;
+    if (dr_idmap_init(&s->users, cu) != DR_OK || dr_idmap_init(&s->items, ci) != DR_OK) goto fail;
     s->users.n_base = nbu;
     s->items.n_base = nbi;
     s->hist = dr_calloc(cu, sizeof *s->hist);
@@ -847,12 +797,12 @@ dr_status dr_srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, d
         goto fail;
     for (uint32_t u = 0; u < nbu; u++) {
         const char *id = dr_model_user_id(m, u);
-        if (idmap_find(&s->users, id, strlen(id)) == UINT32_MAX) idmap_add(&s->users, id, strlen(id));
+        if (dr_idmap_find(&s->users, id, strlen(id)) == UINT32_MAX) dr_idmap_add(&s->users, id, strlen(id));
         else atomic_store(&s->users.n, u + 1); /* a duplicate id keeps its first row */
     }
     for (uint32_t i = 0; i < nbi; i++) {
         const char *id = dr_model_item_id(m, i);
-        if (idmap_find(&s->items, id, strlen(id)) == UINT32_MAX) idmap_add(&s->items, id, strlen(id));
+        if (dr_idmap_find(&s->items, id, strlen(id)) == UINT32_MAX) dr_idmap_add(&s->items, id, strlen(id));
         else atomic_store(&s->items.n, i + 1);
     }
     if (atomic_load(&s->users.n) != nbu || atomic_load(&s->items.n) != nbi) {
@@ -947,8 +897,8 @@ void dr_srv_close(dr_srv *s) {
     dr_vec_free(&s->retired);
     dr_vec_free(&s->recs);
     dr_vec_free(&s->calls);
-    idmap_free(&s->users);
-    idmap_free(&s->items);
+    dr_idmap_free(&s->users);
+    dr_idmap_free(&s->items);
     dr_free(s->hist);
     dr_free(s->meta);
     dr_free(s->z);
@@ -1036,7 +986,7 @@ dr_status dr_srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32
     memset(out, 0, sizeof *out);
     out->items = w->items;
     out->scores = w->scores;
-    uint32_t u = idmap_find(&s->users, user, strlen(user));
+    uint32_t u = dr_idmap_find(&s->users, user, strlen(user));
     if (u == UINT32_MAX) {
         popular(s, w, k, out);
         return DR_OK;
@@ -1063,11 +1013,11 @@ size_t dr_srv_item_attrs(const dr_srv *s, uint32_t i, const char **out, size_t c
 }
 
 uint32_t dr_srv_find_item(const dr_srv *s, const char *item) {
-    return idmap_find(&s->items, item, strlen(item));
+    return dr_idmap_find(&s->items, item, strlen(item));
 }
 
 int dr_srv_user_info(const dr_srv *s, const char *user, uint32_t *history, uint32_t *events) {
-    uint32_t u = idmap_find(&s->users, user, strlen(user));
+    uint32_t u = dr_idmap_find(&s->users, user, strlen(user));
     if (u == UINT32_MAX) return 0;
     const uint32_t *hi;
     size_t n = user_hist(s, u, &hi), base = 0;
