@@ -68,14 +68,34 @@ typedef void (*dr_progress_fn)(void *ud, const char *stage, size_t done, size_t 
 
 typedef struct dr_dataset dr_dataset;
 
+/*
+ * One table, one row per format: the enum and the --format names come from it, and
+ * dr_dataset_load (dataset_load.c) binds each row's detector and loader through it. Columns:
+ * enum name, enum value (fixed: the numbers are the API, never reused), --format name, what
+ * it reads (FOLDER or FILE), detector, loader (internal functions, src/dataset.h). Rows are
+ * in the order DR_FMT_AUTO tries the detectors; the first that says yes decides. Adding a
+ * format: a loader with its detector and one row here.
+ */
+#define DR_FORMAT_TABLE(X)                                                                   \
+    /* decide from the path (see dr_dataset_load) */                                         \
+    X(DR_FMT_AUTO,        0, "auto",        NONE,   NULL,                  NULL)              \
+    /* dynrec's own folder format (docs/FORMATS.md) */                                       \
+    X(DR_FMT_DYNREC,      6, "dynrec",      FOLDER, dr_detect_dynrec,      dr_load_dynrec)    \
+    /* folder with ratings.csv [movies.csv tags.csv] */                                      \
+    X(DR_FMT_MOVIELENS,   2, "movielens",   FOLDER, dr_detect_movielens,   dr_load_movielens) \
+    /* folder with train.csv validation.csv test.csv */                                      \
+    X(DR_FMT_AMAZON_CSV,  3, "amazon-csv",  FOLDER, dr_detect_amazon_csv,  dr_load_amazon_csv) \
+    /* folder with train/valid/test.tsv + *_feat.npy */                                      \
+    X(DR_FMT_TIKTOK,      5, "tiktok",      FOLDER, dr_detect_tiktok,      dr_load_tiktok)    \
+    /* reviews JSON lines [+ metadata JSON lines] */                                         \
+    X(DR_FMT_AMAZON_JSON, 4, "amazon-json", FILE,   dr_detect_amazon_json, dr_load_amazon_json) \
+    /* user item time [weight], CSV or TSV: any other file */                                \
+    X(DR_FMT_DELIMITED,   1, "delimited",   FILE,   dr_detect_delimited,   dr_load_delimited)
+
 typedef enum {
-    DR_FMT_AUTO = 0,    /* decide from the path (see dr_dataset_load) */
-    DR_FMT_DELIMITED,   /* user item time [weight], CSV or TSV */
-    DR_FMT_MOVIELENS,   /* folder with ratings.csv [movies.csv tags.csv] */
-    DR_FMT_AMAZON_CSV,  /* folder with train.csv validation.csv test.csv */
-    DR_FMT_AMAZON_JSON, /* reviews JSON lines [+ metadata JSON lines] */
-    DR_FMT_TIKTOK,      /* folder with train/valid/test.tsv + *_feat.npy */
-    DR_FMT_DYNREC       /* dynrec's own folder format (docs/FORMATS.md) */
+#define DR__FMT(code, value, name, reads, detect, load) code = value,
+    DR_FORMAT_TABLE(DR__FMT)
+#undef DR__FMT
 } dr_format;
 
 const char *dr_format_name(dr_format f);

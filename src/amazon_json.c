@@ -4,79 +4,38 @@
  * and optional item metadata (title, category/categories, brand, store, images).
  *
  * DESIGN: one jansson json_loadb per line with its own json_error_t (thread-safe, exact
- * column in the message); the whole file is read once (size-capped) and walked line by line
- * with the same rules as the delimited reader: UTF-8 BOM and CR stripped, over-long and
- * non-UTF-8 lines counted as bad rows, strict mode fails on the first. Times are stored in
+ * column in the message); the whole file is read once (size-capped) and walked by
+ * linereader.c, the reader the delimited loaders use: UTF-8 BOM and CR stripped, over-long
+ * and non-UTF-8 lines counted as bad rows, strict mode fails on the first. Times are stored in
  * milliseconds (time_scale 0.001) whichever release a row comes from, so files mixing both
  * releases still sort correctly. Rejected: a streaming tokenizer pulling only the needed
  * keys (faster on multi-GB dumps, but hand-written JSON lexing is exactly the kind of code
  * a fuzzer breaks; jansson is already a dependency) and the 2014 "loose JSON" (Python
  * literals): not JSON, those lines are reported as malformed.
  */
-#include "dataset.h"
+#include "linereader.h"
 
 #include <float.h>
 #include <jansson.h>
 #include <stdio.h>
 
-/* ------------------------------------------------------------------ lines (as dataset_load.c) */
+/* ------------------------------------------------------------------ lines */
 
-typedef struct jlines {
-    const char *name;
-    const dr_load_params *p;
-    dr_load_report *r;
-    dr_error *err;
-    const char *buf, *at, *end;
-    size_t no; /* 1-based number of the current line */
-} jlines;
-
-static void jl_init(jlines *it, const char *buf, size_t len, const char *name,
-                    const dr_load_params *p, dr_load_report *r, dr_error *err) {
-    *it = (jlines){name, p, r, err, buf, buf, buf + len, 0};
-    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) it->at += 3;
-}
-
-static dr_status jl_bad(jlines *it, dr_skip_reason why, const char *fmt, ...) DR_PRINTF(3, 4);
-static dr_status jl_bad(jlines *it, dr_skip_reason why, const char *fmt, ...) {
-    char msg[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (it->p->strict && why != DR_SKIP_UNKNOWN && why != DR_SKIP_DUPLICATE)
-        return dr_fail(it->err, DR_FORMAT, "%s:%zu: %s", it->name, it->no, msg);
-    dr_report_skip(it->r, why, "%s:%zu: %s", it->name, it->no, msg);
-    return DR_OK;
-}
-
-/* Next non-blank line that parses as a JSON object: 1 with *obj (caller decrefs), 0 at the
- * end, -1 on a strict-mode error (in it->err). Bad lines are counted and skipped. */
-static int jl_next(jlines *it, json_t **obj, dr_status *st) {
+/* Next line that parses as a JSON object (linereader.c's rules first): 1 with *obj (caller
+ * decrefs), 0 at the end, -1 on a strict-mode error (*st, it->err). Bad lines are counted and
+ * skipped. */
+static int jl_next(dr_lines *it, json_t **obj, dr_status *st) {
+    const char *s;
+    size_t n;
+    int q;
     *st = DR_OK;
-    while (it->at < it->end) {
-        const char *s = it->at, *nl = memchr(s, '\n', (size_t)(it->end - s));
-        size_t n = (size_t)((nl ? nl : it->end) - s);
-        it->at = nl ? nl + 1 : it->end;
-        it->no++;
-        if (it->p->progress && (it->no & 0xffff) == 0)
-            it->p->progress(it->p->progress_ud, "load", (size_t)(it->at - it->buf),
-                            (size_t)(it->end - it->buf));
-        if (n && s[n - 1] == '\r') n--;
-        size_t k = 0;
-        while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
-        if (k == n) continue;
-        it->r->rows_read++;
+    while ((q = dr_lines_next(it, &s, &n)) > 0) {
         json_error_t je;
-        json_t *o = NULL;
-        if (n > it->p->max_line)
-            *st = jl_bad(it, DR_SKIP_TOO_LONG, "line of %zu bytes is over the limit of %zu", n,
-                         it->p->max_line);
-        else if (!dr_utf8_valid(s, n))
-            *st = jl_bad(it, DR_SKIP_ENCODING, "invalid UTF-8 or NUL byte");
-        else if (!(o = json_loadb(s, n, 0, &je)))
-            *st = jl_bad(it, DR_SKIP_JSON, "column %d: %s", je.column, je.text);
+        json_t *o = json_loadb(s, n, 0, &je);
+        if (!o)
+            *st = dr_lines_bad(it, DR_SKIP_JSON, "column %d: %s", je.column, je.text);
         else if (!json_is_object(o))
-            *st = jl_bad(it, DR_SKIP_FIELD, "not a JSON object");
+            *st = dr_lines_bad(it, DR_SKIP_FIELD, "not a JSON object");
         else {
             *obj = o;
             return 1;
@@ -84,7 +43,8 @@ static int jl_next(jlines *it, json_t **obj, dr_status *st) {
         json_decref(o);
         if (*st != DR_OK) return -1;
     }
-    return 0;
+    if (q < 0) *st = it->status;
+    return q;
 }
 
 /* The first of two keys holding a non-empty string; NULL when neither does. */
@@ -143,20 +103,20 @@ static int review_fields(json_t *o, const char **u, size_t *un, const char **i, 
 dr_status dr_parse_amazon_json(const char *buf, size_t len, const char *name,
                                const dr_load_params *p, dr_builder *b, dr_load_report *r,
                                dr_error *err) {
-    jlines it;
+    dr_lines it;
     json_t *o;
     dr_status s;
     size_t ok = 0, read0 = r->rows_read;
     char msg[160];
     int q;
-    jl_init(&it, buf, len, name, p, r, err);
+    dr_lines_init(&it, buf, len, name, p, r, err);
     while ((q = jl_next(&it, &o, &s)) > 0) {
         const char *u, *i;
         size_t un, in;
         int64_t t;
         float w;
         int why = review_fields(o, &u, &un, &i, &in, &t, &w, msg, sizeof msg);
-        if (why >= 0) s = jl_bad(&it, (dr_skip_reason)why, "%s", msg);
+        if (why >= 0) s = dr_lines_bad(&it, (dr_skip_reason)why, "%s", msg);
         else if ((s = dr_builder_add_event(b, u, un, i, in, t, w, DR_TAG_NONE)) != DR_OK)
             s = dr_fail(err, s, "%s:%zu: %s", name, it.no,
                         s == DR_LIMIT ? "too many interactions" : "out of memory");
@@ -207,15 +167,15 @@ static dr_status attr_strings(meta_ctx *c, uint32_t item, const char *key, json_
     return DR_OK;
 }
 
-static dr_status meta_row(jlines *it, meta_ctx *c, json_t *o) {
+static dr_status meta_row(dr_lines *it, meta_ctx *c, json_t *o) {
     size_t n;
     const char *id = str2(o, "parent_asin", "asin", &n);
-    if (!id) return jl_bad(it, DR_SKIP_FIELD, "missing or empty asin/parent_asin");
+    if (!id) return dr_lines_bad(it, DR_SKIP_FIELD, "missing or empty asin/parent_asin");
     uint32_t i = dr_strtab_find(&c->ds->items, id, n);
     if (i == UINT32_MAX)
-        return jl_bad(it, DR_SKIP_UNKNOWN, "item %.*s has no reviews", (int)DR_MIN(n, 40), id);
+        return dr_lines_bad(it, DR_SKIP_UNKNOWN, "item %.*s has no reviews", (int)DR_MIN(n, 40), id);
     if (c->seen[i])
-        return jl_bad(it, DR_SKIP_DUPLICATE, "item %.*s listed twice", (int)DR_MIN(n, 40), id);
+        return dr_lines_bad(it, DR_SKIP_DUPLICATE, "item %.*s listed twice", (int)DR_MIN(n, 40), id);
     c->seen[i] = 1;
     json_t *title = json_object_get(o, "title");
     dr_status s = DR_OK;
@@ -237,11 +197,11 @@ static dr_status meta_row(jlines *it, meta_ctx *c, json_t *o) {
 
 static dr_status parse_meta(const char *buf, size_t len, const char *name,
                             const dr_load_params *p, meta_ctx *c, dr_error *err) {
-    jlines it;
+    dr_lines it;
     json_t *o;
     dr_status s;
     int q;
-    jl_init(&it, buf, len, name, p, &c->ds->report, err);
+    dr_lines_init(&it, buf, len, name, p, &c->ds->report, err);
     while ((q = jl_next(&it, &o, &s)) > 0) {
         s = meta_row(&it, c, o);
         json_decref(o);
@@ -276,6 +236,10 @@ static dr_status find_meta(const char *path, char **out) {
     }
     *out = NULL;
     return DR_OK;
+}
+
+bool dr_detect_amazon_json(const char *path) {
+    return dr_path_ends(path, ".json") || dr_path_ends(path, ".jsonl");
 }
 
 dr_status dr_load_amazon_json(const char *path, const dr_load_params *p, dr_dataset **out,

@@ -8,7 +8,8 @@
  * with no interactions, when the loader asks for that) after them, and builds per-user
  * time-ordered histories. Metadata and features are attached afterwards by external id.
  * The alternative, remapping while parsing, gets the PROTOCOL order wrong whenever a file is
- * not time-sorted.
+ * not time-sorted. The loaders and their detectors are declared from DR_FORMAT_TABLE, so a
+ * new format's row is also its declaration.
  */
 #ifndef DR_DATASET_H
 #define DR_DATASET_H
@@ -105,19 +106,27 @@ dr_status dr_npy_write_f32(const char *path, const float *x, uint32_t rows, uint
 dr_status dr_npy_write_u8(const char *path, const uint8_t *x, uint32_t rows, dr_error *err);
 void dr_npy_free(dr_npy *a);
 
-/* ---- per-format loaders (dataset_load.c dispatches; each fills ds or fails with file:line) */
-dr_status dr_load_delimited(const char *path, const dr_load_params *p, dr_dataset **out,
-                            dr_error *err);
-dr_status dr_load_movielens(const char *dir, const dr_load_params *p, dr_dataset **out,
-                            dr_error *err);
-dr_status dr_load_amazon_csv(const char *dir, const dr_load_params *p, dr_dataset **out,
-                             dr_error *err);
-dr_status dr_load_amazon_json(const char *path, const dr_load_params *p, dr_dataset **out,
-                              dr_error *err);
-dr_status dr_load_tiktok(const char *dir, const dr_load_params *p, dr_dataset **out,
-                         dr_error *err);
-dr_status dr_load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **out,
-                         dr_error *err);
+/* ---- per-format detectors and loaders, declared from DR_FORMAT_TABLE (dynrec.h), which
+ * dr_dataset_load (dataset_load.c) dispatches through. For each row with a loader:
+ *   bool detect(const char *path): DR_FMT_AUTO asks whether path (an existing folder or file,
+ *       as the row says) is in this format; rows are asked in table order, the first yes wins;
+ *   dr_status load(const char *path, p, out, err): fills *out or fails with "file:line: why".
+ * A new format: its two functions (in a file of its own or next to a similar one) and a row. */
+#define DR__FMT_DECL(code, value, name, reads, detect, load) DR__FMT_DECL_##reads(detect, load)
+#define DR__FMT_DECL_NONE(detect, load)
+#define DR__FMT_DECL_FOLDER(detect, load)                                                    \
+    bool detect(const char *path);                                                           \
+    dr_status load(const char *path, const dr_load_params *p, dr_dataset **out, dr_error *err);
+#define DR__FMT_DECL_FILE DR__FMT_DECL_FOLDER
+DR_FORMAT_TABLE(DR__FMT_DECL)
+#undef DR__FMT_DECL
+#undef DR__FMT_DECL_NONE
+#undef DR__FMT_DECL_FOLDER
+#undef DR__FMT_DECL_FILE
+
+/* Helpers for detectors: dir/file exists; s ends with suffix. */
+bool dr_dir_has(const char *dir, const char *file);
+bool dr_path_ends(const char *s, const char *suffix);
 
 /* Buffer-level parsers (the fuzz targets call these): parse `buf` as if read from `name`,
  * pushing rows into b and counting problems in r. */

@@ -1,20 +1,25 @@
 /*
  * dataset_load.c - dataset loaders: delimited files (CSV/TSV), MovieLens, the Amazon CSV
  * split, TikTok (MMSSL) with .npy features, and dynrec's own folder format (load + save);
- * format detection and the dr_dataset_load dispatcher. Amazon JSON lives in amazon_json.c.
+ * the format table bound to its detectors and loaders, and the dr_dataset_load dispatcher.
+ * Amazon JSON lives in amazon_json.c.
  *
- * DESIGN: each file is read whole (dr_read_file, size-capped) and walked line by line by one
- * reader that strips a UTF-8 BOM and CR, counts lines, and turns over-long lines, invalid
- * UTF-8 and broken quoting into counted bad rows before any field is looked at. Fields are
- * spans into the buffer (quoted fields with "" escapes are unescaped into a per-row scratch
- * buffer), so accepted rows cost no allocation besides the builder's interning. Rows go to
- * a dr_builder, which owns the PROTOCOL order (stable time sort, dense ids by first
- * appearance); metadata and features are attached afterwards by external id. Rejected:
+ * DESIGN: formats are rows of DR_FORMAT_TABLE (dynrec.h): enum, --format name, folder or
+ * file, detector, loader. The names, the auto detection (rows in table order, first yes wins)
+ * and the dispatch are loops over that one table, so a format is a loader, its detector and
+ * a row, and no list has to follow the enum's order. Each file is read whole (dr_read_file,
+ * size-capped) and walked by linereader.c (BOM, CR, blank lines, over-long lines and invalid
+ * UTF-8, shared with amazon_json.c); broken quoting becomes a counted bad row before any
+ * field is looked at. Fields are spans into the buffer (quoted fields with "" escapes are
+ * unescaped into a per-row scratch buffer), so accepted rows cost no allocation besides the
+ * builder's interning. Rows go to a dr_builder, which owns the PROTOCOL order (stable time
+ * sort, dense ids by first appearance); metadata and features are attached afterwards by
+ * external id. Rejected:
  * a streaming reader with fixed buffers (the inputs are megabytes; whole-file reads keep the
  * code simple and make the parsers callable on fuzz buffers) and a full RFC 4180 parser
  * (quoted newlines never occur in the supported datasets; such a line is reported as bad).
  */
-#include "dataset.h"
+#include "linereader.h"
 
 #include <float.h>
 #include <inttypes.h>
@@ -27,17 +32,37 @@
 
 /* ------------------------------------------------------------------ names, params */
 
-static const char *const format_names[] = {"auto",        "delimited", "movielens", "amazon-csv",
-                                           "amazon-json", "tiktok",    "dynrec"};
+/* DR_FORMAT_TABLE (dynrec.h) bound to the functions: one entry per row, in detection order. */
+enum { READS_NONE, READS_FOLDER, READS_FILE };
+
+typedef struct format_row {
+    dr_format f;
+    const char *name;
+    int reads;                         /* READS_*: what the path must be */
+    bool (*detect)(const char *path);  /* NULL: never detected (auto) */
+    dr_status (*load)(const char *path, const dr_load_params *p, dr_dataset **out,
+                      dr_error *err);
+} format_row;
+
+static const format_row formats[] = {
+#define ROW(code, value, name, reads, detect, load) {code, name, READS_##reads, detect, load},
+    DR_FORMAT_TABLE(ROW)
+#undef ROW
+};
 
 const char *dr_format_name(dr_format f) {
-    return (unsigned)f < DR_ARRAY_LEN(format_names) ? format_names[f] : "unknown";
+    switch (f) { /* a value used twice in the table does not compile here */
+#define NAME(code, value, name, reads, detect, load) case code: return name;
+        DR_FORMAT_TABLE(NAME)
+#undef NAME
+    }
+    return "unknown";
 }
 
 dr_status dr_format_parse(const char *s, dr_format *out) {
-    for (size_t k = 0; s && k < DR_ARRAY_LEN(format_names); k++)
-        if (strcmp(s, format_names[k]) == 0) {
-            *out = (dr_format)k;
+    for (size_t k = 0; s && k < DR_ARRAY_LEN(formats); k++)
+        if (strcmp(s, formats[k].name) == 0) {
+            *out = formats[k].f;
             return DR_OK;
         }
     return DR_ARG;
@@ -57,21 +82,16 @@ dr_load_params dr_load_default_params(void) {
     return p;
 }
 
-/* ------------------------------------------------------------------ line reader */
+/* ------------------------------------------------------------------ fields of a line */
 
 typedef struct span {
     const char *s;
     size_t n;
 } span;
 
+/* A line of linereader.c split into fields. */
 typedef struct reader {
-    const char *name;          /* file name used in messages */
-    const dr_load_params *p;
-    dr_load_report *r;
-    dr_error *err;
-    dr_status status;          /* why reader_next returned -1 */
-    const char *buf, *at, *end;
-    size_t no;                 /* 1-based number of the current line */
+    dr_lines ln;               /* the line walk: name, line number, report, status */
     char delim;                /* 0: detect on the first non-blank line */
     bool quotes;               /* CSV mode: minimal quoting, spaces around fields trimmed */
     size_t nf;                 /* fields of the current row (may exceed MAX_FIELDS) */
@@ -83,30 +103,9 @@ static void reader_init(reader *rd, const char *buf, size_t len, const char *nam
                         const dr_load_params *p, dr_load_report *r, dr_error *err, char delim,
                         bool quotes) {
     memset(rd, 0, sizeof *rd);
-    rd->name = name;
-    rd->p = p;
-    rd->r = r;
-    rd->err = err;
-    rd->buf = rd->at = buf;
-    rd->end = buf + len;
+    dr_lines_init(&rd->ln, buf, len, name, p, r, err);
     rd->delim = delim;
     rd->quotes = quotes;
-    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) rd->at += 3;
-}
-
-/* A bad row: counted with "file:line: why" or, in strict mode, the load's error. Metadata
- * for unknown items and duplicates are not malformed rows and never fail a strict load. */
-static dr_status bad_row(reader *rd, dr_skip_reason why, const char *fmt, ...) DR_PRINTF(3, 4);
-static dr_status bad_row(reader *rd, dr_skip_reason why, const char *fmt, ...) {
-    char msg[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (rd->p->strict && why != DR_SKIP_UNKNOWN && why != DR_SKIP_DUPLICATE)
-        return dr_fail(rd->err, DR_FORMAT, "%s:%zu: %s", rd->name, rd->no, msg);
-    dr_report_skip(rd->r, why, "%s:%zu: %s", rd->name, rd->no, msg);
-    return DR_OK;
 }
 
 static char detect_delim(const char *s, size_t n) {
@@ -167,44 +166,25 @@ static int split(reader *rd, const char *s, size_t n) {
     }
 }
 
-static bool is_blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t') return false;
-    return true;
-}
-
-/* Next non-blank line, split: 1 = a row in rd->f, 0 = end, -1 = error (rd->status, rd->err).
- * Over-long lines, invalid UTF-8 and broken quoting are counted as bad rows and skipped. */
+/* Next non-blank line, split: 1 = a row in rd->f, 0 = end, -1 = error (rd->ln.status and
+ * its err). Over-long lines, invalid UTF-8 and broken quoting are counted as bad rows and
+ * skipped. */
 static int reader_next(reader *rd) {
-    while (rd->at < rd->end) {
-        const char *s = rd->at, *nl = memchr(s, '\n', (size_t)(rd->end - s));
-        size_t n = (size_t)((nl ? nl : rd->end) - s);
-        rd->at = nl ? nl + 1 : rd->end;
-        rd->no++;
-        if (rd->p->progress && (rd->no & 0xffff) == 0)
-            rd->p->progress(rd->p->progress_ud, "load", (size_t)(rd->at - rd->buf),
-                            (size_t)(rd->end - rd->buf));
-        if (n && s[n - 1] == '\r') n--;
-        if (is_blank(s, n)) continue;
-        rd->r->rows_read++;
-        dr_status st;
-        if (n > rd->p->max_line) {
-            st = bad_row(rd, DR_SKIP_TOO_LONG, "line of %zu bytes is over the limit of %zu", n,
-                         rd->p->max_line);
-        } else if (!dr_utf8_valid(s, n)) {
-            st = bad_row(rd, DR_SKIP_ENCODING, "invalid UTF-8 or NUL byte");
-        } else {
-            int q = split(rd, s, n);
-            if (q == 0) return 1;
-            st = q < 0 ? dr_fail(rd->err, DR_NOMEM, "%s:%zu: out of memory", rd->name, rd->no)
-                       : bad_row(rd, DR_SKIP_COLUMNS, "unbalanced quotes");
-        }
+    const char *s;
+    size_t n;
+    int q;
+    while ((q = dr_lines_next(&rd->ln, &s, &n)) > 0) {
+        int sp = split(rd, s, n);
+        if (sp == 0) return 1;
+        dr_status st = sp < 0 ? dr_fail(rd->ln.err, DR_NOMEM, "%s:%zu: out of memory",
+                                        rd->ln.name, rd->ln.no)
+                              : dr_lines_bad(&rd->ln, DR_SKIP_COLUMNS, "unbalanced quotes");
         if (st != DR_OK) {
-            rd->status = st;
+            rd->ln.status = st;
             return -1;
         }
     }
-    return 0;
+    return q;
 }
 
 static void reader_free(reader *rd) { dr_vec_free(&rd->unq); }
@@ -296,7 +276,7 @@ dr_status dr_parse_delimited(const char *buf, size_t len, const char *name,
                 s = dr_fail(err, DR_FORMAT,
                             "%s:%zu: %zu column(s) with delimiter '%s'; need the user column %d "
                             "and the item column %d",
-                            name, rd.no, ncols, rd.delim == '\t' ? "\\t" : (char[2]){rd.delim, 0},
+                            name, rd.ln.no, ncols, rd.delim == '\t' ? "\\t" : (char[2]){rd.delim, 0},
                             cu, ci);
                 goto fail;
             }
@@ -311,19 +291,19 @@ dr_status dr_parse_delimited(const char *buf, size_t len, const char *name,
         float w;
         int why = check_row(&rd, ncols, cu, ci, ct, cw, &t, &w, msg, sizeof msg);
         if (why >= 0) {
-            if ((s = bad_row(&rd, (dr_skip_reason)why, "%s", msg)) != DR_OK) goto fail;
+            if ((s = dr_lines_bad(&rd.ln, (dr_skip_reason)why, "%s", msg)) != DR_OK) goto fail;
             continue;
         }
         s = dr_builder_add_event(b, rd.f[cu].s, rd.f[cu].n, rd.f[ci].s, rd.f[ci].n, t, w, tag);
         if (s != DR_OK) {
-            s = dr_fail(err, s, "%s:%zu: %s", name, rd.no,
+            s = dr_fail(err, s, "%s:%zu: %s", name, rd.ln.no,
                         s == DR_LIMIT ? "too many interactions" : "out of memory");
             goto fail;
         }
         r->rows_ok++;
         ok++;
     }
-    if (q < 0) s = rd.status;
+    if (q < 0) s = rd.ln.status;
     else if (!ok)
         s = dr_fail(err, DR_FORMAT, "%s: no interactions accepted (%zu rows read)", name,
                     r->rows_read - read0);
@@ -427,6 +407,8 @@ static dr_status attr_finish(dr_dataset *ds, attr_acc *a, dr_error *err) {
 
 /* ------------------------------------------------------------------ delimited file */
 
+bool dr_detect_delimited(const char *path) { return true; } /* any other file */
+
 dr_status dr_load_delimited(const char *path, const dr_load_params *p, dr_dataset **out,
                             dr_error *err) {
     dr_builder *b = NULL;
@@ -471,13 +453,13 @@ static dr_status walk_meta_csv(const char *dir, const char *file, size_t cols, m
             c->ds->report.rows_read--; /* header */
             continue;
         }
-        if (rd.nf != cols) s = bad_row(&rd, DR_SKIP_COLUMNS, "expected %zu columns, found %zu",
+        if (rd.nf != cols) s = dr_lines_bad(&rd.ln, DR_SKIP_COLUMNS, "expected %zu columns, found %zu",
                                        cols, rd.nf);
-        else if (!rd.f[0].n || !rd.f[1].n) s = bad_row(&rd, DR_SKIP_EMPTY_ID, "empty id");
+        else if (!rd.f[0].n || !rd.f[1].n) s = dr_lines_bad(&rd.ln, DR_SKIP_EMPTY_ID, "empty id");
         else s = fn(&rd, c);
         if (s != DR_OK) break;
     }
-    if (q < 0) s = rd.status;
+    if (q < 0) s = rd.ln.status;
     reader_free(&rd);
 done:
     dr_free(buf);
@@ -489,24 +471,24 @@ static dr_status ml_movie(reader *rd, ml_ctx *c) {
     span id = rd->f[0], title = rd->f[1], g = rd->f[2];
     uint32_t i = dr_strtab_find(&c->ds->items, id.s, id.n);
     if (i == UINT32_MAX)
-        return bad_row(rd, DR_SKIP_UNKNOWN, "movie %.*s has no ratings", (int)DR_MIN(id.n, 40),
+        return dr_lines_bad(&rd->ln, DR_SKIP_UNKNOWN, "movie %.*s has no ratings", (int)DR_MIN(id.n, 40),
                        id.s);
     if (c->seen[i])
-        return bad_row(rd, DR_SKIP_DUPLICATE, "movie %.*s listed twice", (int)DR_MIN(id.n, 40),
+        return dr_lines_bad(&rd->ln, DR_SKIP_DUPLICATE, "movie %.*s listed twice", (int)DR_MIN(id.n, 40),
                        id.s);
     c->seen[i] = 1;
     if (title.n && dr_dataset_set_title(c->ds, i, title.s, title.n) != DR_OK)
-        return oom(rd->err, rd->name);
+        return oom(rd->ln.err, rd->ln.name);
     for (size_t a = 0; a < g.n;) {
         const char *bar = memchr(g.s + a, '|', g.n - a);
         size_t e = bar ? (size_t)(bar - g.s) : g.n;
         span one = trim(g.s + a, e - a);
         if (one.n && !span_eq(one, "(no genres listed)") &&
             attr_add(c->ds, &c->acc, i, "genre", one.s, one.n, false) != DR_OK)
-            return oom(rd->err, rd->name);
+            return oom(rd->ln.err, rd->ln.name);
         a = e + 1;
     }
-    rd->r->rows_ok++;
+    rd->ln.r->rows_ok++;
     return DR_OK;
 }
 
@@ -514,15 +496,17 @@ static dr_status ml_tag(reader *rd, ml_ctx *c) {
     span id = rd->f[1], tag = rd->f[2];
     uint32_t i = dr_strtab_find(&c->ds->items, id.s, id.n);
     if (!id.n || !tag.n)
-        return bad_row(rd, DR_SKIP_FIELD, "empty movie id or tag");
+        return dr_lines_bad(&rd->ln, DR_SKIP_FIELD, "empty movie id or tag");
     if (i == UINT32_MAX)
-        return bad_row(rd, DR_SKIP_UNKNOWN, "tag on movie %.*s, which has no ratings",
+        return dr_lines_bad(&rd->ln, DR_SKIP_UNKNOWN, "tag on movie %.*s, which has no ratings",
                        (int)DR_MIN(id.n, 40), id.s);
     if (attr_add(c->ds, &c->acc, i, "tag", tag.s, tag.n, true) != DR_OK)
-        return oom(rd->err, rd->name);
-    rd->r->rows_ok++;
+        return oom(rd->ln.err, rd->ln.name);
+    rd->ln.r->rows_ok++;
     return DR_OK;
 }
+
+bool dr_detect_movielens(const char *dir) { return dr_dir_has(dir, "ratings.csv"); }
 
 dr_status dr_load_movielens(const char *dir, const dr_load_params *p, dr_dataset **out,
                             dr_error *err) {
@@ -564,6 +548,10 @@ fail:
 }
 
 /* ------------------------------------------------------------------ Amazon CSV split */
+
+bool dr_detect_amazon_csv(const char *dir) {
+    return dr_dir_has(dir, "train.csv") && dr_dir_has(dir, "validation.csv");
+}
 
 dr_status dr_load_amazon_csv(const char *dir, const dr_load_params *p, dr_dataset **out,
                              dr_error *err) {
@@ -672,6 +660,8 @@ dr_status dr_dataset_add_features(dr_dataset *ds, const char *name, const char *
     dr_npy_free(&a);
     return s;
 }
+
+bool dr_detect_tiktok(const char *dir) { return dr_dir_has(dir, "train.tsv"); }
 
 dr_status dr_load_tiktok(const char *dir, const dr_load_params *p, dr_dataset **out,
                          dr_error *err) {
@@ -790,7 +780,7 @@ static dr_status read_manifest(const char *dir, const dr_load_params *p, manifes
         int64_t iv = 0;
         bool ok = rd.nf == 2 && v.n < sizeof val;
         if (!ok) {
-            s = dr_fail(err, DR_FORMAT, "%s:%zu: expected key<TAB>value", path, rd.no);
+            s = dr_fail(err, DR_FORMAT, "%s:%zu: expected key<TAB>value", path, rd.ln.no);
             break;
         }
         unescape(v.s, v.n, val);
@@ -799,7 +789,7 @@ static dr_status read_manifest(const char *dir, const dr_load_params *p, manifes
         } else if (span_eq(k, "version")) {
             if (strcmp(val, "1") != 0) {
                 s = dr_fail(err, DR_UNSUPPORTED, "%s:%zu: version %s (this build reads 1)", path,
-                            rd.no, val);
+                            rd.ln.no, val);
                 break;
             }
         } else if (span_eq(k, "name")) {
@@ -817,11 +807,11 @@ static dr_status read_manifest(const char *dir, const dr_load_params *p, manifes
                                             : &m->n_events) = iv;
         } /* other keys: written by a newer version, ignored */
         if (!ok) {
-            s = dr_fail(err, DR_FORMAT, "%s:%zu: bad manifest line", path, rd.no);
+            s = dr_fail(err, DR_FORMAT, "%s:%zu: bad manifest line", path, rd.ln.no);
             break;
         }
     }
-    if (s == DR_OK && q < 0) s = rd.status;
+    if (s == DR_OK && q < 0) s = rd.ln.status;
     reader_free(&rd);
 done:
     dr_free(buf);
@@ -866,7 +856,7 @@ static dr_status dyn_interactions(const char *dir, const dr_load_params *p, dr_b
             cw = column(&rd, "weight"), cs = column(&rd, "split");
             if (cu < 0 || ci < 0) {
                 s = dr_fail(err, DR_FORMAT, "%s:%zu: expected the header "
-                            "user<TAB>item<TAB>time<TAB>weight<TAB>split", path, rd.no);
+                            "user<TAB>item<TAB>time<TAB>weight<TAB>split", path, rd.ln.no);
                 break;
             }
             continue;
@@ -878,27 +868,27 @@ static dr_status dyn_interactions(const char *dir, const dr_load_params *p, dr_b
         if (cs >= 0 && rd.nf == ncols)
             for (tag = 3; tag > 0 && !span_eq(rd.f[cs], split_names[tag]); tag--) {}
         if (rd.nf != ncols)
-            s = bad_row(&rd, DR_SKIP_COLUMNS, "expected %zu columns, found %zu", ncols, rd.nf);
+            s = dr_lines_bad(&rd.ln, DR_SKIP_COLUMNS, "expected %zu columns, found %zu", ncols, rd.nf);
         else if (!u.n || !it.n)
-            s = bad_row(&rd, DR_SKIP_EMPTY_ID, "empty user or item id");
+            s = dr_lines_bad(&rd.ln, DR_SKIP_EMPTY_ID, "empty user or item id");
         else if ((ct >= 0 && !dr_parse_i64(rd.f[ct].s, rd.f[ct].n, &t)) ||
                  (cw >= 0 && !parse_weight(rd.f[cw], &w)))
-            s = bad_row(&rd, DR_SKIP_NUMBER, "malformed time or weight");
+            s = dr_lines_bad(&rd.ln, DR_SKIP_NUMBER, "malformed time or weight");
         else if (cs >= 0 && tag == 0 && rd.f[cs].n && !span_eq(rd.f[cs], "-"))
-            s = bad_row(&rd, DR_SKIP_FIELD, "split must be -, train, valid or test");
+            s = dr_lines_bad(&rd.ln, DR_SKIP_FIELD, "split must be -, train, valid or test");
         else if (dr_vec_reserve(&st->scratch, u.n + 1) || dr_vec_reserve(&st->scratch2, it.n + 1))
             s = oom(err, path);
         else {
             size_t un = unescape(u.s, u.n, st->scratch.a), in = unescape(it.s, it.n, st->scratch2.a);
             s = dr_builder_add_event(b, st->scratch.a, un, st->scratch2.a, in, t, w, (uint8_t)tag);
             if (s != DR_OK)
-                s = dr_fail(err, s, "%s:%zu: out of memory or too many interactions", path, rd.no);
+                s = dr_fail(err, s, "%s:%zu: out of memory or too many interactions", path, rd.ln.no);
             else
                 r->rows_ok++, ok++;
         }
         if (s != DR_OK) break;
     }
-    if (s == DR_OK && q < 0) s = rd.status;
+    if (s == DR_OK && q < 0) s = rd.ln.status;
     if (s == DR_OK && !ok)
         s = dr_fail(err, DR_FORMAT, "%s: no interactions accepted", path);
     reader_free(&rd);
@@ -927,25 +917,25 @@ static dr_status dyn_items(const char *dir, const dr_load_params *p, dr_builder 
             ci = column(&rd, "item"), ctl = column(&rd, "title"), ca = column(&rd, "attributes");
             if (ci < 0) {
                 s = dr_fail(err, DR_FORMAT, "%s:%zu: expected the header "
-                            "item<TAB>title<TAB>attributes", st->ipath, rd.no);
+                            "item<TAB>title<TAB>attributes", st->ipath, rd.ln.no);
                 break;
             }
             continue;
         }
-        item_row row = {rd.f[ci], {"", 0}, {"", 0}, rd.no};
+        item_row row = {rd.f[ci], {"", 0}, {"", 0}, rd.ln.no};
         if (ctl >= 0 && (size_t)ctl < rd.nf) row.title = rd.f[ctl];
         if (ca >= 0 && (size_t)ca < rd.nf) row.attrs = rd.f[ca];
         if (rd.nf != ncols)
-            s = bad_row(&rd, DR_SKIP_COLUMNS, "expected %zu columns, found %zu", ncols, rd.nf);
+            s = dr_lines_bad(&rd.ln, DR_SKIP_COLUMNS, "expected %zu columns, found %zu", ncols, rd.nf);
         else if (!row.id.n)
-            s = bad_row(&rd, DR_SKIP_EMPTY_ID, "empty item id");
+            s = dr_lines_bad(&rd.ln, DR_SKIP_EMPTY_ID, "empty item id");
         else if (dr_vec_reserve(&st->scratch, row.id.n + 1) || dr_vec_push(&st->rows, row) ||
                  dr_builder_add_item(b, st->scratch.a,
                                      unescape(row.id.s, row.id.n, st->scratch.a)) != DR_OK)
             s = oom(err, st->ipath);
         if (s != DR_OK) break;
     }
-    if (s == DR_OK && q < 0) s = rd.status;
+    if (s == DR_OK && q < 0) s = rd.ln.status;
     reader_free(&rd);
     return s;
 }
@@ -1057,6 +1047,10 @@ fail:
     dr_free(x);
     dr_free(present);
     return s;
+}
+
+bool dr_detect_dynrec(const char *dir) {
+    return dr_dir_has(dir, "interactions.tsv") || dr_dir_has(dir, "dataset.tsv");
 }
 
 dr_status dr_load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **out,
@@ -1235,35 +1229,33 @@ fail:
 
 /* ------------------------------------------------------------------ dispatch */
 
-static bool has_file(const char *dir, const char *file) {
+bool dr_dir_has(const char *dir, const char *file) {
     char p[4096];
     int n = snprintf(p, sizeof p, "%s/%s", dir, file);
     return n > 0 && (size_t)n < sizeof p && dr_path_exists(p);
 }
 
-static bool ends_with(const char *s, const char *suffix) {
+bool dr_path_ends(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* DR_FMT_AUTO: the first row, in table order, whose detector accepts the path. */
 static dr_status detect(const char *path, dr_format *f, dr_error *err) {
-    if (dr_path_is_dir(path)) {
-        if (has_file(path, "interactions.tsv") || has_file(path, "dataset.tsv")) *f = DR_FMT_DYNREC;
-        else if (has_file(path, "ratings.csv")) *f = DR_FMT_MOVIELENS;
-        else if (has_file(path, "train.csv") && has_file(path, "validation.csv"))
-            *f = DR_FMT_AMAZON_CSV;
-        else if (has_file(path, "train.tsv")) *f = DR_FMT_TIKTOK;
-        else
-            return dr_fail(err, DR_FORMAT, "%s: cannot tell the dataset format of this folder "
-                           "(see docs/FORMATS.md, or pass a format)", path);
-        return DR_OK;
-    }
-    if (!dr_path_exists(path)) return dr_fail(err, DR_IO, "%s: no such file or folder", path);
-    if (ends_with(path, ".gz") || ends_with(path, ".zst") || ends_with(path, ".bz2"))
+    bool dir = dr_path_is_dir(path);
+    if (!dir && !dr_path_exists(path))
+        return dr_fail(err, DR_IO, "%s: no such file or folder", path);
+    if (!dir && (dr_path_ends(path, ".gz") || dr_path_ends(path, ".zst") ||
+                 dr_path_ends(path, ".bz2")))
         return dr_fail(err, DR_UNSUPPORTED, "%s: compressed input; decompress it first", path);
-    *f = ends_with(path, ".json") || ends_with(path, ".jsonl") ? DR_FMT_AMAZON_JSON
-                                                               : DR_FMT_DELIMITED;
-    return DR_OK;
+    for (size_t k = 0; k < DR_ARRAY_LEN(formats); k++)
+        if (formats[k].detect && (formats[k].reads == READS_FOLDER) == dir &&
+            formats[k].detect(path)) {
+            *f = formats[k].f;
+            return DR_OK;
+        }
+    return dr_fail(err, DR_FORMAT, "%s: cannot tell the dataset format of this %s (see "
+                   "docs/FORMATS.md, or pass a format)", path, dir ? "folder" : "file");
 }
 
 dr_status dr_dataset_load(const char *path, const dr_load_params *p, dr_dataset **out,
@@ -1276,18 +1268,14 @@ dr_status dr_dataset_load(const char *path, const dr_load_params *p, dr_dataset 
     dr_format f = q.format;
     dr_status s;
     if (f == DR_FMT_AUTO && (s = detect(path, &f, err)) != DR_OK) return s;
-    bool want_dir = f != DR_FMT_DELIMITED && f != DR_FMT_AMAZON_JSON;
+    const format_row *row = NULL;
+    for (size_t k = 0; k < DR_ARRAY_LEN(formats); k++)
+        if (formats[k].f == f && formats[k].load) row = &formats[k];
+    bool want_dir = !row || row->reads != READS_FILE;
     if (!dr_path_exists(path)) return dr_fail(err, DR_IO, "%s: no such file or folder", path);
     if (want_dir != dr_path_is_dir(path))
         return dr_fail(err, DR_ARG, "%s: the %s format reads a %s", path, dr_format_name(f),
                        want_dir ? "folder" : "file");
-    switch (f) {
-    case DR_FMT_DELIMITED: return dr_load_delimited(path, &q, out, err);
-    case DR_FMT_MOVIELENS: return dr_load_movielens(path, &q, out, err);
-    case DR_FMT_AMAZON_CSV: return dr_load_amazon_csv(path, &q, out, err);
-    case DR_FMT_AMAZON_JSON: return dr_load_amazon_json(path, &q, out, err);
-    case DR_FMT_TIKTOK: return dr_load_tiktok(path, &q, out, err);
-    case DR_FMT_DYNREC: return dr_load_dynrec(path, &q, out, err);
-    default: return dr_fail(err, DR_ARG, "unknown dataset format %d", (int)f);
-    }
+    if (!row) return dr_fail(err, DR_ARG, "unknown dataset format %d", (int)f);
+    return row->load(path, &q, out, err);
 }

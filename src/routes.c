@@ -3,8 +3,12 @@
  *
  * DESIGN: a request is a plain struct (method, decoded path, query lookup, Authorization,
  * body bytes) and a response is a status and a body in the worker's buffer, so the same code
- * runs behind libmicrohttpd (http.c) and under the fuzzer. Routing splits the path on '/';
- * ids in the path and in bodies are checked (non-empty, <= 256 bytes, valid UTF-8, no control
+ * runs behind libmicrohttpd (http.c) and under the fuzzer. Routes are one table, ROUTE_TABLE,
+ * a row each (method, pattern such as /v1/users/{user}, metrics name, handler), as small HTTP
+ * servers register handlers: the dispatcher splits the path on '/' and walks the rows, so
+ * 404, 405, the path ids and the metrics' route names all come from the table, and a route is
+ * a handler and a row (a write route's handler also names its submit/finish pair, write_ops).
+ * Ids in the path and in bodies are checked (non-empty, <= 256 bytes, valid UTF-8, no control
  * characters) before they reach the core. Bodies are parsed with jansson (which rejects
  * invalid UTF-8, NUL in strings, duplicate keys with JSON_REJECT_DUPLICATES and numbers that
  * overflow); every field is type-checked, and a bad one gets 400 with an error naming it
@@ -18,8 +22,8 @@
  * histograms by route, 401s; the core's statistics are read at scrape time.
  * Explanations (explain=true and /v1/users/{u}/items/{i}/explanation) go through ONE handler,
  * explain_handler(), which answers 501 until the explanation subsystem is linked in.
- * Rejected: generating JSON with jansson (an allocation per node per response) and a
- * routing table of regular expressions (the API has six routes).
+ * Rejected: generating JSON with jansson (an allocation per node per response) and
+ * regular expressions as patterns (literal segments and {name} cover every route).
  */
 #include "routes.h"
 
@@ -34,11 +38,37 @@
 #define TITLE_MAX 1024u     /* bytes */
 #define FEATURE_MAX 65536u  /* numbers over all modalities of one item */
 
+/* ---------------------------------------------------------------- the routes
+ * One row per route: method, path pattern, metrics name, handler. A pattern segment {name}
+ * matches any one non-empty path segment; it must be a valid id (else 400 "name: why") and
+ * is handed to the handler (route_call.id, in pattern order). GET rows answer HEAD too. The
+ * dispatcher takes the first row whose pattern and method match; when patterns match but no
+ * method does, 405 names the method of the last such row and counts under its name; no
+ * pattern: 404 under "other". Rows are in the order of the /metrics output. */
+#define ROUTE_TABLE(X)                                                                         \
+    X("POST", "/v1/events",                                "events",          events_start)    \
+    X("GET",  "/v1/users/{user}/recommendations",          "recommendations", get_recs)        \
+    X("GET",  "/v1/users/{user}/items/{item}/explanation", "explanation",     explain_handler) \
+    X("GET",  "/v1/users/{user}",                          "user",            get_user)        \
+    X("PUT",  "/v1/items/{item}",                          "item_put",        item_start)      \
+    X("GET",  "/v1/items/{item}",                          "item_get",        get_item)        \
+    X("GET",  "/healthz",                                  "healthz",         get_health)      \
+    X("GET",  "/metrics",                                  "metrics",         metrics_text)
+
+enum {
+#define COUNT(method, pattern, name, fn) +1
+    R_OTHER = 0 ROUTE_TABLE(COUNT), /* = the number of rows: metrics of unrouted requests */
+#undef COUNT
+    R_COUNT
+};
+static const char *const route_name[R_COUNT] = {
+#define NAME(method, pattern, name, fn) name,
+    ROUTE_TABLE(NAME)
+#undef NAME
+    "other"};
+
 /* ---------------------------------------------------------------- metrics */
 
-enum { R_EVENTS, R_RECS, R_EXPLAIN, R_USER, R_ITEM_PUT, R_ITEM_GET, R_HEALTH, R_METRICS, R_OTHER, R_COUNT };
-static const char *const route_name[R_COUNT] = {"events", "recommendations", "explanation", "user",
-                                                "item_put", "item_get", "healthz", "metrics", "other"};
 static const int codes[] = {200, 201, 400, 401, 404, 405, 413, 500, 501, 503, 507};
 #define N_CODES (sizeof codes / sizeof codes[0])
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -74,6 +104,19 @@ struct dr_routes_worker {
     size_t len, cap;
     int oom;
 };
+
+#define MAX_SEGS 6 /* path segments; longer paths match no route */
+
+/* A routed request: the request, the {name} segments of its row's pattern (checked ids, in
+ * order), the row (metrics) and the start time. A handler gets it with the routes, the worker
+ * and the response: a read handler fills resp and returns NULL; a write handler returns its
+ * pending request (or NULL with resp set). */
+typedef struct route_call {
+    const dr_http_req *rq;
+    const char *id[MAX_SEGS];
+    int route;
+    double t0;
+} route_call;
 
 dr_status dr_routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **out, dr_error *err) {
     if (!srv || !p || !out) return dr_fail(err, DR_ARG, "routes: NULL argument");
@@ -326,8 +369,17 @@ static int status_of(dr_status st) {
     }
 }
 
+/* How a write route's pending request is queued (done == NULL: wait for it; returns the
+ * core's answer) and answered once it is durable. */
+typedef struct write_ops {
+    dr_status (*submit)(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud);
+    void (*finish)(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
+                   dr_http_resp *resp);
+} write_ops;
+
 /* A validated write request waiting for its group commit. */
 struct dr_routes_pending {
+    const write_ops *ops;
     int route;
     double t0;
     json_t *root;         /* the parsed body: the event ids point into it */
@@ -351,7 +403,8 @@ void dr_routes_pending_free(dr_routes_pending *p) {
     dr_free(p);
 }
 
-static dr_routes_pending *pending_new(dr_routes_worker *w, dr_http_resp *resp, int route, double t0) {
+static dr_routes_pending *pending_new(dr_routes_worker *w, const route_call *c, dr_http_resp *resp,
+                                      const write_ops *ops) {
     dr_routes_pending *p = dr_calloc(1, sizeof *p);
     if (p) p->t = dr_srv_ticket_create();
     if (!p || !p->t) {
@@ -359,14 +412,32 @@ static dr_routes_pending *pending_new(dr_routes_worker *w, dr_http_resp *resp, i
         error_resp(w, resp, 500, "out of memory");
         return NULL;
     }
-    p->route = route;
-    p->t0 = t0;
+    p->ops = ops;
+    p->route = c->route;
+    p->t0 = c->t0;
     return p;
 }
 
-static dr_routes_pending *events_start(dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp,
-                                       double t0) {
-    json_t *root = parse_body(w, resp, rq);
+static dr_status events_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
+    return done ? dr_srv_submit_async(r->srv, p->t, p->ev, p->n, done, ud, &p->err)
+                : dr_srv_submit(r->srv, p->ev, p->n, &p->ack, &p->err);
+}
+
+static void events_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
+                          dr_http_resp *resp) {
+    out_reset(w);
+    out(w, "{\"accepted\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,\"events_total\":%llu}", p->n,
+        (unsigned long long)p->ack.first_seq, (unsigned long long)p->ack.last_seq,
+        (unsigned long long)p->ack.events_total);
+    respond(w, resp, 200);
+}
+
+static const write_ops events_ops = {events_submit, events_finish};
+
+/* POST /v1/events */
+static dr_routes_pending *events_start(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                       dr_http_resp *resp) {
+    json_t *root = parse_body(w, resp, c->rq);
     if (!root) return NULL;
     dr_routes_pending *p = NULL;
     json_t *arr = NULL;
@@ -393,7 +464,7 @@ static dr_routes_pending *events_start(dr_routes_worker *w, const dr_http_req *r
         error_resp(w, resp, 413, "events: %zu events, at most %u per request", n, DR_HTTP_MAX_EVENTS);
         goto fail;
     }
-    if (!(p = pending_new(w, resp, R_EVENTS, t0))) goto fail;
+    if (!(p = pending_new(w, c, resp, &events_ops))) goto fail;
     p->root = root;
     p->n = n;
     if (!(p->ev = dr_calloc(n, sizeof *p->ev))) {
@@ -431,14 +502,6 @@ fail:
     return NULL;
 }
 
-static void events_finish(dr_routes_worker *w, const dr_routes_pending *p, dr_http_resp *resp) {
-    out_reset(w);
-    out(w, "{\"accepted\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,\"events_total\":%llu}", p->n,
-        (unsigned long long)p->ack.first_seq, (unsigned long long)p->ack.last_seq,
-        (unsigned long long)p->ack.events_total);
-    respond(w, resp, 200);
-}
-
 /* ---- explanations: the template generator over the checkpoint (its users, items, histories
  * and latents), so an answer depends on the model only, never on a half-applied event. Users
  * and items that arrived through the API after the checkpoint have no evidence yet. */
@@ -469,58 +532,63 @@ static dr_status explain_into(dr_routes_worker *w, uint32_t u, uint32_t i, size_
 }
 
 /* GET /v1/users/{user}/items/{item}/explanation */
-static void explain_handler(dr_routes_worker *w, const char *user, const char *item, dr_http_resp *resp) {
-    dr_routes *r = w->r;
+static dr_routes_pending *explain_handler(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                          dr_http_resp *resp) {
+    const char *user = c->id[0], *item = c->id[1];
     if (!r->ex) {
         error_resp(w, resp, 501, "explanations are not available: the server has no model");
-        return;
+        return NULL;
     }
     uint32_t i = dr_srv_find_item(r->srv, item), u;
     if (i == UINT32_MAX) {
         error_resp(w, resp, 404, "item: unknown");
-        return;
+        return NULL;
     }
     if (!model_pair(r, user, i, &u)) {
         error_resp(w, resp, 404, "explanation: user and item must both be in the model's "
                    "training data (new ones have no evidence yet)");
-        return;
+        return NULL;
     }
     size_t n;
     dr_error e = {0};
     dr_status st = explain_into(w, u, i, &n, &e);
     if (st != DR_OK) {
         error_resp(w, resp, status_of(st), "%s", e.msg);
-        return;
+        return NULL;
     }
     out_reset(w);
     out_mem(w, w->xjson, n);
     respond(w, resp, 200);
+    return NULL;
 }
 
-static void get_recs(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, const char *user,
-                     dr_http_resp *resp) {
+/* GET /v1/users/{user}/recommendations */
+static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                   dr_http_resp *resp) {
+    const dr_http_req *rq = c->rq;
+    const char *user = c->id[0];
     uint32_t k = 10;
     const char *ks = rq->arg ? rq->arg(rq->arg_ud, "k") : NULL;
     if (ks && (!dr_parse_u32(ks, strlen(ks), &k) || k < 1 || k > DR_SRV_K_MAX)) {
         error_resp(w, resp, 400, "k: must be an integer in 1..%u", DR_SRV_K_MAX);
-        return;
+        return NULL;
     }
     const char *ex = rq->arg ? rq->arg(rq->arg_ud, "explain") : NULL;
     if (ex && strcmp(ex, "true") && strcmp(ex, "false") && strcmp(ex, "1") && strcmp(ex, "0")) {
         error_resp(w, resp, 400, "explain: must be true or false");
-        return;
+        return NULL;
     }
     int want_ex = ex && (!strcmp(ex, "true") || !strcmp(ex, "1"));
     if (want_ex && !r->ex) {
         error_resp(w, resp, 501, "explanations are not available: the server has no model");
-        return;
+        return NULL;
     }
     dr_srv_recs rec;
     dr_error e = {0};
     dr_status st = dr_srv_recommend(r->srv, w->sw, user, k, &rec, &e);
     if (st != DR_OK) {
         error_resp(w, resp, status_of(st), "%s", e.msg);
-        return;
+        return NULL;
     }
     out_reset(w);
     out_lit(w, "{\"user\":");
@@ -557,26 +625,34 @@ static void get_recs(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, c
     }
     out_lit(w, "}");
     respond(w, resp, 200);
+    return NULL;
 }
 
-static void get_user(dr_routes *r, dr_routes_worker *w, const char *user, dr_http_resp *resp) {
+/* GET /v1/users/{user} */
+static dr_routes_pending *get_user(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                   dr_http_resp *resp) {
+    const char *user = c->id[0];
     uint32_t hist, events;
     if (!dr_srv_user_info(r->srv, user, &hist, &events)) {
         error_resp(w, resp, 404, "user: unknown");
-        return;
+        return NULL;
     }
     out_reset(w);
     out_lit(w, "{\"user\":");
     out_str(w, user);
     out(w, ",\"history\":%u,\"events\":%u}", hist, events);
     respond(w, resp, 200);
+    return NULL;
 }
 
-static void get_item(dr_routes *r, dr_routes_worker *w, const char *item, dr_http_resp *resp) {
+/* GET /v1/items/{item} */
+static dr_routes_pending *get_item(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                   dr_http_resp *resp) {
+    const char *item = c->id[0];
     uint32_t i = dr_srv_find_item(r->srv, item);
     if (i == UINT32_MAX) {
         error_resp(w, resp, 404, "item: unknown");
-        return;
+        return NULL;
     }
     dr_srv_stats s;
     dr_srv_get_stats(r->srv, &s);
@@ -599,6 +675,7 @@ static void get_item(dr_routes *r, dr_routes_worker *w, const char *item, dr_htt
     else out_lit(w, "null");
     out_lit(w, "}");
     respond(w, resp, 200);
+    return NULL;
 }
 
 /* Validates a PUT body into the canonical {"attributes", "features", "title"} object. */
@@ -715,30 +792,13 @@ bad:
     return NULL;
 }
 
-static dr_routes_pending *item_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq,
-                                     const char *item, dr_http_resp *resp, double t0) {
-    json_t *root = parse_body(w, resp, rq);
-    if (!root) return NULL;
-    json_t *canon = item_body(r, w, resp, root);
-    json_decref(root);
-    if (!canon) return NULL;
-    dr_routes_pending *p = pending_new(w, resp, R_ITEM_PUT, t0);
-    if (p) {
-        p->body = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
-        p->n_feat = json_object_size(json_object_get(canon, "features"));
-        p->item = dr_strdup(item);
-        p->n = 1;
-        if (!p->body || !p->item) {
-            dr_routes_pending_free(p);
-            p = NULL;
-            error_resp(w, resp, 500, "out of memory");
-        }
-    }
-    json_decref(canon);
-    return p;
+static dr_status item_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
+    return done ? dr_srv_put_item_async(r->srv, p->t, p->item, p->body, done, ud, &p->err)
+                : dr_srv_put_item(r->srv, p->item, p->body, &p->ack, &p->err);
 }
 
-static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p, dr_http_resp *resp) {
+static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
+                        dr_http_resp *resp) {
     uint32_t i = dr_srv_find_item(r->srv, p->item);
     dr_srv_stats s;
     dr_srv_get_stats(r->srv, &s);
@@ -756,7 +816,36 @@ static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pendi
     respond(w, resp, p->ack.created ? 201 : 200);
 }
 
-static void metrics_text(dr_routes *r, dr_routes_worker *w, dr_http_resp *resp) {
+static const write_ops item_ops = {item_submit, item_finish};
+
+/* PUT /v1/items/{item} */
+static dr_routes_pending *item_start(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                     dr_http_resp *resp) {
+    const char *item = c->id[0];
+    json_t *root = parse_body(w, resp, c->rq);
+    if (!root) return NULL;
+    json_t *canon = item_body(r, w, resp, root);
+    json_decref(root);
+    if (!canon) return NULL;
+    dr_routes_pending *p = pending_new(w, c, resp, &item_ops);
+    if (p) {
+        p->body = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+        p->n_feat = json_object_size(json_object_get(canon, "features"));
+        p->item = dr_strdup(item);
+        p->n = 1;
+        if (!p->body || !p->item) {
+            dr_routes_pending_free(p);
+            p = NULL;
+            error_resp(w, resp, 500, "out of memory");
+        }
+    }
+    json_decref(canon);
+    return p;
+}
+
+/* GET /metrics */
+static dr_routes_pending *metrics_text(dr_routes *r, dr_routes_worker *w, const route_call *call,
+                                       dr_http_resp *resp) {
     dr_srv_stats s;
     dr_srv_get_stats(r->srv, &s);
     out_reset(w);
@@ -804,9 +893,31 @@ static void metrics_text(dr_routes *r, dr_routes_worker *w, dr_http_resp *resp) 
 #undef METRIC
     respond(w, resp, 200);
     resp->content_type = "text/plain; version=0.0.4";
+    return NULL;
+}
+
+/* GET /healthz */
+static dr_routes_pending *get_health(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                     dr_http_resp *resp) {
+    out_reset(w);
+    out(w, "{\"status\":\"ok\"}");
+    respond(w, resp, 200);
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- dispatch */
+
+typedef struct route {
+    const char *method, *pattern;
+    dr_routes_pending *(*fn)(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                             dr_http_resp *resp);
+} route;
+
+static const route routes[] = {
+#define ROW(method, pattern, name, fn) {method, pattern, fn},
+    ROUTE_TABLE(ROW)
+#undef ROW
+};
 
 static int authorized(const dr_routes *r, const char *auth) {
     static const char prefix[] = "Bearer ";
@@ -821,7 +932,7 @@ static int authorized(const dr_routes *r, const char *auth) {
     return diff == 0;
 }
 
-/* Splits path into at most 6 segments (pointers into buf); -1 when it does not parse. */
+/* Splits path into at most MAX_SEGS segments (pointers into buf); -1 when it does not parse. */
 static int split_path(const char *path, char *buf, size_t cap, char **seg) {
     size_t n = strlen(path);
     if (n >= cap || path[0] != '/') return -1;
@@ -829,7 +940,7 @@ static int split_path(const char *path, char *buf, size_t cap, char **seg) {
     int ns = 0;
     char *p = buf;
     for (;;) {
-        if (ns == 6) return -1;
+        if (ns == MAX_SEGS) return -1;
         seg[ns++] = p;
         char *sl = strchr(p, '/');
         if (!sl) break;
@@ -848,79 +959,73 @@ void dr_routes_reject(dr_routes *r, dr_routes_worker *w, int status, const char 
     count(r, R_OTHER, status, 0);
 }
 
+/* Whether the ns path segments fit pattern; fills c->id with its {name} segments. */
+static int route_match(const char *pattern, char *const *seg, int ns, route_call *c) {
+    int k = 0, n = 0;
+    for (const char *p = pattern + 1; *p; k++) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (k >= ns) return 0;
+        if (*p == '{') c->id[n++] = seg[k];
+        else if (strlen(seg[k]) != len || memcmp(seg[k], p, len)) return 0;
+        p += len + (e != NULL);
+    }
+    return k == ns;
+}
+
+static int method_ok(const char *want, const char *m) {
+    return !strcmp(m, want) || (!strcmp(want, "GET") && !strcmp(m, "HEAD"));
+}
+
 void dr_routes_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, dr_http_resp *resp,
                      dr_routes_pending **pending) {
-    double t0 = dr_now_seconds();
+    route_call c = {rq, {NULL}, R_OTHER, dr_now_seconds()};
     *pending = NULL;
-    int route = R_OTHER;
-    char buf[4 * DR_SRV_ID_MAX + 64], *seg[6];
+    char buf[4 * DR_SRV_ID_MAX + 64], *seg[MAX_SEGS];
     const char *m = rq->method ? rq->method : "";
     int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
     int ns = rq->path ? split_path(rq->path, buf, sizeof buf, seg) : -1;
-    /* which route (for metrics and 405) */
-    if (ns == 1 && !strcmp(seg[0], "healthz")) route = R_HEALTH;
-    else if (ns == 1 && !strcmp(seg[0], "metrics")) route = R_METRICS;
-    else if (ns == 2 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "events")) route = R_EVENTS;
-    else if (ns == 4 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "users") && !strcmp(seg[3], "recommendations")) route = R_RECS;
-    else if (ns == 3 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "users")) route = R_USER;
-    else if (ns == 6 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "users") && !strcmp(seg[3], "items") && !strcmp(seg[5], "explanation")) route = R_EXPLAIN;
-    else if (ns == 3 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "items")) route = strcmp(m, "PUT") ? R_ITEM_GET : R_ITEM_PUT;
+    /* which route: the first row that fits path and method, else the last that fits the path
+     * (for metrics and 405) */
+    int fits = 0;
+    for (int k = 0; k < R_OTHER; k++) {
+        if (!route_match(routes[k].pattern, seg, ns, &c)) continue;
+        c.route = k;
+        if ((fits = method_ok(routes[k].method, m))) break;
+    }
 
     if (r->key && !(r->public_read && get) && !authorized(r, rq->auth)) {
         atomic_fetch_add_explicit(&r->unauthorized, 1, memory_order_relaxed);
         error_resp(w, resp, 401, "authorization: missing or wrong API key (Authorization: Bearer <key>)");
         goto done;
     }
-    if (route == R_OTHER) {
+    if (c.route == R_OTHER) {
         error_resp(w, resp, 404, "no such route: %s %.200s", m, rq->path ? rq->path : "");
         goto done;
     }
-    const char *want = route == R_EVENTS ? "POST" : route == R_ITEM_PUT ? "PUT" : "GET";
-    if (!(get && !strcmp(want, "GET")) && strcmp(m, want)) {
-        error_resp(w, resp, 405, "method %s not allowed here (use %s)", m, want);
+    const route *rt = &routes[c.route];
+    if (!fits) {
+        error_resp(w, resp, 405, "method %s not allowed here (use %s)", m, rt->method);
         goto done;
     }
-    const char *bad;
-    if ((route == R_RECS || route == R_USER || route == R_EXPLAIN) && (bad = id_problem(seg[2], strlen(seg[2])))) {
-        error_resp(w, resp, 400, "user: %s", bad);
-        goto done;
+    /* the {name} segments, in order: ids */
+    int n = 0;
+    for (const char *p = strchr(rt->pattern, '{'); p; p = strchr(p + 1, '{'), n++) {
+        const char *bad = id_problem(c.id[n], strlen(c.id[n]));
+        if (bad) {
+            error_resp(w, resp, 400, "%.*s: %s", (int)strcspn(p + 1, "}"), p + 1, bad);
+            goto done;
+        }
     }
-    if ((route == R_ITEM_GET || route == R_ITEM_PUT) && (bad = id_problem(seg[2], strlen(seg[2])))) {
-        error_resp(w, resp, 400, "item: %s", bad);
-        goto done;
-    }
-    if (route == R_EXPLAIN && (bad = id_problem(seg[4], strlen(seg[4])))) {
-        error_resp(w, resp, 400, "item: %s", bad);
-        goto done;
-    }
-    switch (route) {
-    case R_HEALTH:
-        out_reset(w);
-        out(w, "{\"status\":\"ok\"}");
-        respond(w, resp, 200);
-        break;
-    case R_METRICS: metrics_text(r, w, resp); break;
-    case R_EVENTS: *pending = events_start(w, rq, resp, t0); break;
-    case R_RECS: get_recs(r, w, rq, seg[2], resp); break;
-    case R_USER: get_user(r, w, seg[2], resp); break;
-    case R_EXPLAIN: explain_handler(w, seg[2], seg[4], resp); break;
-    case R_ITEM_GET: get_item(r, w, seg[2], resp); break;
-    default: *pending = item_start(r, w, rq, seg[2], resp, t0); break;
-    }
+    *pending = rt->fn(r, w, &c, resp);
 done:
-    if (!*pending) count(r, route, resp->status, dr_now_seconds() - t0);
+    if (!*pending) count(r, c.route, resp->status, dr_now_seconds() - c.t0);
 }
 
 void dr_routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
     p->async = done != NULL;
-    if (!done) {
-        p->st = p->route == R_EVENTS ? dr_srv_submit(r->srv, p->ev, p->n, &p->ack, &p->err)
-                                     : dr_srv_put_item(r->srv, p->item, p->body, &p->ack, &p->err);
-        return;
-    }
-    p->st = p->route == R_EVENTS ? dr_srv_submit_async(r->srv, p->t, p->ev, p->n, done, ud, &p->err)
-                                 : dr_srv_put_item_async(r->srv, p->t, p->item, p->body, done, ud, &p->err);
-    if (p->st != DR_OK) { /* refused at once: answered like a finished one */
+    p->st = p->ops->submit(r, p, done, ud);
+    if (done && p->st != DR_OK) { /* refused at once: answered like a finished one */
         p->async = 0;
         done(ud);
     }
@@ -929,8 +1034,7 @@ void dr_routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, v
 void dr_routes_finish(dr_routes *r, dr_routes_worker *w, dr_routes_pending *p, dr_http_resp *resp) {
     if (p->async) p->st = dr_srv_ticket_result(p->t, &p->ack, &p->err);
     if (p->st != DR_OK) error_resp(w, resp, status_of(p->st), "%s", p->err.msg);
-    else if (p->route == R_EVENTS) events_finish(w, p, resp);
-    else item_finish(r, w, p, resp);
+    else p->ops->finish(r, w, p, resp);
     count(r, p->route, resp->status, dr_now_seconds() - p->t0);
     dr_routes_pending_free(p);
 }

@@ -149,6 +149,12 @@ static void test_format_names(void **state) {
         assert_int_equal(dr_format_parse(dr_format_name((dr_format)f), &g), DR_OK);
         assert_int_equal(g, f);
     }
+    /* the numbers are the API: the table's row order (detection order) must not move them */
+    static const char *const by_value[] = {"auto",        "delimited", "movielens", "amazon-csv",
+                                           "amazon-json", "tiktok",    "dynrec"};
+    for (size_t k = 0; k < DR_ARRAY_LEN(by_value); k++)
+        assert_string_equal(dr_format_name((dr_format)k), by_value[k]);
+    assert_string_equal(dr_format_name((dr_format)DR_ARRAY_LEN(by_value)), "unknown");
     dr_format g;
     assert_string_equal(dr_format_name(DR_FMT_AMAZON_CSV), "amazon-csv");
     assert_int_equal(dr_format_parse("xml", &g), DR_ARG);
@@ -699,6 +705,28 @@ static void test_auto_detect(void **state) {
         dr_dataset_free(ds);
     }
     load_fails(FIX "npy", NULL, DR_FORMAT, "cannot tell");
+    /* a folder that fits several formats: the first in DR_FORMAT_TABLE's order wins */
+    static const struct {
+        const char *file, *text;
+        dr_format f; /* after adding file */
+    } layers[] = {
+        {"train.tsv", "1\t2\n", DR_FMT_TIKTOK},
+        {"train.csv", "u1,i1,100\n", DR_FMT_TIKTOK},
+        {"test.csv", "u1,i3,300\n", DR_FMT_TIKTOK},
+        {"validation.csv", "u1,i2,200\n", DR_FMT_AMAZON_CSV},
+        {"ratings.csv", "1,10,4.0,100\n", DR_FMT_MOVIELENS},
+        {"interactions.tsv", "user\titem\nu\ti\n", DR_FMT_DYNREC},
+    };
+    char mixed[512], file[600];
+    dr_test_tmpdir(mixed, sizeof mixed);
+    for (size_t k = 0; k < DR_ARRAY_LEN(layers); k++) {
+        snprintf(file, sizeof file, "%s/%s", mixed, layers[k].file);
+        dr_test_write(file, layers[k].text);
+        dr_dataset *ds = load_ok(mixed, NULL);
+        assert_int_equal(ds->format, layers[k].f);
+        dr_dataset_free(ds);
+    }
+    dr_test_rmrf(mixed);
     load_fails("", NULL, DR_ARG, NULL);
     char dir[512], path[600];
     dr_test_tmpdir(dir, sizeof dir);
