@@ -417,7 +417,7 @@ double dr_now_seconds(void) {
 
 int dr_default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
+    return n < 1 ? 1 : (n > DR_MAX_THREADS ? DR_MAX_THREADS : (int)n);
 }
 
 typedef struct pf_job {
@@ -449,7 +449,7 @@ static void *pf_thread(void *p) {
 
 void dr_parallel_for(size_t n, int threads, dr_parallel_fn fn, void *ctx) {
     if (threads <= 0) threads = dr_default_threads();
-    if (threads > 256) threads = 256;
+    if (threads > DR_MAX_THREADS) threads = DR_MAX_THREADS;
     if ((size_t)threads > n) threads = n ? (int)n : 1;
     pf_job job = {.n = n, .fn = fn, .ctx = ctx};
     job.chunk = DR_MAX((size_t)1, n / ((size_t)threads * 16));

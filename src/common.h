@@ -10,6 +10,7 @@
 #define DR_COMMON_H
 
 #include "dynrec.h"
+#include "dynrec_limits.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -16,7 +16,6 @@
 
 #include "common.h"
 
-#define DR_MAX_MODALITIES 8
 
 enum { DR_TAG_NONE = 0, DR_TAG_TRAIN = 1, DR_TAG_VALID = 2, DR_TAG_TEST = 3 };
 

@@ -26,9 +26,6 @@
 #include <math.h>
 #include <stdio.h>
 
-#define MAX_FIELDS 64
-#define DEFAULT_MAX_LINE ((size_t)1 << 20)
-#define DEFAULT_MAX_FILE ((size_t)1 << 31)
 
 /* ------------------------------------------------------------------ names, params */
 
@@ -77,8 +74,8 @@ dr_load_params dr_load_default_params(void) {
     p.col_item = 1;
     p.col_time = 2;
     p.col_weight = 3;
-    p.max_line = DEFAULT_MAX_LINE;
-    p.max_file = DEFAULT_MAX_FILE;
+    p.max_line = DR_LOAD_MAX_LINE;
+    p.max_file = DR_LOAD_MAX_FILE;
     return p;
 }
 
@@ -94,8 +91,8 @@ typedef struct reader {
     dr_lines ln;               /* the line walk: name, line number, report, status */
     char delim;                /* 0: detect on the first non-blank line */
     bool quotes;               /* CSV mode: minimal quoting, spaces around fields trimmed */
-    size_t nf;                 /* fields of the current row (may exceed MAX_FIELDS) */
-    span f[MAX_FIELDS];
+    size_t nf;                 /* fields of the current row (may exceed DR_LOAD_MAX_FIELDS) */
+    span f[DR_LOAD_MAX_FIELDS];
     DR_VEC(char) unq;          /* unescaped quoted fields of the current row */
 } reader;
 
@@ -160,7 +157,7 @@ static int split(reader *rd, const char *s, size_t n) {
             fld = rd->quotes ? trim(s + i, j - i) : (span){s + i, j - i};
             i = j;
         }
-        if (rd->nf < MAX_FIELDS) rd->f[rd->nf] = fld;
+        if (rd->nf < DR_LOAD_MAX_FIELDS) rd->f[rd->nf] = fld;
         rd->nf++;
         if (i >= n) return 0;
     }
@@ -260,10 +257,10 @@ dr_status dr_parse_delimited(const char *buf, size_t len, const char *name,
                              const dr_load_params *p, uint8_t tag, dr_builder *b,
                              dr_load_report *r, dr_error *err) {
     int cu = p->col_user, ci = p->col_item, ct = -1, cw = -1, q;
-    if (cu < 0 || ci < 0 || cu >= MAX_FIELDS || ci >= MAX_FIELDS || p->col_time >= MAX_FIELDS ||
-        p->col_weight >= MAX_FIELDS)
+    if (cu < 0 || ci < 0 || cu >= DR_LOAD_MAX_FIELDS || ci >= DR_LOAD_MAX_FIELDS || p->col_time >= DR_LOAD_MAX_FIELDS ||
+        p->col_weight >= DR_LOAD_MAX_FIELDS)
         return dr_fail(err, DR_ARG, "%s: column numbers must be below %d (user and item >= 0)",
-                       name, MAX_FIELDS);
+                       name, DR_LOAD_MAX_FIELDS);
     reader rd;
     reader_init(&rd, buf, len, name, p, r, err, p->delimiter, true);
     dr_status s = DR_OK;
@@ -743,7 +740,7 @@ static size_t unescape(const char *s, size_t n, char *out) {
 }
 
 static int column(const reader *rd, const char *name) {
-    for (size_t k = 0; k < DR_MIN(rd->nf, (size_t)MAX_FIELDS); k++)
+    for (size_t k = 0; k < DR_MIN(rd->nf, (size_t)DR_LOAD_MAX_FIELDS); k++)
         if (span_eq(rd->f[k], name)) return (int)k;
     return -1;
 }
@@ -1261,8 +1258,8 @@ static dr_status detect(const char *path, dr_format *f, dr_error *err) {
 dr_status dr_dataset_load(const char *path, const dr_load_params *p, dr_dataset **out,
                           dr_error *err) {
     dr_load_params q = p ? *p : dr_load_default_params();
-    if (!q.max_line) q.max_line = DEFAULT_MAX_LINE;
-    if (!q.max_file) q.max_file = DEFAULT_MAX_FILE;
+    if (!q.max_line) q.max_line = DR_LOAD_MAX_LINE;
+    if (!q.max_file) q.max_file = DR_LOAD_MAX_FILE;
     *out = NULL;
     if (!path || !*path) return dr_fail(err, DR_ARG, "no dataset path given");
     dr_format f = q.format;

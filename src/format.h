@@ -20,10 +20,6 @@
 #define DR_CKPT_HEADER_BYTES 64u
 #define DR_CKPT_ENTRY_BYTES 128u
 #define DR_CKPT_ALIGN 64u
-#define DR_CKPT_NAME_MAX 48u       /* bytes including the NUL: names have at most 47 chars */
-#define DR_CKPT_MAX_RANK 4u
-#define DR_CKPT_MAX_SECTIONS 1024u
-#define DR_CKPT_META_MAX (1u << 20) /* bytes of key=value text */
 #define DR_CKPT_META_NAME ".meta"  /* reserved section name of the metadata text */
 #define DR_CKPT_ANY UINT64_MAX     /* shape wildcard for dr_ckpt_find */
 

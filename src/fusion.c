@@ -26,8 +26,6 @@
 
 #include "rng.h"
 
-#define FUSION_MAX_D 4096u
-#define FUSION_MAX_DIM (1u << 20)
 #define FUSION_VAR_EPS 1e-6
 
 dr_status dr_impute_parse(const char *s, dr_impute *out, dr_error *err) {
@@ -117,8 +115,8 @@ dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint
     dr_status st;
     memset(f, 0, sizeof *f);
     if (!ds) return dr_fail(err, DR_ARG, "fusion: no dataset");
-    if (d == 0 || d > FUSION_MAX_D)
-        return dr_fail(err, DR_ARG, "fusion: d must be in 1..%u (got %u)", FUSION_MAX_D, d);
+    if (d == 0 || d > DR_MAX_DIM)
+        return dr_fail(err, DR_ARG, "fusion: d must be in 1..%u (got %u)", DR_MAX_DIM, d);
     if (ds->n_mod < 32 && (mask >> ds->n_mod) != 0)
         return dr_fail(err, DR_ARG, "fusion: modality mask 0x%x names modalities the dataset "
                        "'%s' does not have (it has %d)", mask, ds->name, ds->n_mod);
@@ -126,9 +124,9 @@ dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint
     for (int m = 0; m < ds->n_mod; m++) {
         if (!(mask & (1u << m))) continue;
         const dr_modality *md = &ds->mod[m];
-        if (md->dim == 0 || md->dim > FUSION_MAX_DIM || !md->x || !md->present)
+        if (md->dim == 0 || md->dim > DR_MAX_FEATURE_DIM || !md->x || !md->present)
             return dr_fail(err, DR_ARG, "fusion: modality '%s' has dimension %u (1..%u)",
-                           md->name, md->dim, FUSION_MAX_DIM);
+                           md->name, md->dim, DR_MAX_FEATURE_DIM);
         uint32_t k = f->n_mod++;
         f->dim[k] = md->dim;
         snprintf(f->name[k], sizeof f->name[k], "%s", md->name);
@@ -140,7 +138,7 @@ dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint
     if (f->n_mod == 0) return DR_OK;
     f->w = dr_calloc(f->n_params, sizeof *f->w);
     f->stats = dr_calloc(f->n_stats, sizeof *f->stats);
-    double *acc = dr_calloc(2 * (size_t)FUSION_MAX_DIM, sizeof *acc); /* sum | sum of squares */
+    double *acc = dr_calloc(2 * (size_t)DR_MAX_FEATURE_DIM, sizeof *acc); /* sum | sum of squares */
     if (!f->w || !f->stats || !acc) {
         dr_free(acc);
         st = dr_fail(err, DR_NOMEM, "fusion: out of memory");

@@ -239,7 +239,7 @@ static void free_server(dr_server *s) {
 dr_status dr_server_start(const dr_server_params *p, dr_server **out, dr_error *err) {
     if (!p || !out || !p->model_path || !p->data_dir) return dr_fail(err, DR_ARG, "server: model and data_dir are required");
     *out = NULL;
-    if (p->threads < 1 || p->threads > 1024) return dr_fail(err, DR_ARG, "server: threads must be in 1..1024");
+    if (p->threads < 1 || p->threads > DR_HTTP_MAX_THREADS) return dr_fail(err, DR_ARG, "server: threads must be in 1..1024");
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;

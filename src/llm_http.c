@@ -6,7 +6,7 @@
  * DESIGN: one curl easy handle per session (connections are reused between requests), a
  * connect timeout and a total timeout per attempt, and `retries` further attempts after a
  * transport error, an HTTP 429 or a 5xx, with a doubling pause (100 ms, 200 ms, ...). The
- * reply is capped (DR_HTTP_MAX bytes: a larger one is an error, never a larger buffer) and
+ * reply is capped (DR_LLM_HTTP_MAX bytes: a larger one is an error, never a larger buffer) and
  * must carry choices[0].message.content as a string. Any failure is returned as a status, and
  * dr_explain then shows the template explanation, flagged. temperature 0 and the evidence as
  * the user message; the instruction is the system message. Alternative rejected: a
@@ -20,13 +20,12 @@
 #include <stdio.h>
 #include <time.h>
 
-#define DR_HTTP_MAX (256u * 1024u)
 
 struct dr_http {
     CURL *curl;
     struct curl_slist *headers;
     char *url;
-    char *reply;            /* (DR_HTTP_MAX + 1) */
+    char *reply;            /* (DR_LLM_HTTP_MAX + 1) */
     size_t reply_len;
     int overflow;
     dr_explain_params p;
@@ -38,7 +37,7 @@ static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud) {
     dr_http *h = ud;
     size_t n = size * nmemb;
-    if (h->reply_len + n > DR_HTTP_MAX) {
+    if (h->reply_len + n > DR_LLM_HTTP_MAX) {
         h->overflow = 1;
         return 0; /* aborts the transfer */
     }
@@ -68,7 +67,7 @@ dr_status dr_http_create(const dr_explain_params *p, dr_http **out, dr_error *er
     static const char path[] = "/v1/chat/completions";
     int has = n >= sizeof path - 1 && !memcmp(u + n - (sizeof path - 1), path, sizeof path - 1);
     h->url = dr_malloc(n + sizeof path);
-    h->reply = dr_malloc(DR_HTTP_MAX + 1);
+    h->reply = dr_malloc(DR_LLM_HTTP_MAX + 1);
     h->curl = curl_easy_init();
     if (!h->url || !h->reply || !h->curl) {
         dr_http_free(h);
@@ -157,7 +156,7 @@ dr_status dr_http_generate(dr_http *h, const char *system, const char *user, con
         long code = 0;
         curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &code);
         if (h->overflow) {
-            st = dr_fail(err, DR_LIMIT, "http: %s: reply larger than %u bytes", h->url, DR_HTTP_MAX);
+            st = dr_fail(err, DR_LIMIT, "http: %s: reply larger than %u bytes", h->url, DR_LLM_HTTP_MAX);
             break;
         }
         if (rc != CURLE_OK) {

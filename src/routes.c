@@ -34,9 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define ATTR_MAX 256u       /* attributes per item */
-#define TITLE_MAX 1024u     /* bytes */
-#define FEATURE_MAX 65536u  /* numbers over all modalities of one item */
 
 /* ---------------------------------------------------------------- the routes
  * One row per route: method, path pattern, metrics name, handler. A pattern segment {name}
@@ -99,13 +96,12 @@ struct dr_routes_worker {
     dr_srv_worker *sw;
     dr_explain_session *es; /* made on the worker's first explanation */
     dr_explanation *xe;     /* (1) the explanation being written */
-    char *xjson;            /* (XJSON_CAP) its JSON */
+    char *xjson;            /* (DR_EXPLAIN_JSON_CAP) its JSON */
     char *buf;
     size_t len, cap;
     int oom;
 };
 
-#define MAX_SEGS 6 /* path segments; longer paths match no route */
 
 /* A routed request: the request, the {name} segments of its row's pattern (checked ids, in
  * order), the row (metrics) and the start time. A handler gets it with the routes, the worker
@@ -113,7 +109,7 @@ struct dr_routes_worker {
  * pending request (or NULL with resp set). */
 typedef struct route_call {
     const dr_http_req *rq;
-    const char *id[MAX_SEGS];
+    const char *id[DR_HTTP_MAX_SEGS];
     int route;
     double t0;
 } route_call;
@@ -505,7 +501,6 @@ fail:
 /* ---- explanations: the template generator over the checkpoint (its users, items, histories
  * and latents), so an answer depends on the model only, never on a half-applied event. Users
  * and items that arrived through the API after the checkpoint have no evidence yet. */
-#define XJSON_CAP (64u << 10)
 
 /* The model's user id of `user` when both it and dense item i belong to the checkpoint. */
 static int model_pair(const dr_routes *r, const char *user, uint32_t i, uint32_t *u) {
@@ -517,16 +512,16 @@ static dr_status explain_into(dr_routes_worker *w, uint32_t u, uint32_t i, size_
                               dr_error *err) {
     if (!w->es) {
         if (!w->xe) w->xe = dr_malloc(sizeof *w->xe);
-        if (!w->xjson) w->xjson = dr_malloc(XJSON_CAP);
+        if (!w->xjson) w->xjson = dr_malloc(DR_EXPLAIN_JSON_CAP);
         if (!w->xe || !w->xjson) return dr_fail(err, DR_NOMEM, "explanation: out of memory");
         dr_status st = dr_explain_session_create(w->r->ex, &w->es, err);
         if (st != DR_OK) return st;
     }
     dr_status st = dr_explain(w->es, u, i, w->xe, err);
     if (st != DR_OK) return st;
-    int n = dr_explanation_json(w->r->ex, w->xe, w->xjson, XJSON_CAP);
-    if (n < 0 || (size_t)n >= XJSON_CAP)
-        return dr_fail(err, DR_INTERNAL, "explanation: JSON larger than %u bytes", XJSON_CAP);
+    int n = dr_explanation_json(w->r->ex, w->xe, w->xjson, DR_EXPLAIN_JSON_CAP);
+    if (n < 0 || (size_t)n >= DR_EXPLAIN_JSON_CAP)
+        return dr_fail(err, DR_INTERNAL, "explanation: JSON larger than %u bytes", DR_EXPLAIN_JSON_CAP);
     *len = (size_t)n;
     return DR_OK;
 }
@@ -663,10 +658,10 @@ static dr_routes_pending *get_item(dr_routes *r, dr_routes_worker *w, const rout
     out_str(w, item);
     out(w, ",\"new\":%s,\"title\":", i >= s.items - s.new_items ? "true" : "false");
     out_str(w, title ? title : "");
-    const char *attrs[ATTR_MAX];
-    size_t na = dr_srv_item_attrs(r->srv, i, attrs, ATTR_MAX);
+    const char *attrs[DR_ITEM_MAX_ATTRS];
+    size_t na = dr_srv_item_attrs(r->srv, i, attrs, DR_ITEM_MAX_ATTRS);
     out_lit(w, ",\"attributes\":[");
-    for (size_t k = 0; k < na && k < ATTR_MAX; k++) {
+    for (size_t k = 0; k < na && k < DR_ITEM_MAX_ATTRS; k++) {
         if (k) out_lit(w, ",");
         out_str(w, attrs[k]);
     }
@@ -700,8 +695,8 @@ static json_t *item_body(dr_routes *r, dr_routes_worker *w, dr_http_resp *resp, 
             error_resp(w, resp, 400, "title: expected a string");
             goto bad;
         }
-        if (json_string_length(t) > TITLE_MAX) {
-            error_resp(w, resp, 400, "title: longer than %u bytes", TITLE_MAX);
+        if (json_string_length(t) > DR_ITEM_MAX_TITLE) {
+            error_resp(w, resp, 400, "title: longer than %u bytes", DR_ITEM_MAX_TITLE);
             goto bad;
         }
         if (strlen(json_string_value(t)) != json_string_length(t)) {
@@ -738,8 +733,8 @@ static json_t *item_body(dr_routes *r, dr_routes_worker *w, dr_http_resp *resp, 
         error_resp(w, resp, 400, "attributes: expected an array of \"key=value\" strings or an object");
         goto bad;
     }
-    if (json_array_size(attrs) > ATTR_MAX) {
-        error_resp(w, resp, 400, "attributes: more than %u", ATTR_MAX);
+    if (json_array_size(attrs) > DR_ITEM_MAX_ATTRS) {
+        error_resp(w, resp, 400, "attributes: more than %u", DR_ITEM_MAX_ATTRS);
         goto bad;
     }
     json_t *f = json_object_get(root, "features");
@@ -772,8 +767,8 @@ static json_t *item_body(dr_routes *r, dr_routes_worker *w, dr_http_resp *resp, 
             goto bad;
         }
         total += json_array_size(v);
-        if (total > FEATURE_MAX) {
-            error_resp(w, resp, 400, "features: more than %u numbers", FEATURE_MAX);
+        if (total > DR_ITEM_MAX_FEATURES) {
+            error_resp(w, resp, 400, "features: more than %u numbers", DR_ITEM_MAX_FEATURES);
             goto bad;
         }
         if (json_object_set(feats, key, v)) goto oom;
@@ -932,7 +927,7 @@ static int authorized(const dr_routes *r, const char *auth) {
     return diff == 0;
 }
 
-/* Splits path into at most MAX_SEGS segments (pointers into buf); -1 when it does not parse. */
+/* Splits path into at most DR_HTTP_MAX_SEGS segments (pointers into buf); -1 when it does not parse. */
 static int split_path(const char *path, char *buf, size_t cap, char **seg) {
     size_t n = strlen(path);
     if (n >= cap || path[0] != '/') return -1;
@@ -940,7 +935,7 @@ static int split_path(const char *path, char *buf, size_t cap, char **seg) {
     int ns = 0;
     char *p = buf;
     for (;;) {
-        if (ns == MAX_SEGS) return -1;
+        if (ns == DR_HTTP_MAX_SEGS) return -1;
         seg[ns++] = p;
         char *sl = strchr(p, '/');
         if (!sl) break;
@@ -981,7 +976,7 @@ void dr_routes_start(dr_routes *r, dr_routes_worker *w, const dr_http_req *rq, d
                      dr_routes_pending **pending) {
     route_call c = {rq, {NULL}, R_OTHER, dr_now_seconds()};
     *pending = NULL;
-    char buf[4 * DR_SRV_ID_MAX + 64], *seg[MAX_SEGS];
+    char buf[4 * DR_SRV_ID_MAX + 64], *seg[DR_HTTP_MAX_SEGS];
     const char *m = rq->method ? rq->method : "";
     int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
     int ns = rq->path ? split_path(rq->path, buf, sizeof buf, seg) : -1;

@@ -8,9 +8,6 @@
 
 #include "server.h"
 
-#define DR_HTTP_MAX_BODY_DEFAULT (1u << 20)
-#define DR_HTTP_MAX_EVENTS 10000u   /* events per POST /v1/events */
-#define DR_HTTP_MAX_KEY 256u        /* bytes of an API key */
 
 typedef struct dr_routes_params {
     const char *api_key;   /* NULL = no authentication */

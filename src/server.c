@@ -24,7 +24,7 @@
  * never negatives and not refreshed (dr_adapter_set_active_items).
  * A request that needs more rows than are left is refused whole (DR_LIMIT).
  * Writer. One thread owns the adapter, the store and every registry write. Requests queue
- * tickets; the writer takes everything queued (up to WRITER_BATCH events), checks capacity,
+ * tickets; the writer takes everything queued (up to DR_SRV_WRITER_BATCH events), checks capacity,
  * appends the records in ONE transaction (one fsync: group commit), then applies them in log
  * order (registries, history, dr_adapter_update with the base latent of the user's context
  * before the event), publishes one adapter snapshot and the popular list, and wakes the
@@ -62,7 +62,6 @@
 #include "idmap.h"
 #include "model.h"
 
-#define WRITER_BATCH 16384u /* events per group commit (more wait for the next one) */
 #define POP_K DR_SRV_K_MAX
 #define POP_BUFS 3
 #define SNAP_KEEP 2
@@ -573,7 +572,7 @@ static void *writer_main(void *arg) {
         }
         ticket *batch = s->head, *last = s->head;
         size_t n = last->kind == T_ITEM ? 1 : last->n;
-        while (last->next && n + (last->next->kind == T_ITEM ? 1 : last->next->n) <= WRITER_BATCH) {
+        while (last->next && n + (last->next->kind == T_ITEM ? 1 : last->next->n) <= DR_SRV_WRITER_BATCH) {
             last = last->next;
             n += last->kind == T_ITEM ? 1 : last->n;
         }
@@ -637,7 +636,7 @@ static dr_status submit(dr_srv *s, ticket *t, dr_srv_ack *ack, dr_error *err) {
 
 static dr_status check_events(const dr_srv *s, const dr_srv_event *ev, size_t n, dr_error *err) {
     if (!s || (!ev && n)) return dr_fail(err, DR_ARG, "server: NULL argument");
-    if (n > WRITER_BATCH) return dr_fail(err, DR_LIMIT, "at most %u events per request", WRITER_BATCH);
+    if (n > DR_SRV_WRITER_BATCH) return dr_fail(err, DR_LIMIT, "at most %u events per request", DR_SRV_WRITER_BATCH);
     return DR_OK;
 }
 
@@ -789,7 +788,7 @@ dr_status dr_srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, d
     s->wctx = dr_calloc(DR_SRV_CTX_MAX, sizeof *s->wctx);
     s->wh = dr_calloc(d, sizeof *s->wh);
     uint32_t ksz = 1024;
-    while (ksz < 4u * (2u * WRITER_BATCH + 2u)) ksz *= 2;
+    while (ksz < 4u * (2u * DR_SRV_WRITER_BATCH + 2u)) ksz *= 2;
     s->ks.e = dr_calloc(ksz, sizeof *s->ks.e);
     s->ks.mask = ksz - 1;
     if (!s->hist || !s->meta || !s->z || !s->cold || !s->basepop || !s->pscore || !s->wctx || !s->wh ||

@@ -15,9 +15,6 @@
 #include "store.h"
 #include "topk.h"
 
-#define DR_SRV_K_MAX 1000u    /* most recommendations per request */
-#define DR_SRV_CTX_MAX 512u   /* most recent base items used for a user's base latent */
-#define DR_SRV_ID_MAX DR_STORE_ID_MAX
 
 typedef struct dr_srv_params {
     const char *data_dir;      /* state folder (created when missing) */

@@ -13,8 +13,6 @@
 
 enum { DR_REC_EVENT = 0, DR_REC_ITEM = 1 };
 
-#define DR_STORE_ID_MAX 256        /* bytes of a user or item id */
-#define DR_STORE_BODY_MAX (1u << 20) /* bytes of an item record's body */
 
 typedef struct dr_store_rec {
     uint64_t seq;     /* set by dr_store_append */

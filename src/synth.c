@@ -128,9 +128,6 @@ dr_synth_params dr_synth_default_params(void) {
     return p;
 }
 
-#define MAX_COUNT (1u << 28)       /* users, items */
-#define MAX_EVENTS ((size_t)1 << 31)
-#define MAX_CELLS 2147483648.0     /* entries of one generated array */
 
 static dr_status bad(dr_error *err, const char *field, const char *why, double got) {
     return dr_fail(err, DR_ARG, "dr_synth_params.%s: %s (got %g)", field, why, got);
@@ -140,27 +137,27 @@ static bool in01(double x) { return x >= 0.0 && x <= 1.0; } /* false for NaN */
 
 dr_status dr_synth_check_params(const dr_synth_params *p, dr_error *err) {
     if (!p) return dr_fail(err, DR_ARG, "dr_synth_params: NULL");
-    if (p->n_users < 1 || p->n_users > MAX_COUNT)
+    if (p->n_users < 1 || p->n_users > DR_MAX_ROWS)
         return bad(err, "n_users", "must be in [1, 2^28]", (double)p->n_users);
     if (p->n_genres < 1 || p->n_genres > 65536)
         return bad(err, "n_genres", "must be in [1, 65536]", (double)p->n_genres);
-    if (p->n_items < p->n_genres || p->n_items > MAX_COUNT)
+    if (p->n_items < p->n_genres || p->n_items > DR_MAX_ROWS)
         return dr_fail(err, DR_ARG,
                        "dr_synth_params.n_items: must be in [n_genres = %u, 2^28] (got %u)",
                        p->n_genres, p->n_items);
-    if (p->n_events > MAX_EVENTS)
+    if (p->n_events > DR_SYNTH_MAX_EVENTS)
         return bad(err, "n_events", "must be at most 2^31", (double)p->n_events);
     if (p->n_events < (size_t)GUARANTEED * p->n_users)
         return dr_fail(err, DR_ARG,
                        "dr_synth_params.n_events: must be at least 3 * n_users = %zu, every user "
                        "gets 3 events (got %zu)",
                        (size_t)GUARANTEED * p->n_users, p->n_events);
-    if (p->latent_dim < 2 || p->latent_dim > 4096)
+    if (p->latent_dim < 2 || p->latent_dim > DR_MAX_DIM)
         return bad(err, "latent_dim", "must be in [2, 4096]", (double)p->latent_dim);
-    if ((double)p->n_users * p->n_genres > MAX_CELLS)
+    if ((double)p->n_users * p->n_genres > DR_SYNTH_MAX_CELLS)
         return dr_fail(err, DR_ARG, "dr_synth_params.n_users * n_genres: too large (%u * %u)",
                        p->n_users, p->n_genres);
-    if ((double)p->n_items * p->latent_dim > MAX_CELLS)
+    if ((double)p->n_items * p->latent_dim > DR_SYNTH_MAX_CELLS)
         return dr_fail(err, DR_ARG, "dr_synth_params.n_items * latent_dim: too large (%u * %u)",
                        p->n_items, p->latent_dim);
     if (!in01(p->drift_prob)) return bad(err, "drift_prob", "must be in [0, 1]", p->drift_prob);
@@ -187,7 +184,7 @@ dr_status dr_synth_check_params(const dr_synth_params *p, dr_error *err) {
     for (int m = 0; m < DR_SYNTH_MAX_MOD; m++) {
         if (p->mod_dim[m] > 65536) return bad(err, dim_f[m], "must be in [0, 65536]",
                                               (double)p->mod_dim[m]);
-        if ((double)p->n_items * p->mod_dim[m] > MAX_CELLS)
+        if ((double)p->n_items * p->mod_dim[m] > DR_SYNTH_MAX_CELLS)
             return dr_fail(err, DR_ARG, "dr_synth_params.%s: n_items * dim too large (%u * %u)",
                            dim_f[m], p->n_items, p->mod_dim[m]);
         if (!(p->mod_noise[m] >= 0.0 && p->mod_noise[m] <= 1e6))

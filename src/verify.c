@@ -24,8 +24,6 @@
 
 #include "model.h"
 
-#define MAX_TOK 1024
-#define NORM_MAX 512
 
 static int is_word_byte(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
@@ -79,7 +77,7 @@ static int bare_ok(const dict_build *b, const char *norm) {
 }
 
 static dr_status dict_add(dr_explainer *x, dict_build *b, const char *name, size_t n, uint32_t ent) {
-    char norm[NORM_MAX];
+    char norm[DR_VERIFY_NORM_MAX];
     uint32_t nt;
     int l = normalise(name, n, norm, sizeof norm, &nt);
     if (l <= 0) return DR_OK; /* empty or too long to be written out: never matched */
@@ -111,7 +109,7 @@ static dr_status dict_title(dr_explainer *x, dict_build *b, const char *t, uint3
     for (size_t a = 0; a < 3 && st == DR_OK; a++) {
         size_t al = strlen(arts[a]);
         if (m <= al || strncmp(t + m - al, arts[a], al)) continue;
-        char buf[NORM_MAX];
+        char buf[DR_VERIFY_NORM_MAX];
         int l = snprintf(buf, sizeof buf, "%s %.*s", arts[a] + 2, (int)(m - al), t);
         if (l > 0 && (size_t)l < sizeof buf) {
             st = dict_add(x, b, buf, (size_t)l, ent);
@@ -194,7 +192,7 @@ typedef struct scan {
     const dr_explainer *x;
     const dr_evidence *ev;
     const char *text;
-    tok t[MAX_TOK];
+    tok t[DR_VERIFY_MAX_TOK];
     uint32_t n;
     dr_verify_result *r;
     /* mentions of the current sentence: entity codes (users as DR_ENT(DR_ENT_USER, v)) */
@@ -215,7 +213,7 @@ static void problem(scan *s, const char *fmt, const char *what, size_t n) {
 }
 
 static void push(scan *s, uint8_t type, size_t start, size_t len, int32_t cite) {
-    if (s->n >= MAX_TOK) {
+    if (s->n >= DR_VERIFY_MAX_TOK) {
         s->overflow = 1;
         return;
     }
@@ -394,7 +392,7 @@ void dr_explain_verify(const dr_explainer *x, const dr_evidence *ev, const char 
     tokenise(s, n);
     if (s->overflow) problem(s, "too many words%s", "", 0);
     uint32_t all_cited = 0;
-    char norm[NORM_MAX];
+    char norm[DR_VERIFY_NORM_MAX];
     for (uint32_t k = 0; k < s->n;) {
         tok *t = &s->t[k];
         if (t->type == T_END) {
@@ -411,7 +409,7 @@ void dr_explain_verify(const dr_explainer *x, const dr_evidence *ev, const char 
             }
             k++;
         } else if (t->type == T_QUOTE) {
-            char raw[NORM_MAX];
+            char raw[DR_VERIFY_NORM_MAX];
             size_t rl = 0;
             for (uint32_t q = 0; q < t->len && rl + 1 < sizeof raw; q++) {
                 char c = text[t->start + q];

@@ -100,7 +100,7 @@ dr_status dr_window_create(const dr_window_params *p, uint32_t n_users, uint32_t
                            uint32_t d, const float *z, dr_window **out, dr_error *err) {
     if (!p || !out || !z || !n_items || !d) return dr_fail(err, DR_ARG, "window: bad argument");
     *out = NULL;
-    if (p->capacity < 2 || p->user_ring < 1 || p->user_ring > 1024 || p->max_age < 0)
+    if (p->capacity < 2 || p->user_ring < 1 || p->user_ring > DR_WIN_MAX_USER_RING || p->max_age < 0)
         return dr_fail(err, DR_ARG, "window: capacity must be >= 2 and user_ring in 1..1024");
     dr_window *w = dr_calloc(1, sizeof *w);
     if (!w) return dr_fail(err, DR_NOMEM, "window: out of memory");

@@ -1,0 +1,76 @@
+/*
+ * dynrec_limits.h - every size limit of the library in one place, each with its reason (the
+ * idea of SQLite's sqliteLimit.h). A limit is a promise to the user (input past it is refused
+ * with an error naming it, never truncated) and a bound the code relies on (fixed arrays,
+ * overflow-free size arithmetic). Raising one means checking the reason given here.
+ *
+ * Limits that size public structs stay in include/dynrec.h, beside the structs:
+ * DR_RECOMMEND_MAX_K, DR_REPORT_MAX_MSGS, DR_SYNTH_MAX_MOD, DR_MODAL_MAX, DR_FACT_MAX_ITEMS,
+ * DR_FACT_MAX_USERS, DR_EVIDENCE_MAX, DR_EXPLAIN_TEXT_MAX.
+ */
+#ifndef DR_DYNREC_LIMITS_H
+#define DR_DYNREC_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- compute */
+/* Worker threads of dr_parallel_for: its handles live in a fixed array on the stack. */
+#define DR_MAX_THREADS 256
+/* Latent size of any model, fusion or synthetic latent: far above useful sizes; bounds the
+ * per-thread scratch (a few rows of this many floats) and catches garbage in a checkpoint. */
+#define DR_MAX_DIM 4096u
+/* Items of a SASRec model and users/items of a synthetic dataset: ids stay far from
+ * UINT32_MAX (row n_items is SASRec's padding) and n * d float tables fit size_t. */
+#define DR_MAX_ROWS (1u << 28)
+
+/* ---- datasets */
+/* Fields per delimited row: the reader keeps a fixed array of field spans; extra fields are
+ * counted but not indexed, so a column index must be below this. */
+#define DR_LOAD_MAX_FIELDS 64
+/* Default longest line and largest file (dr_load_params.max_line / max_file): a malformed file
+ * (no newlines, a wrong path to a disk image) is refused before it exhausts memory. */
+#define DR_LOAD_MAX_LINE ((size_t)1 << 20)
+#define DR_LOAD_MAX_FILE ((size_t)1 << 31)
+/* Modalities of one dataset: presence masks and gates are indexed by a small fixed array. */
+#define DR_MAX_MODALITIES 8
+/* Numbers in one modality's feature row (dataset, fusion, checkpoint): 4 MB of floats per
+ * item is already far past any real feature; bounds the standardisation buffers. */
+#define DR_MAX_FEATURE_DIM (1u << 20)
+/* Synthetic data: events generated, and entries of one generated array (both keep size_t
+ * arithmetic exact in doubles). */
+#define DR_SYNTH_MAX_EVENTS ((size_t)1 << 31)
+#define DR_SYNTH_MAX_CELLS 2147483648.0
+
+/* ---- checkpoints (.drm) */
+#define DR_CKPT_NAME_MAX 48u          /* bytes of a section name incl. NUL: fixed directory entry */
+#define DR_CKPT_MAX_RANK 4u           /* dimensions of a section: fixed directory entry */
+#define DR_CKPT_MAX_SECTIONS 1024u    /* sections of one file: bounds the directory read */
+#define DR_CKPT_META_MAX (1u << 20)   /* bytes of key=value text: read whole into memory */
+
+/* ---- serving */
+#define DR_STORE_ID_MAX 256           /* bytes of a user or item id: fixed key buffers */
+#define DR_STORE_BODY_MAX (1u << 20)  /* bytes of an item record's body in the log */
+#define DR_SRV_ID_MAX DR_STORE_ID_MAX
+#define DR_SRV_K_MAX 1000u            /* recommendations per request: the popular list's size */
+#define DR_SRV_CTX_MAX 512u           /* recent items read for a user's base latent */
+#define DR_SRV_WRITER_BATCH 16384u    /* events per group commit; more wait for the next one */
+#define DR_HTTP_MAX_BODY_DEFAULT (1u << 20) /* default --max-body */
+#define DR_HTTP_MAX_EVENTS 10000u     /* events per POST /v1/events: one group commit's share */
+#define DR_HTTP_MAX_KEY 256u          /* bytes of an API key */
+#define DR_HTTP_MAX_THREADS 1024      /* server threads (--threads) */
+#define DR_HTTP_MAX_SEGS 6            /* path segments; longer paths match no route */
+#define DR_ITEM_MAX_ATTRS 256u        /* attributes in one PUT item */
+#define DR_ITEM_MAX_TITLE 1024u       /* bytes of a PUT item's title */
+#define DR_ITEM_MAX_FEATURES 65536u   /* numbers over all modalities of one PUT item */
+#define DR_EXPLAIN_JSON_CAP (64u << 10) /* bytes of one explanation's JSON in a response */
+
+/* ---- online adapter */
+#define DR_WIN_MAX_USER_RING 1024     /* events in a user's ring: per-user arrays of this size */
+
+/* ---- explanations */
+#define DR_LLM_HTTP_MAX (256u * 1024u) /* bytes of an LLM endpoint's answer that are read */
+#define DR_VERIFY_MAX_TOK 1024        /* tokens of an explanation the verifier reads */
+#define DR_VERIFY_NORM_MAX 512        /* bytes of one normalised phrase */
+
+#endif /* DR_DYNREC_LIMITS_H */
