@@ -21,8 +21,12 @@
  * Alternatives rejected: per-thread running sums (the result would depend on the thread
  * count through floating-point summation order) and a sampling RNG per thread (the negatives
  * would depend on the schedule).
+ * dr_eval_run (eval.h) is the same harness over a seeded draw of the users and/or only the
+ * first target of each segment: early stopping validates through it (validate.c), so every
+ * model's validation NDCG is this file's. SASRec validated on such a draw with one target
+ * before, and keeps those numbers.
  */
-#include "model.h"
+#include "eval.h"
 #include "rng.h"
 
 #define EV_MAX_WORKERS 256 /* dr_parallel_for's limit */
@@ -50,6 +54,7 @@ typedef struct ev_ctx {
     const dr_split *sp;
     const dr_model *m;
     int which;
+    int first_target;  /* only the first item of a target segment */
     uint64_t seed;
     uint32_t n_samp;   /* min(n_sampled, n_items) */
     const uint32_t *users; /* (n_eval) */
@@ -82,6 +87,7 @@ static void eval_user(void *vctx, size_t idx, int worker) {
     } else {
         n_tg = c->sp->n_valid[u];
     }
+    if (c->first_target && n_tg > 1) n_tg = 1;
     double *res = c->res + idx * R_N;
 
     /* distinct targets, in history order */
@@ -197,6 +203,13 @@ static dr_rank_metrics mean_of(const double *res, uint32_t n, int at, int only,
 
 dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
                         const dr_eval_params *p, dr_eval_result *out, dr_error *err) {
+    return dr_eval_run(ds, sp, m, p, NULL, out, err);
+}
+
+dr_status dr_eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
+                      const dr_eval_params *p, const dr_eval_subset *o, dr_eval_result *out,
+                      dr_error *err) {
+    const dr_eval_subset all = {0, 0, 0, 0};
     dr_eval_params def = dr_eval_default_params();
     uint32_t *users = NULL;
     uint8_t *cold = NULL;
@@ -207,6 +220,7 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
     double t_start = dr_now_seconds();
 
     if (!p) p = &def;
+    if (!o) o = &all;
     if (!ds || !sp || !m || !out) return dr_fail(err, DR_ARG, "dr_eval_split: NULL argument");
     memset(out, 0, sizeof *out);
     if (sp->kind == DR_SPLIT_T0)
@@ -241,7 +255,18 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
         users[n_eval++] = u;
         max_t = DR_MAX(max_t, nt);
     }
-    if (n_empty_ctx)
+    if (o->max_users && n_eval > o->max_users) { /* partial Fisher-Yates, in drawn order */
+        dr_rng rng;
+        dr_rng_seed(&rng, o->seed, 0xe7a1);
+        for (uint32_t k = 0; k < o->max_users; k++) {
+            uint32_t j = k + (uint32_t)dr_rng_below(&rng, n_eval - k);
+            uint32_t t = users[k];
+            users[k] = users[j];
+            users[j] = t;
+        }
+        n_eval = o->max_users;
+    }
+    if (n_empty_ctx && !o->quiet)
         dr_log(DR_LOG_WARN, "eval: %u users with targets but an empty context were skipped",
                n_empty_ctx);
 
@@ -279,7 +304,8 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model
         for (uint32_t j = 0; j < max_t; j++) x->cand_t[j] = j;
     }
 
-    ev_ctx c = {.ds = ds, .sp = sp, .m = m, .which = p->which, .seed = p->sample_seed,
+    ev_ctx c = {.ds = ds, .sp = sp, .m = m, .which = p->which,
+                .first_target = o->first_target, .seed = p->sample_seed,
                 .n_samp = n_samp, .users = users, .cold = cold, .res = res, .w = w, .base = 0};
     size_t batch = p->progress ? DR_MAX((size_t)1, ((size_t)n_eval + 99) / 100) : n_eval;
     if (p->progress) p->progress(p->progress_ud, "eval", 0, n_eval);

@@ -9,7 +9,9 @@
  * it always passes the verifier and is the fallback of the others. The explainer is built once
  * and only read afterwards (shared by threads); each session owns the writable state of one
  * thread. Alternative rejected: one explainer with a lock around the llama.cpp context, which
- * would serialise every request of a server behind one generation.
+ * would serialise every request of a server behind one generation. What the evidence needs to
+ * know about the model (its context window, whether its user latent folds in) comes from the
+ * model's vtable through model.c, never from its kind's name.
  */
 #include "explain.h"
 
@@ -20,7 +22,6 @@
 #include "adapter.h"
 #include "model.h"
 #include "rng.h"
-#include "sasrec.h"
 
 dr_explain_params dr_explain_default_params(void) {
     dr_explain_params p;
@@ -155,8 +156,8 @@ dr_status dr_explainer_create(const dr_model *m, const dr_explain_params *p, dr_
     x->n_users = dr_model_n_users(m);
     x->n_items = dr_model_n_items(m);
     x->d = dr_model_latent_dim(m);
-    x->fold_in = !strcmp(dr_model_name(m), "mf");
-    if (!strcmp(dr_model_name(m), "sasrec")) x->window = dr_sasrec_get_dims(m->state)->L;
+    x->fold_in = dr_model_folds_in(m);
+    x->window = dr_model_window(m);
     if (p->adapter && dr_adapter_dim(p->adapter) != x->d) {
         dr_free(x);
         return dr_fail(err, DR_ARG, "explain: adapter dimension %u != model latent dimension %u",

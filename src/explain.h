@@ -32,10 +32,12 @@ struct dr_explainer {
     uint32_t n_users, n_items, d;
     float *user_lat;           /* (n_users, d) unit-normalised user latents h_v */
     float *item_unit;          /* (n_items, d) unit-normalised item latents */
-    uint32_t window;           /* the model reads only the last `window` history items (sasrec's
-                                  L), so history facts come from those; 0 = the whole history */
-    int fold_in;               /* 1: the model's user latent ignores the context (mf); scores
-                                  with a changed history use the fold-in latent (u = none) */
+    uint32_t window;           /* the model reads only the last `window` history items
+                                  (dr_model_window, e.g. sasrec's L), so history facts come from
+                                  those; 0 = the whole history */
+    int fold_in;               /* 1: the model's user latent ignores the context
+                                  (dr_model_folds_in, e.g. mf); scores with a changed history use
+                                  the fold-in latent (u = none) */
     dr_strtab item_index;      /* external item id -> dense id */
     dr_strtab attrs;           /* "key=value" -> attribute id */
     uint32_t *attr_off;        /* (n_items + 1) CSR of each item's attribute ids */

@@ -17,6 +17,8 @@
  * Alternatives rejected: concatenating [e; x] into one MLP (a missing modality then shifts
  * every output dimension, and the id-only model is not a special case of it), and imputing
  * missing rows at load time (the gate could not tell imputed from observed features).
+ * The checkpoint form of a fusion (dr_fusion_save / dr_fusion_load) is here too: mf and
+ * sasrec write and read it the same way from their own save and load.
  */
 #include "fusion.h"
 
@@ -24,6 +26,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "format.h"
 #include "rng.h"
 
 #define FUSION_VAR_EPS 1e-6
@@ -344,5 +347,85 @@ dr_status dr_fusion_drop_mask(uint32_t n_mod, uint32_t n_items, uint32_t m, doub
     }
     for (size_t k = 0; k < n_drop; k++) over[(size_t)m * n_items + perm[k]] = 0;
     dr_free(perm);
+    return DR_OK;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+/* A fusion in a checkpoint: metadata fusion_modalities "name:dim,..." and fusion_impute,
+ * sections PREFIX.item_id (rows, d) (the id embeddings e), PREFIX.fusion (n_params) and
+ * PREFIX.fusion_stats (n_stats). */
+dr_status dr_fusion_save(dr_ckpt_writer *w, const char *prefix, const dr_fusion *f,
+                         const float *eid, uint64_t rows, dr_impute imp, dr_error *err) {
+    char mods[DR_MAX_MODALITIES * 48] = "", name[3][48];
+    for (uint32_t k = 0; k < f->n_mod; k++)
+        snprintf(mods + strlen(mods), sizeof mods - strlen(mods), "%s%s:%u", k ? "," : "",
+                 f->name[k], f->dim[k]);
+    snprintf(name[0], sizeof name[0], "%s.item_id", prefix);
+    snprintf(name[1], sizeof name[1], "%s.fusion", prefix);
+    snprintf(name[2], sizeof name[2], "%s.fusion_stats", prefix);
+    uint64_t se[2] = {rows, f->d}, sw[1] = {f->n_params}, ss[1] = {f->n_stats};
+    dr_status st;
+    if ((st = dr_ckpt_add_meta(w, "fusion_modalities", mods, err)) ||
+        (st = dr_ckpt_add_meta(w, "fusion_impute", dr_impute_name(imp), err)) ||
+        (st = dr_ckpt_add(w, name[0], DR_DT_F32, 2, se, eid, err)) ||
+        (st = dr_ckpt_add(w, name[1], DR_DT_F32, 1, sw, f->w, err)))
+        return st;
+    return dr_ckpt_add(w, name[2], DR_DT_F32, 1, ss, f->stats, err);
+}
+
+/* Reads what dr_fusion_save wrote: *f gets the shape, w and stats pointing into the mapping (read
+ * only), *eid the id embeddings; *found = 0 when the checkpoint has no fusion. Every name,
+ * dimension and section shape is checked before use. */
+dr_status dr_fusion_load(const dr_ckpt *c, const char *prefix, uint32_t d, uint64_t rows,
+                         dr_fusion *f, const float **eid, dr_impute *imp, int *found,
+                         dr_error *err) {
+    const char *mods = dr_ckpt_meta(c, "fusion_modalities"), *path = dr_ckpt_path(c);
+    *found = 0;
+    if (!mods) return DR_OK;
+    memset(f, 0, sizeof *f);
+    f->d = d;
+    for (const char *a = mods; *a;) {
+        const char *comma = strchr(a, ','), *colon = strchr(a, ':');
+        size_t n = comma ? (size_t)(comma - a) : strlen(a);
+        uint32_t dim;
+        if (f->n_mod >= DR_MAX_MODALITIES || !colon || colon >= a + n || colon == a ||
+            (size_t)(colon - a) >= sizeof f->name[0] ||
+            !dr_parse_u32(colon + 1, (size_t)(a + n - colon - 1), &dim) || dim == 0 ||
+            dim > (1u << 20))
+            return dr_fail(err, DR_FORMAT, "%s: metadata fusion_modalities '%.64s' is not "
+                           "name:dim,...", path, mods);
+        uint32_t k = f->n_mod++;
+        memcpy(f->name[k], a, (size_t)(colon - a));
+        f->dim[k] = dim;
+        f->off[k] = f->n_params;
+        f->soff[k] = f->n_stats;
+        f->n_params += (size_t)d * dim + 3 * (size_t)d + 1;
+        f->n_stats += 2 * (size_t)dim;
+        a += n + (comma ? 1 : 0);
+    }
+    if (f->n_mod == 0)
+        return dr_fail(err, DR_FORMAT, "%s: metadata fusion_modalities is empty", path);
+    const char *iv = dr_ckpt_meta(c, "fusion_impute");
+    if (!iv || dr_impute_parse(iv, imp, NULL) != DR_OK)
+        return dr_fail(err, DR_FORMAT, "%s: metadata fusion_impute missing or not gate|mean", path);
+    uint64_t se[2] = {rows, d}, sw[1] = {f->n_params}, ss[1] = {f->n_stats};
+    const void *pe, *pw, *ps;
+    char names[3][48];
+    snprintf(names[0], sizeof names[0], "%s.item_id", prefix);
+    snprintf(names[1], sizeof names[1], "%s.fusion", prefix);
+    snprintf(names[2], sizeof names[2], "%s.fusion_stats", prefix);
+    for (int k = 0; k < 3; k++) {
+        dr_status st = k == 0 ? dr_ckpt_find(c, names[k], DR_DT_F32, 2, se, &pe, err)
+                     : k == 1 ? dr_ckpt_find(c, names[k], DR_DT_F32, 1, sw, &pw, err)
+                              : dr_ckpt_find(c, names[k], DR_DT_F32, 1, ss, &ps, err);
+        if (st == DR_NOTFOUND)
+            return dr_fail(err, DR_FORMAT, "%s: section '%s' is missing", path, names[k]);
+        if (st != DR_OK) return st;
+    }
+    f->w = (float *)(uintptr_t)pw; /* read only: the attach functions copy */
+    f->stats = (float *)(uintptr_t)ps;
+    *eid = pe;
+    *found = 1;
     return DR_OK;
 }

@@ -104,4 +104,17 @@ void dr_fusion_materialise(const dr_fusion *f, const float *e, const dr_fusion_i
 dr_status dr_fusion_drop_mask(uint32_t n_mod, uint32_t n_items, uint32_t m, double p,
                               uint64_t seed, uint8_t *over, dr_error *err);
 
+/* A fusion in a checkpoint (format.h): metadata fusion_modalities "name:dim,..." and
+ * fusion_impute, sections PREFIX.item_id (rows, d) (the id embeddings e), PREFIX.fusion
+ * (n_params) and PREFIX.fusion_stats (n_stats). dr_fusion_load reads it back: *f gets the
+ * shape, w and stats pointing into the mapping (read only), *eid the id embeddings; *found = 0
+ * when the checkpoint has no fusion. Every name, dimension and section shape is checked. */
+struct dr_ckpt;
+struct dr_ckpt_writer;
+dr_status dr_fusion_save(struct dr_ckpt_writer *w, const char *prefix, const dr_fusion *f,
+                         const float *eid, uint64_t rows, dr_impute imp, dr_error *err);
+dr_status dr_fusion_load(const struct dr_ckpt *c, const char *prefix, uint32_t d, uint64_t rows,
+                         dr_fusion *f, const float **eid, dr_impute *imp, int *found,
+                         dr_error *err);
+
 #endif /* DR_FUSION_H */

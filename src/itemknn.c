@@ -46,7 +46,7 @@ typedef struct knn_scratch {
 static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
 
 static dr_status knn_fit(const dr_dataset *ds, const dr_split *sp, const dr_model_params *p,
-                         void **state, dr_error *err) {
+                         const dr_validator *val, void **state, dr_error *err) {
     dr_status st = DR_OK;
     uint32_t *last = NULL; /* (n_items) last user that touched the item, + 1 */
     size_t *cnt = NULL;    /* (n_items) distinct users per item */

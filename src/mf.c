@@ -6,11 +6,14 @@
  * items not in the user's training prefix (rejection against the user's sorted item set), and
  * takes one step on loss = -log sigmoid(x_uij) + l2/2 (|p_u|^2 + |q_i|^2 + |q_j|^2 + b_i^2 +
  * b_j^2), x_uij = b_i - b_j + p_u . (q_i - q_j), with plain SGD or a lazy (per touched row)
- * Adam. Optional early stopping evaluates validation full-ranking NDCG@10 (eval.c) every few
- * epochs and keeps the best epoch's factors. Scoring uses the trained user factor; a user not
+ * Adam. Optional early stopping evaluates validation full-ranking NDCG@10 every few epochs
+ * through the dr_validator fit is given (model.h: the evaluation harness over every validation
+ * user and target, as dr_eval_split) and keeps the best epoch's factors. Scoring uses the trained user factor; a user not
  * seen in training (u >= n_users) is folded in as the mean of its context items' factors.
  * The parameters are one block (user | item | item_bias), which is what the checkpoint
- * stores and what dr_mf_load maps back.
+ * stores and what dr_mf_load maps back. The vtable also gives the generic layer the
+ * checkpoint part (save, load), the dot-product view [q_i, b_i] . [p_u, 1] and the user latent
+ * (the fold-in for unknown users), so no other file needs mf's internals.
  * Training is single-threaded on purpose: an epoch on ml-small or amazon-mtv takes well under
  * a second, and the usual parallel scheme (Hogwild, lock-free racing updates) is not
  * deterministic for a seed and thread count. A deterministic parallel scheme (per-thread
@@ -240,7 +243,7 @@ static void fuse_item(const dr_fusion *f, const dr_fusion_input *in, const float
 }
 
 static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_params *p,
-                          mf_state **out, dr_error *err) {
+                          const dr_validator *vd, mf_state **out, dr_error *err) {
     mf_state *s = NULL;
     size_t *pos_off = NULL;   /* (n_users + 1) */
     uint32_t *pos = NULL;     /* (n_pos) each user's distinct training items, sorted */
@@ -332,7 +335,8 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         adam.b2 = p->adam_b2;
         adam.eps = p->adam_eps;
     }
-    const bool early = p->eval_every > 0 && sp->kind != DR_SPLIT_T0 && sp->n_eval > 0;
+    const bool early = vd && vd->fn && p->eval_every > 0 && sp->kind != DR_SPLIT_T0 &&
+                       sp->n_eval > 0;
     if (early) {
         best = dr_malloc(n_params * sizeof *best);
         if (!best) goto nomem;
@@ -472,17 +476,13 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         }
         if (early && ((ep + 1) % p->eval_every == 0 || ep + 1 == p->epochs)) {
             if (fuse) dr_fusion_materialise(&s->fus, Q, &fin, p->impute, s->fused, fbuf);
-            dr_model tmp = {.vt = &dr_mf_vt, .state = s, .n_items = ni};
-            dr_eval_params ev = dr_eval_default_params();
-            dr_eval_result r;
-            ev.which = 1;
-            ev.threads = p->threads;
-            if ((st = dr_eval_split(ds, sp, &tmp, &ev, &r, err)) != DR_OK) goto fail;
+            const dr_valid_opts vo = {.threads = p->threads}; /* every user and target */
+            double hit = 0;
+            if ((st = vd->fn(vd, s, &vo, &val_ndcg, &hit, err)) != DR_OK) goto fail;
             dr_log(DR_LOG_INFO, "mf: epoch %u loss %.5f valid NDCG@10 %.5f Hit@10 %.5f", ep + 1,
-                   s->report.last_loss, r.full10.ndcg, r.full10.hit);
-            val_ndcg = r.full10.ndcg;
-            if (r.full10.ndcg > best_ndcg) {
-                best_ndcg = r.full10.ndcg;
+                   s->report.last_loss, val_ndcg, hit);
+            if (val_ndcg > best_ndcg) {
+                best_ndcg = val_ndcg;
                 s->report.best_epoch = ep + 1;
                 memcpy(best, s->block, n_params * sizeof *best);
                 if (fuse) memcpy(best_w, s->fus.w, nf * sizeof *best_w);
@@ -559,7 +559,7 @@ dr_mf_params dr_mf_params_from_model(const dr_model_params *mp) {
 }
 
 static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_model_params *mp,
-                           void **state, dr_error *err) {
+                           const dr_validator *vd, void **state, dr_error *err) {
     if (mp && mp->optimizer && strcmp(mp->optimizer, "adam") && strcmp(mp->optimizer, "sgd"))
         return dr_fail(err, DR_ARG, "mf: unknown optimizer '%s' (sgd, adam)", mp->optimizer);
     dr_mf_params p = dr_mf_params_from_model(mp);
@@ -568,7 +568,7 @@ static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_mo
     dr_status st = dr_fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
     if (st != DR_OK) return st;
     mf_state *s = NULL;
-    st = mf_train(ds, sp, &p, &s, err);
+    st = mf_train(ds, sp, &p, vd, &s, err);
     if (st == DR_OK) *state = s;
     return st;
 }
@@ -579,6 +579,43 @@ static const dr_fusion *mf_fusion_vt(const dr_model *m, const float **e, dr_impu
     return f;
 }
 
+/* [q_i, b_i] . [p_u, 1] = b_i + p_u . q_i */
+static dr_status mf_latents(const void *state, uint32_t *dim, const float **items, float **owned,
+                            dr_error *err) {
+    const mf_state *s = state;
+    uint32_t d1 = s->d + 1;
+    float *z = dr_malloc((size_t)s->n_items * d1 * sizeof *z);
+    if (!z) return dr_fail(err, DR_NOMEM, "mf: out of memory for %u item latents", s->n_items);
+    for (uint32_t i = 0; i < s->n_items; i++) {
+        memcpy(z + (size_t)i * d1, s->item + (size_t)i * s->d, s->d * sizeof *z);
+        z[(size_t)i * d1 + s->d] = s->item_bias[i];
+    }
+    *dim = d1;
+    *items = z;
+    *owned = z;
+    return DR_OK;
+}
+
+/* The trained user factor, or the mean of the context's item factors (the fold-in). */
+static dr_status mf_user_latent(const void *state, void *scratch, uint32_t u,
+                                const uint32_t *ctx, size_t n_ctx, float *h, dr_error *err) {
+    const mf_state *s = state;
+    const uint32_t d = s->d;
+    if (u < s->n_users) {
+        memcpy(h, s->user + (size_t)u * d, d * sizeof *h);
+    } else {
+        memset(h, 0, d * sizeof *h);
+        for (size_t k = 0; k < n_ctx; k++)
+            for (uint32_t j = 0; j < d; j++) h[j] += s->item[(size_t)ctx[k] * d + j];
+        for (uint32_t j = 0; n_ctx && j < d; j++) h[j] /= (float)n_ctx;
+    }
+    h[d] = 1.0f;
+    return DR_OK;
+}
+
+static dr_status mf_ckpt_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err);
+static dr_status mf_ckpt_load(const dr_ckpt *c, dr_model **out, dr_error *err);
+
 const dr_model_vt dr_mf_vt = {
     .name = "mf",
     .fit = mf_fit_vt,
@@ -587,6 +624,11 @@ const dr_model_vt dr_mf_vt = {
     .score = mf_score,
     .fusion = mf_fusion_vt,
     .refuse = dr_mf_refuse,
+    .save = mf_ckpt_save,
+    .load = mf_ckpt_load,
+    .latents = mf_latents,
+    .user_latent = mf_user_latent,
+    .fold_in = 1,
 };
 
 static dr_status wrap_model(mf_state *s, dr_model **out, dr_error *err) {
@@ -626,7 +668,8 @@ dr_status dr_mf_fit(const dr_dataset *ds, const dr_split *split, const dr_mf_par
     if (!out) return dr_fail(err, DR_ARG, "dr_mf_fit: out is NULL");
     *out = NULL;
     mf_state *s = NULL;
-    dr_status st = mf_train(ds, split, p ? p : &def, &s, err);
+    const dr_validator vd = dr_validator_make(&dr_mf_vt, ds, split);
+    dr_status st = mf_train(ds, split, p ? p : &def, &vd, &s, err);
     if (st != DR_OK) return st;
     return wrap_model(s, out, err);
 }
@@ -727,7 +770,55 @@ const uint8_t *dr_mf_cold_items(const dr_model *m) {
     return ((const mf_state *)m->state)->cold;
 }
 
-/* ------------------------------------------------------------------ save / load */
+/* ------------------------------------------------------------------ save / load
+ * The library's checkpoints (model_io.c) get the model's part from the vtable: metadata d and
+ * sections mf.user, mf.item, mf.item_bias (+ the fusion, fusion.c); the factors stay in the
+ * mapping. dr_mf_save / dr_mf_load below are a standalone file of the factors alone. */
+
+static dr_status mf_ckpt_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err) {
+    dr_mf_view v;
+    dr_status st = dr_mf_get_view(m, &v, err);
+    if (st != DR_OK) return st;
+    uint64_t su[2] = {v.n_users, v.d}, si[2] = {v.n_items, v.d}, sb[1] = {v.n_items};
+    char d[16];
+    snprintf(d, sizeof d, "%u", v.d);
+    if ((st = dr_ckpt_add_meta(w, "d", d, err)) != DR_OK) return st;
+    if ((st = dr_ckpt_add(w, "mf.user", DR_DT_F32, 2, su, v.user, err)) != DR_OK) return st;
+    if ((st = dr_ckpt_add(w, "mf.item", DR_DT_F32, 2, si, v.item, err)) != DR_OK) return st;
+    if ((st = dr_ckpt_add(w, "mf.item_bias", DR_DT_F32, 1, sb, v.item_bias, err)) != DR_OK)
+        return st;
+    const float *eid = NULL;
+    const dr_fusion *f = dr_mf_get_fusion(m, &eid);
+    return f ? dr_fusion_save(w, "mf", f, eid, v.n_items, dr_mf_get_impute(m), err) : DR_OK;
+}
+
+static dr_status mf_ckpt_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
+    uint64_t si[2] = {DR_CKPT_ANY, DR_CKPT_ANY};
+    const void *pi, *pu, *pb;
+    dr_status st;
+    if ((st = dr_ckpt_find(c, "mf.item", DR_DT_F32, 2, si, &pi, err)) != DR_OK) return st;
+    if (si[0] >= UINT32_MAX || si[1] < 1 || si[1] > 4096)
+        return dr_fail(err, DR_FORMAT, "%s: section 'mf.item' has an unusable shape", dr_ckpt_path(c));
+    uint64_t su[2] = {DR_CKPT_ANY, si[1]}, sb[1] = {si[0]};
+    if ((st = dr_ckpt_find(c, "mf.user", DR_DT_F32, 2, su, &pu, err)) != DR_OK) return st;
+    if ((st = dr_ckpt_find(c, "mf.item_bias", DR_DT_F32, 1, sb, &pb, err)) != DR_OK) return st;
+    if (su[0] >= UINT32_MAX) return dr_fail(err, DR_FORMAT, "%s: too many users", dr_ckpt_path(c));
+    dr_mf_view v = {(uint32_t)su[0], (uint32_t)si[0], (uint32_t)si[1], pu, pi, pb};
+    dr_model *m = NULL;
+    if ((st = dr_mf_from_view(&v, &m, err)) != DR_OK) return st;
+    dr_fusion f;
+    const float *eid = NULL;
+    dr_impute imp;
+    int found;
+    if ((st = dr_fusion_load(c, "mf", v.d, v.n_items, &f, &eid, &imp, &found, err)) != DR_OK ||
+        (found && (st = dr_mf_attach_fusion(m, &f, eid, imp, err)) != DR_OK)) {
+        dr_model_free(m);
+        return st;
+    }
+    *out = m;
+    return DR_OK;
+}
+
 
 dr_status dr_mf_save(const dr_model *m, const char *path, dr_error *err) {
     dr_ckpt_writer *w = NULL;

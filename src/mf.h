@@ -55,7 +55,8 @@ typedef struct dr_mf_report {
 
 extern const dr_model_vt dr_mf_vt;
 
-/* Fits BPR-MF on the split's training prefixes. */
+/* Fits BPR-MF on the split's training prefixes (early stopping through dr_validator_make's
+ * validator, as dr_model_fit gives it). */
 dr_status dr_mf_fit(const dr_dataset *ds, const dr_split *split, const dr_mf_params *p,
                     dr_model **out, dr_error *err);
 /* Report of the fit (NULL for a model that is not MF). */

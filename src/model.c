@@ -1,20 +1,17 @@
 /*
- * model.c - the model registry and the scoring interface (dr_model_*, dr_scorer_*).
+ * model.c - the scoring interface (dr_model_*, dr_scorer_*) and the dot-product view.
  *
- * DESIGN: models are found by name in one static table of vtables (model.h). A model holds
+ * DESIGN: this file knows no model kind: the registry and dr_model_fit are in models.c, and
+ * what differs between kinds (latents, user latent, fold-in, window) comes from vtable slots,
+ * so the models can call in here without a dependency cycle. A model holds
  * only immutable fitted state; everything a score() call writes lives in a dr_scorer (one per
  * thread, sized by the model's scratch_bytes), so one fitted model serves any number of
  * threads without locks and score() never allocates. Alternative rejected: scratch inside the
  * model behind a mutex, which serialises the evaluation and the server.
  */
 #include "model.h"
-#include "mf.h"
-#include "sasrec.h"
 #include "format.h"
 #include "topk.h"
-
-static const dr_model_vt *const g_models[] = {&dr_pop_vt, &dr_itemknn_vt, &dr_sasrec_vt,
-                                              &dr_mf_vt};
 
 dr_model_params dr_model_default_params(void) {
     dr_model_params p;
@@ -30,46 +27,6 @@ dr_model_params dr_model_default_params(void) {
     p.id_dropout = -1.0f;
     p.fusion_l2 = -1.0f;
     return p;
-}
-
-dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_model_params *p,
-                       dr_model **out, dr_error *err) {
-    dr_model_params def = dr_model_default_params();
-    const dr_model_vt *vt = NULL;
-    dr_model *m = NULL;
-    dr_status st;
-    if (!out) return dr_fail(err, DR_ARG, "dr_model_fit: out is NULL");
-    *out = NULL;
-    if (!p) p = &def;
-    if (!ds || !split) return dr_fail(err, DR_ARG, "dr_model_fit: dataset or split is NULL");
-    if (split->n_users != ds->n_users)
-        return dr_fail(err, DR_ARG, "dr_model_fit: split has %u users, dataset has %u",
-                       split->n_users, ds->n_users);
-    const char *name = p->name ? p->name : def.name;
-    for (size_t k = 0; k < DR_ARRAY_LEN(g_models); k++)
-        if (strcmp(g_models[k]->name, name) == 0) vt = g_models[k];
-    if (!vt) return dr_fail(err, DR_ARG, "unknown model '%s' (known: pop, itemknn, sasrec, mf)", name);
-    if (p->init && !vt->warm_start)
-        return dr_fail(err, DR_UNSUPPORTED, "%s: warm start is not supported", name);
-    if (p->init && p->init->vt != vt)
-        return dr_fail(err, DR_ARG, "%s: cannot warm start from a '%s' model", name,
-                       dr_model_name(p->init));
-
-    m = dr_calloc(1, sizeof *m);
-    if (!m) {
-        st = dr_fail(err, DR_NOMEM, "dr_model_fit: out of memory");
-        goto fail;
-    }
-    m->vt = vt;
-    m->n_items = ds->n_items;
-    st = vt->fit(ds, split, p, &m->state, err);
-    if (st != DR_OK) goto fail;
-    if ((st = dr_model_prepare_latents(m, err)) != DR_OK) goto fail;
-    *out = m;
-    return DR_OK;
-fail:
-    dr_model_free(m);
-    return st;
 }
 
 void dr_model_free(dr_model *m) {
@@ -163,30 +120,25 @@ dr_status dr_recommend(const dr_model *m, dr_scorer *s, uint32_t u, const uint32
 /* ------------------------------------------------------------------ dot-product view */
 
 dr_status dr_model_prepare_latents(dr_model *m, dr_error *err) {
-    if (m->vt == &dr_sasrec_vt) {
-        const dr_sasrec_dims *dm = dr_sasrec_get_dims(m->state);
-        size_t n;
-        m->latent_dim = dm->d;
-        m->latent_items = dr_sasrec_param_block(m->state, &n) + dm->d; /* tok rows 1.. */
-        return DR_OK;
-    }
-    if (m->vt == &dr_mf_vt) { /* [q_i, b_i] . [p_u, 1] = b_i + p_u . q_i */
-        dr_mf_view v;
-        dr_status st = dr_mf_get_view(m, &v, err);
-        if (st != DR_OK) return st;
-        uint32_t d1 = v.d + 1;
-        float *z = dr_malloc((size_t)v.n_items * d1 * sizeof *z);
-        if (!z) return dr_fail(err, DR_NOMEM, "mf: out of memory for %u item latents", v.n_items);
-        for (uint32_t i = 0; i < v.n_items; i++) {
-            memcpy(z + (size_t)i * d1, v.item + (size_t)i * v.d, v.d * sizeof *z);
-            z[(size_t)i * d1 + v.d] = v.item_bias[i];
-        }
+    if (!m->vt->latents) return DR_OK;
+    uint32_t dim = 0;
+    const float *items = NULL;
+    float *owned = NULL;
+    dr_status st = m->vt->latents(m->state, &dim, &items, &owned, err);
+    if (st != DR_OK) return st;
+    if (owned || m->latent_owned) { /* a built view replaces the one built before */
         dr_free(m->latent_owned);
-        m->latent_owned = z;
-        m->latent_items = z;
-        m->latent_dim = d1;
+        m->latent_owned = owned;
     }
+    m->latent_items = items;
+    m->latent_dim = dim;
     return DR_OK;
+}
+
+int dr_model_folds_in(const dr_model *m) { return m ? m->vt->fold_in : 0; }
+
+uint32_t dr_model_window(const dr_model *m) {
+    return m && m->vt->window ? m->vt->window(m->state) : 0;
 }
 
 const dr_fusion *dr_model_fusion(const dr_model *m, const float **e, dr_impute *imp) {
@@ -201,26 +153,10 @@ const float *dr_model_item_latents(const dr_model *m) { return m ? m->latent_ite
 dr_status dr_model_user_latent(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
                                size_t n_ctx, float *h, dr_error *err) {
     if (!m || !s || !h || (n_ctx && !ctx)) return dr_fail(err, DR_ARG, "dr_model_user_latent: NULL argument");
-    if (!m->latent_dim)
+    if (!m->latent_dim || !m->vt->user_latent)
         return dr_fail(err, DR_UNSUPPORTED, "model '%s' has no latent space", m->vt->name);
     for (size_t k = 0; k < n_ctx; k++)
         if (ctx[k] >= m->n_items)
             return dr_fail(err, DR_RANGE, "context item %u >= n_items %u", ctx[k], m->n_items);
-    if (m->vt == &dr_sasrec_vt) {
-        dr_sasrec_user_latent(m->state, ctx, n_ctx, h, s->scratch);
-        return DR_OK;
-    }
-    dr_mf_view v; /* mf: the trained user factor, or the mean of the context's item factors */
-    dr_status st = dr_mf_get_view(m, &v, err);
-    if (st != DR_OK) return st;
-    if (u < v.n_users) {
-        memcpy(h, v.user + (size_t)u * v.d, v.d * sizeof *h);
-    } else {
-        memset(h, 0, v.d * sizeof *h);
-        for (size_t k = 0; k < n_ctx; k++)
-            for (uint32_t j = 0; j < v.d; j++) h[j] += v.item[(size_t)ctx[k] * v.d + j];
-        for (uint32_t j = 0; n_ctx && j < v.d; j++) h[j] /= (float)n_ctx;
-    }
-    h[v.d] = 1.0f;
-    return DR_OK;
+    return m->vt->user_latent(m->state, s->scratch, u, ctx, n_ctx, h, err);
 }

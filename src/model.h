@@ -1,10 +1,16 @@
 /*
- * model.h - the scoring interface every model plugs into (pop, itemknn; later SASRec, MF).
+ * model.h - the scoring interface every model plugs into (pop, itemknn, sasrec, mf).
  *
  * DESIGN: a small vtable. fit() reads only the split's training segments; score() fills a
  * dense (n_items) score vector for a user's context using per-thread scratch, so the
  * evaluation harness and the server share one code path. Alternative rejected: a top-k-only
  * interface, which would hide the full score vector that the pessimistic-tie metrics need.
+ * Everything the generic layer needs from a model is a slot or a flag of its vtable (saving,
+ * loading, the dot-product view, the user latent, what explain must know), filled in the
+ * model's own file, so no other file compares vtable pointers or model names. Early stopping
+ * is a dr_validator the generic layer hands to fit(): a model ranks its validation targets
+ * through the one evaluation harness (eval.c) without depending on it. The model kinds are
+ * the rows of DR_MODEL_TABLE; a new kind is its own file plus one row.
  */
 #ifndef DR_MODEL_H
 #define DR_MODEL_H
@@ -22,11 +28,47 @@ struct dr_split {
     int64_t t0;          /* DR_SPLIT_T0 */
 };
 
-typedef struct dr_model_vt {
+struct dr_ckpt;
+struct dr_ckpt_writer;
+typedef struct dr_model_vt dr_model_vt;
+
+/* Which evaluation users and targets the harness ranks (eval.c's dr_eval_run). */
+typedef struct dr_eval_subset {
+    uint32_t max_users;  /* 0: every evaluation user; else at most this many, drawn with seed
+                            (a partial Fisher-Yates over the users in id order, ranked and
+                            averaged in the drawn order) */
+    uint64_t seed;
+    int first_target;    /* 1: only the first item of each target segment is a target */
+    int quiet;           /* 1: no warning about users skipped for an empty context */
+} dr_eval_subset;
+
+/* What a model asks of a validation. */
+typedef struct dr_valid_opts {
+    int threads;         /* evaluation workers (0 = all cores); results never depend on it */
+    dr_eval_subset subset;
+} dr_valid_opts;
+
+/* Validation for early stopping, made by dr_validator_make (validate.c) and handed to fit():
+ * fn ranks the split's validation targets (full ranking, context excluded, pessimistic ties)
+ * with the model's current state and writes the mean NDCG@10 and Hit@10. fn NULL: no
+ * validation. The other fields belong to fn. */
+typedef struct dr_validator {
+    dr_status (*fn)(const struct dr_validator *v, const void *state, const dr_valid_opts *o,
+                    double *ndcg10, double *hit10, dr_error *err);
+    const dr_model_vt *vt;
+    const dr_dataset *ds;
+    const dr_split *sp;
+} dr_validator;
+
+/* A validator for models of kind vt over ds and sp's validation segments. */
+dr_validator dr_validator_make(const dr_model_vt *vt, const dr_dataset *ds, const dr_split *sp);
+
+struct dr_model_vt {
     const char *name;
-    /* Fits on ds + split training prefixes; *state is the model's private block. */
+    /* Fits on ds + split training prefixes; *state is the model's private block. val (may be
+     * NULL) is the validation early stopping uses. */
     dr_status (*fit)(const dr_dataset *ds, const dr_split *sp, const dr_model_params *p,
-                     void **state, dr_error *err);
+                     const dr_validator *val, void **state, dr_error *err);
     void (*free)(void *state);
     /* Bytes of per-thread scratch score() needs (may be 0). */
     size_t (*scratch_bytes)(const void *state);
@@ -39,7 +81,23 @@ typedef struct dr_model_vt {
     const dr_fusion *(*fusion)(const dr_model *m, const float **e, dr_impute *imp);
     dr_status (*refuse)(dr_model *m, const dr_dataset *ds, const uint8_t *over, dr_impute imp,
                         dr_error *err);
-} dr_model_vt;
+    /* Checkpoints (model_io.c; NULL for a model fitted from the data each time): save adds the
+     * model's metadata and sections to w; load builds the model from c's. */
+    dr_status (*save)(const dr_model *m, struct dr_ckpt_writer *w, dr_error *err);
+    dr_status (*load)(const struct dr_ckpt *c, dr_model **out, dr_error *err);
+    /* Dot-product view (NULL: none): score = items[i] . h over *dim floats per item; *owned is
+     * set when the rows had to be built (the model is then its owner). */
+    dr_status (*latents)(const void *state, uint32_t *dim, const float **items, float **owned,
+                         dr_error *err);
+    /* h (dim floats) with score = items[i] . h for (u, ctx), scratch as score()'s. */
+    dr_status (*user_latent)(const void *state, void *scratch, uint32_t u, const uint32_t *ctx,
+                             size_t n_ctx, float *h, dr_error *err);
+    /* The user latent of a trained user ignores the context (mf: a changed history is scored
+     * with the fold-in latent of an unknown user). */
+    int fold_in;
+    /* The last items of a context the model reads (sasrec's L); NULL or 0: all of them. */
+    uint32_t (*window)(const void *state);
+};
 
 struct dr_model {
     const dr_model_vt *vt;
@@ -65,6 +123,11 @@ struct dr_model {
 
 /* Fills the dot-product view of a fitted or loaded model (model.c). */
 dr_status dr_model_prepare_latents(dr_model *m, dr_error *err);
+/* The vtable's fold_in flag and context window (0 = all) of a model (model.c). */
+int dr_model_folds_in(const dr_model *m);
+uint32_t dr_model_window(const dr_model *m);
+/* The kind called name, NULL when there is none (models.c). */
+const dr_model_vt *dr_model_kind(const char *name);
 /* The gated fusion of a dot-product model (mf, sasrec) and its id embeddings: *e (when
  * non-NULL) points at item 0's e row (rows of f->d floats), *imp the impute mode it was trained
  * with. The first f->d values of latent row i are z_i (mf appends the item bias). NULL when
@@ -82,7 +145,12 @@ struct dr_scorer {
     float top[DR_RECOMMEND_MAX_K];
 };
 
-extern const dr_model_vt dr_pop_vt;     /* pop.c */
-extern const dr_model_vt dr_itemknn_vt; /* itemknn.c */
+/* The model kinds: X(name, vtable), the vtable defined in src/NAME.c with .name = "name".
+ * models.c makes the registry and the list of known names from it. */
+#define DR_MODEL_TABLE(X) X(pop, dr_pop_vt) X(itemknn, dr_itemknn_vt) X(sasrec, dr_sasrec_vt) \
+    X(mf, dr_mf_vt)
+#define DR_MODEL_EXTERN(name, vt) extern const dr_model_vt vt;
+DR_MODEL_TABLE(DR_MODEL_EXTERN)
+#undef DR_MODEL_EXTERN
 
 #endif /* DR_MODEL_H */

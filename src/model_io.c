@@ -6,25 +6,19 @@
  * `dynrec recommend --model m.drm --user U` needs no dataset, and (3) metadata: model kind,
  * dataset name, the split it was trained under (and T0), hyper-parameters, and a hash of the
  * item catalogue so a model is never evaluated against a dataset whose dense ids differ.
- * SASRec's parameter block is written as one section per tensor; the container aligns every
- * section to 64 bytes exactly like the in-memory block, so on load the sections are checked
- * to be contiguous and the mapping is used as the block in place (no copy). Alternatives
- * rejected: a per-model file format (two parsers to fuzz) and copying parameters on load
- * (doubles memory for large catalogues).
- * A model with multimodal fusion also stores its id embeddings e, the fusion block and the
- * feature standardisation (PREFIX.item_id, PREFIX.fusion, PREFIX.fusion_stats, one writer and
- * one checked reader for mf and sasrec); the fused latents stay the model's own item tensor,
- * so serving reads the file exactly as without fusion, and the loaded fusion (copied) lets
- * P-MODAL recompute the latents with features removed.
+ * The model's own part is written and read by its vtable's save and load slots, in the
+ * model's file (this file holds no per-model code; the kind is found in the registry by the
+ * "model" metadata): SASRec maps its parameter block in place, mf its factors, and both store
+ * a fusion with fusion.c's dr_fusion_save / dr_fusion_load. Alternatives rejected: a
+ * per-model file format (two parsers to fuzz) and copying parameters on load (doubles memory
+ * for large catalogues).
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "format.h"
-#include "mf.h"
 #include "model.h"
-#include "sasrec.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -98,226 +92,12 @@ static dr_status meta_u32(const dr_ckpt *c, const char *key, uint32_t *out, dr_e
     return DR_OK;
 }
 
-/* ------------------------------------------------------------------ per-model tensors */
-
-/* A fusion in a checkpoint: metadata fusion_modalities "name:dim,..." and fusion_impute,
- * sections PREFIX.item_id (rows, d) (the id embeddings e), PREFIX.fusion (n_params) and
- * PREFIX.fusion_stats (n_stats). */
-static dr_status save_fusion(dr_ckpt_writer *w, const char *prefix, const dr_fusion *f,
-                             const float *eid, uint64_t rows, dr_impute imp, dr_error *err) {
-    char mods[DR_MAX_MODALITIES * 48] = "", name[3][48];
-    for (uint32_t k = 0; k < f->n_mod; k++)
-        snprintf(mods + strlen(mods), sizeof mods - strlen(mods), "%s%s:%u", k ? "," : "",
-                 f->name[k], f->dim[k]);
-    snprintf(name[0], sizeof name[0], "%s.item_id", prefix);
-    snprintf(name[1], sizeof name[1], "%s.fusion", prefix);
-    snprintf(name[2], sizeof name[2], "%s.fusion_stats", prefix);
-    uint64_t se[2] = {rows, f->d}, sw[1] = {f->n_params}, ss[1] = {f->n_stats};
-    dr_status st;
-    if ((st = dr_ckpt_add_meta(w, "fusion_modalities", mods, err)) ||
-        (st = dr_ckpt_add_meta(w, "fusion_impute", dr_impute_name(imp), err)) ||
-        (st = dr_ckpt_add(w, name[0], DR_DT_F32, 2, se, eid, err)) ||
-        (st = dr_ckpt_add(w, name[1], DR_DT_F32, 1, sw, f->w, err)))
-        return st;
-    return dr_ckpt_add(w, name[2], DR_DT_F32, 1, ss, f->stats, err);
-}
-
-/* Reads what save_fusion wrote: *f gets the shape, w and stats pointing into the mapping (read
- * only), *eid the id embeddings; *found = 0 when the checkpoint has no fusion. Every name,
- * dimension and section shape is checked before use. */
-static dr_status load_fusion(const dr_ckpt *c, const char *prefix, uint32_t d, uint64_t rows,
-                             dr_fusion *f, const float **eid, dr_impute *imp, int *found,
-                             dr_error *err) {
-    const char *mods = dr_ckpt_meta(c, "fusion_modalities"), *path = dr_ckpt_path(c);
-    *found = 0;
-    if (!mods) return DR_OK;
-    memset(f, 0, sizeof *f);
-    f->d = d;
-    for (const char *a = mods; *a;) {
-        const char *comma = strchr(a, ','), *colon = strchr(a, ':');
-        size_t n = comma ? (size_t)(comma - a) : strlen(a);
-        uint32_t dim;
-        if (f->n_mod >= DR_MAX_MODALITIES || !colon || colon >= a + n || colon == a ||
-            (size_t)(colon - a) >= sizeof f->name[0] ||
-            !dr_parse_u32(colon + 1, (size_t)(a + n - colon - 1), &dim) || dim == 0 ||
-            dim > (1u << 20))
-            return dr_fail(err, DR_FORMAT, "%s: metadata fusion_modalities '%.64s' is not "
-                           "name:dim,...", path, mods);
-        uint32_t k = f->n_mod++;
-        memcpy(f->name[k], a, (size_t)(colon - a));
-        f->dim[k] = dim;
-        f->off[k] = f->n_params;
-        f->soff[k] = f->n_stats;
-        f->n_params += (size_t)d * dim + 3 * (size_t)d + 1;
-        f->n_stats += 2 * (size_t)dim;
-        a += n + (comma ? 1 : 0);
-    }
-    if (f->n_mod == 0)
-        return dr_fail(err, DR_FORMAT, "%s: metadata fusion_modalities is empty", path);
-    const char *iv = dr_ckpt_meta(c, "fusion_impute");
-    if (!iv || dr_impute_parse(iv, imp, NULL) != DR_OK)
-        return dr_fail(err, DR_FORMAT, "%s: metadata fusion_impute missing or not gate|mean", path);
-    uint64_t se[2] = {rows, d}, sw[1] = {f->n_params}, ss[1] = {f->n_stats};
-    const void *pe, *pw, *ps;
-    char names[3][48];
-    snprintf(names[0], sizeof names[0], "%s.item_id", prefix);
-    snprintf(names[1], sizeof names[1], "%s.fusion", prefix);
-    snprintf(names[2], sizeof names[2], "%s.fusion_stats", prefix);
-    for (int k = 0; k < 3; k++) {
-        dr_status st = k == 0 ? dr_ckpt_find(c, names[k], DR_DT_F32, 2, se, &pe, err)
-                     : k == 1 ? dr_ckpt_find(c, names[k], DR_DT_F32, 1, sw, &pw, err)
-                              : dr_ckpt_find(c, names[k], DR_DT_F32, 1, ss, &ps, err);
-        if (st == DR_NOTFOUND)
-            return dr_fail(err, DR_FORMAT, "%s: section '%s' is missing", path, names[k]);
-        if (st != DR_OK) return st;
-    }
-    f->w = (float *)(uintptr_t)pw; /* read only: the attach functions copy */
-    f->stats = (float *)(uintptr_t)ps;
-    *eid = pe;
-    *found = 1;
-    return DR_OK;
-}
-
-static dr_status sasrec_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err) {
-    const dr_sasrec *s = m->state;
-    const dr_sasrec_dims *dm = dr_sasrec_get_dims(s);
-    dr_sasrec_tensor t[DR_SASREC_N_TENSORS];
-    size_t n_floats, total = dr_sasrec_tensors(dm, t, DR_SASREC_N_TENSORS);
-    const float *block = dr_sasrec_param_block(s, &n_floats);
-    if (total != n_floats) return dr_fail(err, DR_INTERNAL, "sasrec: block size mismatch");
-    char v[5][32];
-    const char *keys[5] = {"d", "L", "blocks", "heads", "sasrec_items"};
-    uint32_t vals[5] = {dm->d, dm->L, dm->blocks, dm->heads, dm->n_items};
-    dr_status st;
-    for (int k = 0; k < 5; k++) {
-        snprintf(v[k], sizeof v[k], "%u", vals[k]);
-        if ((st = dr_ckpt_add_meta(w, keys[k], v[k], err)) != DR_OK) return st;
-    }
-    for (int k = 0; k < DR_SASREC_N_TENSORS; k++) {
-        uint64_t shape[3] = {t[k].shape[0], t[k].shape[1], t[k].shape[2]};
-        char name[48];
-        snprintf(name, sizeof name, "sasrec.%s", t[k].name);
-        if ((st = dr_ckpt_add(w, name, DR_DT_F32, (uint32_t)t[k].ndim, shape, block + t[k].offset,
-                              err)) != DR_OK)
-            return st;
-    }
-    const float *eid = NULL;
-    const dr_fusion *f = dr_sasrec_get_fusion(s, &eid);
-    return f ? save_fusion(w, "sasrec", f, eid, (uint64_t)dm->n_items + 1,
-                           dr_sasrec_get_impute(s), err)
-             : DR_OK;
-}
-
-static dr_status sasrec_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
-    dr_sasrec_dims dm;
-    dr_status st;
-    if ((st = meta_u32(c, "d", &dm.d, err)) || (st = meta_u32(c, "L", &dm.L, err)) ||
-        (st = meta_u32(c, "blocks", &dm.blocks, err)) || (st = meta_u32(c, "heads", &dm.heads, err)) ||
-        (st = meta_u32(c, "sasrec_items", &dm.n_items, err)))
-        return st;
-    if (!dm.d || !dm.L || !dm.blocks || !dm.heads || dm.d % dm.heads || dm.d > 4096 ||
-        dm.L > 100000 || dm.blocks > 64)
-        return dr_fail(err, DR_FORMAT, "%s: unusable SASRec dimensions", dr_ckpt_path(c));
-    dr_sasrec_tensor t[DR_SASREC_N_TENSORS];
-    size_t total = dr_sasrec_tensors(&dm, t, DR_SASREC_N_TENSORS);
-    const float *base = NULL;
-    for (int k = 0; k < DR_SASREC_N_TENSORS; k++) {
-        uint64_t shape[3] = {t[k].shape[0], t[k].shape[1], t[k].shape[2]};
-        char name[48];
-        const void *p;
-        snprintf(name, sizeof name, "sasrec.%s", t[k].name);
-        if ((st = dr_ckpt_find(c, name, DR_DT_F32, (uint32_t)t[k].ndim, shape, &p, err)) != DR_OK)
-            return st == DR_NOTFOUND ? dr_fail(err, DR_FORMAT, "%s: section '%s' is missing",
-                                               dr_ckpt_path(c), name)
-                                     : st;
-        if (k == 0) base = (const float *)p - t[k].offset;
-        if ((const float *)p != base + t[k].offset)
-            return dr_fail(err, DR_FORMAT, "%s: SASRec sections are not laid out as one block",
-                           dr_ckpt_path(c));
-    }
-    dr_sasrec *s = NULL;
-    if ((st = dr_sasrec_from_params(&dm, base, total, &s, err)) != DR_OK) return st;
-    dr_fusion f;
-    const float *eid = NULL;
-    dr_impute imp;
-    int found;
-    if ((st = load_fusion(c, "sasrec", dm.d, (uint64_t)dm.n_items + 1, &f, &eid, &imp, &found,
-                          err)) != DR_OK ||
-        (found && (st = dr_sasrec_attach_fusion(s, &f, eid, imp, err)) != DR_OK)) {
-        dr_sasrec_free(s);
-        return st;
-    }
-    return dr_sasrec_as_model(s, out, err);
-}
-
-static dr_status mf_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err) {
-    dr_mf_view v;
-    dr_status st = dr_mf_get_view(m, &v, err);
-    if (st != DR_OK) return st;
-    uint64_t su[2] = {v.n_users, v.d}, si[2] = {v.n_items, v.d}, sb[1] = {v.n_items};
-    char d[16];
-    snprintf(d, sizeof d, "%u", v.d);
-    if ((st = dr_ckpt_add_meta(w, "d", d, err)) != DR_OK) return st;
-    if ((st = dr_ckpt_add(w, "mf.user", DR_DT_F32, 2, su, v.user, err)) != DR_OK) return st;
-    if ((st = dr_ckpt_add(w, "mf.item", DR_DT_F32, 2, si, v.item, err)) != DR_OK) return st;
-    if ((st = dr_ckpt_add(w, "mf.item_bias", DR_DT_F32, 1, sb, v.item_bias, err)) != DR_OK)
-        return st;
-    const float *eid = NULL;
-    const dr_fusion *f = dr_mf_get_fusion(m, &eid);
-    return f ? save_fusion(w, "mf", f, eid, v.n_items, dr_mf_get_impute(m), err) : DR_OK;
-}
-
-static dr_status mf_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
-    uint64_t si[2] = {DR_CKPT_ANY, DR_CKPT_ANY};
-    const void *pi, *pu, *pb;
-    dr_status st;
-    if ((st = dr_ckpt_find(c, "mf.item", DR_DT_F32, 2, si, &pi, err)) != DR_OK) return st;
-    if (si[0] >= UINT32_MAX || si[1] < 1 || si[1] > 4096)
-        return dr_fail(err, DR_FORMAT, "%s: section 'mf.item' has an unusable shape", dr_ckpt_path(c));
-    uint64_t su[2] = {DR_CKPT_ANY, si[1]}, sb[1] = {si[0]};
-    if ((st = dr_ckpt_find(c, "mf.user", DR_DT_F32, 2, su, &pu, err)) != DR_OK) return st;
-    if ((st = dr_ckpt_find(c, "mf.item_bias", DR_DT_F32, 1, sb, &pb, err)) != DR_OK) return st;
-    if (su[0] >= UINT32_MAX) return dr_fail(err, DR_FORMAT, "%s: too many users", dr_ckpt_path(c));
-    dr_mf_view v = {(uint32_t)su[0], (uint32_t)si[0], (uint32_t)si[1], pu, pi, pb};
-    dr_model *m = NULL;
-    if ((st = dr_mf_from_view(&v, &m, err)) != DR_OK) return st;
-    dr_fusion f;
-    const float *eid = NULL;
-    dr_impute imp;
-    int found;
-    if ((st = load_fusion(c, "mf", v.d, v.n_items, &f, &eid, &imp, &found, err)) != DR_OK ||
-        (found && (st = dr_mf_attach_fusion(m, &f, eid, imp, err)) != DR_OK)) {
-        dr_model_free(m);
-        return st;
-    }
-    *out = m;
-    return DR_OK;
-}
-
-typedef struct model_io {
-    const char *name;
-    dr_status (*save)(const dr_model *m, dr_ckpt_writer *w, dr_error *err);
-    dr_status (*load)(const dr_ckpt *c, dr_model **out, dr_error *err);
-} model_io;
-
-static const model_io g_io[] = {
-    {"sasrec", sasrec_save, sasrec_load},
-    {"mf", mf_save, mf_load},
-};
-
-static const model_io *find_io(const char *name) {
-    for (size_t k = 0; k < DR_ARRAY_LEN(g_io); k++)
-        if (strcmp(g_io[k].name, name) == 0) return &g_io[k];
-    return NULL;
-}
-
 /* ------------------------------------------------------------------ save */
 
 dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split *split,
                         const char *path, dr_error *err) {
     if (!m || !ds || !path) return dr_fail(err, DR_ARG, "dr_model_save: NULL argument");
-    const model_io *io = find_io(m->vt->name);
-    if (!io)
+    if (!m->vt->save)
         return dr_fail(err, DR_UNSUPPORTED, "model '%s' has no parameters to save (it is fitted "
                        "from the data each time)", m->vt->name);
     if (m->n_items != ds->n_items)
@@ -355,7 +135,7 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
             if ((st = dr_ckpt_add_meta(w, "T0", v[3], err))) goto fail;
         }
     }
-    if ((st = io->save(m, w, err)) != DR_OK) goto fail;
+    if ((st = m->vt->save(m, w, err)) != DR_OK) goto fail;
     uint64_t s_users[1] = {nb_users}, s_items[1] = {nb_items}, s_off[1] = {(uint64_t)ds->n_users + 1},
              s_hist[1] = {ds->n_events};
     uint64_t nb_titles = 0, nb_attrs = 0;
@@ -414,15 +194,15 @@ dr_status dr_model_load(const char *path, dr_model **out, dr_error *err) {
     dr_status st = dr_ckpt_open(path, &c, err);
     if (st != DR_OK) return st;
     const char *kind = dr_ckpt_meta(c, "model");
-    const model_io *io = kind ? find_io(kind) : NULL;
-    if (!io) {
+    const dr_model_vt *vt = dr_model_kind(kind);
+    if (!vt || !vt->load) {
         st = dr_fail(err, DR_FORMAT, "%s: unknown model kind '%s'", path, kind ? kind : "<missing>");
         goto fail;
     }
     uint32_t n_users, n_items;
     if ((st = meta_u32(c, "n_users", &n_users, err)) || (st = meta_u32(c, "n_items", &n_items, err)))
         goto fail;
-    if ((st = io->load(c, &m, err)) != DR_OK) goto fail;
+    if ((st = vt->load(c, &m, err)) != DR_OK) goto fail;
     if ((st = dr_model_prepare_latents(m, err)) != DR_OK) goto fail;
     if (m->n_items != n_items) {
         st = dr_fail(err, DR_FORMAT, "%s: model has %u items, its catalogue %u", path, m->n_items, n_items);

@@ -15,7 +15,7 @@ typedef struct pop_state {
 } pop_state;
 
 static dr_status pop_fit(const dr_dataset *ds, const dr_split *sp, const dr_model_params *p,
-                         void **state, dr_error *err) {
+                         const dr_validator *val, void **state, dr_error *err) {
     pop_state *s = NULL;
     uint64_t *cnt = NULL;
     dr_status st = DR_OK;

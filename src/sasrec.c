@@ -26,7 +26,10 @@
  * Training: one sequence per user per epoch (the last L+1 items of the training prefix:
  * inputs and next-item targets), users shuffled per epoch with the seed, batches of `batch`
  * users, AdamW (decay on embeddings and matrices only), validation full-ranking NDCG@10 every
- * eval_every epochs, early stopping with patience, the best parameters kept.
+ * eval_every epochs, early stopping with patience, the best parameters kept. Validation goes
+ * through the dr_validator fit is given (model.h), i.e. the evaluation harness, on at most
+ * val_users users drawn with the seed and the first item of each validation segment as the
+ * target (what this file's own NDCG@10 loop computed before it was folded into eval.c).
  * Determinism: a batch is cut into a FIXED number of shards (params.shards, independent of the
  * thread count); each shard runs forward+backward for its users into its own gradient slice
  * with single-threaded OpenBLAS (openblas_set_num_threads(1)); the shard gradients are then
@@ -57,7 +60,10 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "format.h"
 
 /* ------------------------------------------------------------------ row kernels
  * The softmax rows of the CE loss (n_items wide, once per position) dominate its cost after the
@@ -401,94 +407,6 @@ void dr_sasrec_score(const dr_sasrec *m, const uint32_t *ctx, size_t n_ctx, floa
                 m->P.tok + dm->d, (int)dm->d, h, 1, 0.0f, scores, 1);
 }
 
-/* ------------------------------------------------------------------ evaluation (NDCG@10) */
-
-typedef struct ev_ctx {
-    const dr_sasrec *m;
-    const dr_dataset *ds;
-    const dr_split *sp;
-    int which;
-    const uint32_t *users; /* (n) */
-    double *ndcg, *hit;    /* (n) per user */
-    char *scratch;         /* (workers, scratch_bytes) */
-    float *scores;         /* (workers, n_items) */
-    uint8_t *excl;         /* (workers, n_items) zero between users */
-    size_t scratch_bytes;
-} ev_ctx;
-
-static void ev_user(void *vc, size_t idx, int w) {
-    ev_ctx *c = vc;
-    const uint32_t u = c->users[idx], N = c->m->dm.n_items;
-    const uint32_t *h = c->ds->hist_item + c->ds->user_off[u];
-    size_t n_ctx = c->sp->n_train[u] + (c->which == 0 ? c->sp->n_valid[u] : 0);
-    const uint32_t tgt = h[n_ctx];
-    float *sc = c->scores + (size_t)w * N;
-    uint8_t *ex = c->excl + (size_t)w * N;
-    dr_sasrec_score(c->m, h, n_ctx, sc, c->scratch + (size_t)w * c->scratch_bytes);
-    for (size_t k = 0; k < n_ctx; k++) ex[h[k]] = 1;
-    uint32_t r = dr_rank_pessimistic(sc, N, tgt, ex);
-    for (size_t k = 0; k < n_ctx; k++) ex[h[k]] = 0;
-    c->hit[idx] = r <= 10;
-    c->ndcg[idx] = r <= 10 ? 1.0 / log2((double)r + 1.0) : 0.0;
-}
-
-dr_status dr_sasrec_eval_ndcg10(const dr_sasrec *m, const dr_dataset *ds, const dr_split *sp,
-                                int which, uint32_t max_users, uint64_t seed, int threads,
-                                double *ndcg10, double *hit10, dr_error *err) {
-    dr_status st = DR_OK;
-    ev_ctx c = {.m = m, .ds = ds, .sp = sp, .which = which};
-    uint32_t *users = NULL;
-    size_t n = 0;
-    if (threads <= 0) threads = dr_default_threads();
-    if (threads > 256) threads = 256;
-    if (ds->n_items != m->dm.n_items)
-        return dr_fail(err, DR_ARG, "sasrec eval: dataset has %u items, model %u", ds->n_items,
-                       m->dm.n_items);
-    users = dr_malloc(((size_t)ds->n_users + 1) * sizeof *users);
-    c.scratch_bytes = (dr_sasrec_scratch_bytes(m) + 63) & ~(size_t)63;
-    c.scratch = dr_malloc((size_t)threads * c.scratch_bytes);
-    c.scores = dr_malloc((size_t)threads * m->dm.n_items * sizeof(float));
-    c.excl = dr_calloc((size_t)threads * m->dm.n_items, 1);
-    c.ndcg = dr_malloc(((size_t)ds->n_users + 1) * 2 * sizeof(double));
-    if (!users || !c.scratch || !c.scores || !c.excl || !c.ndcg) {
-        st = dr_fail(err, DR_NOMEM, "sasrec eval: out of memory");
-        goto fail;
-    }
-    c.hit = c.ndcg + ds->n_users + 1;
-    for (uint32_t u = 0; u < ds->n_users; u++) {
-        uint32_t ctx = sp->n_train[u] + (which == 0 ? sp->n_valid[u] : 0);
-        uint32_t nt = which == 0 ? sp->n_test[u] : sp->n_valid[u];
-        if (nt && ctx) users[n++] = u;
-    }
-    if (max_users && n > max_users) { /* partial Fisher-Yates, then user order */
-        dr_rng rng;
-        dr_rng_seed(&rng, seed, 0xe7a1);
-        for (size_t k = 0; k < max_users; k++) {
-            size_t j = k + (size_t)dr_rng_below(&rng, n - k);
-            uint32_t t = users[k];
-            users[k] = users[j];
-            users[j] = t;
-        }
-        n = max_users;
-    }
-    c.users = users;
-    dr_parallel_for(n, threads, ev_user, &c);
-    double sn = 0, sh = 0;
-    for (size_t k = 0; k < n; k++) {
-        sn += c.ndcg[k];
-        sh += c.hit[k];
-    }
-    if (ndcg10) *ndcg10 = n ? sn / (double)n : 0;
-    if (hit10) *hit10 = n ? sh / (double)n : 0;
-fail:
-    dr_free(users);
-    dr_free(c.scratch);
-    dr_free(c.scores);
-    dr_free(c.excl);
-    dr_free(c.ndcg);
-    return st;
-}
-
 /* ------------------------------------------------------------------ fusion of the item table */
 
 const dr_fusion *dr_sasrec_get_fusion(const dr_sasrec *m, const float **item_id) {
@@ -809,8 +727,9 @@ static int cmp_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasrec_params *pp,
-                        dr_sasrec **out, dr_error *err) {
+static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
+                              const dr_sasrec_params *pp, const dr_validator *vd,
+                              dr_sasrec **out, dr_error *err) {
     dr_sasrec_params p = pp ? *pp : dr_sasrec_default_params();
     dr_status st = DR_OK;
     dr_sasrec *m = NULL;
@@ -840,6 +759,7 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
     if (p.threads <= 0) p.threads = dr_default_threads();
     if (p.threads > 256) p.threads = 256; /* dr_parallel_for's limit */
     openblas_set_num_threads(1);
+    if (!vd || !vd->fn) p.eval_every = 0; /* nothing to validate with */
     if (p.eval_every) { /* no validation targets (e.g. a T0 split): no early stopping, keep
                            the last epoch instead of the first evaluated one */
         uint32_t n_val = 0;
@@ -1037,8 +957,9 @@ dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasre
                 dr_sr_fuse_forward(&m->fus, &F.in, p.impute, 0, NULL, tok_e, F.z, F.act, F.pres);
                 m->P.tok = F.z;
             }
-            st = dr_sasrec_eval_ndcg10(m, ds, sp, 1, p.val_users, p.seed, p.threads, &val, NULL,
-                                       err);
+            const dr_valid_opts vo = {.threads = p.threads,
+                                      .subset = {p.val_users, p.seed, 1, 1}};
+            st = vd->fn(vd, m, &vo, &val, NULL, err);
             m->P.tok = tok_e;
             if (st != DR_OK) goto fail;
             if (val > m->best_val) {
@@ -1090,6 +1011,93 @@ fail:
     return st;
 }
 
+dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasrec_params *p,
+                        dr_sasrec **out, dr_error *err) {
+    const dr_validator vd = dr_validator_make(&dr_sasrec_vt, ds, sp);
+    return sasrec_train(ds, sp, p, &vd, out, err);
+}
+
+/* ------------------------------------------------------------------ checkpoints
+ * Metadata d, L, blocks, heads, sasrec_items and one section sasrec.NAME per tensor; the
+ * container aligns every section to 64 bytes like the in-memory block, so on load the sections
+ * are checked to be contiguous and the mapping is the block, used in place (no copy). */
+
+static const char *const g_dim_keys[5] = {"d", "L", "blocks", "heads", "sasrec_items"};
+
+static dr_status sasrec_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err) {
+    const dr_sasrec *s = m->state;
+    const dr_sasrec_dims *dm = dr_sasrec_get_dims(s);
+    dr_sasrec_tensor t[DR_SASREC_N_TENSORS];
+    size_t n_floats, total = dr_sasrec_tensors(dm, t, DR_SASREC_N_TENSORS);
+    const float *block = dr_sasrec_param_block(s, &n_floats);
+    if (total != n_floats) return dr_fail(err, DR_INTERNAL, "sasrec: block size mismatch");
+    char v[5][32];
+    const uint32_t vals[5] = {dm->d, dm->L, dm->blocks, dm->heads, dm->n_items};
+    dr_status st;
+    for (int k = 0; k < 5; k++) {
+        snprintf(v[k], sizeof v[k], "%u", vals[k]);
+        if ((st = dr_ckpt_add_meta(w, g_dim_keys[k], v[k], err)) != DR_OK) return st;
+    }
+    for (int k = 0; k < DR_SASREC_N_TENSORS; k++) {
+        uint64_t shape[3] = {t[k].shape[0], t[k].shape[1], t[k].shape[2]};
+        char name[48];
+        snprintf(name, sizeof name, "sasrec.%s", t[k].name);
+        if ((st = dr_ckpt_add(w, name, DR_DT_F32, (uint32_t)t[k].ndim, shape, block + t[k].offset,
+                              err)) != DR_OK)
+            return st;
+    }
+    const float *eid = NULL;
+    const dr_fusion *f = dr_sasrec_get_fusion(s, &eid);
+    return f ? dr_fusion_save(w, "sasrec", f, eid, (uint64_t)dm->n_items + 1,
+                              dr_sasrec_get_impute(s), err)
+             : DR_OK;
+}
+
+static dr_status sasrec_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
+    dr_sasrec_dims dm;
+    dr_status st;
+    uint32_t *const vals[5] = {&dm.d, &dm.L, &dm.blocks, &dm.heads, &dm.n_items};
+    for (int k = 0; k < 5; k++) {
+        const char *v = dr_ckpt_meta(c, g_dim_keys[k]);
+        if (!v || !dr_parse_u32(v, strlen(v), vals[k]))
+            return dr_fail(err, DR_FORMAT, "%s: metadata '%s' missing or not a number",
+                           dr_ckpt_path(c), g_dim_keys[k]);
+    }
+    if (!dm.d || !dm.L || !dm.blocks || !dm.heads || dm.d % dm.heads || dm.d > 4096 ||
+        dm.L > 100000 || dm.blocks > 64)
+        return dr_fail(err, DR_FORMAT, "%s: unusable SASRec dimensions", dr_ckpt_path(c));
+    dr_sasrec_tensor t[DR_SASREC_N_TENSORS];
+    size_t total = dr_sasrec_tensors(&dm, t, DR_SASREC_N_TENSORS);
+    const float *base = NULL;
+    for (int k = 0; k < DR_SASREC_N_TENSORS; k++) {
+        uint64_t shape[3] = {t[k].shape[0], t[k].shape[1], t[k].shape[2]};
+        char name[48];
+        const void *p;
+        snprintf(name, sizeof name, "sasrec.%s", t[k].name);
+        if ((st = dr_ckpt_find(c, name, DR_DT_F32, (uint32_t)t[k].ndim, shape, &p, err)) != DR_OK)
+            return st == DR_NOTFOUND ? dr_fail(err, DR_FORMAT, "%s: section '%s' is missing",
+                                               dr_ckpt_path(c), name)
+                                     : st;
+        if (k == 0) base = (const float *)p - t[k].offset;
+        if ((const float *)p != base + t[k].offset)
+            return dr_fail(err, DR_FORMAT, "%s: SASRec sections are not laid out as one block",
+                           dr_ckpt_path(c));
+    }
+    dr_sasrec *s = NULL;
+    if ((st = dr_sasrec_from_params(&dm, base, total, &s, err)) != DR_OK) return st;
+    dr_fusion f;
+    const float *eid = NULL;
+    dr_impute imp;
+    int found;
+    if ((st = dr_fusion_load(c, "sasrec", dm.d, (uint64_t)dm.n_items + 1, &f, &eid, &imp,
+                             &found, err)) != DR_OK ||
+        (found && (st = dr_sasrec_attach_fusion(s, &f, eid, imp, err)) != DR_OK)) {
+        dr_sasrec_free(s);
+        return st;
+    }
+    return dr_sasrec_as_model(s, out, err);
+}
+
 /* ------------------------------------------------------------------ scoring interface */
 
 dr_sasrec_params dr_sasrec_params_from_model(const dr_model_params *mp) {
@@ -1119,7 +1127,7 @@ dr_sasrec_params dr_sasrec_params_from_model(const dr_model_params *mp) {
 }
 
 static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model_params *mp,
-                        void **state, dr_error *err) {
+                        const dr_validator *vd, void **state, dr_error *err) {
     if (mp && mp->loss && strcmp(mp->loss, "ce") != 0 && strcmp(mp->loss, "bce") != 0)
         return dr_fail(err, DR_ARG, "sasrec: unknown loss '%s' (ce, bce)", mp->loss);
     dr_sasrec_params p = dr_sasrec_params_from_model(mp);
@@ -1135,7 +1143,7 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
         if (!mp->heads) p.heads = im->heads;
     }
     dr_sasrec *m = NULL;
-    dr_status st = dr_sasrec_fit(ds, sp, &p, &m, err);
+    dr_status st = sasrec_train(ds, sp, &p, vd, &m, err);
     if (st == DR_OK) *state = m;
     return st;
 }
@@ -1163,6 +1171,22 @@ static dr_status vt_refuse(dr_model *m, const dr_dataset *ds, const uint8_t *ove
     return dr_sasrec_refuse(m->state, ds, over, imp, err);
 }
 
+static dr_status vt_latents(const void *state, uint32_t *dim, const float **items, float **owned,
+                            dr_error *err) {
+    const dr_sasrec *s = state;
+    *dim = s->dm.d;
+    *items = s->block + s->dm.d; /* tok rows 1.. */
+    return DR_OK;
+}
+
+static dr_status vt_user_latent(const void *state, void *scratch, uint32_t u, const uint32_t *ctx,
+                                size_t n_ctx, float *h, dr_error *err) {
+    dr_sasrec_user_latent(state, ctx, n_ctx, h, scratch);
+    return DR_OK;
+}
+
+static uint32_t vt_window(const void *state) { return ((const dr_sasrec *)state)->dm.L; }
+
 const dr_model_vt dr_sasrec_vt = {
     .name = "sasrec",
     .fit = vt_fit,
@@ -1172,6 +1196,11 @@ const dr_model_vt dr_sasrec_vt = {
     .warm_start = 1,
     .fusion = vt_fusion,
     .refuse = vt_refuse,
+    .save = sasrec_save,
+    .load = sasrec_load,
+    .latents = vt_latents,
+    .user_latent = vt_user_latent,
+    .window = vt_window,
 };
 
 dr_status dr_sasrec_as_model(dr_sasrec *s, dr_model **out, dr_error *err) {

@@ -1,8 +1,8 @@
 /*
  * sasrec.h - SASRec (Kang & McAuley 2018) trained in C: parameters, training, serving.
  *
- * DESIGN: see the comment at the top of sasrec.c. This header is internal (tests, bench, the
- * checkpoint writer, model.c); the CLI reaches SASRec through dr_model_fit("sasrec").
+ * DESIGN: see the comment at the top of sasrec.c. This header is internal (tests, bench); the
+ * rest of the library reaches SASRec through its vtable (dr_model_fit("sasrec"), checkpoints).
  */
 #ifndef DR_SASREC_H
 #define DR_SASREC_H
@@ -77,7 +77,8 @@ typedef struct dr_sasrec_tensor {
 size_t dr_sasrec_tensors(const dr_sasrec_dims *dm, dr_sasrec_tensor *out, size_t cap);
 
 
-/* Trains on the split's training prefixes (validation targets for early stopping). */
+/* Trains on the split's training prefixes (validation targets for early stopping, through
+ * dr_validator_make's validator as dr_model_fit gives it). */
 dr_status dr_sasrec_fit(const dr_dataset *ds, const dr_split *sp, const dr_sasrec_params *p,
                         dr_sasrec **out, dr_error *err);
 /* A model over a parameter block it does NOT own (e.g. mmapped, read-only); the block must
@@ -100,13 +101,6 @@ void dr_sasrec_user_latent(const dr_sasrec *m, const uint32_t *ctx, size_t n_ctx
 /* scores (n_items) = E h for the user latent of ctx. Never allocates. */
 void dr_sasrec_score(const dr_sasrec *m, const uint32_t *ctx, size_t n_ctx, float *scores,
                      void *scratch);
-
-/* Full-ranking NDCG@10 on validation (which = 1: ctx = training prefix) or test targets
- * (which = 0: ctx = training + validation), history excluded, pessimistic ties, over at most
- * max_users users sampled with seed (0 = all). Hit@10 through *hit10 when non-NULL. */
-dr_status dr_sasrec_eval_ndcg10(const dr_sasrec *m, const dr_dataset *ds, const dr_split *sp,
-                                int which, uint32_t max_users, uint64_t seed, int threads,
-                                double *ndcg10, double *hit10, dr_error *err);
 
 /* Scoring interface; fit maps dr_model_params onto dr_sasrec_params (0 / negative / NULL
  * fields keep the defaults; shards and val_users always keep theirs). */

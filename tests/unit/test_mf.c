@@ -348,7 +348,8 @@ static void test_vtable(void **state) {
     mp.seed = 5;
     mp.threads = 1;
     void *st = NULL;
-    assert_ok(dr_mf_vt.fit(f->ds, f->sp, &mp, &st, &e_));
+    const dr_validator val = dr_validator_make(&dr_mf_vt, f->ds, f->sp);
+    assert_ok(dr_mf_vt.fit(f->ds, f->sp, &mp, &val, &st, &e_));
     dr_model m = {.vt = &dr_mf_vt, .state = st, .n_items = f->ds->n_items};
     assert_string_equal(dr_model_name(&m), "mf");
     const dr_mf_report *rep = dr_mf_get_report(&m);
