@@ -24,6 +24,12 @@
  * UINT32_MAX (row n_items is SASRec's padding) and n * d float tables fit size_t. */
 #define DR_MAX_ROWS (1u << 28)
 
+/* SASRec: positions of the input sequence and transformer blocks a model may be trained with
+ * (activations are T x L x d per shard); a checkpoint may declare a longer sequence. */
+#define DR_SASREC_MAX_LEN 4096u
+#define DR_SASREC_LOAD_MAX_LEN 100000u
+#define DR_SASREC_MAX_BLOCKS 64u
+
 /* ---- datasets */
 /* Fields per delimited row: the reader keeps a fixed array of field spans; extra fields are
  * counted but not indexed, so a column index must be below this. */
@@ -69,6 +75,10 @@
 #define DR_WIN_MAX_USER_RING 1024     /* events in a user's ring: per-user arrays of this size */
 
 /* ---- explanations */
+#define DR_PROMPT_MAX 8192            /* bytes of a prompt, instruction included: fixed buffer */
+#define DR_GRAMMAR_MAX 16384          /* bytes of a GBNF grammar: fixed buffer */
+#define DR_QUOTE_MAX 120              /* bytes of one quoted title or attribute value */
+#define DR_LLM_MAX_TOKENS 1024        /* tokens one explanation may generate */
 #define DR_LLM_HTTP_MAX (256u * 1024u) /* bytes of an LLM endpoint's answer that are read */
 #define DR_VERIFY_MAX_TOK 1024        /* tokens of an explanation the verifier reads */
 #define DR_VERIFY_NORM_MAX 512        /* bytes of one normalised phrase */

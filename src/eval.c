@@ -29,7 +29,6 @@
 #include "eval.h"
 #include "rng.h"
 
-#define EV_MAX_WORKERS 256 /* dr_parallel_for's limit */
 
 /* hit, ndcg, recall each; R_CU: 1 when the user has a cold target (R_C10, R_C20 valid) */
 enum { R_F10 = 0, R_F20 = 3, R_S10 = 6, R_S20 = 9, R_C10 = 12, R_C20 = 15, R_CU = 18, R_N = 19 };
@@ -276,7 +275,7 @@ dr_status dr_eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *
         goto fail;
     }
     nw = p->threads > 0 ? p->threads : dr_default_threads();
-    nw = DR_MIN(nw, EV_MAX_WORKERS);
+    nw = DR_MIN(nw, DR_MAX_THREADS);
     if ((uint32_t)nw > n_eval) nw = n_eval ? (int)n_eval : 1;
     uint32_t n_samp = DR_MIN(p->n_sampled, NI);
     w = dr_calloc((size_t)nw, sizeof *w);

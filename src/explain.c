@@ -152,7 +152,8 @@ dr_status dr_explainer_create(const dr_model *m, const dr_explain_params *p, dr_
     x->p = *p;
     x->p.generator = g;
     if (!x->p.llm_name) x->p.llm_name = "default";
-    if (!x->p.max_tokens || x->p.max_tokens > 1024) x->p.max_tokens = x->p.max_tokens ? 1024 : 128;
+    if (!x->p.max_tokens || x->p.max_tokens > DR_LLM_MAX_TOKENS)
+        x->p.max_tokens = x->p.max_tokens ? DR_LLM_MAX_TOKENS : 128;
     x->n_users = dr_model_n_users(m);
     x->n_items = dr_model_n_items(m);
     x->d = dr_model_latent_dim(m);

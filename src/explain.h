@@ -11,9 +11,6 @@
 
 #include "common.h"
 
-#define DR_PROMPT_MAX 8192         /* bytes of a prompt, instruction included */
-#define DR_GRAMMAR_MAX 16384       /* bytes of a GBNF grammar */
-#define DR_QUOTE_MAX 120           /* bytes of one quoted title or attribute value */
 
 /* Entity codes the verifier's dictionary maps names to: kind in the top 2 bits. */
 enum { DR_ENT_ITEM = 0, DR_ENT_ATTR = 1, DR_ENT_USER = 2 };

@@ -43,7 +43,6 @@
 #include "format.h"
 #include "rng.h"
 
-#define MF_MAX_D 4096u
 #define MF_NEG_TRIES 64
 #define MF_FUSION_BATCH 32 /* samples per Adam step of the fusion block */
 
@@ -196,8 +195,8 @@ static void apply(float *blk, size_t at, const float *g, uint32_t n, float lr, c
 }
 
 static dr_status check_params(const dr_mf_params *p, dr_error *err) {
-    if (p->d == 0 || p->d > MF_MAX_D)
-        return dr_fail(err, DR_ARG, "mf: d must be in 1..%u (got %u)", MF_MAX_D, p->d);
+    if (p->d == 0 || p->d > DR_MAX_DIM)
+        return dr_fail(err, DR_ARG, "mf: d must be in 1..%u (got %u)", DR_MAX_DIM, p->d);
     if (!(p->lr > 0.0f) || !isfinite(p->lr))
         return dr_fail(err, DR_ARG, "mf: lr must be positive (got %g)", (double)p->lr);
     if (!(p->l2 >= 0.0f) || !isfinite(p->l2))
@@ -645,7 +644,7 @@ static dr_status wrap_model(mf_state *s, dr_model **out, dr_error *err) {
 }
 
 dr_status dr_mf_from_view(const dr_mf_view *v, dr_model **out, dr_error *err) {
-    if (!v || !out || !v->user || !v->item || !v->item_bias || !v->d || v->d > MF_MAX_D)
+    if (!v || !out || !v->user || !v->item || !v->item_bias || !v->d || v->d > DR_MAX_DIM)
         return dr_fail(err, DR_ARG, "dr_mf_from_view: bad view");
     *out = NULL;
     mf_state *s = dr_calloc(1, sizeof *s);
@@ -797,7 +796,7 @@ static dr_status mf_ckpt_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
     const void *pi, *pu, *pb;
     dr_status st;
     if ((st = dr_ckpt_find(c, "mf.item", DR_DT_F32, 2, si, &pi, err)) != DR_OK) return st;
-    if (si[0] >= UINT32_MAX || si[1] < 1 || si[1] > 4096)
+    if (si[0] >= UINT32_MAX || si[1] < 1 || si[1] > DR_MAX_DIM)
         return dr_fail(err, DR_FORMAT, "%s: section 'mf.item' has an unusable shape", dr_ckpt_path(c));
     uint64_t su[2] = {DR_CKPT_ANY, si[1]}, sb[1] = {si[0]};
     if ((st = dr_ckpt_find(c, "mf.user", DR_DT_F32, 2, su, &pu, err)) != DR_OK) return st;
@@ -885,7 +884,7 @@ dr_status dr_mf_load(const char *path, dr_model **out, dr_error *err) {
     uint64_t si[2] = {DR_CKPT_ANY, DR_CKPT_ANY};
     const void *pi, *pu, *pb;
     if ((st = dr_ckpt_find(s->ckpt, "item", DR_DT_F32, 2, si, &pi, err)) != DR_OK) goto fail;
-    if (si[0] < 1 || si[0] >= UINT32_MAX || si[1] < 1 || si[1] > MF_MAX_D) {
+    if (si[0] < 1 || si[0] >= UINT32_MAX || si[1] < 1 || si[1] > DR_MAX_DIM) {
         st = dr_fail(err, DR_FORMAT, "%s: section 'item' has an unusable shape", path);
         goto fail;
     }

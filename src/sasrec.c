@@ -287,7 +287,8 @@ static dr_status check_dims(const dr_sasrec_dims *dm, dr_error *err) {
         return dr_fail(err, DR_ARG, "sasrec: n_items, d, L and heads must be > 0");
     if (dm->d % dm->heads)
         return dr_fail(err, DR_ARG, "sasrec: d=%u is not divisible by heads=%u", dm->d, dm->heads);
-    if (dm->d > 4096 || dm->L > 4096 || dm->blocks > 64 || dm->n_items > (1u << 28))
+    if (dm->d > DR_MAX_DIM || dm->L > DR_SASREC_MAX_LEN || dm->blocks > DR_SASREC_MAX_BLOCKS ||
+        dm->n_items > DR_MAX_ROWS)
         return dr_fail(err, DR_LIMIT, "sasrec: d=%u L=%u blocks=%u n_items=%u out of range",
                        dm->d, dm->L, dm->blocks, dm->n_items);
     return DR_OK;
@@ -757,7 +758,7 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
                        "fusion_l2/impute");
     if (!fuse) p.id_dropout = 0; /* ids only: nothing else could carry a dropped item */
     if (p.threads <= 0) p.threads = dr_default_threads();
-    if (p.threads > 256) p.threads = 256; /* dr_parallel_for's limit */
+    if (p.threads > DR_MAX_THREADS) p.threads = DR_MAX_THREADS;
     openblas_set_num_threads(1);
     if (!vd || !vd->fn) p.eval_every = 0; /* nothing to validate with */
     if (p.eval_every) { /* no validation targets (e.g. a T0 split): no early stopping, keep
@@ -1063,8 +1064,8 @@ static dr_status sasrec_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
             return dr_fail(err, DR_FORMAT, "%s: metadata '%s' missing or not a number",
                            dr_ckpt_path(c), g_dim_keys[k]);
     }
-    if (!dm.d || !dm.L || !dm.blocks || !dm.heads || dm.d % dm.heads || dm.d > 4096 ||
-        dm.L > 100000 || dm.blocks > 64)
+    if (!dm.d || !dm.L || !dm.blocks || !dm.heads || dm.d % dm.heads || dm.d > DR_MAX_DIM ||
+        dm.L > DR_SASREC_LOAD_MAX_LEN || dm.blocks > DR_SASREC_MAX_BLOCKS)
         return dr_fail(err, DR_FORMAT, "%s: unusable SASRec dimensions", dr_ckpt_path(c));
     dr_sasrec_tensor t[DR_SASREC_N_TENSORS];
     size_t total = dr_sasrec_tensors(&dm, t, DR_SASREC_N_TENSORS);
