@@ -34,8 +34,15 @@ int cli_cmd_train(int argc, char **argv) {
         if (r == 0) return cli_usage_error("train: unknown option '%s'", a);
     }
     if (!mo.model || !out) return cli_usage_error("train: --model and --out are required");
-    if (strcmp(mo.model, "sasrec") && strcmp(mo.model, "mf"))
-        return cli_usage_error("train: --model must be sasrec or mf");
+    char kinds[256] = "";
+    int saves, known = 0;
+    const char *kn;
+    for (size_t k = 0; (kn = dr_model_kind_at(k, &saves)); k++) { /* kinds with checkpoints */
+        if (!saves) continue;
+        if (!strcmp(kn, mo.model)) known = 1;
+        snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", *kinds ? " or " : "", kn);
+    }
+    if (!known) return cli_usage_error("train: --model must be %s", kinds);
     dr_split_kind kind;
     if (!strcmp(protocol, "loo")) kind = DR_SPLIT_LOO;
     else if (!strcmp(protocol, "stream")) kind = DR_SPLIT_T0;

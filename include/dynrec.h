@@ -322,6 +322,9 @@ dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_mod
                        dr_model **out, dr_error *err);
 void dr_model_free(dr_model *m);
 const char *dr_model_name(const dr_model *m);
+/* The model kinds, in the registry's order: the name of kind k, NULL past the last; *saves
+ * (when non-NULL) says whether a fitted model of that kind can be saved as a checkpoint. */
+const char *dr_model_kind_at(size_t k, int *saves);
 
 /*
  * Checkpoints (.drm, docs/FORMATS.md). A saved model carries, besides its parameters, the

@@ -19,6 +19,12 @@ const dr_model_vt *dr_model_kind(const char *name) {
     return NULL;
 }
 
+const char *dr_model_kind_at(size_t k, int *saves) {
+    if (k >= DR_ARRAY_LEN(g_models)) return NULL;
+    if (saves) *saves = g_models[k]->save != NULL;
+    return g_models[k]->name;
+}
+
 dr_status dr_model_fit(const dr_dataset *ds, const dr_split *split, const dr_model_params *p,
                        dr_model **out, dr_error *err) {
     dr_model_params def = dr_model_default_params();
