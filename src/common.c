@@ -299,6 +299,11 @@ bool dr_path_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+bool dr_path_ends(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
 char *dr_path_join(const char *a, const char *b) {
     size_t na = strlen(a), nb = strlen(b);
     char *p = dr_malloc(na + nb + 2);

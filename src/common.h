@@ -83,6 +83,8 @@ uint64_t dr_hash_bytes(const void *p, size_t n);
 dr_status dr_read_file(const char *path, size_t max, char **buf, size_t *len, dr_error *err);
 bool dr_path_is_dir(const char *path);
 bool dr_path_exists(const char *path);
+/* s ends with suffix. */
+bool dr_path_ends(const char *s, const char *suffix);
 /* Joins a and b with '/'; returns a malloc'd string or NULL. */
 char *dr_path_join(const char *a, const char *b);
 /* mkdir -p; DR_IO on failure. */

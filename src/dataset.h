@@ -125,7 +125,6 @@ DR_FORMAT_TABLE(DR__FMT_DECL)
 
 /* Helpers for detectors: dir/file exists; s ends with suffix. */
 bool dr_dir_has(const char *dir, const char *file);
-bool dr_path_ends(const char *s, const char *suffix);
 
 /* Buffer-level parsers (the fuzz targets call these): parse `buf` as if read from `name`,
  * pushing rows into b and counting problems in r. */

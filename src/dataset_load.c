@@ -1232,11 +1232,6 @@ bool dr_dir_has(const char *dir, const char *file) {
     return n > 0 && (size_t)n < sizeof p && dr_path_exists(p);
 }
 
-bool dr_path_ends(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 /* DR_FMT_AUTO: the first row, in table order, whose detector accepts the path. */
 static dr_status detect(const char *path, dr_format *f, dr_error *err) {
     bool dir = dr_path_is_dir(path);
