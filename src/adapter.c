@@ -2,6 +2,12 @@
  * adapter.c - the online adapter: a few thousand parameters that learn from every event over
  * a frozen dot-product base (see adapter.h for the model).
  *
+ * This file: parameters, create/free, inputs, learning (update, G step) and the reference loss
+ * with the slow twin of the z' cache. Snapshot publication and the readers' API are in
+ * adapter_snapshot.c, state save/load in adapter_io.c; the struct layouts and the small inline
+ * pieces the three share (activation, dot product, one side's forward pass, the users' inputs,
+ * the snapshot buffers' dirty marks and fill) are in adapter_int.h.
+ *
  * DESIGN
  * Parameters: one block theta (n_params) = [G: W1 (hidden, X) b1 (hidden) W2 (d, hidden)
  * b2 (d) gs (d) | item gate: wa (X) ca | H: V1 (hidden, Y) c1 (hidden) V2 (d, hidden) c2 (d)
@@ -50,81 +56,11 @@
  * (dr_adapter_set_active_items): rows past n_active are not refreshed, not published, never
  * drawn as negatives (a reserved row is not an item a user passed over) and refused by update;
  * a row entering use is recomputed first, so the cache stays exact on the rows in use.
- * Snapshots: three buffers, each with a copy of z', the user-side parameters and the users'
- * ring summaries (mean latent, count, last time); a reader count per buffer (C11 atomics).
- * The writer fills a buffer that is neither current nor held (copying only rows changed since
- * that buffer was last filled, tracked by per-buffer dirty lists; everything after a G step),
- * then swaps the current pointer. Readers increment the count of the current buffer and
- * re-check that it is still current (else back off), so a buffer is never written while read.
- * When both spare buffers are held the writer skips publishing; a later update publishes.
- * Rejected: a reader-writer lock (readers would stall during updates) and a copy of the whole
- * z' table per update (3 MB per event).
  */
 #include "adapter.h"
+#include "adapter_int.h"
 
 #include <cblas.h>
-#include <math.h>
-#include <stdatomic.h>
-#include <stdio.h>
-
-#include "rng.h"
-
-#define NBUF 3
-
-struct dr_adapter_snapshot {
-    uint32_t n_items, n_users, d, hidden;
-    uint32_t dp;        /* row stride of zp: d rounded up to 4 (zero padding) */
-    int no_gates;
-    double spu;
-    float *zp;          /* (n_items, dp): OpenBLAS's sgemv is ~25% slower at d = 51 than 52 */
-    float *uparams;     /* (n_uparams) H + user gate */
-    float *umean;       /* (n_users, d) mean base latent of the user's ring */
-    int64_t *ulast;     /* (n_users) time of the user's last event */
-    uint64_t *ucount;   /* (n_users) events of the user */
-    uint64_t version;
-    uint64_t checksum;
-    atomic_uint refs;
-};
-
-struct dr_adapter {
-    dr_adapter_params p;
-    uint32_t n_users, n_items, d, hd, X, Y, ncand, rows_max;
-    uint32_t n_active;  /* rows [0, n_active) in use (dr_adapter_set_active_items) */
-    /* offsets into theta */
-    size_t oW1, ob1, oW2, ob2, ogs, owa, oca, oV1, oc1, oV2, oc2, ohs, owb, ocb, nG, n_params;
-    float *block;       /* one allocation: theta | F | anchor | grad (each n_params) */
-    float *theta, *fisher, *anchor, *grad;
-    float *z0;          /* (n_items, d) base latents, cold rows 0 */
-    uint8_t *cold;      /* (n_items) */
-    uint8_t *rebased;   /* (n_items) 1 = z0 row set by dr_adapter_set_item_base (saved with it) */
-    float *xin;         /* (n_items, X) current item inputs */
-    float *zp;          /* (n_items, d) z' */
-    dr_window *win;
-    dr_rng rng;
-    /* per-event scratch */
-    uint32_t *cand;     /* (ncand) */
-    float *y, *hh, *hv, *hp, *dh, *lg, *dz; /* Y, hd, d, d, d, ncand, (ncand, d) */
-    float *tmp_hid, *tmp_d;                 /* hd, d */
-    /* G batch buffer */
-    float *bx;          /* (g_batch * ncand, X) */
-    float *bdz;         /* (g_batch * ncand, d) dL/dz' of the ranking loss */
-    uint32_t b_rows, b_events;
-    /* batch / refresh scratch (rows_max = max(n_items, g_batch * ncand)) */
-    float *s_hid, *s_out, *s_gate, *s_dhid, *s_dg; /* (rows, hd) (rows, d) (rows) (rows, hd) (rows, d) */
-    uint64_t n_updates, version;
-    uint64_t rows_recomputed, refreshes; /* counters for benchmarks */
-    /* snapshots */
-    dr_adapter_snapshot buf[NBUF];
-    _Atomic(dr_adapter_snapshot *) current;
-    uint8_t *idirty[NBUF];   /* (n_items) */
-    uint32_t *ilist[NBUF];   /* (n_items) */
-    size_t n_ilist[NBUF];
-    int ifull[NBUF];
-    uint8_t *udirty[NBUF];   /* (n_users) */
-    uint32_t *ulist[NBUF];   /* (n_users) */
-    size_t n_ulist[NBUF];
-    uint32_t ring[1024];
-};
 
 dr_adapter_params dr_adapter_default_params(void) {
     dr_adapter_params p;
@@ -152,42 +88,6 @@ dr_adapter_params dr_adapter_default_params(void) {
     return p;
 }
 
-static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-/* Dot product in two 4-lane vector accumulators (GCC/Clang vector extensions, plain SSE2):
- * the compiler may not reassociate a float reduction (no -ffast-math), so a scalar loop runs
- * at one add per FMA latency. Every path (row recompute, reference loss, snapshots) uses
- * this one function, so they agree to the bit. */
-typedef float adp_v4 __attribute__((vector_size(16)));
-static inline float dotf(const float *a, const float *b, uint32_t n) {
-    adp_v4 s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
-    uint32_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        adp_v4 a0, a1, b0, b1;
-        memcpy(&a0, a + k, 16);
-        memcpy(&a1, a + k + 4, 16);
-        memcpy(&b0, b + k, 16);
-        memcpy(&b1, b + k + 4, 16);
-        s0 += a0 * b0;
-        s1 += a1 * b1;
-    }
-    s0 += s1;
-    float r = (s0[0] + s0[1]) + (s0[2] + s0[3]);
-    for (; k < n; k++) r += a[k] * b[k];
-    return r;
-}
-
-/* tanh by Lambert's continued fraction (7/6 rational), clamped at |x| = 4.97 where it reaches
- * 0.99990 (|error| < 1e-4 beyond, < 2e-7 inside): branch-free, so the compiler vectorises
- * the refresh loops; libm's tanhf was a third of the update time. The backward pass uses
- * 1 - act^2, as for tanh. */
-static inline float act(float x) {
-    x = x > 4.97f ? 4.97f : (x < -4.97f ? -4.97f : x);
-    float x2 = x * x;
-    float p = x * (135135.0f + x2 * (17325.0f + x2 * (378.0f + x2)));
-    float q = 135135.0f + x2 * (62370.0f + x2 * (3150.0f + 28.0f * x2));
-    return p / q;
-}
 
 /* ---------------------------------------------------------------- pieces */
 
@@ -226,18 +126,6 @@ void dr_adp_mlp_backward(const float *W1, const float *W2, uint32_t nin, uint32_
     }
 }
 
-/* One side of the adapter: out = base + gate * MLP(in); writes hid, mlp (d) and the gate. */
-static float side_forward(const float *th, size_t oW1, size_t ob1, size_t oW2, size_t ob2,
-                          size_t ow, size_t oc, uint32_t nin, size_t os, uint32_t skip,
-                          uint32_t hd, uint32_t d, int no_gates, const float *in,
-                          const float *base, float *hid, float *mlp, float *out) {
-    dr_adp_mlp_forward(th + oW1, th + ob1, th + oW2, th + ob2, nin, hd, d, in, hid, mlp);
-    for (uint32_t c = 0; c < d; c++) mlp[c] += th[os + c] * in[skip + c];
-    float g = no_gates ? 1.0f : sigm(th[oc] + dotf(th + ow, in, nin));
-    for (uint32_t c = 0; c < d; c++) out[c] = base[c] + g * mlp[c];
-    return g;
-}
-
 /* Accumulates into grad the gradient of dout . out for side_forward's out. */
 static void side_backward(const float *th, size_t oW1, size_t ob1, size_t oW2, size_t ob2,
                           size_t ow, size_t oc, uint32_t nin, size_t os, uint32_t skip,
@@ -269,30 +157,6 @@ void dr_adapter_item_input(const dr_adapter *a, uint32_t i, float *x) {
     memcpy(x, a->z0 + (size_t)i * d, d * sizeof *x);
     x[d] = a->cold[i] ? 1.0f : 0.0f;
     dr_window_item_stats(a->win, i, x + d + 1);
-}
-
-/* mean (d) of the base latents of the user's ring, oldest first; returns the event count */
-static uint64_t user_summary(const dr_adapter *a, uint32_t u, float *mean, int64_t *last,
-                             uint32_t *ring) {
-    uint64_t n = dr_window_user_info(a->win, u, last);
-    uint32_t m = dr_window_user_ring(a->win, u, ring);
-    memset(mean, 0, a->d * sizeof *mean);
-    for (uint32_t k = 0; k < m; k++) {
-        const float *z = a->z0 + (size_t)ring[k] * a->d;
-        for (uint32_t c = 0; c < a->d; c++) mean[c] += z[c];
-    }
-    for (uint32_t c = 0; m && c < a->d; c++) mean[c] /= (float)m;
-    return n;
-}
-
-/* y = [h; log1p(hours since last); log1p(count); mean] (the same code for writer and readers) */
-static void user_input_from(uint32_t d, double spu, const float *h, const float *mean,
-                            uint64_t count, int64_t last, int64_t now, float *y) {
-    memcpy(y, h, d * sizeof *y);
-    double dt = count ? (double)(now - last) * spu / 3600.0 : 0.0;
-    y[d] = (float)log1p(dt > 0 ? dt : 0.0);
-    y[d + 1] = (float)log1p((double)count);
-    memcpy(y + d + 2, mean, d * sizeof *y);
 }
 
 void dr_adapter_user_input(const dr_adapter *a, uint32_t u, int64_t now, const float *h,
@@ -406,26 +270,6 @@ static void g_forward_rows(dr_adapter *a, const float *x, uint32_t rows) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)X, 1.0f, x, (int)X, t + a->owa, 1,
                 0.0f, a->s_gate, 1);
     for (uint32_t r = 0; r < rows; r++) a->s_gate[r] = sigm(t[a->oca] + a->s_gate[r]);
-}
-
-static void mark_all_items(dr_adapter *a) {
-    for (int b = 0; b < NBUF; b++) a->ifull[b] = 1;
-}
-
-static void mark_item(dr_adapter *a, uint32_t i) {
-    for (int b = 0; b < NBUF; b++)
-        if (!a->ifull[b] && !a->idirty[b][i]) {
-            a->idirty[b][i] = 1;
-            a->ilist[b][a->n_ilist[b]++] = i;
-        }
-}
-
-static void mark_user(dr_adapter *a, uint32_t u) {
-    for (int b = 0; b < NBUF; b++)
-        if (!a->udirty[b][u]) {
-            a->udirty[b][u] = 1;
-            a->ulist[b][a->n_ulist[b]++] = u;
-        }
 }
 
 /* z' of every item from xin with sgemm */
@@ -718,8 +562,6 @@ static float softmax_loss(float *lg, uint32_t n) {
     return loss;
 }
 
-static void publish_maybe(dr_adapter *a);
-
 dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, const float *h,
                             dr_error *err) {
     if (!a || !h) return dr_fail(err, DR_ARG, "adapter: NULL argument");
@@ -778,7 +620,7 @@ dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, co
     a->n_updates++;
     a->version++;
     if (a->b_events >= a->p.g_batch) g_step(a);
-    if (a->p.publish_every && a->n_updates % a->p.publish_every == 0) publish_maybe(a);
+    if (a->p.publish_every && a->n_updates % a->p.publish_every == 0) (void)publish_snapshot(a);
     return DR_OK;
 }
 
@@ -881,210 +723,4 @@ dr_status dr_adapter_items_slow(const dr_adapter *a, float *out, dr_error *err) 
     dr_free(hid);
     dr_free(mlp);
     return DR_OK;
-}
-
-/* ---------------------------------------------------------------- snapshots */
-
-static uint64_t snap_hash(const dr_adapter_snapshot *s, size_t nup) {
-    uint64_t h = dr_xxh64(s->zp, (size_t)s->n_items * s->dp * sizeof(float), s->version);
-    h = dr_xxh64(s->uparams, nup * sizeof(float), h);
-    h = dr_xxh64(s->umean, (size_t)s->n_users * s->d * sizeof(float), h);
-    h = dr_xxh64(s->ulast, s->n_users * sizeof(int64_t), h);
-    return dr_xxh64(s->ucount, s->n_users * sizeof(uint64_t), h);
-}
-
-int dr_adapter_publish(dr_adapter *a) {
-    dr_adapter_snapshot *cur = atomic_load(&a->current);
-    int b = -1;
-    for (int k = 0; k < NBUF; k++)
-        if (&a->buf[k] != cur && atomic_load(&a->buf[k].refs) == 0) {
-            b = k;
-            break;
-        }
-    if (b < 0) return 0;
-    dr_adapter_snapshot *s = &a->buf[b];
-    uint32_t d = a->d;
-    if (a->ifull[b]) {
-        for (uint32_t i = 0; i < a->n_active; i++)
-            memcpy(s->zp + (size_t)i * s->dp, a->zp + (size_t)i * d, d * sizeof(float));
-        a->ifull[b] = 0;
-    } else {
-        for (size_t k = 0; k < a->n_ilist[b]; k++) {
-            uint32_t i = a->ilist[b][k];
-            memcpy(s->zp + (size_t)i * s->dp, a->zp + (size_t)i * d, d * sizeof(float));
-        }
-    }
-    for (size_t k = 0; k < a->n_ilist[b]; k++) a->idirty[b][a->ilist[b][k]] = 0;
-    a->n_ilist[b] = 0;
-    for (size_t k = 0; k < a->n_ulist[b]; k++) {
-        uint32_t u = a->ulist[b][k];
-        s->ucount[u] = user_summary(a, u, s->umean + (size_t)u * d, &s->ulast[u], a->ring);
-        a->udirty[b][u] = 0;
-    }
-    a->n_ulist[b] = 0;
-    size_t nup = a->n_params - a->nG;
-    memcpy(s->uparams, a->theta + a->nG, nup * sizeof(float));
-    s->version = a->version;
-    s->checksum = a->p.checksum ? snap_hash(s, nup) : 0;
-    atomic_store(&a->current, s);
-    return 1;
-}
-
-static void publish_maybe(dr_adapter *a) { (void)dr_adapter_publish(a); }
-
-const dr_adapter_snapshot *dr_adapter_acquire(dr_adapter *a) {
-    for (;;) {
-        dr_adapter_snapshot *s = atomic_load(&a->current);
-        if (!s) return NULL;
-        atomic_fetch_add(&s->refs, 1);
-        if (atomic_load(&a->current) == s) return s;
-        atomic_fetch_sub(&s->refs, 1);
-    }
-}
-
-void dr_adapter_release(dr_adapter *a, const dr_adapter_snapshot *s) {
-    (void)a;
-    if (s) atomic_fetch_sub(&((dr_adapter_snapshot *)s)->refs, 1);
-}
-
-uint64_t dr_snapshot_version(const dr_adapter_snapshot *s) { return s->version; }
-const float *dr_snapshot_items(const dr_adapter_snapshot *s) { return s->zp; }
-uint32_t dr_snapshot_stride(const dr_adapter_snapshot *s) { return s->dp; }
-
-int dr_snapshot_verify(const dr_adapter_snapshot *s) {
-    size_t d = s->d, hd = s->hidden, Y = DR_ADP_Y(d);
-    size_t nup = hd * Y + hd + d * hd + d + d + Y + 1;
-    return snap_hash(s, nup) == s->checksum;
-}
-
-void dr_snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, const float *h,
-                      float *out) {
-    uint32_t d = s->d, hd = s->hidden, Y = DR_ADP_Y(d);
-    float y[2 * 1024 + 2], hid[1024], mlp[1024];
-    user_input_from(d, s->spu, h, s->umean + (size_t)u * d, s->ucount[u], s->ulast[u], now, y);
-    size_t o = 0, oV1 = o; o += (size_t)hd * Y;
-    size_t oc1 = o; o += hd;
-    size_t oV2 = o; o += (size_t)d * hd;
-    size_t oc2 = o; o += d;
-    size_t ohs = o; o += d;
-    size_t owb = o; o += Y;
-    size_t ocb = o;
-    side_forward(s->uparams, oV1, oc1, oV2, oc2, owb, ocb, Y, ohs, d + 2, hd, d, s->no_gates, y,
-                 h, hid, mlp, out);
-}
-
-dr_status dr_snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *ts, uint32_t u,
-                                int64_t now, const float *h, const uint32_t *exclude,
-                                size_t n_exclude, uint32_t k, uint32_t *items, float *scores,
-                                uint32_t *n_out, dr_error *err) {
-    if (!s || !ts || !h || !items || !n_out) return dr_fail(err, DR_ARG, "adapter: NULL argument");
-    if (u >= s->n_users) return dr_fail(err, DR_RANGE, "adapter: user %u >= %u", u, s->n_users);
-    float hp[1024 + 4] = {0};
-    dr_snapshot_user(s, u, now, h, hp);
-    return dr_topk_scan(s->zp, s->n_items, s->dp, hp, exclude, n_exclude, k, ts, items,
-                       scores, n_out, err);
-}
-
-/* ---------------------------------------------------------------- state */
-
-dr_status dr_adapter_save(const dr_adapter *a, const char *path, dr_error *err) {
-    dr_ckpt_writer *w = NULL;
-    dr_status st = dr_ckpt_writer_create(&w, err);
-    if (st != DR_OK) return st;
-    uint64_t sc[8] = {a->rng.s[0], a->rng.s[1], a->rng.s[2], a->rng.s[3],
-                      a->n_updates, a->version, a->b_rows, a->b_events};
-    uint64_t s_par[1] = {a->n_params}, s_z[2] = {a->n_items, a->d},
-             s_b[2] = {(uint64_t)a->p.g_batch * a->ncand, a->X},
-             s_bd[2] = {(uint64_t)a->p.g_batch * a->ncand, a->d}, s_sc[1] = {8},
-             s_n[1] = {a->n_items};
-    char v[64];
-    snprintf(v, sizeof v, "%u", a->d);
-    if ((st = dr_ckpt_add_meta(w, "kind", "adapter", err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add_meta(w, "d", v, err)) != DR_OK) goto fail;
-    snprintf(v, sizeof v, "%u", a->hd);
-    if ((st = dr_ckpt_add_meta(w, "hidden", v, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "theta", DR_DT_F32, 1, s_par, a->theta, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "fisher", DR_DT_F32, 1, s_par, a->fisher, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "anchor", DR_DT_F32, 1, s_par, a->anchor, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "zp", DR_DT_F32, 2, s_z, a->zp, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "z0", DR_DT_F32, 2, s_z, a->z0, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "rebased", DR_DT_U8, 1, s_n, a->rebased, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "cold", DR_DT_U8, 1, s_n, a->cold, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "batch_x", DR_DT_F32, 2, s_b, a->bx, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "batch_dz", DR_DT_F32, 2, s_bd, a->bdz, err)) != DR_OK) goto fail;
-    if ((st = dr_ckpt_add(w, "scalars", DR_DT_I64, 1, s_sc, sc, err)) != DR_OK) goto fail;
-    if ((st = dr_window_save(a->win, w, "w.", err)) != DR_OK) goto fail;
-    st = dr_ckpt_write(w, path, err);
-fail:
-    dr_ckpt_writer_free(w);
-    return st;
-}
-
-dr_status dr_adapter_load(dr_adapter *a, const char *path, dr_error *err) {
-    dr_ckpt *c = NULL;
-    dr_status st = dr_ckpt_open(path, &c, err);
-    if (st != DR_OK) return st;
-    const char *kind = dr_ckpt_meta(c, "kind");
-    uint64_t s_par[1] = {a->n_params}, s_z[2] = {a->n_items, a->d},
-             s_b[2] = {(uint64_t)a->p.g_batch * a->ncand, a->X},
-             s_bd[2] = {(uint64_t)a->p.g_batch * a->ncand, a->d}, s_sc[1] = {8},
-             s_n[1] = {a->n_items};
-    const void *th, *fi, *an, *zp, *z0, *bx, *bdz, *scv;
-    if (!kind || strcmp(kind, "adapter") != 0) {
-        st = dr_fail(err, DR_FORMAT, "%s: not an adapter state file", path);
-        goto fail;
-    }
-    if ((st = dr_ckpt_find(c, "theta", DR_DT_F32, 1, s_par, &th, err)) != DR_OK ||
-        (st = dr_ckpt_find(c, "fisher", DR_DT_F32, 1, s_par, &fi, err)) != DR_OK ||
-        (st = dr_ckpt_find(c, "anchor", DR_DT_F32, 1, s_par, &an, err)) != DR_OK ||
-        (st = dr_ckpt_find(c, "zp", DR_DT_F32, 2, s_z, &zp, err)) != DR_OK ||
-        (st = dr_ckpt_find(c, "z0", DR_DT_F32, 2, s_z, &z0, err)) != DR_OK ||
-        (st = dr_ckpt_find(c, "batch_x", DR_DT_F32, 2, s_b, &bx, err)) != DR_OK ||
-        (st = dr_ckpt_find(c, "batch_dz", DR_DT_F32, 2, s_bd, &bdz, err)) != DR_OK ||
-        (st = dr_ckpt_find(c, "scalars", DR_DT_I64, 1, s_sc, &scv, err)) != DR_OK) {
-        st = dr_fail_wrap(err, DR_FORMAT, "%s: adapter state does not match this adapter", path);
-        goto fail;
-    }
-    /* rows set by dr_adapter_set_item_base come from the file (rebased, cold: absent in
-     * states that have none); every other row must be this adapter's base */
-    const void *rb = NULL, *cd = NULL;
-    if (dr_ckpt_find(c, "rebased", DR_DT_U8, 1, s_n, &rb, NULL) != DR_OK ||
-        dr_ckpt_find(c, "cold", DR_DT_U8, 1, s_n, &cd, NULL) != DR_OK)
-        rb = cd = NULL;
-    const uint8_t *reb = rb, *cld = cd;
-    size_t row = (size_t)a->d * sizeof(float);
-    for (uint32_t i = 0; i < a->n_items; i++)
-        if (!(reb && reb[i]) && memcmp((const char *)z0 + i * row, a->z0 + (size_t)i * a->d, row) != 0) {
-            st = dr_fail(err, DR_FORMAT, "%s: adapter state was made over another base model", path);
-            goto fail;
-        }
-    const uint64_t *sc = scv;
-    if (sc[6] > (uint64_t)a->p.g_batch * a->ncand || sc[7] > a->p.g_batch) {
-        st = dr_fail(err, DR_FORMAT, "%s: bad batch counters", path);
-        goto fail;
-    }
-    if ((st = dr_window_load(a->win, c, "w.", err)) != DR_OK) goto fail;
-    memcpy(a->theta, th, a->n_params * sizeof(float));
-    memcpy(a->fisher, fi, a->n_params * sizeof(float));
-    memcpy(a->anchor, an, a->n_params * sizeof(float));
-    memcpy(a->zp, zp, (size_t)a->n_items * a->d * sizeof(float));
-    for (uint32_t i = 0; reb && i < a->n_items; i++) {
-        a->rebased[i] = reb[i] != 0;
-        if (!reb[i]) continue;
-        memcpy(a->z0 + (size_t)i * a->d, (const char *)z0 + i * row, row);
-        a->cold[i] = cld[i] != 0;
-    }
-    memcpy(a->bx, bx, (size_t)s_b[0] * a->X * sizeof(float));
-    memcpy(a->bdz, bdz, (size_t)s_bd[0] * a->d * sizeof(float));
-    for (int k = 0; k < 4; k++) a->rng.s[k] = sc[k];
-    a->n_updates = sc[4];
-    a->version = sc[5];
-    a->b_rows = (uint32_t)sc[6];
-    a->b_events = (uint32_t)sc[7];
-    for (uint32_t i = 0; i < a->n_items; i++) dr_adapter_item_input(a, i, a->xin + (size_t)i * a->X);
-    mark_all_items(a);
-    for (uint32_t u = 0; u < a->n_users; u++) mark_user(a, u);
-fail:
-    dr_ckpt_close(c);
-    return st;
 }
