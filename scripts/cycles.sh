@@ -1,6 +1,6 @@
 #!/bin/sh
 # cycles.sh [BUILD] - the dependency cycles between the library's files. A module is src/NAME.c
-# with src/NAME.h; a header with no .c of its own is a module by itself; A depends on B when
+# with src/NAME.h and src/NAME_int.h; any other header is a module by itself; A depends on B when
 #   - one of A's files includes one of B's headers (the compiler's -MM output, direct includes),
 #   - or A's object calls or reads a symbol that B's object alone defines (nm).
 # Prints each edge set's cycles as tsort finds them and exits 1 when there is any; prints
@@ -14,11 +14,14 @@ trap 'rm -rf "$tmp"' EXIT
 
 [ -d "$BUILD/obj" ] || { echo "cycles: no objects in $BUILD/obj (run make first)" >&2; exit 2; }
 
-# the module a file belongs to: the .c file that shares its name; a header with no .c of its
-# own (an interface several files implement, a subsystem's internal declarations) is a node
+# the module a file belongs to: the .c file that shares its name, and NAME_int.h (its private
+# layout) belongs to NAME.c; any other header with no .c of its own (an interface several
+# files implement, a subsystem's shared layout) is a node of its own
 module_of() {
     b=$(basename "$1")
-    echo "${b%.*}"
+    b=${b%.*}
+    case $b in *_int) [ -f "src/${b%_int}.c" ] && b=${b%_int} ;; esac
+    echo "$b"
 }
 
 # include edges: each file's direct quoted includes, resolved by the compiler (-MM on a file

@@ -13,7 +13,7 @@
  * which is microseconds at the sizes served; an approximate neighbour index was rejected
  * because a fact must be checkable ("the cited neighbour really is among the top-k").
  */
-#include "explain.h"
+#include "evidence.h"
 
 #include <math.h>
 #include <stdlib.h>

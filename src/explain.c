@@ -14,6 +14,11 @@
  * model's vtable through model.c, never from its kind's name.
  */
 #include "explain.h"
+#include "evidence.h"
+#include "llm.h"
+#include "llm_http.h"
+#include "prompt.h"
+#include "verify.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
  * (C++ only), and saving/restoring the whole state per request (llama_state_seq_*), which
  * copies the cache instead of trimming it.
  */
-#include "explain.h"
+#include "llm.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -12,7 +12,7 @@
  * the user message; the instruction is the system message. Alternative rejected: a
  * hand-written HTTP/1.1 client (TLS, chunked replies and proxies come free with libcurl).
  */
-#include "explain.h"
+#include "llm_http.h"
 
 #include <curl/curl.h>
 #include <jansson.h>

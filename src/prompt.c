@@ -15,7 +15,7 @@
  * grammar allowing free text (it could then name anything, and only the verifier would catch
  * it).
  */
-#include "explain.h"
+#include "prompt.h"
 
 #include <stdio.h>
 

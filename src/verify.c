@@ -17,7 +17,8 @@
  * bytes (large, and punctuation or case would make "Schindler's List" and "schindlers list"
  * differ); token-run hashing is simpler and fast enough for texts of a few hundred words.
  */
-#include "explain.h"
+#include "prompt.h"
+#include "verify.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * size cap, and the grammar names only evidence entities. */
 #include "explain_fixture.h"
 
-#include "explain.h"
+#include "prompt.h"
 
 static void test_quote(void **st) {
     (void)st;

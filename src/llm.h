@@ -1,0 +1,21 @@
+/*
+ * llm.h - the llama.cpp generator: a GGUF model per explainer, a context per session (llm.c).
+ */
+#ifndef DR_LLM_H
+#define DR_LLM_H
+
+#include "explain.h"
+
+dr_status dr_llm_load(const char *path, const dr_explain_params *p, dr_llm **out,
+                      dr_error *err);
+void dr_llm_free(dr_llm *l);
+dr_status dr_llm_ctx_create(dr_llm *l, const dr_explain_params *p, dr_llm_ctx **out,
+                            dr_error *err);
+void dr_llm_ctx_free(dr_llm_ctx *c);
+/* Generates from prompt (prefix_len bytes of it are the shared instruction, kept in the KV
+ * cache across calls) under grammar (NULL: free). soft (2, d) latents or NULL. */
+dr_status dr_llm_generate(dr_llm_ctx *c, const char *prompt, size_t prefix_len,
+                          const char *grammar, const float *soft, uint32_t soft_d, char *out,
+                          size_t cap, dr_explain_timing *t, dr_error *err);
+
+#endif /* DR_LLM_H */
