@@ -110,7 +110,8 @@ void dr_npy_free(dr_npy *a);
  *   bool detect(const char *path): DR_FMT_AUTO asks whether path (an existing folder or file,
  *       as the row says) is in this format; rows are asked in table order, the first yes wins;
  *   dr_status load(const char *path, p, out, err): fills *out or fails with "file:line: why".
- * A new format: its two functions (in a file of its own or next to a similar one) and a row. */
+ * A new format: its two functions in a file of its own (load_NAME.c, with load_int.h for the
+ * steps the loaders share) and a row. */
 #define DR__FMT_DECL(code, value, name, reads, detect, load) DR__FMT_DECL_##reads(detect, load)
 #define DR__FMT_DECL_NONE(detect, load)
 #define DR__FMT_DECL_FOLDER(detect, load)                                                    \
@@ -122,9 +123,6 @@ DR_FORMAT_TABLE(DR__FMT_DECL)
 #undef DR__FMT_DECL_NONE
 #undef DR__FMT_DECL_FOLDER
 #undef DR__FMT_DECL_FILE
-
-/* Helpers for detectors: dir/file exists; s ends with suffix. */
-bool dr_dir_has(const char *dir, const char *file);
 
 /* Buffer-level parsers (the fuzz targets call these): parse `buf` as if read from `name`,
  * pushing rows into b and counting problems in r. */

@@ -1,10 +1,10 @@
 /*
  * linereader.c - the shared line walk of the text loaders (see linereader.h).
  *
- * DESIGN: the loaders used to carry a copy each (dataset_load.c's reader and amazon_json.c's
- * JSON-lines walk) that had to agree on BOM, CR, blank lines, limits and message shape; this
- * is the one copy. It hands out raw lines and leaves splitting to the caller, so the
- * delimited splitter and jansson sit on top of the same rules.
+ * DESIGN: the loaders used to carry a copy each (the delimited field reader and
+ * amazon_json.c's JSON-lines walk) that had to agree on BOM, CR, blank lines, limits and
+ * message shape; this is the one copy. It hands out raw lines and leaves splitting to the
+ * caller, so the delimited splitter and jansson sit on top of the same rules.
  */
 #include "linereader.h"
 

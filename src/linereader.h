@@ -1,6 +1,7 @@
 /*
- * linereader.h - the line walk every text loader shares (internal): dataset_load.c (CSV/TSV,
- * MovieLens, Amazon CSV, TikTok, dynrec folders) and amazon_json.c (JSON lines).
+ * linereader.h - the line walk every text loader shares (internal): load_common.c's field
+ * splitter (CSV/TSV, MovieLens, Amazon CSV, TikTok, dynrec folders) and amazon_json.c (JSON
+ * lines).
  *
  * DESIGN: one copy of the rules a line passes before a loader looks at it: a UTF-8 BOM is
  * skipped, a trailing CR stripped, blank lines (spaces and tabs only) skipped uncounted,
@@ -8,7 +9,7 @@
  * mode, the load's error), progress reported every 65536 lines. What a line holds (delimited
  * fields, a JSON object) is the caller's business; it reports its own bad rows through
  * dr_lines_bad so that every message has the same shape. The buffer is the whole file (see
- * dataset_load.c for why).
+ * load_common.c for why).
  */
 #ifndef DR_LINEREADER_H
 #define DR_LINEREADER_H

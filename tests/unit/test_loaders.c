@@ -1,6 +1,6 @@
-/* test_loaders.c - dataset loaders (src/dataset_load.c, src/amazon_json.c): every format on
- * good and malformed fixtures (tests/fixtures/), strict mode, caps, save/load round trips,
- * out-of-memory at every allocation, and the shared datasets when present. */
+/* test_loaders.c - dataset loaders (src/dataset_load.c, src/load_*.c, src/amazon_json.c):
+ * every format on good and malformed fixtures (tests/fixtures/), strict mode, caps, save/load
+ * round trips, out-of-memory at every allocation, and the shared datasets when present. */
 #include "testutil.h"
 #include "oom.h"
 
