@@ -1,9 +1,9 @@
 /*
- * bench_adapter.c - the online adapter (src/adapter.c, src/stream.c).
+ * bench_adapter.c - the online adapter (src/adapter.c, src/eval_stream.c).
  *
  * Default mode (what bench/run.sh runs): base BPR-MF (d = 50) trained on amazon-mtv's pre-T0
  * events (../shared/data/amazon-movies-tv-llmtup; a synthetic dataset when absent), then
- *   update throughput: the post-T0 events fed to dr_adapter_update on one thread (the base
+ *   update throughput: the post-T0 events fed to dr__adapter_update on one thread (the base
  *     user latents are computed before the timed loop: they are the base's cost), events/s;
  *   event-to-visible latency: update + publish, until a reader's acquire sees the version;
  *   recommend latency, frozen (dr_recommend) vs adapter (base user latent + h' + top-10 over
@@ -21,8 +21,8 @@
 
 #include "bench.h"
 #include "rng.h"
-#include "stream.h"
-#include "synth.h"
+#include "eval_stream.h"
+#include "dataset_synth.h"
 
 static const char *AMAZON = "../shared/data/amazon-movies-tv-llmtup";
 
@@ -100,7 +100,7 @@ static int stream_mode(int argc, char **argv) {
     }
     dr_dataset *ds = NULL;
     dr_model *m = NULL;
-    dr_stream_params sp = dr_stream_default_params();
+    dr_stream_params sp = dr__stream_default_params();
     uint64_t seed = strtoull(argv[4], NULL, 10);
     uint32_t dim = 0, epochs = 0;
     dr_error err = {0};
@@ -136,12 +136,12 @@ static int stream_mode(int argc, char **argv) {
     rp.max_len = g_max_len;
     if (g_retrain) sp.retrain = &rp;
     dr_stream_result r;
-    if (dr_stream_eval(ds, m, &sp, &r, &err) != DR_OK) {
+    if (dr__stream_eval(ds, m, &sp, &r, &err) != DR_OK) {
         fprintf(stderr, "stream: %s\n", err.msg);
         return 1;
     }
     char json[8192];
-    dr_stream_json(&r, json, sizeof json);
+    dr__stream_json(&r, json, sizeof json);
     printf("%s\n", json);
     printf("stream_fit_seconds %.2f s\n", fit_s);
     printf("stream_frozen_hit10 %.4f P-STREAM\nstream_adapter_hit10 %.4f P-STREAM\n",
@@ -215,7 +215,7 @@ static int drift_mode(int argc, char **argv) {
     dr_error err = {0};
     dr_synth_truth tr;
     memset(&tr, 0, sizeof tr);
-    if (dr_synth_generate(&sp, &ds, &err) != DR_OK || dr_synth_truth_compute(&sp, ds, &tr, &err) != DR_OK) {
+    if (dr_synth_generate(&sp, &ds, &err) != DR_OK || dr__synth_truth_compute(&sp, ds, &tr, &err) != DR_OK) {
         fprintf(stderr, "synth: %s\n", err.msg);
         return 1;
     }
@@ -224,12 +224,12 @@ static int drift_mode(int argc, char **argv) {
     memset(&acc, 0, sizeof acc);
     acc.ds = ds;
     acc.tr = &tr;
-    dr_stream_params p = dr_stream_default_params();
+    dr_stream_params p = dr__stream_default_params();
     p.adapter.seed = seed;
     p.on_event = drift_event;
     p.on_event_ud = &acc;
     dr_stream_result r;
-    if (dr_stream_eval(ds, m, &p, &r, &err) != DR_OK) {
+    if (dr__stream_eval(ds, m, &p, &r, &err) != DR_OK) {
         fprintf(stderr, "stream: %s\n", err.msg);
         return 1;
     }
@@ -240,7 +240,7 @@ static int drift_mode(int argc, char **argv) {
         printf("drift_hit10_since_%s %.4f/%.4f frozen/adapter (%zu events)\n", names[b],
                acc.n[b] ? acc.hit[b][0] / (double)acc.n[b] : 0.0,
                acc.n[b] ? acc.hit[b][1] / (double)acc.n[b] : 0.0, acc.n[b]);
-    dr_synth_truth_free(&tr);
+    dr__synth_truth_free(&tr);
     dr_model_free(m);
     dr_dataset_free(ds);
     return 0;
@@ -298,54 +298,54 @@ int main(int argc, char **argv) {
     dr_adapter *keep = NULL;
     for (size_t bi = 0; bi < 4; bi++) {
         for (int publish = 0; publish < 2; publish++) {
-            dr_adapter_params ap = dr_adapter_default_params();
+            dr_adapter_params ap = dr__adapter_default_params();
             ap.g_batch = batches[bi];
             ap.publish_every = (uint32_t)publish;
             ap.window.seconds_per_unit = ds->time_scale;
             dr_adapter *a = NULL;
-            if (dr_adapter_create(&ap, nu, ni, d, dr_model_item_latents(m), cold, &a, &err) != DR_OK) {
+            if (dr__adapter_create(&ap, nu, ni, d, dr_model_item_latents(m), cold, &a, &err) != DR_OK) {
                 fprintf(stderr, "%s\n", err.msg);
                 return 1;
             }
-            uint64_t allocs = dr_alloc_count();
+            uint64_t allocs = dr__alloc_count();
             double t = bench_now();
             for (size_t e = e0; e < n; e++)
-                dr_adapter_update(a, ds->ev_user[e], ds->ev_item[e], ds->ev_time[e],
+                dr__adapter_update(a, ds->ev_user[e], ds->ev_item[e], ds->ev_time[e],
                                   H + (e - e0) * d, &err);
             t = bench_now() - t;
-            allocs = dr_alloc_count() - allocs;
+            allocs = dr__alloc_count() - allocs;
             printf("adapter_update_rate_b%u%s %.0f events/s\n", batches[bi],
                    publish ? "_publish" : "", (double)nrep / t);
             if (allocs) printf("adapter_update_allocs_b%u %llu allocations\n", batches[bi],
                                (unsigned long long)allocs);
-            hash = bench_hash(hash, dr_adapter_items(a), (size_t)ni * d * sizeof(float));
+            hash = bench_hash(hash, dr__adapter_items(a), (size_t)ni * d * sizeof(float));
             uint64_t nup, nrows, nref;
-            dr_adapter_counters(a, &nup, &nrows, &nref);
+            dr__adapter_counters(a, &nup, &nrows, &nref);
             if (!publish)
                 printf("adapter_rows_per_update_b%u %.2f rows\n", batches[bi],
                        (double)nrows / (double)nup);
             if (bi == 2 && publish) keep = a; /* the default g_batch */
-            else dr_adapter_free(a);
+            else dr__adapter_free(a);
         }
     }
-    printf("adapter_params %zu floats\n", dr_adapter_n_params(keep));
+    printf("adapter_params %zu floats\n", dr__adapter_n_params(keep));
     /* event-to-visible: one update + publication until acquire returns its version */
     {
         enum { NV = 2000 };
         double lat[NV];
         for (int k = 0; k < NV; k++) {
             size_t e = e0 + (size_t)k % nrep;
-            uint64_t want = dr_adapter_version(keep) + 1;
+            uint64_t want = dr__adapter_version(keep) + 1;
             double t = bench_now();
-            dr_adapter_update(keep, ds->ev_user[e], ds->ev_item[e], ds->ev_time[n - 1],
+            dr__adapter_update(keep, ds->ev_user[e], ds->ev_item[e], ds->ev_time[n - 1],
                               H + (e - e0) * d, &err);
-            const dr_adapter_snapshot *s = dr_adapter_acquire(keep);
-            while (!s || dr_snapshot_version(s) < want) {
-                dr_adapter_release(keep, s);
-                dr_adapter_publish(keep);
-                s = dr_adapter_acquire(keep);
+            const dr_adapter_snapshot *s = dr__adapter_acquire(keep);
+            while (!s || dr__snapshot_version(s) < want) {
+                dr__adapter_release(keep, s);
+                dr__adapter_publish(keep);
+                s = dr__adapter_acquire(keep);
             }
-            dr_adapter_release(keep, s);
+            dr__adapter_release(keep, s);
             lat[k] = bench_now() - t;
         }
         qsort(lat, NV, sizeof *lat, bench_dbl_cmp);
@@ -357,14 +357,14 @@ int main(int argc, char **argv) {
         enum { NQ = 20000, K = 10 };
         double *lf = malloc(NQ * sizeof *lf), *la = malloc(NQ * sizeof *la);
         dr_topk_scratch *ts = NULL;
-        dr_topk_scratch_create(ni, K, &ts, &err);
+        dr__topk_scratch_create(ni, K, &ts, &err);
         dr_rec out[K];
         uint32_t items[K], nout;
         float scv[K], h[1024];
         uint64_t *users = malloc(NQ * sizeof *users);
         dr_rng r;
-        dr_rng_seed(&r, 5, 0);
-        for (int q = 0; q < NQ; q++) users[q] = dr_rng_below(&r, nu);
+        dr__rng_seed(&r, 5, 0);
+        for (int q = 0; q < NQ; q++) users[q] = dr__rng_below(&r, nu);
         qsort(users, 0, sizeof *users, cmp_u64);
         for (int w = 0; w < 2; w++) /* warm-up of both paths */
             for (int q = 0; q < 200; q++) {
@@ -373,11 +373,11 @@ int main(int argc, char **argv) {
                 size_t nc = ds->user_off[u + 1] - ds->user_off[u];
                 dr_recommend(m, sc, u, ctx, nc, K, out, &nout, &err);
                 dr_model_user_latent(m, sc, u, ctx, nc, h, &err);
-                const dr_adapter_snapshot *s = dr_adapter_acquire(keep);
-                dr_snapshot_recommend(s, ts, u, ds->ev_time[n - 1], h, ctx, nc, K, items, scv, &nout, &err);
-                dr_adapter_release(keep, s);
+                const dr_adapter_snapshot *s = dr__adapter_acquire(keep);
+                dr__snapshot_recommend(s, ts, u, ds->ev_time[n - 1], h, ctx, nc, K, items, scv, &nout, &err);
+                dr__adapter_release(keep, s);
             }
-        uint64_t allocs = dr_alloc_count();
+        uint64_t allocs = dr__alloc_count();
         for (int q = 0; q < NQ; q++) {
             uint32_t u = (uint32_t)users[q];
             const uint32_t *ctx = ds->hist_item + ds->user_off[u];
@@ -391,16 +391,16 @@ int main(int argc, char **argv) {
                     if (q < 1024) hash = bench_hash(hash, out, sizeof out);
                 } else {
                     dr_model_user_latent(m, sc, u, ctx, nc, h, &err);
-                    const dr_adapter_snapshot *s = dr_adapter_acquire(keep);
-                    dr_snapshot_recommend(s, ts, u, ds->ev_time[n - 1], h, ctx, nc, K, items, scv,
+                    const dr_adapter_snapshot *s = dr__adapter_acquire(keep);
+                    dr__snapshot_recommend(s, ts, u, ds->ev_time[n - 1], h, ctx, nc, K, items, scv,
                                           &nout, &err);
-                    dr_adapter_release(keep, s);
+                    dr__adapter_release(keep, s);
                     la[q] = bench_now() - t;
                     if (q < 1024) hash = bench_hash(hash, items, sizeof items);
                 }
             }
         }
-        allocs = dr_alloc_count() - allocs;
+        allocs = dr__alloc_count() - allocs;
         qsort(lf, NQ, sizeof *lf, bench_dbl_cmp);
         qsort(la, NQ, sizeof *la, bench_dbl_cmp);
         double f50 = bench_quantile_sorted(lf, NQ, 0.5), f99 = bench_quantile_sorted(lf, NQ, 0.99);
@@ -413,10 +413,10 @@ int main(int argc, char **argv) {
         free(lf);
         free(la);
         free(users);
-        dr_topk_scratch_free(ts);
+        dr__topk_scratch_free(ts);
     }
     printf("output_hash %016llx\n", (unsigned long long)hash);
-    dr_adapter_free(keep);
+    dr__adapter_free(keep);
     dr_scorer_free(sc);
     free(H);
     free(hlen);

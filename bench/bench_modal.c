@@ -19,16 +19,16 @@
  * mask / impute (mode one).
  * Every metric line is `P-MODAL <dataset> <config> <metric> <value>`; the last line hashes them.
  * DESIGN: one process trains each configuration once per seed and re-fuses the trained model
- * with features removed (dr_mf_refuse), so the robustness table never retrains; the mean
+ * with features removed (dr__mf_refuse), so the robustness table never retrains; the mean
  * imputation baseline is the same code trained and evaluated with impute=mean.
  */
 #include <math.h>
 
 #include "bench.h"
 #include "dynrec.h"
-#include "mf.h"
+#include "model_mf.h"
 #include "rng.h"
-#include "synth.h"
+#include "dataset_synth.h"
 
 typedef struct cfg {
     const char *data;
@@ -92,7 +92,7 @@ static void parse_kv(cfg *c, int argc, char **argv) {
 }
 
 static dr_mf_params mf_params(const cfg *c, uint64_t seed, uint32_t mask, dr_impute imp) {
-    dr_mf_params p = dr_mf_default_params();
+    dr_mf_params p = dr__mf_default_params();
     p.d = c->d;
     p.epochs = c->epochs;
     p.eval_every = c->eval_every;
@@ -189,11 +189,11 @@ static int run_table(const cfg *c) {
         for (uint32_t s = 0; s < c->seeds; s++) {
             dr_mf_params p = mf_params(c, 42 + s, masks[k], DR_IMPUTE_GATE);
             dr_model *m = NULL;
-            if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
+            if (dr__mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
             dr_eval_result r = eval_test(ds, sp, m, c->threads);
             acc_add(&a, r, 1.0 / c->seeds);
             acc_add_cold(&ca, r, 1.0 / c->seeds);
-            const dr_mf_report *rep = dr_mf_get_report(m);
+            const dr_mf_report *rep = dr__mf_get_report(m);
             secs += rep->seconds / c->seeds;
             epochs += (double)rep->epochs_run / c->seeds;
             dr_model_free(m);
@@ -258,7 +258,7 @@ static int run_robust(const cfg *c) {
         for (int tr = 0; tr < 2; tr++) {
             dr_mf_params p = mf_params(c, 42 + s, mask, tr ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE);
             dr_model *m = NULL;
-            if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die("fit", &e);
+            if (dr__mf_fit(ds, sp, &p, &m, &e) != DR_OK) die("fit", &e);
             if (dr_eval_modal_sweep(ds, sp, m, &mp, &sw[tr], &e) != DR_OK) die("sweep", &e);
             dr_model_free(m);
         }
@@ -298,9 +298,9 @@ static int run_robust(const cfg *c) {
  * bench's own dataset copy (hist_* only) and split lengths. */
 static void make_cold(dr_dataset *ds, dr_split *sp, double frac, uint64_t seed, uint8_t *cold) {
     dr_rng r;
-    dr_rng_seed(&r, seed, 77);
+    dr__rng_seed(&r, seed, 77);
     memset(cold, 0, ds->n_items);
-    for (uint32_t i = 0; i < ds->n_items; i++) cold[i] = dr_rng_uniform(&r) < frac;
+    for (uint32_t i = 0; i < ds->n_items; i++) cold[i] = dr__rng_uniform(&r) < frac;
     uint32_t *tmp = malloc((ds->n_events + 1) * sizeof *tmp);
     sp->kind = DR_SPLIT_GIVEN;
     sp->n_eval = 0;
@@ -365,7 +365,7 @@ static int run_synth(const cfg *c) {
             } else {
                 dr_mf_params p = mf_params(c, 42 + s, k ? mask : 0,
                                            k == 2 ? DR_IMPUTE_MEAN : DR_IMPUTE_GATE);
-                if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
+                if (dr__mf_fit(ds, sp, &p, &m, &e) != DR_OK) die(names[k], &e);
             }
             dr_eval_result r = eval_test(ds, sp, m, c->threads);
             acc_add(&all[k], r, 1.0 / c->seeds);
@@ -410,22 +410,22 @@ static int run_one(const cfg *c) {
     dr_dataset *ds = load(c, &sp);
     dr_error e = {0};
     dr_impute imp = DR_IMPUTE_GATE;
-    if (c->impute && dr_impute_parse(c->impute, &imp, &e) != DR_OK) die("impute", &e);
+    if (c->impute && dr__impute_parse(c->impute, &imp, &e) != DR_OK) die("impute", &e);
     for (uint32_t s = 0; s < c->seeds; s++) {
         dr_mf_params p = mf_params(c, 42 + s, c->mask, imp);
         dr_model *m = NULL;
-        if (dr_mf_fit(ds, sp, &p, &m, &e) != DR_OK) die("fit", &e);
+        if (dr__mf_fit(ds, sp, &p, &m, &e) != DR_OK) die("fit", &e);
         dr_eval_result r = eval_test(ds, sp, m, c->threads);
-        const dr_mf_report *rep = dr_mf_get_report(m);
+        const dr_mf_report *rep = dr__mf_get_report(m);
         printf("mask=%u seed=%u epochs=%u best=%u valid_ndcg10=%.4f secs=%.1f R@20=%.4f "
                "N@20=%.4f H@10=%.4f\n", c->mask, 42 + s, rep->epochs_run, rep->best_epoch,
                rep->best_valid_ndcg10, rep->seconds, r.full20.recall, r.full20.ndcg,
                r.full10.hit);
         const float *eid = NULL;
-        const dr_fusion *f = dr_mf_get_fusion(m, &eid);
+        const dr_fusion *f = dr__mf_get_fusion(m, &eid);
         dr_fusion_input in;
-        if (f && dr_fusion_input_build(f, ds, NULL, &in, &e) == DR_OK) {
-            float *act = malloc(dr_fusion_act_floats(f) * sizeof *act);
+        if (f && dr__fusion_input_build(f, ds, NULL, &in, &e) == DR_OK) {
+            float *act = malloc(dr__fusion_act_floats(f) * sizeof *act);
             float *z = malloc(f->d * sizeof *z);
             for (uint32_t k = 0; k < f->n_mod; k++) {
                 double gs = 0, yn = 0, en = 0;
@@ -437,7 +437,7 @@ static int run_one(const cfg *c) {
                     for (uint32_t q = 0; q < f->n_mod; q++) x[q] = in.zero;
                     x[k] = in.xs[k] + (size_t)i * f->dim[k];
                     g[k] = 1;
-                    dr_fusion_forward(f, eid + (size_t)i * f->d, x, g, z, act);
+                    dr__fusion_forward(f, eid + (size_t)i * f->d, x, g, z, act);
                     gs += act[(size_t)f->n_mod * f->d + f->n_mod + k];
                     for (uint32_t j = 0; j < f->d; j++) {
                         yn += act[(size_t)k * f->d + j] * act[(size_t)k * f->d + j];
@@ -450,7 +450,7 @@ static int run_one(const cfg *c) {
             }
             free(act);
             free(z);
-            dr_fusion_input_free(&in);
+            dr__fusion_input_free(&in);
         }
         fflush(stdout);
         dr_model_free(m);

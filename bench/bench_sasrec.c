@@ -15,7 +15,7 @@
  */
 #include "bench.h"
 
-#include "sasrec.h"
+#include "model_sasrec.h"
 
 static const char *data_path(const char *name, char *buf, size_t cap) {
     const char *env = getenv("DR_SHARED");
@@ -73,7 +73,7 @@ static int speed(void) {
         if (load(names[k], &ds, &sp)) continue;
         for (int loss = 1; loss >= 0; loss--) {
             for (int th = 1; th <= 2; th++) {
-                dr_sasrec_params p = dr_sasrec_default_params();
+                dr_sasrec_params p = dr__sasrec_default_params();
                 p.loss = (dr_sasrec_loss)loss;
                 p.L = Ls[k];
                 p.dropout = drop[k];
@@ -85,16 +85,16 @@ static int speed(void) {
                 p.on_epoch_ud = &lg;
                 dr_sasrec *m = NULL;
                 dr_error err = {0};
-                if (dr_sasrec_fit(ds, sp, &p, &m, &err) != DR_OK) {
+                if (dr__sasrec_fit(ds, sp, &p, &m, &err) != DR_OK) {
                     fprintf(stderr, "fit: %s\n", err.msg);
                     return 1;
                 }
                 size_t n;
-                const float *blk = dr_sasrec_param_block(m, &n);
+                const float *blk = dr__sasrec_param_block(m, &n);
                 hash = bench_hash(hash, blk, n * sizeof *blk);
                 printf("sasrec_epoch_%s_%s_L%u_%dt %.3f s\n", names[k], loss ? "bce" : "ce",
                        p.L, th, bench_median(lg.secs, (size_t)lg.n));
-                dr_sasrec_free(m);
+                dr__sasrec_free(m);
             }
         }
         dr_split_free(sp);
@@ -110,7 +110,7 @@ static int train(int argc, char **argv) {
     dr_split *sp = NULL;
     const char *name = argv[0];
     if (load(name, &ds, &sp)) return 0;
-    dr_sasrec_params p = dr_sasrec_default_params();
+    dr_sasrec_params p = dr__sasrec_default_params();
     if (!strcmp(name, "amazon-mtv")) {
         p.L = 50;
         p.dropout = 0.5f;
@@ -151,13 +151,13 @@ static int train(int argc, char **argv) {
     dr_model *m = NULL;
     dr_error err = {0};
     double t0 = bench_now();
-    if (dr_sasrec_fit(ds, sp, &p, &s, &err) != DR_OK || dr_sasrec_as_model(s, &m, &err) != DR_OK) {
+    if (dr__sasrec_fit(ds, sp, &p, &s, &err) != DR_OK || dr__sasrec_as_model(s, &m, &err) != DR_OK) {
         fprintf(stderr, "fit: %s\n", err.msg);
         return 1;
     }
     double t_fit = bench_now() - t0;
     int best_ep = 0;
-    double best = dr_sasrec_best_val(s, &best_ep);
+    double best = dr__sasrec_best_val(s, &best_ep);
     dr_eval_params ep = dr_eval_default_params();
     ep.threads = p.threads;
     dr_eval_result r;

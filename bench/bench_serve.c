@@ -1,6 +1,6 @@
 /*
  * bench_serve.c - the recommendation handler of the server without sockets: GET
- * /v1/users/{u}/recommendations?k=10 through dr_routes_handle (routing, base latent, adapter
+ * /v1/users/{u}/recommendations?k=10 through dr__routes_handle (routing, base latent, adapter
  * user side, exact top-k over the published z', JSON) on one thread, for the checkpoint's users
  * in a fixed stride order. What `dynrec serve` spends per answer minus libmicrohttpd and the
  * network stack (bench/server_load.sh measures those with wrk).
@@ -13,8 +13,8 @@
 
 #include "bench.h"
 #include "model.h"
-#include "routes.h"
-#include "server.h"
+#include "serve_routes.h"
+#include "serve_core.h"
 
 #define RUNS 5
 
@@ -39,12 +39,12 @@ int main(int argc, char **argv) {
     dr_routes_worker *w = NULL;
     char dir[] = "/tmp/dynrec-bench-serve-XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    dr_srv_params p = dr_srv_default_params();
+    dr_srv_params p = dr__srv_default_params();
     p.data_dir = dir;
     p.durable = 0;
     dr_routes_params rp = {NULL, 0, 1 << 20, NULL};
-    if (dr_model_load(path, &m, &err) != DR_OK || dr_srv_open(m, &p, &s, &err) != DR_OK ||
-        dr_routes_create(s, &rp, &r, &err) != DR_OK || dr_routes_worker_create(r, &w, &err) != DR_OK) {
+    if (dr_model_load(path, &m, &err) != DR_OK || dr__srv_open(m, &p, &s, &err) != DR_OK ||
+        dr__routes_create(s, &rp, &r, &err) != DR_OK || dr__routes_worker_create(r, &w, &err) != DR_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
@@ -60,22 +60,22 @@ int main(int argc, char **argv) {
         FILE *f = fopen(argv[3], "w");
         if (!f) return 1;
         for (uint32_t u = 0; u < nu; u++) {
-            dr_http_req rq = {"GET", paths[u], k10, NULL, NULL, NULL, 0};
-            dr_http_resp resp;
-            dr_routes_handle(r, w, &rq, &resp);
+            dr_route_req rq = {"GET", paths[u], k10, NULL, NULL, NULL, 0};
+            dr_route_resp resp;
+            dr__routes_handle(r, w, &rq, &resp);
             fprintf(f, "%.*s\n", (int)resp.len, resp.body);
         }
         fclose(f);
     }
     uint64_t hash = 0, allocs = 0;
     for (int run = 0; run <= RUNS; run++) { /* run 0 warms up and hashes */
-        uint64_t a0 = dr_alloc_count();
+        uint64_t a0 = dr__alloc_count();
         double t_all = bench_now();
         for (size_t q = 0; q < requests; q++) {
-            dr_http_req rq = {"GET", paths[(q * 7919) % nu], k10, NULL, NULL, NULL, 0};
-            dr_http_resp resp;
+            dr_route_req rq = {"GET", paths[(q * 7919) % nu], k10, NULL, NULL, NULL, 0};
+            dr_route_resp resp;
             double t0 = bench_now();
-            dr_routes_handle(r, w, &rq, &resp);
+            dr__routes_handle(r, w, &rq, &resp);
             lat[q] = bench_now() - t0;
             if (resp.status != 200) {
                 fprintf(stderr, "%s: %d %.*s\n", rq.path, resp.status, (int)resp.len, resp.body);
@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
         }
         t_all = bench_now() - t_all;
         if (run) mean[run - 1] = t_all / (double)requests;
-        else allocs = dr_alloc_count() - a0;
+        else allocs = dr__alloc_count() - a0;
     }
     qsort(lat, requests, sizeof *lat, bench_dbl_cmp);
     printf("serve_recs_k10_mean %.2f us (median of %d runs)\n", 1e6 * bench_median(mean, RUNS), RUNS);
@@ -93,9 +93,9 @@ int main(int argc, char **argv) {
     printf("serve_recs_k10_p99 %.2f us (last run)\n", 1e6 * bench_quantile_sorted(lat, requests, 0.99));
     printf("serve_recs_allocs_per_request %.3f allocs (warm-up run)\n", (double)allocs / (double)requests);
     printf("serve_output_hash %016llx hash\n", (unsigned long long)hash);
-    dr_routes_worker_free(w);
-    dr_routes_free(r);
-    dr_srv_close(s);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+    dr__srv_close(s);
     dr_model_free(m);
     free(paths);
     free(lat);

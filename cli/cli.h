@@ -78,7 +78,7 @@ int cli_cmd_data_synth(int argc, char **argv);  /* data.c */
 int cli_cmd_data_stats(int argc, char **argv);  /* data.c */
 int cli_cmd_train(int argc, char **argv);       /* train.c */
 int cli_cmd_eval(int argc, char **argv);        /* eval.c */
-int cli_cmd_eval_stream(int argc, char **argv); /* stream.c: dynrec eval --protocol stream */
+int cli_cmd_eval_stream(int argc, char **argv); /* eval_stream.c: dynrec eval --protocol stream */
 int cli_cmd_eval_modal(int argc, char **argv);  /* modal.c: dynrec eval --protocol modal */
 int cli_cmd_recommend(int argc, char **argv);   /* recommend.c */
 int cli_cmd_demo(int argc, char **argv);        /* demo.c */

@@ -68,7 +68,7 @@ static void on_signal(int sig) {
 }
 
 int cli_cmd_serve(int argc, char **argv) {
-    dr_server_params p = dr_server_default_params();
+    dr_httpd_params p = dr_httpd_default_params();
     const char *key_file = NULL, *port_file = NULL;
     int quiet = 0;
     cli_opts o = {argc, argv, 0};
@@ -146,19 +146,19 @@ int cli_cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     dr_server *s = NULL;
     dr_error e = {0};
-    dr_status st = dr_server_start(&p, &s, &e);
+    dr_status st = dr_httpd_start(&p, &s, &e);
     if (st != DR_OK) return cli_die(st, &e);
-    int port = dr_server_port(s);
+    int port = dr_httpd_port(s);
     printf("listening on http://%s:%d\n", p.host, port);
     fflush(stdout);
     if (port_file && write_port(port_file, port)) {
-        dr_server_stop(s);
+        dr_httpd_stop(s);
         return 1;
     }
     while (sem_wait(&stop_sem) != 0 && errno == EINTR) {
     }
     if (!quiet) fprintf(stderr, "info: %s: draining and stopping\n", stop_sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    dr_server_stop(s);
+    dr_httpd_stop(s);
     if (!quiet) fprintf(stderr, "info: stopped\n");
     return 0;
 }

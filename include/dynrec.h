@@ -70,7 +70,7 @@ typedef struct dr_dataset dr_dataset;
 
 /*
  * One table, one row per format: the enum and the --format names come from it, and
- * dr_dataset_load (dataset_load.c) binds each row's detector and loader through it. Columns:
+ * dr_dataset_load (load.c) binds each row's detector and loader through it. Columns:
  * enum name, enum value (fixed: the numbers are the API, never reused), --format name, what
  * it reads (FOLDER or FILE), detector, loader (internal functions, src/dataset.h). Rows are
  * in the order DR_FMT_AUTO tries the detectors; the first that says yes decides. Adding a
@@ -80,17 +80,17 @@ typedef struct dr_dataset dr_dataset;
     /* decide from the path (see dr_dataset_load) */                                         \
     X(DR_FMT_AUTO,        0, "auto",        NONE,   NULL,                  NULL)              \
     /* dynrec's own folder format (docs/FORMATS.md) */                                       \
-    X(DR_FMT_DYNREC,      6, "dynrec",      FOLDER, dr_detect_dynrec,      dr_load_dynrec)    \
+    X(DR_FMT_DYNREC,      6, "dynrec",      FOLDER, dr__detect_dynrec,      dr__load_dynrec)    \
     /* folder with ratings.csv [movies.csv tags.csv] */                                      \
-    X(DR_FMT_MOVIELENS,   2, "movielens",   FOLDER, dr_detect_movielens,   dr_load_movielens) \
+    X(DR_FMT_MOVIELENS,   2, "movielens",   FOLDER, dr__detect_movielens,   dr__load_movielens) \
     /* folder with train.csv validation.csv test.csv */                                      \
-    X(DR_FMT_AMAZON_CSV,  3, "amazon-csv",  FOLDER, dr_detect_amazon_csv,  dr_load_amazon_csv) \
+    X(DR_FMT_AMAZON_CSV,  3, "amazon-csv",  FOLDER, dr__detect_amazon_csv,  dr__load_amazon_csv) \
     /* folder with train/valid/test.tsv + *_feat.npy */                                      \
-    X(DR_FMT_TIKTOK,      5, "tiktok",      FOLDER, dr_detect_tiktok,      dr_load_tiktok)    \
+    X(DR_FMT_TIKTOK,      5, "tiktok",      FOLDER, dr__detect_tiktok,      dr__load_tiktok)    \
     /* reviews JSON lines [+ metadata JSON lines] */                                         \
-    X(DR_FMT_AMAZON_JSON, 4, "amazon-json", FILE,   dr_detect_amazon_json, dr_load_amazon_json) \
+    X(DR_FMT_AMAZON_JSON, 4, "amazon-json", FILE,   dr__detect_amazon_json, dr__load_amazon_json) \
     /* user item time [weight], CSV or TSV: any other file */                                \
-    X(DR_FMT_DELIMITED,   1, "delimited",   FILE,   dr_detect_delimited,   dr_load_delimited)
+    X(DR_FMT_DELIMITED,   1, "delimited",   FILE,   dr__detect_delimited,   dr__load_delimited)
 
 typedef enum {
 #define DR__FMT(code, value, name, reads, detect, load) code = value,
@@ -516,7 +516,7 @@ typedef struct dr_stream_result {
     double retrain_seconds; /* time spent refitting the base (the upper bound's cost) */
     uint32_t n_retrains;
     double seconds;         /* wall time of the replay */
-    double update_seconds;  /* time in dr_adapter_update */
+    double update_seconds;  /* time in dr__adapter_update */
     double frozen_score_seconds, adapter_score_seconds; /* scoring all items, per variant */
 } dr_stream_result;
 
@@ -558,11 +558,11 @@ int dr_stream_result_json(const dr_stream_result *r, char *buf, size_t cap);
  */
 typedef struct dr_server dr_server;
 
-typedef struct dr_server_params {
+typedef struct dr_httpd_params {
     const char *model_path;   /* .drm checkpoint of a dot-product model (mf, sasrec) */
     const char *data_dir;     /* state folder, created when missing */
     const char *host;         /* IPv4 address to bind ("127.0.0.1") */
-    uint16_t port;            /* 0 = an ephemeral port (see dr_server_port) */
+    uint16_t port;            /* 0 = an ephemeral port (see dr_httpd_port) */
     int threads;              /* HTTP thread pool size (4) */
     const char *api_key;      /* NULL = no authentication */
     int public_read;          /* with a key: GET requests need none */
@@ -571,16 +571,16 @@ typedef struct dr_server_params {
     uint32_t max_new_users;   /* rows reserved for users the model does not know (50000) */
     uint64_t snapshot_every;  /* events between adapter snapshots (10000); 0 = at stop only */
     int durable;              /* 1: fsync every group commit (default); 0: no fsync (tests) */
-    double drain_seconds;     /* dr_server_stop waits this long for requests in flight (30) */
-} dr_server_params;
+    double drain_seconds;     /* dr_httpd_stop waits this long for requests in flight (30) */
+} dr_httpd_params;
 
-dr_server_params dr_server_default_params(void);
-dr_status dr_server_start(const dr_server_params *p, dr_server **out, dr_error *err);
+dr_httpd_params dr_httpd_default_params(void);
+dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *err);
 /* The bound port (the ephemeral one when params.port was 0). */
-int dr_server_port(const dr_server *s);
+int dr_httpd_port(const dr_server *s);
 /* Stops listening, waits for requests in flight, applies what is queued, writes the final
  * adapter snapshot and frees everything. */
-void dr_server_stop(dr_server *s);
+void dr_httpd_stop(dr_server *s);
 
 /* ---------------------------------------------------------------- explanations */
 
@@ -647,7 +647,7 @@ typedef struct dr_explain_params {
     const dr_dataset *data; /* optional: modality facts (must have the model's catalogue) */
     void *adapter;          /* optional: an online adapter (src/adapter.h) of this model: its
                                window gives trend facts and h' the neighbours. Read without a
-                               lock: call dr_explain only where no dr_adapter_update runs at
+                               lock: call dr_explain only where no dr__adapter_update runs at
                                the same time (the adapter's writer thread, or a paused one). */
     /* generators */
     const char *llm_model;  /* llama: GGUF path */

@@ -38,11 +38,17 @@ for f in src/*.c src/*.h; do
 done | sort -u >"$tmp/inc"
 
 # symbol edges: which object defines each global symbol, which objects use it
-for o in "$BUILD"/obj/*.o; do
+objs=""
+for c in src/*.c; do # the objects of today's sources (a renamed file leaves a stale one behind)
+    o="$BUILD/obj/$(basename "$c" .c).o"
+    [ -f "$o" ] || { echo "cycles: $o is missing (run make first)" >&2; exit 2; }
+    objs="$objs $o"
+done
+for o in $objs; do
     m=$(basename "$o" .o)
     nm -g --defined-only "$o" | awk -v m="$m" 'NF == 3 { print $3, m }'
 done | sort >"$tmp/defs"
-for o in "$BUILD"/obj/*.o; do
+for o in $objs; do
     m=$(basename "$o" .o)
     nm -u "$o" | awk -v m="$m" '{ print $NF, m }'
 done | sort >"$tmp/uses"

@@ -45,15 +45,15 @@
  * batch), followed by one full z' recompute with sgemm (14.4k x 106 x 16 then x 51 on
  * amazon-mtv: ~2 ms, i.e. ~8 us per event at g_batch = 256). Between G steps, an event changes only the statistics of the event item, its
  * co-clicked items, the items of events that left the window and the item that left the
- * recent half: exactly those z' rows are recomputed (window.c lists them). Hence the cache
- * always equals a full recompute with the current theta (dr_adapter_items_slow is the twin).
+ * recent half: exactly those z' rows are recomputed (adapter_window.c lists them). Hence the cache
+ * always equals a full recompute with the current theta (dr__adapter_items_slow is the twin).
  * Rejected: (b) adapting only items with window statistics (still depends on G, so every G
  * step still touches thousands of rows), and per-event full recomputes (g_batch = 1 works,
  * and the gradient test uses it, but costs ~2 ms per event). Measured on amazon-mtv, larger
  * batches with the same per-event rate lr_g are as accurate (bench_adapter stream).
  *
  * Rows in use: a server creates the adapter with reserved rows for items it does not know yet
- * (dr_adapter_set_active_items): rows past n_active are not refreshed, not published, never
+ * (dr__adapter_set_active_items): rows past n_active are not refreshed, not published, never
  * drawn as negatives (a reserved row is not an item a user passed over) and refused by update;
  * a row entering use is recomputed first, so the cache stays exact on the rows in use.
  */
@@ -62,10 +62,10 @@
 
 #include <cblas.h>
 
-dr_adapter_params dr_adapter_default_params(void) {
+dr_adapter_params dr__adapter_default_params(void) {
     dr_adapter_params p;
     memset(&p, 0, sizeof p);
-    p.window = dr_window_default_params();
+    p.window = dr__window_default_params();
     p.hidden = 16;
     p.negatives = 16;
     p.neg_pop = 0.0f;
@@ -91,7 +91,7 @@ dr_adapter_params dr_adapter_default_params(void) {
 
 /* ---------------------------------------------------------------- pieces */
 
-void dr_adp_mlp_forward(const float *W1, const float *b1, const float *W2, const float *b2,
+void dr__adp_mlp_forward(const float *W1, const float *b1, const float *W2, const float *b2,
                         uint32_t nin, uint32_t hidden, uint32_t d, const float *in, float *hid,
                         float *out) {
     /* tanh layer: see act() */
@@ -99,7 +99,7 @@ void dr_adp_mlp_forward(const float *W1, const float *b1, const float *W2, const
     for (uint32_t c = 0; c < d; c++) out[c] = b2[c] + dotf(W2 + (size_t)c * hidden, hid, hidden);
 }
 
-void dr_adp_mlp_backward(const float *W1, const float *W2, uint32_t nin, uint32_t hidden,
+void dr__adp_mlp_backward(const float *W1, const float *W2, uint32_t nin, uint32_t hidden,
                          uint32_t d, const float *in, const float *hid, const float *dout,
                          float *dW1, float *db1, float *dW2, float *db2, float *din) {
     float dpre[1024];
@@ -138,7 +138,7 @@ static void side_backward(const float *th, size_t oW1, size_t ob1, size_t oW2, s
         dg += mlp[c] * dout[c];
         grad[os + c] += dmlp[c] * in[skip + c];
     }
-    dr_adp_mlp_backward(th + oW1, th + oW2, nin, hd, d, in, hid, dmlp, grad + oW1, grad + ob1,
+    dr__adp_mlp_backward(th + oW1, th + oW2, nin, hd, d, in, hid, dmlp, grad + oW1, grad + ob1,
                         grad + oW2, grad + ob2, NULL);
     if (!no_gates) {
         float dpre = dg * gate * (1.0f - gate);
@@ -152,14 +152,14 @@ static void side_backward(const float *th, size_t oW1, size_t ob1, size_t oW2, s
 
 /* ---------------------------------------------------------------- inputs */
 
-void dr_adapter_item_input(const dr_adapter *a, uint32_t i, float *x) {
+void dr__adapter_item_input(const dr_adapter *a, uint32_t i, float *x) {
     uint32_t d = a->d;
     memcpy(x, a->z0 + (size_t)i * d, d * sizeof *x);
     x[d] = a->cold[i] ? 1.0f : 0.0f;
-    dr_window_item_stats(a->win, i, x + d + 1);
+    dr__window_item_stats(a->win, i, x + d + 1);
 }
 
-void dr_adapter_user_input(const dr_adapter *a, uint32_t u, int64_t now, const float *h,
+void dr__adapter_user_input(const dr_adapter *a, uint32_t u, int64_t now, const float *h,
                            float *y) {
     float mean[1024];
     int64_t last;
@@ -168,69 +168,69 @@ void dr_adapter_user_input(const dr_adapter *a, uint32_t u, int64_t now, const f
     user_input_from(a->d, a->p.window.seconds_per_unit, h, mean, n, last, now, y);
 }
 
-void dr_adapter_user(const dr_adapter *a, uint32_t u, int64_t now, const float *h, float *out) {
+void dr__adapter_user(const dr_adapter *a, uint32_t u, int64_t now, const float *h, float *out) {
     float y[2 * 1024 + 2], hid[1024], mlp[1024];
-    dr_adapter_user_input(a, u, now, h, y);
+    dr__adapter_user_input(a, u, now, h, y);
     side_forward(a->theta, H_ARGS(a), a->hd, a->d, a->p.no_gates, y, h, hid, mlp, out);
 }
 
 /* ---------------------------------------------------------------- create / free */
 
 static void snap_free(dr_adapter_snapshot *s) {
-    dr_free(s->zp);
-    dr_free(s->uparams);
-    dr_free(s->umean);
-    dr_free(s->ulast);
-    dr_free(s->ucount);
+    dr__free(s->zp);
+    dr__free(s->uparams);
+    dr__free(s->umean);
+    dr__free(s->ulast);
+    dr__free(s->ucount);
 }
 
-void dr_adapter_free(dr_adapter *a) {
+void dr__adapter_free(dr_adapter *a) {
     if (!a) return;
-    dr_free(a->block);
-    dr_free(a->z0);
-    dr_free(a->cold);
-    dr_free(a->rebased);
-    dr_free(a->xin);
-    dr_free(a->zp);
-    dr_window_free(a->win);
-    dr_free(a->cand);
-    dr_free(a->y);
-    dr_free(a->hh);
-    dr_free(a->hv);
-    dr_free(a->hp);
-    dr_free(a->dh);
-    dr_free(a->lg);
-    dr_free(a->dz);
-    dr_free(a->tmp_hid);
-    dr_free(a->tmp_d);
-    dr_free(a->bx);
-    dr_free(a->bdz);
-    dr_free(a->s_hid);
-    dr_free(a->s_out);
-    dr_free(a->s_gate);
-    dr_free(a->s_dhid);
-    dr_free(a->s_dg);
+    dr__free(a->block);
+    dr__free(a->z0);
+    dr__free(a->cold);
+    dr__free(a->rebased);
+    dr__free(a->xin);
+    dr__free(a->zp);
+    dr__window_free(a->win);
+    dr__free(a->cand);
+    dr__free(a->y);
+    dr__free(a->hh);
+    dr__free(a->hv);
+    dr__free(a->hp);
+    dr__free(a->dh);
+    dr__free(a->lg);
+    dr__free(a->dz);
+    dr__free(a->tmp_hid);
+    dr__free(a->tmp_d);
+    dr__free(a->bx);
+    dr__free(a->bdz);
+    dr__free(a->s_hid);
+    dr__free(a->s_out);
+    dr__free(a->s_gate);
+    dr__free(a->s_dhid);
+    dr__free(a->s_dg);
     for (int b = 0; b < NBUF; b++) {
         snap_free(&a->buf[b]);
-        dr_free(a->idirty[b]);
-        dr_free(a->ilist[b]);
-        dr_free(a->udirty[b]);
-        dr_free(a->ulist[b]);
+        dr__free(a->idirty[b]);
+        dr__free(a->ilist[b]);
+        dr__free(a->udirty[b]);
+        dr__free(a->ulist[b]);
     }
-    dr_free(a);
+    dr__free(a);
 }
 
 static void init_params(dr_adapter *a) {
     dr_rng r;
-    dr_rng_seed(&r, a->p.seed, 7);
+    dr__rng_seed(&r, a->p.seed, 7);
     float *t = a->theta;
     memset(t, 0, a->n_params * sizeof *t);
     double sx = 1.0 / sqrt((double)a->X), sy = 1.0 / sqrt((double)a->Y),
            sh = 0.1 / sqrt((double)a->hd);
-    for (size_t k = 0; k < (size_t)a->hd * a->X; k++) t[a->oW1 + k] = (float)(sx * dr_rng_normal(&r));
-    for (size_t k = 0; k < (size_t)a->d * a->hd; k++) t[a->oW2 + k] = (float)(sh * dr_rng_normal(&r));
-    for (size_t k = 0; k < (size_t)a->hd * a->Y; k++) t[a->oV1 + k] = (float)(sy * dr_rng_normal(&r));
-    for (size_t k = 0; k < (size_t)a->d * a->hd; k++) t[a->oV2 + k] = (float)(sh * dr_rng_normal(&r));
+    for (size_t k = 0; k < (size_t)a->hd * a->X; k++) t[a->oW1 + k] = (float)(sx * dr__rng_normal(&r));
+    for (size_t k = 0; k < (size_t)a->d * a->hd; k++) t[a->oW2 + k] = (float)(sh * dr__rng_normal(&r));
+    for (size_t k = 0; k < (size_t)a->hd * a->Y; k++) t[a->oV1 + k] = (float)(sy * dr__rng_normal(&r));
+    for (size_t k = 0; k < (size_t)a->d * a->hd; k++) t[a->oV2 + k] = (float)(sh * dr__rng_normal(&r));
     for (uint32_t c = 0; c < a->d; c++) t[a->ogs + c] = t[a->ohs + c] = a->p.skip_init;
     t[a->oca] = a->p.gate_bias;
     t[a->owa + a->d] = a->p.cold_gate_bias; /* weight of the cold flag */
@@ -241,7 +241,7 @@ static void init_params(dr_adapter *a) {
 
 static void recompute_row(dr_adapter *a, uint32_t i) {
     float *x = a->xin + (size_t)i * a->X;
-    dr_adapter_item_input(a, i, x);
+    dr__adapter_item_input(a, i, x);
     side_forward(a->theta, G_ARGS(a), a->hd, a->d, a->p.no_gates, x, a->z0 + (size_t)i * a->d,
                  a->tmp_hid, a->tmp_d, a->zp + (size_t)i * a->d);
 }
@@ -285,20 +285,20 @@ static void refresh_all(dr_adapter *a) {
     mark_all_items(a);
 }
 
-dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32_t n_items,
+dr_status dr__adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32_t n_items,
                             uint32_t d, const float *z, const uint8_t *cold, dr_adapter **out,
                             dr_error *err) {
-    if (!p || !z || !out || !n_items || !n_users) return dr_fail(err, DR_ARG, "adapter: bad argument");
+    if (!p || !z || !out || !n_items || !n_users) return dr__fail(err, DR_ARG, "adapter: bad argument");
     *out = NULL;
     if (!d || d > 1024 || !p->hidden || p->hidden > 1024 || p->negatives < 1 ||
         p->negatives > DR_ADP_MAX_NEG || !p->g_batch || p->g_batch > 65536 || !p->steps ||
         !(p->lr >= 0) || !(p->lr_g >= 0) || !(p->neg_pop >= 0 && p->neg_pop <= 1))
-        return dr_fail(err, DR_ARG,
+        return dr__fail(err, DR_ARG,
                        "adapter: d 1..1024, hidden 1..1024, negatives 1..%u, g_batch >= 1, "
                        "steps >= 1, lr >= 0, neg_pop in [0, 1]", DR_ADP_MAX_NEG);
     dr_status st = DR_NOMEM;
-    dr_adapter *a = dr_calloc(1, sizeof *a);
-    if (!a) return dr_fail(err, DR_NOMEM, "adapter: out of memory");
+    dr_adapter *a = dr__calloc(1, sizeof *a);
+    if (!a) return dr__fail(err, DR_NOMEM, "adapter: out of memory");
     a->p = *p;
     if (!(a->p.window.seconds_per_unit > 0)) a->p.window.seconds_per_unit = 1.0;
     a->n_users = n_users;
@@ -329,29 +329,29 @@ dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32
     a->n_params = o;
     size_t brows = (size_t)p->g_batch * a->ncand;
     a->rows_max = (uint32_t)DR_MAX((size_t)n_items, brows);
-    a->block = dr_calloc(4 * o, sizeof *a->block);
-    a->z0 = dr_malloc((size_t)n_items * d * sizeof *a->z0);
-    a->cold = dr_calloc(n_items, 1);
-    a->rebased = dr_calloc(n_items, 1);
-    a->xin = dr_calloc((size_t)n_items * X, sizeof *a->xin);
-    a->zp = dr_calloc((size_t)n_items * d, sizeof *a->zp);
-    a->cand = dr_calloc(a->ncand, sizeof *a->cand);
-    a->y = dr_calloc(Y, sizeof(float));
-    a->hh = dr_calloc(hd, sizeof(float));
-    a->hv = dr_calloc(d, sizeof(float));
-    a->hp = dr_calloc(d, sizeof(float));
-    a->dh = dr_calloc(d, sizeof(float));
-    a->lg = dr_calloc(a->ncand, sizeof(float));
-    a->dz = dr_calloc((size_t)a->ncand * d, sizeof(float));
-    a->tmp_hid = dr_calloc(hd, sizeof(float));
-    a->tmp_d = dr_calloc(d, sizeof(float));
-    a->bx = dr_calloc(brows * X, sizeof(float));
-    a->bdz = dr_calloc(brows * d, sizeof(float));
-    a->s_hid = dr_calloc((size_t)a->rows_max * hd, sizeof(float));
-    a->s_out = dr_calloc((size_t)a->rows_max * d, sizeof(float));
-    a->s_gate = dr_calloc(a->rows_max, sizeof(float));
-    a->s_dhid = dr_calloc((size_t)a->rows_max * hd, sizeof(float));
-    a->s_dg = dr_calloc((size_t)a->rows_max * d, sizeof(float));
+    a->block = dr__calloc(4 * o, sizeof *a->block);
+    a->z0 = dr__malloc((size_t)n_items * d * sizeof *a->z0);
+    a->cold = dr__calloc(n_items, 1);
+    a->rebased = dr__calloc(n_items, 1);
+    a->xin = dr__calloc((size_t)n_items * X, sizeof *a->xin);
+    a->zp = dr__calloc((size_t)n_items * d, sizeof *a->zp);
+    a->cand = dr__calloc(a->ncand, sizeof *a->cand);
+    a->y = dr__calloc(Y, sizeof(float));
+    a->hh = dr__calloc(hd, sizeof(float));
+    a->hv = dr__calloc(d, sizeof(float));
+    a->hp = dr__calloc(d, sizeof(float));
+    a->dh = dr__calloc(d, sizeof(float));
+    a->lg = dr__calloc(a->ncand, sizeof(float));
+    a->dz = dr__calloc((size_t)a->ncand * d, sizeof(float));
+    a->tmp_hid = dr__calloc(hd, sizeof(float));
+    a->tmp_d = dr__calloc(d, sizeof(float));
+    a->bx = dr__calloc(brows * X, sizeof(float));
+    a->bdz = dr__calloc(brows * d, sizeof(float));
+    a->s_hid = dr__calloc((size_t)a->rows_max * hd, sizeof(float));
+    a->s_out = dr__calloc((size_t)a->rows_max * d, sizeof(float));
+    a->s_gate = dr__calloc(a->rows_max, sizeof(float));
+    a->s_dhid = dr__calloc((size_t)a->rows_max * hd, sizeof(float));
+    a->s_dg = dr__calloc((size_t)a->rows_max * d, sizeof(float));
     if (!a->block || !a->z0 || !a->cold || !a->rebased || !a->xin || !a->zp || !a->cand || !a->y || !a->hh ||
         !a->hv || !a->hp || !a->dh || !a->lg || !a->dz || !a->tmp_hid || !a->tmp_d || !a->bx ||
         !a->bdz || !a->s_hid || !a->s_out || !a->s_gate || !a->s_dhid || !a->s_dg)
@@ -363,16 +363,16 @@ dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32
         s->dp = (d + 3u) & ~3u;
         s->spu = a->p.window.seconds_per_unit;
         s->no_gates = p->no_gates;
-        s->zp = dr_calloc((size_t)n_items * s->dp, sizeof(float));
-        s->uparams = dr_calloc(nuh, sizeof(float));
-        s->umean = dr_calloc((size_t)n_users * d, sizeof(float));
-        s->ulast = dr_calloc(n_users, sizeof(int64_t));
-        s->ucount = dr_calloc(n_users, sizeof(uint64_t));
+        s->zp = dr__calloc((size_t)n_items * s->dp, sizeof(float));
+        s->uparams = dr__calloc(nuh, sizeof(float));
+        s->umean = dr__calloc((size_t)n_users * d, sizeof(float));
+        s->ulast = dr__calloc(n_users, sizeof(int64_t));
+        s->ucount = dr__calloc(n_users, sizeof(uint64_t));
         atomic_init(&s->refs, 0);
-        a->idirty[b] = dr_calloc(n_items, 1);
-        a->ilist[b] = dr_calloc(n_items, sizeof(uint32_t));
-        a->udirty[b] = dr_calloc(n_users, 1);
-        a->ulist[b] = dr_calloc(n_users, sizeof(uint32_t));
+        a->idirty[b] = dr__calloc(n_items, 1);
+        a->ilist[b] = dr__calloc(n_items, sizeof(uint32_t));
+        a->udirty[b] = dr__calloc(n_users, 1);
+        a->ulist[b] = dr__calloc(n_users, sizeof(uint32_t));
         if (!s->zp || !s->uparams || !s->umean || !s->ulast || !s->ucount || !a->idirty[b] ||
             !a->ilist[b] || !a->udirty[b] || !a->ulist[b])
             goto fail;
@@ -390,29 +390,29 @@ dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32
         else
             memcpy(a->z0 + (size_t)i * d, z + (size_t)i * d, d * sizeof(float));
     }
-    if ((st = dr_window_create(&a->p.window, n_users, n_items, d, a->z0, &a->win, err)) != DR_OK)
+    if ((st = dr__window_create(&a->p.window, n_users, n_items, d, a->z0, &a->win, err)) != DR_OK)
         goto fail;
     init_params(a);
-    dr_rng_seed(&a->rng, p->seed, 11);
-    for (uint32_t i = 0; i < n_items; i++) dr_adapter_item_input(a, i, a->xin + (size_t)i * X);
+    dr__rng_seed(&a->rng, p->seed, 11);
+    for (uint32_t i = 0; i < n_items; i++) dr__adapter_item_input(a, i, a->xin + (size_t)i * X);
     refresh_all(a);
     *out = a;
     return DR_OK;
 fail:
-    dr_adapter_free(a);
-    if (st == DR_NOMEM) return dr_fail(err, DR_NOMEM, "adapter: out of memory");
+    dr__adapter_free(a);
+    if (st == DR_NOMEM) return dr__fail(err, DR_NOMEM, "adapter: out of memory");
     return st;
 }
 
-uint32_t dr_adapter_dim(const dr_adapter *a) { return a->d; }
-size_t dr_adapter_n_params(const dr_adapter *a) { return a->n_params; }
-float *dr_adapter_params_block(dr_adapter *a) { return a->theta; }
-const float *dr_adapter_items(const dr_adapter *a) { return a->zp; }
-const dr_window *dr_adapter_window(const dr_adapter *a) { return a ? a->win : NULL; }
+uint32_t dr__adapter_dim(const dr_adapter *a) { return a->d; }
+size_t dr__adapter_n_params(const dr_adapter *a) { return a->n_params; }
+float *dr__adapter_params_block(dr_adapter *a) { return a->theta; }
+const float *dr__adapter_items(const dr_adapter *a) { return a->zp; }
+const dr_window *dr__adapter_window(const dr_adapter *a) { return a ? a->win : NULL; }
 
-uint64_t dr_adapter_version(const dr_adapter *a) { return a->version; }
+uint64_t dr__adapter_version(const dr_adapter *a) { return a->version; }
 
-void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute) {
+void dr__adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute) {
     if (n > a->n_items) n = a->n_items;
     if (!n) n = 1;
     for (uint32_t i = a->n_active; recompute && i < n; i++) {
@@ -421,18 +421,18 @@ void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute) {
     }
     a->n_active = n;
 }
-uint32_t dr_adapter_active_items(const dr_adapter *a) { return a->n_active; }
+uint32_t dr__adapter_active_items(const dr_adapter *a) { return a->n_active; }
 
-dr_status dr_adapter_set_item_base(dr_adapter *a, uint32_t i, const float *z, int cold,
+dr_status dr__adapter_set_item_base(dr_adapter *a, uint32_t i, const float *z, int cold,
                                    dr_error *err) {
-    if (!a || !z) return dr_fail(err, DR_ARG, "adapter: NULL argument");
+    if (!a || !z) return dr__fail(err, DR_ARG, "adapter: NULL argument");
     if (i >= a->n_active)
-        return dr_fail(err, DR_RANGE, "adapter: item %u >= %u items in use", i, a->n_active);
+        return dr__fail(err, DR_RANGE, "adapter: item %u >= %u items in use", i, a->n_active);
     uint32_t d = a->d;
     float *row = a->z0 + (size_t)i * d;
     const uint32_t *ch;
     size_t nch;
-    dr_window_rebase_item(a->win, i, z, &ch, &nch); /* reads the old row: before the copy */
+    dr__window_rebase_item(a->win, i, z, &ch, &nch); /* reads the old row: before the copy */
     if (cold) memset(row, 0, d * sizeof *row);
     else memcpy(row, z, d * sizeof *row);
     a->cold[i] = cold != 0;
@@ -446,7 +446,7 @@ dr_status dr_adapter_set_item_base(dr_adapter *a, uint32_t i, const float *z, in
     a->rows_recomputed += nch + 1;
     /* users whose ring holds i: their published mean of base latents moves */
     for (uint32_t u = 0; u < a->n_users; u++) {
-        uint32_t m = dr_window_user_ring(a->win, u, a->ring);
+        uint32_t m = dr__window_user_ring(a->win, u, a->ring);
         for (uint32_t k = 0; k < m; k++)
             if (a->ring[k] == i) {
                 mark_user(a, u);
@@ -456,12 +456,12 @@ dr_status dr_adapter_set_item_base(dr_adapter *a, uint32_t i, const float *z, in
     a->version++;
     return DR_OK;
 }
-void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows, uint64_t *refreshes) {
+void dr__adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows, uint64_t *refreshes) {
     *updates = a->n_updates;
     *rows = a->rows_recomputed;
     *refreshes = a->refreshes;
 }
-uint32_t dr_adapter_last_candidates(const dr_adapter *a, const uint32_t **items) {
+uint32_t dr__adapter_last_candidates(const dr_adapter *a, const uint32_t **items) {
     *items = a->cand;
     return a->ncand;
 }
@@ -535,16 +535,16 @@ static void g_step(dr_adapter *a) {
     refresh_all(a);
 }
 
-void dr_adapter_flush(dr_adapter *a) { g_step(a); }
+void dr__adapter_flush(dr_adapter *a) { g_step(a); }
 
 static uint32_t sample_negative(dr_adapter *a, uint32_t pos) {
     for (int tries = 0; tries < 16; tries++) {
         uint32_t j;
-        if (a->p.neg_pop > 0 && dr_rng_uniform(&a->rng) < a->p.neg_pop &&
-            dr_window_size(a->win) > 0)
-            j = dr_window_sample_item(a->win, dr_rng_uniform(&a->rng));
+        if (a->p.neg_pop > 0 && dr__rng_uniform(&a->rng) < a->p.neg_pop &&
+            dr__window_size(a->win) > 0)
+            j = dr__window_sample_item(a->win, dr__rng_uniform(&a->rng));
         else
-            j = (uint32_t)dr_rng_below(&a->rng, a->n_active);
+            j = (uint32_t)dr__rng_below(&a->rng, a->n_active);
         if (j != pos) return j;
     }
     return (pos + 1) % a->n_active;
@@ -562,20 +562,20 @@ static float softmax_loss(float *lg, uint32_t n) {
     return loss;
 }
 
-dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, const float *h,
+dr_status dr__adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, const float *h,
                             dr_error *err) {
-    if (!a || !h) return dr_fail(err, DR_ARG, "adapter: NULL argument");
+    if (!a || !h) return dr__fail(err, DR_ARG, "adapter: NULL argument");
     if (u >= a->n_users || i >= a->n_active)
-        return dr_fail(err, DR_RANGE, "adapter: event (%u, %u) outside %u users, %u items in use", u,
+        return dr__fail(err, DR_RANGE, "adapter: event (%u, %u) outside %u users, %u items in use", u,
                        i, a->n_users, a->n_active);
-    if (dr_window_pushed(a->win) && t < dr_window_last_time(a->win))
-        return dr_fail(err, DR_ARG, "adapter: time %lld before the last event's %lld",
-                       (long long)t, (long long)dr_window_last_time(a->win));
+    if (dr__window_pushed(a->win) && t < dr__window_last_time(a->win))
+        return dr__fail(err, DR_ARG, "adapter: time %lld before the last event's %lld",
+                       (long long)t, (long long)dr__window_last_time(a->win));
     uint32_t d = a->d, nc = a->ncand, X = a->X;
     a->cand[0] = i;
     for (uint32_t k = 1; k < nc; k++) a->cand[k] = sample_negative(a, i);
     /* user side: steps SGD steps on H and the user gate; z' fixed */
-    dr_adapter_user_input(a, u, t, h, a->y);
+    dr__adapter_user_input(a, u, t, h, a->y);
     float lk = a->p.lambda_kl;
     for (uint32_t step = 0; step < a->p.steps; step++) {
         float gate = side_forward(a->theta, H_ARGS(a), a->hd, d, a->p.no_gates, a->y, h, a->hh,
@@ -609,7 +609,7 @@ dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, co
     /* window, then the z' rows whose inputs changed (G unchanged since the last refresh) */
     const uint32_t *ch;
     size_t nch;
-    dr_status st = dr_window_push(a->win, u, i, t, &ch, &nch, err);
+    dr_status st = dr__window_push(a->win, u, i, t, &ch, &nch, err);
     if (st != DR_OK) return st;
     a->rows_recomputed += nch;
     for (size_t k = 0; k < nch; k++) {
@@ -626,16 +626,16 @@ dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, co
 
 /* ---------------------------------------------------------------- reference loss, slow twin */
 
-double dr_adapter_event_loss(const dr_adapter *a, const float *theta, const float *y,
+double dr__adapter_event_loss(const dr_adapter *a, const float *theta, const float *y,
                              const float *x, uint32_t n_cand, float *grad) {
     uint32_t d = a->d, hd = a->hd, X = a->X;
     int ng = a->p.no_gates;
-    float *hid = dr_malloc(((size_t)n_cand + 1) * hd * sizeof(float));
-    float *mlp = dr_malloc(((size_t)n_cand + 1) * d * sizeof(float));
-    float *zp = dr_malloc(((size_t)n_cand + 1) * d * sizeof(float));
-    float *gates = dr_malloc(((size_t)n_cand + 1) * sizeof(float));
-    float *lg = dr_malloc((size_t)n_cand * sizeof(float));
-    float *dout = dr_malloc((size_t)d * sizeof(float)), *dmlp = dr_malloc((size_t)d * sizeof(float));
+    float *hid = dr__malloc(((size_t)n_cand + 1) * hd * sizeof(float));
+    float *mlp = dr__malloc(((size_t)n_cand + 1) * d * sizeof(float));
+    float *zp = dr__malloc(((size_t)n_cand + 1) * d * sizeof(float));
+    float *gates = dr__malloc(((size_t)n_cand + 1) * sizeof(float));
+    float *lg = dr__malloc((size_t)n_cand * sizeof(float));
+    float *dout = dr__malloc((size_t)d * sizeof(float)), *dmlp = dr__malloc((size_t)d * sizeof(float));
     float *hp = zp + (size_t)n_cand * d;
     double loss = 0;
     /* user */
@@ -695,32 +695,32 @@ double dr_adapter_event_loss(const dr_adapter *a, const float *theta, const floa
         for (size_t p = 0; p < a->n_params; p++)
             grad[p] += (float)(2.0 * a->p.lambda_ewc * a->fisher[p] * ((double)theta[p] - a->anchor[p]));
     }
-    dr_free(hid);
-    dr_free(mlp);
-    dr_free(zp);
-    dr_free(gates);
-    dr_free(lg);
-    dr_free(dout);
-    dr_free(dmlp);
+    dr__free(hid);
+    dr__free(mlp);
+    dr__free(zp);
+    dr__free(gates);
+    dr__free(lg);
+    dr__free(dout);
+    dr__free(dmlp);
     return loss;
 }
 
-dr_status dr_adapter_items_slow(const dr_adapter *a, float *out, dr_error *err) {
-    float *x = dr_malloc(a->X * sizeof *x), *hid = dr_malloc(a->hd * sizeof *hid),
-          *mlp = dr_malloc(a->d * sizeof *mlp);
+dr_status dr__adapter_items_slow(const dr_adapter *a, float *out, dr_error *err) {
+    float *x = dr__malloc(a->X * sizeof *x), *hid = dr__malloc(a->hd * sizeof *hid),
+          *mlp = dr__malloc(a->d * sizeof *mlp);
     if (!x || !hid || !mlp) {
-        dr_free(x);
-        dr_free(hid);
-        dr_free(mlp);
-        return dr_fail(err, DR_NOMEM, "adapter: out of memory");
+        dr__free(x);
+        dr__free(hid);
+        dr__free(mlp);
+        return dr__fail(err, DR_NOMEM, "adapter: out of memory");
     }
     for (uint32_t i = 0; i < a->n_items; i++) {
-        dr_adapter_item_input(a, i, x);
+        dr__adapter_item_input(a, i, x);
         side_forward(a->theta, G_ARGS(a), a->hd, a->d, a->p.no_gates, x, a->z0 + (size_t)i * a->d,
                      hid, mlp, out + (size_t)i * a->d);
     }
-    dr_free(x);
-    dr_free(hid);
-    dr_free(mlp);
+    dr__free(x);
+    dr__free(hid);
+    dr__free(mlp);
     return DR_OK;
 }

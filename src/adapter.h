@@ -8,7 +8,7 @@
  * save, load, free); any number of reader threads use only acquire / the dr_snapshot_*
  * functions / release, lock-free, while the writer updates.
  * z~_i is the base latent, or 0 for a cold item (no base signal); s_i = [cold_i, window item
- * stats (window.h)], r_u = window user stats. G, H: d_in -> hidden (tanh) -> d.
+ * stats (adapter_window.h)], r_u = window user stats. G, H: d_in -> hidden (tanh) -> d.
  * Item input x_i: (DR_ADP_X(d)) = [z~_i (d), cold (1), s_i (d + 3)].
  * User input y_u: (DR_ADP_Y(d)) = [h_u (d), r_u (d + 2)].
  */
@@ -16,9 +16,9 @@
 #define DR_ADAPTER_H
 
 #include "common.h"
-#include "format.h"
+#include "ckpt.h"
 #include "topk.h"
-#include "window.h"
+#include "adapter_window.h"
 
 #define DR_ADP_X(d) (2u * (d) + 4u)
 #define DR_ADP_Y(d) (2u * (d) + 2u)
@@ -50,7 +50,7 @@ typedef struct dr_adapter_params {
     uint64_t seed;         /* initialisation and negative sampling (42) */
 } dr_adapter_params;
 
-dr_adapter_params dr_adapter_default_params(void);
+dr_adapter_params dr__adapter_default_params(void);
 
 typedef struct dr_adapter dr_adapter;
 
@@ -58,53 +58,53 @@ typedef struct dr_adapter dr_adapter;
  * z: (n_items, d) frozen base item latents (copied); cold: (n_items) 1 = no base signal (the
  * adapter treats its latent as 0), NULL = none cold.
  */
-dr_status dr_adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32_t n_items,
+dr_status dr__adapter_create(const dr_adapter_params *p, uint32_t n_users, uint32_t n_items,
                             uint32_t d, const float *z, const uint8_t *cold, dr_adapter **out,
                             dr_error *err);
-void dr_adapter_free(dr_adapter *a);
+void dr__adapter_free(dr_adapter *a);
 
-uint32_t dr_adapter_dim(const dr_adapter *a);
-size_t dr_adapter_n_params(const dr_adapter *a);
+uint32_t dr__adapter_dim(const dr_adapter *a);
+size_t dr__adapter_n_params(const dr_adapter *a);
 /* The parameter block theta (n_params): G | item gate | H | user gate (see adapter.c). */
-float *dr_adapter_params_block(dr_adapter *a);
+float *dr__adapter_params_block(dr_adapter *a);
 /* Adapted item latents z' (n_items, d) of the writer (current, consistent with theta). */
-const float *dr_adapter_items(const dr_adapter *a);
+const float *dr__adapter_items(const dr_adapter *a);
 /* h'_u (d) from the base latent h (d) at time now (writer side). */
-void dr_adapter_user(const dr_adapter *a, uint32_t u, int64_t now, const float *h, float *out);
+void dr__adapter_user(const dr_adapter *a, uint32_t u, int64_t now, const float *h, float *out);
 
 /*
  * Learns from event (u, i, t): h = the base latent of u from u's context before the event.
  * Never allocates. Updates H (and the user gate) now, G every g_batch events (then every z'
  * is recomputed), the window and the z' rows of items whose statistics changed.
  */
-dr_status dr_adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, const float *h,
+dr_status dr__adapter_update(dr_adapter *a, uint32_t u, uint32_t i, int64_t t, const float *h,
                             dr_error *err);
 /* Applies a pending partial G batch now (and refreshes z'). */
-void dr_adapter_flush(dr_adapter *a);
+void dr__adapter_flush(dr_adapter *a);
 /* Candidates (positive first, then negatives) of the last update; returns their count. */
-uint32_t dr_adapter_last_candidates(const dr_adapter *a, const uint32_t **items);
-uint64_t dr_adapter_version(const dr_adapter *a);
+uint32_t dr__adapter_last_candidates(const dr_adapter *a, const uint32_t **items);
+uint64_t dr__adapter_version(const dr_adapter *a);
 /* Rows in use: [0, n) (all n_items after create). Rows past n are skipped by the z' refresh and
  * publication, never drawn as negatives, refused by update, and must not be read from
  * snapshots. Growing with recompute = 1 recomputes the new rows (exact from then on);
  * recompute = 0 only sets n (restoring a saved state whose rows are already right). */
-void dr_adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute);
-uint32_t dr_adapter_active_items(const dr_adapter *a);
+void dr__adapter_set_active_items(dr_adapter *a, uint32_t n, int recompute);
+uint32_t dr__adapter_active_items(const dr_adapter *a);
 /* Writer: item i (< active rows) gets a new base latent z~_i = z (d) (a cold one: 0, with the
  * cold flag): the window's co-click sums that involve i move as if their pairs had been made
  * with z, the z' rows of i and of its co-click partners and the user means are updated (published with
- * the next snapshot). Saved with the state (dr_adapter_load takes such rows from the file).
- * Used when an item gets features (server.c). */
-dr_status dr_adapter_set_item_base(dr_adapter *a, uint32_t i, const float *z, int cold,
+ * the next snapshot). Saved with the state (dr__adapter_load takes such rows from the file).
+ * Used when an item gets features (serve_core.c). */
+dr_status dr__adapter_set_item_base(dr_adapter *a, uint32_t i, const float *z, int cold,
                                    dr_error *err);
 /* The adapter's windows (writer side: read between updates only). */
-const dr_window *dr_adapter_window(const dr_adapter *a);
+const dr_window *dr__adapter_window(const dr_adapter *a);
 /* Updates so far, z' rows recomputed incrementally, full z' refreshes (benchmarks). */
-void dr_adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows,
+void dr__adapter_counters(const dr_adapter *a, uint64_t *updates, uint64_t *rows,
                          uint64_t *refreshes);
 
 /* Slow twin of the z' cache: every z'_i from scratch with plain loops, no cache. */
-dr_status dr_adapter_items_slow(const dr_adapter *a, float *out, dr_error *err);
+dr_status dr__adapter_items_slow(const dr_adapter *a, float *out, dr_error *err);
 
 /*
  * Reference loss of one event with parameters theta, for gradient checks: user input y
@@ -113,51 +113,51 @@ dr_status dr_adapter_items_slow(const dr_adapter *a, float *out, dr_error *err);
  * + lambda_ewc sum F (theta - theta*)^2 with the adapter's current F and theta*.
  * grad (n_params) receives d loss / d theta when non-NULL. Allocates (test path).
  */
-double dr_adapter_event_loss(const dr_adapter *a, const float *theta, const float *y,
+double dr__adapter_event_loss(const dr_adapter *a, const float *theta, const float *y,
                              const float *x, uint32_t n_cand, float *grad);
 /* Inputs as the adapter builds them now: x (DR_ADP_X(d)) of item i, y (DR_ADP_Y(d)) of u. */
-void dr_adapter_item_input(const dr_adapter *a, uint32_t i, float *x);
-void dr_adapter_user_input(const dr_adapter *a, uint32_t u, int64_t now, const float *h,
+void dr__adapter_item_input(const dr_adapter *a, uint32_t i, float *x);
+void dr__adapter_user_input(const dr_adapter *a, uint32_t u, int64_t now, const float *h,
                            float *y);
 
 /* ---- pieces, exposed for the gradient checks */
 /* out (d) = W2 tanh(W1 in + b1) + b2; hid (hidden) receives the tanh layer. W1 (hidden, nin),
  * W2 (d, hidden). */
-void dr_adp_mlp_forward(const float *W1, const float *b1, const float *W2, const float *b2,
+void dr__adp_mlp_forward(const float *W1, const float *b1, const float *W2, const float *b2,
                         uint32_t nin, uint32_t hidden, uint32_t d, const float *in, float *hid,
                         float *out);
 /* Accumulates the gradients of (dout . out) into dW1, db1, dW2, db2 and din (may be NULL). */
-void dr_adp_mlp_backward(const float *W1, const float *W2, uint32_t nin, uint32_t hidden,
+void dr__adp_mlp_backward(const float *W1, const float *W2, uint32_t nin, uint32_t hidden,
                          uint32_t d, const float *in, const float *hid, const float *dout,
                          float *dW1, float *db1, float *dW2, float *db2, float *din);
 
 /* ---- snapshots: immutable views for concurrent readers */
 typedef struct dr_adapter_snapshot dr_adapter_snapshot;
 /* Takes a reference to the newest published snapshot (NULL before the first publication);
- * lock-free; pair with dr_adapter_release. Safe from any thread while the writer updates. */
-const dr_adapter_snapshot *dr_adapter_acquire(dr_adapter *a);
-void dr_adapter_release(dr_adapter *a, const dr_adapter_snapshot *s);
-uint64_t dr_snapshot_version(const dr_adapter_snapshot *s);
+ * lock-free; pair with dr__adapter_release. Safe from any thread while the writer updates. */
+const dr_adapter_snapshot *dr__adapter_acquire(dr_adapter *a);
+void dr__adapter_release(dr_adapter *a, const dr_adapter_snapshot *s);
+uint64_t dr__snapshot_version(const dr_adapter_snapshot *s);
 /* z' (n_items, stride): rows of d values then zeros up to the stride (d rounded up to 4). */
-const float *dr_snapshot_items(const dr_adapter_snapshot *s);
-uint32_t dr_snapshot_stride(const dr_adapter_snapshot *s);
+const float *dr__snapshot_items(const dr_adapter_snapshot *s);
+uint32_t dr__snapshot_stride(const dr_adapter_snapshot *s);
 /* h'_u from the snapshot. */
-void dr_snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, const float *h,
+void dr__snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, const float *h,
                       float *out);
 /* 1 when the stored checksum matches the contents (params.checksum must be set). */
-int dr_snapshot_verify(const dr_adapter_snapshot *s);
+int dr__snapshot_verify(const dr_adapter_snapshot *s);
 /* Serving: h'_u then exact top-k over z' with exclude[] removed; never allocates. */
-dr_status dr_snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *ts, uint32_t u,
+dr_status dr__snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *ts, uint32_t u,
                                 int64_t now, const float *h, const uint32_t *exclude,
                                 size_t n_exclude, uint32_t k, uint32_t *items, float *scores,
                                 uint32_t *n_out, dr_error *err);
 /* Publishes the writer's state now (normally done by update). 0 when every spare buffer is
  * still held by readers (then a later update publishes). */
-int dr_adapter_publish(dr_adapter *a);
+int dr__adapter_publish(dr_adapter *a);
 
 /* ---- state: weights, Fisher, anchor, windows, statistics, RNG, pending G batch */
-dr_status dr_adapter_save(const dr_adapter *a, const char *path, dr_error *err);
+dr_status dr__adapter_save(const dr_adapter *a, const char *path, dr_error *err);
 /* Loads into an adapter created with the same params, sizes and base; DR_FORMAT on mismatch. */
-dr_status dr_adapter_load(dr_adapter *a, const char *path, dr_error *err);
+dr_status dr__adapter_load(dr_adapter *a, const char *path, dr_error *err);
 
 #endif /* DR_ADAPTER_H */

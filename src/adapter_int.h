@@ -6,7 +6,7 @@
  * writer's h' and a reader's h' agree to the bit; see adapter.c for the model).
  *
  * The snapshot fill (publish_snapshot) is here rather than in adapter_snapshot.c because
- * dr_adapter_update publishes too: adapter.c calling into adapter_snapshot.c, which includes
+ * dr__adapter_update publishes too: adapter.c calling into adapter_snapshot.c, which includes
  * adapter.h, would make the two files depend on each other. Not for use outside these three
  * files; the rest of the library uses adapter.h.
  */
@@ -40,14 +40,14 @@ struct dr_adapter_snapshot {
 struct dr_adapter {
     dr_adapter_params p;
     uint32_t n_users, n_items, d, hd, X, Y, ncand, rows_max;
-    uint32_t n_active;  /* rows [0, n_active) in use (dr_adapter_set_active_items) */
+    uint32_t n_active;  /* rows [0, n_active) in use (dr__adapter_set_active_items) */
     /* offsets into theta */
     size_t oW1, ob1, oW2, ob2, ogs, owa, oca, oV1, oc1, oV2, oc2, ohs, owb, ocb, nG, n_params;
     float *block;       /* one allocation: theta | F | anchor | grad (each n_params) */
     float *theta, *fisher, *anchor, *grad;
     float *z0;          /* (n_items, d) base latents, cold rows 0 */
     uint8_t *cold;      /* (n_items) */
-    uint8_t *rebased;   /* (n_items) 1 = z0 row set by dr_adapter_set_item_base (saved with it) */
+    uint8_t *rebased;   /* (n_items) 1 = z0 row set by dr__adapter_set_item_base (saved with it) */
     float *xin;         /* (n_items, X) current item inputs */
     float *zp;          /* (n_items, d) z' */
     dr_window *win;
@@ -119,7 +119,7 @@ static inline float side_forward(const float *th, size_t oW1, size_t ob1, size_t
                                  size_t ow, size_t oc, uint32_t nin, size_t os, uint32_t skip,
                                  uint32_t hd, uint32_t d, int no_gates, const float *in,
                                  const float *base, float *hid, float *mlp, float *out) {
-    dr_adp_mlp_forward(th + oW1, th + ob1, th + oW2, th + ob2, nin, hd, d, in, hid, mlp);
+    dr__adp_mlp_forward(th + oW1, th + ob1, th + oW2, th + ob2, nin, hd, d, in, hid, mlp);
     for (uint32_t c = 0; c < d; c++) mlp[c] += th[os + c] * in[skip + c];
     float g = no_gates ? 1.0f : sigm(th[oc] + dotf(th + ow, in, nin));
     for (uint32_t c = 0; c < d; c++) out[c] = base[c] + g * mlp[c];
@@ -129,8 +129,8 @@ static inline float side_forward(const float *th, size_t oW1, size_t ob1, size_t
 /* mean (d) of the base latents of the user's ring, oldest first; returns the event count */
 static inline uint64_t user_summary(const dr_adapter *a, uint32_t u, float *mean, int64_t *last,
                                     uint32_t *ring) {
-    uint64_t n = dr_window_user_info(a->win, u, last);
-    uint32_t m = dr_window_user_ring(a->win, u, ring);
+    uint64_t n = dr__window_user_info(a->win, u, last);
+    uint32_t m = dr__window_user_ring(a->win, u, ring);
     memset(mean, 0, a->d * sizeof *mean);
     for (uint32_t k = 0; k < m; k++) {
         const float *z = a->z0 + (size_t)ring[k] * a->d;
@@ -175,15 +175,15 @@ static inline void mark_user(dr_adapter *a, uint32_t u) {
 /* ---------------------------------------------------------------- snapshots: the writer's fill */
 
 static inline uint64_t snap_hash(const dr_adapter_snapshot *s, size_t nup) {
-    uint64_t h = dr_xxh64(s->zp, (size_t)s->n_items * s->dp * sizeof(float), s->version);
-    h = dr_xxh64(s->uparams, nup * sizeof(float), h);
-    h = dr_xxh64(s->umean, (size_t)s->n_users * s->d * sizeof(float), h);
-    h = dr_xxh64(s->ulast, s->n_users * sizeof(int64_t), h);
-    return dr_xxh64(s->ucount, s->n_users * sizeof(uint64_t), h);
+    uint64_t h = dr__xxh64(s->zp, (size_t)s->n_items * s->dp * sizeof(float), s->version);
+    h = dr__xxh64(s->uparams, nup * sizeof(float), h);
+    h = dr__xxh64(s->umean, (size_t)s->n_users * s->d * sizeof(float), h);
+    h = dr__xxh64(s->ulast, s->n_users * sizeof(int64_t), h);
+    return dr__xxh64(s->ucount, s->n_users * sizeof(uint64_t), h);
 }
 
 /* Fills a buffer that is neither current nor held and makes it current (adapter_snapshot.c);
- * returns 0 when every spare buffer is held. dr_adapter_publish, and dr_adapter_update every
+ * returns 0 when every spare buffer is held. dr__adapter_publish, and dr__adapter_update every
  * publish_every updates. */
 static inline int publish_snapshot(dr_adapter *a) {
     dr_adapter_snapshot *cur = atomic_load(&a->current);

@@ -1,6 +1,6 @@
 /*
  * adapter_snapshot.c - the online adapter's snapshots: publication and the readers' API
- * (dr_adapter_acquire/release, dr_snapshot_*). Readers on other threads never see the writer's
+ * (dr__adapter_acquire/release, dr_snapshot_*). Readers on other threads never see the writer's
  * buffers, only a published copy.
  *
  * DESIGN
@@ -13,7 +13,7 @@
  * When both spare buffers are held the writer skips publishing; a later update publishes.
  * Rejected: a reader-writer lock (readers would stall during updates) and a copy of the whole
  * z' table per update (3 MB per event).
- * The fill itself (publish_snapshot, adapter_int.h) is shared with dr_adapter_update, which
+ * The fill itself (publish_snapshot, adapter_int.h) is shared with dr__adapter_update, which
  * publishes every publish_every updates. A reader computes h' with the writer's side_forward
  * and user_input_from (adapter_int.h) on the snapshot's copies, so h' from a snapshot equals
  * the writer's h' at that version.
@@ -21,9 +21,9 @@
 #include "adapter.h"
 #include "adapter_int.h"
 
-int dr_adapter_publish(dr_adapter *a) { return publish_snapshot(a); }
+int dr__adapter_publish(dr_adapter *a) { return publish_snapshot(a); }
 
-const dr_adapter_snapshot *dr_adapter_acquire(dr_adapter *a) {
+const dr_adapter_snapshot *dr__adapter_acquire(dr_adapter *a) {
     for (;;) {
         dr_adapter_snapshot *s = atomic_load(&a->current);
         if (!s) return NULL;
@@ -33,22 +33,22 @@ const dr_adapter_snapshot *dr_adapter_acquire(dr_adapter *a) {
     }
 }
 
-void dr_adapter_release(dr_adapter *a, const dr_adapter_snapshot *s) {
+void dr__adapter_release(dr_adapter *a, const dr_adapter_snapshot *s) {
     (void)a;
     if (s) atomic_fetch_sub(&((dr_adapter_snapshot *)s)->refs, 1);
 }
 
-uint64_t dr_snapshot_version(const dr_adapter_snapshot *s) { return s->version; }
-const float *dr_snapshot_items(const dr_adapter_snapshot *s) { return s->zp; }
-uint32_t dr_snapshot_stride(const dr_adapter_snapshot *s) { return s->dp; }
+uint64_t dr__snapshot_version(const dr_adapter_snapshot *s) { return s->version; }
+const float *dr__snapshot_items(const dr_adapter_snapshot *s) { return s->zp; }
+uint32_t dr__snapshot_stride(const dr_adapter_snapshot *s) { return s->dp; }
 
-int dr_snapshot_verify(const dr_adapter_snapshot *s) {
+int dr__snapshot_verify(const dr_adapter_snapshot *s) {
     size_t d = s->d, hd = s->hidden, Y = DR_ADP_Y(d);
     size_t nup = hd * Y + hd + d * hd + d + d + Y + 1;
     return snap_hash(s, nup) == s->checksum;
 }
 
-void dr_snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, const float *h,
+void dr__snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, const float *h,
                       float *out) {
     uint32_t d = s->d, hd = s->hidden, Y = DR_ADP_Y(d);
     float y[2 * 1024 + 2], hid[1024], mlp[1024];
@@ -64,14 +64,14 @@ void dr_snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, con
                  h, hid, mlp, out);
 }
 
-dr_status dr_snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *ts, uint32_t u,
+dr_status dr__snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *ts, uint32_t u,
                                 int64_t now, const float *h, const uint32_t *exclude,
                                 size_t n_exclude, uint32_t k, uint32_t *items, float *scores,
                                 uint32_t *n_out, dr_error *err) {
-    if (!s || !ts || !h || !items || !n_out) return dr_fail(err, DR_ARG, "adapter: NULL argument");
-    if (u >= s->n_users) return dr_fail(err, DR_RANGE, "adapter: user %u >= %u", u, s->n_users);
+    if (!s || !ts || !h || !items || !n_out) return dr__fail(err, DR_ARG, "adapter: NULL argument");
+    if (u >= s->n_users) return dr__fail(err, DR_RANGE, "adapter: user %u >= %u", u, s->n_users);
     float hp[1024 + 4] = {0};
-    dr_snapshot_user(s, u, now, h, hp);
-    return dr_topk_scan(s->zp, s->n_items, s->dp, hp, exclude, n_exclude, k, ts, items,
+    dr__snapshot_user(s, u, now, h, hp);
+    return dr__topk_scan(s->zp, s->n_items, s->dp, hp, exclude, n_exclude, k, ts, items,
                        scores, n_out, err);
 }

@@ -7,7 +7,7 @@
  * the blocks live in the whole process (so tests can see a leak without a sanitizer) and can
  * be told to fail the n-th allocation (so out-of-memory paths are tested like SQLite's). The
  * string table is open addressing with linear probing over FNV-1a hashes: ids are dense and
- * in insertion order, which is exactly what the dataset remap needs. dr_parallel_for hands out
+ * in insertion order, which is exactly what the dataset remap needs. dr__parallel_for hands out
  * chunks from an atomic counter to short-lived pthreads; a persistent pool was rejected for
  * now because every parallel loop in the library is long (whole evaluation passes), where
  * thread start-up is noise.
@@ -55,7 +55,7 @@ const char *dr_skip_name(dr_skip_reason r) {
     return (unsigned)r < DR_SKIP_COUNT ? skip_names[r] : "unknown";
 }
 
-dr_status dr_fail(dr_error *err, dr_status code, const char *fmt, ...) {
+dr_status dr__fail(dr_error *err, dr_status code, const char *fmt, ...) {
     if (err) {
         err->code = code;
         va_list ap;
@@ -66,7 +66,7 @@ dr_status dr_fail(dr_error *err, dr_status code, const char *fmt, ...) {
     return code;
 }
 
-dr_status dr_fail_wrap(dr_error *err, dr_status code, const char *fmt, ...) {
+dr_status dr__fail_wrap(dr_error *err, dr_status code, const char *fmt, ...) {
     if (!err) return code;
     if (err->code != DR_OK) code = err->code;
     char prefix[256], old[sizeof err->msg];
@@ -92,7 +92,7 @@ void dr_set_log(dr_log_fn fn, void *ud, int max_level) {
     log_max = max_level;
 }
 
-void dr_log(int level, const char *fmt, ...) {
+void dr__log(int level, const char *fmt, ...) {
     if (!log_fn || level > log_max) return;
     char buf[1024];
     va_list ap;
@@ -120,57 +120,57 @@ static bool alloc_should_fail(void) {
     return alloc_fail_at && alloc_count == alloc_fail_at;
 }
 
-uint64_t dr_alloc_count(void) { return alloc_count; }
+uint64_t dr__alloc_count(void) { return alloc_count; }
 
-int64_t dr_alloc_live(void) { return atomic_load_explicit(&alloc_live, memory_order_relaxed); }
+int64_t dr__alloc_live(void) { return atomic_load_explicit(&alloc_live, memory_order_relaxed); }
 
-void dr_alloc_fail_after(uint64_t n) { alloc_fail_at = n ? alloc_count + n : 0; }
+void dr__alloc_fail_after(uint64_t n) { alloc_fail_at = n ? alloc_count + n : 0; }
 
-void *dr_malloc(size_t n) {
+void *dr__malloc(size_t n) {
     if (alloc_should_fail()) return NULL;
     return alloc_note(malloc(n ? n : 1));
 }
 
-void *dr_calloc(size_t count, size_t size) {
+void *dr__calloc(size_t count, size_t size) {
     if (size && count > SIZE_MAX / size) return NULL;
     if (alloc_should_fail()) return NULL;
     return alloc_note(calloc(count ? count : 1, size ? size : 1));
 }
 
-void *dr_realloc(void *p, size_t n) {
+void *dr__realloc(void *p, size_t n) {
     if (alloc_should_fail()) return NULL;
     void *q = realloc(p, n ? n : 1);
     return p ? q : alloc_note(q);
 }
 
-void *dr_reallocarray(void *p, size_t count, size_t size) {
+void *dr__reallocarray(void *p, size_t count, size_t size) {
     if (size && count > SIZE_MAX / size) return NULL;
-    return dr_realloc(p, count * size);
+    return dr__realloc(p, count * size);
 }
 
-char *dr_strndup(const char *s, size_t n) {
-    char *d = dr_malloc(n + 1);
+char *dr__strndup(const char *s, size_t n) {
+    char *d = dr__malloc(n + 1);
     if (!d) return NULL;
     memcpy(d, s, n);
     d[n] = 0;
     return d;
 }
 
-char *dr_strdup(const char *s) { return dr_strndup(s, strlen(s)); }
+char *dr__strdup(const char *s) { return dr__strndup(s, strlen(s)); }
 
-void dr_free(void *p) {
+void dr__free(void *p) {
     if (p) atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
     free(p);
 }
 
-int dr_vec_grow_(void **a, size_t *cap, size_t need, size_t elem) {
+int dr__vec_grow_(void **a, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
     size_t nc = *cap ? *cap : 16;
     while (nc < need) {
         if (nc > SIZE_MAX / 2) return -1;
         nc *= 2;
     }
-    void *p = dr_reallocarray(*a, nc, elem);
+    void *p = dr__reallocarray(*a, nc, elem);
     if (!p) return -1;
     *a = p;
     *cap = nc;
@@ -179,7 +179,7 @@ int dr_vec_grow_(void **a, size_t *cap, size_t need, size_t elem) {
 
 /* ------------------------------------------------------------------ string table */
 
-uint64_t dr_hash_bytes(const void *p, size_t n) {
+uint64_t dr__hash_bytes(const void *p, size_t n) {
     const unsigned char *s = p;
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++) {
@@ -190,24 +190,24 @@ uint64_t dr_hash_bytes(const void *p, size_t n) {
 }
 
 static dr_status strtab_rehash(dr_strtab *t, uint32_t nslots) {
-    uint32_t *slot = dr_calloc(nslots, sizeof *slot);
+    uint32_t *slot = dr__calloc(nslots, sizeof *slot);
     if (!slot) return DR_NOMEM;
     uint32_t mask = nslots - 1;
     for (uint32_t id = 0; id < t->n; id++) {
-        uint64_t h = dr_hash_bytes(t->str[id], strlen(t->str[id]));
+        uint64_t h = dr__hash_bytes(t->str[id], strlen(t->str[id]));
         uint32_t k = (uint32_t)h & mask;
         while (slot[k]) k = (k + 1) & mask;
         slot[k] = id + 1;
     }
-    dr_free(t->slot);
+    dr__free(t->slot);
     t->slot = slot;
     t->mask = mask;
     return DR_OK;
 }
 
-uint32_t dr_strtab_find(const dr_strtab *t, const char *s, size_t len) {
+uint32_t dr__strtab_find(const dr_strtab *t, const char *s, size_t len) {
     if (!t->slot) return UINT32_MAX;
-    uint32_t k = (uint32_t)dr_hash_bytes(s, len) & t->mask;
+    uint32_t k = (uint32_t)dr__hash_bytes(s, len) & t->mask;
     for (; t->slot[k]; k = (k + 1) & t->mask) {
         const char *c = t->str[t->slot[k] - 1];
         if (strncmp(c, s, len) == 0 && c[len] == 0) return t->slot[k] - 1;
@@ -215,8 +215,8 @@ uint32_t dr_strtab_find(const dr_strtab *t, const char *s, size_t len) {
     return UINT32_MAX;
 }
 
-dr_status dr_strtab_intern(dr_strtab *t, const char *s, size_t len, uint32_t *id, bool *is_new) {
-    uint32_t found = dr_strtab_find(t, s, len);
+dr_status dr__strtab_intern(dr_strtab *t, const char *s, size_t len, uint32_t *id, bool *is_new) {
+    uint32_t found = dr__strtab_find(t, s, len);
     if (found != UINT32_MAX) {
         *id = found;
         if (is_new) *is_new = false;
@@ -229,14 +229,14 @@ dr_status dr_strtab_intern(dr_strtab *t, const char *s, size_t len, uint32_t *id
     }
     if (t->n == t->cap) {
         uint32_t nc = t->cap ? t->cap * 2 : 64;
-        char **p = dr_reallocarray(t->str, nc, sizeof *p);
+        char **p = dr__reallocarray(t->str, nc, sizeof *p);
         if (!p) return DR_NOMEM;
         t->str = p;
         t->cap = nc;
     }
-    char *copy = dr_strndup(s, len);
+    char *copy = dr__strndup(s, len);
     if (!copy) return DR_NOMEM;
-    uint32_t k = (uint32_t)dr_hash_bytes(s, len) & t->mask;
+    uint32_t k = (uint32_t)dr__hash_bytes(s, len) & t->mask;
     while (t->slot[k]) k = (k + 1) & t->mask;
     t->slot[k] = t->n + 1;
     t->str[t->n] = copy;
@@ -245,43 +245,43 @@ dr_status dr_strtab_intern(dr_strtab *t, const char *s, size_t len, uint32_t *id
     return DR_OK;
 }
 
-void dr_strtab_free(dr_strtab *t) {
+void dr__strtab_free(dr_strtab *t) {
     if (!t) return;
-    for (uint32_t i = 0; i < t->n; i++) dr_free(t->str[i]);
-    dr_free(t->str);
-    dr_free(t->slot);
+    for (uint32_t i = 0; i < t->n; i++) dr__free(t->str[i]);
+    dr__free(t->str);
+    dr__free(t->slot);
     memset(t, 0, sizeof *t);
 }
 
 /* ------------------------------------------------------------------ files */
 
-dr_status dr_read_file(const char *path, size_t max, char **buf, size_t *len, dr_error *err) {
+dr_status dr__read_file(const char *path, size_t max, char **buf, size_t *len, dr_error *err) {
     *buf = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return dr_fail(err, DR_IO, "%s: %s", path, strerror(errno));
+    if (!f) return dr__fail(err, DR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        return dr_fail(err, DR_IO, "%s: not a regular file", path);
+        return dr__fail(err, DR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > (uint64_t)max) {
         fclose(f);
-        return dr_fail(err, DR_LIMIT, "%s: %lld bytes is over the limit of %zu bytes", path,
+        return dr__fail(err, DR_LIMIT, "%s: %lld bytes is over the limit of %zu bytes", path,
                        (long long)st.st_size, max);
     }
     size_t n = (size_t)st.st_size;
-    char *b = dr_malloc(n + 1);
+    char *b = dr__malloc(n + 1);
     if (!b) {
         fclose(f);
-        return dr_fail(err, DR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
+        return dr__fail(err, DR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
     }
     size_t got = n ? fread(b, 1, n, f) : 0;
     int ioerr = ferror(f);
     fclose(f);
     if (got != n || ioerr) {
-        dr_free(b);
-        return dr_fail(err, DR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
+        dr__free(b);
+        return dr__fail(err, DR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
     }
     b[n] = 0;
     *buf = b;
@@ -289,24 +289,24 @@ dr_status dr_read_file(const char *path, size_t max, char **buf, size_t *len, dr
     return DR_OK;
 }
 
-bool dr_path_is_dir(const char *path) {
+bool dr__path_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-bool dr_path_exists(const char *path) {
+bool dr__path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
 
-bool dr_path_ends(const char *s, const char *suffix) {
+bool dr__path_ends(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-char *dr_path_join(const char *a, const char *b) {
+char *dr__path_join(const char *a, const char *b) {
     size_t na = strlen(a), nb = strlen(b);
-    char *p = dr_malloc(na + nb + 2);
+    char *p = dr__malloc(na + nb + 2);
     if (!p) return NULL;
     memcpy(p, a, na);
     size_t k = na;
@@ -315,26 +315,26 @@ char *dr_path_join(const char *a, const char *b) {
     return p;
 }
 
-dr_status dr_mkdir_p(const char *path, dr_error *err) {
+dr_status dr__mkdir_p(const char *path, dr_error *err) {
     char buf[4096];
     size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf) return dr_fail(err, DR_ARG, "bad folder path '%s'", path);
+    if (n == 0 || n >= sizeof buf) return dr__fail(err, DR_ARG, "bad folder path '%s'", path);
     memcpy(buf, path, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != 0) continue;
         char c = buf[i];
         buf[i] = 0;
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return dr_fail(err, DR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
+            return dr__fail(err, DR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
         buf[i] = c;
     }
-    if (!dr_path_is_dir(path)) return dr_fail(err, DR_IO, "%s: not a folder", path);
+    if (!dr__path_is_dir(path)) return dr__fail(err, DR_IO, "%s: not a folder", path);
     return DR_OK;
 }
 
 /* ------------------------------------------------------------------ parsing */
 
-bool dr_parse_i64(const char *s, size_t n, int64_t *out) {
+bool dr__parse_i64(const char *s, size_t n, int64_t *out) {
     size_t i = 0;
     bool neg = false;
     if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
@@ -356,15 +356,15 @@ bool dr_parse_i64(const char *s, size_t n, int64_t *out) {
     return true;
 }
 
-bool dr_parse_u32(const char *s, size_t n, uint32_t *out) {
+bool dr__parse_u32(const char *s, size_t n, uint32_t *out) {
     int64_t v;
-    if (n == 0 || s[0] == '-' || s[0] == '+' || !dr_parse_i64(s, n, &v) || v > UINT32_MAX)
+    if (n == 0 || s[0] == '-' || s[0] == '+' || !dr__parse_i64(s, n, &v) || v > UINT32_MAX)
         return false;
     *out = (uint32_t)v;
     return true;
 }
 
-bool dr_parse_f64(const char *s, size_t n, double *out) {
+bool dr__parse_f64(const char *s, size_t n, double *out) {
     char buf[64];
     if (n == 0 || n >= sizeof buf) return false;
     for (size_t i = 0; i < n; i++) {
@@ -383,7 +383,7 @@ bool dr_parse_f64(const char *s, size_t n, double *out) {
     return true;
 }
 
-bool dr_utf8_valid(const char *str, size_t n) {
+bool dr__utf8_valid(const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < n) {
@@ -414,13 +414,13 @@ bool dr_utf8_valid(const char *str, size_t n) {
 
 /* ------------------------------------------------------------------ time, threads */
 
-double dr_now_seconds(void) {
+double dr__now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int dr_default_threads(void) {
+int dr__default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (n > DR_MAX_THREADS ? DR_MAX_THREADS : (int)n);
 }
@@ -452,8 +452,8 @@ static void *pf_thread(void *p) {
     return NULL;
 }
 
-void dr_parallel_for(size_t n, int threads, dr_parallel_fn fn, void *ctx) {
-    if (threads <= 0) threads = dr_default_threads();
+void dr__parallel_for(size_t n, int threads, dr_parallel_fn fn, void *ctx) {
+    if (threads <= 0) threads = dr__default_threads();
     if (threads > DR_MAX_THREADS) threads = DR_MAX_THREADS;
     if ((size_t)threads > n) threads = n ? (int)n : 1;
     pf_job job = {.n = n, .fn = fn, .ctx = ctx};

@@ -2,7 +2,7 @@
  * dataset.h - the in-memory dataset (internal layout) and the builder every loader feeds.
  *
  * DESIGN: loaders never build ids themselves. They push raw rows (external id strings, time,
- * weight, split tag) into a dr_builder; dr_builder_finish() stable-sorts by time (ties keep
+ * weight, split tag) into a dr_builder; dr__builder_finish() stable-sorts by time (ties keep
  * push order = file order), remaps users and items to dense ids in order of first appearance
  * after the sort (../shared/PROTOCOL.md), appends catalogue-only items (metadata or features
  * with no interactions, when the loader asks for that) after them, and builds per-user
@@ -65,32 +65,32 @@ struct dr_dataset {
 
 /* ---- report helpers (used by every loader) */
 /* Counts a skipped row and keeps the first few messages ("path:line: ..."). */
-void dr_report_skip(dr_load_report *r, dr_skip_reason why, const char *fmt, ...) DR_PRINTF(3, 4);
+void dr__report_skip(dr_load_report *r, dr_skip_reason why, const char *fmt, ...) DR_PRINTF(3, 4);
 
 /* ---- builder */
 typedef struct dr_builder dr_builder;
 
-dr_status dr_builder_create(dr_builder **out);
-void dr_builder_free(dr_builder *b);
+dr_status dr__builder_create(dr_builder **out);
+void dr__builder_free(dr_builder *b);
 /* One interaction row, in file order. */
-dr_status dr_builder_add_event(dr_builder *b, const char *user, size_t user_len,
+dr_status dr__builder_add_event(dr_builder *b, const char *user, size_t user_len,
                                const char *item, size_t item_len, int64_t time, float weight,
                                uint8_t tag);
 /* Registers a catalogue item (e.g. from metadata or a feature file). Items with no events get
  * dense ids after all items with events, in registration order. */
-dr_status dr_builder_add_item(dr_builder *b, const char *item, size_t len);
+dr_status dr__builder_add_item(dr_builder *b, const char *item, size_t len);
 /* Builds the dataset (takes ownership of nothing; b can be freed afterwards). */
-dr_status dr_builder_finish(dr_builder *b, dr_dataset **out, dr_error *err);
+dr_status dr__builder_finish(dr_builder *b, dr_dataset **out, dr_error *err);
 
 /* ---- dataset helpers */
-dr_dataset *dr_dataset_alloc(void);            /* zeroed, or NULL */
+dr_dataset *dr__dataset_alloc(void);            /* zeroed, or NULL */
 /* Sets item i's title (copied). */
-dr_status dr_dataset_set_title(dr_dataset *ds, uint32_t i, const char *s, size_t n);
+dr_status dr__dataset_set_title(dr_dataset *ds, uint32_t i, const char *s, size_t n);
 /* Attributes: pass all (item, "key=value") pairs, then build the CSR once. */
 typedef struct dr_attr_pair { uint32_t item, attr; } dr_attr_pair;
-dr_status dr_dataset_set_attrs(dr_dataset *ds, dr_attr_pair *pairs, size_t n, dr_error *err);
+dr_status dr__dataset_set_attrs(dr_dataset *ds, dr_attr_pair *pairs, size_t n, dr_error *err);
 /* Adds a modality (copies x (n_items, dim) and present (n_items)). */
-dr_status dr_dataset_add_modality(dr_dataset *ds, const char *name, uint32_t dim,
+dr_status dr__dataset_add_modality(dr_dataset *ds, const char *name, uint32_t dim,
                                   const float *x, const uint8_t *present, dr_error *err);
 
 /* ---- .npy (NumPy format 1.0/2.0/3.0, little-endian '<f2' '<f4' '<f8' '|u1' '|b1', C order) */
@@ -98,19 +98,19 @@ typedef struct dr_npy {
     uint32_t rows, cols;     /* 1-D arrays have cols = 1 */
     float *data;             /* (rows, cols) converted to float32 */
 } dr_npy;
-dr_status dr_npy_read(const char *path, size_t max_bytes, dr_npy *out, dr_error *err);
-dr_status dr_npy_parse(const char *buf, size_t len, const char *name, dr_npy *out, dr_error *err);
-dr_status dr_npy_write_f32(const char *path, const float *x, uint32_t rows, uint32_t cols,
+dr_status dr__npy_read(const char *path, size_t max_bytes, dr_npy *out, dr_error *err);
+dr_status dr__npy_parse(const char *buf, size_t len, const char *name, dr_npy *out, dr_error *err);
+dr_status dr__npy_write_f32(const char *path, const float *x, uint32_t rows, uint32_t cols,
                            dr_error *err);
-dr_status dr_npy_write_u8(const char *path, const uint8_t *x, uint32_t rows, dr_error *err);
-void dr_npy_free(dr_npy *a);
+dr_status dr__npy_write_u8(const char *path, const uint8_t *x, uint32_t rows, dr_error *err);
+void dr__npy_free(dr_npy *a);
 
 /* ---- per-format detectors and loaders, declared from DR_FORMAT_TABLE (dynrec.h), which
- * dr_dataset_load (dataset_load.c) dispatches through. For each row with a loader:
+ * dr_dataset_load (load.c) dispatches through. For each row with a loader:
  *   bool detect(const char *path): DR_FMT_AUTO asks whether path (an existing folder or file,
  *       as the row says) is in this format; rows are asked in table order, the first yes wins;
  *   dr_status load(const char *path, p, out, err): fills *out or fails with "file:line: why".
- * A new format: its two functions in a file of its own (load_NAME.c, with load_int.h for the
+ * A new format: its two functions in a file of its own (load_NAME.c, with load_common.h for the
  * steps the loaders share) and a row. */
 #define DR__FMT_DECL(code, value, name, reads, detect, load) DR__FMT_DECL_##reads(detect, load)
 #define DR__FMT_DECL_NONE(detect, load)
@@ -126,10 +126,10 @@ DR_FORMAT_TABLE(DR__FMT_DECL)
 
 /* Buffer-level parsers (the fuzz targets call these): parse `buf` as if read from `name`,
  * pushing rows into b and counting problems in r. */
-dr_status dr_parse_delimited(const char *buf, size_t len, const char *name,
+dr_status dr__parse_delimited(const char *buf, size_t len, const char *name,
                              const dr_load_params *p, uint8_t tag, dr_builder *b,
                              dr_load_report *r, dr_error *err);
-dr_status dr_parse_amazon_json(const char *buf, size_t len, const char *name,
+dr_status dr__parse_amazon_json(const char *buf, size_t len, const char *name,
                                const dr_load_params *p, dr_builder *b, dr_load_report *r,
                                dr_error *err);
 

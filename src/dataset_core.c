@@ -1,7 +1,7 @@
 /*
  * dataset_core.c - the dataset builder (stable time sort + dense remap), accessors, metadata
- * setters and statistics. Loaders (load_*.c, amazon_json.c) and the synthetic generator
- * (synth.c) all end here, so the id order of ../shared/PROTOCOL.md is implemented once.
+ * setters and statistics. Loaders (load_*.c, load_amazon_json.c) and the synthetic generator
+ * (dataset_synth.c) all end here, so the id order of ../shared/PROTOCOL.md is implemented once.
  *
  * DESIGN: rows are kept in push order with provisional ids from two string tables. finish()
  * sorts an index array by time with a bottom-up merge sort (stable, O(n log n), no recursion;
@@ -17,7 +17,7 @@
 
 /* ------------------------------------------------------------------ report */
 
-void dr_report_skip(dr_load_report *r, dr_skip_reason why, const char *fmt, ...) {
+void dr__report_skip(dr_load_report *r, dr_skip_reason why, const char *fmt, ...) {
     if ((unsigned)why >= DR_SKIP_COUNT) why = DR_SKIP_FIELD;
     r->skipped[why]++;
     if (r->n_msgs < DR_REPORT_MAX_MSGS) {
@@ -41,32 +41,32 @@ struct dr_builder {
     DR_VEC(uint32_t) catalogue; /* provisional item ids registered by add_item */
 };
 
-dr_status dr_builder_create(dr_builder **out) {
-    *out = dr_calloc(1, sizeof **out);
+dr_status dr__builder_create(dr_builder **out) {
+    *out = dr__calloc(1, sizeof **out);
     return *out ? DR_OK : DR_NOMEM;
 }
 
-void dr_builder_free(dr_builder *b) {
+void dr__builder_free(dr_builder *b) {
     if (!b) return;
-    dr_strtab_free(&b->users);
-    dr_strtab_free(&b->items);
+    dr__strtab_free(&b->users);
+    dr__strtab_free(&b->items);
     dr_vec_free(&b->u);
     dr_vec_free(&b->i);
     dr_vec_free(&b->t);
     dr_vec_free(&b->w);
     dr_vec_free(&b->tag);
     dr_vec_free(&b->catalogue);
-    dr_free(b);
+    dr__free(b);
 }
 
-dr_status dr_builder_add_event(dr_builder *b, const char *user, size_t user_len,
+dr_status dr__builder_add_event(dr_builder *b, const char *user, size_t user_len,
                                const char *item, size_t item_len, int64_t time, float weight,
                                uint8_t tag) {
     uint32_t u, i;
     if (b->u.n >= UINT32_MAX - 1) return DR_LIMIT;
-    dr_status s = dr_strtab_intern(&b->users, user, user_len, &u, NULL);
+    dr_status s = dr__strtab_intern(&b->users, user, user_len, &u, NULL);
     if (s != DR_OK) return s;
-    if ((s = dr_strtab_intern(&b->items, item, item_len, &i, NULL)) != DR_OK) return s;
+    if ((s = dr__strtab_intern(&b->items, item, item_len, &i, NULL)) != DR_OK) return s;
     size_t need = b->u.n + 1; /* reserve all five first: the arrays never differ in length */
     if (dr_vec_reserve(&b->u, need) || dr_vec_reserve(&b->i, need) ||
         dr_vec_reserve(&b->t, need) || dr_vec_reserve(&b->w, need) ||
@@ -80,10 +80,10 @@ dr_status dr_builder_add_event(dr_builder *b, const char *user, size_t user_len,
     return DR_OK;
 }
 
-dr_status dr_builder_add_item(dr_builder *b, const char *item, size_t len) {
+dr_status dr__builder_add_item(dr_builder *b, const char *item, size_t len) {
     uint32_t i;
     bool is_new;
-    dr_status s = dr_strtab_intern(&b->items, item, len, &i, &is_new);
+    dr_status s = dr__strtab_intern(&b->items, item, len, &i, &is_new);
     if (s != DR_OK) return s;
     if (is_new && dr_vec_push(&b->catalogue, i)) return DR_NOMEM;
     return DR_OK;
@@ -112,27 +112,27 @@ static dr_status strtab_reorder(dr_strtab *from, const uint32_t *perm, uint32_t 
     for (uint32_t k = 0; k < n; k++) {
         const char *s = from->str[perm[k]];
         uint32_t id;
-        dr_status st = dr_strtab_intern(to, s, strlen(s), &id, NULL);
+        dr_status st = dr__strtab_intern(to, s, strlen(s), &id, NULL);
         if (st != DR_OK) return st;
     }
     return DR_OK;
 }
 
-dr_status dr_builder_finish(dr_builder *b, dr_dataset **out, dr_error *err) {
+dr_status dr__builder_finish(dr_builder *b, dr_dataset **out, dr_error *err) {
     dr_status s = DR_OK;
     uint32_t *order = NULL, *tmp = NULL, *umap = NULL, *imap = NULL, *uperm = NULL, *iperm = NULL;
     dr_dataset *ds = NULL;
     *out = NULL;
     size_t n = b->u.n;
     uint32_t nu_raw = b->users.n, ni_raw = b->items.n;
-    if (n == 0) return dr_fail(err, DR_FORMAT, "no interactions were accepted");
+    if (n == 0) return dr__fail(err, DR_FORMAT, "no interactions were accepted");
 
-    ds = dr_dataset_alloc();
-    order = dr_malloc(n * sizeof *order);
-    umap = dr_malloc((size_t)nu_raw * sizeof *umap + 1);
-    imap = dr_malloc((size_t)ni_raw * sizeof *imap + 1);
-    uperm = dr_malloc((size_t)nu_raw * sizeof *uperm + 1);
-    iperm = dr_malloc((size_t)ni_raw * sizeof *iperm + 1);
+    ds = dr__dataset_alloc();
+    order = dr__malloc(n * sizeof *order);
+    umap = dr__malloc((size_t)nu_raw * sizeof *umap + 1);
+    imap = dr__malloc((size_t)ni_raw * sizeof *imap + 1);
+    uperm = dr__malloc((size_t)nu_raw * sizeof *uperm + 1);
+    iperm = dr__malloc((size_t)ni_raw * sizeof *iperm + 1);
     if (!ds || !order || !umap || !imap || !uperm || !iperm) goto nomem;
 
     bool sorted = true;
@@ -141,7 +141,7 @@ dr_status dr_builder_finish(dr_builder *b, dr_dataset **out, dr_error *err) {
         if (k && b->t.a[k] < b->t.a[k - 1]) sorted = false;
     }
     if (!sorted) {
-        if (!(tmp = dr_malloc(n * sizeof *tmp))) goto nomem;
+        if (!(tmp = dr__malloc(n * sizeof *tmp))) goto nomem;
         merge_sort_by_time(order, tmp, n, b->t.a);
     }
 
@@ -164,16 +164,16 @@ dr_status dr_builder_finish(dr_builder *b, dr_dataset **out, dr_error *err) {
         (s = strtab_reorder(&b->items, iperm, ni, &ds->items)) != DR_OK)
         goto nomem;
 
-    ds->ev_user = dr_malloc(n * sizeof *ds->ev_user);
-    ds->ev_item = dr_malloc(n * sizeof *ds->ev_item);
-    ds->ev_time = dr_malloc(n * sizeof *ds->ev_time);
-    ds->ev_weight = dr_malloc(n * sizeof *ds->ev_weight);
-    ds->ev_tag = dr_malloc(n * sizeof *ds->ev_tag);
-    ds->user_off = dr_calloc((size_t)nu + 1, sizeof *ds->user_off);
-    ds->hist_item = dr_malloc(n * sizeof *ds->hist_item);
-    ds->hist_time = dr_malloc(n * sizeof *ds->hist_time);
-    ds->hist_event = dr_malloc(n * sizeof *ds->hist_event);
-    ds->title = dr_calloc(ni, sizeof *ds->title);
+    ds->ev_user = dr__malloc(n * sizeof *ds->ev_user);
+    ds->ev_item = dr__malloc(n * sizeof *ds->ev_item);
+    ds->ev_time = dr__malloc(n * sizeof *ds->ev_time);
+    ds->ev_weight = dr__malloc(n * sizeof *ds->ev_weight);
+    ds->ev_tag = dr__malloc(n * sizeof *ds->ev_tag);
+    ds->user_off = dr__calloc((size_t)nu + 1, sizeof *ds->user_off);
+    ds->hist_item = dr__malloc(n * sizeof *ds->hist_item);
+    ds->hist_time = dr__malloc(n * sizeof *ds->hist_time);
+    ds->hist_event = dr__malloc(n * sizeof *ds->hist_event);
+    ds->title = dr__calloc(ni, sizeof *ds->title);
     if (!ds->ev_user || !ds->ev_item || !ds->ev_time || !ds->ev_weight || !ds->ev_tag ||
         !ds->user_off || !ds->hist_item || !ds->hist_time || !ds->hist_event || !ds->title)
         goto nomem;
@@ -202,56 +202,56 @@ dr_status dr_builder_finish(dr_builder *b, dr_dataset **out, dr_error *err) {
     ds = NULL;
     goto done;
 nomem:
-    s = dr_fail(err, DR_NOMEM, "out of memory building a dataset of %zu interactions", n);
+    s = dr__fail(err, DR_NOMEM, "out of memory building a dataset of %zu interactions", n);
 done:
     dr_dataset_free(ds);
-    dr_free(order);
-    dr_free(tmp);
-    dr_free(umap);
-    dr_free(imap);
-    dr_free(uperm);
-    dr_free(iperm);
+    dr__free(order);
+    dr__free(tmp);
+    dr__free(umap);
+    dr__free(imap);
+    dr__free(uperm);
+    dr__free(iperm);
     return s;
 }
 
 /* ------------------------------------------------------------------ lifetime */
 
-dr_dataset *dr_dataset_alloc(void) { return dr_calloc(1, sizeof(dr_dataset)); }
+dr_dataset *dr__dataset_alloc(void) { return dr__calloc(1, sizeof(dr_dataset)); }
 
 void dr_dataset_free(dr_dataset *ds) {
     if (!ds) return;
-    dr_free(ds->source);
-    dr_free(ds->ev_user);
-    dr_free(ds->ev_item);
-    dr_free(ds->ev_time);
-    dr_free(ds->ev_weight);
-    dr_free(ds->ev_tag);
-    dr_free(ds->user_off);
-    dr_free(ds->hist_item);
-    dr_free(ds->hist_time);
-    dr_free(ds->hist_event);
+    dr__free(ds->source);
+    dr__free(ds->ev_user);
+    dr__free(ds->ev_item);
+    dr__free(ds->ev_time);
+    dr__free(ds->ev_weight);
+    dr__free(ds->ev_tag);
+    dr__free(ds->user_off);
+    dr__free(ds->hist_item);
+    dr__free(ds->hist_time);
+    dr__free(ds->hist_event);
     if (ds->title)
-        for (uint32_t i = 0; i < ds->n_items; i++) dr_free(ds->title[i]);
-    dr_free(ds->title);
-    dr_strtab_free(&ds->users);
-    dr_strtab_free(&ds->items);
-    dr_strtab_free(&ds->attrs);
-    dr_free(ds->item_attr_off);
-    dr_free(ds->item_attr);
+        for (uint32_t i = 0; i < ds->n_items; i++) dr__free(ds->title[i]);
+    dr__free(ds->title);
+    dr__strtab_free(&ds->users);
+    dr__strtab_free(&ds->items);
+    dr__strtab_free(&ds->attrs);
+    dr__free(ds->item_attr_off);
+    dr__free(ds->item_attr);
     for (int m = 0; m < ds->n_mod; m++) {
-        dr_free(ds->mod[m].x);
-        dr_free(ds->mod[m].present);
+        dr__free(ds->mod[m].x);
+        dr__free(ds->mod[m].present);
     }
-    dr_free(ds);
+    dr__free(ds);
 }
 
 /* ------------------------------------------------------------------ metadata setters */
 
-dr_status dr_dataset_set_title(dr_dataset *ds, uint32_t i, const char *s, size_t n) {
+dr_status dr__dataset_set_title(dr_dataset *ds, uint32_t i, const char *s, size_t n) {
     if (i >= ds->n_items) return DR_RANGE;
-    char *t = dr_strndup(s, n);
+    char *t = dr__strndup(s, n);
     if (!t) return DR_NOMEM;
-    dr_free(ds->title[i]);
+    dr__free(ds->title[i]);
     ds->title[i] = t;
     return DR_OK;
 }
@@ -262,17 +262,17 @@ static int attr_pair_cmp(const void *a, const void *b) {
     return x->attr < y->attr ? -1 : x->attr > y->attr;
 }
 
-dr_status dr_dataset_set_attrs(dr_dataset *ds, dr_attr_pair *pairs, size_t n, dr_error *err) {
+dr_status dr__dataset_set_attrs(dr_dataset *ds, dr_attr_pair *pairs, size_t n, dr_error *err) {
     for (size_t k = 0; k < n; k++)
         if (pairs[k].item >= ds->n_items || pairs[k].attr >= ds->attrs.n)
-            return dr_fail(err, DR_RANGE, "attribute pair %zu out of range", k);
+            return dr__fail(err, DR_RANGE, "attribute pair %zu out of range", k);
     qsort(pairs, n, sizeof *pairs, attr_pair_cmp);
-    size_t *off = dr_calloc((size_t)ds->n_items + 1, sizeof *off);
-    uint32_t *a = dr_malloc((n ? n : 1) * sizeof *a);
+    size_t *off = dr__calloc((size_t)ds->n_items + 1, sizeof *off);
+    uint32_t *a = dr__malloc((n ? n : 1) * sizeof *a);
     if (!off || !a) {
-        dr_free(off);
-        dr_free(a);
-        return dr_fail(err, DR_NOMEM, "out of memory for %zu attributes", n);
+        dr__free(off);
+        dr__free(a);
+        return dr__fail(err, DR_NOMEM, "out of memory for %zu attributes", n);
     }
     size_t m = 0;
     for (size_t k = 0; k < n; k++) {
@@ -282,33 +282,33 @@ dr_status dr_dataset_set_attrs(dr_dataset *ds, dr_attr_pair *pairs, size_t n, dr
         off[pairs[k].item + 1]++;
     }
     for (uint32_t i = 0; i < ds->n_items; i++) off[i + 1] += off[i];
-    dr_free(ds->item_attr_off);
-    dr_free(ds->item_attr);
+    dr__free(ds->item_attr_off);
+    dr__free(ds->item_attr);
     ds->item_attr_off = off;
     ds->item_attr = a;
     return DR_OK;
 }
 
-dr_status dr_dataset_add_modality(dr_dataset *ds, const char *name, uint32_t dim,
+dr_status dr__dataset_add_modality(dr_dataset *ds, const char *name, uint32_t dim,
                                   const float *x, const uint8_t *present, dr_error *err) {
     if (ds->n_mod >= DR_MAX_MODALITIES)
-        return dr_fail(err, DR_LIMIT, "modality %s: at most %d modalities", name,
+        return dr__fail(err, DR_LIMIT, "modality %s: at most %d modalities", name,
                        DR_MAX_MODALITIES);
     if (dim == 0 || strlen(name) >= sizeof ds->mod[0].name)
-        return dr_fail(err, DR_ARG, "modality '%s': bad name or zero dimension", name);
+        return dr__fail(err, DR_ARG, "modality '%s': bad name or zero dimension", name);
     for (int m = 0; m < ds->n_mod; m++)
         if (strcmp(ds->mod[m].name, name) == 0)
-            return dr_fail(err, DR_ARG, "modality %s given twice", name);
+            return dr__fail(err, DR_ARG, "modality %s given twice", name);
     size_t cells = (size_t)ds->n_items * dim;
     dr_modality *md = &ds->mod[ds->n_mod];
-    md->x = dr_malloc(cells * sizeof *md->x);
-    md->present = dr_malloc((size_t)ds->n_items + 1);
+    md->x = dr__malloc(cells * sizeof *md->x);
+    md->present = dr__malloc((size_t)ds->n_items + 1);
     if (!md->x || !md->present) {
-        dr_free(md->x);
-        dr_free(md->present);
+        dr__free(md->x);
+        dr__free(md->present);
         md->x = NULL;
         md->present = NULL;
-        return dr_fail(err, DR_NOMEM, "modality %s: out of memory", name);
+        return dr__fail(err, DR_NOMEM, "modality %s: out of memory", name);
     }
     memcpy(md->x, x, cells * sizeof *md->x);
     memcpy(md->present, present, ds->n_items);
@@ -339,14 +339,14 @@ const char *dr_dataset_item_title(const dr_dataset *ds, uint32_t i) {
 }
 
 dr_status dr_dataset_find_user(const dr_dataset *ds, const char *ext, uint32_t *u) {
-    uint32_t id = dr_strtab_find(&ds->users, ext, strlen(ext));
+    uint32_t id = dr__strtab_find(&ds->users, ext, strlen(ext));
     if (id == UINT32_MAX) return DR_NOTFOUND;
     *u = id;
     return DR_OK;
 }
 
 dr_status dr_dataset_find_item(const dr_dataset *ds, const char *ext, uint32_t *i) {
-    uint32_t id = dr_strtab_find(&ds->items, ext, strlen(ext));
+    uint32_t id = dr__strtab_find(&ds->items, ext, strlen(ext));
     if (id == UINT32_MAX) return DR_NOTFOUND;
     *i = id;
     return DR_OK;
@@ -418,7 +418,7 @@ dr_status dr_dataset_get_stats(const dr_dataset *ds, dr_dataset_stats *st) {
     }
     if (ds->n_users && ds->n_items)
         st->density = (double)ds->n_events / ((double)ds->n_users * (double)ds->n_items);
-    uint32_t *len = dr_malloc((size_t)ds->n_users * sizeof *len + 1);
+    uint32_t *len = dr__malloc((size_t)ds->n_users * sizeof *len + 1);
     if (!len) return DR_NOMEM;
     for (uint32_t u = 0; u < ds->n_users; u++)
         len[u] = (uint32_t)(ds->user_off[u + 1] - ds->user_off[u]);
@@ -428,6 +428,6 @@ dr_status dr_dataset_get_stats(const dr_dataset *ds, dr_dataset_stats *st) {
         st->median_user_len = len[ds->n_users / 2];
         st->max_user_len = len[ds->n_users - 1];
     }
-    dr_free(len);
+    dr__free(len);
     return DR_OK;
 }

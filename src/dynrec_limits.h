@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* ---- compute */
-/* Worker threads of dr_parallel_for: its handles live in a fixed array on the stack. */
+/* Worker threads of dr__parallel_for: its handles live in a fixed array on the stack. */
 #define DR_MAX_THREADS 256
 /* Latent size of any model, fusion or synthetic latent: far above useful sizes; bounds the
  * per-thread scratch (a few rows of this many floats) and catches garbage in a checkpoint. */

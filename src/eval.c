@@ -6,14 +6,14 @@
  *                      after them; which = 1 (validation): context = the first n_train items,
  *                      targets = the n_valid items after them. Targets are deduplicated.
  *   full ranking:      the model scores every item; context items are excluded except the
- *                      targets; pessimistic ranks (metrics.c) give Hit/NDCG/Recall at 10, 20.
+ *                      targets; pessimistic ranks (eval_metrics.c) give Hit/NDCG/Recall at 10, 20.
  *   sampled-100:       the targets + n_sampled items drawn uniformly without replacement from
  *                      the items the user never interacted with (whole history), by rejection
  *                      from a dr_rng seeded with (sample_seed, stream = user id); all of them
  *                      when fewer are left. Pessimistic ranks within that candidate set.
  *   cold items:        items in no user's training segment; users with such targets are also
  *                      ranked with only those as targets (full ranking, as above).
- * Users are spread over dr_parallel_for workers; each worker owns a dr_scorer, a score vector,
+ * Users are spread over dr__parallel_for workers; each worker owns a dr_scorer, a score vector,
  * an exclusion bitmap and marks, all allocated before the loop, so the loop never allocates.
  * Per-user results go to a per-user slot and are summed in user order afterwards: the same
  * bytes for any thread count. Progress is reported from the calling thread between ~100
@@ -21,8 +21,8 @@
  * Alternatives rejected: per-thread running sums (the result would depend on the thread
  * count through floating-point summation order) and a sampling RNG per thread (the negatives
  * would depend on the schedule).
- * dr_eval_run (eval.h) is the same harness over a seeded draw of the users and/or only the
- * first target of each segment: early stopping validates through it (validate.c), so every
+ * dr__eval_run (eval.h) is the same harness over a seeded draw of the users and/or only the
+ * first target of each segment: early stopping validates through it (eval_validate.c), so every
  * model's validation NDCG is this file's. SASRec validated on such a draw with one target
  * before, and keeps those numbers.
  */
@@ -136,9 +136,9 @@ static void eval_user(void *vctx, size_t idx, int worker) {
             if (!w->mark[i]) w->cand[T + n_c++] = w->scores[i];
     } else {
         dr_rng rng;
-        dr_rng_seed(&rng, c->seed, u);
+        dr__rng_seed(&rng, c->seed, u);
         while (n_c < c->n_samp) {
-            uint32_t i = (uint32_t)dr_rng_below(&rng, NI);
+            uint32_t i = (uint32_t)dr__rng_below(&rng, NI);
             if (w->mark[i]) continue;
             w->mark[i] = 1;
             w->chosen[n_c] = i;
@@ -166,17 +166,17 @@ static void free_workers(ev_worker *w, int n) {
     if (!w) return;
     for (int k = 0; k < n; k++) {
         dr_scorer_free(w[k].sc);
-        dr_free(w[k].scores);
-        dr_free(w[k].excl);
-        dr_free(w[k].mark);
-        dr_free(w[k].tgt);
-        dr_free(w[k].ranks);
-        dr_free(w[k].chosen);
-        dr_free(w[k].cand);
-        dr_free(w[k].cand_t);
-        dr_free(w[k].ctgt);
+        dr__free(w[k].scores);
+        dr__free(w[k].excl);
+        dr__free(w[k].mark);
+        dr__free(w[k].tgt);
+        dr__free(w[k].ranks);
+        dr__free(w[k].chosen);
+        dr__free(w[k].cand);
+        dr__free(w[k].cand_t);
+        dr__free(w[k].ctgt);
     }
-    dr_free(w);
+    dr__free(w);
 }
 
 /* Mean over the users (of n) whose slot `only` is set (only < 0: all users); *n_used gets
@@ -202,10 +202,10 @@ static dr_rank_metrics mean_of(const double *res, uint32_t n, int at, int only,
 
 dr_status dr_eval_split(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
                         const dr_eval_params *p, dr_eval_result *out, dr_error *err) {
-    return dr_eval_run(ds, sp, m, p, NULL, out, err);
+    return dr__eval_run(ds, sp, m, p, NULL, out, err);
 }
 
-dr_status dr_eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
+dr_status dr__eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
                       const dr_eval_params *p, const dr_eval_subset *o, dr_eval_result *out,
                       dr_error *err) {
     const dr_eval_subset all = {0, 0, 0, 0};
@@ -216,27 +216,27 @@ dr_status dr_eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *
     ev_worker *w = NULL;
     int nw = 0;
     dr_status st = DR_OK;
-    double t_start = dr_now_seconds();
+    double t_start = dr__now_seconds();
 
     if (!p) p = &def;
     if (!o) o = &all;
-    if (!ds || !sp || !m || !out) return dr_fail(err, DR_ARG, "dr_eval_split: NULL argument");
+    if (!ds || !sp || !m || !out) return dr__fail(err, DR_ARG, "dr_eval_split: NULL argument");
     memset(out, 0, sizeof *out);
     if (sp->kind == DR_SPLIT_T0)
-        return dr_fail(err, DR_ARG, "dr_eval_split: a T0 split is evaluated by replay "
+        return dr__fail(err, DR_ARG, "dr_eval_split: a T0 split is evaluated by replay "
                                     "(P-STREAM), not by ranking held-out segments");
     if (sp->n_users != ds->n_users || m->n_items != ds->n_items)
-        return dr_fail(err, DR_ARG, "dr_eval_split: split, model and dataset do not match");
+        return dr__fail(err, DR_ARG, "dr_eval_split: split, model and dataset do not match");
     if (p->which != 0 && p->which != 1)
-        return dr_fail(err, DR_ARG, "dr_eval_split: which must be 0 (test) or 1 (valid)");
+        return dr__fail(err, DR_ARG, "dr_eval_split: which must be 0 (test) or 1 (valid)");
     const uint32_t NI = ds->n_items;
 
     /* evaluation users and the largest target segment */
     uint32_t n_eval = 0, max_t = 1, n_empty_ctx = 0;
-    users = dr_malloc(((size_t)ds->n_users + 1) * sizeof *users);
-    cold = dr_malloc((size_t)NI + 1);
+    users = dr__malloc(((size_t)ds->n_users + 1) * sizeof *users);
+    cold = dr__malloc((size_t)NI + 1);
     if (!users || !cold) {
-        st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
+        st = dr__fail(err, DR_NOMEM, "dr_eval_split: out of memory");
         goto fail;
     }
     memset(cold, 1, NI);
@@ -256,9 +256,9 @@ dr_status dr_eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *
     }
     if (o->max_users && n_eval > o->max_users) { /* partial Fisher-Yates, in drawn order */
         dr_rng rng;
-        dr_rng_seed(&rng, o->seed, 0xe7a1);
+        dr__rng_seed(&rng, o->seed, 0xe7a1);
         for (uint32_t k = 0; k < o->max_users; k++) {
-            uint32_t j = k + (uint32_t)dr_rng_below(&rng, n_eval - k);
+            uint32_t j = k + (uint32_t)dr__rng_below(&rng, n_eval - k);
             uint32_t t = users[k];
             users[k] = users[j];
             users[j] = t;
@@ -266,38 +266,38 @@ dr_status dr_eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *
         n_eval = o->max_users;
     }
     if (n_empty_ctx && !o->quiet)
-        dr_log(DR_LOG_WARN, "eval: %u users with targets but an empty context were skipped",
+        dr__log(DR_LOG_WARN, "eval: %u users with targets but an empty context were skipped",
                n_empty_ctx);
 
-    res = dr_calloc((size_t)n_eval * R_N + 1, sizeof *res);
+    res = dr__calloc((size_t)n_eval * R_N + 1, sizeof *res);
     if (!res) {
-        st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
+        st = dr__fail(err, DR_NOMEM, "dr_eval_split: out of memory");
         goto fail;
     }
-    nw = p->threads > 0 ? p->threads : dr_default_threads();
+    nw = p->threads > 0 ? p->threads : dr__default_threads();
     nw = DR_MIN(nw, DR_MAX_THREADS);
     if ((uint32_t)nw > n_eval) nw = n_eval ? (int)n_eval : 1;
     uint32_t n_samp = DR_MIN(p->n_sampled, NI);
-    w = dr_calloc((size_t)nw, sizeof *w);
+    w = dr__calloc((size_t)nw, sizeof *w);
     if (!w) {
-        st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
+        st = dr__fail(err, DR_NOMEM, "dr_eval_split: out of memory");
         goto fail;
     }
     for (int k = 0; k < nw; k++) {
         ev_worker *x = &w[k];
         if ((st = dr_scorer_create(m, &x->sc, err)) != DR_OK) goto fail;
-        x->scores = dr_malloc(((size_t)NI + 1) * sizeof *x->scores);
-        x->excl = dr_calloc((size_t)NI + 1, 1);
-        x->mark = dr_calloc((size_t)NI + 1, 1);
-        x->tgt = dr_malloc((size_t)max_t * sizeof *x->tgt);
-        x->ranks = dr_malloc((size_t)max_t * sizeof *x->ranks);
-        x->chosen = dr_malloc(((size_t)n_samp + 1) * sizeof *x->chosen);
-        x->cand = dr_malloc(((size_t)max_t + n_samp + 1) * sizeof *x->cand);
-        x->cand_t = dr_malloc((size_t)max_t * sizeof *x->cand_t);
-        x->ctgt = dr_malloc((size_t)max_t * sizeof *x->ctgt);
+        x->scores = dr__malloc(((size_t)NI + 1) * sizeof *x->scores);
+        x->excl = dr__calloc((size_t)NI + 1, 1);
+        x->mark = dr__calloc((size_t)NI + 1, 1);
+        x->tgt = dr__malloc((size_t)max_t * sizeof *x->tgt);
+        x->ranks = dr__malloc((size_t)max_t * sizeof *x->ranks);
+        x->chosen = dr__malloc(((size_t)n_samp + 1) * sizeof *x->chosen);
+        x->cand = dr__malloc(((size_t)max_t + n_samp + 1) * sizeof *x->cand);
+        x->cand_t = dr__malloc((size_t)max_t * sizeof *x->cand_t);
+        x->ctgt = dr__malloc((size_t)max_t * sizeof *x->ctgt);
         if (!x->scores || !x->excl || !x->mark || !x->tgt || !x->ranks || !x->chosen ||
             !x->cand || !x->cand_t || !x->ctgt) {
-            st = dr_fail(err, DR_NOMEM, "dr_eval_split: out of memory");
+            st = dr__fail(err, DR_NOMEM, "dr_eval_split: out of memory");
             goto fail;
         }
         for (uint32_t j = 0; j < max_t; j++) x->cand_t[j] = j;
@@ -311,7 +311,7 @@ dr_status dr_eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *
     for (size_t b = 0; b < n_eval; b += batch) {
         size_t n = DR_MIN(batch, (size_t)n_eval - b);
         c.base = b;
-        dr_parallel_for(n, nw, eval_user, &c);
+        dr__parallel_for(n, nw, eval_user, &c);
         for (int k = 0; k < nw; k++) {
             if (w[k].st != DR_OK) {
                 st = w[k].st;
@@ -330,15 +330,15 @@ dr_status dr_eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model *
     out->cold10 = mean_of(res, n_eval, R_C10, R_CU, &out->n_cold_users);
     out->cold20 = mean_of(res, n_eval, R_C20, R_CU, NULL);
     free_workers(w, nw);
-    dr_free(cold);
-    dr_free(res);
-    dr_free(users);
-    out->seconds = dr_now_seconds() - t_start;
+    dr__free(cold);
+    dr__free(res);
+    dr__free(users);
+    out->seconds = dr__now_seconds() - t_start;
     return DR_OK;
 fail:
     free_workers(w, nw);
-    dr_free(cold);
-    dr_free(res);
-    dr_free(users);
+    dr__free(cold);
+    dr__free(res);
+    dr__free(users);
     return st;
 }

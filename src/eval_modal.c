@@ -3,7 +3,7 @@
  * (dr_eval_modal) and the robustness table over removal fractions (dr_eval_modal_sweep).
  *
  * DESIGN: the model is never retrained. A presence override (n_fused, n_items) is built from
- * the drop spec (dr_fusion_drop_mask per named modality: uniform, seeded, the same items for a
+ * the drop spec (dr__fusion_drop_mask per named modality: uniform, seeded, the same items for a
  * seed), the fused item latents are recomputed with it (the model's vtable refuse slot: the
  * gate closes, or the standardised feature is replaced by the modality mean = 0 with the gate
  * open), the standard harness (dr_eval_split) ranks, and the trained latents are restored, so
@@ -25,25 +25,25 @@ dr_modal_params dr_modal_default_params(void) {
 }
 
 dr_status dr_modal_parse_drop(const char *spec, dr_modal_params *p, dr_error *err) {
-    if (!spec || !p) return dr_fail(err, DR_ARG, "drop: NULL argument");
+    if (!spec || !p) return dr__fail(err, DR_ARG, "drop: NULL argument");
     p->n_drop = 0;
     for (const char *a = spec; *a;) {
         const char *c = strchr(a, ','), *eq = strchr(a, '=');
         size_t n = c ? (size_t)(c - a) : strlen(a);
         if (!eq || eq >= a + n || eq == a || (size_t)(eq - a) >= sizeof p->drop_name[0])
-            return dr_fail(err, DR_ARG, "drop: expected NAME=P in '%.*s'", (int)DR_MIN(n, 64), a);
+            return dr__fail(err, DR_ARG, "drop: expected NAME=P in '%.*s'", (int)DR_MIN(n, 64), a);
         if (p->n_drop >= DR_MODAL_MAX)
-            return dr_fail(err, DR_LIMIT, "drop: at most %d modalities", DR_MODAL_MAX);
+            return dr__fail(err, DR_LIMIT, "drop: at most %d modalities", DR_MODAL_MAX);
         char num[32];
         size_t nl = (size_t)(a + n - eq - 1);
         if (nl == 0 || nl >= sizeof num)
-            return dr_fail(err, DR_ARG, "drop: bad fraction in '%.*s'", (int)DR_MIN(n, 64), a);
+            return dr__fail(err, DR_ARG, "drop: bad fraction in '%.*s'", (int)DR_MIN(n, 64), a);
         memcpy(num, eq + 1, nl);
         num[nl] = 0;
         char *end;
         double v = strtod(num, &end);
         if (*end || !(v >= 0.0 && v <= 1.0))
-            return dr_fail(err, DR_ARG, "drop: fraction '%s' is not in [0, 1]", num);
+            return dr__fail(err, DR_ARG, "drop: fraction '%s' is not in [0, 1]", num);
         uint32_t k = p->n_drop++;
         memcpy(p->drop_name[k], a, (size_t)(eq - a));
         p->drop_name[k][eq - a] = 0;
@@ -58,7 +58,7 @@ dr_status dr_modal_parse_drop(const char *spec, dr_modal_params *p, dr_error *er
 static dr_status refuse(dr_model *m, const dr_dataset *ds, const uint8_t *over, int restore,
                         dr_impute imp, dr_error *err) {
     dr_impute trained = DR_IMPUTE_GATE;
-    dr_model_fusion(m, NULL, &trained);
+    dr__model_fusion(m, NULL, &trained);
     return m->vt->refuse(m, ds, over, restore ? trained : imp, err);
 }
 
@@ -70,13 +70,13 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
     ep.which = p->which;
     dr_impute imp = DR_IMPUTE_GATE;
     dr_status st;
-    if (p->impute && (st = dr_impute_parse(p->impute, &imp, err)) != DR_OK) return st;
-    const dr_fusion *f = dr_model_fusion(m, NULL, NULL);
+    if (p->impute && (st = dr__impute_parse(p->impute, &imp, err)) != DR_OK) return st;
+    const dr_fusion *f = dr__model_fusion(m, NULL, NULL);
     bool any = false;
     for (uint32_t k = 0; k < p->n_drop; k++) any |= p->drop_p[k] > 0;
     if (!f) {
         if (any || imp != DR_IMPUTE_GATE)
-            return dr_fail(err, DR_UNSUPPORTED, "P-MODAL: model '%s' fuses no modality, so none "
+            return dr__fail(err, DR_UNSUPPORTED, "P-MODAL: model '%s' fuses no modality, so none "
                            "can be removed", dr_model_name(m));
         return dr_eval_split(ds, sp, m, &ep, out, err);
     }
@@ -91,10 +91,10 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
             for (uint32_t q = 0; q < M; q++)
                 snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", q ? "," : "",
                          f->name[q]);
-            return dr_fail(err, DR_ARG, "P-MODAL: the model fuses no modality '%s' (it fuses: "
+            return dr__fail(err, DR_ARG, "P-MODAL: the model fuses no modality '%s' (it fuses: "
                            "%s)", p->drop_name[k], have);
         }
-        if ((st = dr_fusion_drop_mask(M, ni, fk, p->drop_p[k], p->drop_seed, one, err)) != DR_OK)
+        if ((st = dr__fusion_drop_mask(M, ni, fk, p->drop_p[k], p->drop_seed, one, err)) != DR_OK)
             return st;
         for (uint32_t i = 0; i < ni; i++) over[(size_t)fk * ni + i] &= one[(size_t)fk * ni + i];
     }
@@ -107,22 +107,22 @@ static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *
 
 static dr_status buffers(const dr_dataset *ds, const dr_model *m, uint8_t **over, uint8_t **one,
                          dr_error *err) {
-    const dr_fusion *f = dr_model_fusion(m, NULL, NULL);
+    const dr_fusion *f = dr__model_fusion(m, NULL, NULL);
     size_t n = (size_t)(f ? f->n_mod : 0) * ds->n_items + 1;
-    *over = dr_malloc(n);
-    *one = dr_malloc(n);
+    *over = dr__malloc(n);
+    *one = dr__malloc(n);
     if (*over && *one) return DR_OK;
-    dr_free(*over);
-    dr_free(*one);
+    dr__free(*over);
+    dr__free(*one);
     *over = *one = NULL;
-    return dr_fail(err, DR_NOMEM, "P-MODAL: out of memory");
+    return dr__fail(err, DR_NOMEM, "P-MODAL: out of memory");
 }
 
 static dr_status check_args(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
                             const void *p, const void *out, dr_error *err) {
-    if (!ds || !sp || !m || !p || !out) return dr_fail(err, DR_ARG, "P-MODAL: NULL argument");
+    if (!ds || !sp || !m || !p || !out) return dr__fail(err, DR_ARG, "P-MODAL: NULL argument");
     if (m->n_items != ds->n_items)
-        return dr_fail(err, DR_ARG, "P-MODAL: the model has %u items, dataset '%s' %u",
+        return dr__fail(err, DR_ARG, "P-MODAL: the model has %u items, dataset '%s' %u",
                        m->n_items, ds->name, ds->n_items);
     return DR_OK;
 }
@@ -133,8 +133,8 @@ dr_status dr_eval_modal(const dr_dataset *ds, const dr_split *sp, dr_model *m,
     dr_status st = check_args(ds, sp, m, p, out, err);
     if (st == DR_OK) st = buffers(ds, m, &over, &one, err);
     if (st == DR_OK) st = eval_inner(ds, sp, m, p, over, one, out, err);
-    dr_free(over);
-    dr_free(one);
+    dr__free(over);
+    dr__free(one);
     return st;
 }
 
@@ -146,9 +146,9 @@ dr_status dr_eval_modal_sweep(const dr_dataset *ds, const dr_split *sp, dr_model
     dr_status st = check_args(ds, sp, m, p, out, err);
     if (st != DR_OK) return st;
     memset(out, 0, sizeof *out);
-    const dr_fusion *f = dr_model_fusion(m, NULL, NULL);
+    const dr_fusion *f = dr__model_fusion(m, NULL, NULL);
     if (!f)
-        return dr_fail(err, DR_UNSUPPORTED, "P-MODAL sweep: model '%s' fuses no modality",
+        return dr__fail(err, DR_UNSUPPORTED, "P-MODAL sweep: model '%s' fuses no modality",
                        dr_model_name(m));
     out->n_mod = DR_MIN(f->n_mod, (uint32_t)DR_MODAL_MAX);
     memcpy(out->p, ps, sizeof ps);
@@ -164,7 +164,7 @@ dr_status dr_eval_modal_sweep(const dr_dataset *ds, const dr_split *sp, dr_model
                 q.impute = imp[r];
                 st = eval_inner(ds, sp, m, &q, over, one, &out->r[r][k][j], err);
             }
-    dr_free(over);
-    dr_free(one);
+    dr__free(over);
+    dr__free(one);
     return st;
 }

@@ -10,14 +10,14 @@
  * projection is affine (a bias b_m, as in the Linear layers of MMRec models): without it a
  * mean-imputed row would project to 0 and mean imputation would be the gate in disguise.
  * All learned tensors are one block w (per modality P | b | u | c) so a checkpoint stores one
- * section and the optimiser walks one array (llm.c style); forward keeps y, sigmoid and gate
+ * section and the optimiser walks one array (explain_llm.c style); forward keeps y, sigmoid and gate
  * per modality in caller scratch and backward is its exact adjoint (checked against central
  * finite differences in tests/unit/test_fusion.c). Backward never materialises dy: row k of
  * dP gets dy_k * xs, so it needs no scratch. With zero modalities z = e bit for bit.
  * Alternatives rejected: concatenating [e; x] into one MLP (a missing modality then shifts
  * every output dimension, and the id-only model is not a special case of it), and imputing
  * missing rows at load time (the gate could not tell imputed from observed features).
- * The checkpoint form of a fusion (dr_fusion_save / dr_fusion_load) is here too: mf and
+ * The checkpoint form of a fusion (dr__fusion_save / dr__fusion_load) is here too: mf and
  * sasrec write and read it the same way from their own save and load.
  */
 #include "fusion.h"
@@ -26,54 +26,54 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "format.h"
+#include "ckpt.h"
 #include "rng.h"
 
 #define FUSION_VAR_EPS 1e-6
 
-dr_status dr_impute_parse(const char *s, dr_impute *out, dr_error *err) {
+dr_status dr__impute_parse(const char *s, dr_impute *out, dr_error *err) {
     if (s && strcmp(s, "gate") == 0) *out = DR_IMPUTE_GATE;
     else if (s && strcmp(s, "mean") == 0) *out = DR_IMPUTE_MEAN;
-    else return dr_fail(err, DR_ARG, "impute mode '%s' is not gate or mean", s ? s : "(null)");
+    else return dr__fail(err, DR_ARG, "impute mode '%s' is not gate or mean", s ? s : "(null)");
     return DR_OK;
 }
 
-const char *dr_impute_name(dr_impute m) { return m == DR_IMPUTE_MEAN ? "mean" : "gate"; }
+const char *dr__impute_name(dr_impute m) { return m == DR_IMPUTE_MEAN ? "mean" : "gate"; }
 
-size_t dr_fusion_act_floats(const dr_fusion *f) {
+size_t dr__fusion_act_floats(const dr_fusion *f) {
     return (size_t)f->n_mod * ((size_t)f->d + 2);
 }
 
-void dr_fusion_free(dr_fusion *f) {
+void dr__fusion_free(dr_fusion *f) {
     if (!f) return;
-    dr_free(f->w);
-    dr_free(f->stats);
+    dr__free(f->w);
+    dr__free(f->stats);
     memset(f, 0, sizeof *f);
 }
 
-dr_status dr_fusion_copy(dr_fusion *dst, const dr_fusion *src, uint32_t want_d, dr_error *err) {
+dr_status dr__fusion_copy(dr_fusion *dst, const dr_fusion *src, uint32_t want_d, dr_error *err) {
     memset(dst, 0, sizeof *dst);
-    if (!src || !src->w || !src->stats) return dr_fail(err, DR_ARG, "fusion copy: NULL argument");
+    if (!src || !src->w || !src->stats) return dr__fail(err, DR_ARG, "fusion copy: NULL argument");
     if (src->d != want_d || src->n_mod == 0 || src->n_mod > DR_MAX_MODALITIES)
-        return dr_fail(err, DR_ARG, "fusion copy: fusion d=%u with %u modalities does not fit a "
+        return dr__fail(err, DR_ARG, "fusion copy: fusion d=%u with %u modalities does not fit a "
                        "model with d=%u", src->d, src->n_mod, want_d);
     size_t np = 0, ns = 0;
     for (uint32_t k = 0; k < src->n_mod; k++) {
         if (src->off[k] != np || src->soff[k] != ns || src->dim[k] == 0)
-            return dr_fail(err, DR_ARG, "fusion copy: modality '%s' has an inconsistent layout",
+            return dr__fail(err, DR_ARG, "fusion copy: modality '%s' has an inconsistent layout",
                            src->name[k]);
         np += (size_t)src->d * src->dim[k] + 3 * (size_t)src->d + 1;
         ns += 2 * (size_t)src->dim[k];
     }
     if (np != src->n_params || ns != src->n_stats)
-        return dr_fail(err, DR_ARG, "fusion copy: %zu parameters / %zu statistics, the modality "
+        return dr__fail(err, DR_ARG, "fusion copy: %zu parameters / %zu statistics, the modality "
                        "sizes give %zu / %zu", src->n_params, src->n_stats, np, ns);
     *dst = *src;
-    dst->w = dr_malloc(np * sizeof *dst->w);
-    dst->stats = dr_malloc(ns * sizeof *dst->stats);
+    dst->w = dr__malloc(np * sizeof *dst->w);
+    dst->stats = dr__malloc(ns * sizeof *dst->stats);
     if (!dst->w || !dst->stats) {
-        dr_fusion_free(dst);
-        return dr_fail(err, DR_NOMEM, "fusion copy: out of memory");
+        dr__fusion_free(dst);
+        return dr__fail(err, DR_NOMEM, "fusion copy: out of memory");
     }
     memcpy(dst->w, src->w, np * sizeof *dst->w);
     memcpy(dst->stats, src->stats, ns * sizeof *dst->stats);
@@ -86,7 +86,7 @@ static int find_modality(const dr_dataset *ds, const char *name) {
     return -1;
 }
 
-dr_status dr_fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mask,
+dr_status dr__fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mask,
                            dr_error *err) {
     *mask = 0;
     if (!spec || !*spec || strcmp(spec, "none") == 0) return DR_OK;
@@ -105,7 +105,7 @@ dr_status dr_fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mas
         for (int m = 0; m < ds->n_mod; m++)
             if (strlen(ds->mod[m].name) == n && memcmp(ds->mod[m].name, a, n) == 0) found = m;
         if (found < 0)
-            return dr_fail(err, DR_ARG, "modalities: dataset '%s' has no modality '%.*s' (it "
+            return dr__fail(err, DR_ARG, "modalities: dataset '%s' has no modality '%.*s' (it "
                            "has: %s)", ds->name, (int)DR_MIN(n, 64), a, *have ? have : "none");
         *mask |= 1u << found;
         a += n + (c ? 1 : 0);
@@ -113,22 +113,22 @@ dr_status dr_fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mas
     return DR_OK;
 }
 
-dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,
+dr_status dr__fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,
                          float init_std, uint64_t seed, dr_error *err) {
     dr_status st;
     memset(f, 0, sizeof *f);
-    if (!ds) return dr_fail(err, DR_ARG, "fusion: no dataset");
+    if (!ds) return dr__fail(err, DR_ARG, "fusion: no dataset");
     if (d == 0 || d > DR_MAX_DIM)
-        return dr_fail(err, DR_ARG, "fusion: d must be in 1..%u (got %u)", DR_MAX_DIM, d);
+        return dr__fail(err, DR_ARG, "fusion: d must be in 1..%u (got %u)", DR_MAX_DIM, d);
     if (ds->n_mod < 32 && (mask >> ds->n_mod) != 0)
-        return dr_fail(err, DR_ARG, "fusion: modality mask 0x%x names modalities the dataset "
+        return dr__fail(err, DR_ARG, "fusion: modality mask 0x%x names modalities the dataset "
                        "'%s' does not have (it has %d)", mask, ds->name, ds->n_mod);
     f->d = d;
     for (int m = 0; m < ds->n_mod; m++) {
         if (!(mask & (1u << m))) continue;
         const dr_modality *md = &ds->mod[m];
         if (md->dim == 0 || md->dim > DR_MAX_FEATURE_DIM || !md->x || !md->present)
-            return dr_fail(err, DR_ARG, "fusion: modality '%s' has dimension %u (1..%u)",
+            return dr__fail(err, DR_ARG, "fusion: modality '%s' has dimension %u (1..%u)",
                            md->name, md->dim, DR_MAX_FEATURE_DIM);
         uint32_t k = f->n_mod++;
         f->dim[k] = md->dim;
@@ -139,12 +139,12 @@ dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint
         f->n_stats += 2 * (size_t)md->dim;
     }
     if (f->n_mod == 0) return DR_OK;
-    f->w = dr_calloc(f->n_params, sizeof *f->w);
-    f->stats = dr_calloc(f->n_stats, sizeof *f->stats);
-    double *acc = dr_calloc(2 * (size_t)DR_MAX_FEATURE_DIM, sizeof *acc); /* sum | sum of squares */
+    f->w = dr__calloc(f->n_params, sizeof *f->w);
+    f->stats = dr__calloc(f->n_stats, sizeof *f->stats);
+    double *acc = dr__calloc(2 * (size_t)DR_MAX_FEATURE_DIM, sizeof *acc); /* sum | sum of squares */
     if (!f->w || !f->stats || !acc) {
-        dr_free(acc);
-        st = dr_fail(err, DR_NOMEM, "fusion: out of memory");
+        dr__free(acc);
+        st = dr__fail(err, DR_NOMEM, "fusion: out of memory");
         goto fail;
     }
     for (uint32_t k = 0; k < f->n_mod; k++) {
@@ -157,8 +157,8 @@ dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint
             const float *x = md->x + (size_t)i * dim;
             for (uint32_t j = 0; j < dim; j++) {
                 if (!isfinite(x[j])) {
-                    dr_free(acc);
-                    st = dr_fail(err, DR_FORMAT, "fusion: modality '%s' item %u dimension %u is "
+                    dr__free(acc);
+                    st = dr__fail(err, DR_FORMAT, "fusion: modality '%s' item %u dimension %u is "
                                  "not finite", md->name, i, j);
                     goto fail;
                 }
@@ -168,8 +168,8 @@ dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint
             n_present++;
         }
         if (n_present == 0) {
-            dr_free(acc);
-            st = dr_fail(err, DR_ARG, "fusion: modality '%s' has no present item", md->name);
+            dr__free(acc);
+            st = dr__fail(err, DR_ARG, "fusion: modality '%s' has no present item", md->name);
             goto fail;
         }
         float *mean = f->stats + f->soff[k], *inv = mean + dim;
@@ -180,30 +180,30 @@ dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint
             inv[j] = (float)(1.0 / sqrt((var > 0 ? var : 0) + FUSION_VAR_EPS));
         }
     }
-    dr_free(acc);
+    dr__free(acc);
     dr_rng rng;
-    dr_rng_seed(&rng, seed, 0xF05E);
+    dr__rng_seed(&rng, seed, 0xF05E);
     for (uint32_t k = 0; k < f->n_mod; k++) {
         float *P = f->w + f->off[k], *u = P + (size_t)d * f->dim[k] + d;
         double sp = init_std / sqrt((double)f->dim[k]), su = 1.0 / sqrt(2.0 * d);
-        for (size_t j = 0; j < (size_t)d * f->dim[k]; j++) P[j] = (float)(dr_rng_normal(&rng) * sp);
-        for (uint32_t j = 0; j < 2 * d; j++) u[j] = (float)(dr_rng_normal(&rng) * su * 0.1);
+        for (size_t j = 0; j < (size_t)d * f->dim[k]; j++) P[j] = (float)(dr__rng_normal(&rng) * sp);
+        for (uint32_t j = 0; j < 2 * d; j++) u[j] = (float)(dr__rng_normal(&rng) * su * 0.1);
     }
     return DR_OK;
 fail:
-    dr_fusion_free(f);
+    dr__fusion_free(f);
     return st;
 }
 
-void dr_fusion_input_free(dr_fusion_input *in) {
+void dr__fusion_input_free(dr_fusion_input *in) {
     if (!in) return;
-    for (int m = 0; m < DR_MAX_MODALITIES; m++) dr_free(in->xs[m]);
-    dr_free(in->pres);
-    dr_free(in->zero);
+    for (int m = 0; m < DR_MAX_MODALITIES; m++) dr__free(in->xs[m]);
+    dr__free(in->pres);
+    dr__free(in->zero);
     memset(in, 0, sizeof *in);
 }
 
-dr_status dr_fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
+dr_status dr__fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
                                 const uint8_t *override, dr_fusion_input *in, dr_error *err) {
     dr_status st;
     memset(in, 0, sizeof *in);
@@ -211,24 +211,24 @@ dr_status dr_fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
     in->n_mod = f->n_mod;
     uint32_t max_dim = 1;
     for (uint32_t k = 0; k < f->n_mod; k++) max_dim = DR_MAX(max_dim, f->dim[k]);
-    in->pres = dr_calloc((size_t)f->n_mod * ds->n_items + 1, 1);
-    in->zero = dr_calloc(max_dim, sizeof *in->zero);
+    in->pres = dr__calloc((size_t)f->n_mod * ds->n_items + 1, 1);
+    in->zero = dr__calloc(max_dim, sizeof *in->zero);
     if (!in->pres || !in->zero) goto nomem;
     for (uint32_t k = 0; k < f->n_mod; k++) {
         int mi = find_modality(ds, f->name[k]);
         if (mi < 0) {
-            st = dr_fail(err, DR_ARG, "fusion: dataset '%s' has no modality '%s'", ds->name,
+            st = dr__fail(err, DR_ARG, "fusion: dataset '%s' has no modality '%s'", ds->name,
                          f->name[k]);
             goto fail;
         }
         const dr_modality *md = &ds->mod[mi];
         const uint32_t dim = f->dim[k];
         if (md->dim != dim) {
-            st = dr_fail(err, DR_ARG, "fusion: modality '%s' has dimension %u, the model was "
+            st = dr__fail(err, DR_ARG, "fusion: modality '%s' has dimension %u, the model was "
                          "trained with %u", md->name, md->dim, dim);
             goto fail;
         }
-        in->xs[k] = dr_calloc((size_t)ds->n_items * dim + 1, sizeof(float));
+        in->xs[k] = dr__calloc((size_t)ds->n_items * dim + 1, sizeof(float));
         if (!in->xs[k]) goto nomem;
         const float *mean = f->stats + f->soff[k], *inv = mean + dim;
         uint8_t *pr = in->pres + (size_t)k * ds->n_items;
@@ -239,7 +239,7 @@ dr_status dr_fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
             float *o = in->xs[k] + (size_t)i * dim;
             for (uint32_t j = 0; j < dim; j++) {
                 if (!isfinite(x[j])) {
-                    st = dr_fail(err, DR_FORMAT, "fusion: modality '%s' item %u dimension %u "
+                    st = dr__fail(err, DR_FORMAT, "fusion: modality '%s' item %u dimension %u "
                                  "is not finite", md->name, i, j);
                     goto fail;
                 }
@@ -249,9 +249,9 @@ dr_status dr_fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
     }
     return DR_OK;
 nomem:
-    st = dr_fail(err, DR_NOMEM, "fusion: out of memory for the features");
+    st = dr__fail(err, DR_NOMEM, "fusion: out of memory for the features");
 fail:
-    dr_fusion_input_free(in);
+    dr__fusion_input_free(in);
     return st;
 }
 
@@ -259,7 +259,7 @@ static inline float sigmoidf(float s) {
     return s >= 0 ? 1.0f / (1.0f + expf(-s)) : expf(s) / (1.0f + expf(s));
 }
 
-void dr_fusion_forward(const dr_fusion *f, const float *e, const float *const *x,
+void dr__fusion_forward(const dr_fusion *f, const float *e, const float *const *x,
                        const float *gate, float *z, float *act) {
     const uint32_t d = f->d, M = f->n_mod;
     float *Y = act, *S = act + (size_t)M * d, *G = S + M; /* (M, d) | (M) | (M) */
@@ -285,7 +285,7 @@ void dr_fusion_forward(const dr_fusion *f, const float *e, const float *const *x
     }
 }
 
-void dr_fusion_backward(const dr_fusion *f, const float *e, const float *const *x,
+void dr__fusion_backward(const dr_fusion *f, const float *e, const float *const *x,
                         const float *act, const float *dz, float *de, float *dw) {
     const uint32_t d = f->d, M = f->n_mod;
     const float *Y = act, *S = act + (size_t)M * d, *G = S + M;
@@ -312,7 +312,7 @@ void dr_fusion_backward(const dr_fusion *f, const float *e, const float *const *
     }
 }
 
-void dr_fusion_materialise(const dr_fusion *f, const float *e, const dr_fusion_input *in,
+void dr__fusion_materialise(const dr_fusion *f, const float *e, const dr_fusion_input *in,
                            dr_impute impute, float *z, float *act) {
     const uint32_t d = f->d;
     const float *x[DR_MAX_MODALITIES];
@@ -323,30 +323,30 @@ void dr_fusion_materialise(const dr_fusion *f, const float *e, const dr_fusion_i
             x[m] = p ? in->xs[m] + (size_t)i * f->dim[m] : in->zero;
             gate[m] = (p || impute == DR_IMPUTE_MEAN) ? 1.0f : 0.0f;
         }
-        dr_fusion_forward(f, e + (size_t)i * d, x, gate, z + (size_t)i * d, act);
+        dr__fusion_forward(f, e + (size_t)i * d, x, gate, z + (size_t)i * d, act);
     }
 }
 
-dr_status dr_fusion_drop_mask(uint32_t n_mod, uint32_t n_items, uint32_t m, double p,
+dr_status dr__fusion_drop_mask(uint32_t n_mod, uint32_t n_items, uint32_t m, double p,
                               uint64_t seed, uint8_t *over, dr_error *err) {
     if (m >= n_mod || !(p >= 0.0 && p <= 1.0))
-        return dr_fail(err, DR_ARG, "fusion: drop of modality %u (of %u) with fraction %g: "
+        return dr__fail(err, DR_ARG, "fusion: drop of modality %u (of %u) with fraction %g: "
                        "needs a fused modality and 0 <= p <= 1", m, n_mod, p);
     memset(over, 1, (size_t)n_mod * n_items);
     size_t n_drop = (size_t)llround(p * (double)n_items);
     if (n_drop == 0) return DR_OK;
-    uint32_t *perm = dr_malloc((size_t)n_items * sizeof *perm);
-    if (!perm) return dr_fail(err, DR_NOMEM, "fusion: out of memory for the drop mask");
+    uint32_t *perm = dr__malloc((size_t)n_items * sizeof *perm);
+    if (!perm) return dr__fail(err, DR_NOMEM, "fusion: out of memory for the drop mask");
     for (uint32_t i = 0; i < n_items; i++) perm[i] = i;
     dr_rng rng;
-    dr_rng_seed(&rng, seed, 0xD0);
+    dr__rng_seed(&rng, seed, 0xD0);
     for (uint32_t k = n_items; k > 1; k--) {
-        uint32_t r = (uint32_t)dr_rng_below(&rng, k), t = perm[k - 1];
+        uint32_t r = (uint32_t)dr__rng_below(&rng, k), t = perm[k - 1];
         perm[k - 1] = perm[r];
         perm[r] = t;
     }
     for (size_t k = 0; k < n_drop; k++) over[(size_t)m * n_items + perm[k]] = 0;
-    dr_free(perm);
+    dr__free(perm);
     return DR_OK;
 }
 
@@ -355,7 +355,7 @@ dr_status dr_fusion_drop_mask(uint32_t n_mod, uint32_t n_items, uint32_t m, doub
 /* A fusion in a checkpoint: metadata fusion_modalities "name:dim,..." and fusion_impute,
  * sections PREFIX.item_id (rows, d) (the id embeddings e), PREFIX.fusion (n_params) and
  * PREFIX.fusion_stats (n_stats). */
-dr_status dr_fusion_save(dr_ckpt_writer *w, const char *prefix, const dr_fusion *f,
+dr_status dr__fusion_save(dr_ckpt_writer *w, const char *prefix, const dr_fusion *f,
                          const float *eid, uint64_t rows, dr_impute imp, dr_error *err) {
     char mods[DR_MAX_MODALITIES * 48] = "", name[3][48];
     for (uint32_t k = 0; k < f->n_mod; k++)
@@ -366,21 +366,21 @@ dr_status dr_fusion_save(dr_ckpt_writer *w, const char *prefix, const dr_fusion 
     snprintf(name[2], sizeof name[2], "%s.fusion_stats", prefix);
     uint64_t se[2] = {rows, f->d}, sw[1] = {f->n_params}, ss[1] = {f->n_stats};
     dr_status st;
-    if ((st = dr_ckpt_add_meta(w, "fusion_modalities", mods, err)) ||
-        (st = dr_ckpt_add_meta(w, "fusion_impute", dr_impute_name(imp), err)) ||
-        (st = dr_ckpt_add(w, name[0], DR_DT_F32, 2, se, eid, err)) ||
-        (st = dr_ckpt_add(w, name[1], DR_DT_F32, 1, sw, f->w, err)))
+    if ((st = dr__ckpt_add_meta(w, "fusion_modalities", mods, err)) ||
+        (st = dr__ckpt_add_meta(w, "fusion_impute", dr__impute_name(imp), err)) ||
+        (st = dr__ckpt_add(w, name[0], DR_DT_F32, 2, se, eid, err)) ||
+        (st = dr__ckpt_add(w, name[1], DR_DT_F32, 1, sw, f->w, err)))
         return st;
-    return dr_ckpt_add(w, name[2], DR_DT_F32, 1, ss, f->stats, err);
+    return dr__ckpt_add(w, name[2], DR_DT_F32, 1, ss, f->stats, err);
 }
 
-/* Reads what dr_fusion_save wrote: *f gets the shape, w and stats pointing into the mapping (read
+/* Reads what dr__fusion_save wrote: *f gets the shape, w and stats pointing into the mapping (read
  * only), *eid the id embeddings; *found = 0 when the checkpoint has no fusion. Every name,
  * dimension and section shape is checked before use. */
-dr_status dr_fusion_load(const dr_ckpt *c, const char *prefix, uint32_t d, uint64_t rows,
+dr_status dr__fusion_load(const dr_ckpt *c, const char *prefix, uint32_t d, uint64_t rows,
                          dr_fusion *f, const float **eid, dr_impute *imp, int *found,
                          dr_error *err) {
-    const char *mods = dr_ckpt_meta(c, "fusion_modalities"), *path = dr_ckpt_path(c);
+    const char *mods = dr__ckpt_meta(c, "fusion_modalities"), *path = dr__ckpt_path(c);
     *found = 0;
     if (!mods) return DR_OK;
     memset(f, 0, sizeof *f);
@@ -391,9 +391,9 @@ dr_status dr_fusion_load(const dr_ckpt *c, const char *prefix, uint32_t d, uint6
         uint32_t dim;
         if (f->n_mod >= DR_MAX_MODALITIES || !colon || colon >= a + n || colon == a ||
             (size_t)(colon - a) >= sizeof f->name[0] ||
-            !dr_parse_u32(colon + 1, (size_t)(a + n - colon - 1), &dim) || dim == 0 ||
+            !dr__parse_u32(colon + 1, (size_t)(a + n - colon - 1), &dim) || dim == 0 ||
             dim > (1u << 20))
-            return dr_fail(err, DR_FORMAT, "%s: metadata fusion_modalities '%.64s' is not "
+            return dr__fail(err, DR_FORMAT, "%s: metadata fusion_modalities '%.64s' is not "
                            "name:dim,...", path, mods);
         uint32_t k = f->n_mod++;
         memcpy(f->name[k], a, (size_t)(colon - a));
@@ -405,10 +405,10 @@ dr_status dr_fusion_load(const dr_ckpt *c, const char *prefix, uint32_t d, uint6
         a += n + (comma ? 1 : 0);
     }
     if (f->n_mod == 0)
-        return dr_fail(err, DR_FORMAT, "%s: metadata fusion_modalities is empty", path);
-    const char *iv = dr_ckpt_meta(c, "fusion_impute");
-    if (!iv || dr_impute_parse(iv, imp, NULL) != DR_OK)
-        return dr_fail(err, DR_FORMAT, "%s: metadata fusion_impute missing or not gate|mean", path);
+        return dr__fail(err, DR_FORMAT, "%s: metadata fusion_modalities is empty", path);
+    const char *iv = dr__ckpt_meta(c, "fusion_impute");
+    if (!iv || dr__impute_parse(iv, imp, NULL) != DR_OK)
+        return dr__fail(err, DR_FORMAT, "%s: metadata fusion_impute missing or not gate|mean", path);
     uint64_t se[2] = {rows, d}, sw[1] = {f->n_params}, ss[1] = {f->n_stats};
     const void *pe, *pw, *ps;
     char names[3][48];
@@ -416,11 +416,11 @@ dr_status dr_fusion_load(const dr_ckpt *c, const char *prefix, uint32_t d, uint6
     snprintf(names[1], sizeof names[1], "%s.fusion", prefix);
     snprintf(names[2], sizeof names[2], "%s.fusion_stats", prefix);
     for (int k = 0; k < 3; k++) {
-        dr_status st = k == 0 ? dr_ckpt_find(c, names[k], DR_DT_F32, 2, se, &pe, err)
-                     : k == 1 ? dr_ckpt_find(c, names[k], DR_DT_F32, 1, sw, &pw, err)
-                              : dr_ckpt_find(c, names[k], DR_DT_F32, 1, ss, &ps, err);
+        dr_status st = k == 0 ? dr__ckpt_find(c, names[k], DR_DT_F32, 2, se, &pe, err)
+                     : k == 1 ? dr__ckpt_find(c, names[k], DR_DT_F32, 1, sw, &pw, err)
+                              : dr__ckpt_find(c, names[k], DR_DT_F32, 1, ss, &ps, err);
         if (st == DR_NOTFOUND)
-            return dr_fail(err, DR_FORMAT, "%s: section '%s' is missing", path, names[k]);
+            return dr__fail(err, DR_FORMAT, "%s: section '%s' is missing", path, names[k]);
         if (st != DR_OK) return st;
     }
     f->w = (float *)(uintptr_t)pw; /* read only: the attach functions copy */

@@ -18,15 +18,15 @@
 typedef enum { DR_IMPUTE_GATE = 0, DR_IMPUTE_MEAN = 1 } dr_impute;
 
 /* "gate" | "mean" */
-dr_status dr_impute_parse(const char *s, dr_impute *out, dr_error *err);
-const char *dr_impute_name(dr_impute m);
+dr_status dr__impute_parse(const char *s, dr_impute *out, dr_error *err);
+const char *dr__impute_name(dr_impute m);
 
 /*
  * The modality mask for a selection spec over ds's modalities: NULL, "" or "none" -> 0 (ids
  * only); "all" -> every modality; otherwise comma-separated names ("visual,audio"). An unknown
  * name is DR_ARG naming it and the modalities the dataset has.
  */
-dr_status dr_fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mask,
+dr_status dr__fusion_select(const dr_dataset *ds, const char *spec, uint32_t *mask,
                            dr_error *err);
 
 typedef struct dr_fusion {
@@ -47,7 +47,7 @@ typedef struct dr_fusion {
 } dr_fusion;
 
 /* Floats of scratch one forward pass keeps for backward: n_mod * (d + 2) (y, sigmoid, gate). */
-size_t dr_fusion_act_floats(const dr_fusion *f);
+size_t dr__fusion_act_floats(const dr_fusion *f);
 
 /*
  * Builds a fusion over the dataset modalities selected by `mask` (bit m = ds->mod[m]):
@@ -56,12 +56,12 @@ size_t dr_fusion_act_floats(const dr_fusion *f);
  * (so |y| starts at the scale of e), u ~ N(0, 0.01 / (2 d)) (gates start near 1/2), b = c = 0.
  * mask = 0 gives an empty fusion (n_mod = 0).
  */
-dr_status dr_fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,
+dr_status dr__fusion_init(dr_fusion *f, const dr_dataset *ds, uint32_t mask, uint32_t d,
                          float init_std, uint64_t seed, dr_error *err);
-void dr_fusion_free(dr_fusion *f); /* frees w and stats; zeroes f */
+void dr__fusion_free(dr_fusion *f); /* frees w and stats; zeroes f */
 /* Deep copy of src into dst (zeroed first) after checking that its offsets and sizes are the
- * layout dr_fusion_init makes (DR_ARG naming the modality otherwise) and that d == want_d. */
-dr_status dr_fusion_copy(dr_fusion *dst, const dr_fusion *src, uint32_t want_d, dr_error *err);
+ * layout dr__fusion_init makes (DR_ARG naming the modality otherwise) and that d == want_d. */
+dr_status dr__fusion_copy(dr_fusion *dst, const dr_fusion *src, uint32_t want_d, dr_error *err);
 
 /*
  * Standardised features for the fused modalities: n_mod arrays xs[m] (n_items, dim[m])
@@ -76,24 +76,24 @@ typedef struct dr_fusion_input {
     uint8_t *pres;                    /* (n_mod, n_items) */
     float *zero;                      /* (max dim) zeros: the mean-imputed row */
 } dr_fusion_input;
-dr_status dr_fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
+dr_status dr__fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
                                 const uint8_t *override, dr_fusion_input *in, dr_error *err);
-void dr_fusion_input_free(dr_fusion_input *in);
+void dr__fusion_input_free(dr_fusion_input *in);
 
 /*
  * One item's forward pass. x[m] is its standardised feature row (dim[m]), gate[m] the
  * presence value in {0, 1} (after dropout / imputation: with DR_IMPUTE_MEAN the caller passes
- * x[m] = zeros and gate[m] = 1). act (dr_fusion_act_floats) keeps y, sigmoid and gate.
+ * x[m] = zeros and gate[m] = 1). act (dr__fusion_act_floats) keeps y, sigmoid and gate.
  */
-void dr_fusion_forward(const dr_fusion *f, const float *e, const float *const *x,
+void dr__fusion_forward(const dr_fusion *f, const float *e, const float *const *x,
                        const float *gate, float *z, float *act);
 /* Backward of the same item: given dz (d), writes de (d) and ADDS the gradient of w to dw
  * (n_params). */
-void dr_fusion_backward(const dr_fusion *f, const float *e, const float *const *x,
+void dr__fusion_backward(const dr_fusion *f, const float *e, const float *const *x,
                         const float *act, const float *dz, float *de, float *dw);
 
 /* z (n_items, d) for every item from e (n_items, d) and the input, with imputation mode. */
-void dr_fusion_materialise(const dr_fusion *f, const float *e, const dr_fusion_input *in,
+void dr__fusion_materialise(const dr_fusion *f, const float *e, const dr_fusion_input *in,
                            dr_impute impute, float *z, float *act);
 
 /*
@@ -101,19 +101,19 @@ void dr_fusion_materialise(const dr_fusion *f, const float *e, const dr_fusion_i
  * n_items) is set to 1 everywhere, then for modality `m` the first round(p n_items) items of
  * a permutation drawn from seed get 0 (uniform; same seed, same items).
  */
-dr_status dr_fusion_drop_mask(uint32_t n_mod, uint32_t n_items, uint32_t m, double p,
+dr_status dr__fusion_drop_mask(uint32_t n_mod, uint32_t n_items, uint32_t m, double p,
                               uint64_t seed, uint8_t *over, dr_error *err);
 
-/* A fusion in a checkpoint (format.h): metadata fusion_modalities "name:dim,..." and
+/* A fusion in a checkpoint (ckpt.h): metadata fusion_modalities "name:dim,..." and
  * fusion_impute, sections PREFIX.item_id (rows, d) (the id embeddings e), PREFIX.fusion
- * (n_params) and PREFIX.fusion_stats (n_stats). dr_fusion_load reads it back: *f gets the
+ * (n_params) and PREFIX.fusion_stats (n_stats). dr__fusion_load reads it back: *f gets the
  * shape, w and stats pointing into the mapping (read only), *eid the id embeddings; *found = 0
  * when the checkpoint has no fusion. Every name, dimension and section shape is checked. */
 struct dr_ckpt;
 struct dr_ckpt_writer;
-dr_status dr_fusion_save(struct dr_ckpt_writer *w, const char *prefix, const dr_fusion *f,
+dr_status dr__fusion_save(struct dr_ckpt_writer *w, const char *prefix, const dr_fusion *f,
                          const float *eid, uint64_t rows, dr_impute imp, dr_error *err);
-dr_status dr_fusion_load(const struct dr_ckpt *c, const char *prefix, uint32_t d, uint64_t rows,
+dr_status dr__fusion_load(const struct dr_ckpt *c, const char *prefix, uint32_t d, uint64_t rows,
                          dr_fusion *f, const float **eid, dr_impute *imp, int *found,
                          dr_error *err);
 

@@ -7,13 +7,13 @@
  * DESIGN: the format is a file list and its columns: the files go through the shared
  * delimited parser in order, so the given split needs no code of its own.
  */
-#include "load_int.h"
+#include "load_common.h"
 
-bool dr_detect_amazon_csv(const char *dir) {
-    return dr_dir_has(dir, "train.csv") && dr_dir_has(dir, "validation.csv");
+bool dr__detect_amazon_csv(const char *dir) {
+    return dr__dir_has(dir, "train.csv") && dr__dir_has(dir, "validation.csv");
 }
 
-dr_status dr_load_amazon_csv(const char *dir, const dr_load_params *p, dr_dataset **out,
+dr_status dr__load_amazon_csv(const char *dir, const dr_load_params *p, dr_dataset **out,
                              dr_error *err) {
     static const char *const files[] = {"train.csv", "validation.csv", "test.csv"};
     static const uint8_t tags[] = {DR_TAG_TRAIN, DR_TAG_VALID, DR_TAG_TEST};
@@ -27,12 +27,12 @@ dr_status dr_load_amazon_csv(const char *dir, const dr_load_params *p, dr_datase
     q.col_time = 2;
     q.col_weight = -1;
     *out = NULL;
-    dr_status s = dr_builder_create(&b);
-    if (s != DR_OK) return dr_loader_oom(err, dir);
-    if ((s = dr_read_parse_files(dir, files, tags, 3, false, &q, b, &rep, err)) == DR_OK)
-        s = dr_loader_build(b, &rep, dir, DR_FMT_AMAZON_CSV, "amazon-mtv",
+    dr_status s = dr__builder_create(&b);
+    if (s != DR_OK) return dr__loader_oom(err, dir);
+    if ((s = dr__read_parse_files(dir, files, tags, 3, false, &q, b, &rep, err)) == DR_OK)
+        s = dr__loader_build(b, &rep, dir, DR_FMT_AMAZON_CSV, "amazon-mtv",
                             q.time_scale ? q.time_scale : 0.001, out, err);
-    dr_builder_free(b);
+    dr__builder_free(b);
     return s;
 }
 

@@ -11,7 +11,7 @@
  * the same dense ids (events first, then the catalogue in saved order). The fields are split
  * without CSV quoting: the format escapes instead of quoting.
  */
-#include "load_int.h"
+#include "load_common.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -38,7 +38,7 @@ static size_t unescape(const char *s, size_t n, char *out) {
 
 static int column(const dr_fields *rd, const char *name) {
     for (size_t k = 0; k < DR_MIN(rd->nf, (size_t)DR_LOAD_MAX_FIELDS); k++)
-        if (dr_span_eq(rd->f[k], name)) return (int)k;
+        if (dr__span_eq(rd->f[k], name)) return (int)k;
     return -1;
 }
 
@@ -52,7 +52,7 @@ typedef struct manifest {
 
 static dr_status read_manifest(const char *dir, const dr_load_params *p, manifest *m,
                                dr_error *err) {
-    char *path = dr_path_join(dir, "manifest.tsv"), *buf = NULL;
+    char *path = dr__path_join(dir, "manifest.tsv"), *buf = NULL;
     size_t len;
     dr_load_report scratch = {0};
     dr_load_params strict = *p;
@@ -61,55 +61,55 @@ static dr_status read_manifest(const char *dir, const dr_load_params *p, manifes
     memset(m, 0, sizeof *m);
     m->n_users = m->n_items = m->n_events = m->has_given_split = -1;
     m->time_scale = -1;
-    if (!path) return dr_loader_oom(err, dir);
+    if (!path) return dr__loader_oom(err, dir);
     dr_status s = DR_OK;
-    if (!dr_path_exists(path)) goto done;
-    if ((s = dr_read_file(path, p->max_file, &buf, &len, err)) != DR_OK) goto done;
+    if (!dr__path_exists(path)) goto done;
+    if ((s = dr__read_file(path, p->max_file, &buf, &len, err)) != DR_OK) goto done;
     m->have = true;
     strict.strict = 1;
-    dr_fields_init(&rd, buf, len, path, &strict, &scratch, err, '\t', false);
-    while ((q = dr_fields_next(&rd)) > 0) {
+    dr__fields_init(&rd, buf, len, path, &strict, &scratch, err, '\t', false);
+    while ((q = dr__fields_next(&rd)) > 0) {
         dr_span k = rd.f[0], v = rd.f[1];
         char val[512];
         int64_t iv = 0;
         bool ok = rd.nf == 2 && v.n < sizeof val;
         if (!ok) {
-            s = dr_fail(err, DR_FORMAT, "%s:%zu: expected key<TAB>value", path, rd.ln.no);
+            s = dr__fail(err, DR_FORMAT, "%s:%zu: expected key<TAB>value", path, rd.ln.no);
             break;
         }
         unescape(v.s, v.n, val);
-        if (dr_span_eq(k, "format")) {
+        if (dr__span_eq(k, "format")) {
             ok = strcmp(val, "dynrec") == 0;
-        } else if (dr_span_eq(k, "version")) {
+        } else if (dr__span_eq(k, "version")) {
             if (strcmp(val, "1") != 0) {
-                s = dr_fail(err, DR_UNSUPPORTED, "%s:%zu: version %s (this build reads 1)", path,
+                s = dr__fail(err, DR_UNSUPPORTED, "%s:%zu: version %s (this build reads 1)", path,
                             rd.ln.no, val);
                 break;
             }
-        } else if (dr_span_eq(k, "name")) {
+        } else if (dr__span_eq(k, "name")) {
             snprintf(m->name, sizeof m->name, "%s", val);
-        } else if (dr_span_eq(k, "time_scale")) {
-            ok = dr_parse_f64(v.s, v.n, &m->time_scale) && m->time_scale >= 0;
-        } else if (dr_span_eq(k, "modalities")) {
+        } else if (dr__span_eq(k, "time_scale")) {
+            ok = dr__parse_f64(v.s, v.n, &m->time_scale) && m->time_scale >= 0;
+        } else if (dr__span_eq(k, "modalities")) {
             snprintf(m->modalities, sizeof m->modalities, "%s", val);
-        } else if (dr_span_eq(k, "has_given_split") || dr_span_eq(k, "n_users") ||
-                   dr_span_eq(k, "n_items") || dr_span_eq(k, "n_events")) {
-            ok = dr_parse_i64(v.s, v.n, &iv) && iv >= 0;
-            *(dr_span_eq(k, "has_given_split") ? &m->has_given_split
-              : dr_span_eq(k, "n_users")       ? &m->n_users
-              : dr_span_eq(k, "n_items")       ? &m->n_items
+        } else if (dr__span_eq(k, "has_given_split") || dr__span_eq(k, "n_users") ||
+                   dr__span_eq(k, "n_items") || dr__span_eq(k, "n_events")) {
+            ok = dr__parse_i64(v.s, v.n, &iv) && iv >= 0;
+            *(dr__span_eq(k, "has_given_split") ? &m->has_given_split
+              : dr__span_eq(k, "n_users")       ? &m->n_users
+              : dr__span_eq(k, "n_items")       ? &m->n_items
                                                : &m->n_events) = iv;
         } /* other keys: written by a newer version, ignored */
         if (!ok) {
-            s = dr_fail(err, DR_FORMAT, "%s:%zu: bad manifest line", path, rd.ln.no);
+            s = dr__fail(err, DR_FORMAT, "%s:%zu: bad manifest line", path, rd.ln.no);
             break;
         }
     }
     if (s == DR_OK && q < 0) s = rd.ln.status;
-    dr_fields_free(&rd);
+    dr__fields_free(&rd);
 done:
-    dr_free(buf);
-    dr_free(path);
+    dr__free(buf);
+    dr__free(path);
     return s;
 }
 
@@ -129,27 +129,27 @@ typedef struct dyn_state {
 
 static dr_status dyn_interactions(const char *dir, const dr_load_params *p, dr_builder *b,
                                   dr_load_report *r, dyn_state *st, dr_error *err) {
-    char *path = dr_path_join(dir, "interactions.tsv"), *buf = NULL;
+    char *path = dr__path_join(dir, "interactions.tsv"), *buf = NULL;
     size_t len, ok = 0;
     dr_fields rd;
     int q, cu = -1, ci = -1, ct = -1, cw = -1, cs = -1;
-    if (!path) return dr_loader_oom(err, dir);
-    if (!dr_path_exists(path)) {
-        dr_free(path);
-        if (!(path = dr_path_join(dir, "dataset.tsv"))) return dr_loader_oom(err, dir);
+    if (!path) return dr__loader_oom(err, dir);
+    if (!dr__path_exists(path)) {
+        dr__free(path);
+        if (!(path = dr__path_join(dir, "dataset.tsv"))) return dr__loader_oom(err, dir);
     }
-    dr_status s = dr_read_file(path, p->max_file, &buf, &len, err);
+    dr_status s = dr__read_file(path, p->max_file, &buf, &len, err);
     if (s != DR_OK) goto done;
-    dr_fields_init(&rd, buf, len, path, p, r, err, '\t', false);
+    dr__fields_init(&rd, buf, len, path, p, r, err, '\t', false);
     size_t ncols = 0;
-    while ((q = dr_fields_next(&rd)) > 0) {
+    while ((q = dr__fields_next(&rd)) > 0) {
         if (!ncols) {
             r->rows_read--;
             ncols = rd.nf;
             cu = column(&rd, "user"), ci = column(&rd, "item"), ct = column(&rd, "time");
             cw = column(&rd, "weight"), cs = column(&rd, "split");
             if (cu < 0 || ci < 0) {
-                s = dr_fail(err, DR_FORMAT, "%s:%zu: expected the header "
+                s = dr__fail(err, DR_FORMAT, "%s:%zu: expected the header "
                             "user<TAB>item<TAB>time<TAB>weight<TAB>split", path, rd.ln.no);
                 break;
             }
@@ -160,23 +160,23 @@ static dr_status dyn_interactions(const char *dir, const dr_load_params *p, dr_b
         float w = 1;
         int tag = 0;
         if (cs >= 0 && rd.nf == ncols)
-            for (tag = 3; tag > 0 && !dr_span_eq(rd.f[cs], split_names[tag]); tag--) {}
+            for (tag = 3; tag > 0 && !dr__span_eq(rd.f[cs], split_names[tag]); tag--) {}
         if (rd.nf != ncols)
-            s = dr_lines_bad(&rd.ln, DR_SKIP_COLUMNS, "expected %zu columns, found %zu", ncols, rd.nf);
+            s = dr__lines_bad(&rd.ln, DR_SKIP_COLUMNS, "expected %zu columns, found %zu", ncols, rd.nf);
         else if (!u.n || !it.n)
-            s = dr_lines_bad(&rd.ln, DR_SKIP_EMPTY_ID, "empty user or item id");
-        else if ((ct >= 0 && !dr_parse_i64(rd.f[ct].s, rd.f[ct].n, &t)) ||
-                 (cw >= 0 && !dr_parse_weight(rd.f[cw], &w)))
-            s = dr_lines_bad(&rd.ln, DR_SKIP_NUMBER, "malformed time or weight");
-        else if (cs >= 0 && tag == 0 && rd.f[cs].n && !dr_span_eq(rd.f[cs], "-"))
-            s = dr_lines_bad(&rd.ln, DR_SKIP_FIELD, "split must be -, train, valid or test");
+            s = dr__lines_bad(&rd.ln, DR_SKIP_EMPTY_ID, "empty user or item id");
+        else if ((ct >= 0 && !dr__parse_i64(rd.f[ct].s, rd.f[ct].n, &t)) ||
+                 (cw >= 0 && !dr__parse_weight(rd.f[cw], &w)))
+            s = dr__lines_bad(&rd.ln, DR_SKIP_NUMBER, "malformed time or weight");
+        else if (cs >= 0 && tag == 0 && rd.f[cs].n && !dr__span_eq(rd.f[cs], "-"))
+            s = dr__lines_bad(&rd.ln, DR_SKIP_FIELD, "split must be -, train, valid or test");
         else if (dr_vec_reserve(&st->scratch, u.n + 1) || dr_vec_reserve(&st->scratch2, it.n + 1))
-            s = dr_loader_oom(err, path);
+            s = dr__loader_oom(err, path);
         else {
             size_t un = unescape(u.s, u.n, st->scratch.a), in = unescape(it.s, it.n, st->scratch2.a);
-            s = dr_builder_add_event(b, st->scratch.a, un, st->scratch2.a, in, t, w, (uint8_t)tag);
+            s = dr__builder_add_event(b, st->scratch.a, un, st->scratch2.a, in, t, w, (uint8_t)tag);
             if (s != DR_OK)
-                s = dr_fail(err, s, "%s:%zu: out of memory or too many interactions", path, rd.ln.no);
+                s = dr__fail(err, s, "%s:%zu: out of memory or too many interactions", path, rd.ln.no);
             else
                 r->rows_ok++, ok++;
         }
@@ -184,11 +184,11 @@ static dr_status dyn_interactions(const char *dir, const dr_load_params *p, dr_b
     }
     if (s == DR_OK && q < 0) s = rd.ln.status;
     if (s == DR_OK && !ok)
-        s = dr_fail(err, DR_FORMAT, "%s: no interactions accepted", path);
-    dr_fields_free(&rd);
+        s = dr__fail(err, DR_FORMAT, "%s: no interactions accepted", path);
+    dr__fields_free(&rd);
 done:
-    dr_free(buf);
-    dr_free(path);
+    dr__free(buf);
+    dr__free(path);
     return s;
 }
 
@@ -198,19 +198,19 @@ static dr_status dyn_items(const char *dir, const dr_load_params *p, dr_builder 
     size_t len;
     dr_fields rd;
     int q, ci = -1, ctl = -1, ca = -1;
-    if (!(st->ipath = dr_path_join(dir, "items.tsv"))) return dr_loader_oom(err, dir);
-    if (!dr_path_exists(st->ipath)) return DR_OK;
-    dr_status s = dr_read_file(st->ipath, p->max_file, &st->ibuf, &len, err);
+    if (!(st->ipath = dr__path_join(dir, "items.tsv"))) return dr__loader_oom(err, dir);
+    if (!dr__path_exists(st->ipath)) return DR_OK;
+    dr_status s = dr__read_file(st->ipath, p->max_file, &st->ibuf, &len, err);
     if (s != DR_OK) return s;
-    dr_fields_init(&rd, st->ibuf, len, st->ipath, p, r, err, '\t', false);
+    dr__fields_init(&rd, st->ibuf, len, st->ipath, p, r, err, '\t', false);
     size_t ncols = 0;
-    while ((q = dr_fields_next(&rd)) > 0) {
+    while ((q = dr__fields_next(&rd)) > 0) {
         if (!ncols) {
             r->rows_read--;
             ncols = rd.nf;
             ci = column(&rd, "item"), ctl = column(&rd, "title"), ca = column(&rd, "attributes");
             if (ci < 0) {
-                s = dr_fail(err, DR_FORMAT, "%s:%zu: expected the header "
+                s = dr__fail(err, DR_FORMAT, "%s:%zu: expected the header "
                             "item<TAB>title<TAB>attributes", st->ipath, rd.ln.no);
                 break;
             }
@@ -220,43 +220,43 @@ static dr_status dyn_items(const char *dir, const dr_load_params *p, dr_builder 
         if (ctl >= 0 && (size_t)ctl < rd.nf) row.title = rd.f[ctl];
         if (ca >= 0 && (size_t)ca < rd.nf) row.attrs = rd.f[ca];
         if (rd.nf != ncols)
-            s = dr_lines_bad(&rd.ln, DR_SKIP_COLUMNS, "expected %zu columns, found %zu", ncols, rd.nf);
+            s = dr__lines_bad(&rd.ln, DR_SKIP_COLUMNS, "expected %zu columns, found %zu", ncols, rd.nf);
         else if (!row.id.n)
-            s = dr_lines_bad(&rd.ln, DR_SKIP_EMPTY_ID, "empty item id");
+            s = dr__lines_bad(&rd.ln, DR_SKIP_EMPTY_ID, "empty item id");
         else if (dr_vec_reserve(&st->scratch, row.id.n + 1) || dr_vec_push(&st->rows, row) ||
-                 dr_builder_add_item(b, st->scratch.a,
+                 dr__builder_add_item(b, st->scratch.a,
                                      unescape(row.id.s, row.id.n, st->scratch.a)) != DR_OK)
-            s = dr_loader_oom(err, st->ipath);
+            s = dr__loader_oom(err, st->ipath);
         if (s != DR_OK) break;
     }
     if (s == DR_OK && q < 0) s = rd.ln.status;
-    dr_fields_free(&rd);
+    dr__fields_free(&rd);
     return s;
 }
 
 /* Applies the kept items.tsv rows; map[r] receives the dense id of row r. */
 static dr_status dyn_item_meta(dr_dataset *ds, dyn_state *st, uint32_t *map, dr_error *err) {
     dr_attr_acc acc = {0};
-    uint8_t *seen = dr_calloc((size_t)ds->n_items + 1, 1);
+    uint8_t *seen = dr__calloc((size_t)ds->n_items + 1, 1);
     dr_status s = DR_OK;
-    if (!seen) return dr_loader_oom(err, st->ipath);
+    if (!seen) return dr__loader_oom(err, st->ipath);
     for (size_t k = 0; k < st->rows.n && s == DR_OK; k++) {
         item_row *row = &st->rows.a[k];
         size_t need = DR_MAX(row->id.n, DR_MAX(row->title.n, row->attrs.n)) + 1;
         if (dr_vec_reserve(&st->scratch, need)) {
-            s = dr_loader_oom(err, st->ipath);
+            s = dr__loader_oom(err, st->ipath);
             break;
         }
         char *tmp = st->scratch.a;
-        uint32_t i = dr_strtab_find(&ds->items, tmp, unescape(row->id.s, row->id.n, tmp));
+        uint32_t i = dr__strtab_find(&ds->items, tmp, unescape(row->id.s, row->id.n, tmp));
         if (i == UINT32_MAX) {
-            s = dr_fail(err, DR_INTERNAL, "%s:%zu: item %s was not registered", st->ipath,
+            s = dr__fail(err, DR_INTERNAL, "%s:%zu: item %s was not registered", st->ipath,
                         row->line, tmp);
             break;
         }
         map[k] = i;
         if (seen[i]) { /* rows were counted as read by dyn_items */
-            dr_report_skip(&ds->report, DR_SKIP_DUPLICATE, "%s:%zu: item %s listed twice",
+            dr__report_skip(&ds->report, DR_SKIP_DUPLICATE, "%s:%zu: item %s listed twice",
                            st->ipath, row->line, tmp);
             continue;
         }
@@ -264,7 +264,7 @@ static dr_status dyn_item_meta(dr_dataset *ds, dyn_state *st, uint32_t *map, dr_
         ds->report.rows_ok++;
         if (row->title.n) {
             size_t n = unescape(row->title.s, row->title.n, tmp);
-            if (dr_dataset_set_title(ds, i, tmp, n) != DR_OK) s = dr_loader_oom(err, st->ipath);
+            if (dr__dataset_set_title(ds, i, tmp, n) != DR_OK) s = dr__loader_oom(err, st->ipath);
         }
         /* attributes: split at unescaped '|', then unescape each */
         const char *a = row->attrs.s, *end = a + row->attrs.n;
@@ -272,14 +272,14 @@ static dr_status dyn_item_meta(dr_dataset *ds, dyn_state *st, uint32_t *map, dr_
             const char *e = a;
             while (e < end && *e != '|') e += *e == '\\' && e + 1 < end ? 2 : 1;
             size_t n = unescape(a, (size_t)(e - a), tmp);
-            if (n && dr_attr_acc_add(ds, &acc, i, NULL, tmp, n, false) != DR_OK)
-                s = dr_loader_oom(err, st->ipath);
+            if (n && dr__attr_acc_add(ds, &acc, i, NULL, tmp, n, false) != DR_OK)
+                s = dr__loader_oom(err, st->ipath);
             a = e + 1;
         }
     }
-    if (s == DR_OK) s = dr_attr_acc_finish(ds, &acc, err);
-    dr_attr_acc_free(&acc);
-    dr_free(seen);
+    if (s == DR_OK) s = dr__attr_acc_finish(ds, &acc, err);
+    dr__attr_acc_free(&acc);
+    dr__free(seen);
     return s;
 }
 
@@ -302,20 +302,20 @@ static dr_status dyn_modality(dr_dataset *ds, const char *dir, const char *name,
     uint8_t *present = NULL;
     dr_status s;
     snprintf(rel, sizeof rel, "features/%s.npy", name);
-    if (!(path = dr_path_join(dir, rel))) goto nomem;
+    if (!(path = dr__path_join(dir, rel))) goto nomem;
     snprintf(rel, sizeof rel, "features/%s.present.npy", name);
-    if (!(ppath = dr_path_join(dir, rel))) goto nomem;
-    if ((s = dr_npy_read(path, p->max_file, &a, err)) != DR_OK) goto fail;
-    if (dr_path_exists(ppath) && (s = dr_npy_read(ppath, p->max_file, &pr, err)) != DR_OK)
+    if (!(ppath = dr__path_join(dir, rel))) goto nomem;
+    if ((s = dr__npy_read(path, p->max_file, &a, err)) != DR_OK) goto fail;
+    if (dr__path_exists(ppath) && (s = dr__npy_read(ppath, p->max_file, &pr, err)) != DR_OK)
         goto fail;
     if (a.rows != nrows || (pr.data && (pr.rows != nrows || pr.cols != 1))) {
-        s = dr_fail(err, DR_FORMAT, "%s: %u rows, expected %u (one per item of items.tsv)",
+        s = dr__fail(err, DR_FORMAT, "%s: %u rows, expected %u (one per item of items.tsv)",
                     pr.data && pr.rows != nrows ? ppath : path,
                     pr.data && pr.rows != nrows ? pr.rows : a.rows, nrows);
         goto fail;
     }
-    x = dr_calloc((size_t)ds->n_items * a.cols, sizeof *x);
-    present = dr_calloc((size_t)ds->n_items + 1, 1);
+    x = dr__calloc((size_t)ds->n_items * a.cols, sizeof *x);
+    present = dr__calloc((size_t)ds->n_items + 1, 1);
     if (!x || !present) goto nomem;
     for (uint32_t r = 0; r < nrows; r++) {
         const float *src = a.data + (size_t)r * a.cols;
@@ -324,31 +324,31 @@ static dr_status dyn_modality(dr_dataset *ds, const char *dir, const char *name,
         bool on = pr.data ? pr.data[r] != 0 : any && !bad;
         if (!on) continue;
         if (bad) {
-            s = dr_fail(err, DR_FORMAT, "%s: row %u: NaN or infinite value", path, r);
+            s = dr__fail(err, DR_FORMAT, "%s: row %u: NaN or infinite value", path, r);
             goto fail;
         }
         memcpy(x + (size_t)map[r] * a.cols, src, (size_t)a.cols * sizeof *x);
         present[map[r]] = 1;
     }
-    s = dr_dataset_add_modality(ds, name, a.cols, x, present, err);
+    s = dr__dataset_add_modality(ds, name, a.cols, x, present, err);
     goto fail;
 nomem:
-    s = dr_loader_oom(err, dir);
+    s = dr__loader_oom(err, dir);
 fail:
-    dr_free(path);
-    dr_free(ppath);
-    dr_npy_free(&a);
-    dr_npy_free(&pr);
-    dr_free(x);
-    dr_free(present);
+    dr__free(path);
+    dr__free(ppath);
+    dr__npy_free(&a);
+    dr__npy_free(&pr);
+    dr__free(x);
+    dr__free(present);
     return s;
 }
 
-bool dr_detect_dynrec(const char *dir) {
-    return dr_dir_has(dir, "interactions.tsv") || dr_dir_has(dir, "dataset.tsv");
+bool dr__detect_dynrec(const char *dir) {
+    return dr__dir_has(dir, "interactions.tsv") || dr__dir_has(dir, "dataset.tsv");
 }
 
-dr_status dr_load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **out,
+dr_status dr__load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **out,
                          dr_error *err) {
     dr_builder *b = NULL;
     dr_dataset *ds = NULL;
@@ -360,22 +360,22 @@ dr_status dr_load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **
     *out = NULL;
     dr_status s = read_manifest(dir, p, &m, err);
     if (s != DR_OK) return s;
-    if ((s = dr_builder_create(&b)) != DR_OK) return dr_loader_oom(err, dir);
+    if ((s = dr__builder_create(&b)) != DR_OK) return dr__loader_oom(err, dir);
     /* events first, then the catalogue: dense ids come out as they were saved */
     if ((s = dyn_interactions(dir, p, b, &rep, &st, err)) != DR_OK ||
         (s = dyn_items(dir, p, b, &rep, &st, err)) != DR_OK)
         goto fail;
-    dr_base_name(dir, false, name, sizeof name);
+    dr__base_name(dir, false, name, sizeof name);
     double ts = m.time_scale >= 0 ? m.time_scale : p->time_scale ? p->time_scale : 1;
-    if ((s = dr_loader_build(b, &rep, dir, DR_FMT_DYNREC, m.name[0] ? m.name : name, ts, &ds,
+    if ((s = dr__loader_build(b, &rep, dir, DR_FMT_DYNREC, m.name[0] ? m.name : name, ts, &ds,
                              err)) != DR_OK)
         goto fail;
     for (size_t k = 0; k < ds->n_events && m.has_given_split < 0; k++)
         if (ds->ev_tag[k] != DR_TAG_NONE) m.has_given_split = 1;
     ds->has_given_split = m.has_given_split > 0;
     uint32_t nrows = st.ibuf ? (uint32_t)st.rows.n : ds->n_items;
-    if (!(map = dr_malloc(((size_t)nrows + 1) * sizeof *map))) {
-        s = dr_loader_oom(err, dir);
+    if (!(map = dr__malloc(((size_t)nrows + 1) * sizeof *map))) {
+        s = dr__loader_oom(err, dir);
         goto fail;
     }
     for (uint32_t r = 0; r < nrows; r++) map[r] = r;
@@ -385,7 +385,7 @@ dr_status dr_load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **
         size_t n = e ? (size_t)(e - a) : strlen(a);
         char mod[32];
         if (!mod_name_ok(a, n)) {
-            s = dr_fail(err, DR_FORMAT, "%s/manifest.tsv: bad modality name '%.*s'", dir,
+            s = dr__fail(err, DR_FORMAT, "%s/manifest.tsv: bad modality name '%.*s'", dir,
                         (int)DR_MIN(n, 40), a);
             goto fail;
         }
@@ -396,7 +396,7 @@ dr_status dr_load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **
     if ((m.n_users >= 0 && m.n_users != ds->n_users) ||
         (m.n_items >= 0 && m.n_items != ds->n_items) ||
         (m.n_events >= 0 && (size_t)m.n_events != ds->n_events)) {
-        s = dr_fail(err, DR_FORMAT, "%s/manifest.tsv: says %" PRId64 " users, %" PRId64
+        s = dr__fail(err, DR_FORMAT, "%s/manifest.tsv: says %" PRId64 " users, %" PRId64
                     " items, %" PRId64 " events; the files hold %u, %u, %zu",
                     dir, m.n_users, m.n_items, m.n_events, ds->n_users, ds->n_items,
                     ds->n_events);
@@ -405,11 +405,11 @@ dr_status dr_load_dynrec(const char *dir, const dr_load_params *p, dr_dataset **
     *out = ds;
     ds = NULL;
 fail:
-    dr_builder_free(b);
+    dr__builder_free(b);
     dr_dataset_free(ds);
-    dr_free(map);
-    dr_free(st.ibuf);
-    dr_free(st.ipath);
+    dr__free(map);
+    dr__free(st.ibuf);
+    dr__free(st.ipath);
     dr_vec_free(&st.rows);
     dr_vec_free(&st.scratch);
     dr_vec_free(&st.scratch2);
@@ -433,8 +433,8 @@ static void put_esc(FILE *f, const char *s) {
 
 static dr_status open_out(const char *dir, const char *file, char **path, FILE **f,
                           dr_error *err) {
-    if (!(*path = dr_path_join(dir, file))) return dr_loader_oom(err, dir);
-    if (!(*f = fopen(*path, "wb"))) return dr_fail(err, DR_IO, "%s: cannot create", *path);
+    if (!(*path = dr__path_join(dir, file))) return dr__loader_oom(err, dir);
+    if (!(*f = fopen(*path, "wb"))) return dr__fail(err, DR_IO, "%s: cannot create", *path);
     return DR_OK;
 }
 
@@ -442,8 +442,8 @@ static dr_status close_out(char **path, FILE **f, dr_error *err) {
     bool ok = !ferror(*f);
     if (fclose(*f) != 0) ok = false;
     *f = NULL;
-    dr_status s = ok ? DR_OK : dr_fail(err, DR_IO, "%s: write failed", *path);
-    dr_free(*path);
+    dr_status s = ok ? DR_OK : dr__fail(err, DR_IO, "%s: write failed", *path);
+    dr__free(*path);
     *path = NULL;
     return s;
 }
@@ -453,9 +453,9 @@ dr_status dr_dataset_save(const dr_dataset *ds, const char *dir, dr_error *err) 
     char *path = NULL, rel[96];
     for (int m = 0; m < ds->n_mod; m++)
         if (!mod_name_ok(ds->mod[m].name, strlen(ds->mod[m].name)))
-            return dr_fail(err, DR_ARG, "modality name '%s' cannot be a file name",
+            return dr__fail(err, DR_ARG, "modality name '%s' cannot be a file name",
                            ds->mod[m].name);
-    dr_status s = dr_mkdir_p(dir, err);
+    dr_status s = dr__mkdir_p(dir, err);
     if (s != DR_OK) return s;
 
     if ((s = open_out(dir, "manifest.tsv", &path, &f, err)) != DR_OK) goto fail;
@@ -497,29 +497,29 @@ dr_status dr_dataset_save(const dr_dataset *ds, const char *dir, dr_error *err) 
     if ((s = close_out(&path, &f, err)) != DR_OK) goto fail;
 
     if (ds->n_mod) {
-        if (!(path = dr_path_join(dir, "features"))) goto nomem;
-        if ((s = dr_mkdir_p(path, err)) != DR_OK) goto fail;
-        dr_free(path);
+        if (!(path = dr__path_join(dir, "features"))) goto nomem;
+        if ((s = dr__mkdir_p(path, err)) != DR_OK) goto fail;
+        dr__free(path);
         path = NULL;
     }
     for (int m = 0; m < ds->n_mod; m++) {
         const dr_modality *md = &ds->mod[m];
         snprintf(rel, sizeof rel, "features/%s.npy", md->name);
-        if (!(path = dr_path_join(dir, rel))) goto nomem;
-        if ((s = dr_npy_write_f32(path, md->x, ds->n_items, md->dim, err)) != DR_OK) goto fail;
-        dr_free(path);
+        if (!(path = dr__path_join(dir, rel))) goto nomem;
+        if ((s = dr__npy_write_f32(path, md->x, ds->n_items, md->dim, err)) != DR_OK) goto fail;
+        dr__free(path);
         snprintf(rel, sizeof rel, "features/%s.present.npy", md->name);
-        if (!(path = dr_path_join(dir, rel))) goto nomem;
-        if ((s = dr_npy_write_u8(path, md->present, ds->n_items, err)) != DR_OK) goto fail;
-        dr_free(path);
+        if (!(path = dr__path_join(dir, rel))) goto nomem;
+        if ((s = dr__npy_write_u8(path, md->present, ds->n_items, err)) != DR_OK) goto fail;
+        dr__free(path);
         path = NULL;
     }
     return DR_OK;
 nomem:
-    s = dr_loader_oom(err, dir);
+    s = dr__loader_oom(err, dir);
 fail:
     if (f) fclose(f);
-    dr_free(path);
+    dr__free(path);
     return s;
 }
 

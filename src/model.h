@@ -32,7 +32,7 @@ struct dr_ckpt;
 struct dr_ckpt_writer;
 typedef struct dr_model_vt dr_model_vt;
 
-/* Which evaluation users and targets the harness ranks (eval.c's dr_eval_run). */
+/* Which evaluation users and targets the harness ranks (eval.c's dr__eval_run). */
 typedef struct dr_eval_subset {
     uint32_t max_users;  /* 0: every evaluation user; else at most this many, drawn with seed
                             (a partial Fisher-Yates over the users in id order, ranked and
@@ -48,7 +48,7 @@ typedef struct dr_valid_opts {
     dr_eval_subset subset;
 } dr_valid_opts;
 
-/* Validation for early stopping, made by dr_validator_make (validate.c) and handed to fit():
+/* Validation for early stopping, made by dr__validator_make (eval_validate.c) and handed to fit():
  * fn ranks the split's validation targets (full ranking, context excluded, pessimistic ties)
  * with the model's current state and writes the mean NDCG@10 and Hit@10. fn NULL: no
  * validation. The other fields belong to fn. */
@@ -61,7 +61,7 @@ typedef struct dr_validator {
 } dr_validator;
 
 /* A validator for models of kind vt over ds and sp's validation segments. */
-dr_validator dr_validator_make(const dr_model_vt *vt, const dr_dataset *ds, const dr_split *sp);
+dr_validator dr__validator_make(const dr_model_vt *vt, const dr_dataset *ds, const dr_split *sp);
 
 struct dr_model_vt {
     const char *name;
@@ -75,7 +75,7 @@ struct dr_model_vt {
     dr_status (*score)(const void *state, void *scratch, uint32_t u, const uint32_t *ctx,
                        size_t n_ctx, float *scores, dr_error *err);
     int warm_start; /* 1: fit accepts p->init, a model of this same kind (dr_model_fit checks) */
-    /* Gated fusion (mf, sasrec; NULL for models without one). fusion: as dr_model_fusion, NULL
+    /* Gated fusion (mf, sasrec; NULL for models without one). fusion: as dr__model_fusion, NULL
      * when the model fuses nothing. refuse: recomputes the fused item latents from e with a
      * presence override (n_mod, n_items; NULL = the dataset's) and a missing-feature mode. */
     const dr_fusion *(*fusion)(const dr_model *m, const float **e, dr_impute *imp);
@@ -122,17 +122,17 @@ struct dr_model {
 };
 
 /* Fills the dot-product view of a fitted or loaded model (model.c). */
-dr_status dr_model_prepare_latents(dr_model *m, dr_error *err);
+dr_status dr__model_prepare_latents(dr_model *m, dr_error *err);
 /* The vtable's fold_in flag and context window (0 = all) of a model (model.c). */
-int dr_model_folds_in(const dr_model *m);
-uint32_t dr_model_window(const dr_model *m);
-/* The kind called name, NULL when there is none (models.c). */
-const dr_model_vt *dr_model_kind(const char *name);
+int dr__model_folds_in(const dr_model *m);
+uint32_t dr__model_window(const dr_model *m);
+/* The kind called name, NULL when there is none (model_kinds.c). */
+const dr_model_vt *dr__model_kind(const char *name);
 /* The gated fusion of a dot-product model (mf, sasrec) and its id embeddings: *e (when
  * non-NULL) points at item 0's e row (rows of f->d floats), *imp the impute mode it was trained
  * with. The first f->d values of latent row i are z_i (mf appends the item bias). NULL when
  * the model fuses nothing. */
-const dr_fusion *dr_model_fusion(const dr_model *m, const float **e, dr_impute *imp);
+const dr_fusion *dr__model_fusion(const dr_model *m, const float **e, dr_impute *imp);
 
 struct dr_scorer {
     const dr_model *m;
@@ -146,7 +146,7 @@ struct dr_scorer {
 };
 
 /* The model kinds: X(name, vtable), the vtable defined in src/NAME.c with .name = "name".
- * models.c makes the registry and the list of known names from it. */
+ * model_kinds.c makes the registry and the list of known names from it. */
 #define DR_MODEL_TABLE(X) X(pop, dr_pop_vt) X(itemknn, dr_itemknn_vt) X(sasrec, dr_sasrec_vt) \
     X(mf, dr_mf_vt)
 #define DR_MODEL_EXTERN(name, vt) extern const dr_model_vt vt;

@@ -17,13 +17,13 @@
 #include "model.h"
 
 static dr_split *split_alloc(uint32_t n_users) {
-    dr_split *s = dr_calloc(1, sizeof *s);
+    dr_split *s = dr__calloc(1, sizeof *s);
     if (!s) return NULL;
     s->n_users = n_users;
     size_t n = n_users ? n_users : 1;
-    s->n_train = dr_calloc(n, sizeof *s->n_train);
-    s->n_valid = dr_calloc(n, sizeof *s->n_valid);
-    s->n_test = dr_calloc(n, sizeof *s->n_test);
+    s->n_train = dr__calloc(n, sizeof *s->n_train);
+    s->n_valid = dr__calloc(n, sizeof *s->n_valid);
+    s->n_test = dr__calloc(n, sizeof *s->n_test);
     if (!s->n_train || !s->n_valid || !s->n_test) {
         dr_split_free(s);
         return NULL;
@@ -52,7 +52,7 @@ static const char *tag_name(uint8_t t) {
 
 static dr_status split_given(const dr_dataset *ds, dr_split *s, dr_error *err) {
     if (!ds->has_given_split)
-        return dr_fail(err, DR_ARG, "dataset %s has no given train/valid/test split",
+        return dr__fail(err, DR_ARG, "dataset %s has no given train/valid/test split",
                        ds->name[0] ? ds->name : "(unnamed)");
     for (uint32_t u = 0; u < ds->n_users; u++) {
         uint32_t cnt[4] = {0, 0, 0, 0};
@@ -60,10 +60,10 @@ static dr_status split_given(const dr_dataset *ds, dr_split *s, dr_error *err) {
         for (size_t k = ds->user_off[u]; k < ds->user_off[u + 1]; k++) {
             uint8_t t = ds->ev_tag[ds->hist_event[k]];
             if (t < DR_TAG_TRAIN || t > DR_TAG_TEST)
-                return dr_fail(err, DR_FORMAT, "user %s: event %zu has no split tag",
+                return dr__fail(err, DR_FORMAT, "user %s: event %zu has no split tag",
                                dr_dataset_user_id(ds, u), k - ds->user_off[u]);
             if (t < prev)
-                return dr_fail(err, DR_FORMAT,
+                return dr__fail(err, DR_FORMAT,
                                "user %s: a %s event follows a %s event in time order "
                                "(expected train, then valid, then test)",
                                dr_dataset_user_id(ds, u), tag_name(t), tag_name(prev));
@@ -94,19 +94,19 @@ dr_status dr_split_create(const dr_dataset *ds, dr_split_kind kind, dr_split **o
                           dr_error *err) {
     dr_split *s = NULL;
     dr_status st = DR_OK;
-    if (!out) return dr_fail(err, DR_ARG, "dr_split_create: out is NULL");
+    if (!out) return dr__fail(err, DR_ARG, "dr_split_create: out is NULL");
     *out = NULL;
-    if (!ds) return dr_fail(err, DR_ARG, "dr_split_create: dataset is NULL");
+    if (!ds) return dr__fail(err, DR_ARG, "dr_split_create: dataset is NULL");
     if (kind != DR_SPLIT_LOO && kind != DR_SPLIT_GIVEN && kind != DR_SPLIT_T0)
-        return dr_fail(err, DR_ARG, "dr_split_create: unknown split kind %d", (int)kind);
+        return dr__fail(err, DR_ARG, "dr_split_create: unknown split kind %d", (int)kind);
     for (uint32_t u = 0; u < ds->n_users; u++)
         if (ds->user_off[u + 1] - ds->user_off[u] > UINT32_MAX)
-            return dr_fail(err, DR_LIMIT, "user %s: more than 2^32-1 events",
+            return dr__fail(err, DR_LIMIT, "user %s: more than 2^32-1 events",
                            dr_dataset_user_id(ds, u));
 
     s = split_alloc(ds->n_users);
     if (!s) {
-        st = dr_fail(err, DR_NOMEM, "dr_split_create: out of memory");
+        st = dr__fail(err, DR_NOMEM, "dr_split_create: out of memory");
         goto fail;
     }
     s->kind = kind;
@@ -126,10 +126,10 @@ fail:
 
 void dr_split_free(dr_split *s) {
     if (!s) return;
-    dr_free(s->n_train);
-    dr_free(s->n_valid);
-    dr_free(s->n_test);
-    dr_free(s);
+    dr__free(s->n_train);
+    dr__free(s->n_valid);
+    dr__free(s->n_test);
+    dr__free(s);
 }
 
 dr_split_kind dr_split_get_kind(const dr_split *s) { return s->kind; }

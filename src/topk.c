@@ -11,7 +11,7 @@
  * never allocates. Alternatives rejected: a full sort (O(n log n), ~50x slower at n = 14k,
  * k = 10), nth_element/quickselect (needs a copy of the n scores plus an index array and
  * gives no stable id order on ties without a second pass).
- * Serving path (dr_topk_scan): the server scores with its own scan instead of sgemv: 4 rows
+ * Serving path (dr__topk_scan): the server scores with its own scan instead of sgemv: 4 rows
  * at a time, 8 lanes of fused multiply-adds per row and one horizontal reduction per 4 rows
  * (AVX2 + FMA, chosen at run time), then the same selection. On the serving shape (14.4k rows
  * of d = 68, 3.9 MB) OpenBLAS's sgemv_t takes ~55 us and the scan ~45 us, close to what one
@@ -42,37 +42,37 @@ struct dr_topk_scratch {
     uint32_t *hi;      /* (k_max) heap item ids */
 };
 
-dr_status dr_topk_scratch_create(uint32_t n_items, uint32_t k_max, dr_topk_scratch **out,
+dr_status dr__topk_scratch_create(uint32_t n_items, uint32_t k_max, dr_topk_scratch **out,
                                  dr_error *err) {
     dr_topk_scratch *s = NULL;
-    if (!out) return dr_fail(err, DR_ARG, "dr_topk_scratch_create: out is NULL");
+    if (!out) return dr__fail(err, DR_ARG, "dr__topk_scratch_create: out is NULL");
     *out = NULL;
-    s = dr_calloc(1, sizeof *s);
+    s = dr__calloc(1, sizeof *s);
     if (!s) goto nomem;
     s->n_items = n_items;
     s->k_max = k_max;
-    s->scores = dr_calloc(n_items ? n_items : 1, sizeof *s->scores);
-    s->excl = dr_calloc(((size_t)n_items + 63) / 64 + 1, sizeof *s->excl);
-    s->hs = dr_calloc(k_max ? k_max : 1, sizeof *s->hs);
-    s->hi = dr_calloc(k_max ? k_max : 1, sizeof *s->hi);
+    s->scores = dr__calloc(n_items ? n_items : 1, sizeof *s->scores);
+    s->excl = dr__calloc(((size_t)n_items + 63) / 64 + 1, sizeof *s->excl);
+    s->hs = dr__calloc(k_max ? k_max : 1, sizeof *s->hs);
+    s->hi = dr__calloc(k_max ? k_max : 1, sizeof *s->hi);
     if (!s->scores || !s->excl || !s->hs || !s->hi) goto nomem;
     *out = s;
     return DR_OK;
 nomem:
-    dr_topk_scratch_free(s);
-    return dr_fail(err, DR_NOMEM, "topk: out of memory for %u items, k %u", n_items, k_max);
+    dr__topk_scratch_free(s);
+    return dr__fail(err, DR_NOMEM, "topk: out of memory for %u items, k %u", n_items, k_max);
 }
 
-void dr_topk_scratch_free(dr_topk_scratch *s) {
+void dr__topk_scratch_free(dr_topk_scratch *s) {
     if (!s) return;
-    dr_free(s->scores);
-    dr_free(s->excl);
-    dr_free(s->hs);
-    dr_free(s->hi);
-    dr_free(s);
+    dr__free(s->scores);
+    dr__free(s->excl);
+    dr__free(s->hs);
+    dr__free(s->hi);
+    dr__free(s);
 }
 
-const float *dr_topk_last_scores(const dr_topk_scratch *s) { return s ? s->scores : NULL; }
+const float *dr__topk_last_scores(const dr_topk_scratch *s) { return s ? s->scores : NULL; }
 
 /* a is worse than b: lower score, or the same score and a higher id. */
 static inline bool worse(float as, uint32_t ai, float bs, uint32_t bi) {
@@ -128,7 +128,7 @@ static dr_status select_k(const float *scores, uint32_t n, const uint32_t *exclu
                           float *scores_out, uint32_t *n_out, dr_error *err) {
     for (size_t e = 0; e < n_exclude; e++)
         if (exclude[e] >= n)
-            return dr_fail(err, DR_RANGE, "topk: excluded item %u >= n_items %u", exclude[e], n);
+            return dr__fail(err, DR_RANGE, "topk: excluded item %u >= n_items %u", exclude[e], n);
     uint64_t *ex = s->excl;
     for (size_t e = 0; e < n_exclude; e++) ex[exclude[e] >> 6] |= 1ULL << (exclude[e] & 63);
 
@@ -177,28 +177,28 @@ static dr_status select_k(const float *scores, uint32_t n, const uint32_t *exclu
     return DR_OK;
 }
 
-dr_status dr_topk_select(const float *scores, uint32_t n, const uint32_t *exclude,
+dr_status dr__topk_select(const float *scores, uint32_t n, const uint32_t *exclude,
                          size_t n_exclude, uint32_t k, dr_topk_scratch *s, uint32_t *items_out,
                          float *scores_out, uint32_t *n_out, dr_error *err) {
     if (!scores || !s || !n_out || (k && !items_out) || (n_exclude && !exclude))
-        return dr_fail(err, DR_ARG, "dr_topk_select: NULL argument");
+        return dr__fail(err, DR_ARG, "dr__topk_select: NULL argument");
     if (n > s->n_items || k > s->k_max)
-        return dr_fail(err, DR_ARG, "dr_topk_select: n %u / k %u exceed the scratch (%u, %u)", n,
+        return dr__fail(err, DR_ARG, "dr__topk_select: n %u / k %u exceed the scratch (%u, %u)", n,
                        k, s->n_items, s->k_max);
     return select_k(scores, n, exclude, n_exclude, k, s, items_out, scores_out, n_out, err);
 }
 
-dr_status dr_topk_dot(const float *item, const float *bias, uint32_t n, uint32_t d,
+dr_status dr__topk_dot(const float *item, const float *bias, uint32_t n, uint32_t d,
                       const float *h, const uint32_t *exclude, size_t n_exclude, uint32_t k,
                       dr_topk_scratch *s, uint32_t *items_out, float *scores_out,
                       uint32_t *n_out, dr_error *err) {
     if (!item || !h || !s || !n_out || (k && !items_out) || (n_exclude && !exclude))
-        return dr_fail(err, DR_ARG, "dr_topk_dot: NULL argument");
+        return dr__fail(err, DR_ARG, "dr__topk_dot: NULL argument");
     if (n > s->n_items || k > s->k_max)
-        return dr_fail(err, DR_ARG, "dr_topk_dot: n %u / k %u exceed the scratch (%u, %u)", n, k,
+        return dr__fail(err, DR_ARG, "dr__topk_dot: n %u / k %u exceed the scratch (%u, %u)", n, k,
                        s->n_items, s->k_max);
     if (d == 0 || d > INT32_MAX || n > INT32_MAX)
-        return dr_fail(err, DR_ARG, "dr_topk_dot: bad shape (%u, %u)", n, d);
+        return dr__fail(err, DR_ARG, "dr__topk_dot: bad shape (%u, %u)", n, d);
     if (n == 0) {
         *n_out = 0;
         return DR_OK;
@@ -277,7 +277,7 @@ static int have_avx2(void) {
 }
 #endif
 
-void dr_topk_scan_scores(const float *item, uint32_t n, uint32_t d, const float *h,
+void dr__topk_scan_scores(const float *item, uint32_t n, uint32_t d, const float *h,
                          float *scores, int portable) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (!portable) {
@@ -295,15 +295,15 @@ void dr_topk_scan_scores(const float *item, uint32_t n, uint32_t d, const float 
     for (uint32_t i = 0; i < n; i++) scores[i] = dot_lanes(item + (size_t)i * d, h, d);
 }
 
-dr_status dr_topk_scan(const float *item, uint32_t n, uint32_t d, const float *h,
+dr_status dr__topk_scan(const float *item, uint32_t n, uint32_t d, const float *h,
                        const uint32_t *exclude, size_t n_exclude, uint32_t k, dr_topk_scratch *s,
                        uint32_t *items_out, float *scores_out, uint32_t *n_out, dr_error *err) {
     if (!item || !h || !s || !n_out || (k && !items_out) || (n_exclude && !exclude))
-        return dr_fail(err, DR_ARG, "dr_topk_scan: NULL argument");
+        return dr__fail(err, DR_ARG, "dr__topk_scan: NULL argument");
     if (n > s->n_items || k > s->k_max)
-        return dr_fail(err, DR_ARG, "dr_topk_scan: n %u / k %u exceed the scratch (%u, %u)", n, k,
+        return dr__fail(err, DR_ARG, "dr__topk_scan: n %u / k %u exceed the scratch (%u, %u)", n, k,
                        s->n_items, s->k_max);
-    if (d == 0 || d > INT32_MAX) return dr_fail(err, DR_ARG, "dr_topk_scan: bad shape (%u, %u)", n, d);
-    dr_topk_scan_scores(item, n, d, h, s->scores, 0);
+    if (d == 0 || d > INT32_MAX) return dr__fail(err, DR_ARG, "dr__topk_scan: bad shape (%u, %u)", n, d);
+    dr__topk_scan_scores(item, n, d, h, s->scores, 0);
     return select_k(s->scores, n, exclude, n_exclude, k, s, items_out, scores_out, n_out, err);
 }

@@ -1,4 +1,4 @@
-/* fuzz_amazon_json.c - libFuzzer target for dr_parse_amazon_json (reviews JSON lines). The
+/* fuzz_amazon_json.c - libFuzzer target for dr__parse_amazon_json (reviews JSON lines). The
  * first byte picks strict mode and the line cap; the rest is the file. */
 #include <stdint.h>
 
@@ -14,11 +14,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     p.strict = opt & 1;
     p.max_line = opt & 2 ? 64 : 1 << 16;
     if (size) data++, size--;
-    if (dr_builder_create(&b) != DR_OK) return 0;
-    if (dr_parse_amazon_json((const char *)data, size, "fuzz", &p, b, &r, &err) == DR_OK) {
-        if (r.rows_ok == 0 || dr_builder_finish(b, &ds, &err) != DR_OK) __builtin_trap();
+    if (dr__builder_create(&b) != DR_OK) return 0;
+    if (dr__parse_amazon_json((const char *)data, size, "fuzz", &p, b, &r, &err) == DR_OK) {
+        if (r.rows_ok == 0 || dr__builder_finish(b, &ds, &err) != DR_OK) __builtin_trap();
         dr_dataset_free(ds);
     }
-    dr_builder_free(b);
+    dr__builder_free(b);
     return 0;
 }

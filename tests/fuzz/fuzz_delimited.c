@@ -1,4 +1,4 @@
-/* fuzz_delimited.c - libFuzzer target for dr_parse_delimited. The first byte picks the
+/* fuzz_delimited.c - libFuzzer target for dr__parse_delimited. The first byte picks the
  * options (strict, header mode, delimiter, column layout); the rest is the file. Accepted
  * input is built into a dataset so the builder sees it too. */
 #include <stdint.h>
@@ -20,12 +20,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (opt & 0x40) p.col_time = -1, p.col_user = 1, p.col_item = 0;
     p.max_line = opt & 0x80 ? 32 : 4096;
     if (size) data++, size--;
-    if (dr_builder_create(&b) != DR_OK) return 0;
-    if (dr_parse_delimited((const char *)data, size, "fuzz", &p, DR_TAG_TRAIN, b, &r, &err) ==
+    if (dr__builder_create(&b) != DR_OK) return 0;
+    if (dr__parse_delimited((const char *)data, size, "fuzz", &p, DR_TAG_TRAIN, b, &r, &err) ==
         DR_OK) {
-        if (r.rows_ok == 0 || dr_builder_finish(b, &ds, &err) != DR_OK) __builtin_trap();
+        if (r.rows_ok == 0 || dr__builder_finish(b, &ds, &err) != DR_OK) __builtin_trap();
         dr_dataset_free(ds);
     }
-    dr_builder_free(b);
+    dr__builder_free(b);
     return 0;
 }

@@ -1,8 +1,8 @@
 /*
- * fuzz_http.c - libFuzzer target for the HTTP request handlers (src/routes.c) over a live
- * serving core (src/server.c) with a small BPR-MF model trained on synthetic data at start.
+ * fuzz_http.c - libFuzzer target for the HTTP request handlers (src/serve_routes.c) over a live
+ * serving core (src/serve_core.c) with a small BPR-MF model trained on synthetic data at start.
  * Input: "METHOD PATH[?QUERY]\n" then "AUTHORIZATION\n" (may be empty) then the body bytes.
- * The routes are driven exactly as http.c drives them, without sockets; the log is written
+ * The routes are driven exactly as serve_http.c drives them, without sockets; the log is written
  * without fsync. Every response must be a status in 200..599 with a body; ASan/UBSan catch
  * the rest.
  */
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "routes.h"
+#include "serve_routes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -23,9 +23,9 @@ static struct {
 } F;
 
 static void cleanup(void) {
-    dr_routes_worker_free(F.w);
-    dr_routes_free(F.r);
-    dr_srv_close(F.srv);
+    dr__routes_worker_free(F.w);
+    dr__routes_free(F.r);
+    dr__srv_close(F.srv);
     dr_model_free(F.m);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", F.dir);
@@ -60,7 +60,7 @@ static int setup(void) {
     dr_split_free(split);
     dr_dataset_free(ds);
     if (!ok) return -1;
-    dr_srv_params p = dr_srv_default_params();
+    dr_srv_params p = dr__srv_default_params();
     p.data_dir = state;
     p.durable = 0;
     p.max_new_items = 50;
@@ -69,8 +69,8 @@ static int setup(void) {
     p.adapter.window.capacity = 64;
     p.adapter.g_batch = 8;
     dr_routes_params rp = {"key", 1, 1 << 16, F.m};
-    if (dr_srv_open(F.m, &p, &F.srv, NULL) != DR_OK || dr_routes_create(F.srv, &rp, &F.r, NULL) != DR_OK ||
-        dr_routes_worker_create(F.r, &F.w, NULL) != DR_OK)
+    if (dr__srv_open(F.m, &p, &F.srv, NULL) != DR_OK || dr__routes_create(F.srv, &rp, &F.r, NULL) != DR_OK ||
+        dr__routes_worker_create(F.r, &F.w, NULL) != DR_OK)
         return -1;
     return 0;
 }
@@ -80,7 +80,7 @@ typedef struct query {
     char val[256];
 } query;
 
-/* name=value from a query string "a=1&b=2" (no decoding: MHD decodes before routes.c). */
+/* name=value from a query string "a=1&b=2" (no decoding: MHD decodes before serve_routes.c). */
 static const char *get_arg(void *ud, const char *name) {
     query *q = ud;
     size_t n = strlen(name);
@@ -126,10 +126,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         *qm = 0;
         q.q = qm + 1;
     }
-    if (size - at > dr_routes_max_body(F.r)) return 0; /* http.c answers 413 before routes.c */
-    dr_http_req rq = {line1, path, get_arg, &q, line2[0] ? line2 : NULL, (const char *)data + at, size - at};
-    dr_http_resp resp;
-    dr_routes_handle(F.r, F.w, &rq, &resp);
+    if (size - at > dr__routes_max_body(F.r)) return 0; /* serve_http.c answers 413 before serve_routes.c */
+    dr_route_req rq = {line1, path, get_arg, &q, line2[0] ? line2 : NULL, (const char *)data + at, size - at};
+    dr_route_resp resp;
+    dr__routes_handle(F.r, F.w, &rq, &resp);
     if (resp.status < 200 || resp.status > 599 || !resp.body || !resp.len) abort();
     return 0;
 }

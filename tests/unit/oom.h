@@ -10,7 +10,7 @@
  * dr_oom_check runs the call once to count the allocations it makes on this thread (N), then
  * for k = 1..N fails the k-th one and checks: the call returns DR_NOMEM (or c->alt), err
  * holds a message, *out is NULL (it is set to a poison pointer before the call), and after
- * cleanup as many blocks are live as before (dr_alloc_live; under ASan, LeakSanitizer also
+ * cleanup as many blocks are live as before (dr__alloc_live; under ASan, LeakSanitizer also
  * sees what leaks). Then it runs the call once more without failure, which must succeed. It
  * prints "oom: NAME: N allocation points" and returns N. With N over c->every (300), every
  * point up to it is failed, then a stride that keeps the total near 2 * every.
@@ -56,12 +56,12 @@ typedef struct dr_oom_case {
 static inline dr_status dr_oom_run_(const dr_oom_case *c, uint64_t k, uint64_t *allocs) {
     dr_error err = {0};
     if (c->out) *c->out = k ? DR_OOM_POISON : NULL;
-    int64_t live = dr_alloc_live();
-    uint64_t a0 = dr_alloc_count();
-    dr_alloc_fail_after(k);
+    int64_t live = dr__alloc_live();
+    uint64_t a0 = dr__alloc_count();
+    dr__alloc_fail_after(k);
     dr_status st = c->call(c->ud, &err);
-    dr_alloc_fail_after(0);
-    if (allocs) *allocs = dr_alloc_count() - a0;
+    dr__alloc_fail_after(0);
+    if (allocs) *allocs = dr__alloc_count() - a0;
     if (st == DR_OK && !k) {
         if (c->out && !*c->out) fail_msg("oom: %s: DR_OK without an object", c->name);
     } else if (st != DR_OK) {
@@ -79,11 +79,11 @@ static inline dr_status dr_oom_run_(const dr_oom_case *c, uint64_t k, uint64_t *
     }
     if (c->cleanup) c->cleanup(c->ud);
     if (c->out && *c->out == DR_OOM_POISON) *c->out = NULL;
-    int64_t left = dr_alloc_live() - live;
+    int64_t left = dr__alloc_live() - live;
     if (left != 0)
         fail_msg("oom: %s: allocation %llu failed (%s): %lld blocks %s", c->name,
                  (unsigned long long)k, dr_status_name(st), (long long)left,
-                 left > 0 ? "leaked" : "freed twice or not by dr_free");
+                 left > 0 ? "leaked" : "freed twice or not by dr__free");
     return st;
 }
 

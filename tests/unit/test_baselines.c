@@ -1,4 +1,4 @@
-/* test_baselines.c - pop and itemknn (src/pop.c, src/itemknn.c) through the scoring interface
+/* test_baselines.c - pop and itemknn (src/model_pop.c, src/model_itemknn.c) through the scoring interface
  * (src/model.c): hand-computed examples, and itemknn against a dense X'X slow twin. */
 #include "testutil.h"
 #include "oom.h"
@@ -17,14 +17,14 @@ typedef struct ev {
 static dr_dataset *build(const ev *e, size_t n) {
     dr_builder *b = NULL;
     dr_dataset *ds = NULL;
-    assert_int_equal(dr_builder_create(&b), DR_OK);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
     for (size_t k = 0; k < n; k++)
-        assert_int_equal(dr_builder_add_event(b, e[k].u, strlen(e[k].u), e[k].i, strlen(e[k].i),
+        assert_int_equal(dr__builder_add_event(b, e[k].u, strlen(e[k].u), e[k].i, strlen(e[k].i),
                                               e[k].t, 1.0f, DR_TAG_NONE),
                          DR_OK);
     dr_error err = {0};
-    assert_int_equal(dr_builder_finish(b, &ds, &err), DR_OK);
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_finish(b, &ds, &err), DR_OK);
+    dr__builder_free(b);
     return ds;
 }
 
@@ -34,27 +34,27 @@ static dr_dataset *build_random(uint64_t seed, uint32_t n_users, uint32_t n_item
     dr_builder *b = NULL;
     dr_dataset *ds = NULL;
     dr_rng r;
-    dr_rng_seed(&r, seed, 0);
-    assert_int_equal(dr_builder_create(&b), DR_OK);
+    dr__rng_seed(&r, seed, 0);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
     int64_t t = 0;
     for (uint32_t u = 0; u < n_users; u++) {
-        uint32_t len = 1 + (uint32_t)dr_rng_below(&r, max_len);
+        uint32_t len = 1 + (uint32_t)dr__rng_below(&r, max_len);
         char us[16];
         snprintf(us, sizeof us, "u%u", u);
         for (uint32_t k = 0; k < len; k++) {
             /* skewed: min of two uniforms favours low ids */
-            uint32_t a = (uint32_t)dr_rng_below(&r, n_items), c = (uint32_t)dr_rng_below(&r, n_items);
+            uint32_t a = (uint32_t)dr__rng_below(&r, n_items), c = (uint32_t)dr__rng_below(&r, n_items);
             char is[16];
             snprintf(is, sizeof is, "i%u", DR_MIN(a, c));
-            t += (int64_t)dr_rng_below(&r, 3); /* some equal times */
-            assert_int_equal(dr_builder_add_event(b, us, strlen(us), is, strlen(is), t, 1.0f,
+            t += (int64_t)dr__rng_below(&r, 3); /* some equal times */
+            assert_int_equal(dr__builder_add_event(b, us, strlen(us), is, strlen(is), t, 1.0f,
                                                   DR_TAG_NONE),
                              DR_OK);
         }
     }
     dr_error err = {0};
-    assert_int_equal(dr_builder_finish(b, &ds, &err), DR_OK);
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_finish(b, &ds, &err), DR_OK);
+    dr__builder_free(b);
     return ds;
 }
 
@@ -194,7 +194,7 @@ static void test_itemknn_vs_dense_twin(void **state) {
         double *ref = malloc(NI * sizeof *ref);
         uint32_t *ctx = malloc(64 * sizeof *ctx);
         dr_rng r;
-        dr_rng_seed(&r, seed, 1);
+        dr__rng_seed(&r, seed, 1);
         for (size_t li = 0; li < DR_ARRAY_LEN(lasts); li++) {
             dr_model *m = fit(ds, sp, "itemknn", lasts[li]);
             dr_scorer *sc = NULL;
@@ -207,12 +207,12 @@ static void test_itemknn_vs_dense_twin(void **state) {
                     n_ctx = sp->n_train[u] + sp->n_valid[u];
                     memcpy(ctx, h, n_ctx * sizeof *ctx);
                 } else {
-                    n_ctx = dr_rng_below(&r, 40);
-                    for (size_t k = 0; k < n_ctx; k++) ctx[k] = (uint32_t)dr_rng_below(&r, NI);
+                    n_ctx = dr__rng_below(&r, 40);
+                    for (size_t k = 0; k < n_ctx; k++) ctx[k] = (uint32_t)dr__rng_below(&r, NI);
                 }
-                uint64_t a0 = dr_alloc_count();
+                uint64_t a0 = dr__alloc_count();
                 assert_ok(dr_model_score(m, sc, u, ctx, n_ctx, s, &e_));
-                assert_int_equal(dr_alloc_count(), a0); /* scoring never allocates */
+                assert_int_equal(dr__alloc_count(), a0); /* scoring never allocates */
                 knn_dense(ds, sp, lasts[li], ctx, n_ctx, ref);
                 for (uint32_t i = 0; i < NI; i++) {
                     if ((ref[i] == 0.0) != (s[i] == 0.0f) ||

@@ -15,28 +15,28 @@ static dr_dataset *build_random(uint64_t seed, uint32_t n_users, uint32_t n_item
     dr_builder *b = NULL;
     dr_dataset *ds = NULL;
     dr_rng r;
-    dr_rng_seed(&r, seed, 0);
-    assert_int_equal(dr_builder_create(&b), DR_OK);
+    dr__rng_seed(&r, seed, 0);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
     int64_t t = 0;
     for (uint32_t u = 0; u < n_users; u++) {
-        uint32_t len = 1 + (uint32_t)dr_rng_below(&r, max_len);
+        uint32_t len = 1 + (uint32_t)dr__rng_below(&r, max_len);
         char us[16];
         snprintf(us, sizeof us, "u%u", u);
         for (uint32_t k = 0; k < len; k++) {
-            uint32_t a = (uint32_t)dr_rng_below(&r, n_items), c = (uint32_t)dr_rng_below(&r, n_items);
+            uint32_t a = (uint32_t)dr__rng_below(&r, n_items), c = (uint32_t)dr__rng_below(&r, n_items);
             char is[16];
             snprintf(is, sizeof is, "i%u", DR_MIN(a, c));
             /* tagged (GIVEN): 60% train, 20% valid, 20% test in order, equal times */
             uint8_t tag = DR_TAG_NONE;
             if (tagged) tag = k * 5 < len * 3 ? DR_TAG_TRAIN : k * 5 < len * 4 ? DR_TAG_VALID : DR_TAG_TEST;
-            else t += (int64_t)dr_rng_below(&r, 3);
-            assert_int_equal(dr_builder_add_event(b, us, strlen(us), is, strlen(is), t, 1.0f, tag),
+            else t += (int64_t)dr__rng_below(&r, 3);
+            assert_int_equal(dr__builder_add_event(b, us, strlen(us), is, strlen(is), t, 1.0f, tag),
                              DR_OK);
         }
     }
     dr_error err = {0};
-    assert_int_equal(dr_builder_finish(b, &ds, &err), DR_OK);
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_finish(b, &ds, &err), DR_OK);
+    dr__builder_free(b);
     if (tagged) ds->has_given_split = 1;
     return ds;
 }
@@ -132,9 +132,9 @@ static uint32_t naive_eval(const dr_dataset *ds, const dr_split *sp, const dr_mo
             for (uint32_t i = 0; i < NI; i++) ok[i] = !seen[i];
         } else {
             dr_rng rng;
-            dr_rng_seed(&rng, 42, u);
+            dr__rng_seed(&rng, 42, u);
             for (uint32_t got = 0; got < n_sampled;) {
-                uint32_t i = (uint32_t)dr_rng_below(&rng, NI);
+                uint32_t i = (uint32_t)dr__rng_below(&rng, NI);
                 if (seen[i] || ok[i]) continue;
                 ok[i] = 1;
                 got++;

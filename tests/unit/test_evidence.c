@@ -128,10 +128,10 @@ static void test_trend_with_adapter(void **st) {
     fx f;
     fx_synth(&f);
     uint32_t d = dr_model_latent_dim(f.m);
-    dr_adapter_params ap = dr_adapter_default_params();
+    dr_adapter_params ap = dr__adapter_default_params();
     ap.window.capacity = 500;
     dr_adapter *a = NULL;
-    assert_ok(dr_adapter_create(&ap, dr_model_n_users(f.m), dr_model_n_items(f.m), d,
+    assert_ok(dr__adapter_create(&ap, dr_model_n_users(f.m), dr_model_n_items(f.m), d,
                                 dr_model_item_latents(f.m), NULL, &a, &e_));
     dr_scorer *sc = NULL;
     assert_ok(dr_scorer_create(f.m, &sc, &e_));
@@ -141,7 +141,7 @@ static void test_trend_with_adapter(void **st) {
         size_t n = dr_model_user_history(f.m, u, &hist);
         assert_ok(dr_model_user_latent(f.m, sc, u, hist, n, h, &e_));
         for (size_t k = n > 5 ? n - 5 : 0; k < n; k++)
-            assert_ok(dr_adapter_update(a, u, hist[k], (int64_t)t++, h, &e_));
+            assert_ok(dr__adapter_update(a, u, hist[k], (int64_t)t++, h, &e_));
     }
     dr_explain_params p = dr_explain_default_params();
     p.adapter = a;
@@ -164,7 +164,7 @@ static void test_trend_with_adapter(void **st) {
     dr_explainer_free(x);
     free(h);
     dr_scorer_free(sc);
-    dr_adapter_free(a);
+    dr__adapter_free(a);
     fx_free(&f);
 }
 
@@ -212,9 +212,9 @@ static void test_no_alloc(void **st) {
     fx_open(&f, NULL, &x, &s);
     dr_explanation *ex = malloc(sizeof *ex);
     assert_ok(dr_explain(s, 3, 5, ex, &e_));
-    uint64_t a0 = dr_alloc_count();
+    uint64_t a0 = dr__alloc_count();
     for (uint32_t u = 0; u < 20; u++) assert_ok(dr_explain(s, u, (u * 3) % 100, ex, &e_));
-    assert_int_equal(dr_alloc_count() - a0, 0);
+    assert_int_equal(dr__alloc_count() - a0, 0);
     free(ex);
     dr_explain_session_free(s);
     dr_explainer_free(x);

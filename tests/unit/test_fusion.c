@@ -1,4 +1,4 @@
-/* test_fusion.c - gated fusion (src/fusion.c) and its BPR-MF integration (src/mf.c):
+/* test_fusion.c - gated fusion (src/fusion.c) and its BPR-MF integration (src/model_mf.c):
  * backward against central finite differences of an independent double forward (and a check
  * that the checker catches a wrong gradient), closed gates = id-only bit for bit, zero
  * modalities = the id-only model's bytes, standardisation over present rows only, errors that
@@ -12,12 +12,12 @@
 #include <unistd.h>
 
 #include "dataset.h"
-#include "format.h"
+#include "ckpt.h"
 #include "fusion.h"
-#include "mf.h"
+#include "model_mf.h"
 #include "model.h"
 #include "rng.h"
-#include "sasrec.h"
+#include "model_sasrec.h"
 
 /* ---------------------------------------------------------------- gradient check */
 
@@ -95,22 +95,22 @@ static void test_gradient(void **state) {
     dr_fusion f;
     make_fusion(&f, w, 256);
     dr_rng rng;
-    dr_rng_seed(&rng, 11, 0);
+    dr__rng_seed(&rng, 11, 0);
     const float gates[4][GM] = {{1, 1}, {1, 0}, {0, 1}, {0, 0}};
     for (int trial = 0; trial < 24; trial++) {
-        for (size_t k = 0; k < f.n_params; k++) w[k] = (float)(dr_rng_normal(&rng) * 0.7);
+        for (size_t k = 0; k < f.n_params; k++) w[k] = (float)(dr__rng_normal(&rng) * 0.7);
         for (int k = 0; k < GD; k++) {
-            e[k] = (float)dr_rng_normal(&rng);
-            r[k] = (float)dr_rng_normal(&rng);
+            e[k] = (float)dr__rng_normal(&rng);
+            r[k] = (float)dr__rng_normal(&rng);
         }
         for (int j = 0; j < 4; j++) {
-            x0[j] = (float)dr_rng_normal(&rng);
-            x1[j] = (float)dr_rng_normal(&rng);
+            x0[j] = (float)dr__rng_normal(&rng);
+            x1[j] = (float)dr__rng_normal(&rng);
         }
         const float *gate = gates[trial % 4];
-        dr_fusion_forward(&f, e, x, gate, z, act);
+        dr__fusion_forward(&f, e, x, gate, z, act);
         memset(dw, 0, sizeof dw);
-        dr_fusion_backward(&f, e, x, act, r, de, dw);
+        dr__fusion_backward(&f, e, x, act, r, de, dw);
         double err = grad_err(&f, e, x, gate, r, dw, de);
         if (err > 1.0) fail_msg("trial %d: gradient error %.3f x tolerance", trial, err);
         /* the checker must notice a wrong gradient: one entry off by 10% + 0.01 */
@@ -132,10 +132,10 @@ static void test_closed_gates_are_identity(void **state) {
     for (size_t k = 0; k < f.n_params; k++) w[k] = 0.3f * (float)k - 2.0f;
     for (int k = 0; k < GD; k++) e[k] = 0.1f * (float)k - 0.17f;
     for (int k = 0; k < 4; k++) x0[k] = x1[k] = 1.0f + (float)k;
-    dr_fusion_forward(&f, e, x, gate, z, act);
+    dr__fusion_forward(&f, e, x, gate, z, act);
     assert_memory_equal(z, e, sizeof e);
     dr_fusion empty = {.d = GD};
-    dr_fusion_forward(&empty, e, x, gate, z, act);
+    dr__fusion_forward(&empty, e, x, gate, z, act);
     assert_memory_equal(z, e, sizeof e);
 }
 
@@ -155,7 +155,7 @@ static dr_dataset *small_synth(uint64_t seed, uint32_t vis_dim) {
 }
 
 static dr_mf_params quick_params(uint32_t mask) {
-    dr_mf_params p = dr_mf_default_params();
+    dr_mf_params p = dr__mf_default_params();
     p.d = 8;
     p.epochs = 3;
     p.eval_every = 0;
@@ -169,7 +169,7 @@ static void test_standardisation_present_rows(void **state) {
     dr_dataset *ds = small_synth(3, 64);
     dr_error e = {0};
     dr_fusion f;
-    assert_int_equal(dr_fusion_init(&f, ds, 1u, 8, 0.1f, 1, &e), DR_OK);
+    assert_int_equal(dr__fusion_init(&f, ds, 1u, 8, 0.1f, 1, &e), DR_OK);
     assert_int_equal(f.n_mod, 1);
     const dr_modality *md = &ds->mod[0];
     size_t n_missing = 0;
@@ -191,21 +191,21 @@ static void test_standardisation_present_rows(void **state) {
                     1e-4 / sqrt(var + 1e-6));
     }
     dr_fusion_input in;
-    assert_int_equal(dr_fusion_input_build(&f, ds, NULL, &in, &e), DR_OK);
+    assert_int_equal(dr__fusion_input_build(&f, ds, NULL, &in, &e), DR_OK);
     for (uint32_t i = 0; i < ds->n_items; i++) {
         assert_int_equal(in.pres[i], md->present[i]);
         if (!md->present[i])
             for (uint32_t j = 0; j < md->dim; j++)
                 assert_true(in.xs[0][(size_t)i * md->dim + j] == 0.0f);
     }
-    dr_fusion_input_free(&in);
+    dr__fusion_input_free(&in);
     /* errors name the modality */
     dr_dataset *other = small_synth(3, 32);
-    assert_int_equal(dr_fusion_input_build(&f, other, NULL, &in, &e), DR_ARG);
+    assert_int_equal(dr__fusion_input_build(&f, other, NULL, &in, &e), DR_ARG);
     assert_non_null(strstr(e.msg, "visual"));
     dr_fusion g;
-    assert_int_equal(dr_fusion_init(&g, ds, 1u << 7, 8, 0.1f, 1, &e), DR_ARG);
-    dr_fusion_free(&f);
+    assert_int_equal(dr__fusion_init(&g, ds, 1u << 7, 8, 0.1f, 1, &e), DR_ARG);
+    dr__fusion_free(&f);
     dr_dataset_free(other);
     dr_dataset_free(ds);
 }
@@ -218,19 +218,19 @@ static void test_zero_modalities_is_id_only(void **state) {
     assert_int_equal(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e), DR_OK);
     dr_mf_params p = quick_params(0);
     dr_model *a = NULL, *b = NULL;
-    assert_int_equal(dr_mf_fit(ds, sp, &p, &a, &e), DR_OK);
+    assert_int_equal(dr__mf_fit(ds, sp, &p, &a, &e), DR_OK);
     int n_mod = ds->n_mod; /* the same data without any modality at all */
     ds->n_mod = 0;
-    assert_int_equal(dr_mf_fit(ds, sp, &p, &b, &e), DR_OK);
+    assert_int_equal(dr__mf_fit(ds, sp, &p, &b, &e), DR_OK);
     ds->n_mod = n_mod;
     dr_mf_view va, vb;
-    assert_int_equal(dr_mf_get_view(a, &va, &e), DR_OK);
-    assert_int_equal(dr_mf_get_view(b, &vb, &e), DR_OK);
+    assert_int_equal(dr__mf_get_view(a, &va, &e), DR_OK);
+    assert_int_equal(dr__mf_get_view(b, &vb, &e), DR_OK);
     assert_memory_equal(va.user, vb.user, (size_t)va.n_users * va.d * sizeof(float));
     assert_memory_equal(va.item, vb.item, (size_t)va.n_items * va.d * sizeof(float));
     assert_memory_equal(va.item_bias, vb.item_bias, va.n_items * sizeof(float));
-    assert_null(dr_mf_get_fusion(a, NULL));
-    assert_int_equal(dr_mf_refuse(a, ds, NULL, DR_IMPUTE_GATE, &e), DR_UNSUPPORTED);
+    assert_null(dr__mf_get_fusion(a, NULL));
+    assert_int_equal(dr__mf_refuse(a, ds, NULL, DR_IMPUTE_GATE, &e), DR_UNSUPPORTED);
     dr_model_free(a);
     dr_model_free(b);
     dr_split_free(sp);
@@ -270,14 +270,14 @@ static void test_cold_items_and_refuse(void **state) {
     const uint32_t mask = (1u << ds->n_mod) - 1;
     dr_mf_params p = quick_params(mask);
     dr_model *m = NULL, *m2 = NULL;
-    assert_int_equal(dr_mf_fit(ds, sp, &p, &m, &e), DR_OK);
+    assert_int_equal(dr__mf_fit(ds, sp, &p, &m, &e), DR_OK);
     const float *eid = NULL;
-    const dr_fusion *f = dr_mf_get_fusion(m, &eid);
+    const dr_fusion *f = dr__mf_get_fusion(m, &eid);
     assert_non_null(f);
     assert_int_equal(f->n_mod, (uint32_t)ds->n_mod);
-    const uint8_t *cold = dr_mf_cold_items(m);
+    const uint8_t *cold = dr__mf_cold_items(m);
     dr_mf_view v;
-    assert_int_equal(dr_mf_get_view(m, &v, &e), DR_OK);
+    assert_int_equal(dr__mf_get_view(m, &v, &e), DR_OK);
     const uint32_t d = v.d;
     uint32_t n_cold = 0;
     for (uint32_t i = 0; i < ds->n_items; i++) {
@@ -300,9 +300,9 @@ static void test_cold_items_and_refuse(void **state) {
     assert_true(er.n_cold_users > 0 && er.n_cold_users <= er.n_users);
     assert_true(er.cold20.recall > 0.0 && er.cold20.recall <= 1.0);
     /* same seed -> same bytes, modality dropout included */
-    assert_int_equal(dr_mf_fit(ds, sp, &p, &m2, &e), DR_OK);
+    assert_int_equal(dr__mf_fit(ds, sp, &p, &m2, &e), DR_OK);
     dr_mf_view v2;
-    assert_int_equal(dr_mf_get_view(m2, &v2, &e), DR_OK);
+    assert_int_equal(dr__mf_get_view(m2, &v2, &e), DR_OK);
     assert_memory_equal(v.item, v2.item, (size_t)v.n_items * d * sizeof(float));
     assert_memory_equal(v.user, v2.user, (size_t)v.n_users * d * sizeof(float));
     dr_model_free(m2);
@@ -311,28 +311,28 @@ static void test_cold_items_and_refuse(void **state) {
     float *before = malloc((size_t)v.n_items * d * sizeof *before);
     memcpy(before, v.item, (size_t)v.n_items * d * sizeof *before);
     uint8_t *over = calloc((size_t)f->n_mod * ds->n_items, 1);
-    assert_int_equal(dr_mf_refuse(m, ds, over, DR_IMPUTE_GATE, &e), DR_OK);
+    assert_int_equal(dr__mf_refuse(m, ds, over, DR_IMPUTE_GATE, &e), DR_OK);
     assert_memory_equal(v.item, eid, (size_t)v.n_items * d * sizeof(float));
-    assert_int_equal(dr_mf_refuse(m, ds, over, DR_IMPUTE_MEAN, &e), DR_OK);
+    assert_int_equal(dr__mf_refuse(m, ds, over, DR_IMPUTE_MEAN, &e), DR_OK);
     assert_memory_not_equal(v.item, eid, (size_t)v.n_items * d * sizeof(float));
     /* restore: no override, the training mode */
-    assert_int_equal(dr_mf_refuse(m, ds, NULL, DR_IMPUTE_GATE, &e), DR_OK);
+    assert_int_equal(dr__mf_refuse(m, ds, NULL, DR_IMPUTE_GATE, &e), DR_OK);
     assert_memory_equal(v.item, before, (size_t)v.n_items * d * sizeof(float));
     /* a model rebuilt from its view (as after loading a checkpoint) + attached fusion re-fuses
      * to the same bytes */
     dr_model *vm = NULL;
-    assert_int_equal(dr_mf_from_view(&v, &vm, &e), DR_OK);
-    assert_int_equal(dr_mf_attach_fusion(vm, f, eid, DR_IMPUTE_GATE, &e), DR_OK);
-    assert_int_equal(dr_mf_attach_fusion(vm, f, eid, DR_IMPUTE_GATE, &e), DR_ARG);
-    assert_int_equal(dr_mf_refuse(vm, ds, over, DR_IMPUTE_MEAN, &e), DR_OK);
-    assert_int_equal(dr_mf_refuse(m, ds, over, DR_IMPUTE_MEAN, &e), DR_OK);
+    assert_int_equal(dr__mf_from_view(&v, &vm, &e), DR_OK);
+    assert_int_equal(dr__mf_attach_fusion(vm, f, eid, DR_IMPUTE_GATE, &e), DR_OK);
+    assert_int_equal(dr__mf_attach_fusion(vm, f, eid, DR_IMPUTE_GATE, &e), DR_ARG);
+    assert_int_equal(dr__mf_refuse(vm, ds, over, DR_IMPUTE_MEAN, &e), DR_OK);
+    assert_int_equal(dr__mf_refuse(m, ds, over, DR_IMPUTE_MEAN, &e), DR_OK);
     dr_mf_view vv;
-    assert_int_equal(dr_mf_get_view(vm, &vv, &e), DR_OK);
+    assert_int_equal(dr__mf_get_view(vm, &vv, &e), DR_OK);
     assert_memory_equal(vv.item, v.item, (size_t)v.n_items * d * sizeof(float));
     dr_model_free(vm);
     /* a dataset with another catalogue is refused */
     dr_dataset *other = small_synth(9, 32);
-    assert_int_equal(dr_mf_refuse(m, other, NULL, DR_IMPUTE_GATE, &e), DR_ARG);
+    assert_int_equal(dr__mf_refuse(m, other, NULL, DR_IMPUTE_GATE, &e), DR_ARG);
     assert_non_null(strstr(e.msg, "visual"));
     free(over);
     free(before);
@@ -347,8 +347,8 @@ static void test_drop_mask(void **state) {
     enum { N = 101 };
     uint8_t a[2 * N], b[2 * N];
     dr_error e = {0};
-    assert_int_equal(dr_fusion_drop_mask(2, N, 1, 0.5, 42, a, &e), DR_OK);
-    assert_int_equal(dr_fusion_drop_mask(2, N, 1, 0.5, 42, b, &e), DR_OK);
+    assert_int_equal(dr__fusion_drop_mask(2, N, 1, 0.5, 42, a, &e), DR_OK);
+    assert_int_equal(dr__fusion_drop_mask(2, N, 1, 0.5, 42, b, &e), DR_OK);
     assert_memory_equal(a, b, sizeof a);
     size_t z0 = 0, z1 = 0;
     for (int i = 0; i < N; i++) {
@@ -357,14 +357,14 @@ static void test_drop_mask(void **state) {
     }
     assert_int_equal(z0, 0);
     assert_int_equal(z1, 51); /* round(0.5 * 101) */
-    assert_int_equal(dr_fusion_drop_mask(2, N, 0, 1.0, 42, a, &e), DR_OK);
+    assert_int_equal(dr__fusion_drop_mask(2, N, 0, 1.0, 42, a, &e), DR_OK);
     for (int i = 0; i < N; i++) assert_int_equal(a[i], 0);
-    assert_int_equal(dr_fusion_drop_mask(2, N, 2, 0.5, 42, a, &e), DR_ARG);
-    assert_int_equal(dr_fusion_drop_mask(2, N, 0, 1.5, 42, a, &e), DR_ARG);
+    assert_int_equal(dr__fusion_drop_mask(2, N, 2, 0.5, 42, a, &e), DR_ARG);
+    assert_int_equal(dr__fusion_drop_mask(2, N, 0, 1.5, 42, a, &e), DR_ARG);
     dr_impute im;
-    assert_int_equal(dr_impute_parse("mean", &im, &e), DR_OK);
+    assert_int_equal(dr__impute_parse("mean", &im, &e), DR_OK);
     assert_int_equal(im, DR_IMPUTE_MEAN);
-    assert_int_equal(dr_impute_parse("zero", &im, &e), DR_ARG);
+    assert_int_equal(dr__impute_parse("zero", &im, &e), DR_ARG);
 }
 
 /* ---------------------------------------------------------------- checkpoints and P-MODAL */
@@ -376,26 +376,26 @@ static void rewrite(const char *src, const char *dst, const char *drop, const ch
     dr_ckpt *c = NULL;
     dr_ckpt_writer *w = NULL;
     dr_error e = {0};
-    assert_int_equal(dr_ckpt_open(src, &c, &e), DR_OK);
-    assert_int_equal(dr_ckpt_writer_create(&w, &e), DR_OK);
-    for (size_t k = 0; k < dr_ckpt_n_meta(c); k++) {
+    assert_int_equal(dr__ckpt_open(src, &c, &e), DR_OK);
+    assert_int_equal(dr__ckpt_writer_create(&w, &e), DR_OK);
+    for (size_t k = 0; k < dr__ckpt_n_meta(c); k++) {
         const char *mk, *mv;
-        dr_ckpt_meta_at(c, k, &mk, &mv);
+        dr__ckpt_meta_at(c, k, &mk, &mv);
         if (key && strcmp(mk, key) == 0) mv = value;
-        assert_int_equal(dr_ckpt_add_meta(w, mk, mv, &e), DR_OK);
+        assert_int_equal(dr__ckpt_add_meta(w, mk, mv, &e), DR_OK);
     }
-    for (uint32_t k = 0; k < dr_ckpt_n_sections(c); k++) {
-        const dr_ckpt_section *sec = dr_ckpt_section_at(c, k);
+    for (uint32_t k = 0; k < dr__ckpt_n_sections(c); k++) {
+        const dr_ckpt_section *sec = dr__ckpt_section_at(c, k);
         if (sec->name[0] == '.' || (drop && strcmp(sec->name, drop) == 0)) continue;
         uint64_t shape[DR_CKPT_MAX_RANK];
         memcpy(shape, sec->shape, sizeof shape);
         if (shrink && strcmp(sec->name, shrink) == 0) shape[0]--;
-        assert_int_equal(dr_ckpt_add(w, sec->name, (dr_dtype)sec->dtype, sec->rank, shape,
+        assert_int_equal(dr__ckpt_add(w, sec->name, (dr_dtype)sec->dtype, sec->rank, shape,
                                      sec->data, &e), DR_OK);
     }
-    assert_int_equal(dr_ckpt_write(w, dst, &e), DR_OK);
-    dr_ckpt_writer_free(w);
-    dr_ckpt_close(c);
+    assert_int_equal(dr__ckpt_write(w, dst, &e), DR_OK);
+    dr__ckpt_writer_free(w);
+    dr__ckpt_close(c);
 }
 
 static void test_checkpoint_and_modal(void **state) {
@@ -406,7 +406,7 @@ static void test_checkpoint_and_modal(void **state) {
     assert_int_equal(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e), DR_OK);
     dr_mf_params p = quick_params((1u << ds->n_mod) - 1);
     dr_model *m = NULL, *l = NULL;
-    assert_int_equal(dr_mf_fit(ds, sp, &p, &m, &e), DR_OK);
+    assert_int_equal(dr__mf_fit(ds, sp, &p, &m, &e), DR_OK);
     char dir[] = "/tmp/dr_test_fusion_XXXXXX", path[128], bad[128];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/m.drm", dir);
@@ -414,18 +414,18 @@ static void test_checkpoint_and_modal(void **state) {
     assert_int_equal(dr_model_save(m, ds, sp, path, &e), DR_OK);
     assert_int_equal(dr_model_load(path, &l, &e), DR_OK);
     const float *e1 = NULL, *e2 = NULL;
-    const dr_fusion *f1 = dr_mf_get_fusion(m, &e1), *f2 = dr_mf_get_fusion(l, &e2);
+    const dr_fusion *f1 = dr__mf_get_fusion(m, &e1), *f2 = dr__mf_get_fusion(l, &e2);
     assert_non_null(f2);
     assert_int_equal(f2->n_mod, f1->n_mod);
     assert_int_equal(f2->n_params, f1->n_params);
     assert_memory_equal(f2->w, f1->w, f1->n_params * sizeof(float));
     assert_memory_equal(f2->stats, f1->stats, f1->n_stats * sizeof(float));
     assert_memory_equal(e2, e1, (size_t)ds->n_items * f1->d * sizeof(float));
-    assert_int_equal(dr_mf_get_impute(l), DR_IMPUTE_GATE);
+    assert_int_equal(dr__mf_get_impute(l), DR_IMPUTE_GATE);
 
     /* P-MODAL on the loaded model = on the trained one; the latents are restored after */
     dr_mf_view v;
-    assert_int_equal(dr_mf_get_view(m, &v, &e), DR_OK);
+    assert_int_equal(dr__mf_get_view(m, &v, &e), DR_OK);
     const size_t bytes = (size_t)v.n_items * v.d * sizeof(float);
     float *before = malloc(bytes);
     memcpy(before, v.item, bytes);
@@ -460,11 +460,11 @@ static void test_checkpoint_and_modal(void **state) {
     assert_int_equal(dr_eval_modal(ds, sp, m, &mp, &ra, &e), DR_ARG);
     assert_non_null(strstr(e.msg, "smell"));
     uint32_t mask;
-    assert_int_equal(dr_fusion_select(ds, "visual,audio", &mask, &e), DR_OK);
+    assert_int_equal(dr__fusion_select(ds, "visual,audio", &mask, &e), DR_OK);
     assert_int_equal(mask, 3u);
-    assert_int_equal(dr_fusion_select(ds, "none", &mask, &e), DR_OK);
+    assert_int_equal(dr__fusion_select(ds, "none", &mask, &e), DR_OK);
     assert_int_equal(mask, 0u);
-    assert_int_equal(dr_fusion_select(ds, "visual,smell", &mask, &e), DR_ARG);
+    assert_int_equal(dr__fusion_select(ds, "visual,smell", &mask, &e), DR_ARG);
     assert_non_null(strstr(e.msg, "smell"));
 
     /* damaged fusion sections or metadata: DR_FORMAT naming the part, never a crash */
@@ -487,10 +487,10 @@ static void test_checkpoint_and_modal(void **state) {
     /* an id-only model saves no fusion */
     dr_model *idm = NULL, *idl = NULL;
     p.use_modalities = 0;
-    assert_int_equal(dr_mf_fit(ds, sp, &p, &idm, &e), DR_OK);
+    assert_int_equal(dr__mf_fit(ds, sp, &p, &idm, &e), DR_OK);
     assert_int_equal(dr_model_save(idm, ds, sp, path, &e), DR_OK);
     assert_int_equal(dr_model_load(path, &idl, &e), DR_OK);
-    assert_null(dr_mf_get_fusion(idl, NULL));
+    assert_null(dr__mf_get_fusion(idl, NULL));
     assert_int_equal(dr_eval_modal(ds, sp, idl, &none, &r0, &e), DR_OK);
     dr_model_free(idm);
     dr_model_free(idl);
@@ -522,17 +522,17 @@ typedef struct sr_fixture {
  * then dtok = dL/de and dw = dL/dw through the fusion. */
 static double sr_fused_loss(sr_fixture *t, const dr_fusion *f, const dr_fusion_input *in,
                             int kind, int grad) {
-    dr_sr_fuse_forward(f, in, DR_IMPUTE_GATE, 0, NULL, t->P.tok, t->z, t->act, t->pres);
+    dr__sr_fuse_forward(f, in, DR_IMPUTE_GATE, 0, NULL, t->P.tok, t->z, t->act, t->pres);
     dr_sr_params_f32 PP = t->P;
     PP.tok = t->z;
-    dr_sr_masks_f32(&t->A, &t->dm, &t->bt, 0.0);
-    dr_sr_forward_f32(&t->dm, &PP, &t->A, &t->bt);
-    size_t np = dr_sasrec_tensors(&t->dm, NULL, 0);
+    dr__sr_masks_f32(&t->A, &t->dm, &t->bt, 0.0);
+    dr__sr_forward_f32(&t->dm, &PP, &t->A, &t->bt);
+    size_t np = dr__sasrec_tensors(&t->dm, NULL, 0);
     if (grad) memset(t->grad, 0, np * sizeof(float));
-    double L = dr_sr_loss_backward_f32(&t->dm, &PP, grad ? &t->G : NULL, &t->A, &t->bt, kind, 1);
+    double L = dr__sr_loss_backward_f32(&t->dm, &PP, grad ? &t->G : NULL, &t->A, &t->bt, kind, 1);
     if (grad) {
         memset(t->dw, 0, f->n_params * sizeof(float));
-        dr_sr_fuse_backward(f, in, DR_IMPUTE_GATE, t->P.tok, t->act, t->pres, t->G.tok, NULL,
+        dr__sr_fuse_backward(f, in, DR_IMPUTE_GATE, t->P.tok, t->act, t->pres, t->G.tok, NULL,
                             t->dtok, t->dw);
     }
     return L;
@@ -544,37 +544,37 @@ static void test_sasrec_fused_gradient(void **state) {
     dr_error e = {0};
     dr_fusion f;
     dr_fusion_input in;
-    assert_int_equal(dr_fusion_init(&f, ds, 3u, 8, 0.3f, 5, &e), DR_OK);
-    assert_int_equal(dr_fusion_input_build(&f, ds, NULL, &in, &e), DR_OK);
+    assert_int_equal(dr__fusion_init(&f, ds, 3u, 8, 0.3f, 5, &e), DR_OK);
+    assert_int_equal(dr__fusion_input_build(&f, ds, NULL, &in, &e), DR_OK);
     dr_rng r;
-    dr_rng_seed(&r, 21, 0);
-    for (size_t q = 0; q < f.n_params; q++) f.w[q] += (float)(0.2 * dr_rng_normal(&r));
+    dr__rng_seed(&r, 21, 0);
+    for (size_t q = 0; q < f.n_params; q++) f.w[q] += (float)(0.2 * dr__rng_normal(&r));
     sr_fixture t;
     memset(&t, 0, sizeof t);
     t.dm = (dr_sasrec_dims){ds->n_items, 8, 5, 1, 2};
-    const size_t np = dr_sasrec_tensors(&t.dm, NULL, 0), N = ds->n_items, d = 8;
+    const size_t np = dr__sasrec_tensors(&t.dm, NULL, 0), N = ds->n_items, d = 8;
     t.block = calloc(np, sizeof(float));
     t.grad = calloc(np, sizeof(float));
-    for (size_t q = 0; q < np; q++) t.block[q] = (float)(0.3 * dr_rng_normal(&r));
-    dr_sr_params_layout_f32(&t.dm, t.block, &t.P);
-    dr_sr_params_layout_f32(&t.dm, t.grad, &t.G);
+    for (size_t q = 0; q < np; q++) t.block[q] = (float)(0.3 * dr__rng_normal(&r));
+    dr__sr_params_layout_f32(&t.dm, t.block, &t.P);
+    dr__sr_params_layout_f32(&t.dm, t.grad, &t.G);
     for (size_t q = 0; q < d; q++) t.P.lnfw[q] = 1.0f;
     t.off[0] = 0, t.off[1] = 4, t.off[2] = 7;
     for (int k = 0; k < 7; k++) {
-        t.inp[k] = 1 + (uint32_t)dr_rng_below(&r, N);
-        t.tgt[k] = 1 + (uint32_t)dr_rng_below(&r, N);
-        t.neg[k] = 1 + (uint32_t)dr_rng_below(&r, N);
+        t.inp[k] = 1 + (uint32_t)dr__rng_below(&r, N);
+        t.tgt[k] = 1 + (uint32_t)dr__rng_below(&r, N);
+        t.neg[k] = 1 + (uint32_t)dr__rng_below(&r, N);
     }
     t.seed[0] = 1, t.seed[1] = 2;
     t.bt = (dr_sr_batch){.n_seq = 2, .off = t.off, .inp = t.inp, .tgt = t.tgt, .neg = t.neg,
                          .seed = t.seed};
-    size_t na = dr_sr_acts_layout_f32(&t.dm, 7, 2 * (16 + 9), 1, NULL, NULL);
+    size_t na = dr__sr_acts_layout_f32(&t.dm, 7, 2 * (16 + 9), 1, NULL, NULL);
     t.acts = calloc(na + DR_SR_CHUNK * N, sizeof(float));
-    dr_sr_acts_layout_f32(&t.dm, 7, 2 * (16 + 9), 1, t.acts, &t.A);
+    dr__sr_acts_layout_f32(&t.dm, 7, 2 * (16 + 9), 1, t.acts, &t.A);
     t.A.logits = t.acts + na;
     t.z = calloc((N + 1) * d, sizeof(float));
     t.dtok = calloc((N + 1) * d, sizeof(float));
-    t.act = calloc(N * dr_fusion_act_floats(&f), sizeof(float));
+    t.act = calloc(N * dr__fusion_act_floats(&f), sizeof(float));
     t.pres = calloc(N * f.n_mod, 1);
     t.dw = calloc(f.n_params, sizeof(float));
     for (int kind = 0; kind < 2; kind++) {
@@ -585,8 +585,8 @@ static void test_sasrec_fused_gradient(void **state) {
         int checked = 0;
         for (int j = 0; j < 40; j++) {
             int on_w = j % 2 == 0;
-            size_t i = on_w ? (size_t)dr_rng_below(&r, f.n_params)
-                            : d * t.inp[j % 7] + (size_t)dr_rng_below(&r, d);
+            size_t i = on_w ? (size_t)dr__rng_below(&r, f.n_params)
+                            : d * t.inp[j % 7] + (size_t)dr__rng_below(&r, d);
             float *x = on_w ? f.w + i : t.P.tok + i;
             double an = on_w ? t.dw[i] : t.dtok[i];
             float s0 = *x;
@@ -611,8 +611,8 @@ static void test_sasrec_fused_gradient(void **state) {
     free(t.act);
     free(t.pres);
     free(t.dw);
-    dr_fusion_input_free(&in);
-    dr_fusion_free(&f);
+    dr__fusion_input_free(&in);
+    dr__fusion_free(&f);
     dr_dataset_free(ds);
 }
 
@@ -620,7 +620,7 @@ static void test_sasrec_fused_gradient(void **state) {
  * id-only model bit for bit: its e and every other tensor equal the id-only fit. */
 /* A small SASRec for the fused tests: d 8, L 10, one block, 2 epochs, no validation. */
 static dr_sasrec_params tiny_sasrec_params(void) {
-    dr_sasrec_params p = dr_sasrec_default_params();
+    dr_sasrec_params p = dr__sasrec_default_params();
     p.d = 8;
     p.L = 10;
     p.blocks = 1;
@@ -651,19 +651,19 @@ static void test_sasrec_closed_gates_is_id_only(void **state) {
     free(seen);
     dr_sasrec_params p = tiny_sasrec_params();
     dr_sasrec *a = NULL, *b = NULL;
-    assert_int_equal(dr_sasrec_fit(ds, sp, &p, &a, &e), DR_OK);
-    assert_null(dr_sasrec_get_fusion(a, NULL));
+    assert_int_equal(dr__sasrec_fit(ds, sp, &p, &a, &e), DR_OK);
+    assert_null(dr__sasrec_get_fusion(a, NULL));
     p.use_modalities = (1u << ds->n_mod) - 1;
     p.modality_dropout = 1.0f;
-    assert_int_equal(dr_sasrec_fit(ds, sp, &p, &b, &e), DR_OK);
+    assert_int_equal(dr__sasrec_fit(ds, sp, &p, &b, &e), DR_OK);
     const float *eid = NULL;
-    const dr_fusion *f = dr_sasrec_get_fusion(b, &eid);
+    const dr_fusion *f = dr__sasrec_get_fusion(b, &eid);
     assert_non_null(f);
     size_t na, nb;
-    const float *ba = dr_sasrec_param_block(a, &na), *bb = dr_sasrec_param_block(b, &nb);
+    const float *ba = dr__sasrec_param_block(a, &na), *bb = dr__sasrec_param_block(b, &nb);
     assert_int_equal(na, nb);
     dr_sasrec_tensor tt[DR_SASREC_N_TENSORS];
-    dr_sasrec_tensors(dr_sasrec_get_dims(a), tt, DR_SASREC_N_TENSORS);
+    dr__sasrec_tensors(dr__sasrec_get_dims(a), tt, DR_SASREC_N_TENSORS);
     assert_string_equal(tt[0].name, "tok");
     assert_memory_equal(eid, ba, tt[0].count * sizeof(float));
     for (int k = 1; k < DR_SASREC_N_TENSORS; k++)
@@ -674,15 +674,15 @@ static void test_sasrec_closed_gates_is_id_only(void **state) {
     float *before = malloc(tt[0].count * sizeof(float));
     memcpy(before, bb, tt[0].count * sizeof(float));
     uint8_t *over = calloc((size_t)f->n_mod * ds->n_items, 1);
-    assert_int_equal(dr_sasrec_refuse(b, ds, over, DR_IMPUTE_GATE, &e), DR_OK);
+    assert_int_equal(dr__sasrec_refuse(b, ds, over, DR_IMPUTE_GATE, &e), DR_OK);
     assert_memory_equal(bb, eid, tt[0].count * sizeof(float));
-    assert_int_equal(dr_sasrec_refuse(b, ds, NULL, dr_sasrec_get_impute(b), &e), DR_OK);
+    assert_int_equal(dr__sasrec_refuse(b, ds, NULL, dr__sasrec_get_impute(b), &e), DR_OK);
     assert_memory_equal(bb, before, tt[0].count * sizeof(float));
-    assert_int_equal(dr_sasrec_refuse(a, ds, NULL, DR_IMPUTE_GATE, &e), DR_UNSUPPORTED);
+    assert_int_equal(dr__sasrec_refuse(a, ds, NULL, DR_IMPUTE_GATE, &e), DR_UNSUPPORTED);
     free(over);
     free(before);
-    dr_sasrec_free(a);
-    dr_sasrec_free(b);
+    dr__sasrec_free(a);
+    dr__sasrec_free(b);
     dr_split_free(sp);
     dr_dataset_free(ds);
 }
@@ -703,11 +703,11 @@ static void test_sasrec_id_dropout(void **state) {
     const float rate[3] = {0.0f, 0.5f, 0.5f};
     for (int k = 0; k < 3; k++) {
         p.id_dropout = rate[k];
-        assert_int_equal(dr_sasrec_fit(ds, sp, &p, &m[k], &e), DR_OK);
+        assert_int_equal(dr__sasrec_fit(ds, sp, &p, &m[k], &e), DR_OK);
     }
     size_t n0, n1, n2;
-    const float *b0 = dr_sasrec_param_block(m[0], &n0), *b1 = dr_sasrec_param_block(m[1], &n1),
-                *b2 = dr_sasrec_param_block(m[2], &n2);
+    const float *b0 = dr__sasrec_param_block(m[0], &n0), *b1 = dr__sasrec_param_block(m[1], &n1),
+                *b2 = dr__sasrec_param_block(m[2], &n2);
     assert_int_equal(n0, n1);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1 * sizeof(float));
@@ -722,12 +722,12 @@ static void test_sasrec_id_dropout(void **state) {
     for (int k = 0; k < 3; k++) {
         p.id_dropout = rate2[k];
         p.epochs = epochs[k] ? epochs[k] : 1;
-        p.lr = k == 0 ? 1e-30f : dr_sasrec_default_params().lr; /* k = 0: e as initialised */
-        assert_int_equal(dr_sasrec_fit(ds, sp, &p, &s[k], &e), DR_OK);
+        p.lr = k == 0 ? 1e-30f : dr__sasrec_default_params().lr; /* k = 0: e as initialised */
+        assert_int_equal(dr__sasrec_fit(ds, sp, &p, &s[k], &e), DR_OK);
     }
-    dr_sasrec_get_fusion(s[0], &e_start);
-    dr_sasrec_get_fusion(s[1], &e_ids);
-    dr_sasrec_get_fusion(s[2], &e_drop);
+    dr__sasrec_get_fusion(s[0], &e_start);
+    dr__sasrec_get_fusion(s[1], &e_ids);
+    dr__sasrec_get_fusion(s[2], &e_drop);
     double moved_ids = 0, moved_drop = 0;
     for (size_t k = 8; k < ((size_t)ds->n_items + 1) * 8; k++) {
         moved_ids += fabs((double)e_ids[k] - e_start[k]);
@@ -737,12 +737,12 @@ static void test_sasrec_id_dropout(void **state) {
     assert_true(moved_drop < 0.2 * moved_ids);
     dr_sasrec *bad = NULL;
     p.id_dropout = 1.0f;
-    assert_int_equal(dr_sasrec_fit(ds, sp, &p, &bad, &e), DR_ARG);
+    assert_int_equal(dr__sasrec_fit(ds, sp, &p, &bad, &e), DR_ARG);
     assert_non_null(strstr(e.msg, "id_dropout"));
     assert_null(bad);
     for (int k = 0; k < 3; k++) {
-        dr_sasrec_free(m[k]);
-        dr_sasrec_free(s[k]);
+        dr__sasrec_free(m[k]);
+        dr__sasrec_free(s[k]);
     }
     dr_split_free(sp);
     dr_dataset_free(ds);
@@ -772,8 +772,8 @@ static void test_sasrec_checkpoint(void **state) {
     snprintf(path, sizeof path, "%s/s.drm", dir);
     assert_int_equal(dr_model_save(m, ds, sp, path, &e), DR_OK);
     assert_int_equal(dr_model_load(path, &l, &e), DR_OK);
-    assert_non_null(dr_sasrec_get_fusion(l->state, NULL));
-    assert_int_equal(dr_sasrec_get_impute(l->state), DR_IMPUTE_MEAN);
+    assert_non_null(dr__sasrec_get_fusion(l->state, NULL));
+    assert_int_equal(dr__sasrec_get_impute(l->state), DR_IMPUTE_MEAN);
     const size_t bytes = (size_t)ds->n_items * dr_model_latent_dim(m) * sizeof(float);
     assert_memory_equal(dr_model_item_latents(m), dr_model_item_latents(l), bytes);
     dr_modal_params q = dr_modal_default_params();

@@ -1,4 +1,4 @@
-/* test_loaders.c - dataset loaders (src/dataset_load.c, src/load_*.c, src/amazon_json.c):
+/* test_loaders.c - dataset loaders (src/load.c, src/load_*.c, src/load_amazon_json.c):
  * every format on good and malformed fixtures (tests/fixtures/), strict mode, caps, save/load
  * round trips, out-of-memory at every allocation, and the shared datasets when present. */
 #include "testutil.h"
@@ -227,10 +227,10 @@ static void test_delimited_crlf_bom(void **state) {
     dr_builder *b = NULL;
     dr_load_report r = {0};
     dr_load_params p = dr_load_default_params();
-    assert_int_equal(dr_builder_create(&b), DR_OK);
-    assert_ok(dr_parse_delimited(buf, sizeof buf - 1, "mem", &p, DR_TAG_TEST, b, &r, &e_));
-    assert_ok(dr_builder_finish(b, &ds, &e_));
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
+    assert_ok(dr__parse_delimited(buf, sizeof buf - 1, "mem", &p, DR_TAG_TEST, b, &r, &e_));
+    assert_ok(dr__builder_finish(b, &ds, &e_));
+    dr__builder_free(b);
     assert_string_equal(dr_dataset_user_id(ds, 0), "x");
     check_event(ds, 1, "x", "z", 2, 1.0f, DR_TAG_TEST);
     dr_dataset_free(ds);
@@ -300,10 +300,10 @@ static void test_delimited_columns(void **state) {
     dr_builder *b = NULL;
     dr_dataset *ds = NULL;
     dr_load_report r = {0};
-    assert_int_equal(dr_builder_create(&b), DR_OK);
-    assert_ok(dr_parse_delimited(buf, sizeof buf - 1, "cols", &p, 0, b, &r, &e_));
-    assert_ok(dr_builder_finish(b, &ds, &e_));
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
+    assert_ok(dr__parse_delimited(buf, sizeof buf - 1, "cols", &p, 0, b, &r, &e_));
+    assert_ok(dr__builder_finish(b, &ds, &e_));
+    dr__builder_free(b);
     check_event(ds, 0, "U1", "I2", 3, 1.0f, 0);
     check_event(ds, 1, "U1", "I1", 7, 1.0f, 0);
     dr_dataset_free(ds);
@@ -311,9 +311,9 @@ static void test_delimited_columns(void **state) {
     /* header forced off: the header line is a row with a bad time */
     p.header = 0;
     memset(&r, 0, sizeof r);
-    assert_int_equal(dr_builder_create(&b), DR_OK);
-    assert_ok(dr_parse_delimited(buf, sizeof buf - 1, "cols", &p, 0, b, &r, &e_));
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
+    assert_ok(dr__parse_delimited(buf, sizeof buf - 1, "cols", &p, 0, b, &r, &e_));
+    dr__builder_free(b);
     assert_int_equal(r.rows_read, 3);
     assert_int_equal(r.rows_ok, 2);
     assert_int_equal(r.skipped[DR_SKIP_NUMBER], 1);
@@ -324,10 +324,10 @@ static void test_delimited_columns(void **state) {
     p = dr_load_default_params();
     p.col_time = -1;
     memset(&r, 0, sizeof r);
-    assert_int_equal(dr_builder_create(&b), DR_OK);
-    assert_ok(dr_parse_delimited(two, sizeof two - 1, "two", &p, 0, b, &r, &e_));
-    assert_ok(dr_builder_finish(b, &ds, &e_));
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
+    assert_ok(dr__parse_delimited(two, sizeof two - 1, "two", &p, 0, b, &r, &e_));
+    assert_ok(dr__builder_finish(b, &ds, &e_));
+    dr__builder_free(b);
     assert_int_equal(r.rows_read, 2);
     check_event(ds, 0, "5", "1", 0, 1.0f, 0);
     check_event(ds, 1, "4", "2", 0, 1.0f, 0);
@@ -482,17 +482,17 @@ static void test_amazon_json_buffer(void **state) {
     dr_load_params p = dr_load_default_params();
     dr_load_report r = {0};
     dr_builder *b = NULL;
-    assert_int_equal(dr_builder_create(&b), DR_OK);
-    assert_ok(dr_parse_amazon_json(buf, sizeof buf - 1, "mem", &p, b, &r, &e_));
+    assert_int_equal(dr__builder_create(&b), DR_OK);
+    assert_ok(dr__parse_amazon_json(buf, sizeof buf - 1, "mem", &p, b, &r, &e_));
     assert_int_equal(r.rows_read, 3);
     assert_int_equal(r.rows_ok, 1);
     assert_int_equal(r.skipped[DR_SKIP_ENCODING], 1);
     assert_int_equal(r.skipped[DR_SKIP_JSON], 1); /* \u0000 is refused by jansson */
     dr_error e = {0};
     memset(&r, 0, sizeof r);
-    assert_int_equal(dr_parse_amazon_json("\n\n", 2, "empty", &p, b, &r, &e), DR_FORMAT);
+    assert_int_equal(dr__parse_amazon_json("\n\n", 2, "empty", &p, b, &r, &e), DR_FORMAT);
     assert_non_null(strstr(e.msg, "empty"));
-    dr_builder_free(b);
+    dr__builder_free(b);
 }
 
 /* ------------------------------------------------------------------ TikTok */
@@ -542,7 +542,7 @@ static void write_tiktok(const char *dir, const char *train, const float *feat, 
     snprintf(path, sizeof path, "%s/train.tsv", dir);
     dr_test_write(path, train);
     snprintf(path, sizeof path, "%s/image_feat.npy", dir);
-    assert_ok(dr_npy_write_f32(path, feat, rows, dim, &e_));
+    assert_ok(dr__npy_write_f32(path, feat, rows, dim, &e_));
 }
 
 static void test_tiktok_bad_features(void **state) {
@@ -603,7 +603,7 @@ static void test_roundtrip_escapes(void **state) {
     static const char *const items[] = {"item\t1", "i|2", "\\", "é ü", "x\\|y", "-"};
     dr_builder *b = NULL;
     dr_dataset *ds = NULL;
-    assert_int_equal(dr_builder_create(&b), DR_OK);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
     uint32_t seed = 12345;
     for (int k = 0; k < 200; k++) {
         seed = seed * 1664525u + 1013904223u;
@@ -611,28 +611,28 @@ static void test_roundtrip_escapes(void **state) {
         uint32_t bits = 0x3f800000u ^ (seed & 0x807fffffu); /* mantissa noise, both signs */
         float w;
         memcpy(&w, &bits, sizeof w);
-        assert_int_equal(dr_builder_add_event(b, u, strlen(u), i, strlen(i), (seed >> 20) % 7 - 3,
+        assert_int_equal(dr__builder_add_event(b, u, strlen(u), i, strlen(i), (seed >> 20) % 7 - 3,
                                               w, (uint8_t)(k % 4)),
                          DR_OK);
     }
-    assert_int_equal(dr_builder_add_item(b, "cold\titem", 9), DR_OK);
-    assert_int_equal(dr_builder_add_item(b, "cold|2", 6), DR_OK);
-    assert_ok(dr_builder_finish(b, &ds, &e_));
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_add_item(b, "cold\titem", 9), DR_OK);
+    assert_int_equal(dr__builder_add_item(b, "cold|2", 6), DR_OK);
+    assert_ok(dr__builder_finish(b, &ds, &e_));
+    dr__builder_free(b);
     snprintf(ds->name, sizeof ds->name, "esc\tname|x");
     ds->time_scale = 0.25;
     ds->has_given_split = 1;
-    assert_int_equal(dr_dataset_set_title(ds, 0, "a\tb\nc|d\\e", 9), DR_OK);
-    assert_int_equal(dr_dataset_set_title(ds, ds->n_items - 1, "cold", 4), DR_OK);
+    assert_int_equal(dr__dataset_set_title(ds, 0, "a\tb\nc|d\\e", 9), DR_OK);
+    assert_int_equal(dr__dataset_set_title(ds, ds->n_items - 1, "cold", 4), DR_OK);
     static const char *const attrs[] = {"k=v|w", "x=\\t", "genre=a=b", "no equals sign"};
     dr_attr_pair pairs[8];
     for (uint32_t k = 0; k < 4; k++) {
         uint32_t id;
-        assert_int_equal(dr_strtab_intern(&ds->attrs, attrs[k], strlen(attrs[k]), &id, NULL), DR_OK);
+        assert_int_equal(dr__strtab_intern(&ds->attrs, attrs[k], strlen(attrs[k]), &id, NULL), DR_OK);
         pairs[2 * k] = (dr_attr_pair){k, id};
         pairs[2 * k + 1] = (dr_attr_pair){ds->n_items - 1 - k, id};
     }
-    assert_ok(dr_dataset_set_attrs(ds, pairs, 8, &e_));
+    assert_ok(dr__dataset_set_attrs(ds, pairs, 8, &e_));
     uint32_t dim = 3;
     float *x = calloc((size_t)ds->n_items * dim, sizeof *x);
     uint8_t *pr = calloc(ds->n_items, 1);
@@ -640,9 +640,9 @@ static void test_roundtrip_escapes(void **state) {
         pr[i] = 1;
         for (uint32_t c = 0; c < dim; c++) x[i * dim + c] = (float)i - 1.0f / (float)(c + 3);
     }
-    assert_ok(dr_dataset_add_modality(ds, "visual", dim, x, pr, &e_));
+    assert_ok(dr__dataset_add_modality(ds, "visual", dim, x, pr, &e_));
     for (uint32_t i = 0; i < ds->n_items; i++) x[i] = pr[i] ? -(float)i : 0.0f;
-    assert_ok(dr_dataset_add_modality(ds, "text-2", 1, x, pr, &e_));
+    assert_ok(dr__dataset_add_modality(ds, "text-2", 1, x, pr, &e_));
     free(x);
     free(pr);
     roundtrip(ds);
@@ -667,7 +667,7 @@ static void test_dynrec_corrupt(void **state) {
     /* features with the wrong number of rows */
     snprintf(path, sizeof path, "%s/features/visual.npy", dir);
     float f[4] = {1, 2, 3, 4};
-    assert_ok(dr_npy_write_f32(path, f, 1, 4, &e_));
+    assert_ok(dr__npy_write_f32(path, f, 1, 4, &e_));
     snprintf(path, sizeof path, "%s/manifest.tsv", dir);
     dr_test_write(path, "format\tdynrec\nversion\t1\nmodalities\tvisual\n");
     load_fails(dir, NULL, DR_FORMAT, "visual.npy: 1 rows, expected 5");
@@ -824,9 +824,9 @@ static void test_shared_movielens(void **state) {
 static void test_shared_amazon(void **state) {
     (void)state;
     DR_SHARED_OR_SKIP(dir, "amazon-movies-tv-llmtup");
-    double t0 = dr_now_seconds();
+    double t0 = dr__now_seconds();
     dr_dataset *ds = load_ok(dir, NULL);
-    double secs = dr_now_seconds() - t0;
+    double secs = dr__now_seconds() - t0;
     fprintf(stderr, "amazon-mtv loaded in %.3f s\n", secs);
     assert_int_equal(dr_dataset_n_users(ds), 10000);
     assert_int_equal(dr_dataset_n_items(ds), 14411);

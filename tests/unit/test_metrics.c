@@ -1,4 +1,4 @@
-/* test_metrics.c - pessimistic ranks and Hit/NDCG/Recall (src/metrics.c) against
+/* test_metrics.c - pessimistic ranks and Hit/NDCG/Recall (src/eval_metrics.c) against
  * hand-computed values and a brute-force sort reference, plus property tests. */
 #include "testutil.h"
 
@@ -141,18 +141,18 @@ static void test_multi_vs_brute_force(void **state) {
     uint32_t tg[12], r[12], rb[12];
     cand buf[N];
     dr_rng rng;
-    dr_rng_seed(&rng, 7, 0);
+    dr__rng_seed(&rng, 7, 0);
     for (int trial = 0; trial < 400; trial++) {
-        uint32_t n = 1 + (uint32_t)dr_rng_below(&rng, N);
-        int levels = 1 + (int)dr_rng_below(&rng, 6); /* few levels: many ties */
+        uint32_t n = 1 + (uint32_t)dr__rng_below(&rng, N);
+        int levels = 1 + (int)dr__rng_below(&rng, 6); /* few levels: many ties */
         for (uint32_t i = 0; i < n; i++) {
-            s[i] = (float)dr_rng_below(&rng, (uint64_t)levels);
-            if (dr_rng_below(&rng, 50) == 0) s[i] = NAN;
-            ex[i] = dr_rng_below(&rng, 4) == 0;
+            s[i] = (float)dr__rng_below(&rng, (uint64_t)levels);
+            if (dr__rng_below(&rng, 50) == 0) s[i] = NAN;
+            ex[i] = dr__rng_below(&rng, 4) == 0;
         }
-        uint32_t T = 1 + (uint32_t)dr_rng_below(&rng, DR_MIN(n, 12));
+        uint32_t T = 1 + (uint32_t)dr__rng_below(&rng, DR_MIN(n, 12));
         for (uint32_t j = 0; j < T;) { /* distinct targets */
-            uint32_t c = (uint32_t)dr_rng_below(&rng, n);
+            uint32_t c = (uint32_t)dr__rng_below(&rng, n);
             int dup = 0;
             for (uint32_t q = 0; q < j; q++) dup |= tg[q] == c;
             if (!dup) tg[j++] = c;
@@ -184,7 +184,7 @@ static void test_multi_vs_brute_force(void **state) {
         memcpy(s2, s, n * sizeof *s);
         memcpy(ex2, ex, n);
         for (uint32_t i = n; i > 1; i--) {
-            uint32_t a = i - 1, b = (uint32_t)dr_rng_below(&rng, i);
+            uint32_t a = i - 1, b = (uint32_t)dr__rng_below(&rng, i);
             int ta = 0, tb = 0;
             for (uint32_t q = 0; q < T; q++) ta |= tg[q] == a, tb |= tg[q] == b;
             if (ta || tb) continue;

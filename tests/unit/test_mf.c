@@ -1,4 +1,4 @@
-/* test_mf.c - BPR-MF (src/mf.c): gradient check against finite differences, planted
+/* test_mf.c - BPR-MF (src/model_mf.c): gradient check against finite differences, planted
  * structure beats popularity, determinism, checkpoint round trip, fold-in, OOM. */
 #include "testutil.h"
 #include "oom.h"
@@ -6,14 +6,14 @@
 #include <math.h>
 
 #include "dataset.h"
-#include "format.h"
-#include "mf.h"
+#include "ckpt.h"
+#include "model_mf.h"
 #include "model.h"
 #include "rng.h"
 
 /* ---------------------------------------------------------------- gradient check */
 
-/* The BPR loss in double, written independently of mf.c. */
+/* The BPR loss in double, written independently of model_mf.c. */
 static double loss_d(uint32_t d, const double *pu, const double *qi, const double *qj, double bi,
                      double bj, double l2) {
     double x = bi - bj, reg = bi * bi + bj * bj;
@@ -28,18 +28,18 @@ static void test_gradient(void **state) {
     (void)state;
     enum { D = 8, NP = 3 * D + 2 };
     dr_rng r;
-    dr_rng_seed(&r, 7, 0);
+    dr__rng_seed(&r, 7, 0);
     const double scales[] = {0.1, 0.5, 1.5}; /* |x| small to large, both sigmoid branches */
     for (int trial = 0; trial < 30; trial++) {
         double th[NP];  /* pu | qi | qj | bi | bj */
         float f[NP], g[NP];
         double sc = scales[trial % 3];
         for (int k = 0; k < NP; k++) {
-            f[k] = (float)(dr_rng_normal(&r) * sc);
+            f[k] = (float)(dr__rng_normal(&r) * sc);
             th[k] = f[k];
         }
         float l2 = trial % 2 ? 0.05f : 0.0f;
-        float loss = dr_mf_bpr_grad(D, f, f + D, f + 2 * D, f[3 * D], f[3 * D + 1], l2, g,
+        float loss = dr__mf_bpr_grad(D, f, f + D, f + 2 * D, f[3 * D], f[3 * D + 1], l2, g,
                                     g + D, g + 2 * D, &g[3 * D], &g[3 * D + 1]);
         double l0 = loss_d(D, th, th + D, th + 2 * D, th[3 * D], th[3 * D + 1], l2);
         assert_true(fabs(loss - l0) <= 1e-4 * (1 + fabs(l0)));
@@ -69,14 +69,14 @@ static dr_dataset *planted(uint64_t seed, uint32_t n_users, uint32_t n_groups,
     dr_builder *b = NULL;
     dr_dataset *ds = NULL;
     dr_rng r;
-    dr_rng_seed(&r, seed, 0);
-    assert_int_equal(dr_builder_create(&b), DR_OK);
+    dr__rng_seed(&r, seed, 0);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
     uint32_t n_items = n_groups * items_per_group;
     int64_t t = 0;
     uint8_t *taken = malloc(n_items);
     for (uint32_t u = 0; u < n_users; u++) {
         /* bigger groups (low ids) have more users */
-        uint32_t a = (uint32_t)dr_rng_below(&r, n_groups), c = (uint32_t)dr_rng_below(&r, n_groups);
+        uint32_t a = (uint32_t)dr__rng_below(&r, n_groups), c = (uint32_t)dr__rng_below(&r, n_groups);
         uint32_t grp = DR_MIN(a, c);
         memset(taken, 0, n_items);
         char us[16];
@@ -84,26 +84,26 @@ static dr_dataset *planted(uint64_t seed, uint32_t n_users, uint32_t n_groups,
         for (uint32_t k = 0; k < len; k++) {
             uint32_t it;
             do {
-                if (dr_rng_uniform(&r) < 0.9) {
-                    uint32_t x = (uint32_t)dr_rng_below(&r, items_per_group),
-                             y = (uint32_t)dr_rng_below(&r, items_per_group);
+                if (dr__rng_uniform(&r) < 0.9) {
+                    uint32_t x = (uint32_t)dr__rng_below(&r, items_per_group),
+                             y = (uint32_t)dr__rng_below(&r, items_per_group);
                     it = grp * items_per_group + DR_MIN(x, y);
                 } else {
-                    it = (uint32_t)dr_rng_below(&r, n_items);
+                    it = (uint32_t)dr__rng_below(&r, n_items);
                 }
             } while (taken[it]);
             taken[it] = 1;
             char is[16];
             snprintf(is, sizeof is, "i%u", it);
-            assert_int_equal(dr_builder_add_event(b, us, strlen(us), is, strlen(is), t++, 1.0f,
+            assert_int_equal(dr__builder_add_event(b, us, strlen(us), is, strlen(is), t++, 1.0f,
                                                   DR_TAG_NONE),
                              DR_OK);
         }
     }
     free(taken);
     dr_error err = {0};
-    assert_int_equal(dr_builder_finish(b, &ds, &err), DR_OK);
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_finish(b, &ds, &err), DR_OK);
+    dr__builder_free(b);
     return ds;
 }
 
@@ -130,7 +130,7 @@ static int teardown(void **state) {
 }
 
 static dr_mf_params small_params(void) {
-    dr_mf_params p = dr_mf_default_params();
+    dr_mf_params p = dr__mf_default_params();
     p.d = 16;
     p.epochs = 40;
     p.lr = 0.05f;
@@ -156,10 +156,10 @@ static void test_beats_pop(void **state) {
     mp.threads = 1;
     assert_ok(dr_model_fit(f->ds, f->sp, &mp, &pop, &e_));
     dr_mf_params p = small_params();
-    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &mf, &e_));
+    assert_ok(dr__mf_fit(f->ds, f->sp, &p, &mf, &e_));
     p.optimizer = DR_MF_ADAM;
     p.lr = 0.01f;
-    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &adam, &e_));
+    assert_ok(dr__mf_fit(f->ds, f->sp, &p, &adam, &e_));
     dr_eval_result rp = eval_model(f, pop), rm = eval_model(f, mf), ra = eval_model(f, adam);
     fprintf(stderr, "planted P-LOO full NDCG@10: pop %.4f  mf-sgd %.4f  mf-adam %.4f (Hit@10 %.4f "
                     "%.4f %.4f)\n",
@@ -168,11 +168,11 @@ static void test_beats_pop(void **state) {
     assert_true(rm.full10.ndcg > 1.3 * rp.full10.ndcg);
     assert_true(rm.full10.hit > rp.full10.hit);
     assert_true(ra.full10.ndcg > 1.3 * rp.full10.ndcg);
-    const dr_mf_report *rep = dr_mf_get_report(mf);
+    const dr_mf_report *rep = dr__mf_get_report(mf);
     assert_non_null(rep);
     assert_int_equal(rep->epochs_run, 40);
     assert_true(rep->last_loss < 0.5); /* log 2 = 0.693 at the start */
-    assert_null(dr_mf_get_report(pop));
+    assert_null(dr__mf_get_report(pop));
     dr_model_free(pop);
     dr_model_free(mf);
     dr_model_free(adam);
@@ -183,14 +183,14 @@ static void test_deterministic(void **state) {
     dr_mf_params p = small_params();
     p.epochs = 5;
     dr_model *a = NULL, *b = NULL, *c = NULL;
-    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &a, &e_));
-    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &b, &e_));
+    assert_ok(dr__mf_fit(f->ds, f->sp, &p, &a, &e_));
+    assert_ok(dr__mf_fit(f->ds, f->sp, &p, &b, &e_));
     p.seed = 43;
-    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &c, &e_));
+    assert_ok(dr__mf_fit(f->ds, f->sp, &p, &c, &e_));
     dr_mf_view va, vb, vc;
-    assert_ok(dr_mf_get_view(a, &va, &e_));
-    assert_ok(dr_mf_get_view(b, &vb, &e_));
-    assert_ok(dr_mf_get_view(c, &vc, &e_));
+    assert_ok(dr__mf_get_view(a, &va, &e_));
+    assert_ok(dr__mf_get_view(b, &vb, &e_));
+    assert_ok(dr__mf_get_view(c, &vc, &e_));
     size_t nq = (size_t)va.n_items * va.d;
     assert_memory_equal(va.item, vb.item, nq * sizeof(float));
     assert_memory_equal(va.user, vb.user, (size_t)va.n_users * va.d * sizeof(float));
@@ -208,8 +208,8 @@ static void test_early_stopping(void **state) {
     p.eval_every = 2;
     p.patience = 3;
     dr_model *m = NULL;
-    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &m, &e_));
-    const dr_mf_report *rep = dr_mf_get_report(m);
+    assert_ok(dr__mf_fit(f->ds, f->sp, &p, &m, &e_));
+    const dr_mf_report *rep = dr__mf_get_report(m);
     assert_true(rep->best_epoch >= 2 && rep->best_epoch <= rep->epochs_run);
     assert_true(rep->best_valid_ndcg10 > 0);
     /* the kept factors are the best epoch's: validation NDCG@10 reproduces */
@@ -227,16 +227,16 @@ static void test_save_load(void **state) {
     dr_mf_params p = small_params();
     p.epochs = 3;
     dr_model *m = NULL, *l = NULL;
-    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &m, &e_));
+    assert_ok(dr__mf_fit(f->ds, f->sp, &p, &m, &e_));
     char dir[256], path[300];
     dr_test_tmpdir(dir, sizeof dir);
     snprintf(path, sizeof path, "%s/mf.drm", dir);
-    assert_ok(dr_mf_save(m, path, &e_));
-    assert_ok(dr_mf_load(path, &l, &e_));
+    assert_ok(dr__mf_save(m, path, &e_));
+    assert_ok(dr__mf_load(path, &l, &e_));
     assert_string_equal(dr_model_name(l), "mf");
     dr_mf_view a, b;
-    assert_ok(dr_mf_get_view(m, &a, &e_));
-    assert_ok(dr_mf_get_view(l, &b, &e_));
+    assert_ok(dr__mf_get_view(m, &a, &e_));
+    assert_ok(dr__mf_get_view(l, &b, &e_));
     assert_int_equal(a.n_users, b.n_users);
     assert_int_equal(a.n_items, b.n_items);
     assert_int_equal(a.d, b.d);
@@ -258,25 +258,25 @@ static void test_save_load(void **state) {
     assert_true(r1.full10.ndcg == r2.full10.ndcg);
     /* metadata */
     dr_ckpt *c = NULL;
-    assert_ok(dr_ckpt_open(path, &c, &e_));
-    assert_string_equal(dr_ckpt_meta(c, "model"), "mf");
-    assert_string_equal(dr_ckpt_meta(c, "d"), "16");
-    assert_string_equal(dr_ckpt_meta(c, "optimizer"), "sgd");
-    assert_string_equal(dr_ckpt_meta(c, "split"), "loo");
-    assert_null(dr_ckpt_meta(c, "T0"));
-    dr_ckpt_close(c);
+    assert_ok(dr__ckpt_open(path, &c, &e_));
+    assert_string_equal(dr__ckpt_meta(c, "model"), "mf");
+    assert_string_equal(dr__ckpt_meta(c, "d"), "16");
+    assert_string_equal(dr__ckpt_meta(c, "optimizer"), "sgd");
+    assert_string_equal(dr__ckpt_meta(c, "split"), "loo");
+    assert_null(dr__ckpt_meta(c, "T0"));
+    dr__ckpt_close(c);
     /* a loaded model saves again to the same bytes */
     char path2[300];
     snprintf(path2, sizeof path2, "%s/mf2.drm", dir);
-    assert_ok(dr_mf_save(l, path2, &e_));
+    assert_ok(dr__mf_save(l, path2, &e_));
     char *b1 = NULL, *b2 = NULL;
     size_t n1, n2;
-    assert_ok(dr_read_file(path, 1 << 26, &b1, &n1, &e_));
-    assert_ok(dr_read_file(path2, 1 << 26, &b2, &n2, &e_));
+    assert_ok(dr__read_file(path, 1 << 26, &b1, &n1, &e_));
+    assert_ok(dr__read_file(path2, 1 << 26, &b2, &n2, &e_));
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
-    dr_free(b1);
-    dr_free(b2);
+    dr__free(b1);
+    dr__free(b2);
     /* wrong kind and corrupted file */
     dr_error e = {0};
     dr_model *bad = NULL;
@@ -284,18 +284,18 @@ static void test_save_load(void **state) {
     float z[4] = {0};
     uint64_t sh[2] = {2, 2};
     snprintf(path2, sizeof path2, "%s/other.drm", dir);
-    assert_ok(dr_ckpt_writer_create(&w, &e_));
-    assert_ok(dr_ckpt_add(w, "item", DR_DT_F32, 2, sh, z, &e_));
-    assert_ok(dr_ckpt_add_meta(w, "model", "sasrec", &e_));
-    assert_ok(dr_ckpt_write(w, path2, &e_));
-    dr_ckpt_writer_free(w);
-    assert_int_equal(dr_mf_load(path2, &bad, &e), DR_FORMAT);
+    assert_ok(dr__ckpt_writer_create(&w, &e_));
+    assert_ok(dr__ckpt_add(w, "item", DR_DT_F32, 2, sh, z, &e_));
+    assert_ok(dr__ckpt_add_meta(w, "model", "sasrec", &e_));
+    assert_ok(dr__ckpt_write(w, path2, &e_));
+    dr__ckpt_writer_free(w);
+    assert_int_equal(dr__mf_load(path2, &bad, &e), DR_FORMAT);
     assert_non_null(strstr(e.msg, "not an mf checkpoint"));
     FILE *fp = fopen(path, "r+b");
     fseek(fp, 1000, SEEK_SET);
     fputc(0x55, fp);
     fclose(fp);
-    assert_int_equal(dr_mf_load(path, &bad, &e), DR_FORMAT);
+    assert_int_equal(dr__mf_load(path, &bad, &e), DR_FORMAT);
     assert_null(bad);
     free(x);
     free(y);
@@ -312,10 +312,10 @@ static void test_fold_in(void **state) {
     p.epochs = 2;
     dr_model *m = NULL;
     dr_scorer *sc = NULL;
-    assert_ok(dr_mf_fit(f->ds, f->sp, &p, &m, &e_));
+    assert_ok(dr__mf_fit(f->ds, f->sp, &p, &m, &e_));
     assert_ok(dr_scorer_create(m, &sc, &e_));
     dr_mf_view v;
-    assert_ok(dr_mf_get_view(m, &v, &e_));
+    assert_ok(dr__mf_get_view(m, &v, &e_));
     uint32_t ctx[3] = {1, 5, 9};
     float *s = malloc(v.n_items * sizeof(float));
     assert_ok(dr_model_score(m, sc, v.n_users + 5, ctx, 3, s, &e_));
@@ -348,11 +348,11 @@ static void test_vtable(void **state) {
     mp.seed = 5;
     mp.threads = 1;
     void *st = NULL;
-    const dr_validator val = dr_validator_make(&dr_mf_vt, f->ds, f->sp);
+    const dr_validator val = dr__validator_make(&dr_mf_vt, f->ds, f->sp);
     assert_ok(dr_mf_vt.fit(f->ds, f->sp, &mp, &val, &st, &e_));
     dr_model m = {.vt = &dr_mf_vt, .state = st, .n_items = f->ds->n_items};
     assert_string_equal(dr_model_name(&m), "mf");
-    const dr_mf_report *rep = dr_mf_get_report(&m);
+    const dr_mf_report *rep = dr__mf_get_report(&m);
     assert_true(rep->best_epoch > 0 && rep->epochs_run < 300);
     dr_eval_result r = eval_model(f, &m);
     assert_true(r.full10.hit > 0.3);
@@ -367,7 +367,7 @@ typedef struct mf_oom {
 
 static dr_status mf_call(void *ud, dr_error *err) {
     mf_oom *u = ud;
-    return dr_mf_fit(u->f->ds, u->f->sp, u->p, &u->m, err);
+    return dr__mf_fit(u->f->ds, u->f->sp, u->p, &u->m, err);
 }
 
 DR_OOM_FREE_FN(mf_free, mf_oom, m, dr_model_free)
@@ -378,14 +378,14 @@ static void test_bad_args_and_oom(void **state) {
     dr_error e = {0};
     dr_mf_params p = small_params();
     p.d = 0;
-    assert_int_equal(dr_mf_fit(f->ds, f->sp, &p, &m, &e), DR_ARG);
+    assert_int_equal(dr__mf_fit(f->ds, f->sp, &p, &m, &e), DR_ARG);
     p = small_params();
     p.lr = -1;
-    assert_int_equal(dr_mf_fit(f->ds, f->sp, &p, &m, &e), DR_ARG);
+    assert_int_equal(dr__mf_fit(f->ds, f->sp, &p, &m, &e), DR_ARG);
     p = small_params();
     p.lr = 1e6f; /* diverges */
     p.init_std = 10.0f;
-    dr_status st = dr_mf_fit(f->ds, f->sp, &p, &m, &e);
+    dr_status st = dr__mf_fit(f->ds, f->sp, &p, &m, &e);
     if (st != DR_OK) assert_int_equal(st, DR_RANGE);
     dr_model_free(m);
     m = NULL;
@@ -393,7 +393,7 @@ static void test_bad_args_and_oom(void **state) {
     p.epochs = 1;
     p.optimizer = DR_MF_ADAM;
     mf_oom u = {f, &p, NULL};
-    dr_oom_case c = {.name = "dr_mf_fit (adam, 1 epoch)", .call = mf_call, .cleanup = mf_free,
+    dr_oom_case c = {.name = "dr__mf_fit (adam, 1 epoch)", .call = mf_call, .cleanup = mf_free,
                      .ud = &u, .out = (void **)&u.m};
     assert_true(dr_oom_check(&c) > 0);
 }

@@ -3,7 +3,7 @@
 #include "oom.h"
 
 #include "dataset.h"
-#include "format.h"
+#include "ckpt.h"
 #include "model.h"
 
 static dr_dataset *small_synth(uint64_t seed) {
@@ -169,7 +169,7 @@ static void test_damaged(void **state) {
     assert_ok(dr_model_save(m, ds, sp, path, &e_));
     char *buf;
     size_t len;
-    assert_ok(dr_read_file(path, 1 << 30, &buf, &len, &e_));
+    assert_ok(dr__read_file(path, 1 << 30, &buf, &len, &e_));
     for (int cut = 1; cut < 16; cut++) {
         FILE *f = fopen(bad, "wb");
         fwrite(buf, 1, len * (size_t)cut / 16, f);
@@ -191,10 +191,10 @@ static void test_damaged(void **state) {
 
     /* a valid container that is not a model */
     dr_ckpt_writer *w = NULL;
-    assert_ok(dr_ckpt_writer_create(&w, &e_));
-    assert_ok(dr_ckpt_add_meta(w, "model", "nonsense", &e_));
-    assert_ok(dr_ckpt_write(w, bad, &e_));
-    dr_ckpt_writer_free(w);
+    assert_ok(dr__ckpt_writer_create(&w, &e_));
+    assert_ok(dr__ckpt_add_meta(w, "model", "nonsense", &e_));
+    assert_ok(dr__ckpt_write(w, bad, &e_));
+    dr__ckpt_writer_free(w);
     assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
     assert_non_null(strstr(e.msg, "nonsense"));
     assert_int_equal(dr_model_load("/nonexistent/m.drm", &x, &e), DR_IO);

@@ -1,4 +1,4 @@
-/* test_npy.c - the .npy reader and writer (src/npy.c): every float16 against a reference,
+/* test_npy.c - the .npy reader and writer (src/load_npy.c): every float16 against a reference,
  * each dtype, header versions, malformed and unsupported files, size caps, out of memory,
  * and write/read round trips. */
 #include "testutil.h"
@@ -30,7 +30,7 @@ static size_t make_npy(unsigned char *buf, size_t cap, int version, const char *
 
 static dr_status parse(const unsigned char *buf, size_t n, dr_npy *a, dr_error *e) {
     memset(e, 0, sizeof *e);
-    return dr_npy_parse((const char *)buf, n, "mem.npy", a, e);
+    return dr__npy_parse((const char *)buf, n, "mem.npy", a, e);
 }
 
 /* Reference float16 decoding with ldexp: the slow twin of the bit-level conversion. */
@@ -63,13 +63,13 @@ static void test_half_exhaustive(void **state) {
             fail_msg("half %04x: want %a, got %a", h, (double)want, (double)got);
         }
     }
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 }
 
 static void test_half_fixture(void **state) {
     (void)state;
     dr_npy a;
-    assert_ok(dr_npy_read(FIX "half.npy", 1 << 20, &a, &e_));
+    assert_ok(dr__npy_read(FIX "half.npy", 1 << 20, &a, &e_));
     static const float want[] = {0.0f, -0.0f, 5.960464477539063e-08f, 6.097555160522461e-05f,
                                  6.103515625e-05f, 1.0f, -2.0f, 65504.0f, INFINITY, -INFINITY,
                                  NAN, 0.333251953125f, 2.583984375f};
@@ -78,7 +78,7 @@ static void test_half_fixture(void **state) {
         if (isnan(want[k])) assert_true(isnan(a.data[k]));
         else assert_memory_equal(&a.data[k], &want[k], sizeof(float)); /* keeps -0 */
     }
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 }
 
 static void test_dtypes(void **state) {
@@ -94,41 +94,41 @@ static void test_dtypes(void **state) {
     assert_int_equal(a.rows, 2);
     assert_int_equal(a.cols, 3);
     assert_memory_equal(a.data, f4, sizeof f4);
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 
     uint8_t u1[4] = {0, 1, 200, 255};
     n = make_npy(buf, sizeof buf, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }",
                  u1, 4);
     assert_int_equal(parse(buf, n, &a, &e), DR_OK);
     assert_true(a.data[2] == 200.0f && a.data[3] == 255.0f && a.cols == 1);
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 
     /* key order and quoting as other writers emit them; (3, 1) shape */
     n = make_npy(buf, sizeof buf, 3, "{\"shape\": (3, 1), \"fortran_order\": False, \"descr\": \"|u1\"}",
                  u1, 3);
     assert_int_equal(parse(buf, n, &a, &e), DR_OK);
     assert_true(a.rows == 3 && a.cols == 1 && a.data[1] == 1.0f);
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 
-    assert_ok(dr_npy_read(FIX "bool.npy", 1 << 20, &a, &e_));
+    assert_ok(dr__npy_read(FIX "bool.npy", 1 << 20, &a, &e_));
     static const float b1[] = {0, 1, 1, 0};
     assert_memory_equal(a.data, b1, sizeof b1);
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 
-    assert_ok(dr_npy_read(FIX "f8_v2.npy", 1 << 20, &a, &e_)); /* version 2.0 header */
+    assert_ok(dr__npy_read(FIX "f8_v2.npy", 1 << 20, &a, &e_)); /* version 2.0 header */
     assert_true(a.rows == 2 && a.cols == 2);
     assert_true(a.data[0] == 1.5f && a.data[1] == -2.25f && a.data[3] == 0.0f);
     assert_true(isinf(a.data[2]) && a.data[2] > 0); /* 1e300 does not fit a float */
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 
     /* empty arrays are valid */
     n = make_npy(buf, sizeof buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 5), }",
                  NULL, 0);
     assert_int_equal(parse(buf, n, &a, &e), DR_OK);
     assert_true(a.rows == 0 && a.cols == 5);
-    dr_npy_free(&a);
-    dr_npy_free(&a); /* twice is harmless */
-    dr_npy_free(NULL);
+    dr__npy_free(&a);
+    dr__npy_free(&a); /* twice is harmless */
+    dr__npy_free(NULL);
 }
 
 static void expect_fail(const char *dict, size_t data_len, dr_status want, const char *needle) {
@@ -173,12 +173,12 @@ static void test_malformed(void **state) {
     assert_int_equal(parse((const unsigned char *)"\x93NUMPY\x02\x00\x00\x00", 10, &a, &e), DR_FORMAT);
     assert_int_equal(parse((const unsigned char *)"", 0, &a, &e), DR_FORMAT);
 
-    assert_int_equal(dr_npy_read(FIX "fortran.npy", 1 << 20, &a, &e), DR_UNSUPPORTED);
-    assert_int_equal(dr_npy_read(FIX "truncated.npy", 1 << 20, &a, &e), DR_FORMAT);
+    assert_int_equal(dr__npy_read(FIX "fortran.npy", 1 << 20, &a, &e), DR_UNSUPPORTED);
+    assert_int_equal(dr__npy_read(FIX "truncated.npy", 1 << 20, &a, &e), DR_FORMAT);
     assert_non_null(strstr(e.msg, "truncated.npy"));
-    assert_int_equal(dr_npy_read(FIX "int64.npy", 1 << 20, &a, &e), DR_UNSUPPORTED);
-    assert_int_equal(dr_npy_read(FIX "half.npy", 100, &a, &e), DR_LIMIT);
-    assert_int_equal(dr_npy_read(FIX "missing.npy", 1 << 20, &a, &e), DR_IO);
+    assert_int_equal(dr__npy_read(FIX "int64.npy", 1 << 20, &a, &e), DR_UNSUPPORTED);
+    assert_int_equal(dr__npy_read(FIX "half.npy", 100, &a, &e), DR_LIMIT);
+    assert_int_equal(dr__npy_read(FIX "missing.npy", 1 << 20, &a, &e), DR_IO);
 }
 
 static void test_write_read(void **state) {
@@ -193,33 +193,33 @@ static void test_write_read(void **state) {
     x[5] = -INFINITY;
     x[6] = 1e-45f; /* float subnormal */
     snprintf(path, sizeof path, "%s/x.npy", dir);
-    assert_ok(dr_npy_write_f32(path, x, R, C, &e_));
+    assert_ok(dr__npy_write_f32(path, x, R, C, &e_));
     char *raw;
     size_t len;
-    assert_ok(dr_read_file(path, 1 << 20, &raw, &len, &e_));
+    assert_ok(dr__read_file(path, 1 << 20, &raw, &len, &e_));
     assert_int_equal(len % 64, (R * C * 4) % 64); /* data aligned to 64 bytes, as numpy does */
     const char *hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (37, 5), }";
     assert_memory_equal(raw + 10, hdr, strlen(hdr));
     assert_int_equal(raw[len - R * C * 4 - 1], '\n');
-    dr_free(raw);
+    dr__free(raw);
     dr_npy a;
-    assert_ok(dr_npy_read(path, 1 << 20, &a, &e_));
+    assert_ok(dr__npy_read(path, 1 << 20, &a, &e_));
     assert_true(a.rows == R && a.cols == C);
     assert_memory_equal(a.data, x, sizeof x); /* bit-exact, NaN included */
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 
     uint8_t u[300];
     for (int k = 0; k < 300; k++) u[k] = (uint8_t)(k * 7);
     snprintf(path, sizeof path, "%s/u.npy", dir);
-    assert_ok(dr_npy_write_u8(path, u, 300, &e_));
-    assert_ok(dr_npy_read(path, 1 << 20, &a, &e_));
+    assert_ok(dr__npy_write_u8(path, u, 300, &e_));
+    assert_ok(dr__npy_read(path, 1 << 20, &a, &e_));
     assert_true(a.rows == 300 && a.cols == 1);
     for (int k = 0; k < 300; k++) assert_true(a.data[k] == (float)u[k]);
-    dr_npy_free(&a);
+    dr__npy_free(&a);
 
     dr_error e = {0};
     snprintf(path, sizeof path, "%s/no/such/dir/x.npy", dir);
-    assert_int_equal(dr_npy_write_f32(path, x, R, C, &e), DR_IO);
+    assert_int_equal(dr__npy_write_f32(path, x, R, C, &e), DR_IO);
     assert_non_null(strstr(e.msg, "x.npy"));
     dr_test_rmrf(dir);
 }
@@ -233,13 +233,13 @@ typedef struct npy_oom {
 
 static dr_status npy_parse_call(void *ud, dr_error *err) {
     npy_oom *u = ud;
-    if (u->path) return dr_npy_read(u->path, 1 << 20, &u->a, err);
-    return dr_npy_parse((const char *)u->buf, u->n, "mem.npy", &u->a, err);
+    if (u->path) return dr__npy_read(u->path, 1 << 20, &u->a, err);
+    return dr__npy_parse((const char *)u->buf, u->n, "mem.npy", &u->a, err);
 }
 
 static void npy_free_case(void *ud) {
     npy_oom *u = ud;
-    dr_npy_free(&u->a);
+    dr__npy_free(&u->a);
     memset(&u->a, 0, sizeof u->a);
 }
 
@@ -250,11 +250,11 @@ static void test_out_of_memory(void **state) {
     size_t n = make_npy(buf, sizeof buf, 1,
                         "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", f, sizeof f);
     npy_oom u = {buf, n, NULL, {0}};
-    dr_oom_case c = {.name = "dr_npy_parse", .call = npy_parse_call, .cleanup = npy_free_case,
+    dr_oom_case c = {.name = "dr__npy_parse", .call = npy_parse_call, .cleanup = npy_free_case,
                      .ud = &u, .out = (void **)&u.a.data};
     assert_true(dr_oom_check(&c) > 0);
     u.path = FIX "half.npy";
-    c.name = "dr_npy_read";
+    c.name = "dr__npy_read";
     assert_true(dr_oom_check(&c) >= 2);
 }
 

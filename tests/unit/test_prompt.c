@@ -2,26 +2,26 @@
  * size cap, and the grammar names only evidence entities. */
 #include "explain_fixture.h"
 
-#include "prompt.h"
+#include "explain_prompt.h"
 
 static void test_quote(void **st) {
     (void)st;
     char b[512];
     size_t l = 0;
-    assert_int_equal(dr_quote(b, sizeof b, &l, "a\"b\\c[E1]\x01\n"), 0);
+    assert_int_equal(dr__quote(b, sizeof b, &l, "a\"b\\c[E1]\x01\n"), 0);
     assert_string_equal(b, "\"a\\\"b\\\\c\\[E1\\]  \"");
     l = 0; /* invalid UTF-8 becomes a space; a long title is cut on a character boundary */
-    assert_int_equal(dr_quote(b, sizeof b, &l, "x\xff\xc3(y"), 0);
+    assert_int_equal(dr__quote(b, sizeof b, &l, "x\xff\xc3(y"), 0);
     assert_string_equal(b, "\"x  (y\"");
     char longt[400];
     for (int k = 0; k < 199; k++) longt[2 * k] = (char)0xc3, longt[2 * k + 1] = (char)0xa9; /* é */
     longt[398] = 0;
     l = 0;
-    assert_int_equal(dr_quote(b, sizeof b, &l, longt), 0);
+    assert_int_equal(dr__quote(b, sizeof b, &l, longt), 0);
     assert_int_equal(l, 2 + DR_QUOTE_MAX);
-    assert_true(dr_utf8_valid(b, l));
+    assert_true(dr__utf8_valid(b, l));
     l = 0;
-    assert_int_equal(dr_quote(b, 8, &l, "a long title"), -1); /* does not fit */
+    assert_int_equal(dr__quote(b, 8, &l, "a long title"), -1); /* does not fit */
 }
 
 /* The injected title appears only inside quotes, escaped; the only citations in the prompt

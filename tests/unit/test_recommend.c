@@ -83,9 +83,9 @@ static void check_model(const char *name) {
     const uint32_t *h;
     size_t nh = dr_dataset_user_items(ds, 3, &h, NULL);
     uint32_t n_got;
-    uint64_t before = dr_alloc_count();
+    uint64_t before = dr__alloc_count();
     for (int r = 0; r < 300; r++) assert_ok(dr_recommend(m, s, 3, h, nh, 10, got, &n_got, &e_));
-    assert_int_equal(dr_alloc_count() - before, 0);
+    assert_int_equal(dr__alloc_count() - before, 0);
     /* bad requests are refused cleanly */
     dr_error e = {0};
     assert_int_equal(dr_recommend(m, s, 3, h, nh, 0, got, &n_got, &e), DR_RANGE);

@@ -7,12 +7,12 @@
 
 #include <math.h>
 
-#include "sasrec.h"
+#include "model_sasrec.h"
 
 /* ------------------------------------------------------------------ helpers */
 
 static void fill_normal(double *x, size_t n, double sd, dr_rng *r) {
-    for (size_t i = 0; i < n; i++) x[i] = sd * dr_rng_normal(r);
+    for (size_t i = 0; i < n; i++) x[i] = sd * dr__rng_normal(r);
 }
 
 static double dotd(const double *a, const double *b, size_t n) {
@@ -38,22 +38,22 @@ static void check_grad(const char *what, size_t i, double analytic, double numer
 static double ln_loss(const double *inp, const double *w, const double *b, const double *R,
                       size_t T, size_t C) {
     double out[64], mean[8], rstd[8];
-    dr_sr_layernorm_forward_f64(out, mean, rstd, inp, w, b, T, C);
+    dr__sr_layernorm_forward_f64(out, mean, rstd, inp, w, b, T, C);
     return dotd(out, R, T * C);
 }
 
 static void test_layernorm_grad(void **state) {
     enum { T = 4, C = 7 };
     dr_rng r;
-    dr_rng_seed(&r, 1, 0);
+    dr__rng_seed(&r, 1, 0);
     double inp[T * C], w[C], b[C], R[T * C], out[T * C], mean[T], rstd[T];
     fill_normal(inp, T * C, 1.5, &r);
     fill_normal(w, C, 1, &r);
     fill_normal(b, C, 1, &r);
     fill_normal(R, T * C, 1, &r);
     double dinp[T * C] = {0}, dw[C] = {0}, db[C] = {0};
-    dr_sr_layernorm_forward_f64(out, mean, rstd, inp, w, b, T, C);
-    dr_sr_layernorm_backward_f64(dinp, dw, db, R, inp, w, mean, rstd, T, C);
+    dr__sr_layernorm_forward_f64(out, mean, rstd, inp, w, b, T, C);
+    dr__sr_layernorm_backward_f64(dinp, dw, db, R, inp, w, mean, rstd, T, C);
     double *xs[3] = {inp, w, b}, *gs[3] = {dinp, dw, db};
     size_t ns[3] = {T * C, C, C};
     const char *nm[3] = {"ln.dinp", "ln.dw", "ln.db"};
@@ -72,21 +72,21 @@ static void test_layernorm_grad(void **state) {
 static double mm_loss(const double *inp, const double *W, const double *bias, const double *R,
                       size_t T, size_t C, size_t OC) {
     double out[64];
-    dr_sr_matmul_forward_f64(out, inp, W, bias, T, C, OC);
+    dr__sr_matmul_forward_f64(out, inp, W, bias, T, C, OC);
     return dotd(out, R, T * OC);
 }
 
 static void test_matmul_grad(void **state) {
     enum { T = 5, C = 4, OC = 6 };
     dr_rng r;
-    dr_rng_seed(&r, 2, 0);
+    dr__rng_seed(&r, 2, 0);
     double inp[T * C], W[OC * C], bias[OC], R[T * OC];
     fill_normal(inp, T * C, 1, &r);
     fill_normal(W, OC * C, 1, &r);
     fill_normal(bias, OC, 1, &r);
     fill_normal(R, T * OC, 1, &r);
     double dinp[T * C], dW[OC * C] = {0}, db[OC] = {0};
-    dr_sr_matmul_backward_f64(dinp, dW, db, R, inp, W, T, C, OC);
+    dr__sr_matmul_backward_f64(dinp, dW, db, R, inp, W, T, C, OC);
     double *xs[3] = {inp, W, bias}, *gs[3] = {dinp, dW, db};
     size_t ns[3] = {T * C, OC * C, OC};
     const char *nm[3] = {"mm.dinp", "mm.dW", "mm.db"};
@@ -104,18 +104,18 @@ static void test_matmul_grad(void **state) {
 
 static double att_loss(const double *qkv, const double *R, size_t n, size_t C, size_t NH) {
     double out[64], att[128];
-    dr_sr_attention_forward_f64(out, att, qkv, n, C, NH);
+    dr__sr_attention_forward_f64(out, att, qkv, n, C, NH);
     return dotd(out, R, n * C);
 }
 
 static void test_attention_grad(void **state) {
     enum { n = 5, C = 6, NH = 2 };
     dr_rng r;
-    dr_rng_seed(&r, 3, 0);
+    dr__rng_seed(&r, 3, 0);
     double qkv[n * 3 * C], R[n * C], out[n * C], att[NH * n * n], dqkv[n * 3 * C], datt[n * n];
     fill_normal(qkv, n * 3 * C, 1, &r);
     fill_normal(R, n * C, 1, &r);
-    dr_sr_attention_forward_f64(out, att, qkv, n, C, NH);
+    dr__sr_attention_forward_f64(out, att, qkv, n, C, NH);
     /* causal: rows sum to 1, nothing above the diagonal */
     for (size_t h = 0; h < NH; h++)
         for (size_t i = 0; i < n; i++) {
@@ -126,7 +126,7 @@ static void test_attention_grad(void **state) {
             }
             assert_true(fabs(s - 1) < 1e-12);
         }
-    dr_sr_attention_backward_f64(dqkv, datt, R, qkv, att, n, C, NH);
+    dr__sr_attention_backward_f64(dqkv, datt, R, qkv, att, n, C, NH);
     for (size_t i = 0; i < n * 3 * C; i++) {
         double s = qkv[i];
         qkv[i] = s + EPS;
@@ -141,7 +141,7 @@ static void test_attention_grad(void **state) {
 static void test_pointwise_grads(void **state) {
     enum { N = 20 };
     dr_rng r;
-    dr_rng_seed(&r, 4, 0);
+    dr__rng_seed(&r, 4, 0);
     double a[N], b[N], R[N], out[N], da[N] = {0}, db[N] = {0}, mask[N], g[N];
     fill_normal(a, N, 1, &r);
     fill_normal(b, N, 1, &r);
@@ -149,48 +149,48 @@ static void test_pointwise_grads(void **state) {
     for (size_t i = 0; i < N; i++)
         if (fabs(a[i]) < 1e-3) a[i] = 0.5; /* keep ReLU away from its kink */
     /* residual */
-    dr_sr_residual_backward_f64(da, db, R, N);
+    dr__sr_residual_backward_f64(da, db, R, N);
     for (size_t i = 0; i < N; i++) {
         double s = a[i];
         a[i] = s + EPS;
-        dr_sr_residual_forward_f64(out, a, b, N);
+        dr__sr_residual_forward_f64(out, a, b, N);
         double lp = dotd(out, R, N);
         a[i] = s - EPS;
-        dr_sr_residual_forward_f64(out, a, b, N);
+        dr__sr_residual_forward_f64(out, a, b, N);
         double lm = dotd(out, R, N);
         a[i] = s;
         check_grad("residual.da", i, da[i], (lp - lm) / (2 * EPS));
         check_grad("residual.db", i, db[i], (lp - lm) / (2 * EPS));
     }
     /* relu */
-    dr_sr_relu_backward_f64(g, R, a, N);
+    dr__sr_relu_backward_f64(g, R, a, N);
     for (size_t i = 0; i < N; i++) {
         double s = a[i];
         a[i] = s + EPS;
-        dr_sr_relu_forward_f64(out, a, N);
+        dr__sr_relu_forward_f64(out, a, N);
         double lp = dotd(out, R, N);
         a[i] = s - EPS;
-        dr_sr_relu_forward_f64(out, a, N);
+        dr__sr_relu_forward_f64(out, a, N);
         double lm = dotd(out, R, N);
         a[i] = s;
         check_grad("relu", i, g[i], (lp - lm) / (2 * EPS));
     }
     /* dropout: the mask drops about p and scales the rest by 1/(1-p) */
-    dr_sr_dropout_mask_f64(mask, N, 0.5, &r);
+    dr__sr_dropout_mask_f64(mask, N, 0.5, &r);
     int zeros = 0;
     for (size_t i = 0; i < N; i++) {
         assert_true(mask[i] == 0 || mask[i] == 2);
         zeros += mask[i] == 0;
     }
     assert_true(zeros > 2 && zeros < N - 2);
-    dr_sr_dropout_backward_f64(g, R, mask, N);
+    dr__sr_dropout_backward_f64(g, R, mask, N);
     for (size_t i = 0; i < N; i++) {
         double s = a[i];
         a[i] = s + EPS;
-        dr_sr_dropout_forward_f64(out, a, mask, N);
+        dr__sr_dropout_forward_f64(out, a, mask, N);
         double lp = dotd(out, R, N);
         a[i] = s - EPS;
-        dr_sr_dropout_forward_f64(out, a, mask, N);
+        dr__sr_dropout_forward_f64(out, a, mask, N);
         double lm = dotd(out, R, N);
         a[i] = s;
         check_grad("dropout", i, g[i], (lp - lm) / (2 * EPS));
@@ -200,7 +200,7 @@ static void test_pointwise_grads(void **state) {
 static void test_embed_grad(void **state) {
     enum { NI = 6, d = 4, L = 4, T = 6 };
     dr_rng r;
-    dr_rng_seed(&r, 5, 0);
+    dr__rng_seed(&r, 5, 0);
     double tok[(NI + 1) * d], pos[L * d], R[T * d], emb[T * d];
     double dtok[(NI + 1) * d] = {0}, dpos[L * d] = {0};
     fill_normal(tok, (NI + 1) * d, 1, &r);
@@ -209,17 +209,17 @@ static void test_embed_grad(void **state) {
     const size_t off[3] = {0, 4, 6};
     const uint32_t inp[T] = {3, 1, 3, 6, 2, 5};
     const dr_sr_batch bt = {.n_seq = 2, .off = off, .inp = inp};
-    dr_sr_embed_backward_f64(dtok, dpos, R, &bt, d, L);
+    dr__sr_embed_backward_f64(dtok, dpos, R, &bt, d, L);
     double *xs[2] = {tok, pos}, *gs[2] = {dtok, dpos};
     size_t ns[2] = {(NI + 1) * d, L * d};
     for (int k = 0; k < 2; k++)
         for (size_t i = 0; i < ns[k]; i++) {
             double s = xs[k][i];
             xs[k][i] = s + EPS;
-            dr_sr_embed_forward_f64(emb, tok, pos, &bt, d, L);
+            dr__sr_embed_forward_f64(emb, tok, pos, &bt, d, L);
             double lp = dotd(emb, R, T * d);
             xs[k][i] = s - EPS;
-            dr_sr_embed_forward_f64(emb, tok, pos, &bt, d, L);
+            dr__sr_embed_forward_f64(emb, tok, pos, &bt, d, L);
             double lm = dotd(emb, R, T * d);
             xs[k][i] = s;
             check_grad(k ? "embed.dpos" : "embed.dtok", i, gs[k][i], (lp - lm) / (2 * EPS));
@@ -229,7 +229,7 @@ static void test_embed_grad(void **state) {
 static void test_loss_grads(void **state) {
     enum { NI = 9, d = 5, T = 4 };
     dr_rng r;
-    dr_rng_seed(&r, 6, 0);
+    dr__rng_seed(&r, 6, 0);
     double h[T * d], tok[(NI + 1) * d], dh[T * d], dtok[(NI + 1) * d];
     double logits[DR_SR_CHUNK * NI];
     const uint32_t tgt[T] = {2, 9, 0, 2}, neg[T] = {5, 1, 7, 3};
@@ -239,26 +239,26 @@ static void test_loss_grads(void **state) {
         memset(dtok, 0, sizeof dtok);
         const double sc = 0.37; /* any scale: the gradient is of sc * loss */
         if (kind)
-            dr_sr_bce_loss_f64(dh, dtok, h, tok, tgt, neg, T, d, sc);
+            dr__sr_bce_loss_f64(dh, dtok, h, tok, tgt, neg, T, d, sc);
         else
-            dr_sr_ce_loss_f64(dh, dtok, logits, h, tok, tgt, T, d, NI, sc);
+            dr__sr_ce_loss_f64(dh, dtok, logits, h, tok, tgt, T, d, NI, sc);
         double *xs[2] = {h, tok}, *gs[2] = {dh, dtok};
         size_t ns[2] = {T * d, (NI + 1) * d};
         for (int k = 0; k < 2; k++)
             for (size_t i = 0; i < ns[k]; i++) {
                 double s = xs[k][i], lp, lm;
                 xs[k][i] = s + EPS;
-                lp = kind ? dr_sr_bce_loss_f64(NULL, NULL, h, tok, tgt, neg, T, d, 1)
-                          : dr_sr_ce_loss_f64(NULL, NULL, logits, h, tok, tgt, T, d, NI, 1);
+                lp = kind ? dr__sr_bce_loss_f64(NULL, NULL, h, tok, tgt, neg, T, d, 1)
+                          : dr__sr_ce_loss_f64(NULL, NULL, logits, h, tok, tgt, T, d, NI, 1);
                 xs[k][i] = s - EPS;
-                lm = kind ? dr_sr_bce_loss_f64(NULL, NULL, h, tok, tgt, neg, T, d, 1)
-                          : dr_sr_ce_loss_f64(NULL, NULL, logits, h, tok, tgt, T, d, NI, 1);
+                lm = kind ? dr__sr_bce_loss_f64(NULL, NULL, h, tok, tgt, neg, T, d, 1)
+                          : dr__sr_ce_loss_f64(NULL, NULL, logits, h, tok, tgt, T, d, NI, 1);
                 xs[k][i] = s;
                 check_grad(kind ? "bce" : "ce", i, gs[k][i], sc * (lp - lm) / (2 * EPS));
             }
     }
     /* the CE loss of a position is -log softmax: check one value directly */
-    double l = dr_sr_ce_loss_f64(NULL, NULL, logits, h, tok, tgt, 1, d, NI, 1), z = 0;
+    double l = dr__sr_ce_loss_f64(NULL, NULL, logits, h, tok, tgt, 1, d, NI, 1), z = 0;
     for (size_t i = 1; i <= NI; i++) z += exp(dotd(h, tok + i * d, d));
     assert_true(fabs(l - (log(z) - dotd(h, tok + 2 * d, d))) < 1e-12);
 }
@@ -280,31 +280,31 @@ typedef struct tiny {
 static void tiny_init(tiny *t, int train) {
     memset(t, 0, sizeof *t);
     t->dm = (dr_sasrec_dims){.n_items = 7, .d = 6, .L = 6, .blocks = 2, .heads = 2};
-    t->np = dr_sasrec_tensors(&t->dm, NULL, 0);
+    t->np = dr__sasrec_tensors(&t->dm, NULL, 0);
     t->P = calloc(t->np, sizeof(double));
     t->G = calloc(t->np, sizeof(double));
     dr_rng r;
-    dr_rng_seed(&r, 7, 0);
+    dr__rng_seed(&r, 7, 0);
     fill_normal(t->P, t->np, 0.5, &r);
-    dr_sr_params_layout_f64(&t->dm, t->P, &t->p);
-    dr_sr_params_layout_f64(&t->dm, t->G, &t->g);
+    dr__sr_params_layout_f64(&t->dm, t->P, &t->p);
+    dr__sr_params_layout_f64(&t->dm, t->G, &t->g);
     for (size_t i = 0; i < 2 * t->dm.d; i++) t->p.ln1w[i] += 1, t->p.ln2w[i] += 1;
     for (size_t i = 0; i < t->dm.d; i++) t->p.lnfw[i] += 1;
     /* three sequences of lengths 6, 4 and 1 */
     const size_t off[4] = {0, 6, 10, 11};
     memcpy(t->off, off, sizeof off);
     for (size_t k = 0; k < 11; k++) {
-        t->inp[k] = 1 + (uint32_t)dr_rng_below(&r, 7);
-        t->tgt[k] = k == 3 ? 0 : 1 + (uint32_t)dr_rng_below(&r, 7); /* one position unused */
-        t->neg[k] = 1 + (uint32_t)dr_rng_below(&r, 7);
+        t->inp[k] = 1 + (uint32_t)dr__rng_below(&r, 7);
+        t->tgt[k] = k == 3 ? 0 : 1 + (uint32_t)dr__rng_below(&r, 7); /* one position unused */
+        t->neg[k] = 1 + (uint32_t)dr__rng_below(&r, 7);
     }
     t->seed[0] = 11, t->seed[1] = 12, t->seed[2] = 13;
     t->bt = (dr_sr_batch){.n_seq = 3, .off = t->off, .inp = t->inp, .tgt = t->tgt,
                           .neg = t->neg, .seed = t->seed};
     size_t att_cap = t->dm.heads * (36 + 16 + 1);
-    size_t na = dr_sr_acts_layout_f64(&t->dm, 11, att_cap, train, NULL, NULL);
+    size_t na = dr__sr_acts_layout_f64(&t->dm, 11, att_cap, train, NULL, NULL);
     t->A = calloc(na + DR_SR_CHUNK * t->dm.n_items, sizeof(double));
-    dr_sr_acts_layout_f64(&t->dm, 11, att_cap, train, t->A, &t->a);
+    dr__sr_acts_layout_f64(&t->dm, 11, att_cap, train, t->A, &t->a);
     t->a.logits = t->A + na;
 }
 
@@ -315,9 +315,9 @@ static void tiny_free(tiny *t) {
 }
 
 static double tiny_loss(tiny *t, int kind, int grad, double p_drop) {
-    dr_sr_masks_f64(&t->a, &t->dm, &t->bt, p_drop);
-    dr_sr_forward_f64(&t->dm, &t->p, &t->a, &t->bt);
-    return dr_sr_loss_backward_f64(&t->dm, &t->p, grad ? &t->g : NULL, &t->a, &t->bt, kind, 1);
+    dr__sr_masks_f64(&t->a, &t->dm, &t->bt, p_drop);
+    dr__sr_forward_f64(&t->dm, &t->p, &t->a, &t->bt);
+    return dr__sr_loss_backward_f64(&t->dm, &t->p, grad ? &t->g : NULL, &t->a, &t->bt, kind, 1);
 }
 
 static void test_model_grad(void **state) {
@@ -328,13 +328,13 @@ static void test_model_grad(void **state) {
         tiny_loss(&t, kind, 1, pd);
         /* every tensor: up to 12 entries, chosen at random, plus the first */
         dr_sasrec_tensor tt[DR_SASREC_N_TENSORS];
-        dr_sasrec_tensors(&t.dm, tt, DR_SASREC_N_TENSORS);
+        dr__sasrec_tensors(&t.dm, tt, DR_SASREC_N_TENSORS);
         dr_rng r;
-        dr_rng_seed(&r, 8, (uint64_t)kind);
+        dr__rng_seed(&r, 8, (uint64_t)kind);
         int nonzero = 0;
         for (int k = 0; k < DR_SASREC_N_TENSORS; k++) {
             for (int j = 0; j < 12; j++) {
-                size_t i = tt[k].offset + (j ? (size_t)dr_rng_below(&r, tt[k].count) : 0);
+                size_t i = tt[k].offset + (j ? (size_t)dr__rng_below(&r, tt[k].count) : 0);
                 double s = t.P[i];
                 t.P[i] = s + EPS;
                 double lp = tiny_loss(&t, kind, 0, pd);
@@ -358,10 +358,10 @@ static void test_causal_mask(void **state) {
     tiny_init(&t, 0);
     const size_t d = t.dm.d;
     double before[66];
-    dr_sr_forward_f64(&t.dm, &t.p, &t.a, &t.bt);
+    dr__sr_forward_f64(&t.dm, &t.p, &t.a, &t.bt);
     memcpy(before, t.a.lnf, 11 * d * sizeof(double));
     t.inp[4] = t.inp[4] % 7 + 1; /* sequence 0, position 4 */
-    dr_sr_forward_f64(&t.dm, &t.p, &t.a, &t.bt);
+    dr__sr_forward_f64(&t.dm, &t.p, &t.a, &t.bt);
     assert_memory_equal(before, t.a.lnf, 4 * d * sizeof(double));
     assert_memory_not_equal(before + 4 * d, t.a.lnf + 4 * d, d * sizeof(double));
     assert_memory_not_equal(before + 5 * d, t.a.lnf + 5 * d, d * sizeof(double));
@@ -376,12 +376,12 @@ static void test_padding_invariance(void **state) {
     tiny_init(&t, 0);
     const size_t d = t.dm.d;
     double batch[66];
-    dr_sr_forward_f64(&t.dm, &t.p, &t.a, &t.bt);
+    dr__sr_forward_f64(&t.dm, &t.p, &t.a, &t.bt);
     memcpy(batch, t.a.lnf, 11 * d * sizeof(double));
     for (size_t s = 0; s < 3; s++) {
         size_t o = t.off[s], n = t.off[s + 1] - o, off1[2] = {0, n};
         dr_sr_batch one = {.n_seq = 1, .off = off1, .inp = t.inp + o};
-        dr_sr_forward_f64(&t.dm, &t.p, &t.a, &one);
+        dr__sr_forward_f64(&t.dm, &t.p, &t.a, &one);
         for (size_t i = 0; i < n * d; i++)
             assert_true(fabs(t.a.lnf[i] - batch[o * d + i]) <= 1e-12 * (1 + fabs(batch[o * d + i])));
     }
@@ -418,7 +418,7 @@ static int teardown_data(void **state) {
 }
 
 static dr_sasrec_params small_params(void) {
-    dr_sasrec_params p = dr_sasrec_default_params();
+    dr_sasrec_params p = dr__sasrec_default_params();
     p.d = 16;
     p.L = 20;
     p.heads = 2;
@@ -440,9 +440,9 @@ static void test_threads_bit_identical(void **state) {
             p.eval_every = 1; /* validation and best-keeping take part too */
             dr_sasrec *m = NULL;
             dr_error e = {0};
-            if (dr_sasrec_fit(g_ds, g_sp, &p, &m, &e) != DR_OK) fail_msg("fit: %s", e.msg);
+            if (dr__sasrec_fit(g_ds, g_sp, &p, &m, &e) != DR_OK) fail_msg("fit: %s", e.msg);
             size_t n;
-            const float *blk = dr_sasrec_param_block(m, &n);
+            const float *blk = dr__sasrec_param_block(m, &n);
             if (th == 1) {
                 ref = malloc(n * sizeof *ref);
                 memcpy(ref, blk, n * sizeof *ref);
@@ -451,7 +451,7 @@ static void test_threads_bit_identical(void **state) {
                 assert_int_equal(n, n_ref);
                 assert_memory_equal(ref, blk, n * sizeof *ref);
             }
-            dr_sasrec_free(m);
+            dr__sasrec_free(m);
         }
         free(ref);
     }
@@ -464,34 +464,34 @@ static void test_serving(void **state) {
     p.epochs = 1;
     dr_sasrec *m = NULL, *m2 = NULL;
     dr_error e = {0};
-    if (dr_sasrec_fit(g_ds, g_sp, &p, &m, &e) != DR_OK) fail_msg("fit: %s", e.msg);
-    const dr_sasrec_dims *dm = dr_sasrec_get_dims(m);
+    if (dr__sasrec_fit(g_ds, g_sp, &p, &m, &e) != DR_OK) fail_msg("fit: %s", e.msg);
+    const dr_sasrec_dims *dm = dr__sasrec_get_dims(m);
     size_t n;
-    const float *blk = dr_sasrec_param_block(m, &n);
+    const float *blk = dr__sasrec_param_block(m, &n);
     float *copy = malloc(n * sizeof *copy);
     memcpy(copy, blk, n * sizeof *copy);
-    assert_int_equal(dr_sasrec_from_params(dm, copy, n - 1, &m2, &e), DR_FORMAT);
-    assert_ok(dr_sasrec_from_params(dm, copy, n, &m2, &e_));
+    assert_int_equal(dr__sasrec_from_params(dm, copy, n - 1, &m2, &e), DR_FORMAT);
+    assert_ok(dr__sasrec_from_params(dm, copy, n, &m2, &e_));
     uint32_t ctx[50];
     for (size_t k = 0; k < 50; k++) ctx[k] = (uint32_t)(k * 7 % dm->n_items);
-    void *scr = malloc(dr_sasrec_scratch_bytes(m));
+    void *scr = malloc(dr__sasrec_scratch_bytes(m));
     float h1[16], h2[16], *s1 = malloc(dm->n_items * sizeof(float)),
                           *s2 = malloc(dm->n_items * sizeof(float));
-    uint64_t a0 = dr_alloc_count();
-    dr_sasrec_user_latent(m, ctx, 50, h1, scr);
-    dr_sasrec_user_latent(m, ctx + 30, 20, h2, scr); /* L = 20: the same window */
+    uint64_t a0 = dr__alloc_count();
+    dr__sasrec_user_latent(m, ctx, 50, h1, scr);
+    dr__sasrec_user_latent(m, ctx + 30, 20, h2, scr); /* L = 20: the same window */
     assert_memory_equal(h1, h2, sizeof h1);
-    dr_sasrec_user_latent(m, ctx + 31, 19, h2, scr);
+    dr__sasrec_user_latent(m, ctx + 31, 19, h2, scr);
     assert_memory_not_equal(h1, h2, sizeof h1);
-    dr_sasrec_score(m, ctx, 50, s1, scr);
-    dr_sasrec_score(m2, ctx, 50, s2, scr);
-    assert_int_equal(dr_alloc_count(), a0);
+    dr__sasrec_score(m, ctx, 50, s1, scr);
+    dr__sasrec_score(m2, ctx, 50, s2, scr);
+    assert_int_equal(dr__alloc_count(), a0);
     assert_memory_equal(s1, s2, dm->n_items * sizeof(float));
     double dot = 0;
     for (size_t i = 0; i < dm->d; i++) dot += (double)h1[i] * copy[(3 + 1) * dm->d + i];
     assert_true(fabs(dot - s1[3]) < 1e-4);
-    dr_sasrec_free(m2);
-    dr_sasrec_free(m);
+    dr__sasrec_free(m2);
+    dr__sasrec_free(m);
     free(copy);
     free(scr);
     free(s1);
@@ -510,8 +510,8 @@ static void test_beats_pop(void **state) {
     dr_sasrec *s = NULL;
     dr_model *ms = NULL, *mp = NULL;
     dr_error e = {0};
-    if (dr_sasrec_fit(g_ds, g_sp, &p, &s, &e) != DR_OK) fail_msg("fit: %s", e.msg);
-    assert_ok(dr_sasrec_as_model(s, &ms, &e_));
+    if (dr__sasrec_fit(g_ds, g_sp, &p, &s, &e) != DR_OK) fail_msg("fit: %s", e.msg);
+    assert_ok(dr__sasrec_as_model(s, &ms, &e_));
     dr_model_params pp = dr_model_default_params();
     pp.name = "pop";
     assert_ok(dr_model_fit(g_ds, g_sp, &pp, &mp, &e_));
@@ -520,13 +520,13 @@ static void test_beats_pop(void **state) {
     assert_ok(dr_eval_split(g_ds, g_sp, ms, &ep, &rs, &e_));
     assert_ok(dr_eval_split(g_ds, g_sp, mp, &ep, &rp, &e_));
     /* the kept parameters are the best validated epoch's: its validation reproduces */
-    const dr_validator val = dr_validator_make(&dr_sasrec_vt, g_ds, g_sp);
+    const dr_validator val = dr__validator_make(&dr_sasrec_vt, g_ds, g_sp);
     const dr_valid_opts vo = {.threads = 1, .subset = {p.val_users, p.seed, 1, 1}};
     double mine = -1;
     assert_ok(val.fn(&val, s, &vo, &mine, NULL, &e_));
     fprintf(stderr, "synth P-LOO full NDCG@10: sasrec %.4f (validation %.4f) pop %.4f\n",
             rs.full10.ndcg, mine, rp.full10.ndcg);
-    assert_true(mine == dr_sasrec_best_val(s, NULL));
+    assert_true(mine == dr__sasrec_best_val(s, NULL));
     assert_true(rs.full10.ndcg > 1.2 * rp.full10.ndcg);
     dr_model_free(ms);
     dr_model_free(mp);
@@ -544,17 +544,17 @@ static void test_no_validation_keeps_last(void **state) {
     p.eval_every = 1;
     p.patience = 1;
     dr_sasrec *a = NULL, *b = NULL;
-    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &a, &err), DR_OK);
+    assert_int_equal(dr__sasrec_fit(g_ds, t0, &p, &a, &err), DR_OK);
     p.eval_every = 0;
-    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &b, &err), DR_OK);
+    assert_int_equal(dr__sasrec_fit(g_ds, t0, &p, &b, &err), DR_OK);
     size_t na, nb;
-    const float *pa = dr_sasrec_param_block(a, &na), *pb = dr_sasrec_param_block(b, &nb);
+    const float *pa = dr__sasrec_param_block(a, &na), *pb = dr__sasrec_param_block(b, &nb);
     assert_int_equal(na, nb);
     assert_memory_equal(pa, pb, na * sizeof *pa);
     int epoch;
-    assert_true(dr_sasrec_best_val(a, &epoch) < 0);
-    dr_sasrec_free(a);
-    dr_sasrec_free(b);
+    assert_true(dr__sasrec_best_val(a, &epoch) < 0);
+    dr__sasrec_free(a);
+    dr__sasrec_free(b);
     dr_split_free(t0);
 }
 
@@ -568,14 +568,14 @@ static void test_warm_start(void **state) {
     p.epochs = 2;
     p.threads = 1;
     dr_sasrec *a = NULL, *b = NULL, *c = NULL;
-    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &a, &err), DR_OK);
+    assert_int_equal(dr__sasrec_fit(g_ds, t0, &p, &a, &err), DR_OK);
     p.epochs = 1;
     p.lr = 1e-12f;
     p.seed = 99;
     p.init = a;
-    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &b, &err), DR_OK);
+    assert_int_equal(dr__sasrec_fit(g_ds, t0, &p, &b, &err), DR_OK);
     size_t na, nb;
-    const float *pa = dr_sasrec_param_block(a, &na), *pb = dr_sasrec_param_block(b, &nb);
+    const float *pa = dr__sasrec_param_block(a, &na), *pb = dr__sasrec_param_block(b, &nb);
     assert_int_equal(na, nb);
     double diff = 0, norm = 0;
     for (size_t k = 0; k < na; k++) {
@@ -584,15 +584,15 @@ static void test_warm_start(void **state) {
     }
     assert_true(diff < 1e-6 * norm);
     p.d = small_params().d * 2;
-    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &c, &err), DR_ARG);
+    assert_int_equal(dr__sasrec_fit(g_ds, t0, &p, &c, &err), DR_ARG);
     assert_non_null(strstr(err.msg, "another shape"));
     assert_null(c);
     p.d = small_params().d; /* a fused model's table holds z, not e: refused, not misread */
     p.use_modalities = 1;
-    assert_int_equal(dr_sasrec_fit(g_ds, t0, &p, &c, &err), DR_UNSUPPORTED);
+    assert_int_equal(dr__sasrec_fit(g_ds, t0, &p, &c, &err), DR_UNSUPPORTED);
     assert_null(c);
-    dr_sasrec_free(a);
-    dr_sasrec_free(b);
+    dr__sasrec_free(a);
+    dr__sasrec_free(b);
     dr_split_free(t0);
 }
 

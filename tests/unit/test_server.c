@@ -9,8 +9,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "routes.h"
-#include "server.h"
+#include "serve_routes.h"
+#include "serve_core.h"
 
 /* A small BPR-MF checkpoint trained on synthetic data, loaded back (ids + histories); with
  * modalities, fused with the planted features (the dataset is kept in *keep when asked). */
@@ -48,7 +48,7 @@ static dr_model *make_model(const char *dir) { return make_model_ex(dir, NULL, N
 static dr_srv_params params(const char *dir) {
     static char state[600];
     snprintf(state, sizeof state, "%s/state", dir);
-    dr_srv_params p = dr_srv_default_params();
+    dr_srv_params p = dr__srv_default_params();
     p.data_dir = state;
     p.durable = 0;
     p.max_new_items = 20;
@@ -68,7 +68,7 @@ typedef struct answer {
 
 static void ask(dr_srv *s, dr_srv_worker *w, const char *user, answer *a) {
     dr_srv_recs r;
-    assert_ok(dr_srv_recommend(s, w, user, 20, &r, &e_));
+    assert_ok(dr__srv_recommend(s, w, user, 20, &r, &e_));
     a->n = r.n;
     a->popular = r.popular;
     memcpy(a->items, r.items, r.n * sizeof *a->items);
@@ -77,7 +77,7 @@ static void ask(dr_srv *s, dr_srv_worker *w, const char *user, answer *a) {
 
 static void post(dr_srv *s, const char *user, const char *item, int64_t t) {
     dr_srv_event ev = {user, item, t, 1};
-    assert_ok(dr_srv_submit(s, &ev, 1, NULL, &e_));
+    assert_ok(dr__srv_submit(s, &ev, 1, NULL, &e_));
 }
 
 static const char *users_asked[] = {"u3", "u7", "new-a", "new-b", "nobody"};
@@ -85,9 +85,9 @@ static const char *users_asked[] = {"u3", "u7", "new-a", "new-b", "nobody"};
 
 static void ask_all(dr_srv *s, answer *out) {
     dr_srv_worker *w = NULL;
-    assert_ok(dr_srv_worker_create(s, &w, &e_));
+    assert_ok(dr__srv_worker_create(s, &w, &e_));
     for (int k = 0; k < N_ASKED; k++) ask(s, w, users_asked[k], &out[k]);
-    dr_srv_worker_free(w);
+    dr__srv_worker_free(w);
 }
 
 static void feed(dr_srv *s, int from, int to) {
@@ -106,9 +106,9 @@ static void test_events_popular_and_new_items(void **st) {
     dr_model *m = make_model(dir);
     dr_srv_params p = params(dir);
     dr_srv *s = NULL;
-    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
     dr_srv_worker *w = NULL;
-    assert_ok(dr_srv_worker_create(s, &w, &e_));
+    assert_ok(dr__srv_worker_create(s, &w, &e_));
     answer a;
     ask(s, w, "nobody", &a);
     assert_true(a.popular);
@@ -120,21 +120,21 @@ static void test_events_popular_and_new_items(void **st) {
         post(s, u, "brand-new", 500 + k);
     }
     ask(s, w, "nobody", &a);
-    uint32_t bn = dr_srv_find_item(s, "brand-new");
+    uint32_t bn = dr__srv_find_item(s, "brand-new");
     assert_int_equal(bn, dr_model_n_items(m)); /* the first reserved row */
     assert_int_equal(a.items[0], bn);
     assert_true(a.scores[0] == 30.0f);
     /* a user who took it does not get it again; another user can */
     ask(s, w, "u0", &a);
     assert_false(a.popular);
-    uint64_t a0 = dr_alloc_count(); /* the read path allocates nothing after warm-up */
+    uint64_t a0 = dr__alloc_count(); /* the read path allocates nothing after warm-up */
     for (int k = 0; k < 10; k++) ask(s, w, k % 2 ? "u0" : "nobody", &a);
-    assert_int_equal(dr_alloc_count() - a0, 0);
+    assert_int_equal(dr__alloc_count() - a0, 0);
     for (uint32_t j = 0; j < a.n; j++) assert_int_not_equal(a.items[j], bn);
     uint32_t h, ev;
-    assert_true(dr_srv_user_info(s, "u0", &h, &ev));
+    assert_true(dr__srv_user_info(s, "u0", &h, &ev));
     assert_int_equal(ev, 1);
-    assert_false(dr_srv_user_info(s, "nobody", &h, &ev));
+    assert_false(dr__srv_user_info(s, "nobody", &h, &ev));
     /* capacity: 20 new items; a request needing 2 more than are left is refused whole */
     dr_srv_event evs[25];
     char names[25][16];
@@ -143,26 +143,26 @@ static void test_events_popular_and_new_items(void **st) {
         evs[k] = (dr_srv_event){"u1", names[k], 900, 1};
     }
     dr_srv_stats s0, s1;
-    dr_srv_get_stats(s, &s0);
+    dr__srv_get_stats(s, &s0);
     snprintf(names[19], 16, "cap-19");
     evs[19] = (dr_srv_event){"u1", names[19], 900, 1};
     dr_error e = {0};
-    assert_int_equal(dr_srv_submit(s, evs, 20, NULL, &e), DR_LIMIT);
+    assert_int_equal(dr__srv_submit(s, evs, 20, NULL, &e), DR_LIMIT);
     assert_non_null(strstr(e.msg, "--max-new-items"));
-    dr_srv_get_stats(s, &s1);
+    dr__srv_get_stats(s, &s1);
     assert_int_equal(s1.events_total, s0.events_total); /* nothing logged */
-    assert_ok(dr_srv_submit(s, evs, 19, NULL, &e_));    /* exactly fills the rows */
-    dr_srv_get_stats(s, &s1);
+    assert_ok(dr__srv_submit(s, evs, 19, NULL, &e_));    /* exactly fills the rows */
+    dr__srv_get_stats(s, &s1);
     assert_int_equal(s1.new_items, 20);
     assert_int_equal(s1.events_total, s0.events_total + 19);
     /* an item PUT then recommended by name; a repeated key costs one row */
-    assert_ok(dr_srv_put_item(s, "cap-3", "{\"title\":\"Three\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    assert_ok(dr__srv_put_item(s, "cap-3", "{\"title\":\"Three\",\"attributes\":[],\"features\":{}}", NULL, &e_));
     const char *title, *body;
-    dr_srv_item_meta(s, dr_srv_find_item(s, "cap-3"), &title, &body);
+    dr__srv_item_meta(s, dr__srv_find_item(s, "cap-3"), &title, &body);
     assert_string_equal(title, "Three");
-    assert_int_equal(dr_srv_recommend(s, w, "u1", 0, &(dr_srv_recs){0}, NULL), DR_RANGE);
-    dr_srv_worker_free(w);
-    dr_srv_close(s);
+    assert_int_equal(dr__srv_recommend(s, w, "u1", 0, &(dr_srv_recs){0}, NULL), DR_RANGE);
+    dr__srv_worker_free(w);
+    dr__srv_close(s);
     dr_model_free(m);
     dr_test_rmrf(dir);
 }
@@ -183,34 +183,34 @@ static void test_restart_same_state(void **st) {
     p.snapshot_every = 50; /* snapshots in the middle of the stream */
     p.final_snapshot = 0;  /* so the restart has a log tail to replay */
     dr_srv *s = NULL;
-    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
     feed(s, 0, 130);
-    assert_ok(dr_srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    assert_ok(dr__srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
     feed(s, 130, 175);
     answer before[N_ASKED], after[N_ASKED], replayed[N_ASKED];
     ask_all(s, before);
     dr_srv_stats st0;
-    dr_srv_get_stats(s, &st0);
+    dr__srv_get_stats(s, &st0);
     assert_true(st0.snapshots >= 3);
-    dr_srv_close(s);
+    dr__srv_close(s);
 
-    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
     dr_srv_stats st1;
-    dr_srv_get_stats(s, &st1);
+    dr__srv_get_stats(s, &st1);
     assert_int_equal(st1.events_total, 175);
     assert_true(st1.recovered_events > 0 && st1.recovered_events < 175); /* a snapshot was used */
     ask_all(s, after);
-    dr_srv_close(s);
+    dr__srv_close(s);
     for (int k = 0; k < N_ASKED; k++) assert_true(same(&before[k], &after[k]));
 
     /* without snapshots: the whole log is replayed into a fresh adapter */
     snprintf(cmd, sizeof cmd, "rm -f '%s'/state/adapter-*.state", dir);
     assert_int_equal(system(cmd), 0);
-    assert_ok(dr_srv_open(m, &p, &s, &e_));
-    dr_srv_get_stats(s, &st1);
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    dr__srv_get_stats(s, &st1);
     assert_int_equal(st1.recovered_events, 175);
     ask_all(s, replayed);
-    dr_srv_close(s);
+    dr__srv_close(s);
     for (int k = 0; k < N_ASKED; k++) assert_true(same(&before[k], &replayed[k]));
     dr_model_free(m);
     dr_test_rmrf(dir);
@@ -241,7 +241,7 @@ static void *writer_thread(void *arg) {
             ev[j] = (dr_srv_event){u[j], it[j], 0, 0};
         }
         dr_error e = {0};
-        if (dr_srv_submit(c->s, ev, (size_t)n, NULL, &e) != DR_OK) return (void *)1;
+        if (dr__srv_submit(c->s, ev, (size_t)n, NULL, &e) != DR_OK) return (void *)1;
         k += n;
     }
     return NULL;
@@ -250,22 +250,22 @@ static void *writer_thread(void *arg) {
 static void *reader_thread(void *arg) {
     conc *c = arg;
     dr_srv_worker *w = NULL;
-    if (dr_srv_worker_create(c->s, &w, NULL) != DR_OK) return (void *)1;
+    if (dr__srv_worker_create(c->s, &w, NULL) != DR_OK) return (void *)1;
     const char *who[] = {"u1", "w0-1", "w1-2", "unknown-user", "u5"};
     while (!atomic_load(c->stop)) {
         for (int k = 0; k < 5; k++) {
             dr_srv_recs r;
-            if (dr_srv_recommend(c->s, w, who[k], 10, &r, NULL) != DR_OK) {
-                dr_srv_worker_free(w);
+            if (dr__srv_recommend(c->s, w, who[k], 10, &r, NULL) != DR_OK) {
+                dr__srv_worker_free(w);
                 return (void *)1;
             }
-            for (uint32_t j = 0; j < r.n; j++) (void)dr_srv_item_name(c->s, r.items[j]);
+            for (uint32_t j = 0; j < r.n; j++) (void)dr__srv_item_name(c->s, r.items[j]);
             c->answered++;
         }
         dr_srv_stats st;
-        dr_srv_get_stats(c->s, &st);
+        dr__srv_get_stats(c->s, &st);
     }
-    dr_srv_worker_free(w);
+    dr__srv_worker_free(w);
     return NULL;
 }
 
@@ -277,7 +277,7 @@ static void test_concurrent_writers_and_readers(void **st) {
     dr_srv_params p = params(dir);
     p.snapshot_every = 64;
     dr_srv *s = NULL;
-    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
     _Atomic int stop = 0;
     pthread_t wt[WRITERS], rt[2];
     conc wc[WRITERS], rc[2];
@@ -302,7 +302,7 @@ static void test_concurrent_writers_and_readers(void **st) {
         assert_true(rc[k].answered > 0);
     }
     dr_srv_stats sa;
-    dr_srv_get_stats(s, &sa);
+    dr__srv_get_stats(s, &sa);
     assert_int_equal(sa.events_total, WRITERS * PER_WRITER);
     assert_true(sa.commits <= WRITERS * PER_WRITER); /* requests may share a commit */
     uint32_t h, ev, total = 0;
@@ -310,16 +310,16 @@ static void test_concurrent_writers_and_readers(void **st) {
         for (int j = 0; j < 7; j++) {
             char u[32];
             snprintf(u, sizeof u, "w%d-%d", k, j);
-            assert_true(dr_srv_user_info(s, u, &h, &ev));
+            assert_true(dr__srv_user_info(s, u, &h, &ev));
             total += ev;
         }
     assert_int_equal(total, WRITERS * PER_WRITER);
-    dr_srv_close(s);
+    dr__srv_close(s);
     /* everything acknowledged is there after a restart */
-    assert_ok(dr_srv_open(m, &p, &s, &e_));
-    dr_srv_get_stats(s, &sa);
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    dr__srv_get_stats(s, &sa);
     assert_int_equal(sa.events_total, WRITERS * PER_WRITER);
-    dr_srv_close(s);
+    dr__srv_close(s);
     dr_model_free(m);
     dr_test_rmrf(dir);
 }
@@ -335,15 +335,15 @@ static const char *no_args(void *ud, const char *name) {
 static const char *k_arg(void *ud, const char *name) { return !strcmp(name, "k") ? ud : NULL; }
 
 static int call(dr_routes *r, dr_routes_worker *w, const char *method, const char *path,
-                const char *auth, const char *body, const char *k, dr_http_resp *resp) {
-    dr_http_req rq = {method, path, k ? k_arg : no_args, (void *)k, auth, body, body ? strlen(body) : 0};
-    dr_routes_handle(r, w, &rq, resp);
+                const char *auth, const char *body, const char *k, dr_route_resp *resp) {
+    dr_route_req rq = {method, path, k ? k_arg : no_args, (void *)k, auth, body, body ? strlen(body) : 0};
+    dr__routes_handle(r, w, &rq, resp);
     return resp->status;
 }
 
 #define EXPECT(code, needle, ...)                                                  \
     do {                                                                           \
-        dr_http_resp rs_;                                                          \
+        dr_route_resp rs_;                                                          \
         int c_ = call(r, w, __VA_ARGS__, &rs_);                                    \
         if (c_ != (code) || !strstr(rs_.body, needle))                             \
             fail_msg("got %d %.*s, want %d with '%s'", c_, (int)rs_.len, rs_.body, \
@@ -357,12 +357,12 @@ static void test_routes(void **st) {
     dr_model *m = make_model(dir);
     dr_srv_params p = params(dir);
     dr_srv *s = NULL;
-    assert_ok(dr_srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
     dr_routes_params rp = {"sekret", 1, 4096, NULL};
     dr_routes *r = NULL;
     dr_routes_worker *w = NULL;
-    assert_ok(dr_routes_create(s, &rp, &r, &e_));
-    assert_ok(dr_routes_worker_create(r, &w, &e_));
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
     const char *ok = "Bearer sekret";
     EXPECT(200, "\"ok\"", "GET", "/healthz", NULL, NULL, NULL);
     EXPECT(401, "API key", "POST", "/v1/events", NULL, "{}", NULL);
@@ -398,28 +398,28 @@ static void test_routes(void **st) {
            "{\"title\":\"N1\",\"attributes\":{\"genre\":\"Drama\"},\"features\":{\"img\":[0.5,1]}}", NULL);
     EXPECT(200, "\"created\":false", "PUT", "/v1/items/n1", ok, "{\"title\":\"N1b\"}", NULL);
     EXPECT(200, "\"title\":\"N1b\"", "GET", "/v1/items/n1", NULL, NULL, NULL);
-    uint64_t a0 = dr_alloc_count(); /* GET recommendations: no allocation after warm-up */
+    uint64_t a0 = dr__alloc_count(); /* GET recommendations: no allocation after warm-up */
     for (int k = 0; k < 5; k++) EXPECT(200, "\"items\":[{", "GET", "/v1/users/u1/recommendations", NULL, NULL, "5");
-    assert_int_equal(dr_alloc_count() - a0, 0);
+    assert_int_equal(dr__alloc_count() - a0, 0);
     EXPECT(200, "dynrec_events_total 2", "GET", "/metrics", NULL, NULL, NULL);
     EXPECT(200, "dynrec_http_unauthorized_total 3", "GET", "/metrics", NULL, NULL, NULL);
-    dr_http_resp rs;
-    dr_routes_reject(r, w, 413, "body: larger than 4096 bytes", &rs);
+    dr_route_resp rs;
+    dr__routes_reject(r, w, 413, "body: larger than 4096 bytes", &rs);
     assert_int_equal(rs.status, 413);
-    dr_routes_worker_free(w);
-    dr_routes_free(r);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
     /* with the model: template explanations of the checkpoint's users and items */
     rp.model = m;
-    assert_ok(dr_routes_create(s, &rp, &r, &e_));
-    assert_ok(dr_routes_worker_create(r, &w, &e_));
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
     EXPECT(200, "\"evidence\":[{\"id\":\"E1\"", "GET", "/v1/users/u1/items/i3/explanation", NULL, NULL, NULL);
     EXPECT(200, "\"verified\":true", "GET", "/v1/users/u1/items/i3/explanation", NULL, NULL, NULL);
     EXPECT(404, "item: unknown", "GET", "/v1/users/u1/items/nope/explanation", NULL, NULL, NULL);
     EXPECT(404, "training data", "GET", "/v1/users/u1/items/n1/explanation", NULL, NULL, NULL);
     EXPECT(404, "training data", "GET", "/v1/users/zz/items/i3/explanation", NULL, NULL, NULL);
-    dr_routes_worker_free(w);
-    dr_routes_free(r);
-    dr_srv_close(s);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+    dr__srv_close(s);
     dr_model_free(m);
     dr_test_rmrf(dir);
 }
@@ -429,7 +429,7 @@ static void test_routes(void **st) {
 /* rank (0 = first) of item i in the user's whole ranking, -1 when absent */
 static int rank_of(dr_srv *s, dr_srv_worker *w, const char *user, uint32_t i, float *score) {
     dr_srv_recs r;
-    assert_ok(dr_srv_recommend(s, w, user, DR_SRV_K_MAX, &r, &e_));
+    assert_ok(dr__srv_recommend(s, w, user, DR_SRV_K_MAX, &r, &e_));
     for (uint32_t k = 0; k < r.n; k++)
         if (r.items[k] == i) {
             *score = r.scores[k];
@@ -486,13 +486,13 @@ static void test_put_features_fusion(void **st) {
     dr_srv_params p = params(dir);
     p.final_snapshot = 0;
     dr_srv *s = NULL;
-    assert_ok(dr_srv_open(m, &p, &s, &e_));
-    assert_true(dr_srv_fuses(s));
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    assert_true(dr__srv_fuses(s));
     dr_srv_worker *w = NULL;
-    assert_ok(dr_srv_worker_create(s, &w, &e_));
+    assert_ok(dr__srv_worker_create(s, &w, &e_));
     const char *user = "u3";
     dr_srv_recs r;
-    assert_ok(dr_srv_recommend(s, w, user, 10, &r, &e_));
+    assert_ok(dr__srv_recommend(s, w, user, 10, &r, &e_));
     uint32_t top = UINT32_MAX;
     for (uint32_t k = 0; k < r.n && top == UINT32_MAX; k++)
         if (has_features(ds, r.items[k])) top = r.items[k];
@@ -503,64 +503,64 @@ static void test_put_features_fusion(void **st) {
     post(s, "u6", "late", 2002);
     char *body = features_body(ds, top);
     dr_srv_ack ack;
-    assert_ok(dr_srv_put_item(s, "clone", body, &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "clone", body, &ack, &e_));
     assert_true(ack.created);
-    assert_ok(dr_srv_put_item(s, "blank", "{\"title\":\"blank\",\"attributes\":[],\"features\":{}}", &ack, &e_));
-    assert_ok(dr_srv_put_item(s, "late", body, &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "blank", "{\"title\":\"blank\",\"attributes\":[],\"features\":{}}", &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "late", body, &ack, &e_));
     post(s, "u7", "clone", 2003);
     float sc_clone, sc_blank;
-    int rc = rank_of(s, w, user, dr_srv_find_item(s, "clone"), &sc_clone);
-    int rb = rank_of(s, w, user, dr_srv_find_item(s, "blank"), &sc_blank);
+    int rc = rank_of(s, w, user, dr__srv_find_item(s, "clone"), &sc_clone);
+    int rb = rank_of(s, w, user, dr__srv_find_item(s, "blank"), &sc_blank);
     print_message("fused: item %s ranked first-with-features; clone rank %d (%.4f), blank rank %d (%.4f)\n",
-                  dr_srv_item_name(s, top), rc, (double)sc_clone, rb, (double)sc_blank);
+                  dr__srv_item_name(s, top), rc, (double)sc_clone, rb, (double)sc_blank);
     assert_true(rc >= 0 && rc < 10);
     assert_true(rb > rc + 10 && sc_clone > sc_blank + 0.5f);
     answer before[N_ASKED], after[N_ASKED];
     users_asked[4] = "u5";
     ask_all(s, before);
     dr_srv_stats st0;
-    dr_srv_get_stats(s, &st0);
+    dr__srv_get_stats(s, &st0);
     /* refused before logging */
     dr_routes_params rp = {NULL, 0, 1 << 20, NULL};
     dr_routes *rt = NULL;
     dr_routes_worker *rw = NULL;
-    assert_ok(dr_routes_create(s, &rp, &rt, &e_));
-    assert_ok(dr_routes_worker_create(rt, &rw, &e_));
-    dr_http_resp rs;
-    dr_http_req rq = {"PUT", "/v1/items/bad", no_args, NULL, NULL, "{\"features\":{\"visual\":[1,2,3]}}", 0};
+    assert_ok(dr__routes_create(s, &rp, &rt, &e_));
+    assert_ok(dr__routes_worker_create(rt, &rw, &e_));
+    dr_route_resp rs;
+    dr_route_req rq = {"PUT", "/v1/items/bad", no_args, NULL, NULL, "{\"features\":{\"visual\":[1,2,3]}}", 0};
     rq.body_len = strlen(rq.body);
-    dr_routes_handle(rt, rw, &rq, &rs);
+    dr__routes_handle(rt, rw, &rq, &rs);
     assert_int_equal(rs.status, 400);
     assert_non_null(strstr(rs.body, "features.visual: expected 64 numbers"));
     rq.body = "{\"features\":{\"smell\":[1]}}";
     rq.body_len = strlen(rq.body);
-    dr_routes_handle(rt, rw, &rq, &rs);
+    dr__routes_handle(rt, rw, &rq, &rs);
     assert_int_equal(rs.status, 400);
     assert_non_null(strstr(rs.body, "features.smell: unknown modality (the model fuses visual, text)"));
     rq.body = body;
     rq.body_len = strlen(body);
     rq.path = "/v1/items/clone2";
-    dr_routes_handle(rt, rw, &rq, &rs);
+    dr__routes_handle(rt, rw, &rq, &rs);
     assert_int_equal(rs.status, 201);
     assert_non_null(strstr(rs.body, "\"cold\":false,\"features_stored\":2,\"features_used\":true"));
     dr_srv_stats st1;
-    dr_srv_get_stats(s, &st1);
+    dr__srv_get_stats(s, &st1);
     assert_int_equal(st1.log_records, st0.log_records + 1); /* the good PUT only */
-    assert_true(dr_srv_find_item(s, "bad") == UINT32_MAX);
-    dr_routes_worker_free(rw);
-    dr_routes_free(rt);
+    assert_true(dr__srv_find_item(s, "bad") == UINT32_MAX);
+    dr__routes_worker_free(rw);
+    dr__routes_free(rt);
     ask_all(s, before);
-    dr_srv_worker_free(w);
-    dr_srv_close(s);
+    dr__srv_worker_free(w);
+    dr__srv_close(s);
     /* the whole log replayed, then from the final snapshot */
     for (int pass = 0; pass < 2; pass++) {
         p.final_snapshot = 1;
-        assert_ok(dr_srv_open(m, &p, &s, &e_));
+        assert_ok(dr__srv_open(m, &p, &s, &e_));
         dr_srv_stats sr;
-        dr_srv_get_stats(s, &sr);
+        dr__srv_get_stats(s, &sr);
         assert_int_equal(sr.recovered_events, pass ? 0 : 4);
         ask_all(s, after);
-        dr_srv_close(s);
+        dr__srv_close(s);
         for (int k = 0; k < N_ASKED; k++) assert_true(same(&before[k], &after[k]));
     }
     users_asked[4] = "nobody";
@@ -587,34 +587,34 @@ typedef struct srv_oom {
 
 static dr_status srv_open(void *ud, dr_error *err) {
     srv_oom *u = ud;
-    return dr_srv_open(u->m, &u->p, &u->s, err);
+    return dr__srv_open(u->m, &u->p, &u->s, err);
 }
 
 static void srv_close(void *ud) {
     srv_oom *u = ud;
-    dr_srv_close(u->s);
+    dr__srv_close(u->s);
     u->s = NULL;
     if (u->rm) dr_test_rmrf(u->rm);
 }
 
 static dr_status srv_worker(void *ud, dr_error *err) {
     srv_oom *u = ud;
-    return dr_srv_worker_create(u->s, &u->w, err);
+    return dr__srv_worker_create(u->s, &u->w, err);
 }
 
-DR_OOM_FREE_FN(srv_worker_free, srv_oom, w, dr_srv_worker_free)
+DR_OOM_FREE_FN(srv_worker_free, srv_oom, w, dr__srv_worker_free)
 
 static dr_status routes_make(void *ud, dr_error *err) {
     srv_oom *u = ud;
-    dr_status st = dr_routes_create(u->s, &u->rp, &u->r, err);
-    if (st == DR_OK) st = dr_routes_worker_create(u->r, &u->rw, err);
+    dr_status st = dr__routes_create(u->s, &u->rp, &u->r, err);
+    if (st == DR_OK) st = dr__routes_worker_create(u->r, &u->rw, err);
     return st;
 }
 
 static void routes_free(void *ud) {
     srv_oom *u = ud;
-    dr_routes_worker_free(u->rw);
-    dr_routes_free(u->r);
+    dr__routes_worker_free(u->rw);
+    dr__routes_free(u->r);
     u->rw = NULL;
     u->r = NULL;
 }
@@ -626,33 +626,33 @@ static void test_out_of_memory(void **st) {
     srv_oom u = {.m = make_model(dir), .p = params(dir)};
     u.p.final_snapshot = 0;
     u.rm = u.p.data_dir;
-    dr_oom_case c = {.name = "dr_srv_open (new folder)", .call = srv_open, .cleanup = srv_close,
+    dr_oom_case c = {.name = "dr__srv_open (new folder)", .call = srv_open, .cleanup = srv_close,
                      .ud = &u, .out = (void **)&u.s};
     assert_true(dr_oom_check(&c) > 0);
     /* a folder with snapshots, a log tail after the newest and an item record */
     u.rm = NULL;
     u.p.snapshot_every = 25;
-    assert_ok(dr_srv_open(u.m, &u.p, &u.s, &e_));
+    assert_ok(dr__srv_open(u.m, &u.p, &u.s, &e_));
     feed(u.s, 0, 60);
-    assert_ok(dr_srv_put_item(u.s, "fresh-9",
+    assert_ok(dr__srv_put_item(u.s, "fresh-9",
                               "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
     feed(u.s, 60, 70);
-    dr_srv_close(u.s);
+    dr__srv_close(u.s);
     u.s = NULL;
-    c.name = "dr_srv_open (snapshot + log)";
+    c.name = "dr__srv_open (snapshot + log)";
     assert_true(dr_oom_check(&c) > 0);
-    assert_ok(dr_srv_open(u.m, &u.p, &u.s, &e_));
+    assert_ok(dr__srv_open(u.m, &u.p, &u.s, &e_));
     dr_srv_stats ss;
-    dr_srv_get_stats(u.s, &ss);
+    dr__srv_get_stats(u.s, &ss);
     assert_true(ss.recovered_events > 0 && ss.recovered_events < 70);
-    c = (dr_oom_case){.name = "dr_srv_worker_create", .call = srv_worker,
+    c = (dr_oom_case){.name = "dr__srv_worker_create", .call = srv_worker,
                       .cleanup = srv_worker_free, .ud = &u, .out = (void **)&u.w};
     assert_true(dr_oom_check(&c) > 0);
     u.rp = (dr_routes_params){"sekret", 1, 4096, u.m};
-    c = (dr_oom_case){.name = "dr_routes_create + dr_routes_worker_create", .call = routes_make,
+    c = (dr_oom_case){.name = "dr__routes_create + dr__routes_worker_create", .call = routes_make,
                       .cleanup = routes_free, .ud = &u};
     assert_true(dr_oom_check(&c) > 0);
-    dr_srv_close(u.s);
+    dr__srv_close(u.s);
     dr_model_free((dr_model *)u.m);
     dr_test_rmrf(dir);
 }

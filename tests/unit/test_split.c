@@ -14,14 +14,14 @@ typedef struct ev {
 static dr_dataset *build(const ev *e, size_t n) {
     dr_builder *b = NULL;
     dr_dataset *ds = NULL;
-    assert_int_equal(dr_builder_create(&b), DR_OK);
+    assert_int_equal(dr__builder_create(&b), DR_OK);
     for (size_t k = 0; k < n; k++)
-        assert_int_equal(dr_builder_add_event(b, e[k].u, strlen(e[k].u), e[k].i, strlen(e[k].i),
+        assert_int_equal(dr__builder_add_event(b, e[k].u, strlen(e[k].u), e[k].i, strlen(e[k].i),
                                               e[k].t, 1.0f, e[k].tag),
                          DR_OK);
     dr_error err = {0};
-    assert_int_equal(dr_builder_finish(b, &ds, &err), DR_OK);
-    dr_builder_free(b);
+    assert_int_equal(dr__builder_finish(b, &ds, &err), DR_OK);
+    dr__builder_free(b);
     return ds;
 }
 

@@ -5,7 +5,7 @@
 
 #include <sqlite3.h>
 
-#include "store.h"
+#include "serve_store.h"
 
 typedef struct seen {
     uint64_t n, last_seq;
@@ -33,44 +33,44 @@ static void test_append_scan_reopen(void **st) {
     char dir[256];
     dr_test_tmpdir(dir, sizeof dir);
     dr_store *s = NULL;
-    assert_ok(dr_store_open(dir, 1, &s, &e_));
+    assert_ok(dr__store_open(dir, 1, &s, &e_));
     dr_store_rec r[3] = {{0, DR_REC_EVENT, "u1", "i1", 100, NULL},
                          {0, DR_REC_ITEM, NULL, "i9", 101, "{\"title\":\"x\"}"},
                          {0, DR_REC_EVENT, "u2", "i9", 99, NULL}};
-    assert_ok(dr_store_append(s, r, 3, &e_));
+    assert_ok(dr__store_append(s, r, 3, &e_));
     assert_int_equal(r[0].seq, 1);
     assert_int_equal(r[2].seq, 3);
     dr_store_rec r2 = {0, DR_REC_EVENT, "u3", "i1", 5, NULL};
-    assert_ok(dr_store_append(s, &r2, 1, &e_));
+    assert_ok(dr__store_append(s, &r2, 1, &e_));
     assert_int_equal(r2.seq, 4);
-    assert_true(dr_store_bytes(s) > 0);
-    assert_ok(dr_store_meta_set(s, "model", "abc", &e_));
-    dr_store_close(s);
+    assert_true(dr__store_bytes(s) > 0);
+    assert_ok(dr__store_meta_set(s, "model", "abc", &e_));
+    dr__store_close(s);
 
-    assert_ok(dr_store_open(dir, 1, &s, &e_));
+    assert_ok(dr__store_open(dir, 1, &s, &e_));
     uint64_t ne = 0, last = 0;
-    assert_ok(dr_store_counts(s, &ne, &last, &e_));
+    assert_ok(dr__store_counts(s, &ne, &last, &e_));
     assert_int_equal(ne, 3);
     assert_int_equal(last, 4);
     seen sn = {0};
-    assert_ok(dr_store_scan(s, 0, collect, &sn, &e_));
+    assert_ok(dr__store_scan(s, 0, collect, &sn, &e_));
     assert_int_equal(sn.n, 4);
     assert_string_equal(sn.users[0], "u1");
     assert_int_equal(sn.kinds[1], DR_REC_ITEM);
     assert_string_equal(sn.items[1], "i9");
     assert_int_equal(sn.times[2], 99);
     memset(&sn, 0, sizeof sn);
-    assert_ok(dr_store_scan(s, 2, collect, &sn, &e_)); /* only after seq 2 */
+    assert_ok(dr__store_scan(s, 2, collect, &sn, &e_)); /* only after seq 2 */
     assert_int_equal(sn.n, 2);
     assert_string_equal(sn.users[0], "u2");
     char v[32];
     int found = 0;
-    assert_ok(dr_store_meta_get(s, "model", v, sizeof v, &found, &e_));
+    assert_ok(dr__store_meta_get(s, "model", v, sizeof v, &found, &e_));
     assert_true(found);
     assert_string_equal(v, "abc");
-    assert_ok(dr_store_meta_get(s, "nothing", v, sizeof v, &found, &e_));
+    assert_ok(dr__store_meta_get(s, "nothing", v, sizeof v, &found, &e_));
     assert_false(found);
-    dr_store_close(s);
+    dr__store_close(s);
     dr_test_rmrf(dir);
 }
 
@@ -79,18 +79,18 @@ static void test_snapshots(void **st) {
     char dir[256], path[512];
     dr_test_tmpdir(dir, sizeof dir);
     dr_store *s = NULL;
-    assert_ok(dr_store_open(dir, 0, &s, &e_));
+    assert_ok(dr__store_open(dir, 0, &s, &e_));
     for (int k = 1; k <= 4; k++) {
         char name[32];
         snprintf(name, sizeof name, "snap-%d", k);
         snprintf(path, sizeof path, "%s/%s", dir, name);
         dr_test_write(path, "x");
-        assert_ok(dr_store_snapshot_add(s, (uint64_t)k * 10, name, &e_));
+        assert_ok(dr__store_snapshot_add(s, (uint64_t)k * 10, name, &e_));
     }
-    assert_ok(dr_store_snapshot_prune(s, 2, &e_));
+    assert_ok(dr__store_snapshot_prune(s, 2, &e_));
     dr_store_snap sn[8];
     size_t n = 0;
-    assert_ok(dr_store_snapshots(s, sn, 8, &n, &e_));
+    assert_ok(dr__store_snapshots(s, sn, 8, &n, &e_));
     assert_int_equal(n, 2);
     assert_int_equal(sn[0].seq, 40); /* newest first */
     assert_string_equal(sn[1].file, "snap-3");
@@ -98,7 +98,7 @@ static void test_snapshots(void **st) {
     assert_int_equal(access(path, F_OK), -1); /* pruned files are deleted */
     snprintf(path, sizeof path, "%s/snap-4", dir);
     assert_int_equal(access(path, F_OK), 0);
-    dr_store_close(s);
+    dr__store_close(s);
     dr_test_rmrf(dir);
 }
 
@@ -108,23 +108,23 @@ static void test_damaged_record(void **st) {
     char dir[256], path[512];
     dr_test_tmpdir(dir, sizeof dir);
     dr_store *s = NULL;
-    assert_ok(dr_store_open(dir, 0, &s, &e_));
+    assert_ok(dr__store_open(dir, 0, &s, &e_));
     dr_store_rec r = {0, DR_REC_EVENT, "u1", "i1", 1, NULL};
-    assert_ok(dr_store_append(s, &r, 1, &e_));
-    dr_store_close(s);
+    assert_ok(dr__store_append(s, &r, 1, &e_));
+    dr__store_close(s);
     snprintf(path, sizeof path, "%s/events.db", dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "INSERT INTO log (kind, user, item, time) VALUES (7, 'u', 'i', 1)",
                                   NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    assert_ok(dr_store_open(dir, 0, &s, &e_));
+    assert_ok(dr__store_open(dir, 0, &s, &e_));
     seen sn = {0};
     dr_error e = {0};
-    assert_int_equal(dr_store_scan(s, 0, collect, &sn, &e), DR_FORMAT);
+    assert_int_equal(dr__store_scan(s, 0, collect, &sn, &e), DR_FORMAT);
     assert_non_null(strstr(e.msg, "record 2"));
     assert_int_equal(sn.n, 1);
-    dr_store_close(s);
+    dr__store_close(s);
     dr_test_rmrf(dir);
 }
 
@@ -136,12 +136,12 @@ typedef struct store_oom {
 
 static dr_status store_open(void *ud, dr_error *err) {
     store_oom *u = ud;
-    return dr_store_open(u->dir, 0, &u->s, err);
+    return dr__store_open(u->dir, 0, &u->s, err);
 }
 
 static void store_close(void *ud) {
     store_oom *u = ud;
-    dr_store_close(u->s);
+    dr__store_close(u->s);
     u->s = NULL;
     for (const char *const *f = (const char *const[]){"events.db", "events.db-wal", "events.db-shm",
                                                         NULL};
@@ -152,22 +152,22 @@ static void store_close(void *ud) {
     }
 }
 
-/* SQLite's memory comes from dr_malloc too (main installs sql_mem), so its allocations are
+/* SQLite's memory comes from dr__malloc too (main installs sql_mem), so its allocations are
  * counted and failed like the store's own: 8 bytes before each block hold its size. */
 static void *sql_malloc(int n) {
-    int64_t *p = dr_malloc((size_t)n + 8);
+    int64_t *p = dr__malloc((size_t)n + 8);
     if (!p) return NULL;
     p[0] = n;
     return p + 1;
 }
 
 static void sql_free(void *p) {
-    if (p) dr_free((int64_t *)p - 1);
+    if (p) dr__free((int64_t *)p - 1);
 }
 
 static void *sql_realloc(void *p, int n) {
     if (!p) return sql_malloc(n);
-    int64_t *q = dr_realloc((int64_t *)p - 1, (size_t)n + 8);
+    int64_t *q = dr__realloc((int64_t *)p - 1, (size_t)n + 8);
     if (!q) return NULL;
     q[0] = n;
     return q + 1;
@@ -186,19 +186,19 @@ static void test_out_of_memory(void **st) {
     char dir[256];
     dr_test_tmpdir(dir, sizeof dir);
     store_oom u = {.dir = dir, .fresh = 1};
-    dr_oom_case c = {.name = "dr_store_open (new folder, SQLite's allocations included)",
+    dr_oom_case c = {.name = "dr__store_open (new folder, SQLite's allocations included)",
                      .call = store_open, .cleanup = store_close, .ud = &u, .out = (void **)&u.s,
                      /* SQLite goes on without a few "benign" allocations (caches) */
                      .tolerated = 8, .every = 150};
     assert_true(dr_oom_check(&c) > 0);
     u.fresh = 0;
     dr_store *s = NULL;
-    assert_ok(dr_store_open(dir, 0, &s, &e_));
+    assert_ok(dr__store_open(dir, 0, &s, &e_));
     dr_store_rec r[2] = {{0, DR_REC_EVENT, "u1", "i1", 100, NULL},
                          {0, DR_REC_ITEM, NULL, "i9", 101, "{\"title\":\"x\"}"}};
-    assert_ok(dr_store_append(s, r, 2, &e_));
-    dr_store_close(s);
-    c.name = "dr_store_open (a log with records)";
+    assert_ok(dr__store_append(s, r, 2, &e_));
+    dr__store_close(s);
+    c.name = "dr__store_open (a log with records)";
     assert_true(dr_oom_check(&c) > 0);
     dr_test_rmrf(dir);
 }
@@ -206,7 +206,7 @@ static void test_out_of_memory(void **st) {
 int main(void) {
     if (sqlite3_config(SQLITE_CONFIG_MALLOC, &sql_mem) != SQLITE_OK ||
         sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0) != SQLITE_OK || sqlite3_initialize() != SQLITE_OK)
-        fail_msg("cannot route SQLite's memory through dr_malloc");
+        fail_msg("cannot route SQLite's memory through dr__malloc");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_scan_reopen),
         cmocka_unit_test(test_snapshots),

@@ -1,4 +1,4 @@
-/* test_stream.c - P-STREAM replay (src/stream.c) against a slow twin written from
+/* test_stream.c - P-STREAM replay (src/eval_stream.c) against a slow twin written from
  * ../shared/PROTOCOL.md: on a dataset with many shared timestamps, the scored events, the
  * frozen column's Hit@10 / NDCG@10 (context = everything strictly before the event's time,
  * ranks by a naive pessimistic count), the cold-target events and the slices must agree; the
@@ -11,27 +11,27 @@
 
 #include "dataset.h"
 #include "rng.h"
-#include "stream.h"
+#include "eval_stream.h"
 
 enum { NU = 60, NI = 45, NE = 1600 };
 
 static dr_dataset *make_dataset(void) {
     dr_builder *b = NULL;
-    assert_ok(dr_builder_create(&b));
+    assert_ok(dr__builder_create(&b));
     dr_rng r;
-    dr_rng_seed(&r, 99, 0);
+    dr__rng_seed(&r, 99, 0);
     for (int k = 0; k < NE; k++) {
         char u[16], it[16];
-        int un = snprintf(u, sizeof u, "u%u", (unsigned)dr_rng_below(&r, NU));
+        int un = snprintf(u, sizeof u, "u%u", (unsigned)dr__rng_below(&r, NU));
         /* items with a larger id appear later: post-T0 cold items exist */
         uint32_t lim = 10 + (uint32_t)((NI - 10) * k / NE);
-        int in = snprintf(it, sizeof it, "i%u", (unsigned)dr_rng_below(&r, lim));
-        int64_t t = 1000 + (int64_t)(k / 4) * 60 + (int64_t)dr_rng_below(&r, 2) * 60; /* ties */
-        assert_ok(dr_builder_add_event(b, u, (size_t)un, it, (size_t)in, t, 1.0f, DR_TAG_NONE));
+        int in = snprintf(it, sizeof it, "i%u", (unsigned)dr__rng_below(&r, lim));
+        int64_t t = 1000 + (int64_t)(k / 4) * 60 + (int64_t)dr__rng_below(&r, 2) * 60; /* ties */
+        assert_ok(dr__builder_add_event(b, u, (size_t)un, it, (size_t)in, t, 1.0f, DR_TAG_NONE));
     }
     dr_dataset *ds = NULL;
-    assert_ok(dr_builder_finish(b, &ds, &e_));
-    dr_builder_free(b);
+    assert_ok(dr__builder_finish(b, &ds, &e_));
+    dr__builder_free(b);
     return ds;
 }
 
@@ -123,11 +123,11 @@ static void test_replay_matches_twin(void **st) {
     slow_twin(ds, m, &tw);
     assert_true(tw.n_scored > 100);
     assert_true(tw.n_cold > 10);
-    dr_stream_params p = dr_stream_default_params();
+    dr_stream_params p = dr__stream_default_params();
     p.adapter.window.capacity = 64;
     p.adapter.g_batch = 16;
     dr_stream_result r, r2;
-    assert_ok(dr_stream_eval(ds, m, &p, &r, &e_));
+    assert_ok(dr__stream_eval(ds, m, &p, &r, &e_));
     assert_int_equal(r.n_events, tw.n_events);
     assert_int_equal(r.n_scored, tw.n_scored);
     assert_int_equal(r.cold.frozen.n, tw.n_cold);
@@ -146,13 +146,13 @@ static void test_replay_matches_twin(void **st) {
     assert_true(isfinite(r.overall.adapter.hit10) && isfinite(r.overall.adapter.ndcg10));
     assert_true(r.overall.adapter.hit10 >= 0 && r.overall.adapter.hit10 <= 1);
     /* same seed, same numbers */
-    assert_ok(dr_stream_eval(ds, m, &p, &r2, &e_));
+    assert_ok(dr__stream_eval(ds, m, &p, &r2, &e_));
     assert_memory_equal(&r.overall, &r2.overall, sizeof r.overall);
     assert_memory_equal(r.slices, r2.slices, sizeof r.slices);
     assert_memory_equal(&r.cold, &r2.cold, sizeof r.cold);
     /* JSON */
     char json[8192];
-    int n = dr_stream_json(&r, json, sizeof json);
+    int n = dr__stream_json(&r, json, sizeof json);
     assert_true(n > 0 && (size_t)n < sizeof json);
     const char *keys[] = {"\"protocol\":\"P-STREAM\"", "\"n_events\":", "\"stream\":{",
                           "\"frozen\":{\"hit@10\":", "\"adapter\":{\"hit@10\":", "\"slices\":[",
@@ -160,10 +160,10 @@ static void test_replay_matches_twin(void **st) {
     for (size_t k = 0; k < DR_ARRAY_LEN(keys); k++)
         if (!strstr(json, keys[k])) fail_msg("JSON lacks %s: %s", keys[k], json);
     char small[16];
-    assert_int_equal(dr_stream_json(&r, small, sizeof small), n); /* truncates like snprintf */
+    assert_int_equal(dr__stream_json(&r, small, sizeof small), n); /* truncates like snprintf */
     /* frozen only */
     p.run_adapter = 0;
-    assert_ok(dr_stream_eval(ds, m, &p, &r2, &e_));
+    assert_ok(dr__stream_eval(ds, m, &p, &r2, &e_));
     assert_false(r2.has_adapter);
     assert_float_equal(r2.overall.frozen.hit10, tw.hit, 1e-12);
     dr_model_free(m);
@@ -180,11 +180,11 @@ static void test_retrain_column(void **st) {
     mp.dim = 8;
     mp.epochs = 20;
     mp.threads = 1;
-    dr_stream_params p = dr_stream_default_params();
+    dr_stream_params p = dr__stream_default_params();
     p.adapter.window.capacity = 64;
     p.retrain = &mp;
     dr_stream_result r, r2;
-    assert_ok(dr_stream_eval(ds, m, &p, &r, &e_));
+    assert_ok(dr__stream_eval(ds, m, &p, &r, &e_));
     assert_true(r.has_retrain);
     assert_int_equal(r.n_retrains, DR_STREAM_SLICES - 1);
     assert_int_equal(r.overall.retrain.n, r.n_scored);
@@ -193,15 +193,15 @@ static void test_retrain_column(void **st) {
     assert_int_equal(r.slices[0].retrain.n, r.slices[0].frozen.n);
     assert_true(fabs(r.slices[0].retrain.hit10 - r.slices[0].frozen.hit10) < 0.05);
     assert_true(r.overall.retrain.hit10 >= 0 && r.overall.retrain.hit10 <= 1);
-    assert_ok(dr_stream_eval(ds, m, &p, &r2, &e_));
+    assert_ok(dr__stream_eval(ds, m, &p, &r2, &e_));
     assert_memory_equal(&r.overall, &r2.overall, sizeof r.overall);
     char json[8192];
-    dr_stream_json(&r, json, sizeof json);
+    dr__stream_json(&r, json, sizeof json);
     assert_non_null(strstr(json, "\"retrain\":{\"hit@10\":"));
     /* warm refits are SASRec's: an MF base is refused with a clear error, not refitted cold */
     p.retrain_warm = 1;
     dr_error err = {0};
-    assert_int_equal(dr_stream_eval(ds, m, &p, &r2, &err), DR_UNSUPPORTED);
+    assert_int_equal(dr__stream_eval(ds, m, &p, &r2, &err), DR_UNSUPPORTED);
     assert_non_null(strstr(err.msg, "warm start"));
     dr_model_free(m);
     /* SASRec: each refit continues from the one before for one epoch */
@@ -215,7 +215,7 @@ static void test_retrain_column(void **st) {
     mp.epochs = 1;
     mp.max_len = 0; /* not given: the shape of the model each refit continues from */
     mp.blocks = 0;
-    assert_ok(dr_stream_eval(ds, m, &p, &r, &e_));
+    assert_ok(dr__stream_eval(ds, m, &p, &r, &e_));
     assert_int_equal(r.n_retrains, DR_STREAM_SLICES - 1);
     assert_int_equal(r.overall.retrain.n, r.n_scored);
     assert_true(r.overall.retrain.hit10 >= 0 && r.overall.retrain.hit10 <= 1);
@@ -233,12 +233,12 @@ static void test_needs_dot_product(void **st) {
     mp.name = "pop";
     dr_model *m = NULL;
     assert_ok(dr_model_fit(ds, sp, &mp, &m, &e_));
-    dr_stream_params p = dr_stream_default_params();
+    dr_stream_params p = dr__stream_default_params();
     dr_stream_result r;
     dr_error e = {0};
-    assert_int_equal(dr_stream_eval(ds, m, &p, &r, &e), DR_UNSUPPORTED);
+    assert_int_equal(dr__stream_eval(ds, m, &p, &r, &e), DR_UNSUPPORTED);
     p.run_adapter = 0;
-    assert_ok(dr_stream_eval(ds, m, &p, &r, &e_));
+    assert_ok(dr__stream_eval(ds, m, &p, &r, &e_));
     assert_true(r.n_scored > 0);
     dr_model_free(m);
     dr_split_free(sp);

@@ -5,7 +5,7 @@
 #include <math.h>
 
 #include "dataset.h"
-#include "synth.h"
+#include "dataset_synth.h"
 
 /* A small world: fast, but large enough for the statistics below. */
 static dr_synth_params small_params(void) {
@@ -28,8 +28,8 @@ static dr_dataset *gen(const dr_synth_params *p) {
 static dr_synth_truth truth_of(const dr_synth_params *p, const dr_dataset *ds) {
     dr_synth_truth t;
     dr_error e = {0};
-    dr_status s = dr_synth_truth_compute(p, ds, &t, &e);
-    if (s != DR_OK) fail_msg("dr_synth_truth_compute: %s: %s", dr_status_name(s), e.msg);
+    dr_status s = dr__synth_truth_compute(p, ds, &t, &e);
+    if (s != DR_OK) fail_msg("dr__synth_truth_compute: %s: %s", dr_status_name(s), e.msg);
     return t;
 }
 
@@ -79,7 +79,7 @@ static void test_defaults(void **state) {
     assert_int_equal(p.mod_dim[1], 32);
     assert_int_equal(p.mod_dim[2], 48);
     dr_error e = {0};
-    assert_int_equal(dr_synth_check_params(&p, &e), DR_OK);
+    assert_int_equal(dr__synth_check_params(&p, &e), DR_OK);
 }
 
 static void test_determinism(void **state) {
@@ -154,7 +154,7 @@ static void test_counts_and_births(void **state) {
         assert_int_equal(dr_dataset_item_attrs(ds, i, a, 8), 3);
         char want_genre[64], name[48];
         snprintf(want_genre, sizeof want_genre, "genre=%s",
-                 dr_synth_genre_name(t.item_genre[i], name, sizeof name));
+                 dr__synth_genre_name(t.item_genre[i], name, sizeof name));
         int has_genre = 0, has_mood = 0, has_era = 0;
         for (int k = 0; k < 3; k++) {
             has_genre += strcmp(a[k], want_genre) == 0;
@@ -169,7 +169,7 @@ static void test_counts_and_births(void **state) {
         }
     }
     free(count);
-    dr_synth_truth_free(&t);
+    dr__synth_truth_free(&t);
     dr_dataset_free(ds);
 }
 
@@ -263,7 +263,7 @@ static void test_drift_is_real(void **state) {
     assert_true(mean_d > 0.6);
     assert_true(mean_s < 0.35);
     assert_true(mean_d > mean_s + 0.3);
-    dr_synth_truth_free(&t);
+    dr__synth_truth_free(&t);
     dr_dataset_free(ds);
     /* drift_prob = 0: nobody drifts */
     p.drift_prob = 0;
@@ -272,7 +272,7 @@ static void test_drift_is_real(void **state) {
     ds = gen(&p);
     t = truth_of(&p, ds);
     for (uint32_t u = 0; u < t.n_users; u++) assert_int_equal(t.user_drift[u], -1);
-    dr_synth_truth_free(&t);
+    dr__synth_truth_free(&t);
     dr_dataset_free(ds);
 }
 
@@ -358,7 +358,7 @@ static void test_features_follow_truth(void **state) {
         assert_true(fabs(nn - 1) < 1e-4);
         assert_true(dot > 0.4);
     }
-    dr_synth_truth_free(&t);
+    dr__synth_truth_free(&t);
     dr_dataset_free(ds);
 }
 
@@ -378,15 +378,15 @@ static void test_truth_by_generator_number(void **state) {
         uint32_t k = (uint32_t)strtoul(dr_dataset_user_id(ds, u) + 1, NULL, 10);
         assert_int_equal(a.user_drift[u], b.user_drift[k]);
     }
-    dr_synth_truth_free(&a);
-    dr_synth_truth_free(&b);
+    dr__synth_truth_free(&a);
+    dr__synth_truth_free(&b);
     /* a dataset from other params is refused */
     dr_synth_params q = p;
     q.n_items = p.n_items + 1;
     dr_synth_truth c;
     dr_error e = {0};
-    assert_int_equal(dr_synth_truth_compute(&q, ds, &c, &e), DR_ARG);
-    dr_synth_truth_free(NULL);
+    assert_int_equal(dr__synth_truth_compute(&q, ds, &c, &e), DR_ARG);
+    dr__synth_truth_free(NULL);
     dr_dataset_free(ds);
 }
 
@@ -464,7 +464,7 @@ static void test_edges(void **state) {
     assert_int_equal(n_new, p.n_items - 1);
     for (size_t k = 0; k < ds->n_events; k++)
         assert_true(ds->ev_time[k] >= t.item_birth[ds->ev_item[k]]);
-    dr_synth_truth_free(&t);
+    dr__synth_truth_free(&t);
     dr_dataset_free(ds);
 }
 

@@ -3,7 +3,7 @@
  * unterminated quotes; quoted common-word titles; the JSON form of a fallback. */
 #include "explain_fixture.h"
 
-#include "explain.h"
+#include "explain_int.h"
 
 typedef struct vfx {
     fx f;

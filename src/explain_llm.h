@@ -1,0 +1,21 @@
+/*
+ * explain_llm.h - the llama.cpp generator: a GGUF model per explainer, a context per session (explain_llm.c).
+ */
+#ifndef DR_EXPLAIN_LLM_H
+#define DR_EXPLAIN_LLM_H
+
+#include "explain_int.h"
+
+dr_status dr__llm_load(const char *path, const dr_explain_params *p, dr_llm **out,
+                      dr_error *err);
+void dr__llm_free(dr_llm *l);
+dr_status dr__llm_ctx_create(dr_llm *l, const dr_explain_params *p, dr_llm_ctx **out,
+                            dr_error *err);
+void dr__llm_ctx_free(dr_llm_ctx *c);
+/* Generates from prompt (prefix_len bytes of it are the shared instruction, kept in the KV
+ * cache across calls) under grammar (NULL: free). soft (2, d) latents or NULL. */
+dr_status dr__llm_generate(dr_llm_ctx *c, const char *prompt, size_t prefix_len,
+                          const char *grammar, const float *soft, uint32_t soft_d, char *out,
+                          size_t cap, dr_explain_timing *t, dr_error *err);
+
+#endif /* DR_EXPLAIN_LLM_H */

@@ -1,0 +1,15 @@
+/*
+ * explain_llm_http.h - the HTTP generator: an OpenAI-compatible chat endpoint through libcurl (explain_llm_http.c).
+ */
+#ifndef DR_EXPLAIN_LLM_HTTP_H
+#define DR_EXPLAIN_LLM_HTTP_H
+
+#include "explain_int.h"
+
+dr_status dr__llm_http_create(const dr_explain_params *p, dr_http **out, dr_error *err);
+void dr__llm_http_free(dr_http *h);
+dr_status dr__llm_http_generate(dr_http *h, const char *system, const char *user,
+                           const char *grammar, char *out, size_t cap, dr_explain_timing *t,
+                           dr_error *err);
+
+#endif /* DR_EXPLAIN_LLM_HTTP_H */

@@ -1,0 +1,1047 @@
+/*
+ * serve_core.c - the serving core: state = base model + event log; one writer, lock-free readers.
+ *
+ * DESIGN
+ * State. The frozen base model (borrowed), the online adapter (adapter.c) over its item
+ * latents, registries of external ids, every user's history and a list of popular-now items.
+ * All of it is a function of the base and the log: replaying the log in order from an empty
+ * state gives the same registries, histories and adapter, bit for bit (the adapter's RNG,
+ * windows and pending batch included). Snapshots only shorten the replay: on open, the newest
+ * snapshot that loads gives the adapter at its log position S; every record is replayed into
+ * the registries and histories (cheap) and records after S also into the adapter.
+ * Capacity. The adapter's sizes are fixed when it is created, so it is created with headroom:
+ * max_new_users and max_new_items rows after the model's ones, reserved rows cold (z~ = 0).
+ * A new item takes the next reserved row in order of first appearance in the log (so a replay
+ * gives it the same row) and is carried by the adapter's cold path (the co-click mean of the
+ * items consumed with it); the model's items that had no training interaction are cold too.
+ * Features. With a fused checkpoint a PUT's features give the item its base latent through the
+ * checkpoint's fusion, applied by the writer in log order (item_features), and the adapter
+ * rebases that row (dr__adapter_set_item_base); a checkpoint item without interactions whose
+ * fused z differs from its e had features in training and stays warm. Rejected: fusing in the
+ * request thread and logging z (the log would hold derived floats, not what was sent, and a
+ * replay could not be checked against the request).
+ * Rows not yet given out are never candidates (retrieval runs over the first n_active rows),
+ * never negatives and not refreshed (dr__adapter_set_active_items).
+ * A request that needs more rows than are left is refused whole (DR_LIMIT).
+ * Writer. One thread owns the adapter, the store and every registry write. Requests queue
+ * tickets; the writer takes everything queued (up to DR_SRV_WRITER_BATCH events), checks capacity,
+ * appends the records in ONE transaction (one fsync: group commit), then applies them in log
+ * order (registries, history, dr__adapter_update with the base latent of the user's context
+ * before the event), publishes one adapter snapshot and the popular list, and wakes the
+ * requests: a request returns after its events are durable AND visible to readers. Nothing is
+ * applied when the commit fails, so the state never runs ahead of the log.
+ * Time. Events carry UNIX seconds (stamped with the commit time when absent); the adapter
+ * needs non-decreasing times, so an event older than the newest applied one is applied at
+ * the newest time (the log keeps the time sent; the replay does the same clamp). The
+ * serving clock (for the adapter's recency feature) is the time of the newest event, so
+ * answers depend on the log alone, not on when they are asked.
+ * Readers, lock-free. Id registries are insert-only open-addressing tables of atomic slots:
+ * the writer fills the name, then publishes the slot (release); readers probe with acquire.
+ * A history is a block {len, cap, items} that only grows: the writer writes items[len], then
+ * stores len + 1 (release); a full block is copied to one twice the size and the pointer
+ * swapped; old blocks are kept until close (at most as much again as the live ones), so a
+ * reader never touches freed memory. Item metadata (PUT) is swapped the same way. The
+ * popular list is triple-buffered with reader counts like the adapter's snapshots.
+ * OpenBLAS runs single-threaded in a server process (set on open): the parallelism is the
+ * requests, and OpenBLAS's own pool spins on the small products of one request or update.
+ * Rejected: a reader-writer lock around the state (a reader would wait for a whole batch,
+ * and the issue asks that readers never block), per-request copies of the history under a
+ * mutex (the same wait), and epoch-based reclamation (more code than keeping old blocks).
+ */
+#include "serve_core.h"
+
+#include <cblas.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "fusion.h"
+#include "serve_ids.h"
+#include "model.h"
+
+#define POP_K DR_SRV_K_MAX
+#define POP_BUFS 3
+#define SNAP_KEEP 2
+
+/* ---------------------------------------------------------------- batch key set (writer) */
+
+typedef struct key_ent {
+    uint64_t h;
+    const char *s;
+    uint32_t gen;
+    uint8_t kind;
+} key_ent;
+
+typedef struct keyset {
+    key_ent *e;
+    uint32_t mask, gen;
+} keyset;
+
+/* 1 when (kind, s) was not in the set (and is now). */
+static int keyset_add(keyset *ks, int kind, const char *s) {
+    uint64_t h = dr__hash_bytes(s, strlen(s)) ^ (uint64_t)kind;
+    for (uint32_t k = (uint32_t)h & ks->mask;; k = (k + 1) & ks->mask) {
+        key_ent *e = &ks->e[k];
+        if (e->gen != ks->gen) {
+            *e = (key_ent){h, s, ks->gen, (uint8_t)kind};
+            return 1;
+        }
+        if (e->h == h && e->kind == kind && strcmp(e->s, s) == 0) return 0;
+    }
+}
+
+/* ---------------------------------------------------------------- published lists */
+
+typedef struct hist_block {
+    _Atomic uint32_t len;
+    uint32_t cap;
+    uint32_t items[]; /* (cap) */
+} hist_block;
+
+typedef struct item_meta {
+    char *title; /* owned */
+    char *body;  /* owned JSON of the last PUT */
+} item_meta;
+
+typedef struct pop_buf {
+    atomic_uint refs;
+    uint32_t n;
+    uint32_t items[POP_K];
+    float counts[POP_K];
+} pop_buf;
+
+/* ---------------------------------------------------------------- tickets */
+
+enum { T_EVENTS, T_ITEM };
+
+typedef struct dr_srv_ticket {
+    int kind;
+    const dr_srv_event *ev;
+    size_t n;
+    const char *item, *body;
+    int accepted, done;
+    size_t rec0, nrec;      /* its records in the batch */
+    dr_status st;
+    dr_error err;
+    dr_srv_ack ack;
+    dr_srv_done_fn done_fn;  /* asynchronous tickets: called on the writer thread when done */
+    void *done_ud;
+    struct dr_srv_ticket *next;
+} ticket;
+
+typedef struct done_call {
+    dr_srv_done_fn fn;
+    void *ud;
+} done_call;
+
+struct dr_srv {
+    dr_srv_params p;
+    const dr_model *m;
+    uint32_t d, n_base_items, n_base_users;
+    dr_adapter *ad;
+    dr_store *store;
+    dr_idmap users, items;
+    _Atomic(hist_block *) *hist;   /* (users.cap) NULL = the model's history only */
+    _Atomic(item_meta *) *meta;    /* (items.cap) NULL = the model's title */
+    float *z;                      /* (items.cap, d) base latents, reserved rows 0 */
+    uint8_t *cold;                 /* (items.cap) */
+    float *basepop;                /* (items.cap) tie-break of popular-now, in [0, 0.5) */
+    DR_VEC(void *) retired;        /* old history blocks and metadata, freed at close */
+    /* fusion of the checkpoint (NULL: features are only kept) */
+    const dr_fusion *fus;
+    const float *fus_e;            /* (nbi, fus->d) id embeddings e */
+    int fus_mean;                  /* trained with mean imputation (absent = mean, gate open) */
+    float *fx, *fz, *fact, *frow;  /* standardised features (sum dim), z (fus->d), act, row (d) */
+    size_t fxoff[DR_MAX_MODALITIES];
+    /* writer scratch */
+    dr_scorer *wsc;
+    uint32_t *wctx;                /* (DR_SRV_CTX_MAX) */
+    float *wh;                     /* (d) */
+    float *pscore;                 /* (items.cap) */
+    dr_topk_scratch *pts;
+    uint32_t pitems[POP_K];
+    float pvals[POP_K];
+    keyset ks;
+    DR_VEC(dr_store_rec) recs;
+    DR_VEC(done_call) calls;
+    int64_t wclock;                /* newest applied time */
+    uint64_t applied_seq, events_since_snap;
+    /* popular-now */
+    pop_buf pop[POP_BUFS];
+    _Atomic(pop_buf *) pop_cur;
+    /* queue */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    ticket *head, *tail;           /* guarded by mu */
+    int stopping;                  /* guarded by mu */
+    pthread_t writer;
+    int writer_started;
+    /* statistics (written by the writer, read anywhere) */
+    _Atomic uint64_t st_events, st_records, st_commits, st_updates, st_snaps, st_snap_seq,
+        st_recovered;
+    _Atomic int64_t clock;
+};
+
+dr_srv_params dr__srv_default_params(void) {
+    dr_srv_params p;
+    memset(&p, 0, sizeof p);
+    p.max_new_items = 10000;
+    p.max_new_users = 50000;
+    p.snapshot_every = 10000;
+    p.durable = 1;
+    p.final_snapshot = 1;
+    p.adapter = dr__adapter_default_params();
+    return p;
+}
+
+/* ---------------------------------------------------------------- histories and metadata */
+
+static size_t user_hist(const dr_srv *s, uint32_t u, const uint32_t **items) {
+    hist_block *b = atomic_load_explicit(&s->hist[u], memory_order_acquire);
+    if (b) {
+        *items = b->items;
+        return atomic_load_explicit(&b->len, memory_order_acquire);
+    }
+    if (u < s->n_base_users) return dr_model_user_history(s->m, u, items);
+    *items = NULL;
+    return 0;
+}
+
+static dr_status retire(dr_srv *s, void *p) {
+    return dr_vec_push(&s->retired, p) ? DR_NOMEM : DR_OK;
+}
+
+/* Writer: appends item i to user u's history. */
+static dr_status hist_append(dr_srv *s, uint32_t u, uint32_t i, dr_error *err) {
+    hist_block *b = atomic_load_explicit(&s->hist[u], memory_order_relaxed);
+    uint32_t len = b ? atomic_load_explicit(&b->len, memory_order_relaxed) : 0;
+    if (!b || len == b->cap) {
+        const uint32_t *old;
+        size_t n = user_hist(s, u, &old);
+        if (n >= UINT32_MAX / 2 - 8) return dr__fail(err, DR_LIMIT, "server: history of user %u too long", u);
+        uint32_t cap = (uint32_t)(2 * n + 8);
+        hist_block *nb = dr__malloc(sizeof *nb + (size_t)cap * sizeof(uint32_t));
+        if (!nb || (b && retire(s, b) != DR_OK)) {
+            dr__free(nb);
+            return dr__fail(err, DR_NOMEM, "server: out of memory");
+        }
+        if (n) memcpy(nb->items, old, n * sizeof(uint32_t));
+        nb->cap = cap;
+        nb->items[n] = i;
+        atomic_init(&nb->len, (uint32_t)n + 1);
+        atomic_store_explicit(&s->hist[u], nb, memory_order_release);
+        return DR_OK;
+    }
+    b->items[len] = i;
+    atomic_store_explicit(&b->len, len + 1, memory_order_release);
+    return DR_OK;
+}
+
+/* The base latent (d) of user u from the history (last DR_SRV_CTX_MAX items the model knows). */
+static dr_status base_latent(const dr_srv *s, dr_scorer *sc, uint32_t *ctx, uint32_t u,
+                             float *h, dr_error *err) {
+    const uint32_t *hi;
+    size_t n = user_hist(s, u, &hi), c = 0;
+    for (size_t k = n; k-- > 0 && c < DR_SRV_CTX_MAX;)
+        if (hi[k] < s->n_base_items) c++;
+    size_t at = c;
+    for (size_t k = n; k-- > 0 && at > 0;)
+        if (hi[k] < s->n_base_items) ctx[--at] = hi[k];
+    return dr_model_user_latent(s->m, sc, u < s->n_base_users ? u : UINT32_MAX, ctx, c, h, err);
+}
+
+void dr__srv_item_meta(const dr_srv *s, uint32_t i, const char **title, const char **body) {
+    item_meta *mt = atomic_load_explicit(&s->meta[i], memory_order_acquire);
+    *title = mt ? mt->title : (i < s->n_base_items ? dr_model_item_title(s->m, i) : "");
+    *body = mt ? mt->body : NULL;
+}
+
+/* Writer: item metadata from an item record's body o (validated when it was accepted). */
+static dr_status set_item_meta(dr_srv *s, uint32_t i, const json_t *o, const char *body, dr_error *err) {
+    const char *t = json_string_value(json_object_get(o, "title"));
+    item_meta *mt = dr__calloc(1, sizeof *mt);
+    if (mt) {
+        mt->title = dr__strdup(t ? t : "");
+        mt->body = dr__strdup(body);
+    }
+    item_meta *old = atomic_load_explicit(&s->meta[i], memory_order_relaxed);
+    /* readers may still hold the old strings: kept (with the struct) until close */
+    if (!mt || !mt->title || !mt->body || (old && (dr_vec_reserve(&s->retired, s->retired.n + 3) ||
+                                                   retire(s, old->title) || retire(s, old->body) ||
+                                                   retire(s, old)))) {
+        if (mt) {
+            dr__free(mt->title);
+            dr__free(mt->body);
+        }
+        dr__free(mt);
+        return dr__fail(err, DR_NOMEM, "server: out of memory");
+    }
+    atomic_store_explicit(&s->meta[i], mt, memory_order_release);
+    return DR_OK;
+}
+
+/* ---------------------------------------------------------------- features -> base latent */
+
+int dr__srv_fuses(const dr_srv *s) { return s && s->fus; }
+
+/* Index of the fused modality `name`, or -1. */
+static int fused_modality(const dr_fusion *f, const char *name) {
+    for (uint32_t m = 0; m < f->n_mod; m++)
+        if (strcmp(f->name[m], name) == 0) return (int)m;
+    return -1;
+}
+
+dr_status dr__srv_check_feature(const dr_srv *s, const char *modality, size_t dim, dr_error *err) {
+    if (!s || !modality) return dr__fail(err, DR_ARG, "server: NULL argument");
+    const dr_fusion *f = s->fus;
+    if (!f) return DR_OK;
+    int m = fused_modality(f, modality);
+    if (m < 0) {
+        char names[DR_MAX_MODALITIES * 34] = "";
+        for (uint32_t k = 0; k < f->n_mod; k++) {
+            strcat(names, k ? ", " : "");
+            strcat(names, f->name[k]);
+        }
+        return dr__fail(err, DR_ARG, "unknown modality (the model fuses %s)", names);
+    }
+    if (dim != f->dim[m])
+        return dr__fail(err, DR_ARG, "expected %u numbers (the model's %s modality), got %zu", f->dim[m],
+                       f->name[m], dim);
+    return DR_OK;
+}
+
+/*
+ * Writer: a PUT's features give item i its base latent through the checkpoint's fusion:
+ * standardised with the training statistics, e = the item's own id embedding (0 for a new
+ * item), absent modalities gated off (with mean imputation: the mean, gate open); the item
+ * bias of an mf latent is kept (0 for a new item). The adapter learns of the new row when
+ * adapt = 1 (before a loaded snapshot the snapshot already has it). Modalities the fusion does
+ * not have were refused before logging; in an older log they are skipped with a warning.
+ */
+static dr_status item_features(dr_srv *s, uint32_t i, const json_t *feats, int adapt, dr_error *err) {
+    const dr_fusion *f = s->fus;
+    if (!f || !json_object_size(feats)) return DR_OK;
+    const float *x[DR_MAX_MODALITIES];
+    float gate[DR_MAX_MODALITIES];
+    uint32_t used = 0, fd = f->d;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)feats, key, v) {
+        int m = fused_modality(f, key);
+        if (m < 0 || json_array_size(v) != f->dim[m])
+            dr__log(DR_LOG_WARN, "server: item %s: features.%s do not fit the model's fusion; skipped",
+                   s->items.name[i], key);
+    }
+    for (uint32_t m = 0; m < f->n_mod; m++) {
+        float *xs = s->fx + s->fxoff[m];
+        const float *mean = f->stats + f->soff[m], *inv = mean + f->dim[m];
+        json_t *a = json_object_get(feats, f->name[m]);
+        int present = a && json_array_size(a) == f->dim[m];
+        for (uint32_t k = 0; k < f->dim[m]; k++)
+            xs[k] = present ? ((float)json_number_value(json_array_get(a, k)) - mean[k]) * inv[k] : 0.0f;
+        x[m] = xs;
+        gate[m] = present || s->fus_mean ? 1.0f : 0.0f;
+        used += (uint32_t)present;
+    }
+    if (!used) return DR_OK;
+    const float *e = i < s->n_base_items ? s->fus_e + (size_t)i * fd : s->fx + s->fxoff[f->n_mod];
+    dr__fusion_forward(f, e, x, gate, s->fz, s->fact);
+    memcpy(s->frow, s->fz, fd * sizeof *s->frow);
+    for (uint32_t c = fd; c < s->d; c++) /* mf: [z_i, b_i] */
+        s->frow[c] = i < s->n_base_items ? dr_model_item_latents(s->m)[(size_t)i * s->d + c] : 0.0f;
+    return adapt ? dr__adapter_set_item_base(s->ad, i, s->frow, 0, err) : DR_OK;
+}
+
+/* ---------------------------------------------------------------- applying records */
+
+static dr_status get_or_add(dr_idmap *m, const char *name, const char *what, uint32_t *id,
+                            dr_error *err) {
+    size_t len = strlen(name);
+    *id = dr__idmap_find(m, name, len);
+    if (*id != UINT32_MAX) return DR_OK;
+    if (atomic_load(&m->n) >= m->cap)
+        return dr__fail(err, DR_LIMIT, "server: no room for new %s '%s' (%u reserved rows used; "
+                       "restart with a larger --max-new-%s)", what, name, m->cap - m->n_base, what);
+    char *c = dr__strndup(name, len);
+    if (!c) return dr__fail(err, DR_NOMEM, "server: out of memory");
+    *id = dr__idmap_add(m, c, len);
+    return DR_OK;
+}
+
+/* Writer: one log record into the state; the adapter learns from events when adapt = 1. */
+static dr_status apply_record(dr_srv *s, const dr_store_rec *r, int adapt, dr_error *err) {
+    uint32_t i, u, n0 = atomic_load_explicit(&s->items.n, memory_order_relaxed);
+    dr_status st = get_or_add(&s->items, r->item, "items", &i, err);
+    if (st != DR_OK) return st;
+    if (i >= n0) /* a new row enters use: exact now when the adapter is live, as saved otherwise */
+        dr__adapter_set_active_items(s->ad, i + 1, adapt);
+    if (r->kind == DR_REC_ITEM) {
+        json_error_t je;
+        json_t *o = json_loads(r->body, 0, &je);
+        if (!o || !json_is_object(o)) st = dr__fail(err, DR_FORMAT, "server: item record body is not a JSON object");
+        else st = set_item_meta(s, i, o, r->body, err);
+        if (st == DR_OK) st = item_features(s, i, json_object_get(o, "features"), adapt, err);
+        json_decref(o);
+    } else {
+        if ((st = get_or_add(&s->users, r->user, "users", &u, err)) != DR_OK) return st;
+        int64_t t = r->time;
+        if (atomic_load_explicit(&s->st_events, memory_order_relaxed) && t < s->wclock) t = s->wclock;
+        if (adapt) {
+            if ((st = base_latent(s, s->wsc, s->wctx, u, s->wh, err)) != DR_OK) return st;
+            if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
+            atomic_fetch_add_explicit(&s->st_updates, 1, memory_order_relaxed);
+        }
+        if ((st = hist_append(s, u, i, err)) != DR_OK) return st;
+        s->wclock = t;
+        atomic_store_explicit(&s->clock, t, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st_events, 1, memory_order_relaxed);
+        s->events_since_snap += adapt;
+    }
+    s->applied_seq = r->seq;
+    atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
+    return st;
+}
+
+/* ---------------------------------------------------------------- publishing */
+
+/* Popular-now: window count, then the model's popularity, then the lower id. */
+static void publish_popular(dr_srv *s) {
+    uint32_t n = atomic_load_explicit(&s->items.n, memory_order_relaxed), got = 0;
+    const dr_window *w = dr__adapter_window(s->ad);
+    for (uint32_t i = 0; i < n; i++) s->pscore[i] = (float)dr__window_item_count(w, i) + s->basepop[i];
+    if (dr__topk_select(s->pscore, n, NULL, 0, POP_K < n ? POP_K : n, s->pts, s->pitems, s->pvals,
+                       &got, NULL) != DR_OK)
+        return;
+    for (int tries = 0; tries < 100000; tries++) {
+        pop_buf *cur = atomic_load(&s->pop_cur);
+        for (int b = 0; b < POP_BUFS; b++) {
+            pop_buf *pb = &s->pop[b];
+            if (pb == cur || atomic_load(&pb->refs)) continue;
+            pb->n = got;
+            for (uint32_t k = 0; k < got; k++) {
+                pb->items[k] = s->pitems[k];
+                pb->counts[k] = (float)dr__window_item_count(w, s->pitems[k]);
+            }
+            atomic_store(&s->pop_cur, pb);
+            return;
+        }
+        sched_yield(); /* both spare buffers are being read: readers hold them for microseconds */
+    }
+    dr__log(DR_LOG_WARN, "server: popular list not published (readers hold every buffer)");
+}
+
+static void publish(dr_srv *s) {
+    for (int tries = 0; tries < 100000 && !dr__adapter_publish(s->ad); tries++) sched_yield();
+    publish_popular(s);
+}
+
+static dr_status take_snapshot(dr_srv *s, dr_error *err) {
+    if (s->applied_seq <= atomic_load(&s->st_snap_seq) && atomic_load(&s->st_snaps)) return DR_OK;
+    char name[64];
+    snprintf(name, sizeof name, "adapter-%020llu.state", (unsigned long long)s->applied_seq);
+    char *path = dr__path_join(dr__store_dir(s->store), name);
+    if (!path) return dr__fail(err, DR_NOMEM, "server: out of memory");
+    dr_status st = dr__adapter_save(s->ad, path, err);
+    dr__free(path);
+    if (st == DR_OK) st = dr__store_snapshot_add(s->store, s->applied_seq, name, err);
+    if (st == DR_OK) st = dr__store_snapshot_prune(s->store, SNAP_KEEP, err);
+    if (st != DR_OK) return st;
+    atomic_store(&s->st_snap_seq, s->applied_seq);
+    atomic_fetch_add(&s->st_snaps, 1);
+    s->events_since_snap = 0;
+    return DR_OK;
+}
+
+/* ---------------------------------------------------------------- the writer */
+
+static void ticket_fail(ticket *t, dr_status st, const dr_error *e) {
+    t->st = st;
+    if (e) t->err = *e;
+    else dr__fail(&t->err, st, "%s", dr_status_message(st));
+}
+
+/* New users and items t needs beyond the registries and the keys already in ks. */
+static void ticket_needs(dr_srv *s, const ticket *t, uint32_t *nu, uint32_t *ni) {
+    *nu = *ni = 0;
+    size_t n = t->kind == T_ITEM ? 1 : t->n;
+    for (size_t k = 0; k < n; k++) {
+        const char *it = t->kind == T_ITEM ? t->item : t->ev[k].item;
+        if (dr__idmap_find(&s->items, it, strlen(it)) == UINT32_MAX && keyset_add(&s->ks, 1, it)) (*ni)++;
+        if (t->kind == T_ITEM) break;
+        const char *us = t->ev[k].user;
+        if (dr__idmap_find(&s->users, us, strlen(us)) == UINT32_MAX && keyset_add(&s->ks, 0, us)) (*nu)++;
+    }
+}
+
+static void process(dr_srv *s, ticket *batch) {
+    uint32_t pend_u = 0, pend_i = 0;
+    s->ks.gen++;
+    s->recs.n = 0;
+    int64_t now = (int64_t)time(NULL);
+    for (ticket *t = batch; t; t = t->next) {
+        uint32_t nu, ni;
+        ticket_needs(s, t, &nu, &ni);
+        uint32_t used_u = atomic_load(&s->users.n), used_i = atomic_load(&s->items.n);
+        if (used_u + pend_u + nu > s->users.cap || used_i + pend_i + ni > s->items.cap) {
+            dr_error e;
+            dr__fail(&e, DR_LIMIT, "no room for %s (--max-new-%s %u is used up)",
+                    used_i + pend_i + ni > s->items.cap ? "new items" : "new users",
+                    used_i + pend_i + ni > s->items.cap ? "items" : "users",
+                    used_i + pend_i + ni > s->items.cap ? s->p.max_new_items : s->p.max_new_users);
+            ticket_fail(t, DR_LIMIT, &e);
+            s->ks.gen++; /* forget this ticket's keys: re-add the accepted tickets' */
+            for (ticket *a = batch; a != t; a = a->next)
+                if (a->accepted) ticket_needs(s, a, &nu, &ni);
+            continue;
+        }
+        pend_u += nu;
+        pend_i += ni;
+        t->accepted = 1;
+        t->rec0 = s->recs.n;
+        size_t n = t->kind == T_ITEM ? 1 : t->n;
+        if (dr_vec_reserve(&s->recs, s->recs.n + n)) {
+            dr_error e;
+            dr__fail(&e, DR_NOMEM, "server: out of memory");
+            ticket_fail(t, DR_NOMEM, &e);
+            t->accepted = 0;
+            continue;
+        }
+        for (size_t k = 0; k < n; k++) {
+            dr_store_rec r = {0};
+            if (t->kind == T_ITEM) {
+                r.kind = DR_REC_ITEM;
+                r.item = t->item;
+                r.body = t->body;
+                r.time = now;
+            } else {
+                r.kind = DR_REC_EVENT;
+                r.user = t->ev[k].user;
+                r.item = t->ev[k].item;
+                r.time = t->ev[k].has_time ? t->ev[k].time : now;
+            }
+            s->recs.a[s->recs.n++] = r;
+        }
+        t->nrec = n;
+    }
+    dr_error e = {0};
+    dr_status st = dr__store_append(s->store, s->recs.a, s->recs.n, &e);
+    if (st != DR_OK) {
+        dr__log(DR_LOG_ERROR, "server: %s", e.msg);
+        for (ticket *t = batch; t; t = t->next)
+            if (t->accepted) ticket_fail(t, st, &e);
+        return;
+    }
+    if (s->recs.n) atomic_fetch_add(&s->st_commits, 1);
+    for (ticket *t = batch; t; t = t->next) {
+        if (!t->accepted) continue;
+        uint32_t before = atomic_load(&s->items.n);
+        for (size_t k = t->rec0; k < t->rec0 + t->nrec && st == DR_OK; k++)
+            st = apply_record(s, &s->recs.a[k], 1, &e);
+        if (st != DR_OK) { /* the log has it; the state does not: refuse further writes */
+            dr__log(DR_LOG_ERROR, "server: applying a logged record failed: %s", e.msg);
+            ticket_fail(t, DR_INTERNAL, &e);
+            pthread_mutex_lock(&s->mu);
+            s->stopping = 1;
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
+        t->st = DR_OK;
+        t->ack.first_seq = s->recs.a[t->rec0].seq;
+        t->ack.last_seq = s->recs.a[t->rec0 + t->nrec - 1].seq;
+        t->ack.created = atomic_load(&s->items.n) > before;
+    }
+    uint64_t total = atomic_load(&s->st_events);
+    for (ticket *t = batch; t; t = t->next) t->ack.events_total = total;
+    if (s->recs.n) publish(s);
+    if (s->p.snapshot_every && s->events_since_snap >= s->p.snapshot_every &&
+        take_snapshot(s, &e) != DR_OK)
+        dr__log(DR_LOG_WARN, "server: snapshot failed: %s", e.msg);
+}
+
+static void *writer_main(void *arg) {
+    dr_srv *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && !s->stopping) pthread_cond_wait(&s->cv_work, &s->mu);
+        if (!s->head) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        ticket *batch = s->head, *last = s->head;
+        size_t n = last->kind == T_ITEM ? 1 : last->n;
+        while (last->next && n + (last->next->kind == T_ITEM ? 1 : last->next->n) <= DR_SRV_WRITER_BATCH) {
+            last = last->next;
+            n += last->kind == T_ITEM ? 1 : last->n;
+        }
+        s->head = last->next;
+        if (!s->head) s->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+        process(s, batch);
+        size_t nt = 0;
+        for (ticket *t = batch; t; t = t->next) nt++;
+        s->calls.n = 0;
+        int calls_ok = dr_vec_reserve(&s->calls, nt) == 0;
+        pthread_mutex_lock(&s->mu);
+        for (ticket *t = batch; t;) {
+            ticket *nx = t->next; /* t belongs to its submitter once done is set */
+            if (t->done_fn) {
+                if (calls_ok) s->calls.a[s->calls.n++] = (done_call){t->done_fn, t->done_ud};
+                else t->done_fn(t->done_ud);
+            }
+            t->done = 1;
+            t = nx;
+        }
+        pthread_cond_broadcast(&s->cv_done);
+        pthread_mutex_unlock(&s->mu);
+        for (size_t k = 0; k < s->calls.n; k++) s->calls.a[k].fn(s->calls.a[k].ud);
+    }
+    return NULL;
+}
+
+static dr_status enqueue(dr_srv *s, ticket *t, dr_error *err) {
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return dr__fail(err, DR_UNSUPPORTED, "the server is shutting down");
+    }
+    if (s->tail) s->tail->next = t;
+    else s->head = t;
+    s->tail = t;
+    pthread_cond_signal(&s->cv_work);
+    pthread_mutex_unlock(&s->mu);
+    return DR_OK;
+}
+
+dr_status dr__srv_ticket_result(const dr_srv_ticket *t, dr_srv_ack *ack, dr_error *err) {
+    if (t->st != DR_OK) {
+        if (err) *err = t->err;
+        return t->st;
+    }
+    if (ack) *ack = t->ack;
+    return DR_OK;
+}
+
+static dr_status submit(dr_srv *s, ticket *t, dr_srv_ack *ack, dr_error *err) {
+    dr_status st = enqueue(s, t, err);
+    if (st != DR_OK) return st;
+    pthread_mutex_lock(&s->mu);
+    while (!t->done) pthread_cond_wait(&s->cv_done, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    return dr__srv_ticket_result(t, ack, err);
+}
+
+static dr_status check_events(const dr_srv *s, const dr_srv_event *ev, size_t n, dr_error *err) {
+    if (!s || (!ev && n)) return dr__fail(err, DR_ARG, "server: NULL argument");
+    if (n > DR_SRV_WRITER_BATCH) return dr__fail(err, DR_LIMIT, "at most %u events per request", DR_SRV_WRITER_BATCH);
+    return DR_OK;
+}
+
+dr_status dr__srv_submit(dr_srv *s, const dr_srv_event *ev, size_t n, dr_srv_ack *ack,
+                        dr_error *err) {
+    dr_status st = check_events(s, ev, n, err);
+    if (st != DR_OK) return st;
+    ticket t = {.kind = T_EVENTS, .ev = ev, .n = n};
+    return submit(s, &t, ack, err);
+}
+
+dr_status dr__srv_put_item(dr_srv *s, const char *item, const char *body, dr_srv_ack *ack,
+                          dr_error *err) {
+    if (!s || !item || !body) return dr__fail(err, DR_ARG, "server: NULL argument");
+    ticket t = {.kind = T_ITEM, .item = item, .body = body, .n = 1};
+    return submit(s, &t, ack, err);
+}
+
+dr_srv_ticket *dr__srv_ticket_create(void) { return dr__calloc(1, sizeof(dr_srv_ticket)); }
+void dr__srv_ticket_free(dr_srv_ticket *t) { dr__free(t); }
+
+dr_status dr__srv_submit_async(dr_srv *s, dr_srv_ticket *t, const dr_srv_event *ev, size_t n,
+                              dr_srv_done_fn done, void *ud, dr_error *err) {
+    dr_status st = check_events(s, ev, n, err);
+    if (st != DR_OK) return st;
+    *t = (ticket){.kind = T_EVENTS, .ev = ev, .n = n, .done_fn = done, .done_ud = ud};
+    return enqueue(s, t, err);
+}
+
+dr_status dr__srv_put_item_async(dr_srv *s, dr_srv_ticket *t, const char *item, const char *body,
+                                dr_srv_done_fn done, void *ud, dr_error *err) {
+    if (!s || !item || !body) return dr__fail(err, DR_ARG, "server: NULL argument");
+    *t = (ticket){.kind = T_ITEM, .item = item, .body = body, .n = 1, .done_fn = done, .done_ud = ud};
+    return enqueue(s, t, err);
+}
+
+/* ---------------------------------------------------------------- open / close */
+
+typedef struct replay_ctx {
+    dr_srv *s;
+    uint64_t snap_seq;
+} replay_ctx;
+
+static dr_status replay_one(void *ud, const dr_store_rec *r, dr_error *err) {
+    replay_ctx *c = ud;
+    int adapt = r->seq > c->snap_seq;
+    dr_status st = apply_record(c->s, r, adapt, err);
+    if (st == DR_OK && adapt && r->kind == DR_REC_EVENT) atomic_fetch_add(&c->s->st_recovered, 1);
+    return st;
+}
+
+static dr_status make_adapter(dr_srv *s, dr_error *err) {
+    dr__adapter_free(s->ad);
+    s->ad = NULL;
+    dr_adapter_params ap = s->p.adapter;
+    ap.publish_every = 0;
+    ap.window.seconds_per_unit = 1.0; /* event times are UNIX seconds */
+    dr_status st = dr__adapter_create(&ap, s->users.cap, s->items.cap, s->d, s->z, s->cold, &s->ad, err);
+    if (st == DR_OK) dr__adapter_set_active_items(s->ad, atomic_load(&s->items.n), 0);
+    return st;
+}
+
+/* The folder remembers which model it was made with; another model is refused. */
+static dr_status check_folder(dr_srv *s, dr_error *err) {
+    char want[160], have[160];
+    const char *hash = dr_model_meta(s->m, "items_hash");
+    snprintf(want, sizeof want, "%s/%u/%u", hash ? hash : "-", s->n_base_users, s->n_base_items);
+    int found = 0;
+    dr_status st = dr__store_meta_get(s->store, "model", have, sizeof have, &found, err);
+    if (st != DR_OK) return st;
+    if (!found) return dr__store_meta_set(s->store, "model", want, err);
+    if (strcmp(have, want) != 0)
+        return dr__fail(err, DR_ARG, "%s: this state folder belongs to another model (items hash/"
+                       "users/items %s, this model %s)", dr__store_dir(s->store), have, want);
+    return DR_OK;
+}
+
+static dr_status recover(dr_srv *s, dr_error *err) {
+    dr_store_snap snaps[8];
+    size_t ns = 0;
+    dr_status st = dr__store_snapshots(s->store, snaps, 8, &ns, err);
+    if (st != DR_OK) return st;
+    replay_ctx c = {s, 0};
+    for (size_t k = 0; k < ns; k++) {
+        char *path = dr__path_join(dr__store_dir(s->store), snaps[k].file);
+        dr_error e = {0};
+        st = path ? dr__adapter_load(s->ad, path, &e) : dr__fail(&e, DR_NOMEM, "out of memory");
+        dr__free(path);
+        if (st == DR_OK) {
+            c.snap_seq = snaps[k].seq;
+            atomic_store(&s->st_snap_seq, snaps[k].seq);
+            break;
+        }
+        if (st == DR_NOMEM) /* not the snapshot's fault: an older one or a full replay would
+                               hide it and take longer */
+            return dr__fail(err, DR_NOMEM, "server: snapshot %s: %s", snaps[k].file, e.msg);
+        dr__log(DR_LOG_WARN, "server: snapshot %s not used: %s", snaps[k].file, e.msg);
+        if ((st = make_adapter(s, err)) != DR_OK) return st; /* a failed load may leave half a state */
+    }
+    if ((st = dr__store_scan(s->store, 0, replay_one, &c, err)) != DR_OK) return st;
+    uint64_t n_events = 0, last = 0;
+    if ((st = dr__store_counts(s->store, &n_events, &last, err)) != DR_OK) return st;
+    if (n_events != atomic_load(&s->st_events) || last != s->applied_seq)
+        return dr__fail(err, DR_INTERNAL, "server: replayed %llu events up to %llu, the log has %llu up to %llu",
+                       (unsigned long long)atomic_load(&s->st_events), (unsigned long long)s->applied_seq,
+                       (unsigned long long)n_events, (unsigned long long)last);
+    if (c.snap_seq > last)
+        return dr__fail(err, DR_FORMAT, "%s: the newest snapshot is ahead of the log", dr__store_dir(s->store));
+    dr__log(DR_LOG_INFO, "server: %llu events in the log, %llu replayed into the adapter after the snapshot at %llu",
+           (unsigned long long)n_events, (unsigned long long)atomic_load(&s->st_recovered),
+           (unsigned long long)c.snap_seq);
+    publish(s);
+    return DR_OK;
+}
+
+dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, dr_error *err) {
+    if (!m || !p || !out || !p->data_dir) return dr__fail(err, DR_ARG, "server: NULL argument");
+    *out = NULL;
+    uint32_t d = dr_model_latent_dim(m);
+    if (!d) return dr__fail(err, DR_UNSUPPORTED, "server: model '%s' is not a dot-product model", dr_model_name(m));
+    uint32_t nbu = dr_model_n_users(m), nbi = dr_model_n_items(m);
+    if (!nbi || !dr_model_item_id(m, 0))
+        return dr__fail(err, DR_ARG, "server: the model must be loaded from a checkpoint (ids)");
+    if ((uint64_t)nbu + p->max_new_users >= UINT32_MAX / 4 || (uint64_t)nbi + p->max_new_items >= UINT32_MAX / 4 ||
+        (uint64_t)nbu + p->max_new_users == 0)
+        return dr__fail(err, DR_ARG, "server: too many users or items");
+    dr_status st = DR_NOMEM;
+    dr_srv *s = dr__calloc(1, sizeof *s);
+    if (!s) return dr__fail(err, DR_NOMEM, "server: out of memory");
+    openblas_set_num_threads(1);
+    s->p = *p;
+    s->m = m;
+    s->d = d;
+    s->n_base_items = nbi;
+    s->n_base_users = nbu;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv_work, NULL);
+    pthread_cond_init(&s->cv_done, NULL);
+    uint32_t cu = nbu + p->max_new_users, ci = nbi + p->max_new_items;
+    if (dr__idmap_init(&s->users, cu) != DR_OK || dr__idmap_init(&s->items, ci) != DR_OK) goto fail;
+    s->users.n_base = nbu;
+    s->items.n_base = nbi;
+    s->hist = dr__calloc(cu, sizeof *s->hist);
+    s->meta = dr__calloc(ci, sizeof *s->meta);
+    s->z = dr__calloc((size_t)ci * d, sizeof *s->z);
+    s->cold = dr__calloc(ci, 1);
+    s->basepop = dr__calloc(ci, sizeof *s->basepop);
+    s->pscore = dr__calloc(ci, sizeof *s->pscore);
+    s->wctx = dr__calloc(DR_SRV_CTX_MAX, sizeof *s->wctx);
+    s->wh = dr__calloc(d, sizeof *s->wh);
+    uint32_t ksz = 1024;
+    while (ksz < 4u * (2u * DR_SRV_WRITER_BATCH + 2u)) ksz *= 2;
+    s->ks.e = dr__calloc(ksz, sizeof *s->ks.e);
+    s->ks.mask = ksz - 1;
+    if (!s->hist || !s->meta || !s->z || !s->cold || !s->basepop || !s->pscore || !s->wctx || !s->wh ||
+        !s->ks.e)
+        goto fail;
+    for (uint32_t u = 0; u < nbu; u++) {
+        const char *id = dr_model_user_id(m, u);
+        if (dr__idmap_find(&s->users, id, strlen(id)) == UINT32_MAX) dr__idmap_add(&s->users, id, strlen(id));
+        else atomic_store(&s->users.n, u + 1); /* a duplicate id keeps its first row */
+    }
+    for (uint32_t i = 0; i < nbi; i++) {
+        const char *id = dr_model_item_id(m, i);
+        if (dr__idmap_find(&s->items, id, strlen(id)) == UINT32_MAX) dr__idmap_add(&s->items, id, strlen(id));
+        else atomic_store(&s->items.n, i + 1);
+    }
+    if (atomic_load(&s->users.n) != nbu || atomic_load(&s->items.n) != nbi) {
+        st = dr__fail(err, DR_FORMAT, "server: the model's ids are not distinct");
+        goto fail;
+    }
+    /* base popularity (the model's histories) and cold rows */
+    for (uint32_t u = 0; u < nbu; u++) {
+        const uint32_t *hi;
+        size_t n = dr_model_user_history(m, u, &hi);
+        for (size_t k = 0; k < n; k++)
+            if (hi[k] < nbi) s->basepop[hi[k]] += 1.0f;
+    }
+    float mx = 0;
+    for (uint32_t i = 0; i < nbi; i++) mx = s->basepop[i] > mx ? s->basepop[i] : mx;
+    const float *zb = dr_model_item_latents(m);
+    dr_impute imp = DR_IMPUTE_GATE;
+    if ((s->fus = dr__model_fusion(m, &s->fus_e, &imp)) != NULL) {
+        const dr_fusion *f = s->fus;
+        size_t nx = 0;
+        for (uint32_t k = 0; k < f->n_mod; k++) {
+            s->fxoff[k] = nx;
+            nx += f->dim[k];
+        }
+        s->fxoff[f->n_mod] = nx; /* then d zeros: e of a new item */
+        if (f->d > d || !s->fus_e) {
+            st = dr__fail(err, DR_FORMAT, "server: the model's fusion does not fit its latents (%u > %u)", f->d, d);
+            goto fail;
+        }
+        s->fus_mean = imp == DR_IMPUTE_MEAN;
+        s->fx = dr__calloc(nx + f->d, sizeof *s->fx);
+        s->fz = dr__calloc(f->d, sizeof *s->fz);
+        s->fact = dr__calloc(dr__fusion_act_floats(f), sizeof *s->fact);
+        s->frow = dr__calloc(d, sizeof *s->frow);
+        if (!s->fx || !s->fz || !s->fact || !s->frow) goto fail;
+    }
+    for (uint32_t i = 0; i < ci; i++) {
+        /* cold: no training interaction, and (fused model) no feature moved z off e */
+        s->cold[i] = i >= nbi || (s->basepop[i] == 0 &&
+                                  !(s->fus && memcmp(zb + (size_t)i * d, s->fus_e + (size_t)i * s->fus->d,
+                                                     s->fus->d * sizeof(float)) != 0));
+        if (!s->cold[i]) memcpy(s->z + (size_t)i * d, zb + (size_t)i * d, d * sizeof(float));
+        s->basepop[i] = i < nbi ? 0.5f * s->basepop[i] / (mx + 1.0f) : 0.0f;
+    }
+    for (int b = 0; b < POP_BUFS; b++) atomic_init(&s->pop[b].refs, 0);
+    atomic_init(&s->pop_cur, NULL);
+    if ((st = dr_scorer_create(m, &s->wsc, err)) != DR_OK) goto fail;
+    if ((st = dr__topk_scratch_create(ci, POP_K, &s->pts, err)) != DR_OK) goto fail;
+    if ((st = make_adapter(s, err)) != DR_OK) goto fail;
+    if ((st = dr__store_open(p->data_dir, p->durable, &s->store, err)) != DR_OK) goto fail;
+    if ((st = check_folder(s, err)) != DR_OK) goto fail;
+    if ((st = recover(s, err)) != DR_OK) goto fail;
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        st = dr__fail(err, DR_INTERNAL, "server: cannot start the writer thread");
+        goto fail;
+    }
+    s->writer_started = 1;
+    *out = s;
+    return DR_OK;
+fail:
+    if (st == DR_NOMEM && (!err || err->code != DR_NOMEM)) dr__fail(err, DR_NOMEM, "server: out of memory");
+    dr__srv_close(s);
+    return st;
+}
+
+void dr__srv_close(dr_srv *s) {
+    if (!s) return;
+    if (s->writer_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->cv_work);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->writer, NULL); /* the writer empties the queue first */
+        dr_error e = {0};
+        if (s->p.final_snapshot && s->events_since_snap && take_snapshot(s, &e) != DR_OK)
+            dr__log(DR_LOG_WARN, "server: final snapshot failed: %s", e.msg);
+    }
+    dr__store_close(s->store);
+    dr__adapter_free(s->ad);
+    dr__topk_scratch_free(s->pts);
+    dr_scorer_free(s->wsc);
+    for (uint32_t u = 0; s->hist && u < s->users.cap; u++) dr__free(atomic_load(&s->hist[u]));
+    for (uint32_t i = 0; s->meta && i < s->items.cap; i++) {
+        item_meta *mt = atomic_load(&s->meta[i]);
+        if (mt) {
+            dr__free(mt->title);
+            dr__free(mt->body);
+            dr__free(mt);
+        }
+    }
+    for (size_t k = 0; k < s->retired.n; k++) dr__free(s->retired.a[k]);
+    dr_vec_free(&s->retired);
+    dr_vec_free(&s->recs);
+    dr_vec_free(&s->calls);
+    dr__idmap_free(&s->users);
+    dr__idmap_free(&s->items);
+    dr__free(s->hist);
+    dr__free(s->meta);
+    dr__free(s->z);
+    dr__free(s->cold);
+    dr__free(s->basepop);
+    dr__free(s->pscore);
+    dr__free(s->wctx);
+    dr__free(s->wh);
+    dr__free(s->fx);
+    dr__free(s->fz);
+    dr__free(s->fact);
+    dr__free(s->frow);
+    dr__free(s->ks.e);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv_work);
+    pthread_cond_destroy(&s->cv_done);
+    dr__free(s);
+}
+
+/* ---------------------------------------------------------------- readers */
+
+struct dr_srv_worker {
+    dr_scorer *sc;
+    dr_topk_scratch *ts;
+    uint32_t *ctx;          /* (DR_SRV_CTX_MAX) */
+    float *h, *hp;          /* (d), (stride) */
+    uint32_t items[DR_SRV_K_MAX];
+    float scores[DR_SRV_K_MAX];
+};
+
+void dr__srv_worker_free(dr_srv_worker *w) {
+    if (!w) return;
+    dr_scorer_free(w->sc);
+    dr__topk_scratch_free(w->ts);
+    dr__free(w->ctx);
+    dr__free(w->h);
+    dr__free(w->hp);
+    dr__free(w);
+}
+
+dr_status dr__srv_worker_create(dr_srv *s, dr_srv_worker **out, dr_error *err) {
+    if (!s || !out) return dr__fail(err, DR_ARG, "server: NULL argument");
+    *out = NULL;
+    dr_srv_worker *w = dr__calloc(1, sizeof *w);
+    if (!w) return dr__fail(err, DR_NOMEM, "server: out of memory");
+    dr_status st = dr_scorer_create(s->m, &w->sc, err);
+    if (st == DR_OK) st = dr__topk_scratch_create(s->items.cap, DR_SRV_K_MAX, &w->ts, err);
+    if (st == DR_OK) {
+        w->ctx = dr__calloc(DR_SRV_CTX_MAX, sizeof *w->ctx);
+        w->h = dr__calloc(s->d, sizeof *w->h);
+        w->hp = dr__calloc((s->d + 3u) & ~3u, sizeof *w->hp);
+        if (!w->ctx || !w->h || !w->hp) st = dr__fail(err, DR_NOMEM, "server: out of memory");
+    }
+    if (st != DR_OK) {
+        dr__srv_worker_free(w);
+        return st;
+    }
+    *out = w;
+    return DR_OK;
+}
+
+static void popular(dr_srv *s, dr_srv_worker *w, uint32_t k, dr_srv_recs *out) {
+    pop_buf *pb;
+    for (;;) { /* the same acquire protocol as the adapter's snapshots */
+        pb = atomic_load(&s->pop_cur);
+        if (!pb) break;
+        atomic_fetch_add(&pb->refs, 1);
+        if (atomic_load(&s->pop_cur) == pb) break;
+        atomic_fetch_sub(&pb->refs, 1);
+    }
+    uint32_t n = pb ? (pb->n < k ? pb->n : k) : 0;
+    for (uint32_t j = 0; j < n; j++) {
+        w->items[j] = pb->items[j];
+        w->scores[j] = pb->counts[j];
+    }
+    if (pb) atomic_fetch_sub(&pb->refs, 1);
+    out->popular = 1;
+    out->n = n;
+}
+
+dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32_t k,
+                           dr_srv_recs *out, dr_error *err) {
+    if (!s || !w || !user || !out) return dr__fail(err, DR_ARG, "server: NULL argument");
+    if (k < 1 || k > DR_SRV_K_MAX) return dr__fail(err, DR_RANGE, "k must be in 1..%u", DR_SRV_K_MAX);
+    memset(out, 0, sizeof *out);
+    out->items = w->items;
+    out->scores = w->scores;
+    uint32_t u = dr__idmap_find(&s->users, user, strlen(user));
+    if (u == UINT32_MAX) {
+        popular(s, w, k, out);
+        return DR_OK;
+    }
+    out->known = 1;
+    const uint32_t *hi;
+    size_t nh = user_hist(s, u, &hi); /* before n_active: every item in it is < n_active */
+    dr_status st = base_latent(s, w->sc, w->ctx, u, w->h, err);
+    if (st != DR_OK) return st;
+    const dr_adapter_snapshot *snap = dr__adapter_acquire(s->ad);
+    if (!snap) return dr__fail(err, DR_INTERNAL, "server: no adapter snapshot published");
+    uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);
+    dr__snapshot_user(snap, u, atomic_load_explicit(&s->clock, memory_order_relaxed), w->h, w->hp);
+    st = dr__topk_scan(dr__snapshot_items(snap), n_active, dr__snapshot_stride(snap), w->hp, hi,
+                     nh, k, w->ts, w->items, w->scores, &out->n, err);
+    dr__adapter_release(s->ad, snap);
+    return st;
+}
+
+const char *dr__srv_item_name(const dr_srv *s, uint32_t i) { return s->items.name[i]; }
+
+size_t dr__srv_item_attrs(const dr_srv *s, uint32_t i, const char **out, size_t cap) {
+    return i < s->n_base_items ? dr_model_item_attrs(s->m, i, out, cap) : 0;
+}
+
+uint32_t dr__srv_find_item(const dr_srv *s, const char *item) {
+    return dr__idmap_find(&s->items, item, strlen(item));
+}
+
+int dr__srv_user_info(const dr_srv *s, const char *user, uint32_t *history, uint32_t *events) {
+    uint32_t u = dr__idmap_find(&s->users, user, strlen(user));
+    if (u == UINT32_MAX) return 0;
+    const uint32_t *hi;
+    size_t n = user_hist(s, u, &hi), base = 0;
+    if (u < s->n_base_users) base = dr_model_user_history(s->m, u, &hi);
+    *history = (uint32_t)n;
+    *events = (uint32_t)(n - base);
+    return 1;
+}
+
+void dr__srv_get_stats(const dr_srv *s, dr_srv_stats *o) {
+    dr_srv *m = (dr_srv *)s;
+    memset(o, 0, sizeof *o);
+    o->events_total = atomic_load(&m->st_events);
+    o->log_records = atomic_load(&m->st_records);
+    o->log_bytes = dr__store_bytes(s->store);
+    o->commits = atomic_load(&m->st_commits);
+    o->adapter_updates = atomic_load(&m->st_updates);
+    o->snapshots = atomic_load(&m->st_snaps);
+    o->snapshot_seq = atomic_load(&m->st_snap_seq);
+    o->recovered_events = atomic_load(&m->st_recovered);
+    o->users = atomic_load(&m->users.n);
+    o->items = atomic_load(&m->items.n);
+    o->new_users = o->users - s->n_base_users;
+    o->new_items = o->items - s->n_base_items;
+    o->max_new_users = s->p.max_new_users;
+    o->max_new_items = s->p.max_new_items;
+    o->clock = atomic_load(&m->clock);
+}

@@ -1,0 +1,123 @@
+/*
+ * serve_core.h - the serving core (internal): the model, the online adapter, the id registries,
+ * the users' histories, the event log and the writer thread. No sockets: serve_routes.c turns HTTP
+ * requests into these calls and serve_http.c connects serve_routes.c to libmicrohttpd. See serve_core.c.
+ *
+ * Threads: dr__srv_submit / dr__srv_put_item may be called from any number of threads (they
+ * queue work for the one writer thread and wait until it is durable and applied); readers
+ * (dr__srv_recommend, dr__srv_user_info, dr_srv_item_info, dr__srv_get_stats) never take a lock
+ * the writer holds while it works, each with its own dr_srv_worker.
+ */
+#ifndef DR_SERVE_CORE_H
+#define DR_SERVE_CORE_H
+
+#include "adapter.h"
+#include "serve_store.h"
+#include "topk.h"
+
+
+typedef struct dr_srv_params {
+    const char *data_dir;      /* state folder (created when missing) */
+    uint32_t max_new_items;    /* rows reserved for items the model does not know (10000) */
+    uint32_t max_new_users;    /* rows reserved for users the model does not know (50000) */
+    uint64_t snapshot_every;   /* events between adapter snapshots (10000); 0 = only on close */
+    int durable;               /* 1: every commit is fsynced (synchronous=FULL) */
+    int final_snapshot;        /* 1: dr__srv_close writes a snapshot (tests turn it off) */
+    dr_adapter_params adapter; /* publish_every is forced to 0 (the writer publishes per batch) */
+} dr_srv_params;
+
+dr_srv_params dr__srv_default_params(void);
+
+typedef struct dr_srv dr_srv;
+
+/* Opens the state folder, loads the newest usable snapshot, replays the log after it and
+ * starts the writer. m is borrowed (a dot-product model loaded from a checkpoint). */
+dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, dr_error *err);
+/* Applies what is queued, writes the final snapshot (params), stops the writer, frees. */
+void dr__srv_close(dr_srv *s);
+
+typedef struct dr_srv_event {
+    const char *user, *item; /* non-empty, at most DR_SRV_ID_MAX bytes, valid UTF-8 */
+    int64_t time;            /* UNIX seconds */
+    int has_time;            /* 0: the writer stamps the time of the commit */
+} dr_srv_event;
+
+typedef struct dr_srv_ack {
+    uint64_t first_seq, last_seq; /* log positions of the request's records */
+    uint64_t events_total;        /* events in the log after the commit */
+    int created;                  /* dr__srv_put_item: 1 when the item was new */
+} dr_srv_ack;
+
+/* Logs ev[0..n) durably and applies them to the adapter, in one commit shared with whatever
+ * else is queued; returns when done. DR_LIMIT: no room for new users or items; DR_IO: the
+ * log could not be written (nothing was applied); DR_UNSUPPORTED: the server is stopping. */
+dr_status dr__srv_submit(dr_srv *s, const dr_srv_event *ev, size_t n, dr_srv_ack *ack,
+                        dr_error *err);
+/* Logs and applies an item record; body is the JSON object {"title", "attributes",
+ * "features"} already validated by the caller (serve_routes.c). */
+dr_status dr__srv_put_item(dr_srv *s, const char *item, const char *body, dr_srv_ack *ack,
+                          dr_error *err);
+/* 1 when the checkpoint fuses modality features (a PUT's features then set the item's base
+ * latent through the fusion; serve_core.c), else 0 (features are only kept). */
+int dr__srv_fuses(const dr_srv *s);
+/* A PUT's feature array of `dim` numbers for `modality`: DR_OK when the checkpoint has no
+ * fusion or fuses that modality with that dimension; DR_ARG naming the modalities it fuses or
+ * the expected dimension otherwise. */
+dr_status dr__srv_check_feature(const dr_srv *s, const char *modality, size_t dim, dr_error *err);
+
+/* Asynchronous forms for servers that must not block a thread per waiting request: queue the
+ * work and return at once; done(ud) is called on the writer thread once the records are durable
+ * and applied (or refused); then dr__srv_ticket_result tells which. ev / item / body and the
+ * ticket must stay alive until done was called. done must not call back into the server. */
+typedef struct dr_srv_ticket dr_srv_ticket;
+typedef void (*dr_srv_done_fn)(void *ud);
+dr_srv_ticket *dr__srv_ticket_create(void);
+void dr__srv_ticket_free(dr_srv_ticket *t);
+dr_status dr__srv_submit_async(dr_srv *s, dr_srv_ticket *t, const dr_srv_event *ev, size_t n,
+                              dr_srv_done_fn done, void *ud, dr_error *err);
+dr_status dr__srv_put_item_async(dr_srv *s, dr_srv_ticket *t, const char *item, const char *body,
+                                dr_srv_done_fn done, void *ud, dr_error *err);
+dr_status dr__srv_ticket_result(const dr_srv_ticket *t, dr_srv_ack *ack, dr_error *err);
+
+/* ---- readers */
+typedef struct dr_srv_worker dr_srv_worker;
+dr_status dr__srv_worker_create(dr_srv *s, dr_srv_worker **out, dr_error *err);
+void dr__srv_worker_free(dr_srv_worker *w);
+
+typedef struct dr_srv_recs {
+    int known;              /* the user is in the model or has sent events */
+    int popular;            /* 1: popular-now items (unknown user) */
+    uint32_t n;
+    const uint32_t *items;  /* (n) dense ids, into the worker */
+    const float *scores;    /* (n) adapter scores, or window counts for popular items */
+} dr_srv_recs;
+
+/* Top k (1..DR_SRV_K_MAX) for an external user id, history excluded. */
+dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32_t k,
+                           dr_srv_recs *out, dr_error *err);
+const char *dr__srv_item_name(const dr_srv *s, uint32_t i);
+/* Title ("" when none) and the stored JSON body of the last PUT (NULL when none). */
+void dr__srv_item_meta(const dr_srv *s, uint32_t i, const char **title, const char **body);
+/* The checkpoint's attributes ("key=value") of item i: count, fills up to cap (0 for new items). */
+size_t dr__srv_item_attrs(const dr_srv *s, uint32_t i, const char **out, size_t cap);
+/* Dense item id or UINT32_MAX. */
+uint32_t dr__srv_find_item(const dr_srv *s, const char *item);
+/* 0 when unknown; else 1 with the history length and the events received for the user. */
+int dr__srv_user_info(const dr_srv *s, const char *user, uint32_t *history, uint32_t *events);
+
+typedef struct dr_srv_stats {
+    uint64_t events_total;     /* event records in the log */
+    uint64_t log_records;      /* all records (events and items) */
+    uint64_t log_bytes;
+    uint64_t commits;          /* group commits (fsyncs) since start */
+    uint64_t adapter_updates;  /* dr__adapter_update calls since start (replay included) */
+    uint64_t snapshots;        /* snapshots written since start */
+    uint64_t snapshot_seq;     /* log position of the newest snapshot */
+    uint64_t recovered_events; /* events replayed into the adapter at start */
+    uint32_t users, items;     /* known ids (model + new) */
+    uint32_t new_users, new_items, max_new_users, max_new_items;
+    int64_t clock;             /* time of the newest event */
+} dr_srv_stats;
+void dr__srv_get_stats(const dr_srv *s, dr_srv_stats *out);
+
+#endif /* DR_SERVE_CORE_H */

@@ -1,0 +1,1043 @@
+/*
+ * serve_routes.c - the HTTP API over the serving core, without sockets (see docs/HTTP.md).
+ *
+ * DESIGN: a request is a plain struct (method, decoded path, query lookup, Authorization,
+ * body bytes) and a response is a status and a body in the worker's buffer, so the same code
+ * runs behind libmicrohttpd (serve_http.c) and under the fuzzer. Routes are one table, ROUTE_TABLE,
+ * a row each (method, pattern such as /v1/users/{user}, metrics name, handler), as small HTTP
+ * servers register handlers: the dispatcher splits the path on '/' and walks the rows, so
+ * 404, 405, the path ids and the metrics' route names all come from the table, and a route is
+ * a handler and a row (a write route's handler also names its submit/finish pair, write_ops).
+ * Ids in the path and in bodies are checked (non-empty, <= 256 bytes, valid UTF-8, no control
+ * characters) before they reach the core. Bodies are parsed with jansson (which rejects
+ * invalid UTF-8, NUL in strings, duplicate keys with JSON_REJECT_DUPLICATES and numbers that
+ * overflow); every field is type-checked, and a bad one gets 400 with an error naming it
+ * ("events[3].time: expected an integer (UNIX seconds)"). Responses are written with
+ * snprintf-style appends into a per-worker buffer that grows to the largest response and is
+ * then reused: reads allocate nothing after warm-up; a write allocates its parsed body and a
+ * pending record (dr__routes_start), which lives until its group commit is done, so the HTTP
+ * layer can park the connection instead of a thread (dr__routes_submit / dr__routes_finish).
+ * The API key is compared in constant time (every byte of the key is touched whatever the
+ * input). Metrics are relaxed atomic counters: requests by route and status, latency
+ * histograms by route, 401s; the core's statistics are read at scrape time.
+ * Explanations (explain=true and /v1/users/{u}/items/{i}/explanation) go through ONE handler,
+ * explain_handler(), which answers 501 until the explanation subsystem is linked in.
+ * Rejected: generating JSON with jansson (an allocation per node per response) and
+ * regular expressions as patterns (literal segments and {name} cover every route).
+ */
+#include "serve_routes.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+
+/* ---------------------------------------------------------------- the routes
+ * One row per route: method, path pattern, metrics name, handler. A pattern segment {name}
+ * matches any one non-empty path segment; it must be a valid id (else 400 "name: why") and
+ * is handed to the handler (route_call.id, in pattern order). GET rows answer HEAD too. The
+ * dispatcher takes the first row whose pattern and method match; when patterns match but no
+ * method does, 405 names the method of the last such row and counts under its name; no
+ * pattern: 404 under "other". Rows are in the order of the /metrics output. */
+#define ROUTE_TABLE(X)                                                                         \
+    X("POST", "/v1/events",                                "events",          events_start)    \
+    X("GET",  "/v1/users/{user}/recommendations",          "recommendations", get_recs)        \
+    X("GET",  "/v1/users/{user}/items/{item}/explanation", "explanation",     explain_handler) \
+    X("GET",  "/v1/users/{user}",                          "user",            get_user)        \
+    X("PUT",  "/v1/items/{item}",                          "item_put",        item_start)      \
+    X("GET",  "/v1/items/{item}",                          "item_get",        get_item)        \
+    X("GET",  "/healthz",                                  "healthz",         get_health)      \
+    X("GET",  "/metrics",                                  "metrics",         metrics_text)
+
+enum {
+#define COUNT(method, pattern, name, fn) +1
+    R_OTHER = 0 ROUTE_TABLE(COUNT), /* = the number of rows: metrics of unrouted requests */
+#undef COUNT
+    R_COUNT
+};
+static const char *const route_name[R_COUNT] = {
+#define NAME(method, pattern, name, fn) name,
+    ROUTE_TABLE(NAME)
+#undef NAME
+    "other"};
+
+/* ---------------------------------------------------------------- metrics */
+
+static const int codes[] = {200, 201, 400, 401, 404, 405, 413, 500, 501, 503, 507};
+#define N_CODES (sizeof codes / sizeof codes[0])
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                 0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
+#define N_BUCKETS (sizeof buckets / sizeof buckets[0])
+
+typedef struct route_metrics {
+    _Atomic uint64_t by_code[N_CODES + 1]; /* last: any other code */
+    _Atomic uint64_t hist[N_BUCKETS + 1];  /* last: +Inf */
+    _Atomic uint64_t sum_ns;
+} route_metrics;
+
+struct dr_routes {
+    dr_srv *srv;
+    char *key;
+    size_t key_len;
+    int public_read;
+    size_t max_body;
+    route_metrics m[R_COUNT];
+    _Atomic uint64_t unauthorized;
+    double t_start;
+    const dr_model *model;  /* the checkpoint (explanations), NULL = none */
+    dr_explainer *ex;       /* template explainer over model; shared read-only by the workers */
+};
+
+struct dr_routes_worker {
+    dr_routes *r;
+    dr_srv_worker *sw;
+    dr_explain_session *es; /* made on the worker's first explanation */
+    dr_explanation *xe;     /* (1) the explanation being written */
+    char *xjson;            /* (DR_EXPLAIN_JSON_CAP) its JSON */
+    char *buf;
+    size_t len, cap;
+    int oom;
+};
+
+
+/* A routed request: the request, the {name} segments of its row's pattern (checked ids, in
+ * order), the row (metrics) and the start time. A handler gets it with the routes, the worker
+ * and the response: a read handler fills resp and returns NULL; a write handler returns its
+ * pending request (or NULL with resp set). */
+typedef struct route_call {
+    const dr_route_req *rq;
+    const char *id[DR_HTTP_MAX_SEGS];
+    int route;
+    double t0;
+} route_call;
+
+dr_status dr__routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **out, dr_error *err) {
+    if (!srv || !p || !out) return dr__fail(err, DR_ARG, "routes: NULL argument");
+    *out = NULL;
+    if (p->api_key && (!*p->api_key || strlen(p->api_key) > DR_HTTP_MAX_KEY))
+        return dr__fail(err, DR_ARG, "routes: the API key must have 1..%u bytes", DR_HTTP_MAX_KEY);
+    dr_routes *r = dr__calloc(1, sizeof *r);
+    if (!r) return dr__fail(err, DR_NOMEM, "routes: out of memory");
+    r->srv = srv;
+    r->public_read = p->public_read;
+    r->max_body = p->max_body ? p->max_body : DR_HTTP_MAX_BODY_DEFAULT;
+    r->t_start = dr__now_seconds();
+    if (p->api_key) {
+        r->key = dr__strdup(p->api_key);
+        if (!r->key) {
+            dr__free(r);
+            return dr__fail(err, DR_NOMEM, "routes: out of memory");
+        }
+        r->key_len = strlen(r->key);
+    }
+    r->model = p->model;
+    if (p->model) {
+        dr_explain_params xp = dr_explain_default_params(); /* template: deterministic, fast */
+        dr_status st = dr_explainer_create(p->model, &xp, &r->ex, err);
+        if (st != DR_OK) {
+            dr__routes_free(r);
+            return st;
+        }
+    }
+    *out = r;
+    return DR_OK;
+}
+
+void dr__routes_free(dr_routes *r) {
+    if (!r) return;
+    dr_explainer_free(r->ex);
+    dr__free(r->key);
+    dr__free(r);
+}
+
+size_t dr__routes_max_body(const dr_routes *r) { return r->max_body; }
+
+dr_status dr__routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error *err) {
+    if (!r || !out) return dr__fail(err, DR_ARG, "routes: NULL argument");
+    *out = NULL;
+    dr_routes_worker *w = dr__calloc(1, sizeof *w);
+    if (!w) return dr__fail(err, DR_NOMEM, "routes: out of memory");
+    w->r = r;
+    w->cap = 4096;
+    w->buf = dr__malloc(w->cap);
+    dr_status st = w->buf ? dr__srv_worker_create(r->srv, &w->sw, err)
+                                   : dr__fail(err, DR_NOMEM, "routes: out of memory");
+    if (st != DR_OK) {
+        dr__routes_worker_free(w);
+        return st;
+    }
+    *out = w;
+    return DR_OK;
+}
+
+void dr__routes_worker_free(dr_routes_worker *w) {
+    if (!w) return;
+    dr_explain_session_free(w->es);
+    dr__free(w->xe);
+    dr__free(w->xjson);
+    dr__srv_worker_free(w->sw);
+    dr__free(w->buf);
+    dr__free(w);
+}
+
+static void count(dr_routes *r, int route, int status, double seconds) {
+    route_metrics *m = &r->m[route];
+    size_t c = N_CODES;
+    for (size_t k = 0; k < N_CODES; k++)
+        if (codes[k] == status) c = k;
+    atomic_fetch_add_explicit(&m->by_code[c], 1, memory_order_relaxed);
+    size_t b = 0;
+    while (b < N_BUCKETS && seconds > buckets[b]) b++;
+    atomic_fetch_add_explicit(&m->hist[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->sum_ns, (uint64_t)(seconds * 1e9), memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- output buffer */
+
+static void out_reset(dr_routes_worker *w) {
+    w->len = 0;
+    w->oom = 0;
+    w->buf[0] = 0;
+}
+
+static void out_reserve(dr_routes_worker *w, size_t more) {
+    if (w->oom || w->len + more + 1 <= w->cap) return;
+    size_t cap = w->cap;
+    while (cap < w->len + more + 1) cap *= 2;
+    char *nb = dr__realloc(w->buf, cap);
+    if (!nb) {
+        w->oom = 1;
+        return;
+    }
+    w->buf = nb;
+    w->cap = cap;
+}
+
+static void out_mem(dr_routes_worker *w, const char *s, size_t n) {
+    out_reserve(w, n);
+    if (w->oom) return;
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = 0;
+}
+
+#define out_lit(w, lit) out_mem((w), (lit), sizeof(lit) - 1)
+
+static void out(dr_routes_worker *w, const char *fmt, ...) DR_PRINTF(2, 3);
+static void out(dr_routes_worker *w, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(w->buf + w->len, w->cap - w->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (w->len + (size_t)n + 1 > w->cap) {
+        out_reserve(w, (size_t)n);
+        if (w->oom) return;
+        va_start(ap, fmt);
+        vsnprintf(w->buf + w->len, w->cap - w->len, fmt, ap);
+        va_end(ap);
+    }
+    w->len += (size_t)n;
+}
+
+/* A JSON string; bytes that are not valid UTF-8 are replaced by U+FFFD. */
+static void out_str(dr_routes_worker *w, const char *s) {
+    out_lit(w, "\"");
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t run = 0;
+        while (p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') run++;
+        if (run) {
+            out_mem(w, (const char *)p, run);
+            p += run;
+            continue;
+        }
+        if (*p == '"' || *p == '\\') {
+            char e[2] = {'\\', (char)*p++};
+            out_mem(w, e, 2);
+        } else if (*p < 0x20) {
+            out(w, "\\u%04x", *p++);
+        } else { /* a multi-byte sequence: copy it when valid */
+            size_t n = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 1;
+            size_t have = 0;
+            while (have < n && p[have]) have++;
+            if (have == n && n > 1 && dr__utf8_valid((const char *)p, n)) {
+                out_mem(w, (const char *)p, n);
+                p += n;
+            } else {
+                out_lit(w, "\xef\xbf\xbd");
+                p++;
+            }
+        }
+    }
+    out_lit(w, "\"");
+}
+
+static void out_float(dr_routes_worker *w, float v) {
+    if (isfinite(v)) out(w, "%.6g", (double)v);
+    else out_lit(w, "null");
+}
+
+static void respond(dr_routes_worker *w, dr_route_resp *resp, int status) {
+    resp->status = status;
+    resp->content_type = "application/json";
+    if (w->oom) {
+        resp->status = 500;
+        resp->body = "{\"error\":\"out of memory\"}";
+        resp->len = strlen(resp->body);
+        return;
+    }
+    resp->body = w->buf;
+    resp->len = w->len;
+}
+
+static void error_resp(dr_routes_worker *w, dr_route_resp *resp, int status, const char *fmt, ...)
+    DR_PRINTF(4, 5);
+static void error_resp(dr_routes_worker *w, dr_route_resp *resp, int status, const char *fmt, ...) {
+    char msg[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    out_reset(w);
+    out_lit(w, "{\"error\":");
+    out_str(w, msg);
+    out_lit(w, "}");
+    respond(w, resp, status);
+}
+
+/* ---------------------------------------------------------------- validation */
+
+/* NULL when s[0..n) is a usable id, else what is wrong with it. */
+static const char *id_problem(const char *s, size_t n) {
+    if (!n) return "must not be empty";
+    if (n > DR_SRV_ID_MAX) return "longer than 256 bytes";
+    if (!dr__utf8_valid(s, n)) return "invalid UTF-8";
+    for (size_t k = 0; k < n; k++)
+        if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f) return "contains a control character";
+    return NULL;
+}
+
+/* A string field of obj (required); NULL with the response set when bad. */
+static const char *id_field(dr_routes_worker *w, dr_route_resp *resp, json_t *obj,
+                            const char *where, const char *key) {
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        error_resp(w, resp, 400, "%s.%s: missing", where, key);
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        error_resp(w, resp, 400, "%s.%s: expected a string", where, key);
+        return NULL;
+    }
+    const char *p = id_problem(json_string_value(v), json_string_length(v));
+    if (p) {
+        error_resp(w, resp, 400, "%s.%s: %s", where, key, p);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static json_t *parse_body(dr_routes_worker *w, dr_route_resp *resp, const dr_route_req *rq) {
+    if (!rq->body_len) {
+        error_resp(w, resp, 400, "body: empty (a JSON object is expected)");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *root = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) error_resp(w, resp, 400, "body: invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+    return root;
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+static int status_of(dr_status st) {
+    switch (st) {
+    case DR_LIMIT: return 507;
+    case DR_UNSUPPORTED:
+    case DR_IO: return 503;
+    case DR_RANGE:
+    case DR_ARG: return 400;
+    default: return 500;
+    }
+}
+
+/* How a write route's pending request is queued (done == NULL: wait for it; returns the
+ * core's answer) and answered once it is durable. */
+typedef struct write_ops {
+    dr_status (*submit)(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud);
+    void (*finish)(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
+                   dr_route_resp *resp);
+} write_ops;
+
+/* A validated write request waiting for its group commit. */
+struct dr_routes_pending {
+    const write_ops *ops;
+    int route;
+    double t0;
+    json_t *root;         /* the parsed body: the event ids point into it */
+    dr_srv_event *ev;     /* (n) */
+    size_t n, n_feat;
+    char *item, *body;    /* PUT: the item id (owned) and the canonical body (jansson's) */
+    dr_srv_ticket *t;
+    int async;
+    dr_status st;         /* outcome */
+    dr_error err;
+    dr_srv_ack ack;
+};
+
+void dr__routes_pending_free(dr_routes_pending *p) {
+    if (!p) return;
+    json_decref(p->root);
+    dr__free(p->ev);
+    dr__free(p->item);
+    free(p->body); /* jansson's allocator */
+    dr__srv_ticket_free(p->t);
+    dr__free(p);
+}
+
+static dr_routes_pending *pending_new(dr_routes_worker *w, const route_call *c, dr_route_resp *resp,
+                                      const write_ops *ops) {
+    dr_routes_pending *p = dr__calloc(1, sizeof *p);
+    if (p) p->t = dr__srv_ticket_create();
+    if (!p || !p->t) {
+        dr__free(p);
+        error_resp(w, resp, 500, "out of memory");
+        return NULL;
+    }
+    p->ops = ops;
+    p->route = c->route;
+    p->t0 = c->t0;
+    return p;
+}
+
+static dr_status events_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
+    return done ? dr__srv_submit_async(r->srv, p->t, p->ev, p->n, done, ud, &p->err)
+                : dr__srv_submit(r->srv, p->ev, p->n, &p->ack, &p->err);
+}
+
+static void events_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
+                          dr_route_resp *resp) {
+    out_reset(w);
+    out(w, "{\"accepted\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,\"events_total\":%llu}", p->n,
+        (unsigned long long)p->ack.first_seq, (unsigned long long)p->ack.last_seq,
+        (unsigned long long)p->ack.events_total);
+    respond(w, resp, 200);
+}
+
+static const write_ops events_ops = {events_submit, events_finish};
+
+/* POST /v1/events */
+static dr_routes_pending *events_start(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                       dr_route_resp *resp) {
+    json_t *root = parse_body(w, resp, c->rq);
+    if (!root) return NULL;
+    dr_routes_pending *p = NULL;
+    json_t *arr = NULL;
+    int single = 0;
+    if (json_is_array(root)) arr = root;
+    else if (json_is_object(root) && json_object_get(root, "events")) {
+        arr = json_object_get(root, "events");
+        if (!json_is_array(arr)) {
+            error_resp(w, resp, 400, "events: expected an array of events");
+            goto fail;
+        }
+    } else if (json_is_object(root)) {
+        single = 1;
+    } else {
+        error_resp(w, resp, 400, "body: expected an event object, {\"events\": [...]} or an array");
+        goto fail;
+    }
+    size_t n = single ? 1 : json_array_size(arr);
+    if (!n) {
+        error_resp(w, resp, 400, "events: empty batch");
+        goto fail;
+    }
+    if (n > DR_HTTP_MAX_EVENTS) {
+        error_resp(w, resp, 413, "events: %zu events, at most %u per request", n, DR_HTTP_MAX_EVENTS);
+        goto fail;
+    }
+    if (!(p = pending_new(w, c, resp, &events_ops))) goto fail;
+    p->root = root;
+    p->n = n;
+    if (!(p->ev = dr__calloc(n, sizeof *p->ev))) {
+        error_resp(w, resp, 500, "out of memory");
+        goto fail;
+    }
+    for (size_t k = 0; k < n; k++) {
+        json_t *e = single ? root : json_array_get(arr, k);
+        char where[48];
+        if (single) snprintf(where, sizeof where, "event");
+        else snprintf(where, sizeof where, "events[%zu]", k);
+        if (!json_is_object(e)) {
+            error_resp(w, resp, 400, "%s: expected an object", where);
+            goto fail;
+        }
+        dr_srv_event *ev = &p->ev[k];
+        if (!(ev->user = id_field(w, resp, e, where, "user"))) goto fail;
+        if (!(ev->item = id_field(w, resp, e, where, "item"))) goto fail;
+        json_t *t = json_object_get(e, "time");
+        ev->has_time = t && !json_is_null(t);
+        ev->time = 0;
+        if (ev->has_time) {
+            if (!json_is_integer(t) || json_integer_value(t) < 0 ||
+                json_integer_value(t) > ((json_int_t)1 << 40)) {
+                error_resp(w, resp, 400, "%s.time: expected an integer number of UNIX seconds in 0..2^40", where);
+                goto fail;
+            }
+            ev->time = (int64_t)json_integer_value(t);
+        }
+    }
+    return p;
+fail:
+    if (p) dr__routes_pending_free(p);
+    else json_decref(root);
+    return NULL;
+}
+
+/* ---- explanations: the template generator over the checkpoint (its users, items, histories
+ * and latents), so an answer depends on the model only, never on a half-applied event. Users
+ * and items that arrived through the API after the checkpoint have no evidence yet. */
+
+/* The model's user id of `user` when both it and dense item i belong to the checkpoint. */
+static int model_pair(const dr_routes *r, const char *user, uint32_t i, uint32_t *u) {
+    return i < dr_model_n_items(r->model) && dr_model_find_user(r->model, user, u) == DR_OK;
+}
+
+/* The explanation of (u, i) as JSON in w->xjson; *len its length. */
+static dr_status explain_into(dr_routes_worker *w, uint32_t u, uint32_t i, size_t *len,
+                              dr_error *err) {
+    if (!w->es) {
+        if (!w->xe) w->xe = dr__malloc(sizeof *w->xe);
+        if (!w->xjson) w->xjson = dr__malloc(DR_EXPLAIN_JSON_CAP);
+        if (!w->xe || !w->xjson) return dr__fail(err, DR_NOMEM, "explanation: out of memory");
+        dr_status st = dr_explain_session_create(w->r->ex, &w->es, err);
+        if (st != DR_OK) return st;
+    }
+    dr_status st = dr_explain(w->es, u, i, w->xe, err);
+    if (st != DR_OK) return st;
+    int n = dr_explanation_json(w->r->ex, w->xe, w->xjson, DR_EXPLAIN_JSON_CAP);
+    if (n < 0 || (size_t)n >= DR_EXPLAIN_JSON_CAP)
+        return dr__fail(err, DR_INTERNAL, "explanation: JSON larger than %u bytes", DR_EXPLAIN_JSON_CAP);
+    *len = (size_t)n;
+    return DR_OK;
+}
+
+/* GET /v1/users/{user}/items/{item}/explanation */
+static dr_routes_pending *explain_handler(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                          dr_route_resp *resp) {
+    const char *user = c->id[0], *item = c->id[1];
+    if (!r->ex) {
+        error_resp(w, resp, 501, "explanations are not available: the server has no model");
+        return NULL;
+    }
+    uint32_t i = dr__srv_find_item(r->srv, item), u;
+    if (i == UINT32_MAX) {
+        error_resp(w, resp, 404, "item: unknown");
+        return NULL;
+    }
+    if (!model_pair(r, user, i, &u)) {
+        error_resp(w, resp, 404, "explanation: user and item must both be in the model's "
+                   "training data (new ones have no evidence yet)");
+        return NULL;
+    }
+    size_t n;
+    dr_error e = {0};
+    dr_status st = explain_into(w, u, i, &n, &e);
+    if (st != DR_OK) {
+        error_resp(w, resp, status_of(st), "%s", e.msg);
+        return NULL;
+    }
+    out_reset(w);
+    out_mem(w, w->xjson, n);
+    respond(w, resp, 200);
+    return NULL;
+}
+
+/* GET /v1/users/{user}/recommendations */
+static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                   dr_route_resp *resp) {
+    const dr_route_req *rq = c->rq;
+    const char *user = c->id[0];
+    uint32_t k = 10;
+    const char *ks = rq->arg ? rq->arg(rq->arg_ud, "k") : NULL;
+    if (ks && (!dr__parse_u32(ks, strlen(ks), &k) || k < 1 || k > DR_SRV_K_MAX)) {
+        error_resp(w, resp, 400, "k: must be an integer in 1..%u", DR_SRV_K_MAX);
+        return NULL;
+    }
+    const char *ex = rq->arg ? rq->arg(rq->arg_ud, "explain") : NULL;
+    if (ex && strcmp(ex, "true") && strcmp(ex, "false") && strcmp(ex, "1") && strcmp(ex, "0")) {
+        error_resp(w, resp, 400, "explain: must be true or false");
+        return NULL;
+    }
+    int want_ex = ex && (!strcmp(ex, "true") || !strcmp(ex, "1"));
+    if (want_ex && !r->ex) {
+        error_resp(w, resp, 501, "explanations are not available: the server has no model");
+        return NULL;
+    }
+    dr_srv_recs rec;
+    dr_error e = {0};
+    dr_status st = dr__srv_recommend(r->srv, w->sw, user, k, &rec, &e);
+    if (st != DR_OK) {
+        error_resp(w, resp, status_of(st), "%s", e.msg);
+        return NULL;
+    }
+    out_reset(w);
+    out_lit(w, "{\"user\":");
+    out_str(w, user);
+    out(w, ",\"known\":%s,\"source\":\"%s\",\"items\":[", rec.known ? "true" : "false",
+        rec.popular ? "popular" : "adapter");
+    for (uint32_t j = 0; j < rec.n; j++) {
+        const char *title, *body;
+        dr__srv_item_meta(r->srv, rec.items[j], &title, &body);
+        if (j) out_lit(w, ",");
+        out_lit(w, "{\"item\":");
+        out_str(w, dr__srv_item_name(r->srv, rec.items[j]));
+        out_lit(w, ",\"score\":");
+        out_float(w, rec.scores[j]);
+        if (title && *title) {
+            out_lit(w, ",\"title\":");
+            out_str(w, title);
+        }
+        out_lit(w, "}");
+    }
+    out_lit(w, "]");
+    if (want_ex) { /* one per item, in order; null where the pair has no evidence yet */
+        out_lit(w, ",\"explanations\":[");
+        for (uint32_t j = 0; j < rec.n; j++) {
+            uint32_t u;
+            size_t n;
+            if (j) out_lit(w, ",");
+            if (model_pair(r, user, rec.items[j], &u) && explain_into(w, u, rec.items[j], &n, &e) == DR_OK)
+                out_mem(w, w->xjson, n);
+            else
+                out_lit(w, "null");
+        }
+        out_lit(w, "]");
+    }
+    out_lit(w, "}");
+    respond(w, resp, 200);
+    return NULL;
+}
+
+/* GET /v1/users/{user} */
+static dr_routes_pending *get_user(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                   dr_route_resp *resp) {
+    const char *user = c->id[0];
+    uint32_t hist, events;
+    if (!dr__srv_user_info(r->srv, user, &hist, &events)) {
+        error_resp(w, resp, 404, "user: unknown");
+        return NULL;
+    }
+    out_reset(w);
+    out_lit(w, "{\"user\":");
+    out_str(w, user);
+    out(w, ",\"history\":%u,\"events\":%u}", hist, events);
+    respond(w, resp, 200);
+    return NULL;
+}
+
+/* GET /v1/items/{item} */
+static dr_routes_pending *get_item(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                   dr_route_resp *resp) {
+    const char *item = c->id[0];
+    uint32_t i = dr__srv_find_item(r->srv, item);
+    if (i == UINT32_MAX) {
+        error_resp(w, resp, 404, "item: unknown");
+        return NULL;
+    }
+    dr_srv_stats s;
+    dr__srv_get_stats(r->srv, &s);
+    const char *title, *body;
+    dr__srv_item_meta(r->srv, i, &title, &body);
+    out_reset(w);
+    out_lit(w, "{\"item\":");
+    out_str(w, item);
+    out(w, ",\"new\":%s,\"title\":", i >= s.items - s.new_items ? "true" : "false");
+    out_str(w, title ? title : "");
+    const char *attrs[DR_ITEM_MAX_ATTRS];
+    size_t na = dr__srv_item_attrs(r->srv, i, attrs, DR_ITEM_MAX_ATTRS);
+    out_lit(w, ",\"attributes\":[");
+    for (size_t k = 0; k < na && k < DR_ITEM_MAX_ATTRS; k++) {
+        if (k) out_lit(w, ",");
+        out_str(w, attrs[k]);
+    }
+    out_lit(w, "],\"put\":");
+    if (body) out_mem(w, body, strlen(body));
+    else out_lit(w, "null");
+    out_lit(w, "}");
+    respond(w, resp, 200);
+    return NULL;
+}
+
+/* Validates a PUT body into the canonical {"attributes", "features", "title"} object. */
+static json_t *item_body(dr_routes *r, dr_routes_worker *w, dr_route_resp *resp, json_t *root) {
+    if (!json_is_object(root)) {
+        error_resp(w, resp, 400, "body: expected an object with title, attributes, features");
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "title") && strcmp(key, "attributes") && strcmp(key, "features")) {
+            error_resp(w, resp, 400, "%.64s: unknown field (expected title, attributes, features)", key);
+            return NULL;
+        }
+    }
+    json_t *out_o = json_object(), *attrs = json_array(), *feats = json_object();
+    if (!out_o || !attrs || !feats) goto oom;
+    json_t *t = json_object_get(root, "title");
+    if (t) {
+        if (!json_is_string(t)) {
+            error_resp(w, resp, 400, "title: expected a string");
+            goto bad;
+        }
+        if (json_string_length(t) > DR_ITEM_MAX_TITLE) {
+            error_resp(w, resp, 400, "title: longer than %u bytes", DR_ITEM_MAX_TITLE);
+            goto bad;
+        }
+        if (strlen(json_string_value(t)) != json_string_length(t)) {
+            error_resp(w, resp, 400, "title: contains a NUL character");
+            goto bad;
+        }
+        if (json_object_set(out_o, "title", t)) goto oom;
+    }
+    json_t *a = json_object_get(root, "attributes");
+    if (a && json_is_object(a)) { /* {"genre": "Drama"} -> "genre=Drama" */
+        json_object_foreach(a, key, v) {
+            if (!json_is_string(v)) {
+                error_resp(w, resp, 400, "attributes.%.64s: expected a string", key);
+                goto bad;
+            }
+            char kv[2 * DR_SRV_ID_MAX + 2];
+            int n = snprintf(kv, sizeof kv, "%s=%s", key, json_string_value(v));
+            if (n < 0 || (size_t)n > DR_SRV_ID_MAX || id_problem(kv, (size_t)n)) {
+                error_resp(w, resp, 400, "attributes.%.64s: 1..256 bytes of UTF-8 text expected", key);
+                goto bad;
+            }
+            if (json_array_append_new(attrs, json_string(kv))) goto oom;
+        }
+    } else if (a && json_is_array(a)) {
+        size_t k;
+        json_array_foreach(a, k, v) {
+            if (!json_is_string(v) || id_problem(json_string_value(v), json_string_length(v))) {
+                error_resp(w, resp, 400, "attributes[%zu]: expected a string of 1..256 bytes of UTF-8 text", k);
+                goto bad;
+            }
+            if (json_array_append(attrs, v)) goto oom;
+        }
+    } else if (a) {
+        error_resp(w, resp, 400, "attributes: expected an array of \"key=value\" strings or an object");
+        goto bad;
+    }
+    if (json_array_size(attrs) > DR_ITEM_MAX_ATTRS) {
+        error_resp(w, resp, 400, "attributes: more than %u", DR_ITEM_MAX_ATTRS);
+        goto bad;
+    }
+    json_t *f = json_object_get(root, "features");
+    if (f && !json_is_object(f)) {
+        error_resp(w, resp, 400, "features: expected an object of modality -> array of numbers");
+        goto bad;
+    }
+    size_t total = 0;
+    json_object_foreach(f, key, v) {
+        if (id_problem(key, strlen(key))) {
+            error_resp(w, resp, 400, "features: bad modality name");
+            goto bad;
+        }
+        if (!json_is_array(v) || !json_array_size(v)) {
+            error_resp(w, resp, 400, "features.%.64s: expected a non-empty array of numbers", key);
+            goto bad;
+        }
+        size_t k;
+        json_t *x;
+        json_array_foreach(v, k, x) {
+            if (!json_is_number(x) || !isfinite(json_number_value(x)) ||
+                !isfinite((float)json_number_value(x))) {
+                error_resp(w, resp, 400, "features.%.64s[%zu]: expected a finite number", key, k);
+                goto bad;
+            }
+        }
+        dr_error fe = {0};
+        if (dr__srv_check_feature(r->srv, key, json_array_size(v), &fe) != DR_OK) {
+            error_resp(w, resp, 400, "features.%.64s: %s", key, fe.msg);
+            goto bad;
+        }
+        total += json_array_size(v);
+        if (total > DR_ITEM_MAX_FEATURES) {
+            error_resp(w, resp, 400, "features: more than %u numbers", DR_ITEM_MAX_FEATURES);
+            goto bad;
+        }
+        if (json_object_set(feats, key, v)) goto oom;
+    }
+    if (json_object_set_new(out_o, "attributes", attrs) || json_object_set_new(out_o, "features", feats)) {
+        attrs = feats = NULL;
+        goto oom;
+    }
+    return out_o;
+oom:
+    error_resp(w, resp, 500, "out of memory");
+bad:
+    json_decref(out_o);
+    json_decref(attrs);
+    json_decref(feats);
+    return NULL;
+}
+
+static dr_status item_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
+    return done ? dr__srv_put_item_async(r->srv, p->t, p->item, p->body, done, ud, &p->err)
+                : dr__srv_put_item(r->srv, p->item, p->body, &p->ack, &p->err);
+}
+
+static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
+                        dr_route_resp *resp) {
+    uint32_t i = dr__srv_find_item(r->srv, p->item);
+    dr_srv_stats s;
+    dr__srv_get_stats(r->srv, &s);
+    int is_new = i != UINT32_MAX && i >= s.items - s.new_items;
+    out_reset(w);
+    out_lit(w, "{\"item\":");
+    out_str(w, p->item);
+    /* with a fused checkpoint the features gave the item its base latent (serve_core.c); without
+     * one they are kept in the log and the latent is unchanged */
+    int used = p->n_feat && dr__srv_fuses(r->srv);
+    out(w, ",\"created\":%s,\"new\":%s,\"cold\":%s,\"features_stored\":%zu,\"features_used\":%s,"
+        "\"seq\":%llu}", p->ack.created ? "true" : "false", is_new ? "true" : "false",
+        is_new && !used ? "true" : "false", p->n_feat, used ? "true" : "false",
+        (unsigned long long)p->ack.first_seq);
+    respond(w, resp, p->ack.created ? 201 : 200);
+}
+
+static const write_ops item_ops = {item_submit, item_finish};
+
+/* PUT /v1/items/{item} */
+static dr_routes_pending *item_start(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                     dr_route_resp *resp) {
+    const char *item = c->id[0];
+    json_t *root = parse_body(w, resp, c->rq);
+    if (!root) return NULL;
+    json_t *canon = item_body(r, w, resp, root);
+    json_decref(root);
+    if (!canon) return NULL;
+    dr_routes_pending *p = pending_new(w, c, resp, &item_ops);
+    if (p) {
+        p->body = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+        p->n_feat = json_object_size(json_object_get(canon, "features"));
+        p->item = dr__strdup(item);
+        p->n = 1;
+        if (!p->body || !p->item) {
+            dr__routes_pending_free(p);
+            p = NULL;
+            error_resp(w, resp, 500, "out of memory");
+        }
+    }
+    json_decref(canon);
+    return p;
+}
+
+/* GET /metrics */
+static dr_routes_pending *metrics_text(dr_routes *r, dr_routes_worker *w, const route_call *call,
+                                       dr_route_resp *resp) {
+    dr_srv_stats s;
+    dr__srv_get_stats(r->srv, &s);
+    out_reset(w);
+    out(w, "# HELP dynrec_http_requests_total HTTP requests by route and status.\n"
+           "# TYPE dynrec_http_requests_total counter\n");
+    for (int k = 0; k < R_COUNT; k++)
+        for (size_t c = 0; c <= N_CODES; c++) {
+            uint64_t v = atomic_load_explicit(&r->m[k].by_code[c], memory_order_relaxed);
+            if (!v) continue;
+            if (c < N_CODES) out(w, "dynrec_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n", route_name[k], codes[c], (unsigned long long)v);
+            else out(w, "dynrec_http_requests_total{route=\"%s\",code=\"other\"} %llu\n", route_name[k], (unsigned long long)v);
+        }
+    out(w, "# HELP dynrec_http_request_duration_seconds Time to handle a request, by route.\n"
+           "# TYPE dynrec_http_request_duration_seconds histogram\n");
+    for (int k = 0; k < R_COUNT; k++) {
+        uint64_t cum = 0;
+        for (size_t b = 0; b <= N_BUCKETS; b++) {
+            cum += atomic_load_explicit(&r->m[k].hist[b], memory_order_relaxed);
+            if (b < N_BUCKETS) out(w, "dynrec_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", route_name[k], buckets[b], (unsigned long long)cum);
+            else out(w, "dynrec_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n", route_name[k], (unsigned long long)cum);
+        }
+        out(w, "dynrec_http_request_duration_seconds_sum{route=\"%s\"} %.9f\n", route_name[k],
+            (double)atomic_load_explicit(&r->m[k].sum_ns, memory_order_relaxed) * 1e-9);
+        out(w, "dynrec_http_request_duration_seconds_count{route=\"%s\"} %llu\n", route_name[k], (unsigned long long)cum);
+    }
+#define METRIC(name, type, help, fmt, v) out(w, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " " fmt "\n", v)
+    METRIC("dynrec_http_unauthorized_total", "counter", "Requests refused with 401 (missing or wrong API key).", "%llu",
+           (unsigned long long)atomic_load(&r->unauthorized));
+    METRIC("dynrec_events_total", "counter", "Events in the event log (received since the state folder was created, recovered ones included).", "%llu",
+           (unsigned long long)s.events_total);
+    METRIC("dynrec_log_records", "gauge", "Records in the event log (events and item records).", "%llu", (unsigned long long)s.log_records);
+    METRIC("dynrec_log_bytes", "gauge", "Size of the event log on disk (database and WAL).", "%llu", (unsigned long long)s.log_bytes);
+    METRIC("dynrec_log_commits_total", "counter", "Group commits (one fsync each) since start.", "%llu", (unsigned long long)s.commits);
+    METRIC("dynrec_adapter_updates_total", "counter", "Adapter updates since start (replay included).", "%llu", (unsigned long long)s.adapter_updates);
+    METRIC("dynrec_recovered_events", "gauge", "Events replayed into the adapter at start (after the snapshot).", "%llu", (unsigned long long)s.recovered_events);
+    METRIC("dynrec_snapshots_total", "counter", "Adapter snapshots written since start.", "%llu", (unsigned long long)s.snapshots);
+    METRIC("dynrec_snapshot_seq", "gauge", "Log position of the newest adapter snapshot.", "%llu", (unsigned long long)s.snapshot_seq);
+    METRIC("dynrec_users", "gauge", "Known users (model and new).", "%u", s.users);
+    METRIC("dynrec_items", "gauge", "Known items (model and new).", "%u", s.items);
+    METRIC("dynrec_new_items", "gauge", "Items created from events or PUT.", "%u", s.new_items);
+    METRIC("dynrec_new_items_capacity", "gauge", "Rows reserved for new items (--max-new-items).", "%u", s.max_new_items);
+    METRIC("dynrec_new_users", "gauge", "Users created from events.", "%u", s.new_users);
+    METRIC("dynrec_new_users_capacity", "gauge", "Rows reserved for new users (--max-new-users).", "%u", s.max_new_users);
+    METRIC("dynrec_uptime_seconds", "gauge", "Seconds since start.", "%.3f", dr__now_seconds() - r->t_start);
+#undef METRIC
+    respond(w, resp, 200);
+    resp->content_type = "text/plain; version=0.0.4";
+    return NULL;
+}
+
+/* GET /healthz */
+static dr_routes_pending *get_health(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                     dr_route_resp *resp) {
+    out_reset(w);
+    out(w, "{\"status\":\"ok\"}");
+    respond(w, resp, 200);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+typedef struct route {
+    const char *method, *pattern;
+    dr_routes_pending *(*fn)(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                             dr_route_resp *resp);
+} route;
+
+static const route routes[] = {
+#define ROW(method, pattern, name, fn) {method, pattern, fn},
+    ROUTE_TABLE(ROW)
+#undef ROW
+};
+
+static int authorized(const dr_routes *r, const char *auth) {
+    static const char prefix[] = "Bearer ";
+    size_t pl = sizeof prefix - 1, n = auth ? strlen(auth) : 0;
+    unsigned diff = n != pl + r->key_len;
+    /* touch every key byte whatever the header: time depends on the key length only */
+    for (size_t k = 0; k < pl + r->key_len; k++) {
+        unsigned char want = k < pl ? (unsigned char)prefix[k] : (unsigned char)r->key[k - pl];
+        unsigned char got = k < n ? (unsigned char)auth[k] : 0;
+        diff |= (unsigned)(want ^ got);
+    }
+    return diff == 0;
+}
+
+/* Splits path into at most DR_HTTP_MAX_SEGS segments (pointers into buf); -1 when it does not parse. */
+static int split_path(const char *path, char *buf, size_t cap, char **seg) {
+    size_t n = strlen(path);
+    if (n >= cap || path[0] != '/') return -1;
+    memcpy(buf, path + 1, n);
+    int ns = 0;
+    char *p = buf;
+    for (;;) {
+        if (ns == DR_HTTP_MAX_SEGS) return -1;
+        seg[ns++] = p;
+        char *sl = strchr(p, '/');
+        if (!sl) break;
+        *sl = 0;
+        p = sl + 1;
+    }
+    if (ns == 1 && !*seg[0]) return 0; /* "/" */
+    for (int k = 0; k < ns; k++)
+        if (!*seg[k]) return -1;
+    return ns;
+}
+
+void dr__routes_reject(dr_routes *r, dr_routes_worker *w, int status, const char *msg,
+                      dr_route_resp *resp) {
+    error_resp(w, resp, status, "%s", msg);
+    count(r, R_OTHER, status, 0);
+}
+
+/* Whether the ns path segments fit pattern; fills c->id with its {name} segments. */
+static int route_match(const char *pattern, char *const *seg, int ns, route_call *c) {
+    int k = 0, n = 0;
+    for (const char *p = pattern + 1; *p; k++) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (k >= ns) return 0;
+        if (*p == '{') c->id[n++] = seg[k];
+        else if (strlen(seg[k]) != len || memcmp(seg[k], p, len)) return 0;
+        p += len + (e != NULL);
+    }
+    return k == ns;
+}
+
+static int method_ok(const char *want, const char *m) {
+    return !strcmp(m, want) || (!strcmp(want, "GET") && !strcmp(m, "HEAD"));
+}
+
+void dr__routes_start(dr_routes *r, dr_routes_worker *w, const dr_route_req *rq, dr_route_resp *resp,
+                     dr_routes_pending **pending) {
+    route_call c = {rq, {NULL}, R_OTHER, dr__now_seconds()};
+    *pending = NULL;
+    char buf[4 * DR_SRV_ID_MAX + 64], *seg[DR_HTTP_MAX_SEGS];
+    const char *m = rq->method ? rq->method : "";
+    int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
+    int ns = rq->path ? split_path(rq->path, buf, sizeof buf, seg) : -1;
+    /* which route: the first row that fits path and method, else the last that fits the path
+     * (for metrics and 405) */
+    int fits = 0;
+    for (int k = 0; k < R_OTHER; k++) {
+        if (!route_match(routes[k].pattern, seg, ns, &c)) continue;
+        c.route = k;
+        if ((fits = method_ok(routes[k].method, m))) break;
+    }
+
+    if (r->key && !(r->public_read && get) && !authorized(r, rq->auth)) {
+        atomic_fetch_add_explicit(&r->unauthorized, 1, memory_order_relaxed);
+        error_resp(w, resp, 401, "authorization: missing or wrong API key (Authorization: Bearer <key>)");
+        goto done;
+    }
+    if (c.route == R_OTHER) {
+        error_resp(w, resp, 404, "no such route: %s %.200s", m, rq->path ? rq->path : "");
+        goto done;
+    }
+    const route *rt = &routes[c.route];
+    if (!fits) {
+        error_resp(w, resp, 405, "method %s not allowed here (use %s)", m, rt->method);
+        goto done;
+    }
+    /* the {name} segments, in order: ids */
+    int n = 0;
+    for (const char *p = strchr(rt->pattern, '{'); p; p = strchr(p + 1, '{'), n++) {
+        const char *bad = id_problem(c.id[n], strlen(c.id[n]));
+        if (bad) {
+            error_resp(w, resp, 400, "%.*s: %s", (int)strcspn(p + 1, "}"), p + 1, bad);
+            goto done;
+        }
+    }
+    *pending = rt->fn(r, w, &c, resp);
+done:
+    if (!*pending) count(r, c.route, resp->status, dr__now_seconds() - c.t0);
+}
+
+void dr__routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
+    p->async = done != NULL;
+    p->st = p->ops->submit(r, p, done, ud);
+    if (done && p->st != DR_OK) { /* refused at once: answered like a finished one */
+        p->async = 0;
+        done(ud);
+    }
+}
+
+void dr__routes_finish(dr_routes *r, dr_routes_worker *w, dr_routes_pending *p, dr_route_resp *resp) {
+    if (p->async) p->st = dr__srv_ticket_result(p->t, &p->ack, &p->err);
+    if (p->st != DR_OK) error_resp(w, resp, status_of(p->st), "%s", p->err.msg);
+    else p->ops->finish(r, w, p, resp);
+    count(r, p->route, resp->status, dr__now_seconds() - p->t0);
+    dr__routes_pending_free(p);
+}
+
+void dr__routes_handle(dr_routes *r, dr_routes_worker *w, const dr_route_req *rq, dr_route_resp *resp) {
+    dr_routes_pending *p = NULL;
+    dr__routes_start(r, w, rq, resp, &p);
+    if (!p) return;
+    dr__routes_submit(r, p, NULL, NULL);
+    dr__routes_finish(r, w, p, resp);
+}

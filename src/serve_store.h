@@ -1,0 +1,65 @@
+/*
+ * serve_store.h - the server's durable state folder (internal): an SQLite event log in WAL mode and
+ * the list of adapter snapshots taken from it. See serve_store.c. Owned by one thread (the server's
+ * writer); only dr__store_bytes may be read from other threads.
+ *
+ * Records are kept in log order (seq 1, 2, ...): events (user, item, time) and item records
+ * (PUT /v1/items: the item and a JSON body with its title, attributes and features).
+ */
+#ifndef DR_SERVE_STORE_H
+#define DR_SERVE_STORE_H
+
+#include "common.h"
+
+enum { DR_REC_EVENT = 0, DR_REC_ITEM = 1 };
+
+
+typedef struct dr_store_rec {
+    uint64_t seq;     /* set by dr__store_append */
+    int kind;         /* DR_REC_EVENT | DR_REC_ITEM */
+    const char *user; /* events; NULL for items */
+    const char *item;
+    int64_t time;     /* events: UNIX seconds */
+    const char *body; /* items: JSON object; NULL for events */
+} dr_store_rec;
+
+typedef struct dr_store dr_store;
+
+/* Opens (creating when missing) dir/events.db. durable: synchronous=FULL, every commit is on
+ * disk when dr__store_append returns; 0: synchronous=OFF (tests). */
+dr_status dr__store_open(const char *dir, int durable, dr_store **out, dr_error *err);
+void dr__store_close(dr_store *s);
+
+/* Appends recs[0..n) in one transaction (one fsync) and sets their seq. All or nothing. */
+dr_status dr__store_append(dr_store *s, dr_store_rec *recs, size_t n, dr_error *err);
+
+/* Calls fn for every record with seq > after, in log order; fn's error stops the scan. */
+typedef dr_status (*dr_store_scan_fn)(void *ud, const dr_store_rec *r, dr_error *err);
+dr_status dr__store_scan(dr_store *s, uint64_t after, dr_store_scan_fn fn, void *ud,
+                        dr_error *err);
+
+/* Event records and the last seq (0 when empty). */
+dr_status dr__store_counts(dr_store *s, uint64_t *n_events, uint64_t *last_seq, dr_error *err);
+
+/* Small key/value settings of the folder. *found = 0 when absent. */
+dr_status dr__store_meta_get(dr_store *s, const char *key, char *out, size_t cap, int *found,
+                            dr_error *err);
+dr_status dr__store_meta_set(dr_store *s, const char *key, const char *value, dr_error *err);
+
+/* Snapshots: the adapter state in `file` (a name inside the folder) covers records <= seq. */
+dr_status dr__store_snapshot_add(dr_store *s, uint64_t seq, const char *file, dr_error *err);
+typedef struct dr_store_snap {
+    uint64_t seq;
+    char file[128];
+} dr_store_snap;
+/* Newest first, up to cap. */
+dr_status dr__store_snapshots(dr_store *s, dr_store_snap *out, size_t cap, size_t *n,
+                             dr_error *err);
+/* Forgets every snapshot but the newest `keep` and deletes their files. */
+dr_status dr__store_snapshot_prune(dr_store *s, size_t keep, dr_error *err);
+
+const char *dr__store_dir(const dr_store *s);
+/* Bytes of the log on disk (database + WAL), as of the last append (any thread). */
+uint64_t dr__store_bytes(const dr_store *s);
+
+#endif /* DR_SERVE_STORE_H */
