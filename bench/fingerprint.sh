@@ -7,7 +7,8 @@
 #   ckpt_*      checkpoint bytes of mf and sasrec trained on synthetic data (1 thread)
 #   train_*     the epoch lines of those trainings (loss, validation NDCG), times removed
 #   serve       bench_serve's hash of every user's answer over the mf checkpoint
-#   http        answers of `dynrec serve` over HTTP: events in, then recommendations, user
+#   http        answers of `dynrec serve` over HTTP: events in (with their times, so the
+#               adapter's recency does not depend on the clock), then recommendations, user
 #               records, explanations and a PUT item for 40 users
 set -u
 BUILD=${1:-build/release}
@@ -52,11 +53,12 @@ while [ ! -s "$tmp/port" ] && [ $i -lt 300 ]; do i=$((i + 1)); sleep 0.1; done
 base="http://127.0.0.1:$(cat "$tmp/port")"
 {
     for u in $(seq 1 40); do
-        curl -s -X POST -d "{\"user\":\"u$u\",\"item\":\"i$((u * 7 % 300))\"}" "$base/v1/events" |
+        curl -s -X POST -d "{\"user\":\"u$u\",\"item\":\"i$((u * 7 % 300))\",\"time\":$((1700000000 + u))}" \
+            "$base/v1/events" |
             sed 's/"first_seq":[0-9]*,"last_seq":[0-9]*//'
     done
     curl -s -X PUT -d '{"title":"New thing"}' "$base/v1/items/new-thing"
-    curl -s -X POST -d '[{"user":"u1","item":"new-thing"},{"user":"nobody","item":"i3"}]' "$base/v1/events" |
+    curl -s -X POST -d '[{"user":"u1","item":"new-thing","time":1700000050},{"user":"nobody","item":"i3","time":1700000051}]' "$base/v1/events" |
         sed 's/"first_seq":[0-9]*,"last_seq":[0-9]*//'
     for u in $(seq 1 40 | sed "s/^/u/") nobody; do
         curl -s "$base/v1/users/$u/recommendations?k=10"
