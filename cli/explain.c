@@ -1,5 +1,5 @@
 /*
- * explain_api.c - `dynrec explain`, `dynrec eval --protocol explain` (P-EXPLAIN) and the
+ * explain.c - `dynrec explain`, `dynrec eval --protocol explain` (P-EXPLAIN) and the
  * explanation options `dynrec recommend --explain` shares.
  *
  * DESIGN: one option parser (cli_explain_opt) fills dr_explain_params for all three commands; the

@@ -1,9 +1,9 @@
 /*
- * main.c - dynrec, the command-line tool: finds the command in one table and runs it; the
- * table also prints the top-level help. Each command lives in the file named for it
- * (cli/data.c, cli/train.c, cli/eval.c, cli/recommend.c, cli/explain.c, cli/demo.c,
- * cli/serve.c); what they share is in cli/util.c, declared in cli/cli.h. Uses only
- * include/dynrec.h.
+ * main.c - dynrec, the command-line tool: finds the command in one table and runs it; the table
+ * also prints the top-level help. Each command lives in the file named for it (cli/data.c,
+ * cli/train.c, cli/eval.c, cli/recommend.c, cli/explain.c, cli/demo.c, cli/serve.c; eval's stream
+ * and modal protocols in cli/stream.c, cli/modal.c); what they share is in cli/util.c, declared
+ * in cli/cli.h. Uses only include/dynrec.h.
  *
  * DESIGN: each command has its own option parser over a shared set of load and model options;
  * every failure prints "dynrec: <status>: <message>" and exits 1 (2 for usage). getopt_long

@@ -1,5 +1,5 @@
 /*
- * eval_stream.c - `dynrec eval --protocol stream`: P-STREAM of ../shared/PROTOCOL.md, a base frozen
+ * stream.c - `dynrec eval --protocol stream`: P-STREAM of ../shared/PROTOCOL.md, a base frozen
  * at T0 and the same base with the online adapter (and optionally periodic retraining) over the
  * replay of the events from T0 on.
  */

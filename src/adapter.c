@@ -1,61 +1,38 @@
 /*
  * adapter.c - the online adapter: a few thousand parameters that learn from every event over
- * a frozen dot-product base (see adapter.h for the model).
- *
- * This file: parameters, create/free, inputs, learning (update, G step) and the reference loss
- * with the slow twin of the z' cache. Snapshot publication and the readers' API are in
- * adapter_snapshot.c, state save/load in adapter_io.c; the struct layouts and the small inline
- * pieces the three share (activation, dot product, one side's forward pass, the users' inputs,
- * the snapshot buffers' dirty marks and fill) are in adapter_int.h.
+ * a frozen dot-product base (model in adapter.h). Here: parameters, create/free, inputs,
+ * learning (update, G step), the reference loss and the slow twin of the z' cache; snapshots
+ * in adapter_snapshot.c, save/load in adapter_io.c, shared layouts and inlines in adapter_int.h.
  *
  * DESIGN
- * Parameters: one block theta (n_params) = [G: W1 (hidden, X) b1 (hidden) W2 (d, hidden)
- * b2 (d) gs (d) | item gate: wa (X) ca | H: V1 (hidden, Y) c1 (hidden) V2 (d, hidden) c2 (d)
- * hs (d) | user gate: wb (Y) cb], with same-shaped blocks for the running diagonal Fisher F,
- * the EWC anchor theta* and the gradient (one allocation). 5,440 parameters at d = 51,
- * hidden = 16. G(x) = W2 tanh(W1 x + b1) + b2 + gs * comean(x) and
- * H(y) = V2 tanh(V1 y + c1) + c2 + hs * ringmean(y): a per-dimension skip from the co-click
- * mean (items) and the user's recent-item mean (users), initialised to skip_init (1), so that
- * from the first event a cold item looks like the items co-consumed with it and a user leans
- * toward her recent items; the MLP learns the rest. (Without the skip the adapter lost to the
- * frozen base on amazon-mtv: Hit@10 0.0135 vs 0.0188; with it 0.037.)
- * Init: W ~ N(0, 1/fan_in) (W2, V2 scaled by 0.1), gate biases gate_bias (-3, so a = b = 0.047
- * and the adapter starts near the identity); the item gate's weight on the cold flag starts at
- * cold_gate_bias (+3) so that a cold item's gate starts at 0.5.
- * Cold items: their base latent carries no signal, so z~ = 0 and z' = a G([0; 1; s]) comes
- * from the window (count, trend, co-click mean of the base latents of co-consumed items).
- * tanh is act(): a clamped rational approximation (branch-free, 2e-7 inside |x| < 4.97), one
+ * theta (G, item gate, H, user gate), the running diagonal Fisher F, the EWC anchor theta* and
+ * the gradient are same-shaped blocks of one allocation. G and H add a per-dimension skip (gs,
+ * hs, init skip_init) from the co-click mean (items) and the recent-item mean (users): from
+ * the first event a cold item looks like the items co-consumed with it and a user leans toward
+ * her recent items; the MLP learns the rest. Without the skip the adapter lost to the frozen
+ * base (docs/BENCH.md, P-STREAM). Init: W ~ N(0, 1/fan_in) (W2, V2 x 0.1); gate_bias (-3)
+ * starts the adapter near the identity; cold_gate_bias (+3) on the cold flag opens a cold
+ * item's gate to 0.5. A cold item's base latent carries no signal: z~ = 0, z' = a G([0; 1; s]).
+ * tanh is act(), a clamped branch-free rational approximation (2e-7 inside |x| < 4.97), one
  * function for every path.
- *
- * Learning, per event (u, i, t), h = base latent of u before the event:
- *   candidates: i and N negatives (uniform, or with probability neg_pop an item of a uniformly
- *   drawn window event = popularity in the window), resampled when equal to i;
- *   loss = -l_0 + logsumexp(l), l_k = h'_u . z'_k (sampled softmax)
- *        + lambda_kl (|h'-h|^2 + sum over warm candidates |z'_k - z~_k|^2)
- *        + lambda_ewc sum F (theta - theta*)^2;
- *   F <- (1 - r) F + r g^2 with g the ranking-loss gradient of the step (F taken before the
- *   step in the EWC term); theta* is the initial theta (anchor_ema = 0) or a slow EMA of theta.
- *   All gradients are hand-derived (tests/unit/test_adapter.c checks each piece and the whole
- *   loss against central finite differences).
- * The z' cache problem: every SGD step on G changes z' for the whole catalogue. Resolved by
- * splitting the update: H and the user gate take their SGD step on every event (only h'
- * changes, nothing is cached for users); G and the item gate take one step per micro-batch of
- * g_batch events on the summed gradients of the batch (the candidates' inputs and dL/dz' are
- * buffered at event time, so this is exact mini-batch SGD on G: G does not change inside a
- * batch), followed by one full z' recompute with sgemm (14.4k x 106 x 16 then x 51 on
- * amazon-mtv: ~2 ms, i.e. ~8 us per event at g_batch = 256). Between G steps, an event changes only the statistics of the event item, its
- * co-clicked items, the items of events that left the window and the item that left the
- * recent half: exactly those z' rows are recomputed (adapter_window.c lists them). Hence the cache
- * always equals a full recompute with the current theta (dr__adapter_items_slow is the twin).
- * Rejected: (b) adapting only items with window statistics (still depends on G, so every G
- * step still touches thousands of rows), and per-event full recomputes (g_batch = 1 works,
- * and the gradient test uses it, but costs ~2 ms per event). Measured on amazon-mtv, larger
- * batches with the same per-event rate lr_g are as accurate (bench_adapter stream).
- *
- * Rows in use: a server creates the adapter with reserved rows for items it does not know yet
- * (dr__adapter_set_active_items): rows past n_active are not refreshed, not published, never
- * drawn as negatives (a reserved row is not an item a user passed over) and refused by update;
- * a row entering use is recomputed first, so the cache stays exact on the rows in use.
+ * Learning, per event (u, i, t), h = u's base latent before it: sampled softmax over i and N
+ * negatives (uniform, or with probability neg_pop popularity in the window; redrawn when equal
+ * to i), loss = -l_0 + logsumexp(l), l_k = h'_u . z'_k, + lambda_kl (|h'-h|^2 + sum over warm
+ * candidates |z'_k - z~_k|^2) + lambda_ewc sum F (theta - theta*)^2; F <- (1 - r) F + r g^2
+ * (g the ranking gradient); theta* the initial theta or a slow EMA (anchor_ema). Gradients are
+ * hand-derived; tests/unit/test_adapter.c checks each against central finite differences.
+ * The z' cache: every step on G changes z' for the whole catalogue, so the update is split. H
+ * and the user gate step on every event (only h' changes; nothing is cached for users); G and
+ * the item gate step once per g_batch events on the buffered, summed gradients (exact
+ * mini-batch SGD), then z' is recomputed in full by one sgemm. Between G steps an event changes
+ * the statistics of a few items only (listed by adapter_window.c): exactly those rows are
+ * recomputed, so the cache always equals a full recompute (dr__adapter_items_slow is the twin).
+ * Rejected: adapting only items with window statistics (still depends on G: every G step
+ * touches thousands of rows) and a full recompute per event (g_batch = 1 works, the gradient
+ * test uses it, but pays that sgemm per event; larger batches are as accurate: docs/BENCH.md).
+ * Rows in use: a server reserves rows for items not known yet (dr__adapter_set_active_items);
+ * rows past n_active are not refreshed, not published, never negatives (a reserved row is not
+ * an item a user passed over) and refused by update; a row entering use is recomputed first.
  */
 #include "adapter.h"
 #include "adapter_int.h"

@@ -5,7 +5,7 @@
  *   h'_u = h_u  + b_u H([h_u; r_u])       b_u = sigmoid(wb . [h_u; r_u] + cb)
  * G, H: two-layer MLPs plus a per-dimension skip from the co-click mean / ring mean.
  * Threads: one writer thread owns the adapter (create, update, flush, user, items, publish,
- * save, load, free); any number of reader threads use only acquire / the dr_snapshot_*
+ * save, load, free); any number of reader threads use only acquire / the dr__snapshot_*
  * functions / release, lock-free, while the writer updates.
  * z~_i is the base latent, or 0 for a cold item (no base signal); s_i = [cold_i, window item
  * stats (adapter_window.h)], r_u = window user stats. G, H: d_in -> hidden (tanh) -> d.

@@ -3,14 +3,14 @@
  * checkpoint of kind "adapter").
  *
  * DESIGN
- * The state is what the next update depends on: theta, the Fisher F and the anchor theta*, the
- * z' cache, the pending G batch (candidates' inputs and dL/dz', counters), the sampler's RNG
- * state, the update and version counters and the windows (adapter_window.c's own arrays, prefix "w.").
- * So an adapter loaded from a file continues exactly as the one that saved it. Base latents
- * are the caller's: only rows changed by dr__adapter_set_item_base are saved (with their cold
- * flags); every other row of the file must equal this adapter's base, else the file was made
- * over another base model and is refused. The item inputs are rebuilt from the windows, and
- * after a load every snapshot buffer is refilled in full on its next publication.
+ * The state is what the next update depends on: theta, the Fisher F and the anchor theta*, the z'
+ * cache, the pending G batch (candidates' inputs and dL/dz', counters), the sampler's RNG state,
+ * the update and version counters and the windows (adapter_window.c's own arrays, prefix "w.").
+ * So an adapter loaded from a file continues exactly as the one that saved it. Base latents are
+ * the caller's: only rows changed by dr__adapter_set_item_base are saved (with their cold flags);
+ * every other row of the file must equal this adapter's base, else the file was made over another
+ * base model and is refused. The item inputs are rebuilt from the windows, and after a load every
+ * snapshot buffer is refilled in full on its next publication.
  */
 #include "adapter.h"
 #include "adapter_int.h"

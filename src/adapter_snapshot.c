@@ -1,6 +1,6 @@
 /*
  * adapter_snapshot.c - the online adapter's snapshots: publication and the readers' API
- * (dr__adapter_acquire/release, dr_snapshot_*). Readers on other threads never see the writer's
+ * (dr__adapter_acquire/release, dr__snapshot_*). Readers on other threads never see the writer's
  * buffers, only a published copy.
  *
  * DESIGN
@@ -12,7 +12,7 @@
  * re-check that it is still current (else back off), so a buffer is never written while read.
  * When both spare buffers are held the writer skips publishing; a later update publishes.
  * Rejected: a reader-writer lock (readers would stall during updates) and a copy of the whole
- * z' table per update (3 MB per event).
+ * z' table per update (megabytes per event).
  * The fill itself (publish_snapshot, adapter_int.h) is shared with dr__adapter_update, which
  * publishes every publish_every updates. A reader computes h' with the writer's side_forward
  * and user_input_from (adapter_int.h) on the snapshot's copies, so h' from a snapshot equals

@@ -14,7 +14,8 @@
  * than a second table format. Alternatives rejected: a self-describing serialisation (JSON,
  * protobuf) that must be parsed and copied on load; SafeTensors' JSON header, which would
  * need a JSON parser in the trusted path for a fixed, small set of fields; FNV-1a as the
- * checksum (byte at a time, ~1 GB/s) where XXH64 runs at memory speed with a public spec.
+ * checksum (byte at a time, far slower, docs/BENCH.md) where XXH64 runs at memory speed with a
+ * public spec.
  */
 #include "ckpt.h"
 

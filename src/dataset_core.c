@@ -1,6 +1,6 @@
 /*
  * dataset_core.c - the dataset builder (stable time sort + dense remap), accessors, metadata
- * setters and statistics. Loaders (load_*.c, load_amazon_json.c) and the synthetic generator
+ * setters and statistics. Loaders (load_*.c) and the synthetic generator
  * (dataset_synth.c) all end here, so the id order of ../shared/PROTOCOL.md is implemented once.
  *
  * DESIGN: rows are kept in push order with provisional ids from two string tables. finish()

@@ -2,42 +2,29 @@
  * dataset_synth.c - the synthetic dataset generator (dr_synth_generate) and its ground truth.
  *
  * DESIGN: a small generative world with known structure, so that every part of the engine has
- * something real to find and the tests can check that it was found:
- *   genres  G unit directions c_g in R^D (latent_dim).
- *   items   a dominant genre (item k < G gets genre k, so every genre exists from the start;
- *           the rest uniform), with probability 0.3 a second genre of weight U(0.15, 0.4);
- *           a mood (one of 6, a second unit direction); the true latent
- *           v_k = normalize(w1 c_g1 + w2 c_g2 + 0.35 m_mood + noise); a Zipf popularity
- *           (rank^-zipf over a random permutation); a birth time: a fraction new_item_frac of
- *           the items (never the first G) is born uniformly inside the nominal timeline
- *           [t_start, t_start + n_events * t_step] and cannot be consumed before it.
- *   users   a log-normal activity weight (long tail), a taste over genres ~ Dirichlet(taste_conc)
- *           and, with probability drift_prob, one drift at a time uniform in the middle 60% of
- *           the timeline to a new Dirichlet taste whose mass avoids the genres the old taste
- *           favoured (weight x0.02 on genres with old share > 1/G).
- *   events  times t_start + cumulative exponential gaps (mean t_step, rounded to seconds;
- *           equal times can happen and keep generation order). Who acts: a shuffled list of
- *           slots, 3 per user (so every user has >= 3 events and survives P-LOO) plus
- *           draws by activity for the rest. What: with probability repeat_prob the user's
- *           previous genre (sessions), else a genre from the taste in force at that time; then
- *           an item of that genre born by then, with probability ∝ popularity x genre weight,
- *           by binary search over prefix sums of the genre's items sorted by birth (O(log n)).
- *           With probability 0.2 the draw is restricted to items of the genre born in the
- *           last 5% of the timeline (a launch boost, so new items really get consumed).
- *           An immediate repeat of the user's last item is redrawn up to 3 times.
- *   content titles "The Quiet Harbor 17" (word lists, the item number makes them unique);
- *           attributes genre=<dominant genre>, mood=<mood>, era=<decade>s (start items: 1 to 6
- *           decades before t_start; new items: the decade of their birth); modality m has
- *           x = A_m v + mod_noise[m] * N(0, 1) with A_m a fixed N(0, 1) projection (so signal
- *           and noise per coordinate have std 1 and mod_noise), missing with probability
- *           mod_missing[m] (zero row, present 0).
+ * something real to find and the tests can check that it was found (the full story, with its
+ * constants, is docs/SYNTH.md):
+ *   genres  G unit directions c_g in R^D; item k < G gets genre k, so every genre exists from
+ *           the start.
+ *   items   a dominant (and maybe a second) genre, a mood, a true latent v_k mixing them, a Zipf
+ *           popularity and a birth time (new_item_frac of them, never the first G, are born
+ *           inside the timeline and cannot be consumed before it).
+ *   users   a long-tailed activity, a Dirichlet taste over genres and, with probability
+ *           drift_prob, one drift to a taste that avoids the genres the old one favoured.
+ *   events  who: a shuffled list of 3 slots per user (so every user survives P-LOO) plus draws
+ *           by activity; what: the previous genre (sessions) or one from the taste in force,
+ *           then an item of that genre born by then, with probability ∝ popularity x genre
+ *           weight, by binary search over prefix sums of the genre's items sorted by birth
+ *           (O(log n)); sometimes only among the genre's newest items (a launch boost, so new
+ *           items really get consumed); an immediate repeat of the last item is redrawn.
+ *   content titles, attributes (genre, mood, era) and per modality x = A_m v + noise with a
+ *           fixed projection A_m, missing with probability mod_missing[m].
  * The world (everything but the events) comes from random streams of its own, so
- * dr__synth_truth_compute() re-derives it from the params alone (dataset_synth.h). Same params, same
- * bytes: every random number comes from dr_rng streams seeded by (seed, stream id).
- *
- * Rejected: sampling each event by a softmax of user . item latents over the whole catalogue.
- * It costs O(n_items) per event (10^6 events x 10^5 items is far too slow) and makes the planted
- * structure (genre shares, drift, launch boosts) hard to state and to test; the genre-then-item
+ * dr__synth_truth_compute() re-derives it from the params alone (dataset_synth.h). Same
+ * params, same bytes: every random number comes from dr_rng streams seeded by (seed, stream).
+ * Rejected: sampling each event by a softmax of user . item latents over the whole catalogue:
+ * O(n_items) per event (10^6 events x 10^5 items is far too slow), and the planted structure
+ * (genre shares, drift, launch boosts) becomes hard to state and to test; the genre-then-item
  * draw keeps each piece a known, checkable distribution.
  */
 #include "dataset_synth.h"

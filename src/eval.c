@@ -6,7 +6,8 @@
  *                      after them; which = 1 (validation): context = the first n_train items,
  *                      targets = the n_valid items after them. Targets are deduplicated.
  *   full ranking:      the model scores every item; context items are excluded except the
- *                      targets; pessimistic ranks (eval_metrics.c) give Hit/NDCG/Recall at 10, 20.
+ *                      targets; pessimistic ranks (eval_metrics.c) give Hit/NDCG/Recall at
+ *                      10 and 20.
  *   sampled-100:       the targets + n_sampled items drawn uniformly without replacement from
  *                      the items the user never interacted with (whole history), by rejection
  *                      from a dr_rng seeded with (sample_seed, stream = user id); all of them
@@ -22,9 +23,9 @@
  * count through floating-point summation order) and a sampling RNG per thread (the negatives
  * would depend on the schedule).
  * dr__eval_run (eval.h) is the same harness over a seeded draw of the users and/or only the
- * first target of each segment: early stopping validates through it (eval_validate.c), so every
- * model's validation NDCG is this file's. SASRec validated on such a draw with one target
- * before, and keeps those numbers.
+ * first target of each segment: early stopping validates through it (eval_validate.c), so
+ * every model's validation NDCG is this file's (SASRec asks for a draw of val_users users and
+ * the first target only).
  */
 #include "eval.h"
 #include "rng.h"

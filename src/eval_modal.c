@@ -2,12 +2,13 @@
  * eval_modal.c - P-MODAL: evaluation of a fusion model with modalities removed at inference
  * (dr_eval_modal) and the robustness table over removal fractions (dr_eval_modal_sweep).
  *
- * DESIGN: the model is never retrained. A presence override (n_fused, n_items) is built from
+ * DESIGN: the model is never retrained. A presence override (n_mod, n_items) is built from
  * the drop spec (dr__fusion_drop_mask per named modality: uniform, seeded, the same items for a
  * seed), the fused item latents are recomputed with it (the model's vtable refuse slot: the
  * gate closes, or the standardised feature is replaced by the modality mean = 0 with the gate
  * open), the standard harness (dr_eval_split) ranks, and the trained latents are restored, so
- * the caller's model is unchanged afterwards. The CLI and bench/bench_modal.c both call these two functions.
+ * the caller's model is unchanged afterwards. The CLI and bench/bench_modal.c both call these
+ * two functions.
  * Alternative rejected: copying the model per setting (the latents of a large catalogue twice,
  * for no gain: the evaluation of one setting is sequential anyway).
  */

@@ -10,8 +10,9 @@
  * features are closest to i's; the adapter window's count and trend for i. Each fact has an
  * id, a kind, its entities and its number, and no text: the prompt, the template and the
  * verifier all read the same struct. Exact scans cost O(|history| d + n_users d) per request,
- * which is microseconds at the sizes served; an approximate neighbour index was rejected
- * because a fact must be checkable ("the cited neighbour really is among the top-k").
+ * a small fraction of a millisecond at the sizes served (docs/BENCH.md); an approximate
+ * neighbour index was rejected because a fact must be checkable ("the cited neighbour really
+ * is among the top-k").
  */
 #include "explain_evidence.h"
 

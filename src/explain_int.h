@@ -1,7 +1,7 @@
 /*
  * explain_int.h - the explanation subsystem's shared layout: the explainer and session structs
- * and the verifier's entity codes, read by explain_api.c (which makes them), explain_evidence.c, explain_prompt.c
- * and explain_verify.c. Each file's functions are declared in its own header; the public API is in
+ * and the verifier's entity codes, made by explain_api.c and read by every explain_*.c file
+ * (through its own header, which declares that file's functions); the public API is in
  * include/dynrec.h.
  *
  * An explainer (immutable, shared by threads) holds the model's user latents, the item and

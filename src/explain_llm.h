@@ -1,5 +1,6 @@
 /*
- * explain_llm.h - the llama.cpp generator: a GGUF model per explainer, a context per session (explain_llm.c).
+ * explain_llm.h - the llama.cpp generator: a GGUF model per explainer, a context per session
+ * (explain_llm.c).
  */
 #ifndef DR_EXPLAIN_LLM_H
 #define DR_EXPLAIN_LLM_H

@@ -1,5 +1,6 @@
 /*
- * explain_llm_http.h - the HTTP generator: an OpenAI-compatible chat endpoint through libcurl (explain_llm_http.c).
+ * explain_llm_http.h - the HTTP generator: an OpenAI-compatible chat endpoint through libcurl
+ * (explain_llm_http.c).
  */
 #ifndef DR_EXPLAIN_LLM_HTTP_H
 #define DR_EXPLAIN_LLM_HTTP_H

@@ -1,6 +1,7 @@
 /*
- * explain_prompt.c - the text the generators see: the prompt (instruction, numbered evidence tokens,
- * request) and the GBNF grammar of acceptable answers; also the names of entities in text.
+ * explain_prompt.c - the text the generators see: the prompt (instruction, numbered evidence
+ * tokens, request) and the GBNF grammar of acceptable answers; also the names of entities in
+ * text.
  *
  * DESIGN: titles and attribute values come from data and are untrusted, so every one is
  * quoted and escaped by one function (dr__quote): at most DR_QUOTE_MAX bytes cut at a UTF-8

@@ -1,5 +1,6 @@
 /*
- * explain_prompt.h - building text for prompts and templates: quoting, appending, entity names (explain_prompt.c).
+ * explain_prompt.h - building text for prompts and templates: quoting, appending, entity names
+ * (explain_prompt.c).
  */
 #ifndef DR_EXPLAIN_PROMPT_H
 #define DR_EXPLAIN_PROMPT_H

@@ -10,10 +10,10 @@
  * projection is affine (a bias b_m, as in the Linear layers of MMRec models): without it a
  * mean-imputed row would project to 0 and mean imputation would be the gate in disguise.
  * All learned tensors are one block w (per modality P | b | u | c) so a checkpoint stores one
- * section and the optimiser walks one array (explain_llm.c style); forward keeps y, sigmoid and gate
- * per modality in caller scratch and backward is its exact adjoint (checked against central
- * finite differences in tests/unit/test_fusion.c). Backward never materialises dy: row k of
- * dP gets dy_k * xs, so it needs no scratch. With zero modalities z = e bit for bit.
+ * section and the optimiser walks one array (as in karpathy/llm.c); forward keeps y, sigmoid and
+ * gate per modality in caller scratch and backward is its exact adjoint (checked against central
+ * finite differences in tests/unit/test_fusion.c). Backward never materialises dy: row k of dP
+ * gets dy_k * xs, so it needs no scratch. With zero modalities z = e bit for bit.
  * Alternatives rejected: concatenating [e; x] into one MLP (a missing modality then shifts
  * every output dimension, and the id-only model is not a special case of it), and imputing
  * missing rows at load time (the gate could not tell imputed from observed features).

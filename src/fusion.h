@@ -1,5 +1,5 @@
 /*
- * fusion.h - gated multimodal fusion of item features into the item latent (DESIGN.md):
+ * fusion.h - gated multimodal fusion of item features into the item latent (../shared/DESIGN.md):
  *
  *   y_im = P_m xs_im + b_m                    xs_im: item i's standardised feature of modality m
  *   g_im = p_im * sigmoid(u_m . [e_i ; y_im] + c_m)

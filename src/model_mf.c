@@ -1,36 +1,33 @@
 /*
  * model_mf.c - BPR-MF: matrix factorisation trained with Bayesian Personalised Ranking.
  *
- * DESIGN: score(u, i) = b_i + p_u . q_i. Training draws, per epoch, every distinct
- * (user, training item) pair once in a seeded random order, a negative j uniformly from the
- * items not in the user's training prefix (rejection against the user's sorted item set), and
- * takes one step on loss = -log sigmoid(x_uij) + l2/2 (|p_u|^2 + |q_i|^2 + |q_j|^2 + b_i^2 +
- * b_j^2), x_uij = b_i - b_j + p_u . (q_i - q_j), with plain SGD or a lazy (per touched row)
- * Adam. Optional early stopping evaluates validation full-ranking NDCG@10 every few epochs
- * through the dr_validator fit is given (model.h: the evaluation harness over every validation
- * user and target, as dr_eval_split) and keeps the best epoch's factors. Scoring uses the trained user factor; a user not
- * seen in training (u >= n_users) is folded in as the mean of its context items' factors.
- * The parameters are one block (user | item | item_bias), which is what the checkpoint
- * stores and what dr__mf_load maps back. The vtable also gives the generic layer the
- * checkpoint part (save, load), the dot-product view [q_i, b_i] . [p_u, 1] and the user latent
- * (the fold-in for unknown users), so no other file needs mf's internals.
- * Training is single-threaded on purpose: an epoch on ml-small or amazon-mtv takes well under
- * a second, and the usual parallel scheme (Hogwild, lock-free racing updates) is not
- * deterministic for a seed and thread count. A deterministic parallel scheme (per-thread
- * disjoint user/item blocks, as in DSGD) was rejected as complexity with no payoff at this size.
- * Multimodal fusion (use_modalities != 0, fusion.c): the item factor of a sample's items i and
- * j is the fused z = e + sum_m g_m y_m, computed forward per step with modality dropout drawn
- * from its own stream (seed, 2), so the sampling stream is the id-only one; the BPR gradient
- * with respect to z goes back through dr__fusion_backward into e (SGD/Adam as above, per
- * sample) and into the fusion block (its own Adam and L2 fusion_l2, one step per
- * MF_FUSION_BATCH samples: a dense Adam step over P per sample cost 4x the rest of the
- * epoch). Items with no training interaction keep e = 0 and b = 0 (never updated), so they
- * are carried by their features alone; so that the features learn to carry an item, training
- * also treats each item occurrence as cold with probability id_dropout (e and b replaced by 0
- * for that step, as in DropoutNet, Volkovs et al. 2017). Without it the projections only learn
- * a residual on top of e and cold items score near 0. After training (and before every
- * validation) the fused latents are materialised into one (n_items, d) array, which is what
- * scoring, the view and the checkpoint see; dr__mf_refuse recomputes it with features removed.
+ * DESIGN: score(u, i) = b_i + p_u . q_i. An epoch draws every distinct (user, training item)
+ * pair once in a seeded random order, a negative j uniformly from the items not in the user's
+ * training prefix (rejection against the user's sorted item set), and takes one step on
+ * -log sigmoid(x_uij) + l2/2 (|p_u|^2 + |q_i|^2 + |q_j|^2 + b_i^2 + b_j^2), x_uij = b_i - b_j +
+ * p_u . (q_i - q_j), with plain SGD or a lazy (per touched row) Adam. Optional early stopping
+ * ranks every validation user's targets through the dr_validator fit is given (model.h) and
+ * keeps the best epoch's factors. A user not seen in training (u >= n_users) is folded in as
+ * the mean of its context items' factors.
+ * The parameters are one block (user | item | item_bias): what the checkpoint stores and
+ * dr__mf_load maps back. The vtable gives the generic layer save/load, the dot-product view
+ * [q_i, b_i] . [p_u, 1] and the user latent (with the fold-in), so no other file needs mf's
+ * internals.
+ * Single-threaded on purpose: an epoch is cheap at the sizes used (docs/BENCH.md), and the
+ * usual parallel scheme (Hogwild, racing updates) is not deterministic for a seed and thread
+ * count; a deterministic one (disjoint user/item blocks per thread, as DSGD) was rejected as
+ * complexity with no payoff at this size.
+ * Fusion (use_modalities, fusion.c): the factor of a sample's items i and j is the fused
+ * z = e + sum_m g_m y_m, computed per step with modality dropout from its own stream (seed, 2),
+ * so the sampling stream is the id-only one; dL/dz goes back through dr__fusion_backward into e
+ * (per sample) and into the fusion block (own Adam and fusion_l2, one step per MF_FUSION_BATCH
+ * samples: a dense Adam step per sample costs several times the rest of the epoch,
+ * docs/BENCH.md). Items with no training interaction keep e = 0, b = 0 and are carried by
+ * their features; so that features learn to carry an item, each item occurrence is also
+ * treated as cold with probability id_dropout (DropoutNet, Volkovs et al. 2017): without it
+ * the projections learn only a residual on e and cold items score near 0. After training (and
+ * before each validation) the fused latents are materialised into one (n_items, d) array for
+ * scoring, the view and the checkpoint; dr__mf_refuse recomputes it with features removed.
  * With use_modalities = 0 none of this runs and the bytes are the id-only model's.
  */
 #include "model_mf.h"

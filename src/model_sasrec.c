@@ -2,59 +2,39 @@
  * model_sasrec.c - SASRec (Kang & McAuley 2018): training, validation, serving.
  *
  * DESIGN
- * What: item embeddings E (n_items+1, d; row 0 = padding, shared with the output layer) times
- * sqrt(d) plus learned positions (L, d), dropout, `blocks` pre-LN transformer blocks
- *   x = x + Dropout(Proj(CausalMHA(LN1(x))));  x = x + Dropout(W2 Dropout(ReLU(W1 LN2(x))))
- * and a final LayerNorm; score(u, i) = h_last . E_i. We use the pre-LN block (Q, K and V all
- * from LN1(x), residuals around each sub-layer, as the `norm_first` variant of
- * SASRec.pytorch and GPT-2/llm.c) rather than the original's "query from LN(x), keys and
- * values from x, residual from LN(x)": it is the cleaner, better-conditioned form, and one
- * code path. There is no dropout on the attention probabilities (saves an (n, n) mask per
- * head; the four other dropout sites regularise enough).
- * Padding: sequences are packed (sequence s owns positions off[s]..off[s+1]-1) and padded
- * positions are never computed, which is what the timeline mask of SASRec.pytorch aims at,
- * without its leak of padded keys into attention. Positions are counted from the right: the
- * most recent item sits at position L-1 (as with left padding), so a sequence's output does
- * not depend on the batch it is in.
- * Losses: (a) BCE with one uniform negative per position among items not in the user's
- * training prefix (the original), (b) full softmax cross-entropy over all items at every
- * position, logits = H E^T by sgemm in chunks of DR_SR_CHUNK positions, fused with its
- * backward (as explain_llm.c's fused classifier; the logits buffer is per worker thread, it is dead
- * between shards). CE is the default: on ml-small it reaches full-ranking NDCG@10 0.050 where
- * the reference BCE SASRec reaches 0.0445, in ~80 epochs instead of 640, at ~7x the cost of
- * a BCE epoch (three (T, d) x (d, n_items) GEMMs per epoch).
- * Training: one sequence per user per epoch (the last L+1 items of the training prefix:
- * inputs and next-item targets), users shuffled per epoch with the seed, batches of `batch`
- * users, AdamW (decay on embeddings and matrices only), validation full-ranking NDCG@10 every
- * eval_every epochs, early stopping with patience, the best parameters kept. Validation goes
- * through the dr_validator fit is given (model.h), i.e. the evaluation harness, on at most
- * val_users users drawn with the seed and the first item of each validation segment as the
- * target (what this file's own NDCG@10 loop computed before it was folded into eval.c).
- * Determinism: a batch is cut into a FIXED number of shards (params.shards, independent of the
- * thread count); each shard runs forward+backward for its users into its own gradient slice
- * with single-threaded OpenBLAS (openblas_set_num_threads(1)); the shard gradients are then
- * summed in shard order inside the Adam update, which is split into fixed parameter chunks.
- * Dropout masks and negatives come from one RNG stream per (seed, epoch, user). So the bytes
- * depend on the seed and shards only, never on threads or scheduling. Alternatives rejected:
- * threaded OpenBLAS (its reductions, e.g. dW = dY^T X, are split by thread count, so results
- * change with threads) and per-thread gradient buffers (sums in schedule order).
- * Memory: one block each for parameters, shard gradients, Adam m+v, the best parameters, the
- * shard activations (sized from the longest sequences of a batch), batch descriptions and CE
- * logits; nothing is allocated inside the per-batch loop.
- * Serving: dr__sasrec_user_latent runs the same forward (no dropout) on the last L items into
- * caller scratch; scores = one sgemv against E. A borrowed (e.g. mmapped) block serves as is.
- * The layers themselves live in model_sasrec_layers.h, instantiated for float and double.
- * Fusion (use_modalities != 0, fusion.c): the item table the shards use as input embedding and
- * tied output is the fused z = e + sum_m g_m y_m of every item, materialised once per batch
- * (modality dropout from its own stream (seed, epoch, batch)); the shards' tok gradients are
- * dL/dz, summed in shard order and pushed back through the fusion into dL/de (given to the
- * AdamW step as shard 0's tok gradient) and dL/dw (its own Adam with L2). Items with no
- * training interaction keep e = 0. Materialising all items per batch costs about one extra
- * (n_items, dim) x (dim, d) product forward and two backward, the size of one CE logits GEMM
- * over a chunk; per-referenced-item fusion was rejected because the CE output layer touches
- * every item anyway. After training tok holds z (serving and checkpoints are unchanged) and e is
- * kept beside. With every gate closed z = e and dL/de = dL/dz exactly, so the fused code path
- * trains the id-only model bit for bit (tests/unit/test_fusion.c).
+ * Model: item embeddings E (row 0 = padding, tied with the output layer) x sqrt(d) + learned
+ * positions, dropout, `blocks` pre-LN transformer blocks, a final LayerNorm; score(u, i) =
+ * h_last . E_i. Pre-LN (Q, K, V from LN1(x), a residual around each sub-layer, as SASRec.pytorch's
+ * norm_first and GPT-2/llm.c) rather than the original's "query from LN(x), keys and values
+ * from x": better conditioned, and one code path. No dropout on attention probabilities (saves
+ * an (n, n) mask per head; four other dropout sites suffice). Layers: model_sasrec_layers.h.
+ * Padding: sequences are packed and padded positions never computed (the timeline mask of
+ * SASRec.pytorch without its leak of padded keys into attention); positions count from the
+ * right, so a sequence's output does not depend on the batch it is in.
+ * Losses: BCE with one uniform negative per position (the original) or full-softmax CE, logits
+ * = H E^T by sgemm in chunks of DR_SR_CHUNK positions fused with the backward (as llm.c's fused
+ * classifier; one logits buffer per worker). CE is the default: a higher NDCG@10 than the
+ * reference BCE SASRec in far fewer epochs, at several times the cost per epoch (docs/BENCH.md).
+ * Training: per epoch one sequence per user (its last L+1 training items), users shuffled with
+ * the seed, AdamW (decay on embeddings and matrices only), early stopping on validation NDCG@10
+ * through the dr_validator fit is given (model.h: the evaluation harness on at most val_users
+ * seeded users, first target of each segment), best parameters kept. Every buffer is one block
+ * allocated up front; nothing is allocated per batch.
+ * Determinism: a batch is cut into a FIXED number of shards (params.shards, not the thread
+ * count), each running forward+backward into its own gradient slice with single-threaded
+ * OpenBLAS; slices are summed in shard order inside the Adam update (fixed parameter chunks);
+ * dropout and negatives come from one RNG stream per (seed, epoch, user). So the bytes depend
+ * on seed and shards only. Rejected: threaded OpenBLAS (its reductions split by thread count)
+ * and per-thread gradient buffers (summed in schedule order).
+ * Serving: dr__sasrec_user_latent, the same forward without dropout, then one sgemv against E;
+ * a borrowed (mmapped) parameter block serves as is.
+ * Fusion (use_modalities, fusion.c): the shards' item table is the fused z = e + sum_m g_m y_m
+ * of every item, materialised once per batch (about one CE logits GEMM over a chunk; modality
+ * dropout from its own stream); dL/dz goes back through the fusion into e and the fusion block
+ * (own Adam). Rejected: fusing only the referenced items (the CE output layer touches every
+ * item anyway). Items with no training interaction keep e = 0; after training
+ * tok holds z (serving, checkpoints unchanged); with every gate closed the id-only model trains
+ * bit for bit (tests/unit/test_fusion.c).
  */
 #include "model_sasrec.h"
 

@@ -1,8 +1,9 @@
 /*
  * model_sasrec.h - SASRec (Kang & McAuley 2018) trained in C: parameters, training, serving.
  *
- * DESIGN: see the comment at the top of model_sasrec.c. This header is internal (tests, bench); the
- * rest of the library reaches SASRec through its vtable (dr_model_fit("sasrec"), checkpoints).
+ * DESIGN: see the comment at the top of model_sasrec.c. This header is internal (tests, bench);
+ * the rest of the library reaches SASRec through its vtable (dr_model_fit("sasrec"),
+ * checkpoints).
  */
 #ifndef DR_MODEL_SASREC_H
 #define DR_MODEL_SASREC_H

@@ -2,51 +2,40 @@
  * serve_core.c - the serving core: state = base model + event log; one writer, lock-free readers.
  *
  * DESIGN
- * State. The frozen base model (borrowed), the online adapter (adapter.c) over its item
- * latents, registries of external ids, every user's history and a list of popular-now items.
- * All of it is a function of the base and the log: replaying the log in order from an empty
- * state gives the same registries, histories and adapter, bit for bit (the adapter's RNG,
- * windows and pending batch included). Snapshots only shorten the replay: on open, the newest
- * snapshot that loads gives the adapter at its log position S; every record is replayed into
- * the registries and histories (cheap) and records after S also into the adapter.
- * Capacity. The adapter's sizes are fixed when it is created, so it is created with headroom:
- * max_new_users and max_new_items rows after the model's ones, reserved rows cold (z~ = 0).
- * A new item takes the next reserved row in order of first appearance in the log (so a replay
- * gives it the same row) and is carried by the adapter's cold path (the co-click mean of the
- * items consumed with it); the model's items that had no training interaction are cold too.
- * Features. With a fused checkpoint a PUT's features give the item its base latent through the
- * checkpoint's fusion, applied by the writer in log order (item_features), and the adapter
- * rebases that row (dr__adapter_set_item_base); a checkpoint item without interactions whose
- * fused z differs from its e had features in training and stays warm. Rejected: fusing in the
- * request thread and logging z (the log would hold derived floats, not what was sent, and a
- * replay could not be checked against the request).
- * Rows not yet given out are never candidates (retrieval runs over the first n_active rows),
- * never negatives and not refreshed (dr__adapter_set_active_items).
- * A request that needs more rows than are left is refused whole (DR_LIMIT).
- * Writer. One thread owns the adapter, the store and every registry write. Requests queue
- * tickets; the writer takes everything queued (up to DR_SRV_WRITER_BATCH events), checks capacity,
- * appends the records in ONE transaction (one fsync: group commit), then applies them in log
- * order (registries, history, dr__adapter_update with the base latent of the user's context
- * before the event), publishes one adapter snapshot and the popular list, and wakes the
- * requests: a request returns after its events are durable AND visible to readers. Nothing is
- * applied when the commit fails, so the state never runs ahead of the log.
- * Time. Events carry UNIX seconds (stamped with the commit time when absent); the adapter
- * needs non-decreasing times, so an event older than the newest applied one is applied at
- * the newest time (the log keeps the time sent; the replay does the same clamp). The
- * serving clock (for the adapter's recency feature) is the time of the newest event, so
- * answers depend on the log alone, not on when they are asked.
- * Readers, lock-free. Id registries are insert-only open-addressing tables of atomic slots:
- * the writer fills the name, then publishes the slot (release); readers probe with acquire.
- * A history is a block {len, cap, items} that only grows: the writer writes items[len], then
- * stores len + 1 (release); a full block is copied to one twice the size and the pointer
- * swapped; old blocks are kept until close (at most as much again as the live ones), so a
- * reader never touches freed memory. Item metadata (PUT) is swapped the same way. The
- * popular list is triple-buffered with reader counts like the adapter's snapshots.
- * OpenBLAS runs single-threaded in a server process (set on open): the parallelism is the
- * requests, and OpenBLAS's own pool spins on the small products of one request or update.
- * Rejected: a reader-writer lock around the state (a reader would wait for a whole batch,
- * and the issue asks that readers never block), per-request copies of the history under a
- * mutex (the same wait), and epoch-based reclamation (more code than keeping old blocks).
+ * State: the frozen base model (borrowed), the online adapter over its item latents, id
+ * registries, every user's history, a popular-now list; all a function of the base and the
+ * log: a replay from an empty state gives the same state bit for bit (adapter RNG, windows and
+ * pending batch included). Snapshots only shorten the replay: on open the newest one that loads
+ * gives the adapter at log position S; records go into registries and histories, those after S
+ * also into the adapter.
+ * Capacity: the adapter's sizes are fixed at creation, so it gets max_new_users/max_new_items
+ * reserved cold rows (z~ = 0). A new item takes the next row in order of first appearance in
+ * the log (a replay gives it the same row) and rides the adapter's cold path (co-click mean),
+ * as do the model's items without training interactions. Rows not yet given out are never
+ * candidates, negatives or refreshed (dr__adapter_set_active_items); a request needing more
+ * rows than are left is refused whole (DR_LIMIT).
+ * Features: with a fused checkpoint a PUT's features give the item its base latent through the
+ * fusion, applied by the writer in log order (item_features; the adapter rebases the row with
+ * dr__adapter_set_item_base); a checkpoint item without interactions whose fused z differs
+ * from its e had features in training and stays warm. Rejected: fusing in the request thread
+ * and logging z (the log would hold derived floats, not what was sent).
+ * Writer: one thread owns the adapter, the store and every registry write. It takes all queued
+ * tickets (up to DR_SRV_WRITER_BATCH events), checks capacity, appends them in ONE transaction
+ * (group commit: one fsync), applies them in log order, publishes one adapter snapshot and the
+ * popular list, then wakes the requests: a request returns once its events are durable AND
+ * visible. Nothing is applied when the commit fails: the state never runs ahead of the log.
+ * Time: events carry UNIX seconds (commit time when absent); one older than the newest applied
+ * is applied at the newest time (the adapter needs non-decreasing times; the log keeps the time
+ * sent, the replay clamps alike). The serving clock is the newest event's time, so answers
+ * depend on the log alone, not on when they are asked.
+ * Readers, lock-free: registries are insert-only tables of atomic slots (release/acquire); a
+ * history {len, cap, items} only grows (items[len], then len + 1 with release), a full one is
+ * copied to twice the size and swapped, old blocks kept until close (at most as much again as
+ * the live ones); item metadata swaps the same way; the popular list is triple-buffered like
+ * the adapter's snapshots. OpenBLAS runs single-threaded: the parallelism is the requests,
+ * and its pool spins on small products. Rejected: a reader-writer lock (a reader would wait for
+ * a whole batch; readers must never block), copying histories under a mutex (the same wait),
+ * epoch-based reclamation (more code).
  */
 #include "serve_core.h"
 

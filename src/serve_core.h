@@ -1,12 +1,14 @@
 /*
  * serve_core.h - the serving core (internal): the model, the online adapter, the id registries,
- * the users' histories, the event log and the writer thread. No sockets: serve_routes.c turns HTTP
- * requests into these calls and serve_http.c connects serve_routes.c to libmicrohttpd. See serve_core.c.
+ * the users' histories, the event log and the writer thread. No sockets: serve_routes.c turns
+ * HTTP requests into these calls and serve_http.c connects serve_routes.c to libmicrohttpd.
+ * See serve_core.c.
  *
  * Threads: dr__srv_submit / dr__srv_put_item may be called from any number of threads (they
  * queue work for the one writer thread and wait until it is durable and applied); readers
- * (dr__srv_recommend, dr__srv_user_info, dr_srv_item_info, dr__srv_get_stats) never take a lock
- * the writer holds while it works, each with its own dr_srv_worker.
+ * (dr__srv_recommend, dr__srv_user_info, the dr__srv_item_* and dr__srv_find_item lookups,
+ * dr__srv_get_stats) never take a lock the writer holds while it works, each with its own
+ * dr_srv_worker where it needs scratch.
  */
 #ifndef DR_SERVE_CORE_H
 #define DR_SERVE_CORE_H

@@ -1,13 +1,14 @@
 /*
- * serve_http.c - dynrec's HTTP server: libmicrohttpd in thread-pool mode in front of serve_routes.c.
+ * serve_http.c - dynrec's HTTP server: libmicrohttpd in thread-pool mode in front of
+ * serve_routes.c.
  *
  * DESIGN: MHD_USE_INTERNAL_POLLING_THREAD with a pool of `threads` epoll threads. Reads are
  * answered on the thread that reads them. A valid write (POST /v1/events, PUT) is queued for
  * the writer and its connection suspended (MHD_suspend_connection); the writer resumes it when
  * the records are durable and applied, and the answer is built then: a waiting request holds
- * no thread, so any number of concurrent writes can share one fsync. Every pool thread gets its own
- * routes worker (scorer, top-k scratch, response buffer) on its first request, found through
- * a pthread key and freed when the server stops. Bodies are collected into a per-request
+ * no thread, so any number of concurrent writes can share one fsync. Every pool thread gets its
+ * own routes worker (scorer, top-k scratch, response buffer) on its first request, found
+ * through a pthread key and freed when the server stops. Bodies are collected into a per-request
  * buffer up to max_body: a Content-Length above it gets 413 before any byte is read, a
  * chunked body that grows past it is drained and gets 413. Bound to 127.0.0.1 unless told
  * otherwise; port 0 takes an ephemeral port (dr_httpd_port reports it).
@@ -15,9 +16,8 @@
  * flight are answered (at most drain_seconds), stop the daemon, then close the core (the
  * writer applies what is queued and writes the final snapshot).
  * Rejected: MHD's thread-per-connection mode (a thread per idle keep-alive connection) and
- * blocking the pool thread while a write waits for its commit (measured: with 16 threads and
- * 16 clients only ~3 requests shared a commit, since connections that landed on a blocked
- * thread waited behind it).
+ * blocking the pool thread while a write waits for its commit (few requests then share a
+ * commit, since connections that land on a blocked thread wait behind it; docs/BENCH.md).
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>

@@ -1,14 +1,14 @@
 /*
  * serve_routes.c - the HTTP API over the serving core, without sockets (see docs/HTTP.md).
  *
- * DESIGN: a request is a plain struct (method, decoded path, query lookup, Authorization,
- * body bytes) and a response is a status and a body in the worker's buffer, so the same code
- * runs behind libmicrohttpd (serve_http.c) and under the fuzzer. Routes are one table, ROUTE_TABLE,
- * a row each (method, pattern such as /v1/users/{user}, metrics name, handler), as small HTTP
- * servers register handlers: the dispatcher splits the path on '/' and walks the rows, so
- * 404, 405, the path ids and the metrics' route names all come from the table, and a route is
- * a handler and a row (a write route's handler also names its submit/finish pair, write_ops).
- * Ids in the path and in bodies are checked (non-empty, <= 256 bytes, valid UTF-8, no control
+ * DESIGN: a request is a plain struct (method, decoded path, query lookup, Authorization, body
+ * bytes) and a response is a status and a body in the worker's buffer, so the same code runs
+ * behind libmicrohttpd (serve_http.c) and under the fuzzer. Routes are one table, ROUTE_TABLE, a
+ * row each (method, pattern such as /v1/users/{user}, metrics name, handler), as small HTTP
+ * servers register handlers: the dispatcher splits the path on '/' and walks the rows, so 404,
+ * 405, the path ids and the metrics' route names all come from the table, and a route is a
+ * handler and a row (a write route's handler also names its submit/finish pair, write_ops). Ids
+ * in the path and in bodies are checked (non-empty, <= 256 bytes, valid UTF-8, no control
  * characters) before they reach the core. Bodies are parsed with jansson (which rejects
  * invalid UTF-8, NUL in strings, duplicate keys with JSON_REJECT_DUPLICATES and numbers that
  * overflow); every field is type-checked, and a bad one gets 400 with an error naming it
@@ -20,8 +20,9 @@
  * The API key is compared in constant time (every byte of the key is touched whatever the
  * input). Metrics are relaxed atomic counters: requests by route and status, latency
  * histograms by route, 401s; the core's statistics are read at scrape time.
- * Explanations (explain=true and /v1/users/{u}/items/{i}/explanation) go through ONE handler,
- * explain_handler(), which answers 501 until the explanation subsystem is linked in.
+ * Explanations (explain=true on recommendations, and /v1/users/{u}/items/{i}/explanation) are
+ * written by one function, explain_into(), with a template explainer made when the routes are
+ * created; without a model there is no explainer and both answer 501.
  * Rejected: generating JSON with jansson (an allocation per node per response) and
  * regular expressions as patterns (literal segments and {name} cover every route).
  */

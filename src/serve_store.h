@@ -1,7 +1,7 @@
 /*
- * serve_store.h - the server's durable state folder (internal): an SQLite event log in WAL mode and
- * the list of adapter snapshots taken from it. See serve_store.c. Owned by one thread (the server's
- * writer); only dr__store_bytes may be read from other threads.
+ * serve_store.h - the server's durable state folder (internal): an SQLite event log in WAL mode
+ * and the list of adapter snapshots taken from it. See serve_store.c. Owned by one thread (the
+ * server's writer); only dr__store_bytes may be read from other threads.
  *
  * Records are kept in log order (seq 1, 2, ...): events (user, item, time) and item records
  * (PUT /v1/items: the item and a JSON body with its title, attributes and features).

@@ -8,23 +8,23 @@
  * against a cached threshold, and the heap is touched O(k log n) times in expectation on
  * random order. History is excluded through a bitmap in the scratch, set for the request and
  * cleared afterwards (O(history), not O(n)). Every buffer is in the scratch, so a request
- * never allocates. Alternatives rejected: a full sort (O(n log n), ~50x slower at n = 14k,
- * k = 10), nth_element/quickselect (needs a copy of the n scores plus an index array and
- * gives no stable id order on ties without a second pass).
+ * never allocates. Alternatives rejected: a full sort (O(n log n), far slower at serving
+ * sizes, docs/BENCH.md), nth_element/quickselect (needs a copy of the n scores plus an index
+ * array and gives no stable id order on ties without a second pass).
  * Serving path (dr__topk_scan): the server scores with its own scan instead of sgemv: 4 rows
  * at a time, 8 lanes of fused multiply-adds per row and one horizontal reduction per 4 rows
- * (AVX2 + FMA, chosen at run time), then the same selection. On the serving shape (14.4k rows
- * of d = 68, 3.9 MB) OpenBLAS's sgemv_t takes ~55 us and the scan ~45 us, close to what one
- * core reads from L3 in that time; the selection skips blocks of 16 scores below the heap's
- * threshold with four SSE compares (14 us -> 5 us). The scan's summation order is fixed and
- * reproduced by a portable loop (dot_lanes, also used for the last n % 4 rows), so scores do
- * not depend on the CPU (any with FMA: on x86 without it the scan falls back to sgemv, as
- * fmaf is a slow library call there) or the BLAS build; they differ from sgemv's by rounding only (a few
- * ulps). Rejected: rescoring the scan's near-top candidates with sgemv to reproduce its bits
- * (OpenBLAS splits the rows by n-dependent rules, so a partial call does not give the full
- * call's values), a lower-precision copy of the table (changes rankings beyond rounding), 8
- * rows at a time (register spills: slower), AVX-512 (no faster: memory-bound), and sorting
- * rows by norm for early termination (a permuted copy for the writer to maintain).
+ * (AVX2 + FMA, chosen at run time), then the same selection, which skips blocks of 16 scores
+ * below the heap's threshold with four SSE compares. On the serving shape the scan is faster
+ * than OpenBLAS's sgemv_t, close to what one core reads from L3, and the skip cuts the
+ * selection's time by about two thirds (docs/BENCH.md). The scan's summation order is fixed
+ * and reproduced by a portable loop (dot_lanes, also used for the last n % 4 rows), so scores
+ * do not depend on the CPU (any with FMA: on x86 without it the scan falls back to sgemv, as
+ * fmaf is a slow library call there) or the BLAS build; they differ from sgemv's by rounding
+ * only (a few ulps). Rejected: rescoring the scan's near-top candidates with sgemv to
+ * reproduce its bits (OpenBLAS splits the rows by n-dependent rules, so a partial call does not
+ * give the full call's values), a lower-precision copy of the table (changes rankings beyond
+ * rounding), 8 rows at a time (register spills: slower), AVX-512 (no faster: memory-bound),
+ * and sorting rows by norm for early termination (a permuted copy for the writer to maintain).
  */
 #include "topk.h"
 
