@@ -20,11 +20,15 @@ cd "$(dirname "$0")/.."
 DRY=${DEPS_DRY_RUN:-0}
 CC=${CC:-cc}
 CACHE="${DYNREC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dynrec}"
+# the system's CA bundle: npm reaches its registry over TLS, and where a proxy's own CA is
+# trusted it is through this file (npm's cafile setting), not through Node's built-in list
+CA_BUNDLE=${DEPS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 # What the build needs, one row each: KIND NAME PROBE PACKAGE
 #   tool NAME -     PACKAGE   present when `command -v NAME` finds it
 #   lib  HEADER PC  PACKAGE   present when `pkg-config --exists PC` or the compiler finds HEADER
 #   rt   NAME -     PACKAGE   clang's runtime library NAME (libFuzzer, for `make fuzz`)
+#   file PATH -     PACKAGE   present when PATH exists
 NEEDS='
 tool cc             -              build-essential
 tool make           -              make
@@ -45,6 +49,7 @@ tool npm            -              npm
 tool git            -              git
 tool cmake          -              cmake
 tool c++            -              g++
+file $CA_BUNDLE     -              ca-certificates
 '
 
 say() { [ "$DRY" = 1 ] && echo "deps: $*"; return 0; }
@@ -76,6 +81,9 @@ check() { # KIND NAME PROBE PACKAGE
         else
             say "$name: no compiler to ask and dpkg does not list $pkg"
         fi ;;
+    file)
+        if [ -e "$name" ]; then say "$name: present"; return; fi
+        say "$name: absent" ;;
     rt)
         if ! has_tool clang; then say "clang runtime: comes with clang"
         else
@@ -92,6 +100,7 @@ check() { # KIND NAME PROBE PACKAGE
 }
 check_all() { # ROWS
     while read -r kind name probe pkg; do
+        [ "$name" = '$CA_BUNDLE' ] && name=$CA_BUNDLE
         if [ -n "$kind" ]; then check "$kind" "$name" "$probe" "$pkg"; fi
     done <<EOF
 $1

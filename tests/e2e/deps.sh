@@ -19,7 +19,7 @@ world() {
         p=$(command -v "$u") || fail "no $u on this machine"
         ln -s "$p" "$w/bin/$u"
     done
-    touch "$w/clang-rt/lib/linux/libclang_rt.fuzzer-x86_64.a"
+    touch "$w/clang-rt/lib/linux/libclang_rt.fuzzer-x86_64.a" "$w/ca-certificates.crt"
     # the compiler finds every header except those listed in $w/no-headers
     cat >"$w/bin/cc" <<EOF
 #!/bin/sh
@@ -60,7 +60,7 @@ EOF
 deps() { # world, then env assignments; runs scripts/deps.sh in that world
     w=$1
     shift
-    env -i PATH="$w/bin" HOME="$w" DYNREC_CACHE="$w/cache" "$@" \
+    env -i PATH="$w/bin" HOME="$w" DYNREC_CACHE="$w/cache" DEPS_CA_BUNDLE="$w/ca-certificates.crt" "$@" \
         "$w/bin/sh" "$root/scripts/deps.sh" >"$w/out" 2>&1
 }
 would() { sed -n 's/^deps: would install: *//p' "$1/out"; }
@@ -95,6 +95,19 @@ mkdir -p "$w/cache/llama.cpp-nlc3.21.1"
 touch "$w/cache/llama.cpp-nlc3.21.1/.dynrec-ok"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 3b: $(cat "$w/out")"
 [ "$(would "$w")" = nothing ] || fail "cmake asked for with llama.cpp built: $(cat "$w/out")"
+ok
+
+# 3b. no system CA bundle (npm from elsewhere reads it through its cafile setting): named
+#     while llama.cpp is still to be fetched, not once it is built
+w=$tmp/w3b
+world "$w"
+rm "$w/ca-certificates.crt"
+deps "$w" DEPS_DRY_RUN=1 || fail "dry run 3b: $(cat "$w/out")"
+[ "$(would "$w")" = ca-certificates ] || fail "no CA bundle: $(cat "$w/out")"
+mkdir -p "$w/cache/llama.cpp-nlc3.21.1"
+touch "$w/cache/llama.cpp-nlc3.21.1/.dynrec-ok"
+deps "$w" DEPS_DRY_RUN=1 || fail "dry run 3c: $(cat "$w/out")"
+[ "$(would "$w")" = nothing ] || fail "CA bundle asked for with llama.cpp built: $(cat "$w/out")"
 ok
 
 # 4. no compiler at all: the compiler's package, and the libraries by dpkg
@@ -146,7 +159,7 @@ cp "$root/scripts/deps.sh" "$root/scripts/llama.sh" "$w/tree/scripts/"
 mk=$(command -v make) || fail "no make"
 rm "$w/bin/make"
 ln -s "$mk" "$w/bin/make"
-(cd "$w/tree" && env -i PATH="$w/bin" HOME="$w" DYNREC_CACHE="$w/cache" make test >"$w/out" 2>&1) &&
+(cd "$w/tree" && env -i PATH="$w/bin" HOME="$w" DYNREC_CACHE="$w/cache" DEPS_CA_BUNDLE="$w/ca-certificates.crt" make test >"$w/out" 2>&1) &&
     fail "make went on after deps failed: $(cat "$w/out")"
 grep -q "^deps: apt-get could not install: libcmocka-dev" "$w/out" || fail "make output: $(cat "$w/out")"
 grep -q "No rule to make target" "$w/out" && fail "make's confusing error: $(cat "$w/out")"
