@@ -64,6 +64,7 @@ deps() { # world, then env assignments; runs scripts/deps.sh in that world
         "$w/bin/sh" "$root/scripts/deps.sh" >"$w/out" 2>&1
 }
 would() { sed -n 's/^deps: would install: *//p' "$1/out"; }
+say() { echo "  $1: would install: $(would "$2")"; } # the decision, for the log
 
 # 1. npm present from another source (dpkg does not list it), llama.cpp not built: nothing to
 #    install, npm used as it is
@@ -73,6 +74,7 @@ deps "$w" DEPS_DRY_RUN=1 || fail "dry run: $(cat "$w/out")"
 [ "$(would "$w")" = nothing ] || fail "npm from elsewhere: $(cat "$w/out")"
 grep -q "^deps: npm: found at $w/bin/npm" "$w/out" || fail "npm decision not reported: $(cat "$w/out")"
 grep -q "llama.cpp: not built yet" "$w/out" || fail "llama decision: $(cat "$w/out")"
+say "case 1" "$w"
 ok
 
 # 2. a library header missing: its -dev package, and only it, is named
@@ -83,6 +85,7 @@ echo microhttpd.h >>"$w/no-headers"
 echo libmicrohttpd >"$w/pc" # pkg-config knows this one: present despite the header check
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 2: $(cat "$w/out")"
 [ "$(would "$w")" = libjansson-dev ] || fail "missing jansson.h: $(cat "$w/out")"
+say "case 2" "$w"
 ok
 
 # 3. cmake absent and llama.cpp not built yet: cmake named; once llama.cpp is built, it is not
@@ -91,10 +94,12 @@ world "$w"
 rm "$w/bin/cmake"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 3: $(cat "$w/out")"
 [ "$(would "$w")" = cmake ] || fail "cmake absent: $(cat "$w/out")"
+say "case 3, llama.cpp not built" "$w"
 mkdir -p "$w/cache/llama.cpp-nlc3.21.1"
 touch "$w/cache/llama.cpp-nlc3.21.1/.dynrec-ok"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 3b: $(cat "$w/out")"
 [ "$(would "$w")" = nothing ] || fail "cmake asked for with llama.cpp built: $(cat "$w/out")"
+say "case 3, llama.cpp built" "$w"
 ok
 
 # 3b. no system CA bundle (npm from elsewhere reads it through its cafile setting): named
@@ -104,10 +109,12 @@ world "$w"
 rm "$w/ca-certificates.crt"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 3b: $(cat "$w/out")"
 [ "$(would "$w")" = ca-certificates ] || fail "no CA bundle: $(cat "$w/out")"
+say "case 3b, llama.cpp not built" "$w"
 mkdir -p "$w/cache/llama.cpp-nlc3.21.1"
 touch "$w/cache/llama.cpp-nlc3.21.1/.dynrec-ok"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 3c: $(cat "$w/out")"
 [ "$(would "$w")" = nothing ] || fail "CA bundle asked for with llama.cpp built: $(cat "$w/out")"
+say "case 3b, llama.cpp built" "$w"
 ok
 
 # 4. no compiler at all: the compiler's package, and the libraries by dpkg
@@ -117,6 +124,7 @@ rm "$w/bin/cc" "$w/bin/npm" "$w/bin/curl"
 printf 'libopenblas-dev\nlibcmocka-dev\nlibjansson-dev\nlibsqlite3-dev\nlibmicrohttpd-dev\n' >"$w/dpkg"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 4: $(cat "$w/out")"
 [ "$(would "$w")" = "build-essential libcurl4-openssl-dev curl npm" ] || fail "no compiler: $(cat "$w/out")"
+say "case 4" "$w"
 ok
 
 # 5. clang from elsewhere without its fuzzer runtime: the runtime of that clang's version
@@ -126,6 +134,7 @@ rm "$w/clang-rt/lib/linux/libclang_rt.fuzzer-x86_64.a"
 sed -i 's/echo 14.0.6/echo 16.0.1/' "$w/bin/clang"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 5: $(cat "$w/out")"
 [ "$(would "$w")" = libclang-rt-16-dev ] || fail "clang runtime: $(cat "$w/out")"
+say "case 5" "$w"
 ok
 
 # 6. apt-get refuses: the script stops with its own message, naming the packages and the command
@@ -135,6 +144,7 @@ echo cmocka.h >"$w/no-headers"
 deps "$w" && fail "apt failure not reported: $(cat "$w/out")"
 grep -q "install -y -qq --no-install-recommends libcmocka-dev" "$w/apt.log" || fail "apt args: $(cat "$w/apt.log")"
 grep -q "^deps: apt-get could not install: libcmocka-dev$" "$w/out" || fail "apt message: $(cat "$w/out")"
+sed 's/^/  case 6: /' "$w/out"
 grep -q "apt-get install -y --no-install-recommends libcmocka-dev" "$w/out" || fail "no command to run: $(cat "$w/out")"
 [ -e "$w/build" ] && fail "wrote build/ after failing"
 ok
@@ -145,6 +155,7 @@ world "$w"
 echo cmocka.h >"$w/no-headers"
 deps "$w" STUB_UID=1000 && fail "non-root without sudo went on: $(cat "$w/out")"
 grep -q "^deps: need root to install: libcmocka-dev" "$w/out" || fail "root message: $(cat "$w/out")"
+sed 's/^/  case 7: /' "$w/out"
 grep -q "apt-get install -y libcmocka-dev" "$w/out" || fail "root message command: $(cat "$w/out")"
 [ -e "$w/apt.log" ] && fail "apt-get called without root"
 ok
@@ -163,6 +174,7 @@ ln -s "$mk" "$w/bin/make"
     fail "make went on after deps failed: $(cat "$w/out")"
 grep -q "^deps: apt-get could not install: libcmocka-dev" "$w/out" || fail "make output: $(cat "$w/out")"
 grep -q "No rule to make target" "$w/out" && fail "make's confusing error: $(cat "$w/out")"
+tail -n 2 "$w/out" | sed 's/^/  case 8: /'
 (cd "$w/tree" && env -i PATH="$w/bin" HOME="$w" make help >/dev/null 2>&1) || fail "make help ran deps"
 [ -e "$w/tree/build" ] && fail "make help wrote build/"
 ok
