@@ -1,0 +1,93 @@
+/*
+ * serve_log.h - the server's event log: one interface, one row per kind (DR_LOG_TABLE).
+ *   sqlite  the state folder's own events.db (embedded; the default, `--log sqlite`)
+ *   redis   a Redis stream shared by every replica (`--log redis://HOST:PORT[/STREAM]` or
+ *           `--log redis+unix:///PATH[?stream=S]`), through hiredis
+ * The serving core appends and reads through this interface only; it does not know which kind
+ * it talks to. The state is a function of (checkpoint, log): every replica that applies the
+ * same records in the same order reaches the same state.
+ *
+ * Threads: append is called from one thread (the writer) and read from one other thread (the
+ * apply thread), concurrently; an implementation keeps a connection per side. wake may be
+ * called from any thread.
+ */
+#ifndef DR_SERVE_LOG_H
+#define DR_SERVE_LOG_H
+
+#include "common.h"
+
+/* A position in the log, totally ordered: sqlite (0, seq), redis the stream id (ms, seq).
+ * (0, 0) is "before the first record". */
+typedef struct dr_log_pos {
+    uint64_t ms, seq;
+} dr_log_pos;
+
+#define DR_LOG_POS_MAX 48 /* bytes of a formatted position, NUL included */
+/* "ms-seq" for any position (sqlite's read "0-seq"); the parser also takes a bare "seq". */
+void dr__log_pos_format(dr_log_pos p, char out[DR_LOG_POS_MAX]);
+int dr__log_pos_parse(const char *s, dr_log_pos *out); /* 0 ok, -1 malformed */
+int dr__log_pos_cmp(dr_log_pos a, dr_log_pos b);     /* <0, 0, >0 */
+
+/* DR_REC_EVENT | DR_REC_ITEM: serve_store.h (to move here when the store becomes the sqlite kind) */
+
+typedef struct dr_log_rec {
+    dr_log_pos pos;   /* set by append (the record's, or the original's for a duplicate) and read */
+    int kind;         /* DR_REC_EVENT | DR_REC_ITEM */
+    const char *user; /* events; NULL for items */
+    const char *item;
+    int64_t time;     /* events: UNIX seconds; items: the time of the PUT */
+    const char *body; /* items: JSON object; NULL for events */
+    const char *key;  /* idempotency key (an event's event_id, or Idempotency-Key + index);
+                         NULL = none. Not part of the record's content. */
+} dr_log_rec;
+
+typedef struct dr_log_params {
+    const char *spec;        /* "sqlite" (or NULL) | "redis://..." | "redis+unix://..." */
+    const char *dir;         /* the state folder (sqlite keeps its log there) */
+    int durable;             /* sqlite: fsync every append (synchronous=FULL) */
+    uint32_t dedup_ttl;      /* seconds an idempotency key is remembered (86400) */
+    uint32_t timeout_ms;     /* redis: connect and command timeout (2000) */
+} dr_log_params;
+
+dr_log_params dr__log_default_params(void);
+
+typedef struct dr_log dr_log;
+
+typedef struct dr_log_vt {
+    const char *name;
+    /* Does spec name this kind ("sqlite" / "redis://" / "redis+unix://")? */
+    int (*accepts)(const char *spec);
+    dr_status (*open)(const dr_log_params *p, dr_log **out, dr_error *err);
+    void (*close)(dr_log *l);
+    /* Appends recs[0..n) atomically, in order, and sets each pos. A record whose key was
+     * appended before (within dedup_ttl) is not appended again: its pos is the original's and
+     * dup[k] = 1 (dup may be NULL). DR_IO (nothing appended) when the log cannot be reached. */
+    dr_status (*append)(dr_log *l, dr_log_rec *recs, size_t n, uint8_t *dup, dr_error *err);
+    /* Up to cap records after `after`, in log order, waiting up to wait_ms for the first (0 =
+     * do not wait); *n = 0 when none came. Strings stay valid until the next read. DR_IO when
+     * the log cannot be reached (the caller retries with backoff). */
+    dr_status (*read)(dr_log *l, dr_log_pos after, size_t cap, int wait_ms, dr_log_rec *out,
+                      size_t *n, dr_error *err);
+    /* The last position and the number of records in the log. */
+    dr_status (*tip)(dr_log *l, dr_log_pos *last, uint64_t *records, dr_error *err);
+    /* Bytes the log takes (0 when unknown), any thread. */
+    uint64_t (*bytes)(const dr_log *l);
+    /* Makes a read blocked in another thread return soon (shutdown). */
+    void (*wake)(dr_log *l);
+} dr_log_vt;
+
+#define DR_LOG_TABLE(X) X(sqlite, dr_log_sqlite_vt) X(redis, dr_log_redis_vt)
+#define DR_LOG_EXTERN(name, vt) extern const dr_log_vt vt;
+DR_LOG_TABLE(DR_LOG_EXTERN)
+#undef DR_LOG_EXTERN
+
+/* Opens the kind whose accepts() takes p->spec; DR_ARG naming the known forms otherwise. */
+dr_status dr__log_open(const dr_log_params *p, dr_log **out, dr_error *err);
+
+/* Every dr_log starts with its vtable, so the generic calls need no per-kind code. */
+struct dr_log {
+    const dr_log_vt *vt;
+};
+static inline const dr_log_vt *dr__log_kind(const dr_log *l) { return l->vt; }
+
+#endif /* DR_SERVE_LOG_H */
