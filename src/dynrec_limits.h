@@ -61,6 +61,16 @@
 #define DR_SRV_K_MAX 1000u            /* recommendations per request: the popular list's size */
 #define DR_SRV_CTX_MAX 512u           /* recent items read for a user's base latent */
 #define DR_SRV_WRITER_BATCH 16384u    /* events per group commit; more wait for the next one */
+#define DR_SRV_APPLY_BATCH DR_SRV_WRITER_BATCH /* records per log read of the apply thread: a
+                                        whole group commit is applied and published at once */
+#define DR_SRV_ACK_RING 65536u        /* (position, record number) pairs of the newest applied
+                                        records kept to answer writes: four group commits, so a
+                                        writer finds its records even when other replicas'
+                                        records come between; a duplicate of an older record
+                                        answers record number 0 */
+#define DR_SRV_WAIT_MS_MAX 10000u     /* ?wait_ms of a read that waits for a position: a
+                                        request holds a server thread while it waits */
+#define DR_SRV_WAIT_MS_DEFAULT 1000u  /* ?wait_ms when absent */
 #define DR_HTTP_MAX_BODY_DEFAULT (1u << 20) /* default --max-body */
 #define DR_HTTP_MAX_EVENTS 10000u     /* events per POST /v1/events: one group commit's share */
 #define DR_HTTP_MAX_KEY 256u          /* bytes of an API key */
