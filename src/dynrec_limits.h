@@ -58,6 +58,16 @@
 #define DR_STORE_ID_MAX 256           /* bytes of a user or item id: fixed key buffers */
 #define DR_STORE_BODY_MAX (1u << 20)  /* bytes of an item record's body in the log */
 #define DR_SRV_ID_MAX DR_STORE_ID_MAX
+#define DR_LOG_KEY_MAX 512u          /* bytes of an idempotency key: Redis key names are built in
+                                         fixed buffers (STREAM:idem:KEY) */
+#define DR_LOG_STREAM_MAX 128u       /* bytes of a Redis stream name (--log redis://.../STREAM) */
+#define DR_LOG_ADDR_MAX 256u         /* bytes of a Redis address as messages name it */
+#define DR_LOG_WAIT_SLICE_MS 200     /* longest a Redis read blocks per XREAD: wake is seen within it
+                                         (hiredis cannot interrupt a blocked call) */
+#define DR_LOG_DEDUP_TTL_DEFAULT 86400u /* seconds an idempotency key is remembered: a client's
+                                           retries come within a day */
+#define DR_LOG_TIMEOUT_MS_DEFAULT 2000u /* Redis connect and command timeout: nothing blocks forever */
+#define DR_LOG_IDEM_PURGE_EVERY 1024u /* sqlite appends between purges of expired idempotency keys */
 #define DR_SRV_K_MAX 1000u            /* recommendations per request: the popular list's size */
 #define DR_SRV_CTX_MAX 512u           /* recent items read for a user's base latent */
 #define DR_SRV_WRITER_BATCH 16384u    /* events per group commit; more wait for the next one */
