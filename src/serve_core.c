@@ -506,24 +506,11 @@ static void publish(dr_srv *s) {
 /* The store's snapshot list: the adapter in `file` covers the records through pos (records of
  * them). */
 static dr_status snap_add(dr_srv *s, dr_log_pos pos, uint64_t records, const char *file, dr_error *err) {
-    (void)records;
-    return dr__store_snapshot_add(s->store, pos.seq, file, err);
+    char at[DR_LOG_POS_MAX];
+    dr__log_pos_format(pos, at);
+    return dr__store_snapshot_add_pos(s->store, at, records, file, err);
 }
 
-typedef struct snap_ent {
-    dr_log_pos pos;
-    char file[128];
-} snap_ent;
-
-static dr_status snap_list(dr_srv *s, snap_ent *out, size_t cap, size_t *n, dr_error *err) {
-    dr_store_snap ss[8];
-    dr_status st = dr__store_snapshots(s->store, ss, cap < 8 ? cap : 8, n, err);
-    for (size_t k = 0; st == DR_OK && k < *n; k++) {
-        out[k].pos = (dr_log_pos){0, ss[k].seq};
-        memcpy(out[k].file, ss[k].file, sizeof out[k].file);
-    }
-    return st;
-}
 
 static dr_status take_snapshot(dr_srv *s, dr_error *err) {
     if (s->aseq <= atomic_load(&s->st_snap_seq) && atomic_load(&s->st_snaps)) return DR_OK;
@@ -1045,9 +1032,9 @@ static dr_status check_folder(dr_srv *s, dr_error *err) {
 /* On the opening thread, before the apply thread starts: the newest snapshot that loads, then
  * the whole log (registries and histories; the adapter after the snapshot's position). */
 static dr_status recover(dr_srv *s, dr_error *err) {
-    snap_ent snaps[8];
+    dr_store_snap snaps[8];
     size_t ns = 0;
-    dr_status st = snap_list(s, snaps, 8, &ns, err);
+    dr_status st = dr__store_snapshots(s->store, snaps, 8, &ns, err);
     if (st != DR_OK) return st;
     dr_log_pos snap = {0, 0};
     int have_snap = 0;
@@ -1261,7 +1248,7 @@ void dr__srv_close(dr_srv *s) {
         if (s->p.final_snapshot && s->events_since_snap && !s->broken && take_snapshot(s, &e) != DR_OK)
             dr__log(DR_LOG_WARN, "server: final snapshot failed: %s", e.msg);
     }
-    if (s->log) s->log->vt->close(s->log);
+    dr__log_close(s->log);
     dr__store_close(s->store);
     dr__adapter_free(s->ad);
     dr__topk_scratch_free(s->pts);

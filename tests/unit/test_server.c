@@ -76,7 +76,7 @@ static void ask(dr_srv *s, dr_srv_worker *w, const char *user, answer *a) {
 }
 
 static void post(dr_srv *s, const char *user, const char *item, int64_t t) {
-    dr_srv_event ev = {user, item, t, 1};
+    dr_srv_event ev = {user, item, t, 1, NULL};
     assert_ok(dr__srv_submit(s, &ev, 1, NULL, &e_));
 }
 
@@ -140,12 +140,12 @@ static void test_events_popular_and_new_items(void **st) {
     char names[25][16];
     for (int k = 0; k < 19; k++) {
         snprintf(names[k], 16, "cap-%d", k);
-        evs[k] = (dr_srv_event){"u1", names[k], 900, 1};
+        evs[k] = (dr_srv_event){"u1", names[k], 900, 1, NULL};
     }
     dr_srv_stats s0, s1;
     dr__srv_get_stats(s, &s0);
     snprintf(names[19], 16, "cap-19");
-    evs[19] = (dr_srv_event){"u1", names[19], 900, 1};
+    evs[19] = (dr_srv_event){"u1", names[19], 900, 1, NULL};
     dr_error e = {0};
     assert_int_equal(dr__srv_submit(s, evs, 20, NULL, &e), DR_LIMIT);
     assert_non_null(strstr(e.msg, "--max-new-items"));
@@ -156,7 +156,7 @@ static void test_events_popular_and_new_items(void **st) {
     assert_int_equal(s1.new_items, 20);
     assert_int_equal(s1.events_total, s0.events_total + 19);
     /* an item PUT then recommended by name; a repeated key costs one row */
-    assert_ok(dr__srv_put_item(s, "cap-3", "{\"title\":\"Three\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    assert_ok(dr__srv_put_item(s, "cap-3", "{\"title\":\"Three\",\"attributes\":[],\"features\":{}}", NULL, NULL, &e_));
     const char *title, *body;
     dr__srv_item_meta(s, dr__srv_find_item(s, "cap-3"), &title, &body);
     assert_string_equal(title, "Three");
@@ -185,7 +185,7 @@ static void test_restart_same_state(void **st) {
     dr_srv *s = NULL;
     assert_ok(dr__srv_open(m, &p, &s, &e_));
     feed(s, 0, 130);
-    assert_ok(dr__srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    assert_ok(dr__srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, NULL, &e_));
     feed(s, 130, 175);
     answer before[N_ASKED], after[N_ASKED], replayed[N_ASKED];
     ask_all(s, before);
@@ -238,7 +238,7 @@ static void *writer_thread(void *arg) {
         for (int j = 0; j < n; j++) {
             snprintf(u[j], 32, "w%d-%d", c->id, (k + j) % 7);
             snprintf(it[j], 32, (k + j) % 13 ? "i%d" : "new-%d", (k + j) % 13 ? (k + j) % 90 : c->id);
-            ev[j] = (dr_srv_event){u[j], it[j], 0, 0};
+            ev[j] = (dr_srv_event){u[j], it[j], 0, 0, NULL};
         }
         dr_error e = {0};
         if (dr__srv_submit(c->s, ev, (size_t)n, NULL, &e) != DR_OK) return (void *)1;
@@ -336,7 +336,7 @@ static const char *k_arg(void *ud, const char *name) { return !strcmp(name, "k")
 
 static int call(dr_routes *r, dr_routes_worker *w, const char *method, const char *path,
                 const char *auth, const char *body, const char *k, dr_route_resp *resp) {
-    dr_route_req rq = {method, path, k ? k_arg : no_args, (void *)k, auth, body, body ? strlen(body) : 0};
+    dr_route_req rq = {method, path, k ? k_arg : no_args, (void *)k, auth, body, body ? strlen(body) : 0, NULL};
     dr__routes_handle(r, w, &rq, resp);
     return resp->status;
 }
@@ -503,10 +503,10 @@ static void test_put_features_fusion(void **st) {
     post(s, "u6", "late", 2002);
     char *body = features_body(ds, top);
     dr_srv_ack ack;
-    assert_ok(dr__srv_put_item(s, "clone", body, &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "clone", body, NULL, &ack, &e_));
     assert_true(ack.created);
-    assert_ok(dr__srv_put_item(s, "blank", "{\"title\":\"blank\",\"attributes\":[],\"features\":{}}", &ack, &e_));
-    assert_ok(dr__srv_put_item(s, "late", body, &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "blank", "{\"title\":\"blank\",\"attributes\":[],\"features\":{}}", NULL, &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "late", body, NULL, &ack, &e_));
     post(s, "u7", "clone", 2003);
     float sc_clone, sc_blank;
     int rc = rank_of(s, w, user, dr__srv_find_item(s, "clone"), &sc_clone);
@@ -527,7 +527,7 @@ static void test_put_features_fusion(void **st) {
     assert_ok(dr__routes_create(s, &rp, &rt, &e_));
     assert_ok(dr__routes_worker_create(rt, &rw, &e_));
     dr_route_resp rs;
-    dr_route_req rq = {"PUT", "/v1/items/bad", no_args, NULL, NULL, "{\"features\":{\"visual\":[1,2,3]}}", 0};
+    dr_route_req rq = {"PUT", "/v1/items/bad", no_args, NULL, NULL, "{\"features\":{\"visual\":[1,2,3]}}", 0, NULL};
     rq.body_len = strlen(rq.body);
     dr__routes_handle(rt, rw, &rq, &rs);
     assert_int_equal(rs.status, 400);
@@ -635,7 +635,7 @@ static void test_out_of_memory(void **st) {
     assert_ok(dr__srv_open(u.m, &u.p, &u.s, &e_));
     feed(u.s, 0, 60);
     assert_ok(dr__srv_put_item(u.s, "fresh-9",
-                              "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+                              "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, NULL, &e_));
     feed(u.s, 60, 70);
     dr__srv_close(u.s);
     u.s = NULL;
