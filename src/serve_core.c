@@ -1068,6 +1068,7 @@ static dr_status recover(dr_srv *s, dr_error *err) {
                 atomic_fetch_add(&s->st_recovered, 1);
             s->apos = r->pos;
             s->aseq++;
+            s->ring[s->ring_n++ % DR_SRV_ACK_RING] = (ack_ent){r->pos, s->aseq, s->aflags[k]};
             if (!adapt) snap_records = s->aseq;
         }
     }

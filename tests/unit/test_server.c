@@ -424,6 +424,294 @@ static void test_routes(void **st) {
     dr_test_rmrf(dir);
 }
 
+/* ---- the log: idempotency, waiting for a position, the state hash */
+
+/* A retried request (same event_id / same key) gets the original's record numbers and
+ * position and is applied once; a PUT with a key likewise; capacity is still refused before
+ * anything is logged. */
+static void test_idempotent_retry(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    post(s, "u1", "i1", 100);
+    dr_srv_event ev[2] = {{"u2", "i2", 101, 1, "e:a"}, {"u2", "i3", 102, 1, "e:b"}};
+    dr_srv_ack a1, a2;
+    assert_ok(dr__srv_submit(s, ev, 2, &a1, &e_));
+    assert_int_equal(a1.first_seq, 2);
+    assert_int_equal(a1.last_seq, 3);
+    assert_string_equal(a1.stream_id, "0-3");
+    post(s, "u3", "i4", 103);
+    assert_ok(dr__srv_submit(s, ev, 2, &a2, &e_)); /* the retry */
+    assert_int_equal(a2.first_seq, 2);
+    assert_int_equal(a2.last_seq, 3);
+    assert_string_equal(a2.stream_id, "0-3");
+    uint32_t h, n;
+    assert_true(dr__srv_user_info(s, "u2", &h, &n));
+    assert_int_equal(n, 2); /* applied once */
+    dr_srv_stats ss;
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.events_total, 4);
+    assert_int_equal(ss.log_records, 4);
+    /* half new, half retried: the new one is appended, the old one answers its number */
+    dr_srv_event mix[2] = {{"u2", "i5", 104, 1, "e:c"}, {"u2", "i3", 102, 1, "e:b"}};
+    assert_ok(dr__srv_submit(s, mix, 2, &a2, &e_));
+    assert_int_equal(a2.first_seq, 5);
+    assert_int_equal(a2.last_seq, 3);
+    /* PUT with a key */
+    const char *body = "{\"title\":\"K\",\"attributes\":[],\"features\":{}}";
+    assert_ok(dr__srv_put_item(s, "k1", body, "r:key1:0", &a1, &e_));
+    assert_true(a1.created);
+    assert_ok(dr__srv_put_item(s, "k1", body, "r:key1:0", &a2, &e_));
+    assert_true(a2.created); /* the original's answer */
+    assert_int_equal(a2.first_seq, a1.first_seq);
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.log_records, 6);
+    /* through the routes: event_id in the body, Idempotency-Key header */
+    dr_routes_params rp = {NULL, 0, 4096, NULL};
+    dr_routes *r = NULL;
+    dr_routes_worker *w = NULL;
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
+    const char *evb = "[{\"user\":\"u9\",\"item\":\"i9\",\"time\":200},{\"user\":\"u9\",\"item\":\"i8\",\"time\":201,\"event_id\":\"x\"}]";
+    dr_route_req rq = {"POST", "/v1/events", no_args, NULL, NULL, evb, strlen(evb), "req-1"};
+    dr_route_resp rs;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 200);
+    char first[256];
+    snprintf(first, sizeof first, "%.*s", (int)rs.len, rs.body);
+    assert_non_null(strstr(first, "\"first_seq\":7,\"last_seq\":8,\"stream_id\":\"0-8\",\"events_total\":7}"));
+    dr__routes_handle(r, w, &rq, &rs); /* retried: same answer */
+    assert_int_equal(rs.status, 200);
+    assert_int_equal(rs.len, strlen(first));
+    assert_memory_equal(rs.body, first, rs.len);
+    assert_true(dr__srv_user_info(s, "u9", &h, &n));
+    assert_int_equal(n, 2);
+    rq.idem_key = "bad\x01key";
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 400);
+    assert_non_null(strstr(rs.body, "Idempotency-Key: contains a control character"));
+    const char *putb = "{\"title\":\"P\"}";
+    dr_route_req pq = {"PUT", "/v1/items/p1", no_args, NULL, NULL, putb, strlen(putb), "put-1"};
+    dr__routes_handle(r, w, &pq, &rs);
+    assert_int_equal(rs.status, 201);
+    assert_non_null(strstr(rs.body, "\"seq\":9,\"stream_id\":\"0-9\"}"));
+    dr__routes_handle(r, w, &pq, &rs);
+    assert_int_equal(rs.status, 201);
+    assert_non_null(strstr(rs.body, "\"seq\":9,\"stream_id\":\"0-9\"}"));
+    /* capacity: refused before logging (507), nothing appended */
+    dr__srv_get_stats(s, &ss);
+    uint64_t recs = ss.log_records;
+    char names[32][16];
+    dr_srv_event big[32];
+    for (int k = 0; k < 32; k++) {
+        snprintf(names[k], 16, "cap-%d", k);
+        big[k] = (dr_srv_event){"u1", names[k], 900, 1, NULL};
+    }
+    dr_error e = {0};
+    assert_int_equal(dr__srv_submit(s, big, 32, NULL, &e), DR_LIMIT);
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.log_records, recs);
+    assert_int_equal(ss.lag_records, 0);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+    dr__srv_close(s);
+    /* a restart remembers the keys */
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_submit(s, ev, 2, &a2, &e_));
+    assert_int_equal(a2.first_seq, 2);
+    assert_int_equal(a2.last_seq, 3);
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.log_records, recs);
+    dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+static const char *after_args(void *ud, const char *name) {
+    const char *const *kv = ud;
+    for (int k = 0; kv[k]; k += 2)
+        if (!strcmp(kv[k], name)) return kv[k + 1];
+    return NULL;
+}
+
+/* ?after= answers at once when applied, waits (bounded by wait_ms) and 504s when not. */
+static void test_after_waits(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    feed(s, 0, 5);
+    dr_log_pos have;
+    assert_true(dr__srv_wait_applied(s, (dr_log_pos){0, 5}, 0, &have));
+    assert_int_equal(have.seq, 5);
+    double t0 = dr__now_seconds();
+    assert_false(dr__srv_wait_applied(s, (dr_log_pos){0, 6}, 150, &have));
+    assert_true(dr__now_seconds() - t0 >= 0.14);
+    dr_routes_params rp = {NULL, 0, 4096, NULL};
+    dr_routes *r = NULL;
+    dr_routes_worker *w = NULL;
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
+    const char *ok[] = {"after", "0-5", NULL};
+    const char *behind[] = {"after", "7", "wait_ms", "50", NULL};
+    const char *bad[] = {"after", "x-y", NULL};
+    const char *badw[] = {"after", "1", "wait_ms", "10001", NULL};
+    const char *path = "/v1/users/u1/recommendations";
+    dr_route_req rq = {"GET", path, after_args, (void *)ok, NULL, NULL, 0, NULL};
+    dr_route_resp rs;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 200);
+    rq.arg_ud = (void *)behind;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 504);
+    assert_non_null(strstr(rs.body, "replica is behind: applied 0-5, asked 0-7"));
+    rq.arg_ud = (void *)bad;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 400);
+    rq.arg_ud = (void *)badw;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 400);
+    assert_non_null(strstr(rs.body, "wait_ms"));
+    dr_route_req mq = {"GET", "/metrics", no_args, NULL, NULL, NULL, 0, NULL};
+    dr__routes_handle(r, w, &mq, &rs);
+    assert_non_null(strstr(rs.body, "dynrec_http_requests_total{route=\"recommendations\",code=\"504\"} 1"));
+    assert_non_null(strstr(rs.body, "dynrec_apply_lag_records 0"));
+    assert_non_null(strstr(rs.body, "dynrec_log_errors_total 0"));
+    assert_non_null(strstr(rs.body, "dynrec_log_reconnects_total 0"));
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+    dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+static void get_state_json(dr_srv *s, char *out, size_t cap) {
+    dr_routes_params rp = {NULL, 0, 4096, NULL};
+    dr_routes *r = NULL;
+    dr_routes_worker *w = NULL;
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
+    dr_route_req rq = {"GET", "/v1/state", no_args, NULL, NULL, NULL, 0, NULL};
+    dr_route_resp rs;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 200);
+    snprintf(out, cap, "%.*s", (int)rs.len, rs.body);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+}
+
+/* /v1/state: the same for a server reopened on a copy of the folder (snapshot + log) and on a
+ * copy without snapshots (the whole log replayed); different once the state moves on. */
+static void test_state_hash(void **st) {
+    (void)st;
+    char dir[256], cmd[1200];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    p.snapshot_every = 40;
+    p.final_snapshot = 0;
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    feed(s, 0, 90);
+    assert_ok(dr__srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, NULL, &e_));
+    feed(s, 90, 120);
+    char a[256], b[256], c[256];
+    get_state_json(s, a, sizeof a);
+    assert_non_null(strstr(a, "{\"last_id\":\"0-121\",\"records\":121,\"state_hash\":\""));
+    assert_int_equal(strlen(a), strlen("{\"last_id\":\"0-121\",\"records\":121,\"state_hash\":\"\"}") + 16);
+    dr__srv_close(s);
+    snprintf(cmd, sizeof cmd, "cp -r '%s/state' '%s/copy' && cp -r '%s/state' '%s/bare' && rm -f '%s'/bare/adapter-*.state",
+             dir, dir, dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    char copy[600], bare[600];
+    snprintf(copy, sizeof copy, "%s/copy", dir);
+    snprintf(bare, sizeof bare, "%s/bare", dir);
+    dr_srv_params pc = p, pb = p;
+    pc.data_dir = copy;
+    pb.data_dir = bare;
+    assert_ok(dr__srv_open(m, &pc, &s, &e_));
+    dr_srv_stats ss;
+    dr__srv_get_stats(s, &ss);
+    assert_true(ss.recovered_events < 120); /* from a snapshot */
+    get_state_json(s, b, sizeof b);
+    assert_string_equal(a, b);
+    post(s, "u1", "i2", 5000);
+    get_state_json(s, c, sizeof c);
+    assert_string_not_equal(a, c);
+    dr__srv_close(s);
+    assert_ok(dr__srv_open(m, &pb, &s, &e_));
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.recovered_events, 120); /* the whole log */
+    get_state_json(s, b, sizeof b);
+    assert_string_equal(a, b);
+    dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+/* Records another writer appended (a second replica: here a second handle on the folder's
+ * log, which skips the server's capacity check) are applied like the server's own, found
+ * within the read wait; those that find no room left are skipped and counted, the same at
+ * replay. */
+static void test_foreign_records_and_apply_capacity(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir); /* 20 new items */
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    post(s, "u1", "i1", 100);
+    dr_log_params lp = dr__log_default_params();
+    lp.dir = p.data_dir;
+    lp.durable = 0;
+    dr_log *lg = NULL;
+    assert_ok(dr__log_open(&lp, &lg, &e_));
+    dr_log_rec recs[25];
+    char names[25][16];
+    for (int k = 0; k < 25; k++) {
+        snprintf(names[k], 16, "other-%d", k);
+        recs[k] = (dr_log_rec){{0, 0}, DR_REC_EVENT, "u2", names[k], 200 + k, NULL, NULL};
+    }
+    assert_ok(lg->vt->append(lg, recs, 25, NULL, &e_));
+    dr_log_pos have;
+    assert_true(dr__srv_wait_applied(s, recs[24].pos, 5000, &have));
+    dr_srv_stats ss;
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.new_items, 20);
+    assert_int_equal(ss.skipped, 5);
+    assert_int_equal(ss.log_records, 26);
+    assert_int_equal(ss.events_total, 21);
+    uint32_t h, n;
+    assert_true(dr__srv_user_info(s, "u2", &h, &n));
+    assert_int_equal(n, 20);
+    assert_int_equal(dr__srv_find_item(s, "other-20"), UINT32_MAX);
+    /* the server's own write after them still refuses before logging */
+    dr_srv_event ev = {"u3", "one-more", 300, 1, NULL};
+    dr_error e = {0};
+    assert_int_equal(dr__srv_submit(s, &ev, 1, NULL, &e), DR_LIMIT);
+    char a[256], b[256];
+    get_state_json(s, a, sizeof a);
+    dr__log_close(lg);
+    dr__srv_close(s);
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.skipped, 5);
+    assert_int_equal(ss.log_records, 26);
+    get_state_json(s, b, sizeof b);
+    assert_string_equal(a, b);
+    dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
 /* ---- features through the checkpoint's fusion */
 
 /* rank (0 = first) of item i in the user's whole ranking, -1 when absent */
@@ -665,6 +953,10 @@ int main(void) {
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_put_features_fusion),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_idempotent_retry),
+        cmocka_unit_test(test_after_waits),
+        cmocka_unit_test(test_state_hash),
+        cmocka_unit_test(test_foreign_records_and_apply_capacity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
