@@ -1,5 +1,6 @@
 /*
- * serve_core.c - the serving core: state = base model + event log; one writer, lock-free readers.
+ * serve_core.c - the serving core: state = base model + event log; a writer that appends, an
+ * apply thread that applies, lock-free readers.
  *
  * DESIGN
  * State: the frozen base model (borrowed), the online adapter over its item latents, id
@@ -15,7 +16,7 @@
  * candidates, negatives or refreshed (dr__adapter_set_active_items); a request needing more
  * rows than are left is refused whole (DR_LIMIT).
  * Features: with a fused checkpoint a PUT's features give the item its base latent through the
- * fusion, applied by the writer in log order (item_features; the adapter rebases the row with
+ * fusion, applied by the apply thread in log order (item_features; the adapter rebases the row with
  * dr__adapter_set_item_base); a checkpoint item without interactions whose fused z differs
  * from its e had features in training and stays warm. Rejected: fusing in the request thread
  * and logging z (the log would hold derived floats, not what was sent).
@@ -259,7 +260,7 @@ static dr_status retire(dr_srv *s, void *p) {
     return dr_vec_push(&s->retired, p) ? DR_NOMEM : DR_OK;
 }
 
-/* Writer: appends item i to user u's history. */
+/* Apply thread: appends item i to user u's history. */
 static dr_status hist_append(dr_srv *s, uint32_t u, uint32_t i, dr_error *err) {
     hist_block *b = atomic_load_explicit(&s->hist[u], memory_order_relaxed);
     uint32_t len = b ? atomic_load_explicit(&b->len, memory_order_relaxed) : 0;
@@ -304,7 +305,7 @@ void dr__srv_item_meta(const dr_srv *s, uint32_t i, const char **title, const ch
     *body = mt ? mt->body : NULL;
 }
 
-/* Writer: item metadata from an item record's body o (validated when it was accepted). */
+/* Apply thread: item metadata from an item record's body o (validated when it was accepted). */
 static dr_status set_item_meta(dr_srv *s, uint32_t i, const json_t *o, const char *body, dr_error *err) {
     const char *t = json_string_value(json_object_get(o, "title"));
     item_meta *mt = dr__calloc(1, sizeof *mt);
@@ -359,7 +360,7 @@ dr_status dr__srv_check_feature(const dr_srv *s, const char *modality, size_t di
 }
 
 /*
- * Writer: a PUT's features give item i its base latent through the checkpoint's fusion:
+ * Apply thread: a PUT's features give item i its base latent through the checkpoint's fusion:
  * standardised with the training statistics, e = the item's own id embedding (0 for a new
  * item), absent modalities gated off (with mean imputation: the mean, gate open); the item
  * bias of an mf latent is kept (0 for a new item). The adapter learns of the new row when
