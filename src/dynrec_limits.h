@@ -58,8 +58,6 @@
 #define DR_STORE_ID_MAX 256           /* bytes of a user or item id: fixed key buffers */
 #define DR_STORE_BODY_MAX (1u << 20)  /* bytes of an item record's body in the log */
 #define DR_SRV_ID_MAX DR_STORE_ID_MAX
-#define DR_LOG_KEY_MAX 512u          /* bytes of an idempotency key: Redis key names are built in
-                                         fixed buffers (STREAM:idem:KEY) */
 #define DR_LOG_STREAM_MAX 128u       /* bytes of a Redis stream name (--log redis://.../STREAM) */
 #define DR_LOG_ADDR_MAX 256u         /* bytes of a Redis address as messages name it */
 #define DR_LOG_WAIT_SLICE_MS 200     /* longest a Redis read blocks per XREAD: wake is seen within it
