@@ -7,7 +7,12 @@
 #include "oom.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "serve_routes.h"
 #include "serve_core.h"
@@ -712,6 +717,147 @@ static void test_foreign_records_and_apply_capacity(void **st) {
     dr_test_rmrf(dir);
 }
 
+/* ---- a fleet on a Redis stream (skipped without redis-server) */
+
+typedef struct redis_proc {
+    pid_t pid;
+    char dir[512], sock[600];
+} redis_proc;
+
+static int sock_answers(const char *path) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void redis_up(redis_proc *r) {
+    fflush(NULL);
+    r->pid = fork();
+    assert_true(r->pid >= 0);
+    if (r->pid == 0) {
+        char log[700];
+        snprintf(log, sizeof log, "%s/redis.log", r->dir);
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock, "--appendonly",
+               "yes", "--appendfsync", "always", "--save", "", "--dir", r->dir, "--daemonize", "no",
+               (char *)NULL);
+        _exit(127);
+    }
+    for (int k = 0; k < 500 && !sock_answers(r->sock); k++) usleep(10000);
+    assert_true(sock_answers(r->sock));
+}
+
+static void redis_down(redis_proc *r) {
+    if (r->pid <= 0) return;
+    kill(r->pid, SIGKILL);
+    int status;
+    waitpid(r->pid, &status, 0);
+    r->pid = 0;
+}
+
+/* Two replicas on one stream: each applies the other's writes (?after= on the other replica
+ * reads a write), an idempotency key holds across replicas, the two reach the same /v1/state,
+ * and so does a third replica started later from an empty folder (it replays the stream).
+ * Redis killed: a write gets DR_IO (503) with nothing applied, reads keep answering, the apply
+ * thread counts the errors and resumes when Redis is back. */
+static void test_fleet_redis(void **st) {
+    (void)st;
+    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+        printf("SKIP: redis-server not found, the fleet on a Redis stream is not tested\n");
+        return;
+    }
+    signal(SIGPIPE, SIG_IGN); /* as `dynrec serve` does: a write to a dead Redis is an error */
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    redis_proc rp = {0};
+    snprintf(rp.dir, sizeof rp.dir, "%s", dir);
+    snprintf(rp.sock, sizeof rp.sock, "%s/r.sock", dir);
+    redis_up(&rp);
+    char spec[700], da[600], db[600], dc[600];
+    snprintf(spec, sizeof spec, "redis+unix://%s?stream=fleet", rp.sock);
+    snprintf(da, sizeof da, "%s/a", dir);
+    snprintf(db, sizeof db, "%s/b", dir);
+    snprintf(dc, sizeof dc, "%s/c", dir);
+    dr_srv_params pa = params(dir), pb, pc;
+    pa.log = spec;
+    pa.snapshot_every = 30;
+    pb = pc = pa;
+    pa.data_dir = da;
+    pb.data_dir = db;
+    pc.data_dir = dc;
+    dr_srv *a = NULL, *b = NULL, *c = NULL;
+    assert_ok(dr__srv_open(m, &pa, &a, &e_));
+    assert_ok(dr__srv_open(m, &pb, &b, &e_));
+    feed(a, 0, 40);
+    feed(b, 40, 70);
+    dr_srv_event ev = {"u5", "i7", 5000, 1, "e:shared"};
+    dr_srv_ack ka, kb;
+    assert_ok(dr__srv_submit(a, &ev, 1, &ka, &e_));
+    dr_log_pos pos, have;
+    assert_int_equal(dr__log_pos_parse(ka.stream_id, &pos), 0);
+    assert_true(dr__srv_wait_applied(b, pos, 5000, &have));
+    assert_ok(dr__srv_submit(b, &ev, 1, &kb, &e_)); /* the same event through the other replica */
+    assert_int_equal(kb.first_seq, ka.first_seq);
+    assert_string_equal(kb.stream_id, ka.stream_id);
+    assert_ok(dr__srv_put_item(b, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &kb, &e_));
+    assert_int_equal(dr__log_pos_parse(kb.stream_id, &pos), 0);
+    assert_true(dr__srv_wait_applied(a, pos, 5000, &have));
+    uint32_t h, n;
+    assert_true(dr__srv_user_info(a, "u5", &h, &n));
+    uint32_t n_b;
+    assert_true(dr__srv_user_info(b, "u5", &h, &n_b));
+    assert_int_equal(n, n_b);
+    char sa[256], sb[256], sc[256];
+    get_state_json(a, sa, sizeof sa);
+    get_state_json(b, sb, sizeof sb);
+    assert_string_equal(sa, sb);
+    assert_non_null(strstr(sa, "\"records\":72"));
+    /* a new replica replays the stream */
+    assert_ok(dr__srv_open(m, &pc, &c, &e_));
+    get_state_json(c, sc, sizeof sc);
+    assert_string_equal(sa, sc);
+    dr__srv_close(c);
+    /* Redis down: writes refused with nothing applied, reads answer */
+    redis_down(&rp);
+    dr_srv_stats s0, s1;
+    dr__srv_get_stats(a, &s0);
+    dr_error e = {0};
+    dr_srv_event ev2 = {"u6", "i8", 6000, 1, NULL};
+    assert_int_equal(dr__srv_submit(a, &ev2, 1, NULL, &e), DR_IO);
+    assert_true(e.msg[0] != 0);
+    dr_srv_worker *w = NULL;
+    assert_ok(dr__srv_worker_create(a, &w, &e_));
+    answer ans;
+    ask(a, w, "u5", &ans);
+    assert_true(ans.n > 0);
+    usleep(400000); /* the apply thread's reads fail meanwhile */
+    dr__srv_get_stats(a, &s1);
+    assert_int_equal(s1.log_records, s0.log_records);
+    assert_true(s1.log_errors > s0.log_errors);
+    redis_up(&rp);
+    dr_srv_ack k2;
+    assert_ok(dr__srv_submit(a, &ev2, 1, &k2, &e_));
+    assert_int_equal(k2.first_seq, 73);
+    dr__srv_get_stats(a, &s1);
+    assert_true(s1.log_reconnects >= 1);
+    assert_int_equal(dr__log_pos_parse(k2.stream_id, &pos), 0);
+    assert_true(dr__srv_wait_applied(b, pos, 5000, &have));
+    get_state_json(a, sa, sizeof sa);
+    get_state_json(b, sb, sizeof sb);
+    assert_string_equal(sa, sb);
+    dr__srv_worker_free(w);
+    dr__srv_close(a);
+    dr__srv_close(b);
+    redis_down(&rp);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
 /* ---- features through the checkpoint's fusion */
 
 /* rank (0 = first) of item i in the user's whole ranking, -1 when absent */
@@ -957,6 +1103,7 @@ int main(void) {
         cmocka_unit_test(test_after_waits),
         cmocka_unit_test(test_state_hash),
         cmocka_unit_test(test_foreign_records_and_apply_capacity),
+        cmocka_unit_test(test_fleet_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
