@@ -956,11 +956,11 @@ static dr_routes_pending *metrics_text(dr_routes *r, dr_routes_worker *w, const 
 #define METRIC(name, type, help, fmt, v) out(w, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " " fmt "\n", v)
     METRIC("dynrec_http_unauthorized_total", "counter", "Requests refused with 401 (missing or wrong API key).", "%llu",
            (unsigned long long)atomic_load(&r->unauthorized));
-    METRIC("dynrec_events_total", "counter", "Events in the event log (received since the state folder was created, recovered ones included).", "%llu",
+    METRIC("dynrec_events_total", "counter", "Events applied from the event log (recovered ones included).", "%llu",
            (unsigned long long)s.events_total);
-    METRIC("dynrec_log_records", "gauge", "Records in the event log (events and item records).", "%llu", (unsigned long long)s.log_records);
+    METRIC("dynrec_log_records", "gauge", "Records applied from the event log (events and item records; skipped ones included).", "%llu", (unsigned long long)s.log_records);
     METRIC("dynrec_log_bytes", "gauge", "Size of the event log on disk (database and WAL).", "%llu", (unsigned long long)s.log_bytes);
-    METRIC("dynrec_log_commits_total", "counter", "Group commits (one fsync each) since start.", "%llu", (unsigned long long)s.commits);
+    METRIC("dynrec_log_commits_total", "counter", "Appends to the event log (group commits) since start.", "%llu", (unsigned long long)s.commits);
     METRIC("dynrec_adapter_updates_total", "counter", "Adapter updates since start (replay included).", "%llu", (unsigned long long)s.adapter_updates);
     METRIC("dynrec_recovered_events", "gauge", "Events replayed into the adapter at start (after the snapshot).", "%llu", (unsigned long long)s.recovered_events);
     METRIC("dynrec_snapshots_total", "counter", "Adapter snapshots written since start.", "%llu", (unsigned long long)s.snapshots);
