@@ -21,7 +21,7 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -fno-strict-aliasing 
 ifneq ($(filter-out help clean,$(or $(MAKECMDGOALS),all)),)
 include build/llama.mk
 endif
-LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lpthread -lm
+LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lhiredis -lpthread -lm
 LDFLAGS_ALL = $(SAN) -pthread $(LDFLAGS)
 
 SRC     := $(sort $(wildcard src/*.c))

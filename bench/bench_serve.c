@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
         FILE *f = fopen(argv[3], "w");
         if (!f) return 1;
         for (uint32_t u = 0; u < nu; u++) {
-            dr_route_req rq = {"GET", paths[u], k10, NULL, NULL, NULL, 0};
+            dr_route_req rq = {"GET", paths[u], k10, NULL, NULL, NULL, 0, NULL};
             dr_route_resp resp;
             dr__routes_handle(r, w, &rq, &resp);
             fprintf(f, "%.*s\n", (int)resp.len, resp.body);
@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
         uint64_t a0 = dr__alloc_count();
         double t_all = bench_now();
         for (size_t q = 0; q < requests; q++) {
-            dr_route_req rq = {"GET", paths[(q * 7919) % nu], k10, NULL, NULL, NULL, 0};
+            dr_route_req rq = {"GET", paths[(q * 7919) % nu], k10, NULL, NULL, NULL, 0, NULL};
             dr_route_resp resp;
             double t0 = bench_now();
             dr__routes_handle(r, w, &rq, &resp);

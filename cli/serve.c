@@ -18,11 +18,14 @@ static const char *serve_help =
     "                    [--threads 4] [--api-key-file F [--public-read]] [--port-file F]\n"
     "                    [--max-body BYTES] [--max-new-items 10000] [--max-new-users 50000]\n"
     "                    [--snapshot-every 10000] [--no-fsync] [--drain-seconds 30] [--quiet]\n"
+    "                    [--log sqlite|redis://HOST:PORT[/STREAM]|redis+unix:///PATH[?stream=S]]\n"
+    "                    [--idempotency-ttl 86400]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
-    "  online adapter learning from every event. DIR holds the durable event log (SQLite WAL)\n"
-    "  and adapter snapshots; on start the newest snapshot is loaded and the log after it is\n"
-    "  replayed. Endpoints: POST /v1/events, GET /v1/users/{user}/recommendations?k=10,\n"
-    "  GET /v1/users/{user}, PUT|GET /v1/items/{item}, GET /healthz, GET /metrics.\n"
+    "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
+    "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
+    "  and the log is replayed. Endpoints: POST /v1/events, GET /v1/users/{user}/recommendations\n"
+    "  ?k=10[&after=ID&wait_ms=1000], GET /v1/users/{user}, PUT|GET /v1/items/{item},\n"
+    "  GET /v1/state, GET /healthz, GET /metrics.\n"
     "  --port 0             an ephemeral port; the bound port is printed on stdout\n"
     "                       (\"listening on http://HOST:PORT\") and written to --port-file\n"
     "  --api-key-file F     every request needs 'Authorization: Bearer <first line of F>'\n"
@@ -30,7 +33,11 @@ static const char *serve_help =
     "  --max-new-items N    rows reserved for items the model does not know (events, PUT)\n"
     "  --max-new-users N    rows reserved for users the model does not know\n"
     "  --snapshot-every N   events between adapter snapshots (0: only at shutdown)\n"
-    "  --no-fsync           do not fsync commits (tests only: acknowledged events can be lost)\n";
+    "  --no-fsync           do not fsync commits (tests only: acknowledged events can be lost)\n"
+    "  --log SPEC           the event log: sqlite (default: DIR/events.db, one server) or a\n"
+    "                       Redis stream shared by replicas: redis://HOST:PORT[/STREAM] or\n"
+    "                       redis+unix:///PATH[?stream=S]; each replica keeps its own DIR\n"
+    "  --idempotency-ttl S  seconds an event_id or Idempotency-Key is remembered (86400)\n";
 
 static int read_key(const char *path, char *key, size_t cap) {
     FILE *f = fopen(path, "r");
@@ -89,6 +96,12 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--host", &err))) { p.host = v; continue; }
         if ((v = cli_opt_value(&o, "--api-key-file", &err))) { key_file = v; continue; }
         if ((v = cli_opt_value(&o, "--port-file", &err))) { port_file = v; continue; }
+        if ((v = cli_opt_value(&o, "--log", &err))) { p.log = v; continue; }
+        if ((v = cli_opt_value(&o, "--idempotency-ttl", &err))) {
+            if (cli_parse_u64(v, &n) || n < 1 || n > UINT32_MAX) return cli_usage_error("bad --idempotency-ttl '%s' (1..2^32-1 seconds)", v);
+            p.idempotency_ttl = (uint32_t)n;
+            continue;
+        }
         if ((v = cli_opt_value(&o, "--port", &err))) {
             if (cli_parse_u64(v, &n) || n > 65535) return cli_usage_error("bad --port '%s' (0..65535)", v);
             p.port = (uint16_t)n;

@@ -572,6 +572,9 @@ typedef struct dr_httpd_params {
     uint64_t snapshot_every;  /* events between adapter snapshots (10000); 0 = at stop only */
     int durable;              /* 1: fsync every group commit (default); 0: no fsync (tests) */
     double drain_seconds;     /* dr_httpd_stop waits this long for requests in flight (30) */
+    const char *log;          /* event log: NULL or "sqlite" (the folder's), "redis://HOST:PORT[/STREAM]",
+                                 "redis+unix:///PATH[?stream=S]" (a stream shared by replicas) */
+    uint32_t idempotency_ttl; /* seconds an idempotency key is remembered (86400) */
 } dr_httpd_params;
 
 dr_httpd_params dr_httpd_default_params(void);

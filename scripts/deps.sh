@@ -39,8 +39,10 @@ lib  jansson.h      jansson        libjansson-dev
 lib  sqlite3.h      sqlite3        libsqlite3-dev
 lib  microhttpd.h   libmicrohttpd  libmicrohttpd-dev
 lib  curl/curl.h    libcurl        libcurl4-openssl-dev
+lib  hiredis/hiredis.h hiredis     libhiredis-dev
 tool curl           -              curl
 tool clang          -              clang
+tool redis-server   -              redis-server
 rt   fuzzer         -              libclang-rt-14-dev
 '
 # needed only to build llama.cpp from the npm bundle (scripts/llama.sh)

@@ -58,9 +58,27 @@
 #define DR_STORE_ID_MAX 256           /* bytes of a user or item id: fixed key buffers */
 #define DR_STORE_BODY_MAX (1u << 20)  /* bytes of an item record's body in the log */
 #define DR_SRV_ID_MAX DR_STORE_ID_MAX
+#define DR_LOG_STREAM_MAX 128u       /* bytes of a Redis stream name (--log redis://.../STREAM) */
+#define DR_LOG_ADDR_MAX 256u         /* bytes of a Redis address as messages name it */
+#define DR_LOG_WAIT_SLICE_MS 200     /* longest a Redis read blocks per XREAD: wake is seen within it
+                                         (hiredis cannot interrupt a blocked call) */
+#define DR_LOG_DEDUP_TTL_DEFAULT 86400u /* seconds an idempotency key is remembered: a client's
+                                           retries come within a day */
+#define DR_LOG_TIMEOUT_MS_DEFAULT 2000u /* Redis connect and command timeout: nothing blocks forever */
+#define DR_LOG_IDEM_PURGE_EVERY 1024u /* sqlite appends between purges of expired idempotency keys */
 #define DR_SRV_K_MAX 1000u            /* recommendations per request: the popular list's size */
 #define DR_SRV_CTX_MAX 512u           /* recent items read for a user's base latent */
 #define DR_SRV_WRITER_BATCH 16384u    /* events per group commit; more wait for the next one */
+#define DR_SRV_APPLY_BATCH DR_SRV_WRITER_BATCH /* records per log read of the apply thread: a
+                                        whole group commit is applied and published at once */
+#define DR_SRV_ACK_RING 65536u        /* (position, record number) pairs of the newest applied
+                                        records kept to answer writes: four group commits, so a
+                                        writer finds its records even when other replicas'
+                                        records come between; a duplicate of an older record
+                                        answers record number 0 */
+#define DR_SRV_WAIT_MS_MAX 10000u     /* ?wait_ms of a read that waits for a position: a
+                                        request holds a server thread while it waits */
+#define DR_SRV_WAIT_MS_DEFAULT 1000u  /* ?wait_ms when absent */
 #define DR_HTTP_MAX_BODY_DEFAULT (1u << 20) /* default --max-body */
 #define DR_HTTP_MAX_EVENTS 10000u     /* events per POST /v1/events: one group commit's share */
 #define DR_HTTP_MAX_KEY 256u          /* bytes of an API key */

@@ -1,5 +1,6 @@
 /*
- * serve_core.c - the serving core: state = base model + event log; one writer, lock-free readers.
+ * serve_core.c - the serving core: state = base model + event log; a writer that appends, an
+ * apply thread that applies, lock-free readers.
  *
  * DESIGN
  * State: the frozen base model (borrowed), the online adapter over its item latents, id
@@ -15,19 +16,39 @@
  * candidates, negatives or refreshed (dr__adapter_set_active_items); a request needing more
  * rows than are left is refused whole (DR_LIMIT).
  * Features: with a fused checkpoint a PUT's features give the item its base latent through the
- * fusion, applied by the writer in log order (item_features; the adapter rebases the row with
+ * fusion, applied by the apply thread in log order (item_features; the adapter rebases the row with
  * dr__adapter_set_item_base); a checkpoint item without interactions whose fused z differs
  * from its e had features in training and stays warm. Rejected: fusing in the request thread
  * and logging z (the log would hold derived floats, not what was sent).
- * Writer: one thread owns the adapter, the store and every registry write. It takes all queued
- * tickets (up to DR_SRV_WRITER_BATCH events), checks capacity, appends them in ONE transaction
- * (group commit: one fsync), applies them in log order, publishes one adapter snapshot and the
- * popular list, then wakes the requests: a request returns once its events are durable AND
- * visible. Nothing is applied when the commit fails: the state never runs ahead of the log.
+ * Log: the core talks to a dr_log (serve_log.h) and never asks which kind it is: the folder's
+ * SQLite (one server) or a Redis stream shared by replicas. Every record, whoever appended it,
+ * reaches the state the same way: read back from the log by the apply thread, in log order.
+ * Writer: one thread takes all queued tickets (up to DR_SRV_WRITER_BATCH events), checks
+ * capacity against the registries (so one server refuses with DR_LIMIT before logging), builds
+ * the records and appends them with ONE append (group commit: one fsync for sqlite), then waits
+ * until the apply thread has applied through the last appended position and answers the
+ * requests from the ring of (position, record number) pairs the apply thread keeps: a request
+ * returns once its events are durable AND visible. Nothing is applied when the append fails.
+ * Apply thread: the only thread that changes the state (adapter, registries, histories,
+ * metadata, snapshots). It reads records after its applied position, applies each one
+ * (another replica's as its own: no shortcut), publishes one adapter snapshot and the popular
+ * list per read, takes snapshots, then advances the applied position and wakes the writer and
+ * the readers waiting for a position (dr__srv_wait_applied). Capacity is decided again at apply
+ * time: another replica may have taken the last rows; a record that finds none is skipped and
+ * counted, the same on every replica. Read errors are retried with backoff (100 ms doubling to
+ * 2 s) from the applied position. Record numbers (first_seq/last_seq) count the records
+ * applied, skipped ones included, so they agree on every replica that applied the whole log.
+ * Idempotency: records may carry a key; the log does not append a key it has seen (within the
+ * TTL) and hands back the original's position, which the ring maps to its record number.
  * Time: events carry UNIX seconds (commit time when absent); one older than the newest applied
  * is applied at the newest time (the adapter needs non-decreasing times; the log keeps the time
  * sent, the replay clamps alike). The serving clock is the newest event's time, so answers
  * depend on the log alone, not on when they are asked.
+ * Recovery: the newest snapshot that loads (the adapter at position S); then the whole log is
+ * read, every record into registries and histories, those after S also into the adapter. An
+ * empty folder with a non-empty shared stream replays it all (a new replica).
+ * State hash (dr__srv_state): computed by the apply thread between two reads, so it covers one
+ * applied position: registries, histories, item metadata, adapter parameters and latents.
  * Readers, lock-free: registries are insert-only tables of atomic slots (release/acquire); a
  * history {len, cap, items} only grows (items[len], then len + 1 with release), a full one is
  * copied to twice the size and swapped, old blocks kept until close (at most as much again as
@@ -110,7 +131,7 @@ typedef struct dr_srv_ticket {
     int kind;
     const dr_srv_event *ev;
     size_t n;
-    const char *item, *body;
+    const char *item, *body, *key;
     int accepted, done;
     size_t rec0, nrec;      /* its records in the batch */
     dr_status st;
@@ -126,12 +147,28 @@ typedef struct done_call {
     void *ud;
 } done_call;
 
+/* An applied record: its position, record number and what applying it did. */
+enum { AE_SKIPPED = 1, AE_CREATED = 2 };
+typedef struct ack_ent {
+    dr_log_pos pos;
+    uint64_t seq;
+    uint8_t flags;
+} ack_ent;
+
+/* A GET /v1/state waiting for the apply thread. */
+typedef struct state_query {
+    dr_srv_state out;
+    int done;
+    struct state_query *next;
+} state_query;
+
 struct dr_srv {
     dr_srv_params p;
     const dr_model *m;
     uint32_t d, n_base_items, n_base_users;
     dr_adapter *ad;
-    dr_store *store;
+    dr_store *store;               /* the folder's settings and snapshot list (apply thread) */
+    dr_log *log;
     dr_idmap users, items;
     _Atomic(hist_block *) *hist;   /* (users.cap) NULL = the model's history only */
     _Atomic(item_meta *) *meta;    /* (items.cap) NULL = the model's title */
@@ -145,7 +182,7 @@ struct dr_srv {
     int fus_mean;                  /* trained with mean imputation (absent = mean, gate open) */
     float *fx, *fz, *fact, *frow;  /* standardised features (sum dim), z (fus->d), act, row (d) */
     size_t fxoff[DR_MAX_MODALITIES];
-    /* writer scratch */
+    /* apply-thread scratch */
     dr_scorer *wsc;
     uint32_t *wctx;                /* (DR_SRV_CTX_MAX) */
     float *wh;                     /* (d) */
@@ -153,11 +190,17 @@ struct dr_srv {
     dr_topk_scratch *pts;
     uint32_t pitems[POP_K];
     float pvals[POP_K];
-    keyset ks;
-    DR_VEC(dr_store_rec) recs;
-    DR_VEC(done_call) calls;
     int64_t wclock;                /* newest applied time */
-    uint64_t applied_seq, events_since_snap;
+    uint64_t events_since_snap;
+    dr_log_pos apos;               /* apply thread: the applied position ... */
+    uint64_t aseq;                 /* ... and records applied (skipped ones included) */
+    dr_log_rec *arecs;             /* (DR_SRV_APPLY_BATCH) the apply thread's reads */
+    uint8_t *aflags;               /* (DR_SRV_APPLY_BATCH) */
+    /* writer */
+    keyset ks;
+    DR_VEC(dr_log_rec) recs;
+    uint8_t *dup;                  /* (DR_SRV_WRITER_BATCH) */
+    DR_VEC(done_call) calls;
     /* popular-now */
     pop_buf pop[POP_BUFS];
     _Atomic(pop_buf *) pop_cur;
@@ -168,9 +211,22 @@ struct dr_srv {
     int stopping;                  /* guarded by mu */
     pthread_t writer;
     int writer_started;
-    /* statistics (written by the writer, read anywhere) */
+    /* what the apply thread has applied, for the writer and the readers */
+    pthread_mutex_t amu;
+    pthread_cond_t cv_applied;     /* the apply thread moved on (or broke, or answered queries) */
+    pthread_cond_t cv_apply;       /* work for a waiting apply thread: stop, queries */
+    dr_log_pos applied_pos;        /* guarded by amu */
+    uint64_t applied_seq;          /* guarded by amu */
+    ack_ent *ring;                 /* (DR_SRV_ACK_RING) guarded by amu */
+    uint64_t ring_n;               /* entries ever pushed, guarded by amu */
+    state_query *queries;          /* guarded by amu */
+    int apply_stop, closing, log_down, broken; /* guarded by amu */
+    dr_error broken_err;           /* guarded by amu */
+    pthread_t applier;
+    int applier_started;
+    /* statistics (written by the writer and the apply thread, read anywhere) */
     _Atomic uint64_t st_events, st_records, st_commits, st_updates, st_snaps, st_snap_seq,
-        st_recovered;
+        st_recovered, st_skipped, st_log_errors, st_reconnects, st_tip_records, st_applied_ms;
     _Atomic int64_t clock;
 };
 
@@ -183,6 +239,7 @@ dr_srv_params dr__srv_default_params(void) {
     p.durable = 1;
     p.final_snapshot = 1;
     p.adapter = dr__adapter_default_params();
+    p.idempotency_ttl = 86400;
     return p;
 }
 
@@ -203,7 +260,7 @@ static dr_status retire(dr_srv *s, void *p) {
     return dr_vec_push(&s->retired, p) ? DR_NOMEM : DR_OK;
 }
 
-/* Writer: appends item i to user u's history. */
+/* Apply thread: appends item i to user u's history. */
 static dr_status hist_append(dr_srv *s, uint32_t u, uint32_t i, dr_error *err) {
     hist_block *b = atomic_load_explicit(&s->hist[u], memory_order_relaxed);
     uint32_t len = b ? atomic_load_explicit(&b->len, memory_order_relaxed) : 0;
@@ -248,7 +305,7 @@ void dr__srv_item_meta(const dr_srv *s, uint32_t i, const char **title, const ch
     *body = mt ? mt->body : NULL;
 }
 
-/* Writer: item metadata from an item record's body o (validated when it was accepted). */
+/* Apply thread: item metadata from an item record's body o (validated when it was accepted). */
 static dr_status set_item_meta(dr_srv *s, uint32_t i, const json_t *o, const char *body, dr_error *err) {
     const char *t = json_string_value(json_object_get(o, "title"));
     item_meta *mt = dr__calloc(1, sizeof *mt);
@@ -303,7 +360,7 @@ dr_status dr__srv_check_feature(const dr_srv *s, const char *modality, size_t di
 }
 
 /*
- * Writer: a PUT's features give item i its base latent through the checkpoint's fusion:
+ * Apply thread: a PUT's features give item i its base latent through the checkpoint's fusion:
  * standardised with the training statistics, e = the item's own id embedding (0 for a new
  * item), absent modalities gated off (with mean imputation: the mean, gate open); the item
  * bias of an mf latent is kept (0 for a new item). The adapter learns of the new row when
@@ -360,13 +417,34 @@ static dr_status get_or_add(dr_idmap *m, const char *name, const char *what, uin
     return DR_OK;
 }
 
-/* Writer: one log record into the state; the adapter learns from events when adapt = 1. */
-static dr_status apply_record(dr_srv *s, const dr_store_rec *r, int adapt, dr_error *err) {
+/* Apply thread: one log record into the state; the adapter learns from events when adapt = 1.
+ * *flags: AE_CREATED when an item row was given out; AE_SKIPPED when the record needs a new
+ * row and none is left (or is malformed): it changes nothing but the counts, alike on every
+ * replica (rows are given out in log order). */
+static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t *flags, dr_error *err) {
     uint32_t i, u, n0 = atomic_load_explicit(&s->items.n, memory_order_relaxed);
+    *flags = 0;
+    int ok = r->item && (r->kind == DR_REC_ITEM ? r->body != NULL : r->kind == DR_REC_EVENT && r->user);
+    if (ok && dr__idmap_find(&s->items, r->item, strlen(r->item)) == UINT32_MAX && n0 >= s->items.cap) ok = 0;
+    if (ok && r->kind == DR_REC_EVENT && dr__idmap_find(&s->users, r->user, strlen(r->user)) == UINT32_MAX &&
+        atomic_load_explicit(&s->users.n, memory_order_relaxed) >= s->users.cap)
+        ok = 0;
+    if (!ok) {
+        uint64_t k = atomic_fetch_add_explicit(&s->st_skipped, 1, memory_order_relaxed);
+        if (k % 1000 == 0)
+            dr__log(DR_LOG_WARN, "server: a log record (%s %s) was skipped: %s (%llu so far)",
+                   r->kind == DR_REC_ITEM ? "item" : "event", r->item ? r->item : "?",
+                   r->item ? "no room left for a new user or item" : "malformed", (unsigned long long)k + 1);
+        *flags = AE_SKIPPED;
+        atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
+        return DR_OK;
+    }
     dr_status st = get_or_add(&s->items, r->item, "items", &i, err);
     if (st != DR_OK) return st;
-    if (i >= n0) /* a new row enters use: exact now when the adapter is live, as saved otherwise */
+    if (i >= n0) { /* a new row enters use: exact now when the adapter is live, as saved otherwise */
         dr__adapter_set_active_items(s->ad, i + 1, adapt);
+        *flags |= AE_CREATED;
+    }
     if (r->kind == DR_REC_ITEM) {
         json_error_t je;
         json_t *o = json_loads(r->body, 0, &je);
@@ -389,7 +467,6 @@ static dr_status apply_record(dr_srv *s, const dr_store_rec *r, int adapt, dr_er
         atomic_fetch_add_explicit(&s->st_events, 1, memory_order_relaxed);
         s->events_since_snap += adapt;
     }
-    s->applied_seq = r->seq;
     atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
     return st;
 }
@@ -427,21 +504,45 @@ static void publish(dr_srv *s) {
     publish_popular(s);
 }
 
+/* The store's snapshot list: the adapter in `file` covers the records through pos (records of
+ * them). */
+static dr_status snap_add(dr_srv *s, dr_log_pos pos, uint64_t records, const char *file, dr_error *err) {
+    char at[DR_LOG_POS_MAX];
+    dr__log_pos_format(pos, at);
+    return dr__store_snapshot_add_pos(s->store, at, records, file, err);
+}
+
+
 static dr_status take_snapshot(dr_srv *s, dr_error *err) {
-    if (s->applied_seq <= atomic_load(&s->st_snap_seq) && atomic_load(&s->st_snaps)) return DR_OK;
+    if (s->aseq <= atomic_load(&s->st_snap_seq) && atomic_load(&s->st_snaps)) return DR_OK;
     char name[64];
-    snprintf(name, sizeof name, "adapter-%020llu.state", (unsigned long long)s->applied_seq);
+    snprintf(name, sizeof name, "adapter-%020llu.state", (unsigned long long)s->aseq);
     char *path = dr__path_join(dr__store_dir(s->store), name);
     if (!path) return dr__fail(err, DR_NOMEM, "server: out of memory");
     dr_status st = dr__adapter_save(s->ad, path, err);
     dr__free(path);
-    if (st == DR_OK) st = dr__store_snapshot_add(s->store, s->applied_seq, name, err);
+    if (st == DR_OK) st = snap_add(s, s->apos, s->aseq, name, err);
     if (st == DR_OK) st = dr__store_snapshot_prune(s->store, SNAP_KEEP, err);
     if (st != DR_OK) return st;
-    atomic_store(&s->st_snap_seq, s->applied_seq);
+    atomic_store(&s->st_snap_seq, s->aseq);
     atomic_fetch_add(&s->st_snaps, 1);
     s->events_since_snap = 0;
     return DR_OK;
+}
+
+/* ---------------------------------------------------------------- the ring of applied records */
+
+/* amu held: the entry of the applied record at pos, NULL when it is older than the ring. */
+static const ack_ent *ring_find(const dr_srv *s, dr_log_pos pos) {
+    uint64_t lo = s->ring_n > DR_SRV_ACK_RING ? s->ring_n - DR_SRV_ACK_RING : 0, hi = s->ring_n;
+    while (lo < hi) { /* first entry with pos >= the one asked */
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (dr__log_pos_cmp(s->ring[mid % DR_SRV_ACK_RING].pos, pos) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == s->ring_n) return NULL;
+    const ack_ent *e = &s->ring[lo % DR_SRV_ACK_RING];
+    return dr__log_pos_cmp(e->pos, pos) == 0 ? e : NULL;
 }
 
 /* ---------------------------------------------------------------- the writer */
@@ -462,6 +563,36 @@ static void ticket_needs(dr_srv *s, const ticket *t, uint32_t *nu, uint32_t *ni)
         if (t->kind == T_ITEM) break;
         const char *us = t->ev[k].user;
         if (dr__idmap_find(&s->users, us, strlen(us)) == UINT32_MAX && keyset_add(&s->ks, 0, us)) (*nu)++;
+    }
+}
+
+/* The accepted tickets' answers once the apply thread is through `last` (amu held). */
+static void answer_tickets(dr_srv *s, ticket *batch) {
+    uint64_t total = atomic_load(&s->st_events);
+    for (ticket *t = batch; t; t = t->next) {
+        t->ack.events_total = total;
+        if (!t->accepted) continue;
+        size_t skipped = 0;
+        int created = 0;
+        for (size_t k = t->rec0; k < t->rec0 + t->nrec; k++) {
+            const ack_ent *a = ring_find(s, s->recs.a[k].pos);
+            uint64_t seq = a ? a->seq : 0;
+            if (k == t->rec0) t->ack.first_seq = seq;
+            if (k == t->rec0 + t->nrec - 1) t->ack.last_seq = seq;
+            if (a && (a->flags & AE_SKIPPED)) skipped++;
+            if (a && (a->flags & AE_CREATED)) created = 1;
+        }
+        dr__log_pos_format(s->recs.a[t->rec0 + t->nrec - 1].pos, t->ack.stream_id);
+        t->ack.created = created;
+        if (skipped) {
+            dr_error e;
+            dr__fail(&e, DR_LIMIT, "no room for new users or items when applied (%zu of %zu records "
+                    "skipped: another replica used the last reserved rows; --max-new-users %u, "
+                    "--max-new-items %u)", skipped, t->nrec, s->p.max_new_users, s->p.max_new_items);
+            ticket_fail(t, DR_LIMIT, &e);
+        } else {
+            t->st = DR_OK;
+        }
     }
 }
 
@@ -499,55 +630,53 @@ static void process(dr_srv *s, ticket *batch) {
             continue;
         }
         for (size_t k = 0; k < n; k++) {
-            dr_store_rec r = {0};
+            dr_log_rec r = {0};
             if (t->kind == T_ITEM) {
                 r.kind = DR_REC_ITEM;
                 r.item = t->item;
                 r.body = t->body;
                 r.time = now;
+                r.key = t->key;
             } else {
                 r.kind = DR_REC_EVENT;
                 r.user = t->ev[k].user;
                 r.item = t->ev[k].item;
                 r.time = t->ev[k].has_time ? t->ev[k].time : now;
+                r.key = t->ev[k].key;
             }
             s->recs.a[s->recs.n++] = r;
         }
         t->nrec = n;
     }
+    if (!s->recs.n) return;
     dr_error e = {0};
-    dr_status st = dr__store_append(s->store, s->recs.a, s->recs.n, &e);
+    memset(s->dup, 0, s->recs.n);
+    dr_status st = s->log->vt->append(s->log, s->recs.a, s->recs.n, s->dup, &e);
     if (st != DR_OK) {
+        atomic_fetch_add(&s->st_log_errors, 1);
         dr__log(DR_LOG_ERROR, "server: %s", e.msg);
         for (ticket *t = batch; t; t = t->next)
             if (t->accepted) ticket_fail(t, st, &e);
         return;
     }
-    if (s->recs.n) atomic_fetch_add(&s->st_commits, 1);
-    for (ticket *t = batch; t; t = t->next) {
-        if (!t->accepted) continue;
-        uint32_t before = atomic_load(&s->items.n);
-        for (size_t k = t->rec0; k < t->rec0 + t->nrec && st == DR_OK; k++)
-            st = apply_record(s, &s->recs.a[k], 1, &e);
-        if (st != DR_OK) { /* the log has it; the state does not: refuse further writes */
-            dr__log(DR_LOG_ERROR, "server: applying a logged record failed: %s", e.msg);
-            ticket_fail(t, DR_INTERNAL, &e);
-            pthread_mutex_lock(&s->mu);
-            s->stopping = 1;
-            pthread_mutex_unlock(&s->mu);
-            continue;
-        }
-        t->st = DR_OK;
-        t->ack.first_seq = s->recs.a[t->rec0].seq;
-        t->ack.last_seq = s->recs.a[t->rec0 + t->nrec - 1].seq;
-        t->ack.created = atomic_load(&s->items.n) > before;
+    atomic_fetch_add(&s->st_commits, 1);
+    dr_log_pos last = s->recs.a[0].pos;
+    for (size_t k = 1; k < s->recs.n; k++)
+        if (dr__log_pos_cmp(s->recs.a[k].pos, last) > 0) last = s->recs.a[k].pos;
+    /* the apply thread reads the records back (with whatever other replicas appended) */
+    pthread_mutex_lock(&s->amu);
+    while (dr__log_pos_cmp(s->applied_pos, last) < 0 && !s->broken && !(s->closing && s->log_down))
+        pthread_cond_wait(&s->cv_applied, &s->amu);
+    if (dr__log_pos_cmp(s->applied_pos, last) >= 0) {
+        answer_tickets(s, batch);
+    } else {
+        if (s->broken) e = s->broken_err;
+        else dr__fail(&e, DR_IO, "the records are logged but not applied: the log cannot be read "
+                     "and the server is stopping");
+        for (ticket *t = batch; t; t = t->next)
+            if (t->accepted) ticket_fail(t, s->broken ? DR_INTERNAL : DR_IO, &e);
     }
-    uint64_t total = atomic_load(&s->st_events);
-    for (ticket *t = batch; t; t = t->next) t->ack.events_total = total;
-    if (s->recs.n) publish(s);
-    if (s->p.snapshot_every && s->events_since_snap >= s->p.snapshot_every &&
-        take_snapshot(s, &e) != DR_OK)
-        dr__log(DR_LOG_WARN, "server: snapshot failed: %s", e.msg);
+    pthread_mutex_unlock(&s->amu);
 }
 
 static void *writer_main(void *arg) {
@@ -569,7 +698,14 @@ static void *writer_main(void *arg) {
         if (!s->head) s->tail = NULL;
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
-        process(s, batch);
+        pthread_mutex_lock(&s->amu);
+        int broken = s->broken;
+        dr_error be = s->broken_err;
+        pthread_mutex_unlock(&s->amu);
+        if (broken) /* the state cannot follow the log: nothing more is logged */
+            for (ticket *t = batch; t; t = t->next) ticket_fail(t, DR_INTERNAL, &be);
+        else
+            process(s, batch);
         size_t nt = 0;
         for (ticket *t = batch; t; t = t->next) nt++;
         s->calls.n = 0;
@@ -589,6 +725,209 @@ static void *writer_main(void *arg) {
         for (size_t k = 0; k < s->calls.n; k++) s->calls.a[k].fn(s->calls.a[k].ud);
     }
     return NULL;
+}
+
+/* ---------------------------------------------------------------- the apply thread */
+
+#define FNV_OFF 1469598103934665603ull
+#define FNV_PRIME 1099511628211ull
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t k = 0; k < n; k++) h = (h ^ b[k]) * FNV_PRIME;
+    return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *str) { return fnv(h, str ? str : "", str ? strlen(str) + 1 : 1); }
+
+/* Apply thread: the state's hash at the applied position. */
+static void state_hash(dr_srv *s, dr_srv_state *o) {
+    uint64_t h = FNV_OFF;
+    uint32_t nu = atomic_load(&s->users.n), ni = atomic_load(&s->items.n);
+    h = fnv(h, &nu, sizeof nu);
+    h = fnv(h, &ni, sizeof ni);
+    for (uint32_t i = 0; i < ni; i++) {
+        h = fnv_str(h, s->items.name[i]);
+        item_meta *mt = atomic_load_explicit(&s->meta[i], memory_order_relaxed);
+        h = fnv_str(h, mt ? mt->body : NULL);
+    }
+    for (uint32_t u = 0; u < nu; u++) {
+        const uint32_t *hi;
+        uint32_t n = (uint32_t)user_hist(s, u, &hi);
+        h = fnv_str(h, s->users.name[u]);
+        h = fnv(h, &n, sizeof n);
+        if (n) h = fnv(h, hi, (size_t)n * sizeof *hi);
+    }
+    h = fnv(h, dr__adapter_params_block(s->ad), dr__adapter_n_params(s->ad) * sizeof(float));
+    h = fnv(h, dr__adapter_items(s->ad), (size_t)ni * s->d * sizeof(float));
+    o->last = s->apos;
+    o->records = s->aseq;
+    o->hash = h;
+}
+
+static void answer_queries(dr_srv *s) {
+    pthread_mutex_lock(&s->amu);
+    state_query *q = s->queries;
+    s->queries = NULL;
+    pthread_mutex_unlock(&s->amu);
+    if (!q) return;
+    dr_srv_state st;
+    state_hash(s, &st);
+    pthread_mutex_lock(&s->amu);
+    for (; q; q = q->next) {
+        q->out = st;
+        q->done = 1;
+    }
+    pthread_cond_broadcast(&s->cv_applied);
+    pthread_mutex_unlock(&s->amu);
+}
+
+/* Apply thread: waits up to ms for stop or queries. 1 when stopping. */
+static int apply_pause(dr_srv *s, unsigned ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->amu);
+    while (!s->apply_stop && !s->queries && pthread_cond_timedwait(&s->cv_apply, &s->amu, &ts) == 0) {
+    }
+    int stop = s->apply_stop;
+    pthread_mutex_unlock(&s->amu);
+    return stop;
+}
+
+/* Apply thread: polls the log's tip (at most every 100 ms) for the lag metrics. */
+static void poll_tip(dr_srv *s, double *last) {
+    double t = dr__now_seconds();
+    if (t - *last < 0.1) return;
+    *last = t;
+    dr_log_pos tip;
+    uint64_t recs = 0;
+    dr_error e = {0};
+    if (s->log->vt->tip(s->log, &tip, &recs, &e) == DR_OK) atomic_store(&s->st_tip_records, recs);
+    else atomic_fetch_add(&s->st_log_errors, 1);
+}
+
+static void *apply_main(void *arg) {
+    dr_srv *s = arg;
+    unsigned backoff = 0;
+    int down = 0;
+    double tip_t = 0;
+    for (;;) {
+        answer_queries(s);
+        pthread_mutex_lock(&s->amu);
+        int stop = s->apply_stop, broken = s->broken;
+        pthread_mutex_unlock(&s->amu);
+        if (stop) break;
+        if (broken) { /* readers keep answering from the last good state */
+            apply_pause(s, 1000);
+            continue;
+        }
+        size_t n = 0;
+        dr_error e = {0};
+        dr_status st = s->log->vt->read(s->log, s->apos, DR_SRV_APPLY_BATCH, 200, s->arecs, &n, &e);
+        if (st != DR_OK) {
+            atomic_fetch_add(&s->st_log_errors, 1);
+            backoff = backoff ? (backoff * 2 > 2000 ? 2000 : backoff * 2) : 100;
+            if (!down) {
+                char at[DR_LOG_POS_MAX];
+                dr__log_pos_format(s->apos, at);
+                dr__log(DR_LOG_ERROR, "server: the log cannot be read (%s); applied through %s, "
+                       "retrying with backoff", e.msg, at);
+                down = 1;
+                pthread_mutex_lock(&s->amu);
+                s->log_down = 1;
+                pthread_cond_broadcast(&s->cv_applied);
+                pthread_mutex_unlock(&s->amu);
+            }
+            apply_pause(s, backoff);
+            continue;
+        }
+        if (down) {
+            dr__log(DR_LOG_INFO, "server: the log is readable again");
+            atomic_fetch_add(&s->st_reconnects, 1);
+            down = 0;
+            backoff = 0;
+            pthread_mutex_lock(&s->amu);
+            s->log_down = 0;
+            pthread_mutex_unlock(&s->amu);
+        }
+        size_t done = 0;
+        for (; done < n && st == DR_OK; done++) {
+            st = apply_record(s, &s->arecs[done], 1, &s->aflags[done], &e);
+            if (st != DR_OK) break;
+            s->apos = s->arecs[done].pos;
+            s->aseq++;
+        }
+        if (done) {
+            publish(s);
+            atomic_store(&s->st_applied_ms, s->apos.ms);
+        }
+        dr_error se = {0};
+        if (done && s->p.snapshot_every && s->events_since_snap >= s->p.snapshot_every &&
+            take_snapshot(s, &se) != DR_OK)
+            dr__log(DR_LOG_WARN, "server: snapshot failed: %s", se.msg);
+        pthread_mutex_lock(&s->amu);
+        for (size_t k = 0; k < done; k++) {
+            s->ring[s->ring_n % DR_SRV_ACK_RING] = (ack_ent){s->arecs[k].pos, s->aseq - done + k + 1, s->aflags[k]};
+            s->ring_n++;
+        }
+        s->applied_pos = s->apos;
+        s->applied_seq = s->aseq;
+        if (st != DR_OK) { /* the log has it; the state cannot: stop following, refuse writes */
+            s->broken = 1;
+            dr__fail(&s->broken_err, DR_INTERNAL, "applying a logged record failed: %s", e.msg);
+            dr__log(DR_LOG_ERROR, "server: %s", s->broken_err.msg);
+        }
+        pthread_cond_broadcast(&s->cv_applied);
+        pthread_mutex_unlock(&s->amu);
+        poll_tip(s, &tip_t);
+    }
+    answer_queries(s); /* those queued before apply_stop was set */
+    return NULL;
+}
+
+int dr__srv_wait_applied(dr_srv *s, dr_log_pos pos, uint32_t wait_ms, dr_log_pos *applied) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait_ms / 1000;
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->amu);
+    while (dr__log_pos_cmp(s->applied_pos, pos) < 0 && !s->apply_stop &&
+           pthread_cond_timedwait(&s->cv_applied, &s->amu, &ts) == 0) {
+    }
+    int ok = dr__log_pos_cmp(s->applied_pos, pos) >= 0;
+    if (applied) *applied = s->applied_pos;
+    pthread_mutex_unlock(&s->amu);
+    return ok;
+}
+
+dr_status dr__srv_state(dr_srv *s, dr_srv_state *out, dr_error *err) {
+    if (!s || !out) return dr__fail(err, DR_ARG, "server: NULL argument");
+    state_query q = {0};
+    pthread_mutex_lock(&s->amu);
+    if (s->apply_stop || !s->applier_started) {
+        pthread_mutex_unlock(&s->amu);
+        return dr__fail(err, DR_UNSUPPORTED, "the server is shutting down");
+    }
+    q.next = s->queries;
+    s->queries = &q;
+    pthread_cond_signal(&s->cv_apply);
+    pthread_mutex_unlock(&s->amu);
+    s->log->vt->wake(s->log); /* a read waiting for records returns now */
+    pthread_mutex_lock(&s->amu);
+    while (!q.done) pthread_cond_wait(&s->cv_applied, &s->amu);
+    pthread_mutex_unlock(&s->amu);
+    *out = q.out;
+    return DR_OK;
 }
 
 static dr_status enqueue(dr_srv *s, ticket *t, dr_error *err) {
@@ -637,10 +976,10 @@ dr_status dr__srv_submit(dr_srv *s, const dr_srv_event *ev, size_t n, dr_srv_ack
     return submit(s, &t, ack, err);
 }
 
-dr_status dr__srv_put_item(dr_srv *s, const char *item, const char *body, dr_srv_ack *ack,
-                          dr_error *err) {
+dr_status dr__srv_put_item(dr_srv *s, const char *item, const char *body, const char *key,
+                          dr_srv_ack *ack, dr_error *err) {
     if (!s || !item || !body) return dr__fail(err, DR_ARG, "server: NULL argument");
-    ticket t = {.kind = T_ITEM, .item = item, .body = body, .n = 1};
+    ticket t = {.kind = T_ITEM, .item = item, .body = body, .key = key, .n = 1};
     return submit(s, &t, ack, err);
 }
 
@@ -656,26 +995,14 @@ dr_status dr__srv_submit_async(dr_srv *s, dr_srv_ticket *t, const dr_srv_event *
 }
 
 dr_status dr__srv_put_item_async(dr_srv *s, dr_srv_ticket *t, const char *item, const char *body,
-                                dr_srv_done_fn done, void *ud, dr_error *err) {
+                                const char *key, dr_srv_done_fn done, void *ud, dr_error *err) {
     if (!s || !item || !body) return dr__fail(err, DR_ARG, "server: NULL argument");
-    *t = (ticket){.kind = T_ITEM, .item = item, .body = body, .n = 1, .done_fn = done, .done_ud = ud};
+    *t = (ticket){.kind = T_ITEM, .item = item, .body = body, .key = key, .n = 1, .done_fn = done,
+                  .done_ud = ud};
     return enqueue(s, t, err);
 }
 
 /* ---------------------------------------------------------------- open / close */
-
-typedef struct replay_ctx {
-    dr_srv *s;
-    uint64_t snap_seq;
-} replay_ctx;
-
-static dr_status replay_one(void *ud, const dr_store_rec *r, dr_error *err) {
-    replay_ctx *c = ud;
-    int adapt = r->seq > c->snap_seq;
-    dr_status st = apply_record(c->s, r, adapt, err);
-    if (st == DR_OK && adapt && r->kind == DR_REC_EVENT) atomic_fetch_add(&c->s->st_recovered, 1);
-    return st;
-}
 
 static dr_status make_adapter(dr_srv *s, dr_error *err) {
     dr__adapter_free(s->ad);
@@ -703,20 +1030,23 @@ static dr_status check_folder(dr_srv *s, dr_error *err) {
     return DR_OK;
 }
 
+/* On the opening thread, before the apply thread starts: the newest snapshot that loads, then
+ * the whole log (registries and histories; the adapter after the snapshot's position). */
 static dr_status recover(dr_srv *s, dr_error *err) {
     dr_store_snap snaps[8];
     size_t ns = 0;
     dr_status st = dr__store_snapshots(s->store, snaps, 8, &ns, err);
     if (st != DR_OK) return st;
-    replay_ctx c = {s, 0};
+    dr_log_pos snap = {0, 0};
+    int have_snap = 0;
     for (size_t k = 0; k < ns; k++) {
         char *path = dr__path_join(dr__store_dir(s->store), snaps[k].file);
         dr_error e = {0};
         st = path ? dr__adapter_load(s->ad, path, &e) : dr__fail(&e, DR_NOMEM, "out of memory");
         dr__free(path);
         if (st == DR_OK) {
-            c.snap_seq = snaps[k].seq;
-            atomic_store(&s->st_snap_seq, snaps[k].seq);
+            snap = snaps[k].pos;
+            have_snap = 1;
             break;
         }
         if (st == DR_NOMEM) /* not the snapshot's fault: an older one or a full replay would
@@ -725,18 +1055,37 @@ static dr_status recover(dr_srv *s, dr_error *err) {
         dr__log(DR_LOG_WARN, "server: snapshot %s not used: %s", snaps[k].file, e.msg);
         if ((st = make_adapter(s, err)) != DR_OK) return st; /* a failed load may leave half a state */
     }
-    if ((st = dr__store_scan(s->store, 0, replay_one, &c, err)) != DR_OK) return st;
-    uint64_t n_events = 0, last = 0;
-    if ((st = dr__store_counts(s->store, &n_events, &last, err)) != DR_OK) return st;
-    if (n_events != atomic_load(&s->st_events) || last != s->applied_seq)
-        return dr__fail(err, DR_INTERNAL, "server: replayed %llu events up to %llu, the log has %llu up to %llu",
-                       (unsigned long long)atomic_load(&s->st_events), (unsigned long long)s->applied_seq,
-                       (unsigned long long)n_events, (unsigned long long)last);
-    if (c.snap_seq > last)
+    uint64_t snap_records = 0;
+    for (;;) {
+        size_t n = 0;
+        if ((st = s->log->vt->read(s->log, s->apos, DR_SRV_APPLY_BATCH, 0, s->arecs, &n, err)) != DR_OK)
+            return st;
+        if (!n) break;
+        for (size_t k = 0; k < n; k++) {
+            const dr_log_rec *r = &s->arecs[k];
+            int adapt = dr__log_pos_cmp(r->pos, snap) > 0;
+            if ((st = apply_record(s, r, adapt, &s->aflags[k], err)) != DR_OK) return st;
+            if (adapt && r->kind == DR_REC_EVENT && !(s->aflags[k] & AE_SKIPPED))
+                atomic_fetch_add(&s->st_recovered, 1);
+            s->apos = r->pos;
+            s->aseq++;
+            s->ring[s->ring_n++ % DR_SRV_ACK_RING] = (ack_ent){r->pos, s->aseq, s->aflags[k]};
+            if (!adapt) snap_records = s->aseq;
+        }
+    }
+    if (have_snap && dr__log_pos_cmp(snap, s->apos) > 0)
         return dr__fail(err, DR_FORMAT, "%s: the newest snapshot is ahead of the log", dr__store_dir(s->store));
-    dr__log(DR_LOG_INFO, "server: %llu events in the log, %llu replayed into the adapter after the snapshot at %llu",
-           (unsigned long long)n_events, (unsigned long long)atomic_load(&s->st_recovered),
-           (unsigned long long)c.snap_seq);
+    if (have_snap) atomic_store(&s->st_snap_seq, snap_records);
+    s->applied_pos = s->apos;
+    s->applied_seq = s->aseq;
+    atomic_store(&s->st_applied_ms, s->apos.ms);
+    char at[DR_LOG_POS_MAX], sp[DR_LOG_POS_MAX];
+    dr__log_pos_format(s->apos, at);
+    dr__log_pos_format(snap, sp);
+    dr__log(DR_LOG_INFO, "server: %llu records (%llu events) in the log through %s, %llu events replayed "
+           "into the adapter after the snapshot at %s", (unsigned long long)s->aseq,
+           (unsigned long long)atomic_load(&s->st_events), at,
+           (unsigned long long)atomic_load(&s->st_recovered), sp);
     publish(s);
     return DR_OK;
 }
@@ -764,6 +1113,9 @@ dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, 
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_work, NULL);
     pthread_cond_init(&s->cv_done, NULL);
+    pthread_mutex_init(&s->amu, NULL);
+    pthread_cond_init(&s->cv_applied, NULL);
+    pthread_cond_init(&s->cv_apply, NULL);
     uint32_t cu = nbu + p->max_new_users, ci = nbi + p->max_new_items;
     if (dr__idmap_init(&s->users, cu) != DR_OK || dr__idmap_init(&s->items, ci) != DR_OK) goto fail;
     s->users.n_base = nbu;
@@ -780,8 +1132,12 @@ dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, 
     while (ksz < 4u * (2u * DR_SRV_WRITER_BATCH + 2u)) ksz *= 2;
     s->ks.e = dr__calloc(ksz, sizeof *s->ks.e);
     s->ks.mask = ksz - 1;
+    s->arecs = dr__calloc(DR_SRV_APPLY_BATCH, sizeof *s->arecs);
+    s->aflags = dr__calloc(DR_SRV_APPLY_BATCH, 1);
+    s->dup = dr__calloc(DR_SRV_WRITER_BATCH, 1);
+    s->ring = dr__calloc(DR_SRV_ACK_RING, sizeof *s->ring);
     if (!s->hist || !s->meta || !s->z || !s->cold || !s->basepop || !s->pscore || !s->wctx || !s->wh ||
-        !s->ks.e)
+        !s->ks.e || !s->arecs || !s->aflags || !s->dup || !s->ring)
         goto fail;
     for (uint32_t u = 0; u < nbu; u++) {
         const char *id = dr_model_user_id(m, u);
@@ -842,7 +1198,20 @@ dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, 
     if ((st = make_adapter(s, err)) != DR_OK) goto fail;
     if ((st = dr__store_open(p->data_dir, p->durable, &s->store, err)) != DR_OK) goto fail;
     if ((st = check_folder(s, err)) != DR_OK) goto fail;
+    dr_log_params lp = dr__log_default_params();
+    lp.spec = p->log;
+    lp.dir = p->data_dir;
+    lp.durable = p->durable;
+    lp.dedup_ttl = p->idempotency_ttl;
+    if ((st = dr__log_open(&lp, &s->log, err)) != DR_OK) goto fail;
     if ((st = recover(s, err)) != DR_OK) goto fail;
+    if (pthread_create(&s->applier, NULL, apply_main, s) != 0) {
+        st = dr__fail(err, DR_INTERNAL, "server: cannot start the apply thread");
+        goto fail;
+    }
+    pthread_mutex_lock(&s->amu);
+    s->applier_started = 1;
+    pthread_mutex_unlock(&s->amu);
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
         st = dr__fail(err, DR_INTERNAL, "server: cannot start the writer thread");
         goto fail;
@@ -859,15 +1228,29 @@ fail:
 void dr__srv_close(dr_srv *s) {
     if (!s) return;
     if (s->writer_started) {
+        pthread_mutex_lock(&s->amu);
+        s->closing = 1; /* a writer waiting on an unreadable log gives up */
+        pthread_cond_broadcast(&s->cv_applied);
+        pthread_mutex_unlock(&s->amu);
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
         pthread_cond_signal(&s->cv_work);
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->writer, NULL); /* the writer empties the queue first */
+    }
+    if (s->applier_started) {
+        pthread_mutex_lock(&s->amu);
+        s->apply_stop = 1;
+        pthread_cond_broadcast(&s->cv_apply);
+        pthread_cond_broadcast(&s->cv_applied);
+        pthread_mutex_unlock(&s->amu);
+        s->log->vt->wake(s->log);
+        pthread_join(s->applier, NULL);
         dr_error e = {0};
-        if (s->p.final_snapshot && s->events_since_snap && take_snapshot(s, &e) != DR_OK)
+        if (s->p.final_snapshot && s->events_since_snap && !s->broken && take_snapshot(s, &e) != DR_OK)
             dr__log(DR_LOG_WARN, "server: final snapshot failed: %s", e.msg);
     }
+    dr__log_close(s->log);
     dr__store_close(s->store);
     dr__adapter_free(s->ad);
     dr__topk_scratch_free(s->pts);
@@ -900,6 +1283,13 @@ void dr__srv_close(dr_srv *s) {
     dr__free(s->fact);
     dr__free(s->frow);
     dr__free(s->ks.e);
+    dr__free(s->arecs);
+    dr__free(s->aflags);
+    dr__free(s->dup);
+    dr__free(s->ring);
+    pthread_mutex_destroy(&s->amu);
+    pthread_cond_destroy(&s->cv_applied);
+    pthread_cond_destroy(&s->cv_apply);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_work);
     pthread_cond_destroy(&s->cv_done);
@@ -1020,7 +1410,7 @@ void dr__srv_get_stats(const dr_srv *s, dr_srv_stats *o) {
     memset(o, 0, sizeof *o);
     o->events_total = atomic_load(&m->st_events);
     o->log_records = atomic_load(&m->st_records);
-    o->log_bytes = dr__store_bytes(s->store);
+    o->log_bytes = s->log->vt->bytes(s->log);
     o->commits = atomic_load(&m->st_commits);
     o->adapter_updates = atomic_load(&m->st_updates);
     o->snapshots = atomic_load(&m->st_snaps);
@@ -1033,4 +1423,12 @@ void dr__srv_get_stats(const dr_srv *s, dr_srv_stats *o) {
     o->max_new_users = s->p.max_new_users;
     o->max_new_items = s->p.max_new_items;
     o->clock = atomic_load(&m->clock);
+    o->skipped = atomic_load(&m->st_skipped);
+    o->log_errors = atomic_load(&m->st_log_errors);
+    o->log_reconnects = atomic_load(&m->st_reconnects);
+    uint64_t tip = atomic_load(&m->st_tip_records);
+    o->lag_records = tip > o->log_records ? tip - o->log_records : 0;
+    uint64_t ms = atomic_load(&m->st_applied_ms);
+    double age = ms ? dr__now_seconds() - (double)ms / 1000.0 : 0.0;
+    o->lag_seconds = o->lag_records && age > 0 ? age : 0.0;
 }

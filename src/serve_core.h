@@ -1,19 +1,21 @@
 /*
  * serve_core.h - the serving core (internal): the model, the online adapter, the id registries,
- * the users' histories, the event log and the writer thread. No sockets: serve_routes.c turns
- * HTTP requests into these calls and serve_http.c connects serve_routes.c to libmicrohttpd.
- * See serve_core.c.
+ * the users' histories, the event log (serve_log.h, any kind), the writer thread and the apply
+ * thread. No sockets: serve_routes.c turns HTTP requests into these calls and serve_http.c
+ * connects serve_routes.c to libmicrohttpd. See serve_core.c.
  *
  * Threads: dr__srv_submit / dr__srv_put_item may be called from any number of threads (they
- * queue work for the one writer thread and wait until it is durable and applied); readers
- * (dr__srv_recommend, dr__srv_user_info, the dr__srv_item_* and dr__srv_find_item lookups,
- * dr__srv_get_stats) never take a lock the writer holds while it works, each with its own
- * dr_srv_worker where it needs scratch.
+ * queue work for the one writer thread, which appends to the log, and wait until the apply
+ * thread has applied it); readers (dr__srv_recommend, dr__srv_user_info, the dr__srv_item_*
+ * and dr__srv_find_item lookups, dr__srv_get_stats) never take a lock the apply thread holds
+ * while it works, each with its own dr_srv_worker where it needs scratch. dr__srv_wait_applied
+ * and dr__srv_state wait (bounded) for the apply thread.
  */
 #ifndef DR_SERVE_CORE_H
 #define DR_SERVE_CORE_H
 
 #include "adapter.h"
+#include "serve_log.h"
 #include "serve_store.h"
 #include "topk.h"
 
@@ -25,15 +27,18 @@ typedef struct dr_srv_params {
     uint64_t snapshot_every;   /* events between adapter snapshots (10000); 0 = only on close */
     int durable;               /* 1: every commit is fsynced (synchronous=FULL) */
     int final_snapshot;        /* 1: dr__srv_close writes a snapshot (tests turn it off) */
-    dr_adapter_params adapter; /* publish_every is forced to 0 (the writer publishes per batch) */
+    dr_adapter_params adapter; /* publish_every is forced to 0 (the apply thread publishes per batch) */
+    const char *log;           /* the log's spec (serve_log.h): NULL or "sqlite" = the folder's */
+    uint32_t idempotency_ttl;  /* seconds an idempotency key is remembered (86400) */
 } dr_srv_params;
 
 dr_srv_params dr__srv_default_params(void);
 
 typedef struct dr_srv dr_srv;
 
-/* Opens the state folder, loads the newest usable snapshot, replays the log after it and
- * starts the writer. m is borrowed (a dot-product model loaded from a checkpoint). */
+/* Opens the state folder and the log, loads the newest usable snapshot, replays the log (all of
+ * it into registries and histories, what follows the snapshot into the adapter too) and starts
+ * the writer and the apply thread. m is borrowed (a dot-product model loaded from a checkpoint). */
 dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, dr_error *err);
 /* Applies what is queued, writes the final snapshot (params), stops the writer, frees. */
 void dr__srv_close(dr_srv *s);
@@ -42,23 +47,29 @@ typedef struct dr_srv_event {
     const char *user, *item; /* non-empty, at most DR_SRV_ID_MAX bytes, valid UTF-8 */
     int64_t time;            /* UNIX seconds */
     int has_time;            /* 0: the writer stamps the time of the commit */
+    const char *key;         /* idempotency key (serve_log.h) or NULL */
 } dr_srv_event;
 
 typedef struct dr_srv_ack {
-    uint64_t first_seq, last_seq; /* log positions of the request's records */
-    uint64_t events_total;        /* events in the log after the commit */
+    uint64_t first_seq, last_seq; /* record numbers (1-based, in log order) of the request's
+                                     first and last records; a duplicate's are the original's
+                                     (0 when the original is too old to be mapped) */
+    uint64_t events_total;        /* events applied after the request's records */
     int created;                  /* dr__srv_put_item: 1 when the item was new */
+    char stream_id[DR_LOG_POS_MAX]; /* the last record's log position, formatted */
 } dr_srv_ack;
 
-/* Logs ev[0..n) durably and applies them to the adapter, in one commit shared with whatever
- * else is queued; returns when done. DR_LIMIT: no room for new users or items; DR_IO: the
- * log could not be written (nothing was applied); DR_UNSUPPORTED: the server is stopping. */
+/* Logs ev[0..n) durably and applies them to the adapter, in one append shared with whatever
+ * else is queued; returns when the apply thread has applied them. DR_LIMIT: no room for new
+ * users or items (before logging; or, when another replica took the rows first, at apply
+ * time: the records are skipped); DR_IO: the log could not be written (nothing was applied);
+ * DR_UNSUPPORTED: the server is stopping; DR_INTERNAL: the state cannot follow the log. */
 dr_status dr__srv_submit(dr_srv *s, const dr_srv_event *ev, size_t n, dr_srv_ack *ack,
                         dr_error *err);
 /* Logs and applies an item record; body is the JSON object {"title", "attributes",
  * "features"} already validated by the caller (serve_routes.c). */
-dr_status dr__srv_put_item(dr_srv *s, const char *item, const char *body, dr_srv_ack *ack,
-                          dr_error *err);
+dr_status dr__srv_put_item(dr_srv *s, const char *item, const char *body, const char *key,
+                          dr_srv_ack *ack, dr_error *err);
 /* 1 when the checkpoint fuses modality features (a PUT's features then set the item's base
  * latent through the fusion; serve_core.c), else 0 (features are only kept). */
 int dr__srv_fuses(const dr_srv *s);
@@ -78,7 +89,7 @@ void dr__srv_ticket_free(dr_srv_ticket *t);
 dr_status dr__srv_submit_async(dr_srv *s, dr_srv_ticket *t, const dr_srv_event *ev, size_t n,
                               dr_srv_done_fn done, void *ud, dr_error *err);
 dr_status dr__srv_put_item_async(dr_srv *s, dr_srv_ticket *t, const char *item, const char *body,
-                                dr_srv_done_fn done, void *ud, dr_error *err);
+                                const char *key, dr_srv_done_fn done, void *ud, dr_error *err);
 dr_status dr__srv_ticket_result(const dr_srv_ticket *t, dr_srv_ack *ack, dr_error *err);
 
 /* ---- readers */
@@ -107,11 +118,25 @@ uint32_t dr__srv_find_item(const dr_srv *s, const char *item);
 /* 0 when unknown; else 1 with the history length and the events received for the user. */
 int dr__srv_user_info(const dr_srv *s, const char *user, uint32_t *history, uint32_t *events);
 
+/* Waits up to wait_ms until the apply thread has applied through pos; 1 when it has, else 0.
+ * *applied (may be NULL): the applied position when it returns. */
+int dr__srv_wait_applied(dr_srv *s, dr_log_pos pos, uint32_t wait_ms, dr_log_pos *applied);
+
+typedef struct dr_srv_state {
+    dr_log_pos last;  /* the applied position */
+    uint64_t records; /* records applied (the last one's record number) */
+    uint64_t hash;    /* registries, histories, item metadata, adapter parameters and latents */
+} dr_srv_state;
+/* The state's hash at one applied position, computed by the apply thread between batches (the
+ * caller waits). Two replicas at the same position have the same hash. DR_UNSUPPORTED when
+ * the server is stopping. */
+dr_status dr__srv_state(dr_srv *s, dr_srv_state *out, dr_error *err);
+
 typedef struct dr_srv_stats {
-    uint64_t events_total;     /* event records in the log */
-    uint64_t log_records;      /* all records (events and items) */
+    uint64_t events_total;     /* event records applied */
+    uint64_t log_records;      /* records applied (events and items; skipped ones included) */
     uint64_t log_bytes;
-    uint64_t commits;          /* group commits (fsyncs) since start */
+    uint64_t commits;          /* appends (group commits) since start */
     uint64_t adapter_updates;  /* dr__adapter_update calls since start (replay included) */
     uint64_t snapshots;        /* snapshots written since start */
     uint64_t snapshot_seq;     /* log position of the newest snapshot */
@@ -119,6 +144,12 @@ typedef struct dr_srv_stats {
     uint32_t users, items;     /* known ids (model + new) */
     uint32_t new_users, new_items, max_new_users, max_new_items;
     int64_t clock;             /* time of the newest event */
+    uint64_t skipped;          /* records skipped at apply time (no room; the same everywhere) */
+    uint64_t lag_records;      /* records in the log not yet applied (as of the last tip poll) */
+    double lag_seconds;        /* age of the newest applied record when behind (0: not behind or
+                                  the log keeps no append time) */
+    uint64_t log_errors;       /* failed log calls (append, read, tip) */
+    uint64_t log_reconnects;   /* reads that succeeded after failures */
 } dr_srv_stats;
 void dr__srv_get_stats(const dr_srv *s, dr_srv_stats *out);
 

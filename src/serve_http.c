@@ -75,6 +75,7 @@ dr_httpd_params dr_httpd_default_params(void) {
     p.snapshot_every = sp.snapshot_every;
     p.durable = 1;
     p.drain_seconds = 30;
+    p.idempotency_ttl = sp.idempotency_ttl;
     return p;
 }
 
@@ -186,7 +187,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!w) return MHD_NO;
     dr_route_req rq = {method, url, get_arg, c,
                       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), rc->body,
-                      rc->len};
+                      rc->len, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key")};
     dr_route_resp r;
     dr_routes_pending *p = NULL;
     dr__routes_start(s->routes, w, &rq, &r, &p);
@@ -259,6 +260,8 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     sp.max_new_users = p->max_new_users;
     sp.snapshot_every = p->snapshot_every;
     sp.durable = p->durable;
+    sp.log = p->log;
+    sp.idempotency_ttl = p->idempotency_ttl;
     if ((st = dr__srv_open(s->model, &sp, &s->srv, err)) != DR_OK) goto fail;
     dr_routes_params rp = {p->api_key, p->public_read, p->max_body, s->model};
     if ((st = dr__routes_create(s->srv, &rp, &s->routes, err)) != DR_OK) goto fail;

@@ -28,7 +28,8 @@ void dr__log_pos_format(dr_log_pos p, char out[DR_LOG_POS_MAX]);
 int dr__log_pos_parse(const char *s, dr_log_pos *out); /* 0 ok, -1 malformed */
 int dr__log_pos_cmp(dr_log_pos a, dr_log_pos b);     /* <0, 0, >0 */
 
-/* DR_REC_EVENT | DR_REC_ITEM: serve_store.h (to move here when the store becomes the sqlite kind) */
+/* What a record holds: an event (user, item, time) or an item (PUT /v1/items: item, body). */
+enum { DR_REC_EVENT = 0, DR_REC_ITEM = 1 };
 
 typedef struct dr_log_rec {
     dr_log_pos pos;   /* set by append (the record's, or the original's for a duplicate) and read */
@@ -81,8 +82,12 @@ typedef struct dr_log_vt {
 DR_LOG_TABLE(DR_LOG_EXTERN)
 #undef DR_LOG_EXTERN
 
-/* Opens the kind whose accepts() takes p->spec; DR_ARG naming the known forms otherwise. */
+/* Opens the kind whose accepts() takes p->spec; DR_ARG naming the known forms otherwise.
+ * Defined in serve_log_kinds.c (the registry lives apart from serve_log.c, which every kind
+ * calls, as model_kinds.c does for the model kinds: no cycle between the files). */
 dr_status dr__log_open(const dr_log_params *p, dr_log **out, dr_error *err);
+/* Closes l (NULL is fine) through its kind. */
+void dr__log_close(dr_log *l);
 
 /* Every dr_log starts with its vtable, so the generic calls need no per-kind code. */
 struct dr_log {

@@ -50,6 +50,7 @@
     X("GET",  "/v1/users/{user}",                          "user",            get_user)        \
     X("PUT",  "/v1/items/{item}",                          "item_put",        item_start)      \
     X("GET",  "/v1/items/{item}",                          "item_get",        get_item)        \
+    X("GET",  "/v1/state",                                 "state",           get_state)       \
     X("GET",  "/healthz",                                  "healthz",         get_health)      \
     X("GET",  "/metrics",                                  "metrics",         metrics_text)
 
@@ -67,7 +68,7 @@ static const char *const route_name[R_COUNT] = {
 
 /* ---------------------------------------------------------------- metrics */
 
-static const int codes[] = {200, 201, 400, 401, 404, 405, 413, 500, 501, 503, 507};
+static const int codes[] = {200, 201, 400, 401, 404, 405, 413, 500, 501, 503, 504, 507};
 #define N_CODES (sizeof codes / sizeof codes[0])
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                  0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
@@ -383,6 +384,7 @@ struct dr_routes_pending {
     dr_srv_event *ev;     /* (n) */
     size_t n, n_feat;
     char *item, *body;    /* PUT: the item id (owned) and the canonical body (jansson's) */
+    char **keys;          /* (n) idempotency keys (owned; NULL entries: none) */
     dr_srv_ticket *t;
     int async;
     dr_status st;         /* outcome */
@@ -393,6 +395,8 @@ struct dr_routes_pending {
 void dr__routes_pending_free(dr_routes_pending *p) {
     if (!p) return;
     json_decref(p->root);
+    for (size_t k = 0; p->keys && k < p->n; k++) dr__free(p->keys[k]);
+    dr__free(p->keys);
     dr__free(p->ev);
     dr__free(p->item);
     free(p->body); /* jansson's allocator */
@@ -423,13 +427,30 @@ static dr_status events_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_f
 static void events_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
                           dr_route_resp *resp) {
     out_reset(w);
-    out(w, "{\"accepted\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,\"events_total\":%llu}", p->n,
-        (unsigned long long)p->ack.first_seq, (unsigned long long)p->ack.last_seq,
-        (unsigned long long)p->ack.events_total);
+    out(w, "{\"accepted\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,\"stream_id\":\"%s\","
+        "\"events_total\":%llu}", p->n, (unsigned long long)p->ack.first_seq,
+        (unsigned long long)p->ack.last_seq, p->ack.stream_id, (unsigned long long)p->ack.events_total);
     respond(w, resp, 200);
 }
 
 static const write_ops events_ops = {events_submit, events_finish};
+
+/* The Idempotency-Key header: 1 when absent or usable, else 0 with the response set. */
+static int idem_ok(dr_routes_worker *w, dr_route_resp *resp, const dr_route_req *rq) {
+    const char *bad = rq->idem_key ? id_problem(rq->idem_key, strlen(rq->idem_key)) : NULL;
+    if (bad) error_resp(w, resp, 400, "Idempotency-Key: %s", bad);
+    return !bad;
+}
+
+/* "PREFIX" "a" (":" index when index >= 0), owned; NULL when out of memory. */
+static char *make_key(const char *prefix, const char *a, long index) {
+    size_t n = strlen(prefix) + strlen(a) + 24;
+    char *k = dr__malloc(n);
+    if (!k) return NULL;
+    if (index >= 0) snprintf(k, n, "%s%s:%ld", prefix, a, index);
+    else snprintf(k, n, "%s%s", prefix, a);
+    return k;
+}
 
 /* POST /v1/events */
 static dr_routes_pending *events_start(dr_routes *r, dr_routes_worker *w, const route_call *c,
@@ -461,10 +482,11 @@ static dr_routes_pending *events_start(dr_routes *r, dr_routes_worker *w, const 
         error_resp(w, resp, 413, "events: %zu events, at most %u per request", n, DR_HTTP_MAX_EVENTS);
         goto fail;
     }
+    if (!idem_ok(w, resp, c->rq)) goto fail;
     if (!(p = pending_new(w, c, resp, &events_ops))) goto fail;
     p->root = root;
     p->n = n;
-    if (!(p->ev = dr__calloc(n, sizeof *p->ev))) {
+    if (!(p->ev = dr__calloc(n, sizeof *p->ev)) || !(p->keys = dr__calloc(n, sizeof *p->keys))) {
         error_resp(w, resp, 500, "out of memory");
         goto fail;
     }
@@ -490,6 +512,22 @@ static dr_routes_pending *events_start(dr_routes *r, dr_routes_worker *w, const 
                 goto fail;
             }
             ev->time = (int64_t)json_integer_value(t);
+        }
+        /* idempotency: the event's own id wins over the request's key */
+        json_t *eid = json_object_get(e, "event_id");
+        if (eid && !json_is_null(eid)) {
+            const char *id = id_field(w, resp, e, where, "event_id");
+            if (!id) goto fail;
+            p->keys[k] = make_key("e:", id, -1);
+        } else if (c->rq->idem_key) {
+            p->keys[k] = make_key("r:", c->rq->idem_key, (long)k);
+        }
+        if ((eid && !json_is_null(eid)) || c->rq->idem_key) {
+            if (!p->keys[k]) {
+                error_resp(w, resp, 500, "out of memory");
+                goto fail;
+            }
+            ev->key = p->keys[k];
         }
     }
     return p;
@@ -579,6 +617,28 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         error_resp(w, resp, 501, "explanations are not available: the server has no model");
         return NULL;
     }
+    /* ?after=POS: read your writes on any replica (bounded by ?wait_ms) */
+    const char *after = rq->arg ? rq->arg(rq->arg_ud, "after") : NULL;
+    const char *wms = rq->arg ? rq->arg(rq->arg_ud, "wait_ms") : NULL;
+    uint32_t wait_ms = DR_SRV_WAIT_MS_DEFAULT;
+    if (wms && (!dr__parse_u32(wms, strlen(wms), &wait_ms) || wait_ms > DR_SRV_WAIT_MS_MAX)) {
+        error_resp(w, resp, 400, "wait_ms: must be an integer in 0..%u", DR_SRV_WAIT_MS_MAX);
+        return NULL;
+    }
+    if (after) {
+        dr_log_pos want, have;
+        if (dr__log_pos_parse(after, &want) != 0) {
+            error_resp(w, resp, 400, "after: expected a stream id (\"MS-SEQ\" or \"SEQ\")");
+            return NULL;
+        }
+        if (!dr__srv_wait_applied(r->srv, want, wait_ms, &have)) {
+            char hs[DR_LOG_POS_MAX], ws[DR_LOG_POS_MAX];
+            dr__log_pos_format(have, hs);
+            dr__log_pos_format(want, ws);
+            error_resp(w, resp, 504, "replica is behind: applied %s, asked %s", hs, ws);
+            return NULL;
+        }
+    }
     dr_srv_recs rec;
     dr_error e = {0};
     dr_status st = dr__srv_recommend(r->srv, w->sw, user, k, &rec, &e);
@@ -620,6 +680,25 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         out_lit(w, "]");
     }
     out_lit(w, "}");
+    respond(w, resp, 200);
+    return NULL;
+}
+
+/* GET /v1/state */
+static dr_routes_pending *get_state(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                    dr_route_resp *resp) {
+    dr_srv_state st;
+    dr_error e = {0};
+    dr_status rc = dr__srv_state(r->srv, &st, &e);
+    if (rc != DR_OK) {
+        error_resp(w, resp, status_of(rc), "%s", e.msg);
+        return NULL;
+    }
+    char id[DR_LOG_POS_MAX];
+    dr__log_pos_format(st.last, id);
+    out_reset(w);
+    out(w, "{\"last_id\":\"%s\",\"records\":%llu,\"state_hash\":\"%016llx\"}", id,
+        (unsigned long long)st.records, (unsigned long long)st.hash);
     respond(w, resp, 200);
     return NULL;
 }
@@ -789,8 +868,9 @@ bad:
 }
 
 static dr_status item_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
-    return done ? dr__srv_put_item_async(r->srv, p->t, p->item, p->body, done, ud, &p->err)
-                : dr__srv_put_item(r->srv, p->item, p->body, &p->ack, &p->err);
+    const char *key = p->keys ? p->keys[0] : NULL;
+    return done ? dr__srv_put_item_async(r->srv, p->t, p->item, p->body, key, done, ud, &p->err)
+                : dr__srv_put_item(r->srv, p->item, p->body, key, &p->ack, &p->err);
 }
 
 static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
@@ -806,9 +886,9 @@ static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pendi
      * one they are kept in the log and the latent is unchanged */
     int used = p->n_feat && dr__srv_fuses(r->srv);
     out(w, ",\"created\":%s,\"new\":%s,\"cold\":%s,\"features_stored\":%zu,\"features_used\":%s,"
-        "\"seq\":%llu}", p->ack.created ? "true" : "false", is_new ? "true" : "false",
+        "\"seq\":%llu,\"stream_id\":\"%s\"}", p->ack.created ? "true" : "false", is_new ? "true" : "false",
         is_new && !used ? "true" : "false", p->n_feat, used ? "true" : "false",
-        (unsigned long long)p->ack.first_seq);
+        (unsigned long long)p->ack.first_seq, p->ack.stream_id);
     respond(w, resp, p->ack.created ? 201 : 200);
 }
 
@@ -823,13 +903,19 @@ static dr_routes_pending *item_start(dr_routes *r, dr_routes_worker *w, const ro
     json_t *canon = item_body(r, w, resp, root);
     json_decref(root);
     if (!canon) return NULL;
+    if (!idem_ok(w, resp, c->rq)) {
+        json_decref(canon);
+        return NULL;
+    }
     dr_routes_pending *p = pending_new(w, c, resp, &item_ops);
     if (p) {
         p->body = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
         p->n_feat = json_object_size(json_object_get(canon, "features"));
         p->item = dr__strdup(item);
         p->n = 1;
-        if (!p->body || !p->item) {
+        if (c->rq->idem_key && (p->keys = dr__calloc(1, sizeof *p->keys)) != NULL)
+            p->keys[0] = make_key("r:", c->rq->idem_key, 0);
+        if (!p->body || !p->item || (c->rq->idem_key && (!p->keys || !p->keys[0]))) {
             dr__routes_pending_free(p);
             p = NULL;
             error_resp(w, resp, 500, "out of memory");
@@ -870,11 +956,11 @@ static dr_routes_pending *metrics_text(dr_routes *r, dr_routes_worker *w, const 
 #define METRIC(name, type, help, fmt, v) out(w, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " " fmt "\n", v)
     METRIC("dynrec_http_unauthorized_total", "counter", "Requests refused with 401 (missing or wrong API key).", "%llu",
            (unsigned long long)atomic_load(&r->unauthorized));
-    METRIC("dynrec_events_total", "counter", "Events in the event log (received since the state folder was created, recovered ones included).", "%llu",
+    METRIC("dynrec_events_total", "counter", "Events applied from the event log (recovered ones included).", "%llu",
            (unsigned long long)s.events_total);
-    METRIC("dynrec_log_records", "gauge", "Records in the event log (events and item records).", "%llu", (unsigned long long)s.log_records);
+    METRIC("dynrec_log_records", "gauge", "Records applied from the event log (events and item records; skipped ones included).", "%llu", (unsigned long long)s.log_records);
     METRIC("dynrec_log_bytes", "gauge", "Size of the event log on disk (database and WAL).", "%llu", (unsigned long long)s.log_bytes);
-    METRIC("dynrec_log_commits_total", "counter", "Group commits (one fsync each) since start.", "%llu", (unsigned long long)s.commits);
+    METRIC("dynrec_log_commits_total", "counter", "Appends to the event log (group commits) since start.", "%llu", (unsigned long long)s.commits);
     METRIC("dynrec_adapter_updates_total", "counter", "Adapter updates since start (replay included).", "%llu", (unsigned long long)s.adapter_updates);
     METRIC("dynrec_recovered_events", "gauge", "Events replayed into the adapter at start (after the snapshot).", "%llu", (unsigned long long)s.recovered_events);
     METRIC("dynrec_snapshots_total", "counter", "Adapter snapshots written since start.", "%llu", (unsigned long long)s.snapshots);
@@ -885,6 +971,11 @@ static dr_routes_pending *metrics_text(dr_routes *r, dr_routes_worker *w, const 
     METRIC("dynrec_new_items_capacity", "gauge", "Rows reserved for new items (--max-new-items).", "%u", s.max_new_items);
     METRIC("dynrec_new_users", "gauge", "Users created from events.", "%u", s.new_users);
     METRIC("dynrec_new_users_capacity", "gauge", "Rows reserved for new users (--max-new-users).", "%u", s.max_new_users);
+    METRIC("dynrec_apply_lag_records", "gauge", "Records in the log not yet applied by this replica.", "%llu", (unsigned long long)s.lag_records);
+    METRIC("dynrec_apply_lag_seconds", "gauge", "Age of the newest applied record when behind (0 when not behind or unknown).", "%.3f", s.lag_seconds);
+    METRIC("dynrec_apply_skipped_total", "counter", "Log records skipped when applied (no room left for a new user or item).", "%llu", (unsigned long long)s.skipped);
+    METRIC("dynrec_log_errors_total", "counter", "Failed log calls (append, read, tip).", "%llu", (unsigned long long)s.log_errors);
+    METRIC("dynrec_log_reconnects_total", "counter", "Times the log was readable again after failures.", "%llu", (unsigned long long)s.log_reconnects);
     METRIC("dynrec_uptime_seconds", "gauge", "Seconds since start.", "%.3f", dr__now_seconds() - r->t_start);
 #undef METRIC
     respond(w, resp, 200);

@@ -25,6 +25,7 @@ typedef struct dr_route_req {
     const char *auth;      /* Authorization header or NULL */
     const char *body;      /* may hold any bytes; not NUL-terminated */
     size_t body_len;
+    const char *idem_key;  /* Idempotency-Key header or NULL */
 } dr_route_req;
 
 typedef struct dr_route_resp {

@@ -1,8 +1,10 @@
 /*
  * serve_store.c - the durable event log of the server: SQLite in WAL mode.
  *
- * DESIGN: one database file dir/events.db with three tables: log (seq INTEGER PRIMARY KEY =
- * the rowid, kind, user, item, time, body), snapshots (seq, file) and meta (key, value).
+ * DESIGN: one database file dir/events.db with four tables: log (seq INTEGER PRIMARY KEY =
+ * the rowid, kind, user, item, time, body), snapshots (seq, file, pos, records), meta (key,
+ * value) and idem (key, seq, expires: the idempotency keys of the sqlite kind of log).
+ * Folders from before pos/records get the columns added on open (ALTER TABLE).
  * WAL mode with synchronous=FULL: a COMMIT returns after the WAL is fsynced, so a record is
  * durable when dr__store_append returns. Group commit is the caller's job: the server's writer
  * thread appends everything that queued up while the previous commit was in flight in ONE
@@ -25,12 +27,16 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct dr_store {
     sqlite3 *db;
     char *dir, *path, *wal;
     sqlite3_stmt *ins, *scan, *count, *last;
+    sqlite3_stmt *read, *tip, *idem_get, *idem_put, *idem_purge;
+    DR_VEC(char) rbuf; /* the strings of the last dr__store_log_read */
+    uint32_t since_purge;
     _Atomic uint64_t bytes;
 };
 
@@ -69,11 +75,36 @@ void dr__store_close(dr_store *s) {
     sqlite3_finalize(s->scan);
     sqlite3_finalize(s->count);
     sqlite3_finalize(s->last);
+    sqlite3_finalize(s->read);
+    sqlite3_finalize(s->tip);
+    sqlite3_finalize(s->idem_get);
+    sqlite3_finalize(s->idem_put);
+    sqlite3_finalize(s->idem_purge);
     if (s->db) sqlite3_close(s->db);
+    dr_vec_free(&s->rbuf);
     dr__free(s->dir);
     dr__free(s->path);
     dr__free(s->wal);
     dr__free(s);
+}
+
+/* pos and records came after the first folders: add them where they are missing. */
+static dr_status add_snapshot_columns(dr_store *s, dr_error *err) {
+    static const char *const cols[][2] = {{"pos", "ALTER TABLE snapshots ADD COLUMN pos TEXT"},
+                                          {"records", "ALTER TABLE snapshots ADD COLUMN records INTEGER"}};
+    for (size_t k = 0; k < DR_ARRAY_LEN(cols); k++) {
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM pragma_table_info('snapshots') WHERE name = ?",
+                               -1, &q, NULL) != SQLITE_OK)
+            return sql_fail(s, err, "prepare");
+        sqlite3_bind_text(q, 1, cols[k][0], -1, SQLITE_STATIC);
+        int rc = sqlite3_step(q), have = rc == SQLITE_ROW && sqlite3_column_int(q, 0) > 0;
+        sqlite3_finalize(q);
+        if (rc != SQLITE_ROW) return sql_fail(s, err, "snapshots columns");
+        dr_status st = have ? DR_OK : exec(s, cols[k][1], err);
+        if (st != DR_OK) return st;
+    }
+    return DR_OK;
 }
 
 dr_status dr__store_open(const char *dir, int durable, dr_store **out, dr_error *err) {
@@ -104,15 +135,26 @@ dr_status dr__store_open(const char *dir, int durable, dr_store **out, dr_error 
                    "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL,"
                    " user TEXT, item TEXT NOT NULL, time INTEGER NOT NULL, body TEXT);"
                    "CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, file TEXT NOT NULL);"
-                   "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+                   "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                   "CREATE TABLE IF NOT EXISTS idem (key TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+                   " expires INTEGER NOT NULL);",
                    err)) != DR_OK)
         goto fail;
+    if ((st = add_snapshot_columns(s, err)) != DR_OK) goto fail;
     if (sqlite3_prepare_v2(s->db, "INSERT INTO log (kind, user, item, time, body) VALUES (?,?,?,?,?)",
                            -1, &s->ins, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "SELECT seq, kind, user, item, time, body FROM log WHERE seq > ? ORDER BY seq",
                            -1, &s->scan, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "SELECT count(*) FROM log WHERE kind = 0", -1, &s->count, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq), 0) FROM log", -1, &s->last, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq), 0) FROM log", -1, &s->last, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT seq, kind, user, item, time, body FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
+                           -1, &s->read, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq), 0), count(*) FROM log", -1, &s->tip, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT seq FROM idem WHERE key = ? AND expires > ?", -1, &s->idem_get,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO idem (key, seq, expires) VALUES (?, ?, ?)", -1,
+                           &s->idem_put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "DELETE FROM idem WHERE expires <= ?", -1, &s->idem_purge, NULL) != SQLITE_OK) {
         st = sql_fail(s, err, "prepare");
         goto fail;
     }
@@ -127,34 +169,106 @@ fail:
 const char *dr__store_dir(const dr_store *s) { return s->dir; }
 uint64_t dr__store_bytes(const dr_store *s) { return atomic_load(&((dr_store *)s)->bytes); }
 
-dr_status dr__store_append(dr_store *s, dr_store_rec *recs, size_t n, dr_error *err) {
+/* One row into log; *seq its seq. */
+static int insert_row(dr_store *s, int kind, const char *user, const char *item, int64_t time,
+                      const char *body, uint64_t *seq) {
+    sqlite3_reset(s->ins);
+    sqlite3_clear_bindings(s->ins);
+    sqlite3_bind_int(s->ins, 1, kind);
+    if (user) sqlite3_bind_text(s->ins, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->ins, 3, item, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->ins, 4, time);
+    if (body) sqlite3_bind_text(s->ins, 5, body, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s->ins);
+    sqlite3_reset(s->ins);
+    if (rc != SQLITE_DONE) return -1;
+    *seq = (uint64_t)sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+/* The idempotency check of one keyed record: *seq = the original's when the key is remembered
+ * (returns 1), 0 when new, -1 on an SQLite error. */
+static int idem_find(dr_store *s, const char *key, int64_t now, uint64_t *seq) {
+    sqlite3_reset(s->idem_get);
+    sqlite3_bind_text(s->idem_get, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->idem_get, 2, now);
+    int rc = sqlite3_step(s->idem_get), found = rc == SQLITE_ROW;
+    if (found) *seq = (uint64_t)sqlite3_column_int64(s->idem_get, 0);
+    sqlite3_reset(s->idem_get);
+    return found ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int idem_remember(dr_store *s, const char *key, uint64_t seq, int64_t expires) {
+    sqlite3_reset(s->idem_put);
+    sqlite3_bind_text(s->idem_put, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->idem_put, 2, (sqlite3_int64)seq);
+    sqlite3_bind_int64(s->idem_put, 3, expires);
+    int rc = sqlite3_step(s->idem_put);
+    sqlite3_reset(s->idem_put);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int idem_purge(dr_store *s, int64_t now) {
+    sqlite3_reset(s->idem_purge);
+    sqlite3_bind_int64(s->idem_purge, 1, now);
+    int rc = sqlite3_step(s->idem_purge);
+    sqlite3_reset(s->idem_purge);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* One transaction for the records of either API: srecs (dr__store_append) or lrecs
+ * (dr__store_log_append, with keys). */
+static dr_status append_tx(dr_store *s, dr_store_rec *srecs, dr_log_rec *lrecs, size_t n,
+                           uint32_t ttl, uint8_t *dup, dr_error *err) {
     if (!n) return DR_OK;
     dr_status st = exec(s, "BEGIN IMMEDIATE", err);
     if (st != DR_OK) return st;
-    for (size_t k = 0; k < n; k++) {
-        dr_store_rec *r = &recs[k];
-        sqlite3_reset(s->ins);
-        sqlite3_clear_bindings(s->ins);
-        sqlite3_bind_int(s->ins, 1, r->kind);
-        if (r->user) sqlite3_bind_text(s->ins, 2, r->user, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s->ins, 3, r->item, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s->ins, 4, r->time);
-        if (r->body) sqlite3_bind_text(s->ins, 5, r->body, -1, SQLITE_STATIC);
-        if (sqlite3_step(s->ins) != SQLITE_DONE) {
-            st = sql_fail(s, err, "append");
-            sqlite3_reset(s->ins);
-            (void)exec(s, "ROLLBACK", NULL);
-            return st;
+    int64_t now = (int64_t)time(NULL);
+    const char *what = "append";
+    int rc = 0;
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        if (srecs) {
+            dr_store_rec *r = &srecs[k];
+            rc = insert_row(s, r->kind, r->user, r->item, r->time, r->body, &r->seq);
+            continue;
         }
-        r->seq = (uint64_t)sqlite3_last_insert_rowid(s->db);
+        dr_log_rec *r = &lrecs[k];
+        uint64_t seq = 0;
+        int found = r->key ? idem_find(s, r->key, now, &seq) : 0;
+        if (dup) dup[k] = found == 1;
+        if (found < 0) { what = "idempotency key"; rc = -1; break; }
+        if (!found) rc = insert_row(s, r->kind, r->user, r->item, r->time, r->body, &seq);
+        if (!found && rc == 0 && r->key && idem_remember(s, r->key, seq, now + (int64_t)ttl)) {
+            what = "idempotency key";
+            rc = -1;
+        }
+        r->pos.ms = 0;
+        r->pos.seq = seq;
     }
-    sqlite3_reset(s->ins);
+    if (rc == 0 && lrecs && ++s->since_purge >= DR_LOG_IDEM_PURGE_EVERY) {
+        s->since_purge = 0;
+        if (idem_purge(s, now)) { what = "purge idempotency keys"; rc = -1; }
+    }
+    if (rc != 0) {
+        st = sql_fail(s, err, what);
+        (void)exec(s, "ROLLBACK", NULL);
+        return st;
+    }
     if ((st = exec(s, "COMMIT", err)) != DR_OK) {
         (void)exec(s, "ROLLBACK", NULL);
         return st;
     }
     update_bytes(s);
     return DR_OK;
+}
+
+dr_status dr__store_append(dr_store *s, dr_store_rec *recs, size_t n, dr_error *err) {
+    return append_tx(s, recs, NULL, n, 0, NULL, err);
+}
+
+dr_status dr__store_log_append(dr_store *s, dr_log_rec *recs, size_t n, uint32_t ttl,
+                               uint8_t *dup, dr_error *err) {
+    return append_tx(s, NULL, recs, n, ttl, dup, err);
 }
 
 /* A text column of at most max bytes, valid UTF-8; NULL (and DR_FORMAT) otherwise. */
@@ -169,6 +283,29 @@ static const char *col_text(sqlite3_stmt *q, int c, size_t max, int may_be_null,
     return t;
 }
 
+/* The row under q (seq, kind, user, item, time, body) checked into r; its strings are
+ * SQLite's until the next step. DR_FORMAT when damaged. */
+static dr_status decode_row(dr_store *s, sqlite3_stmt *q, dr_log_rec *r, dr_error *err) {
+    int bad = 0;
+    memset(r, 0, sizeof *r);
+    r->pos.seq = (uint64_t)sqlite3_column_int64(q, 0);
+    r->kind = sqlite3_column_int(q, 1);
+    r->time = sqlite3_column_int64(q, 4);
+    if (r->kind == DR_REC_EVENT) {
+        r->user = col_text(q, 2, DR_STORE_ID_MAX, 0, &bad);
+        r->item = col_text(q, 3, DR_STORE_ID_MAX, 0, &bad);
+    } else if (r->kind == DR_REC_ITEM) {
+        r->item = col_text(q, 3, DR_STORE_ID_MAX, 0, &bad);
+        r->body = col_text(q, 5, DR_STORE_BODY_MAX, 0, &bad);
+    } else {
+        bad = 1;
+    }
+    if (bad || (r->user && !*r->user) || (r->item && !*r->item))
+        return dr__fail(err, DR_FORMAT, "%s: log record %llu is damaged", s->path,
+                        (unsigned long long)r->pos.seq);
+    return DR_OK;
+}
+
 dr_status dr__store_scan(dr_store *s, uint64_t after, dr_store_scan_fn fn, void *ud,
                         dr_error *err) {
     sqlite3_stmt *q = s->scan;
@@ -177,30 +314,79 @@ dr_status dr__store_scan(dr_store *s, uint64_t after, dr_store_scan_fn fn, void 
     dr_status st = DR_OK;
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        dr_store_rec r = {0};
-        int bad = 0;
-        r.seq = (uint64_t)sqlite3_column_int64(q, 0);
-        r.kind = sqlite3_column_int(q, 1);
-        r.time = sqlite3_column_int64(q, 4);
-        if (r.kind == DR_REC_EVENT) {
-            r.user = col_text(q, 2, DR_STORE_ID_MAX, 0, &bad);
-            r.item = col_text(q, 3, DR_STORE_ID_MAX, 0, &bad);
-        } else if (r.kind == DR_REC_ITEM) {
-            r.item = col_text(q, 3, DR_STORE_ID_MAX, 0, &bad);
-            r.body = col_text(q, 5, DR_STORE_BODY_MAX, 0, &bad);
-        } else {
-            bad = 1;
-        }
-        if (bad || (r.user && !*r.user) || (r.item && !*r.item)) {
-            st = dr__fail(err, DR_FORMAT, "%s: log record %llu is damaged", s->path,
-                         (unsigned long long)r.seq);
-            break;
-        }
+        dr_log_rec l;
+        if ((st = decode_row(s, q, &l, err)) != DR_OK) break;
+        dr_store_rec r = {l.pos.seq, l.kind, l.user, l.item, l.time, l.body};
         if ((st = fn(ud, &r, err)) != DR_OK) break;
     }
     if (st == DR_OK && rc != SQLITE_DONE) st = sql_fail(s, err, "scan");
     sqlite3_reset(q);
     return st;
+}
+
+/* Copies t (NUL included) to the end of s->rbuf; *tag = its offset + 1, 0 for NULL. */
+static int keep_text(dr_store *s, const char *t, const char **tag) {
+    if (!t) {
+        *tag = NULL;
+        return 0;
+    }
+    size_t len = strlen(t) + 1, off = s->rbuf.n;
+    if (dr_vec_reserve(&s->rbuf, off + len)) return -1;
+    memcpy(s->rbuf.a + off, t, len);
+    s->rbuf.n += len;
+    *tag = (const char *)(uintptr_t)(off + 1);
+    return 0;
+}
+
+static const char *untag(const dr_store *s, const char *tag) {
+    return tag ? s->rbuf.a + ((uintptr_t)tag - 1) : NULL;
+}
+
+dr_status dr__store_log_read(dr_store *s, uint64_t after, size_t cap, dr_log_rec *out,
+                             size_t *n, dr_error *err) {
+    sqlite3_stmt *q = s->read;
+    *n = 0;
+    s->rbuf.n = 0;
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)after);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)DR_MIN(cap, (size_t)INT64_MAX));
+    dr_status st = DR_OK;
+    int rc = SQLITE_DONE;
+    while (*n < cap && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        dr_log_rec *r = &out[*n];
+        if ((st = decode_row(s, q, r, err)) != DR_OK) break;
+        if (keep_text(s, r->user, &r->user) || keep_text(s, r->item, &r->item) ||
+            keep_text(s, r->body, &r->body)) {
+            st = dr__fail(err, DR_NOMEM, "%s: read: out of memory", s->path);
+            break;
+        }
+        (*n)++;
+    }
+    if (st == DR_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = sql_fail(s, err, "read");
+    sqlite3_reset(q);
+    if (st != DR_OK) {
+        *n = 0;
+        return st;
+    }
+    for (size_t k = 0; k < *n; k++) { /* the buffer may have moved while it grew */
+        out[k].user = untag(s, out[k].user);
+        out[k].item = untag(s, out[k].item);
+        out[k].body = untag(s, out[k].body);
+    }
+    return DR_OK;
+}
+
+dr_status dr__store_log_tip(dr_store *s, uint64_t *last, uint64_t *records, dr_error *err) {
+    sqlite3_reset(s->tip);
+    if (sqlite3_step(s->tip) != SQLITE_ROW) {
+        dr_status st = sql_fail(s, err, "tip");
+        sqlite3_reset(s->tip);
+        return st;
+    }
+    *last = (uint64_t)sqlite3_column_int64(s->tip, 0);
+    *records = (uint64_t)sqlite3_column_int64(s->tip, 1);
+    sqlite3_reset(s->tip);
+    return DR_OK;
 }
 
 static dr_status one_int(dr_store *s, sqlite3_stmt *q, uint64_t *out, dr_error *err) {
@@ -263,24 +449,41 @@ dr_status dr__store_meta_set(dr_store *s, const char *key, const char *value, dr
                 err);
 }
 
+dr_status dr__store_snapshot_add_pos(dr_store *s, const char *pos, uint64_t records,
+                                     const char *file, dr_error *err) {
+    dr_log_pos p;
+    if (!pos || dr__log_pos_parse(pos, &p) != 0)
+        return dr__fail(err, DR_ARG, "%s: snapshot position '%s' is not ms-seq", s->path,
+                        pos ? pos : "(null)");
+    /* seq orders the snapshots; it is the record count, which the sqlite log's seq equals */
+    return run1(s, "INSERT OR REPLACE INTO snapshots (seq, file, pos, records) VALUES (?1, ?, ?, ?1)",
+                file, pos, (int64_t)records, NULL, err);
+}
+
 dr_status dr__store_snapshot_add(dr_store *s, uint64_t seq, const char *file, dr_error *err) {
-    return run1(s, "INSERT OR REPLACE INTO snapshots (seq, file) VALUES (?, ?)", file, NULL,
-                (int64_t)seq, NULL, err);
+    char pos[DR_LOG_POS_MAX];
+    dr__log_pos_format((dr_log_pos){0, seq}, pos);
+    return dr__store_snapshot_add_pos(s, pos, seq, file, err);
 }
 
 dr_status dr__store_snapshots(dr_store *s, dr_store_snap *out, size_t cap, size_t *n,
                              dr_error *err) {
     sqlite3_stmt *q = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT seq, file FROM snapshots ORDER BY seq DESC", -1, &q,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT seq, file, pos, coalesce(records, seq) FROM snapshots"
+                           " ORDER BY seq DESC", -1, &q, NULL) != SQLITE_OK)
         return sql_fail(s, err, "prepare");
     int rc;
     while (*n < cap && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        dr_store_snap *o = &out[*n];
         const char *f = (const char *)sqlite3_column_text(q, 1);
-        if (!f || strlen(f) >= sizeof out[0].file || strchr(f, '/')) continue; /* not ours */
-        out[*n].seq = (uint64_t)sqlite3_column_int64(q, 0);
-        snprintf(out[*n].file, sizeof out[*n].file, "%s", f);
+        const char *pos = (const char *)sqlite3_column_text(q, 2);
+        if (!f || strlen(f) >= sizeof o->file || strchr(f, '/')) continue; /* not ours */
+        o->seq = (uint64_t)sqlite3_column_int64(q, 0);
+        o->pos = (dr_log_pos){0, o->seq}; /* a row from before positions were kept */
+        if (pos && dr__log_pos_parse(pos, &o->pos) != 0) continue;
+        o->records = (uint64_t)sqlite3_column_int64(q, 3);
+        snprintf(o->file, sizeof o->file, "%s", f);
         (*n)++;
     }
     sqlite3_finalize(q);

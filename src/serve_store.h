@@ -5,14 +5,14 @@
  *
  * Records are kept in log order (seq 1, 2, ...): events (user, item, time) and item records
  * (PUT /v1/items: the item and a JSON body with its title, attributes and features).
+ * The sqlite kind of event log (serve_log_sqlite.c) is built on the dr__store_log_* calls;
+ * snapshots and meta are the local folder's for every kind of log.
  */
 #ifndef DR_SERVE_STORE_H
 #define DR_SERVE_STORE_H
 
 #include "common.h"
-
-enum { DR_REC_EVENT = 0, DR_REC_ITEM = 1 };
-
+#include "serve_log.h" /* DR_REC_EVENT | DR_REC_ITEM, dr_log_rec, dr_log_pos */
 
 typedef struct dr_store_rec {
     uint64_t seq;     /* set by dr__store_append */
@@ -46,11 +46,31 @@ dr_status dr__store_meta_get(dr_store *s, const char *key, char *out, size_t cap
                             dr_error *err);
 dr_status dr__store_meta_set(dr_store *s, const char *key, const char *value, dr_error *err);
 
+/* ---- the sqlite kind of event log (serve_log_sqlite.c); pos = (0, seq) */
+/* Appends recs[0..n) in one transaction like dr__store_append, with idempotency: a record
+ * whose key is remembered (an unexpired row of the idem table) is not appended, its pos is the
+ * original's and dup[k] = 1 (dup may be NULL); a new key is remembered for ttl seconds.
+ * Expired keys are ignored and purged now and then (DR_LOG_IDEM_PURGE_EVERY). */
+dr_status dr__store_log_append(dr_store *s, dr_log_rec *recs, size_t n, uint32_t ttl,
+                               uint8_t *dup, dr_error *err);
+/* Up to cap records with seq > after, in log order, into out[0..*n); their strings stay valid
+ * until the next call on s. */
+dr_status dr__store_log_read(dr_store *s, uint64_t after, size_t cap, dr_log_rec *out,
+                             size_t *n, dr_error *err);
+/* The last seq (0 when empty) and the number of records, items included. */
+dr_status dr__store_log_tip(dr_store *s, uint64_t *last, uint64_t *records, dr_error *err);
+
 /* Snapshots: the adapter state in `file` (a name inside the folder) covers records <= seq. */
 dr_status dr__store_snapshot_add(dr_store *s, uint64_t seq, const char *file, dr_error *err);
+/* The same for any kind of log: the state covers the log up to pos ("ms-seq", the text of a
+ * dr_log_pos), `records` records applied; snapshots are ordered by records. */
+dr_status dr__store_snapshot_add_pos(dr_store *s, const char *pos, uint64_t records,
+                                     const char *file, dr_error *err);
 typedef struct dr_store_snap {
-    uint64_t seq;
+    uint64_t seq;      /* = records (the sqlite log's seq) */
     char file[128];
+    dr_log_pos pos;    /* (0, seq) for a snapshot from before positions were kept */
+    uint64_t records;  /* records applied up to pos */
 } dr_store_snap;
 /* Newest first, up to cap. */
 dr_status dr__store_snapshots(dr_store *s, dr_store_snap *out, size_t cap, size_t *n,

@@ -54,7 +54,7 @@ echo "E: Unable to correct problems, you have held broken packages." >&2
 exit 100
 EOF
     printf '#!/bin/sh\necho "${STUB_UID:-0}"\n' >"$w/bin/id"
-    for t in make curl npm git cmake c++; do printf '#!/bin/sh\nexit 0\n' >"$w/bin/$t"; done
+    for t in make curl npm git cmake c++ redis-server; do printf '#!/bin/sh\nexit 0\n' >"$w/bin/$t"; done
     chmod +x "$w/bin/"*
 }
 deps() { # world, then env assignments; runs scripts/deps.sh in that world
@@ -121,10 +121,20 @@ ok
 w=$tmp/w4
 world "$w"
 rm "$w/bin/cc" "$w/bin/npm" "$w/bin/curl"
-printf 'libopenblas-dev\nlibcmocka-dev\nlibjansson-dev\nlibsqlite3-dev\nlibmicrohttpd-dev\n' >"$w/dpkg"
+printf 'libopenblas-dev\nlibcmocka-dev\nlibjansson-dev\nlibsqlite3-dev\nlibmicrohttpd-dev\nlibhiredis-dev\n' >"$w/dpkg"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 4: $(cat "$w/out")"
 [ "$(would "$w")" = "build-essential libcurl4-openssl-dev curl npm" ] || fail "no compiler: $(cat "$w/out")"
 say "case 4" "$w"
+ok
+
+# 4b. no redis-server (test_log's redis kind) and no hiredis header: both named
+w=$tmp/w4b
+world "$w"
+rm "$w/bin/redis-server"
+echo hiredis/hiredis.h >"$w/no-headers"
+deps "$w" DEPS_DRY_RUN=1 || fail "dry run 4b: $(cat "$w/out")"
+[ "$(would "$w")" = "libhiredis-dev redis-server" ] || fail "no redis: $(cat "$w/out")"
+say "case 4b" "$w"
 ok
 
 # 5. clang from elsewhere without its fuzzer runtime: the runtime of that clang's version

@@ -162,6 +162,21 @@ done
 expect 200 '"title":"Put Item"' "$base/v1/items/put-item"
 expect 200 'dynrec_events_total 961' "$base/metrics"
 
+# a retried request (same Idempotency-Key) is logged once and gets the original answer; its
+# stream_id is applied (?after= answers), a position beyond the log is not (504)
+expect 200 '"first_seq":963,"last_seq":963,"stream_id":"0-963","events_total":962}' -X POST -H "$KEY" \
+    -H "Idempotency-Key: retry-1" -d '{"user":"idem","item":"i5"}' "$base/v1/events"
+cp "$tmp/body" "$tmp/first"
+expect 200 '"stream_id":"0-963"' -X POST -H "$KEY" -H "Idempotency-Key: retry-1" -d '{"user":"idem","item":"i5"}' "$base/v1/events"
+cmp -s "$tmp/first" "$tmp/body" || fail "retry: $(cat "$tmp/first") then $(cat "$tmp/body")"
+expect 200 '"first_seq":964,"last_seq":964' -X POST -H "$KEY" -d '{"user":"idem","item":"i6","event_id":"ev-1"}' "$base/v1/events"
+expect 200 '"first_seq":964,"last_seq":964' -X POST -H "$KEY" -d '{"user":"idem","item":"i6","event_id":"ev-1"}' "$base/v1/events"
+expect 200 '"events":2' "$base/v1/users/idem"
+expect 200 '"source":"adapter"' "$base/v1/users/idem/recommendations?after=0-964"
+expect 504 'replica is behind: applied 0-964, asked 0-999999' "$base/v1/users/idem/recommendations?after=999999&wait_ms=50"
+expect 200 '{"last_id":"0-964","records":964,"state_hash":"' "$base/v1/state"
+expect 200 'dynrec_apply_lag_records 0' "$base/metrics"
+
 # kill -9 during a burst of events from 4 clients; every acknowledged event must be back
 before=$(events_total)
 burst() {
@@ -219,7 +234,22 @@ case "$code" in
 *) fail "drain: status $code: $(cat "$tmp/drain.out")" ;;
 esac
 echo "SIGTERM during a 1000-event request: status $code, events $before -> $after"
+curl -s "$base/v1/state" >"$tmp/state.a"
 stop
+# a copy of the folder (another replica of the same log) reaches the same state
+cp -r "$tmp/state" "$tmp/state-copy"
+rm -f "$tmp"/state-copy/adapter-*.state
+state="$tmp/state-copy"
+start
+curl -s "$base/v1/state" >"$tmp/state.b"
+stop
+state=""
+cmp -s "$tmp/state.a" "$tmp/state.b" || fail "/v1/state: $(cat "$tmp/state.a") vs $(cat "$tmp/state.b") (the copy replayed the whole log)"
+echo "/v1/state of a copy replayed from the log alone: $(cat "$tmp/state.b")"
+$DYNREC serve --model "$tmp/m.drm" --data-dir "$tmp/state-x" --log nosuch://x --port 0 >/dev/null 2>"$tmp/err.log" &&
+    fail "--log nosuch://x was accepted"
+grep -q "sqlite" "$tmp/err.log" || fail "--log nosuch://x: $(cat "$tmp/err.log")"
+$DYNREC serve --help | grep -q -- "--idempotency-ttl" || fail "--help does not document --idempotency-ttl"
 
 # a fused checkpoint: a PUT's features give a new item its latent (details in test_server.c)
 $DYNREC train --model mf --data "$tmp/d" --modalities visual --out "$tmp/fused.drm" --epochs 4 \

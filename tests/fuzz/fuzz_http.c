@@ -127,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         q.q = qm + 1;
     }
     if (size - at > dr__routes_max_body(F.r)) return 0; /* serve_http.c answers 413 before serve_routes.c */
-    dr_route_req rq = {line1, path, get_arg, &q, line2[0] ? line2 : NULL, (const char *)data + at, size - at};
+    dr_route_req rq = {line1, path, get_arg, &q, line2[0] ? line2 : NULL, (const char *)data + at, size - at, NULL};
     dr_route_resp resp;
     dr__routes_handle(F.r, F.w, &rq, &resp);
     if (resp.status < 200 || resp.status > 599 || !resp.body || !resp.len) abort();

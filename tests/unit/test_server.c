@@ -7,7 +7,12 @@
 #include "oom.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "serve_routes.h"
 #include "serve_core.h"
@@ -76,7 +81,7 @@ static void ask(dr_srv *s, dr_srv_worker *w, const char *user, answer *a) {
 }
 
 static void post(dr_srv *s, const char *user, const char *item, int64_t t) {
-    dr_srv_event ev = {user, item, t, 1};
+    dr_srv_event ev = {user, item, t, 1, NULL};
     assert_ok(dr__srv_submit(s, &ev, 1, NULL, &e_));
 }
 
@@ -140,12 +145,12 @@ static void test_events_popular_and_new_items(void **st) {
     char names[25][16];
     for (int k = 0; k < 19; k++) {
         snprintf(names[k], 16, "cap-%d", k);
-        evs[k] = (dr_srv_event){"u1", names[k], 900, 1};
+        evs[k] = (dr_srv_event){"u1", names[k], 900, 1, NULL};
     }
     dr_srv_stats s0, s1;
     dr__srv_get_stats(s, &s0);
     snprintf(names[19], 16, "cap-19");
-    evs[19] = (dr_srv_event){"u1", names[19], 900, 1};
+    evs[19] = (dr_srv_event){"u1", names[19], 900, 1, NULL};
     dr_error e = {0};
     assert_int_equal(dr__srv_submit(s, evs, 20, NULL, &e), DR_LIMIT);
     assert_non_null(strstr(e.msg, "--max-new-items"));
@@ -156,7 +161,7 @@ static void test_events_popular_and_new_items(void **st) {
     assert_int_equal(s1.new_items, 20);
     assert_int_equal(s1.events_total, s0.events_total + 19);
     /* an item PUT then recommended by name; a repeated key costs one row */
-    assert_ok(dr__srv_put_item(s, "cap-3", "{\"title\":\"Three\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    assert_ok(dr__srv_put_item(s, "cap-3", "{\"title\":\"Three\",\"attributes\":[],\"features\":{}}", NULL, NULL, &e_));
     const char *title, *body;
     dr__srv_item_meta(s, dr__srv_find_item(s, "cap-3"), &title, &body);
     assert_string_equal(title, "Three");
@@ -185,7 +190,7 @@ static void test_restart_same_state(void **st) {
     dr_srv *s = NULL;
     assert_ok(dr__srv_open(m, &p, &s, &e_));
     feed(s, 0, 130);
-    assert_ok(dr__srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+    assert_ok(dr__srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, NULL, &e_));
     feed(s, 130, 175);
     answer before[N_ASKED], after[N_ASKED], replayed[N_ASKED];
     ask_all(s, before);
@@ -238,7 +243,7 @@ static void *writer_thread(void *arg) {
         for (int j = 0; j < n; j++) {
             snprintf(u[j], 32, "w%d-%d", c->id, (k + j) % 7);
             snprintf(it[j], 32, (k + j) % 13 ? "i%d" : "new-%d", (k + j) % 13 ? (k + j) % 90 : c->id);
-            ev[j] = (dr_srv_event){u[j], it[j], 0, 0};
+            ev[j] = (dr_srv_event){u[j], it[j], 0, 0, NULL};
         }
         dr_error e = {0};
         if (dr__srv_submit(c->s, ev, (size_t)n, NULL, &e) != DR_OK) return (void *)1;
@@ -336,7 +341,7 @@ static const char *k_arg(void *ud, const char *name) { return !strcmp(name, "k")
 
 static int call(dr_routes *r, dr_routes_worker *w, const char *method, const char *path,
                 const char *auth, const char *body, const char *k, dr_route_resp *resp) {
-    dr_route_req rq = {method, path, k ? k_arg : no_args, (void *)k, auth, body, body ? strlen(body) : 0};
+    dr_route_req rq = {method, path, k ? k_arg : no_args, (void *)k, auth, body, body ? strlen(body) : 0, NULL};
     dr__routes_handle(r, w, &rq, resp);
     return resp->status;
 }
@@ -424,6 +429,435 @@ static void test_routes(void **st) {
     dr_test_rmrf(dir);
 }
 
+/* ---- the log: idempotency, waiting for a position, the state hash */
+
+/* A retried request (same event_id / same key) gets the original's record numbers and
+ * position and is applied once; a PUT with a key likewise; capacity is still refused before
+ * anything is logged. */
+static void test_idempotent_retry(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    post(s, "u1", "i1", 100);
+    dr_srv_event ev[2] = {{"u2", "i2", 101, 1, "e:a"}, {"u2", "i3", 102, 1, "e:b"}};
+    dr_srv_ack a1, a2;
+    assert_ok(dr__srv_submit(s, ev, 2, &a1, &e_));
+    assert_int_equal(a1.first_seq, 2);
+    assert_int_equal(a1.last_seq, 3);
+    assert_string_equal(a1.stream_id, "0-3");
+    post(s, "u3", "i4", 103);
+    assert_ok(dr__srv_submit(s, ev, 2, &a2, &e_)); /* the retry */
+    assert_int_equal(a2.first_seq, 2);
+    assert_int_equal(a2.last_seq, 3);
+    assert_string_equal(a2.stream_id, "0-3");
+    uint32_t h, n;
+    assert_true(dr__srv_user_info(s, "u2", &h, &n));
+    assert_int_equal(n, 2); /* applied once */
+    dr_srv_stats ss;
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.events_total, 4);
+    assert_int_equal(ss.log_records, 4);
+    /* half new, half retried: the new one is appended, the old one answers its number */
+    dr_srv_event mix[2] = {{"u2", "i5", 104, 1, "e:c"}, {"u2", "i3", 102, 1, "e:b"}};
+    assert_ok(dr__srv_submit(s, mix, 2, &a2, &e_));
+    assert_int_equal(a2.first_seq, 5);
+    assert_int_equal(a2.last_seq, 3);
+    /* PUT with a key */
+    const char *body = "{\"title\":\"K\",\"attributes\":[],\"features\":{}}";
+    assert_ok(dr__srv_put_item(s, "k1", body, "r:key1:0", &a1, &e_));
+    assert_true(a1.created);
+    assert_ok(dr__srv_put_item(s, "k1", body, "r:key1:0", &a2, &e_));
+    assert_true(a2.created); /* the original's answer */
+    assert_int_equal(a2.first_seq, a1.first_seq);
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.log_records, 6);
+    /* through the routes: event_id in the body, Idempotency-Key header */
+    dr_routes_params rp = {NULL, 0, 4096, NULL};
+    dr_routes *r = NULL;
+    dr_routes_worker *w = NULL;
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
+    const char *evb = "[{\"user\":\"u9\",\"item\":\"i9\",\"time\":200},{\"user\":\"u9\",\"item\":\"i8\",\"time\":201,\"event_id\":\"x\"}]";
+    dr_route_req rq = {"POST", "/v1/events", no_args, NULL, NULL, evb, strlen(evb), "req-1"};
+    dr_route_resp rs;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 200);
+    char first[256];
+    snprintf(first, sizeof first, "%.*s", (int)rs.len, rs.body);
+    assert_non_null(strstr(first, "\"first_seq\":7,\"last_seq\":8,\"stream_id\":\"0-8\",\"events_total\":7}"));
+    dr__routes_handle(r, w, &rq, &rs); /* retried: same answer */
+    assert_int_equal(rs.status, 200);
+    assert_int_equal(rs.len, strlen(first));
+    assert_memory_equal(rs.body, first, rs.len);
+    assert_true(dr__srv_user_info(s, "u9", &h, &n));
+    assert_int_equal(n, 2);
+    rq.idem_key = "bad\x01key";
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 400);
+    assert_non_null(strstr(rs.body, "Idempotency-Key: contains a control character"));
+    const char *putb = "{\"title\":\"P\"}";
+    dr_route_req pq = {"PUT", "/v1/items/p1", no_args, NULL, NULL, putb, strlen(putb), "put-1"};
+    dr__routes_handle(r, w, &pq, &rs);
+    assert_int_equal(rs.status, 201);
+    assert_non_null(strstr(rs.body, "\"seq\":9,\"stream_id\":\"0-9\"}"));
+    dr__routes_handle(r, w, &pq, &rs);
+    assert_int_equal(rs.status, 201);
+    assert_non_null(strstr(rs.body, "\"seq\":9,\"stream_id\":\"0-9\"}"));
+    /* capacity: refused before logging (507), nothing appended */
+    dr__srv_get_stats(s, &ss);
+    uint64_t recs = ss.log_records;
+    char names[32][16];
+    dr_srv_event big[32];
+    for (int k = 0; k < 32; k++) {
+        snprintf(names[k], 16, "cap-%d", k);
+        big[k] = (dr_srv_event){"u1", names[k], 900, 1, NULL};
+    }
+    dr_error e = {0};
+    assert_int_equal(dr__srv_submit(s, big, 32, NULL, &e), DR_LIMIT);
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.log_records, recs);
+    assert_int_equal(ss.lag_records, 0);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+    dr__srv_close(s);
+    /* a restart remembers the keys */
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_submit(s, ev, 2, &a2, &e_));
+    assert_int_equal(a2.first_seq, 2);
+    assert_int_equal(a2.last_seq, 3);
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.log_records, recs);
+    dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+static const char *after_args(void *ud, const char *name) {
+    const char *const *kv = ud;
+    for (int k = 0; kv[k]; k += 2)
+        if (!strcmp(kv[k], name)) return kv[k + 1];
+    return NULL;
+}
+
+/* ?after= answers at once when applied, waits (bounded by wait_ms) and 504s when not. */
+static void test_after_waits(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    feed(s, 0, 5);
+    dr_log_pos have;
+    assert_true(dr__srv_wait_applied(s, (dr_log_pos){0, 5}, 0, &have));
+    assert_int_equal(have.seq, 5);
+    double t0 = dr__now_seconds();
+    assert_false(dr__srv_wait_applied(s, (dr_log_pos){0, 6}, 150, &have));
+    assert_true(dr__now_seconds() - t0 >= 0.14);
+    dr_routes_params rp = {NULL, 0, 4096, NULL};
+    dr_routes *r = NULL;
+    dr_routes_worker *w = NULL;
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
+    const char *ok[] = {"after", "0-5", NULL};
+    const char *behind[] = {"after", "7", "wait_ms", "50", NULL};
+    const char *bad[] = {"after", "x-y", NULL};
+    const char *badw[] = {"after", "1", "wait_ms", "10001", NULL};
+    const char *path = "/v1/users/u1/recommendations";
+    dr_route_req rq = {"GET", path, after_args, (void *)ok, NULL, NULL, 0, NULL};
+    dr_route_resp rs;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 200);
+    rq.arg_ud = (void *)behind;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 504);
+    assert_non_null(strstr(rs.body, "replica is behind: applied 0-5, asked 0-7"));
+    rq.arg_ud = (void *)bad;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 400);
+    rq.arg_ud = (void *)badw;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 400);
+    assert_non_null(strstr(rs.body, "wait_ms"));
+    dr_route_req mq = {"GET", "/metrics", no_args, NULL, NULL, NULL, 0, NULL};
+    dr__routes_handle(r, w, &mq, &rs);
+    assert_non_null(strstr(rs.body, "dynrec_http_requests_total{route=\"recommendations\",code=\"504\"} 1"));
+    assert_non_null(strstr(rs.body, "dynrec_apply_lag_records 0"));
+    assert_non_null(strstr(rs.body, "dynrec_log_errors_total 0"));
+    assert_non_null(strstr(rs.body, "dynrec_log_reconnects_total 0"));
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+    dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+static void get_state_json(dr_srv *s, char *out, size_t cap) {
+    dr_routes_params rp = {NULL, 0, 4096, NULL};
+    dr_routes *r = NULL;
+    dr_routes_worker *w = NULL;
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
+    dr_route_req rq = {"GET", "/v1/state", no_args, NULL, NULL, NULL, 0, NULL};
+    dr_route_resp rs;
+    dr__routes_handle(r, w, &rq, &rs);
+    assert_int_equal(rs.status, 200);
+    snprintf(out, cap, "%.*s", (int)rs.len, rs.body);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+}
+
+/* /v1/state: the same for a server reopened on a copy of the folder (snapshot + log) and on a
+ * copy without snapshots (the whole log replayed); different once the state moves on. */
+static void test_state_hash(void **st) {
+    (void)st;
+    char dir[256], cmd[1200];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    p.snapshot_every = 40;
+    p.final_snapshot = 0;
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    feed(s, 0, 90);
+    assert_ok(dr__srv_put_item(s, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, NULL, &e_));
+    feed(s, 90, 120);
+    char a[256], b[256], c[256];
+    get_state_json(s, a, sizeof a);
+    assert_non_null(strstr(a, "{\"last_id\":\"0-121\",\"records\":121,\"state_hash\":\""));
+    assert_int_equal(strlen(a), strlen("{\"last_id\":\"0-121\",\"records\":121,\"state_hash\":\"\"}") + 16);
+    dr__srv_close(s);
+    snprintf(cmd, sizeof cmd, "cp -r '%s/state' '%s/copy' && cp -r '%s/state' '%s/bare' && rm -f '%s'/bare/adapter-*.state",
+             dir, dir, dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    char copy[600], bare[600];
+    snprintf(copy, sizeof copy, "%s/copy", dir);
+    snprintf(bare, sizeof bare, "%s/bare", dir);
+    dr_srv_params pc = p, pb = p;
+    pc.data_dir = copy;
+    pb.data_dir = bare;
+    assert_ok(dr__srv_open(m, &pc, &s, &e_));
+    dr_srv_stats ss;
+    dr__srv_get_stats(s, &ss);
+    assert_true(ss.recovered_events < 120); /* from a snapshot */
+    get_state_json(s, b, sizeof b);
+    assert_string_equal(a, b);
+    post(s, "u1", "i2", 5000);
+    get_state_json(s, c, sizeof c);
+    assert_string_not_equal(a, c);
+    dr__srv_close(s);
+    assert_ok(dr__srv_open(m, &pb, &s, &e_));
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.recovered_events, 120); /* the whole log */
+    get_state_json(s, b, sizeof b);
+    assert_string_equal(a, b);
+    dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+/* Records another writer appended (a second replica: here a second handle on the folder's
+ * log, which skips the server's capacity check) are applied like the server's own, found
+ * within the read wait; those that find no room left are skipped and counted, the same at
+ * replay. */
+static void test_foreign_records_and_apply_capacity(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir); /* 20 new items */
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    post(s, "u1", "i1", 100);
+    dr_log_params lp = dr__log_default_params();
+    lp.dir = p.data_dir;
+    lp.durable = 0;
+    dr_log *lg = NULL;
+    assert_ok(dr__log_open(&lp, &lg, &e_));
+    dr_log_rec recs[25];
+    char names[25][16];
+    for (int k = 0; k < 25; k++) {
+        snprintf(names[k], 16, "other-%d", k);
+        recs[k] = (dr_log_rec){{0, 0}, DR_REC_EVENT, "u2", names[k], 200 + k, NULL, NULL};
+    }
+    assert_ok(lg->vt->append(lg, recs, 25, NULL, &e_));
+    dr_log_pos have;
+    assert_true(dr__srv_wait_applied(s, recs[24].pos, 5000, &have));
+    dr_srv_stats ss;
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.new_items, 20);
+    assert_int_equal(ss.skipped, 5);
+    assert_int_equal(ss.log_records, 26);
+    assert_int_equal(ss.events_total, 21);
+    uint32_t h, n;
+    assert_true(dr__srv_user_info(s, "u2", &h, &n));
+    assert_int_equal(n, 20);
+    assert_int_equal(dr__srv_find_item(s, "other-20"), UINT32_MAX);
+    /* the server's own write after them still refuses before logging */
+    dr_srv_event ev = {"u3", "one-more", 300, 1, NULL};
+    dr_error e = {0};
+    assert_int_equal(dr__srv_submit(s, &ev, 1, NULL, &e), DR_LIMIT);
+    char a[256], b[256];
+    get_state_json(s, a, sizeof a);
+    dr__log_close(lg);
+    dr__srv_close(s);
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    dr__srv_get_stats(s, &ss);
+    assert_int_equal(ss.skipped, 5);
+    assert_int_equal(ss.log_records, 26);
+    get_state_json(s, b, sizeof b);
+    assert_string_equal(a, b);
+    dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+/* ---- a fleet on a Redis stream (skipped without redis-server) */
+
+typedef struct redis_proc {
+    pid_t pid;
+    char dir[512], sock[600];
+} redis_proc;
+
+static int sock_answers(const char *path) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void redis_up(redis_proc *r) {
+    fflush(NULL);
+    r->pid = fork();
+    assert_true(r->pid >= 0);
+    if (r->pid == 0) {
+        char log[700];
+        snprintf(log, sizeof log, "%s/redis.log", r->dir);
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock, "--appendonly",
+               "yes", "--appendfsync", "always", "--save", "", "--dir", r->dir, "--daemonize", "no",
+               (char *)NULL);
+        _exit(127);
+    }
+    for (int k = 0; k < 500 && !sock_answers(r->sock); k++) usleep(10000);
+    assert_true(sock_answers(r->sock));
+}
+
+static void redis_down(redis_proc *r) {
+    if (r->pid <= 0) return;
+    kill(r->pid, SIGKILL);
+    int status;
+    waitpid(r->pid, &status, 0);
+    r->pid = 0;
+}
+
+/* Two replicas on one stream: each applies the other's writes (?after= on the other replica
+ * reads a write), an idempotency key holds across replicas, the two reach the same /v1/state,
+ * and so does a third replica started later from an empty folder (it replays the stream).
+ * Redis killed: a write gets DR_IO (503) with nothing applied, reads keep answering, the apply
+ * thread counts the errors and resumes when Redis is back. */
+static void test_fleet_redis(void **st) {
+    (void)st;
+    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+        printf("SKIP: redis-server not found, the fleet on a Redis stream is not tested\n");
+        return;
+    }
+    signal(SIGPIPE, SIG_IGN); /* as `dynrec serve` does: a write to a dead Redis is an error */
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    redis_proc rp = {0};
+    snprintf(rp.dir, sizeof rp.dir, "%s", dir);
+    snprintf(rp.sock, sizeof rp.sock, "%s/r.sock", dir);
+    redis_up(&rp);
+    char spec[700], da[600], db[600], dc[600];
+    snprintf(spec, sizeof spec, "redis+unix://%s?stream=fleet", rp.sock);
+    snprintf(da, sizeof da, "%s/a", dir);
+    snprintf(db, sizeof db, "%s/b", dir);
+    snprintf(dc, sizeof dc, "%s/c", dir);
+    dr_srv_params pa = params(dir), pb, pc;
+    pa.log = spec;
+    pa.snapshot_every = 30;
+    pb = pc = pa;
+    pa.data_dir = da;
+    pb.data_dir = db;
+    pc.data_dir = dc;
+    dr_srv *a = NULL, *b = NULL, *c = NULL;
+    assert_ok(dr__srv_open(m, &pa, &a, &e_));
+    assert_ok(dr__srv_open(m, &pb, &b, &e_));
+    feed(a, 0, 40);
+    feed(b, 40, 70);
+    dr_srv_event ev = {"u5", "i7", 5000, 1, "e:shared"};
+    dr_srv_ack ka, kb;
+    assert_ok(dr__srv_submit(a, &ev, 1, &ka, &e_));
+    dr_log_pos pos, have;
+    assert_int_equal(dr__log_pos_parse(ka.stream_id, &pos), 0);
+    assert_true(dr__srv_wait_applied(b, pos, 5000, &have));
+    assert_ok(dr__srv_submit(b, &ev, 1, &kb, &e_)); /* the same event through the other replica */
+    assert_int_equal(kb.first_seq, ka.first_seq);
+    assert_string_equal(kb.stream_id, ka.stream_id);
+    assert_ok(dr__srv_put_item(b, "fresh-9", "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &kb, &e_));
+    assert_int_equal(dr__log_pos_parse(kb.stream_id, &pos), 0);
+    assert_true(dr__srv_wait_applied(a, pos, 5000, &have));
+    uint32_t h, n;
+    assert_true(dr__srv_user_info(a, "u5", &h, &n));
+    uint32_t n_b;
+    assert_true(dr__srv_user_info(b, "u5", &h, &n_b));
+    assert_int_equal(n, n_b);
+    char sa[256], sb[256], sc[256];
+    get_state_json(a, sa, sizeof sa);
+    get_state_json(b, sb, sizeof sb);
+    assert_string_equal(sa, sb);
+    assert_non_null(strstr(sa, "\"records\":72"));
+    /* a new replica replays the stream */
+    assert_ok(dr__srv_open(m, &pc, &c, &e_));
+    get_state_json(c, sc, sizeof sc);
+    assert_string_equal(sa, sc);
+    dr__srv_close(c);
+    /* Redis down: writes refused with nothing applied, reads answer */
+    redis_down(&rp);
+    dr_srv_stats s0, s1;
+    dr__srv_get_stats(a, &s0);
+    dr_error e = {0};
+    dr_srv_event ev2 = {"u6", "i8", 6000, 1, NULL};
+    assert_int_equal(dr__srv_submit(a, &ev2, 1, NULL, &e), DR_IO);
+    assert_true(e.msg[0] != 0);
+    dr_srv_worker *w = NULL;
+    assert_ok(dr__srv_worker_create(a, &w, &e_));
+    answer ans;
+    ask(a, w, "u5", &ans);
+    assert_true(ans.n > 0);
+    usleep(400000); /* the apply thread's reads fail meanwhile */
+    dr__srv_get_stats(a, &s1);
+    assert_int_equal(s1.log_records, s0.log_records);
+    assert_true(s1.log_errors > s0.log_errors);
+    redis_up(&rp);
+    dr_srv_ack k2;
+    assert_ok(dr__srv_submit(a, &ev2, 1, &k2, &e_));
+    assert_int_equal(k2.first_seq, 73);
+    dr__srv_get_stats(a, &s1);
+    assert_true(s1.log_reconnects >= 1);
+    assert_int_equal(dr__log_pos_parse(k2.stream_id, &pos), 0);
+    assert_true(dr__srv_wait_applied(b, pos, 5000, &have));
+    get_state_json(a, sa, sizeof sa);
+    get_state_json(b, sb, sizeof sb);
+    assert_string_equal(sa, sb);
+    dr__srv_worker_free(w);
+    dr__srv_close(a);
+    dr__srv_close(b);
+    redis_down(&rp);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
 /* ---- features through the checkpoint's fusion */
 
 /* rank (0 = first) of item i in the user's whole ranking, -1 when absent */
@@ -503,10 +937,10 @@ static void test_put_features_fusion(void **st) {
     post(s, "u6", "late", 2002);
     char *body = features_body(ds, top);
     dr_srv_ack ack;
-    assert_ok(dr__srv_put_item(s, "clone", body, &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "clone", body, NULL, &ack, &e_));
     assert_true(ack.created);
-    assert_ok(dr__srv_put_item(s, "blank", "{\"title\":\"blank\",\"attributes\":[],\"features\":{}}", &ack, &e_));
-    assert_ok(dr__srv_put_item(s, "late", body, &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "blank", "{\"title\":\"blank\",\"attributes\":[],\"features\":{}}", NULL, &ack, &e_));
+    assert_ok(dr__srv_put_item(s, "late", body, NULL, &ack, &e_));
     post(s, "u7", "clone", 2003);
     float sc_clone, sc_blank;
     int rc = rank_of(s, w, user, dr__srv_find_item(s, "clone"), &sc_clone);
@@ -527,7 +961,7 @@ static void test_put_features_fusion(void **st) {
     assert_ok(dr__routes_create(s, &rp, &rt, &e_));
     assert_ok(dr__routes_worker_create(rt, &rw, &e_));
     dr_route_resp rs;
-    dr_route_req rq = {"PUT", "/v1/items/bad", no_args, NULL, NULL, "{\"features\":{\"visual\":[1,2,3]}}", 0};
+    dr_route_req rq = {"PUT", "/v1/items/bad", no_args, NULL, NULL, "{\"features\":{\"visual\":[1,2,3]}}", 0, NULL};
     rq.body_len = strlen(rq.body);
     dr__routes_handle(rt, rw, &rq, &rs);
     assert_int_equal(rs.status, 400);
@@ -635,7 +1069,7 @@ static void test_out_of_memory(void **st) {
     assert_ok(dr__srv_open(u.m, &u.p, &u.s, &e_));
     feed(u.s, 0, 60);
     assert_ok(dr__srv_put_item(u.s, "fresh-9",
-                              "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, &e_));
+                              "{\"title\":\"Nine\",\"attributes\":[],\"features\":{}}", NULL, NULL, &e_));
     feed(u.s, 60, 70);
     dr__srv_close(u.s);
     u.s = NULL;
@@ -665,6 +1099,11 @@ int main(void) {
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_put_features_fusion),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_idempotent_retry),
+        cmocka_unit_test(test_after_waits),
+        cmocka_unit_test(test_state_hash),
+        cmocka_unit_test(test_foreign_records_and_apply_capacity),
+        cmocka_unit_test(test_fleet_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

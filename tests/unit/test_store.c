@@ -1,7 +1,9 @@
 /* test_store.c - the SQLite event log: append/scan round trip, persistence across reopen,
- * snapshots and pruning, settings, and a damaged record reported as DR_FORMAT. */
+ * snapshots and pruning, snapshot positions (and an older folder without them), settings,
+ * and a damaged record reported as DR_FORMAT. */
 #include "testutil.h"
 #include "oom.h"
+#include "sqlmem.h"
 
 #include <sqlite3.h>
 
@@ -102,6 +104,48 @@ static void test_snapshots(void **st) {
     dr_test_rmrf(dir);
 }
 
+/* Snapshots keep a log position and a record count (a Redis replica's); a folder made before
+ * those columns opens, and its rows read back as (0, seq). */
+static void test_snapshot_positions(void **st) {
+    (void)st;
+    char dir[256], path[512];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/events.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE snapshots (seq INTEGER PRIMARY KEY, file TEXT NOT NULL);"
+                                  "INSERT INTO snapshots VALUES (5, 'old-5');",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    dr_store *s = NULL;
+    assert_ok(dr__store_open(dir, 0, &s, &e_));
+    assert_ok(dr__store_snapshot_add_pos(s, "1700000000123-4", 9, "redis-9", &e_));
+    assert_ok(dr__store_snapshot_add(s, 7, "sq-7", &e_));
+    dr_error e = {0};
+    assert_int_equal(dr__store_snapshot_add_pos(s, "12-x", 10, "bad", &e), DR_ARG);
+    dr_store_snap sn[8];
+    size_t n = 0;
+    assert_ok(dr__store_snapshots(s, sn, 8, &n, &e_));
+    assert_int_equal(n, 3);
+    assert_string_equal(sn[0].file, "redis-9");
+    assert_int_equal(sn[0].records, 9);
+    assert_int_equal(sn[0].pos.ms, 1700000000123ull);
+    assert_int_equal(sn[0].pos.seq, 4);
+    assert_string_equal(sn[1].file, "sq-7");
+    assert_int_equal(sn[1].pos.ms, 0);
+    assert_int_equal(sn[1].pos.seq, 7);
+    assert_int_equal(sn[1].records, 7);
+    assert_string_equal(sn[2].file, "old-5");
+    assert_int_equal(sn[2].seq, 5);
+    assert_int_equal(sn[2].pos.seq, 5);
+    assert_int_equal(sn[2].records, 5);
+    dr__store_close(s);
+    assert_ok(dr__store_open(dir, 0, &s, &e_)); /* the columns are there now: no second ALTER */
+    dr__store_close(s);
+    dr_test_rmrf(dir);
+}
+
 /* A record written behind the store's back with a bad kind or an over-long id: DR_FORMAT. */
 static void test_damaged_record(void **st) {
     (void)st;
@@ -152,35 +196,6 @@ static void store_close(void *ud) {
     }
 }
 
-/* SQLite's memory comes from dr__malloc too (main installs sql_mem), so its allocations are
- * counted and failed like the store's own: 8 bytes before each block hold its size. */
-static void *sql_malloc(int n) {
-    int64_t *p = dr__malloc((size_t)n + 8);
-    if (!p) return NULL;
-    p[0] = n;
-    return p + 1;
-}
-
-static void sql_free(void *p) {
-    if (p) dr__free((int64_t *)p - 1);
-}
-
-static void *sql_realloc(void *p, int n) {
-    if (!p) return sql_malloc(n);
-    int64_t *q = dr__realloc((int64_t *)p - 1, (size_t)n + 8);
-    if (!q) return NULL;
-    q[0] = n;
-    return q + 1;
-}
-
-static int sql_size(void *p) { return p ? (int)((int64_t *)p)[-1] : 0; }
-static int sql_roundup(int n) { return (n + 7) & ~7; }
-static int sql_init(void *ud) { (void)ud; return SQLITE_OK; }
-static void sql_shutdown(void *ud) { (void)ud; }
-
-static const sqlite3_mem_methods sql_mem = {sql_malloc, sql_free,     sql_realloc, sql_size,
-                                            sql_roundup, sql_init, sql_shutdown, NULL};
-
 static void test_out_of_memory(void **st) {
     (void)st;
     char dir[256];
@@ -204,12 +219,11 @@ static void test_out_of_memory(void **st) {
 }
 
 int main(void) {
-    if (sqlite3_config(SQLITE_CONFIG_MALLOC, &sql_mem) != SQLITE_OK ||
-        sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0) != SQLITE_OK || sqlite3_initialize() != SQLITE_OK)
-        fail_msg("cannot route SQLite's memory through dr__malloc");
+    dr_test_sqlite_mem();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_scan_reopen),
         cmocka_unit_test(test_snapshots),
+        cmocka_unit_test(test_snapshot_positions),
         cmocka_unit_test(test_damaged_record),
         cmocka_unit_test(test_out_of_memory),
     };
