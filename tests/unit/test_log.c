@@ -19,59 +19,10 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "redis_fixture.h"
 #include "serve_log.h"
 
-/* ---- a redis-server of our own */
-
-typedef struct redis_srv {
-    pid_t pid;
-    char dir[256], sock[320];
-} redis_srv;
-
-static int have_redis_server(void) {
-    return system("command -v redis-server >/dev/null 2>&1") == 0;
-}
-
-static int sock_answers(const char *path) {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-static void redis_start(redis_srv *r) {
-    fflush(NULL); /* the child must not write our buffered output again */
-    r->pid = fork();
-    if (r->pid < 0) fail_msg("fork: %s", strerror(errno));
-    if (r->pid == 0) {
-        char log[400];
-        snprintf(log, sizeof log, "%s/redis.log", r->dir);
-        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock,
-               "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--dir", r->dir,
-               "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    for (int k = 0; k < 500; k++) { /* 5 s */
-        if (sock_answers(r->sock)) return;
-        int status;
-        if (waitpid(r->pid, &status, WNOHANG) == r->pid)
-            fail_msg("redis-server exited (status %d), see %s/redis.log", status, r->dir);
-        usleep(10000);
-    }
-    fail_msg("redis-server did not open %s", r->sock);
-}
-
-static void redis_stop(redis_srv *r, int sig) {
-    if (r->pid <= 0) return;
-    kill(r->pid, sig);
-    int status;
-    waitpid(r->pid, &status, 0);
-    r->pid = 0;
-}
+/* ---- a redis-server of our own: redis_fixture.h */
 
 /* ---- one kind under test */
 
@@ -110,7 +61,7 @@ static int setup(void **state) {
     if (strcmp(e->kind, "sqlite") == 0) {
         snprintf(e->spec, sizeof e->spec, "sqlite");
     } else {
-        if (!have_redis_server()) {
+        if (!redis_installed()) {
             printf("SKIP: redis-server not found, the redis kind of event log is not tested\n");
             fflush(stdout);
             e->spec[0] = 0;
@@ -118,7 +69,7 @@ static int setup(void **state) {
         }
         snprintf(e->srv.dir, sizeof e->srv.dir, "%s", e->dir);
         snprintf(e->srv.sock, sizeof e->srv.sock, "%s/redis.sock", e->dir);
-        redis_start(&e->srv);
+        if (redis_start(&e->srv)) fail_msg("redis-server did not start in %s", e->srv.dir);
         snprintf(e->spec, sizeof e->spec, "redis+unix://%s?stream=test", e->srv.sock);
     }
     e->log = open_log(e, 0);
@@ -378,7 +329,7 @@ static void test_redis_restart(void **state) {
     assert_true(dr__now_seconds() - t0 < 5.0);
     printf("redis down: %s\n", err.msg);
 
-    redis_start(&e->srv);
+    if (redis_start(&e->srv)) fail_msg("redis-server did not start in %s", e->srv.dir);
     assert_ok(append(e->log, &r4, 1, NULL, &e_));
     assert_true(dr__log_pos_cmp(r[2].pos, r4.pos) < 0);
     dr_log_rec again = ev("u1", "i1", 1, "rk1"); /* the key survived the restart too */

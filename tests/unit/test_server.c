@@ -3,6 +3,7 @@
  * snapshot + the log, or from the log alone) gives the same answers bit for bit, and many
  * writers and readers at once lose nothing (run under `make tsan`). Also the HTTP routes:
  * status codes and error messages for bad input. */
+#include "redis_fixture.h"
 #include "testutil.h"
 #include "oom.h"
 
@@ -719,45 +720,6 @@ static void test_foreign_records_and_apply_capacity(void **st) {
 
 /* ---- a fleet on a Redis stream (skipped without redis-server) */
 
-typedef struct redis_proc {
-    pid_t pid;
-    char dir[512], sock[600];
-} redis_proc;
-
-static int sock_answers(const char *path) {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-static void redis_up(redis_proc *r) {
-    fflush(NULL);
-    r->pid = fork();
-    assert_true(r->pid >= 0);
-    if (r->pid == 0) {
-        char log[700];
-        snprintf(log, sizeof log, "%s/redis.log", r->dir);
-        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock, "--appendonly",
-               "yes", "--appendfsync", "always", "--save", "", "--dir", r->dir, "--daemonize", "no",
-               (char *)NULL);
-        _exit(127);
-    }
-    for (int k = 0; k < 500 && !sock_answers(r->sock); k++) usleep(10000);
-    assert_true(sock_answers(r->sock));
-}
-
-static void redis_down(redis_proc *r) {
-    if (r->pid <= 0) return;
-    kill(r->pid, SIGKILL);
-    int status;
-    waitpid(r->pid, &status, 0);
-    r->pid = 0;
-}
 
 /* Two replicas on one stream: each applies the other's writes (?after= on the other replica
  * reads a write), an idempotency key holds across replicas, the two reach the same /v1/state,
@@ -766,7 +728,7 @@ static void redis_down(redis_proc *r) {
  * thread counts the errors and resumes when Redis is back. */
 static void test_fleet_redis(void **st) {
     (void)st;
-    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+    if (!redis_installed()) {
         printf("SKIP: redis-server not found, the fleet on a Redis stream is not tested\n");
         return;
     }
@@ -774,10 +736,10 @@ static void test_fleet_redis(void **st) {
     char dir[256];
     dr_test_tmpdir(dir, sizeof dir);
     dr_model *m = make_model(dir);
-    redis_proc rp = {0};
+    redis_srv rp = {0};
     snprintf(rp.dir, sizeof rp.dir, "%s", dir);
     snprintf(rp.sock, sizeof rp.sock, "%s/r.sock", dir);
-    redis_up(&rp);
+    assert_int_equal(redis_start(&rp), 0);
     char spec[700], da[600], db[600], dc[600];
     snprintf(spec, sizeof spec, "redis+unix://%s?stream=fleet", rp.sock);
     snprintf(da, sizeof da, "%s/a", dir);
@@ -823,7 +785,7 @@ static void test_fleet_redis(void **st) {
     assert_string_equal(sa, sc);
     dr__srv_close(c);
     /* Redis down: writes refused with nothing applied, reads answer */
-    redis_down(&rp);
+    redis_stop(&rp, SIGKILL);
     dr_srv_stats s0, s1;
     dr__srv_get_stats(a, &s0);
     dr_error e = {0};
@@ -839,7 +801,7 @@ static void test_fleet_redis(void **st) {
     dr__srv_get_stats(a, &s1);
     assert_int_equal(s1.log_records, s0.log_records);
     assert_true(s1.log_errors > s0.log_errors);
-    redis_up(&rp);
+    assert_int_equal(redis_start(&rp), 0);
     dr_srv_ack k2;
     assert_ok(dr__srv_submit(a, &ev2, 1, &k2, &e_));
     assert_int_equal(k2.first_seq, 73);
@@ -853,7 +815,7 @@ static void test_fleet_redis(void **st) {
     dr__srv_worker_free(w);
     dr__srv_close(a);
     dr__srv_close(b);
-    redis_down(&rp);
+    redis_stop(&rp, SIGKILL);
     dr_model_free(m);
     dr_test_rmrf(dir);
 }
