@@ -68,6 +68,7 @@
 #define DR_LOG_IDEM_PURGE_EVERY 1024u /* sqlite appends between purges of expired idempotency keys */
 #define DR_SRV_K_MAX 1000u            /* recommendations per request: the popular list's size */
 #define DR_SRV_CTX_MAX 512u           /* recent items read for a user's base latent */
+#define DR_SRV_APPLY_DOWN_MS 10000  /* a write waits this long for a log it cannot read */
 #define DR_SRV_WRITER_BATCH 16384u    /* events per group commit; more wait for the next one */
 #define DR_SRV_APPLY_BATCH DR_SRV_WRITER_BATCH /* records per log read of the apply thread: a
                                         whole group commit is applied and published at once */

@@ -664,15 +664,34 @@ static void process(dr_srv *s, ticket *batch) {
     for (size_t k = 1; k < s->recs.n; k++)
         if (dr__log_pos_cmp(s->recs.a[k].pos, last) > 0) last = s->recs.a[k].pos;
     /* the apply thread reads the records back (with whatever other replicas appended) */
+    /* A slow apply (a long backlog) is waited for; a log that cannot be read is waited for
+     * DR_SRV_APPLY_DOWN_MS at most: the records are logged, a retry with the same keys is safe. */
     pthread_mutex_lock(&s->amu);
-    while (dr__log_pos_cmp(s->applied_pos, last) < 0 && !s->broken && !(s->closing && s->log_down))
-        pthread_cond_wait(&s->cv_applied, &s->amu);
+    double down_since = 0;
+    while (dr__log_pos_cmp(s->applied_pos, last) < 0 && !s->broken && !(s->closing && s->log_down)) {
+        if (s->log_down) {
+            double now_s = dr__now_seconds();
+            if (!down_since) down_since = now_s;
+            if (now_s - down_since > DR_SRV_APPLY_DOWN_MS / 1000.0) break;
+        } else {
+            down_since = 0;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&s->cv_applied, &s->amu, &ts);
+    }
     if (dr__log_pos_cmp(s->applied_pos, last) >= 0) {
         answer_tickets(s, batch);
     } else {
+        char at[DR_LOG_POS_MAX];
+        dr__log_pos_format(last, at);
         if (s->broken) e = s->broken_err;
-        else dr__fail(&e, DR_IO, "the records are logged but not applied: the log cannot be read "
+        else if (s->closing) dr__fail(&e, DR_IO, "the records are logged but not applied: the log cannot be read "
                      "and the server is stopping");
+        else dr__fail(&e, DR_IO, "the records are logged (up to %s) but this replica cannot read the "
+                     "log to apply them; a retry with the same event_id or Idempotency-Key is safe", at);
         for (ticket *t = batch; t; t = t->next)
             if (t->accepted) ticket_fail(t, s->broken ? DR_INTERNAL : DR_IO, &e);
     }
