@@ -1448,6 +1448,8 @@ void dr__srv_get_stats(const dr_srv *s, dr_srv_stats *o) {
     uint64_t tip = atomic_load(&m->st_tip_records);
     o->lag_records = tip > o->log_records ? tip - o->log_records : 0;
     uint64_t ms = atomic_load(&m->st_applied_ms);
-    double age = ms ? dr__now_seconds() - (double)ms / 1000.0 : 0.0;
+    struct timespec wall; /* stream ids carry wall-clock milliseconds; dr__now_seconds is monotonic */
+    clock_gettime(CLOCK_REALTIME, &wall);
+    double age = ms ? (double)wall.tv_sec + wall.tv_nsec / 1e9 - (double)ms / 1000.0 : 0.0;
     o->lag_seconds = o->lag_records && age > 0 ? age : 0.0;
 }
