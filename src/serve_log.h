@@ -7,6 +7,10 @@
  * it talks to. The state is a function of (checkpoint, log): every replica that applies the
  * same records in the same order reaches the same state.
  *
+ * Signals: hiredis writes to its socket with plain write(2), so a Redis that dies mid-write
+ * raises SIGPIPE; a process that uses the redis kind ignores SIGPIPE (`dynrec serve` does, as
+ * every server must), and the write then fails with EPIPE, which the kind reports as DR_IO.
+ *
  * Threads: append is called from one thread (the writer) and read from one other thread (the
  * apply thread), concurrently; an implementation keeps a connection per side. wake may be
  * called from any thread.
