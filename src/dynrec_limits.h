@@ -77,6 +77,15 @@
                                         writer finds its records even when other replicas'
                                         records come between; a duplicate of an older record
                                         answers record number 0 */
+#define DR_SRV_INFLIGHT_BATCHES 2u    /* group commits logged but not yet answered: the writer
+                                        appends the next while the apply thread applies these.
+                                        Their answers are read from the ring above, which must
+                                        still hold every record of an awaiting batch when it is
+                                        answered: a batch is answered where the apply thread
+                                        crosses its last record, so at most one batch plus one
+                                        apply read (2 x 16384) is needed; even if all awaiting
+                                        batches plus one read were (3 x 16384 = 48K) the ring
+                                        holds them. 3 would fill the ring exactly, 4 exceed it */
 #define DR_SRV_WAIT_MS_MAX 10000u     /* ?wait_ms of a read that waits for a position: a
                                         request holds a server thread while it waits */
 #define DR_SRV_WAIT_MS_DEFAULT 1000u  /* ?wait_ms when absent */

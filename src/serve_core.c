@@ -137,7 +137,7 @@ typedef struct dr_srv_ticket {
     dr_status st;
     dr_error err;
     dr_srv_ack ack;
-    dr_srv_done_fn done_fn;  /* asynchronous tickets: called on the writer thread when done */
+    dr_srv_done_fn done_fn;  /* asynchronous tickets: called on the writer or apply thread when done */
     void *done_ud;
     struct dr_srv_ticket *next;
 } ticket;
@@ -146,6 +146,18 @@ typedef struct done_call {
     dr_srv_done_fn fn;
     void *ud;
 } done_call;
+typedef DR_VEC(done_call) done_calls;
+typedef DR_VEC(dr_log_rec) rec_vec;
+
+/* A logged batch waiting for the apply thread: answered once the apply thread is through
+ * `last` (guarded by amu). */
+typedef struct awaiting {
+    ticket *batch;
+    rec_vec recs;                  /* its records, with the positions the append gave them */
+    dr_log_pos last;               /* the newest of those positions */
+    uint32_t nu, ni;               /* new users and items the capacity pre-check reserved */
+    double since;                  /* when it was logged (dr__now_seconds) */
+} awaiting;
 
 /* An applied record: its position, record number and what applying it did. */
 enum { AE_SKIPPED = 1, AE_CREATED = 2 };
@@ -198,9 +210,10 @@ struct dr_srv {
     uint8_t *aflags;               /* (DR_SRV_APPLY_BATCH) */
     /* writer */
     keyset ks;
-    DR_VEC(dr_log_rec) recs;
+    rec_vec recs;
     uint8_t *dup;                  /* (DR_SRV_WRITER_BATCH) */
-    DR_VEC(done_call) calls;
+    done_calls calls;              /* the writer's callbacks to call ... */
+    done_calls acalls;             /* ... and the apply thread's */
     /* popular-now */
     pop_buf pop[POP_BUFS];
     _Atomic(pop_buf *) pop_cur;
@@ -222,6 +235,10 @@ struct dr_srv {
     state_query *queries;          /* guarded by amu */
     int apply_stop, closing, log_down, broken; /* guarded by amu */
     dr_error broken_err;           /* guarded by amu */
+    double down_since;             /* when log_down was set, guarded by amu */
+    awaiting aw[DR_SRV_INFLIGHT_BATCHES]; /* FIFO of logged batches, guarded by amu */
+    unsigned aw_head, aw_n;        /* guarded by amu */
+    uint32_t res_u, res_i;         /* the awaiting batches' reserved new users and items (amu) */
     pthread_t applier;
     int applier_started;
     /* statistics (written by the writer and the apply thread, read anywhere) */
@@ -566,8 +583,9 @@ static void ticket_needs(dr_srv *s, const ticket *t, uint32_t *nu, uint32_t *ni)
     }
 }
 
-/* The accepted tickets' answers once the apply thread is through `last` (amu held). */
-static void answer_tickets(dr_srv *s, ticket *batch) {
+/* The accepted tickets' answers once the apply thread is through the newest of recs' positions
+ * (amu held). */
+static void answer_tickets(dr_srv *s, ticket *batch, const dr_log_rec *recs) {
     uint64_t total = atomic_load(&s->st_events);
     for (ticket *t = batch; t; t = t->next) {
         t->ack.events_total = total;
@@ -575,14 +593,14 @@ static void answer_tickets(dr_srv *s, ticket *batch) {
         size_t skipped = 0;
         int created = 0;
         for (size_t k = t->rec0; k < t->rec0 + t->nrec; k++) {
-            const ack_ent *a = ring_find(s, s->recs.a[k].pos);
+            const ack_ent *a = ring_find(s, recs[k].pos);
             uint64_t seq = a ? a->seq : 0;
             if (k == t->rec0) t->ack.first_seq = seq;
             if (k == t->rec0 + t->nrec - 1) t->ack.last_seq = seq;
             if (a && (a->flags & AE_SKIPPED)) skipped++;
             if (a && (a->flags & AE_CREATED)) created = 1;
         }
-        dr__log_pos_format(s->recs.a[t->rec0 + t->nrec - 1].pos, t->ack.stream_id);
+        dr__log_pos_format(recs[t->rec0 + t->nrec - 1].pos, t->ack.stream_id);
         t->ack.created = created;
         if (skipped) {
             dr_error e;
@@ -596,15 +614,111 @@ static void answer_tickets(dr_srv *s, ticket *batch) {
     }
 }
 
-static void process(dr_srv *s, ticket *batch) {
+/* amu held: takes the awaiting batches that are settled off the FIFO, in order, and returns
+ * their tickets as one list: answered when the apply thread is through the batch's last
+ * record; failed when the apply thread is broken, or when the log cannot be read and either
+ * DR_SRV_APPLY_DOWN_MS passed since the batch was logged (or the log went down) or the server
+ * is stopping. The records are logged: a retry with the same keys is safe. */
+static ticket *dr__srv_settle_locked(dr_srv *s) {
+    ticket *out = NULL, **tail = &out;
+    double now = 0;
+    while (s->aw_n) {
+        awaiting *a = &s->aw[s->aw_head];
+        if (dr__log_pos_cmp(s->applied_pos, a->last) >= 0) {
+            answer_tickets(s, a->batch, a->recs.a);
+        } else if (s->broken || s->log_down) {
+            if (!s->broken && !s->closing) {
+                if (!now) now = dr__now_seconds();
+                double since = a->since > s->down_since ? a->since : s->down_since;
+                if (now - since <= DR_SRV_APPLY_DOWN_MS / 1000.0) break;
+            }
+            dr_error e;
+            char at[DR_LOG_POS_MAX];
+            dr__log_pos_format(a->last, at);
+            if (s->broken) e = s->broken_err;
+            else if (s->closing) dr__fail(&e, DR_IO, "the records are logged but not applied: the log cannot be read "
+                         "and the server is stopping");
+            else dr__fail(&e, DR_IO, "the records are logged (up to %s) but this replica cannot read the "
+                         "log to apply them; a retry with the same event_id or Idempotency-Key is safe", at);
+            for (ticket *t = a->batch; t; t = t->next)
+                if (t->accepted) ticket_fail(t, s->broken ? DR_INTERNAL : DR_IO, &e);
+        } else {
+            break;
+        }
+        s->res_u -= a->nu;
+        s->res_i -= a->ni;
+        *tail = a->batch;
+        while (*tail) tail = &(*tail)->next;
+        a->batch = NULL;
+        s->aw_head = (s->aw_head + 1) % DR_SRV_INFLIGHT_BATCHES;
+        s->aw_n--;
+    }
+    if (out) pthread_cond_broadcast(&s->cv_applied); /* a writer waiting for room in the FIFO */
+    return out;
+}
+
+/* Hands settled tickets (a list) back to their submitters: done is set under mu, the callbacks
+ * of asynchronous tickets are called after, outside the locks (calls: the calling thread's
+ * scratch). */
+static void dr__srv_complete(dr_srv *s, ticket *list, done_calls *calls) {
+    if (!list) return;
+    size_t nt = 0;
+    for (ticket *t = list; t; t = t->next) nt++;
+    calls->n = 0;
+    int calls_ok = dr_vec_reserve(calls, nt) == 0;
+    pthread_mutex_lock(&s->mu);
+    for (ticket *t = list; t;) {
+        ticket *nx = t->next; /* t belongs to its submitter once done is set */
+        if (t->done_fn) {
+            if (calls_ok) calls->a[calls->n++] = (done_call){t->done_fn, t->done_ud};
+            else t->done_fn(t->done_ud);
+        }
+        t->done = 1;
+        t = nx;
+    }
+    pthread_cond_broadcast(&s->cv_done);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t k = 0; k < calls->n; k++) calls->a[k].fn(calls->a[k].ud);
+}
+
+/* Writer: settles what it can and waits until at most max_n batches await the apply thread. */
+static void dr__srv_await(dr_srv *s, unsigned max_n) {
+    for (;;) {
+        pthread_mutex_lock(&s->amu);
+        ticket *done = dr__srv_settle_locked(s);
+        int ok = s->aw_n <= max_n;
+        if (!ok && !done) { /* woken by the apply thread; at least every 200 ms for a log that is down */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 200 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+            pthread_cond_timedwait(&s->cv_applied, &s->amu, &ts);
+            done = dr__srv_settle_locked(s);
+            ok = s->aw_n <= max_n;
+        }
+        pthread_mutex_unlock(&s->amu);
+        dr__srv_complete(s, done, &s->calls);
+        if (ok) return;
+    }
+}
+
+/* Checks room, logs the batch's records in one append; 1 when logged (then *last is the newest
+ * position and *nu, *ni the new users and items reserved), 0 when every ticket is answered. */
+static int process(dr_srv *s, ticket *batch, dr_log_pos *lastp, uint32_t *nup, uint32_t *nip) {
     uint32_t pend_u = 0, pend_i = 0;
+    /* Room: the registries (what is applied) + the new keys of the batches awaiting apply + this
+     * batch's. A new id in two batches in flight is counted twice: conservative, which only
+     * matters near the limit (a write may then be refused that would have fit). */
+    pthread_mutex_lock(&s->amu);
+    uint32_t res_u = s->res_u, res_i = s->res_i;
+    pthread_mutex_unlock(&s->amu);
     s->ks.gen++;
     s->recs.n = 0;
     int64_t now = (int64_t)time(NULL);
     for (ticket *t = batch; t; t = t->next) {
         uint32_t nu, ni;
         ticket_needs(s, t, &nu, &ni);
-        uint32_t used_u = atomic_load(&s->users.n), used_i = atomic_load(&s->items.n);
+        uint32_t used_u = atomic_load(&s->users.n) + res_u, used_i = atomic_load(&s->items.n) + res_i;
         if (used_u + pend_u + nu > s->users.cap || used_i + pend_i + ni > s->items.cap) {
             dr_error e;
             dr__fail(&e, DR_LIMIT, "no room for %s (--max-new-%s %u is used up)",
@@ -648,7 +762,7 @@ static void process(dr_srv *s, ticket *batch) {
         }
         t->nrec = n;
     }
-    if (!s->recs.n) return;
+    if (!s->recs.n) return 0;
     dr_error e = {0};
     memset(s->dup, 0, s->recs.n);
     dr_status st = s->log->vt->append(s->log, s->recs.a, s->recs.n, s->dup, &e);
@@ -657,47 +771,21 @@ static void process(dr_srv *s, ticket *batch) {
         dr__log(DR_LOG_ERROR, "server: %s", e.msg);
         for (ticket *t = batch; t; t = t->next)
             if (t->accepted) ticket_fail(t, st, &e);
-        return;
+        return 0;
     }
     atomic_fetch_add(&s->st_commits, 1);
     dr_log_pos last = s->recs.a[0].pos;
     for (size_t k = 1; k < s->recs.n; k++)
         if (dr__log_pos_cmp(s->recs.a[k].pos, last) > 0) last = s->recs.a[k].pos;
-    /* the apply thread reads the records back (with whatever other replicas appended) */
-    /* A slow apply (a long backlog) is waited for; a log that cannot be read is waited for
-     * DR_SRV_APPLY_DOWN_MS at most: the records are logged, a retry with the same keys is safe. */
-    pthread_mutex_lock(&s->amu);
-    double down_since = 0;
-    while (dr__log_pos_cmp(s->applied_pos, last) < 0 && !s->broken && !(s->closing && s->log_down)) {
-        if (s->log_down) {
-            double now_s = dr__now_seconds();
-            if (!down_since) down_since = now_s;
-            if (now_s - down_since > DR_SRV_APPLY_DOWN_MS / 1000.0) break;
-        } else {
-            down_since = 0;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-        pthread_cond_timedwait(&s->cv_applied, &s->amu, &ts);
-    }
-    if (dr__log_pos_cmp(s->applied_pos, last) >= 0) {
-        answer_tickets(s, batch);
-    } else {
-        char at[DR_LOG_POS_MAX];
-        dr__log_pos_format(last, at);
-        if (s->broken) e = s->broken_err;
-        else if (s->closing) dr__fail(&e, DR_IO, "the records are logged but not applied: the log cannot be read "
-                     "and the server is stopping");
-        else dr__fail(&e, DR_IO, "the records are logged (up to %s) but this replica cannot read the "
-                     "log to apply them; a retry with the same event_id or Idempotency-Key is safe", at);
-        for (ticket *t = batch; t; t = t->next)
-            if (t->accepted) ticket_fail(t, s->broken ? DR_INTERNAL : DR_IO, &e);
-    }
-    pthread_mutex_unlock(&s->amu);
+    *lastp = last;
+    *nup = pend_u;
+    *nip = pend_i;
+    return 1;
 }
 
+/* The writer: logs batch after batch; the apply thread reads the records back (with whatever
+ * other replicas appended) and answers them (dr__srv_settle_locked), while the writer logs the
+ * next ones: at most DR_SRV_INFLIGHT_BATCHES await the apply thread. */
 static void *writer_main(void *arg) {
     dr_srv *s = arg;
     for (;;) {
@@ -717,32 +805,35 @@ static void *writer_main(void *arg) {
         if (!s->head) s->tail = NULL;
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
+        dr__srv_await(s, DR_SRV_INFLIGHT_BATCHES - 1); /* room in the FIFO */
         pthread_mutex_lock(&s->amu);
         int broken = s->broken;
         dr_error be = s->broken_err;
         pthread_mutex_unlock(&s->amu);
-        if (broken) /* the state cannot follow the log: nothing more is logged */
+        dr_log_pos at = {0, 0};
+        uint32_t nu = 0, ni = 0;
+        if (broken) { /* the state cannot follow the log: nothing more is logged */
             for (ticket *t = batch; t; t = t->next) ticket_fail(t, DR_INTERNAL, &be);
-        else
-            process(s, batch);
-        size_t nt = 0;
-        for (ticket *t = batch; t; t = t->next) nt++;
-        s->calls.n = 0;
-        int calls_ok = dr_vec_reserve(&s->calls, nt) == 0;
-        pthread_mutex_lock(&s->mu);
-        for (ticket *t = batch; t;) {
-            ticket *nx = t->next; /* t belongs to its submitter once done is set */
-            if (t->done_fn) {
-                if (calls_ok) s->calls.a[s->calls.n++] = (done_call){t->done_fn, t->done_ud};
-                else t->done_fn(t->done_ud);
-            }
-            t->done = 1;
-            t = nx;
+        } else if (process(s, batch, &at, &nu, &ni)) {
+            pthread_mutex_lock(&s->amu);
+            awaiting *a = &s->aw[(s->aw_head + s->aw_n) % DR_SRV_INFLIGHT_BATCHES];
+            rec_vec spare = a->recs; /* the batch keeps its records; the writer takes the slot's old vector */
+            a->recs = s->recs;
+            s->recs = spare;
+            a->batch = batch;
+            a->last = at;
+            a->nu = nu;
+            a->ni = ni;
+            a->since = dr__now_seconds();
+            s->aw_n++;
+            s->res_u += nu;
+            s->res_i += ni;
+            batch = dr__srv_settle_locked(s); /* applied already (duplicates only), or broken */
+            pthread_mutex_unlock(&s->amu);
         }
-        pthread_cond_broadcast(&s->cv_done);
-        pthread_mutex_unlock(&s->mu);
-        for (size_t k = 0; k < s->calls.n; k++) s->calls.a[k].fn(s->calls.a[k].ud);
+        dr__srv_complete(s, batch, &s->calls);
     }
+    dr__srv_await(s, 0); /* stopping: the awaiting batches are applied, or failed */
     return NULL;
 }
 
@@ -801,18 +892,26 @@ static void answer_queries(dr_srv *s) {
     pthread_mutex_unlock(&s->amu);
 }
 
-/* Apply thread: waits up to ms for stop or queries. 1 when stopping. */
+/* Apply thread: waits up to ms for stop or queries, settling the awaiting batches (a log that
+ * is down, a broken state) at least every 200 ms. 1 when stopping. */
 static int apply_pause(dr_srv *s, unsigned ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    double until = dr__now_seconds() + ms / 1000.0;
     pthread_mutex_lock(&s->amu);
-    while (!s->apply_stop && !s->queries && pthread_cond_timedwait(&s->cv_apply, &s->amu, &ts) == 0) {
+    for (;;) {
+        ticket *done = dr__srv_settle_locked(s);
+        if (done) {
+            pthread_mutex_unlock(&s->amu);
+            dr__srv_complete(s, done, &s->acalls);
+            pthread_mutex_lock(&s->amu);
+        }
+        double left = until - dr__now_seconds();
+        if (s->apply_stop || s->queries || left <= 0) break;
+        if (left > 0.2) left = 0.2;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)(left * 1e9);
+        while (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&s->cv_apply, &s->amu, &ts);
     }
     int stop = s->apply_stop;
     pthread_mutex_unlock(&s->amu);
@@ -860,6 +959,7 @@ static void *apply_main(void *arg) {
                 down = 1;
                 pthread_mutex_lock(&s->amu);
                 s->log_down = 1;
+                s->down_since = dr__now_seconds();
                 pthread_cond_broadcast(&s->cv_applied);
                 pthread_mutex_unlock(&s->amu);
             }
@@ -902,8 +1002,10 @@ static void *apply_main(void *arg) {
             dr__fail(&s->broken_err, DR_INTERNAL, "applying a logged record failed: %s", e.msg);
             dr__log(DR_LOG_ERROR, "server: %s", s->broken_err.msg);
         }
+        ticket *settled = dr__srv_settle_locked(s); /* the writer's batches through applied_pos */
         pthread_cond_broadcast(&s->cv_applied);
         pthread_mutex_unlock(&s->amu);
+        dr__srv_complete(s, settled, &s->acalls);
         poll_tip(s, &tip_t);
     }
     answer_queries(s); /* those queued before apply_stop was set */
@@ -1287,6 +1389,8 @@ void dr__srv_close(dr_srv *s) {
     dr_vec_free(&s->retired);
     dr_vec_free(&s->recs);
     dr_vec_free(&s->calls);
+    dr_vec_free(&s->acalls);
+    for (unsigned k = 0; k < DR_SRV_INFLIGHT_BATCHES; k++) dr_vec_free(&s->aw[k].recs);
     dr__idmap_free(&s->users);
     dr__idmap_free(&s->items);
     dr__free(s->hist);

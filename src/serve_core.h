@@ -6,7 +6,7 @@
  *
  * Threads: dr__srv_submit / dr__srv_put_item may be called from any number of threads (they
  * queue work for the one writer thread, which appends to the log, and wait until the apply
- * thread has applied it); readers (dr__srv_recommend, dr__srv_user_info, the dr__srv_item_*
+ * thread has applied it; the writer appends the next batches meanwhile); readers (dr__srv_recommend, dr__srv_user_info, the dr__srv_item_*
  * and dr__srv_find_item lookups, dr__srv_get_stats) never take a lock the apply thread holds
  * while it works, each with its own dr_srv_worker where it needs scratch. dr__srv_wait_applied
  * and dr__srv_state wait (bounded) for the apply thread.
@@ -79,8 +79,8 @@ int dr__srv_fuses(const dr_srv *s);
 dr_status dr__srv_check_feature(const dr_srv *s, const char *modality, size_t dim, dr_error *err);
 
 /* Asynchronous forms for servers that must not block a thread per waiting request: queue the
- * work and return at once; done(ud) is called on the writer thread once the records are durable
- * and applied (or refused); then dr__srv_ticket_result tells which. ev / item / body and the
+ * work and return at once; done(ud) is called on the writer or the apply thread once the records
+ * are durable and applied (or refused); then dr__srv_ticket_result tells which. ev / item / body and the
  * ticket must stay alive until done was called. done must not call back into the server. */
 typedef struct dr_srv_ticket dr_srv_ticket;
 typedef void (*dr_srv_done_fn)(void *ud);

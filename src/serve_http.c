@@ -117,7 +117,8 @@ static enum MHD_Result reject(dr_server *s, struct MHD_Connection *c, int status
     return send_resp(c, &r);
 }
 
-/* The writer thread's call when a suspended request's records are durable and applied. */
+/* The serving core's call (writer or apply thread) when a suspended request's records are
+ * durable and applied. */
 static void on_committed(void *ud) {
     req_ctx *rc = ud;
     MHD_resume_connection(rc->conn);
