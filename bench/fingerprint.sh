@@ -2,7 +2,8 @@
 # fingerprint.sh [BUILD] - hashes of what the engine answers, to show that a change which should
 # not change behaviour did not: run it on two builds and diff the outputs. Each line is
 # "name hash" (or the values themselves where they are short); timings are left out.
-#   demo        `dynrec demo` + scripts/demo.sh's summary lines, numbers of seconds removed
+#   demo        `dynrec demo` + scripts/demo.sh's summary lines, numbers of seconds, ports and
+#               Redis stream ids (wall-clock milliseconds) removed
 #   loo_*       P-LOO JSON of pop and itemknn on each shared dataset present (no "seconds")
 #   ckpt_*      checkpoint bytes of mf and sasrec trained on synthetic data (1 thread)
 #   train_*     the epoch lines of those trainings (loss, validation NDCG), times removed
@@ -20,7 +21,8 @@ trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; [ -n "${FP_KEEP:-}" ] && cp "$t
 h() { sha256sum | cut -c1-16; }
 notime() {
     sed -E 's/[0-9]+(\.[0-9]+)? ?(s|ms|us|µs|seconds|req\/s|events\/s)\b/T/g; s/"seconds":[0-9.e+-]+//g
-            s/seconds +[0-9.]+/seconds T/g; s/127\.0\.0\.1:[0-9]+/127.0.0.1:PORT/g; s/"timing_ms":\{[^}]*\}//g'
+            s/seconds +[0-9.]+/seconds T/g; s/127\.0\.0\.1:[0-9]+/127.0.0.1:PORT/g; s/"timing_ms":\{[^}]*\}//g
+            s/[0-9]{13}-[0-9]+/STREAM-ID/g; s|redis\+unix://[^ ?]*|redis+unix://SOCKET|g'
 }
 
 sh scripts/demo.sh "$BIN" 2>&1 | notime >"$tmp/demo"
