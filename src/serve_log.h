@@ -73,7 +73,8 @@ typedef struct dr_log_vt {
      * the log cannot be reached (the caller retries with backoff). */
     dr_status (*read)(dr_log *l, dr_log_pos after, size_t cap, int wait_ms, dr_log_rec *out,
                       size_t *n, dr_error *err);
-    /* The last position and the number of records in the log. */
+    /* The last position and the number of records in the log. Any thread: it shares the read
+     * side's connection under a lock (redis: waits for one read slice at most). */
     dr_status (*tip)(dr_log *l, dr_log_pos *last, uint64_t *records, dr_error *err);
     /* Bytes the log takes (0 when unknown), any thread. */
     uint64_t (*bytes)(const dr_log *l);

@@ -423,24 +423,19 @@ static dr_status rd_read(dr_log *base, dr_log_pos after, size_t cap, int wait_ms
     rd_log *l = (rd_log *)base;
     *n = 0;
     if (!cap) return DR_OK;
-    pthread_mutex_lock(&l->rmu);
-    dr_status st = connect_side(l, &l->rc, DR_LOG_WAIT_SLICE_MS, err);
     double end = dr__now_seconds() + (wait_ms > 0 ? wait_ms / 1000.0 : 0);
     int waited = 0;
-    while (st == DR_OK) {
+    for (;;) { /* the lock is taken per slice, so tip waits for one slice at most */
         double left_ms = (end - dr__now_seconds()) * 1000.0;
-        int woken = atomic_exchange(&l->woken, 0);
-        if (wait_ms <= 0 || woken || (waited && left_ms < 1)) { /* the last look, not waiting */
-            st = read_once(l, after, cap, -1, out, n, err);
-            break;
-        }
-        int slice = (int)DR_MIN(left_ms, (double)DR_LOG_WAIT_SLICE_MS);
-        st = read_once(l, after, cap, DR_MAX(slice, 1), out, n, err);
+        int last = wait_ms <= 0 || atomic_exchange(&l->woken, 0) || (waited && left_ms < 1);
+        int slice = last ? -1 : DR_MAX((int)DR_MIN(left_ms, (double)DR_LOG_WAIT_SLICE_MS), 1);
+        pthread_mutex_lock(&l->rmu);
+        dr_status st = connect_side(l, &l->rc, DR_LOG_WAIT_SLICE_MS, err);
+        if (st == DR_OK) st = read_once(l, after, cap, slice, out, n, err); /* -1: XRANGE */
+        pthread_mutex_unlock(&l->rmu);
         waited = 1;
-        if (*n) break;
+        if (st != DR_OK || *n || last) return st;
     }
-    pthread_mutex_unlock(&l->rmu);
-    return st;
 }
 
 /* ---- the rest */
