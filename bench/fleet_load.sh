@@ -114,15 +114,21 @@ case " $PARTS " in *" ingest "*)
         set -- $c
         b=$1
         conn=$2
-        for log in redis sqlite; do : >"$tmp/rps_$log"; : >"$tmp/p99_$log"; done
+        for log in redis sqlite; do : >"$tmp/rps_$log"; : >"$tmp/p99_$log"; : >"$tmp/scpu_$log"; : >"$tmp/rcpu_$log"; done
         for r in $(seq "$RUNS"); do
             for log in redis sqlite; do
                 if [ $log = redis ]; then redis_up; L=$REDIS_LOG; else redis_down; L=sqlite; fi
                 start ing "$L" 16 --max-new-users 0 --max-new-items 0 --snapshot-every 100000
+                c0=$(cpu "$pid_ing"); r0=0; [ -n "$rpid" ] && r0=$(cpu "$rpid")
                 BATCH=$b wrk -t"$([ "$conn" -lt 2 ] && echo 1 || echo 2)" -c"$conn" -d"${DURATION}s" --latency \
                     -s bench/wrk_events.lua "$base_ing" >"$tmp/wrk.txt" 2>&1
+                c1=$(cpu "$pid_ing"); r1=0; [ -n "$rpid" ] && r1=$(cpu "$rpid")
                 rps=$(sed -n 's/^Requests\/sec: *//p' "$tmp/wrk.txt")
                 echo "$rps * $b" | bc >>"$tmp/rps_$log"
+                # CPU per event of the server and of redis-server (clock ticks -> us)
+                ev=$(echo "$rps * $b * $DURATION" | bc)
+                echo "scale=1; ($c1 - $c0) * 1000000 / $(getconf CLK_TCK) / $ev" | bc >>"$tmp/scpu_$log"
+                echo "scale=1; ($r1 - $r0) * 1000000 / $(getconf CLK_TCK) / $ev" | bc >>"$tmp/rcpu_$log"
                 grep -q 'Non-2xx' "$tmp/wrk.txt" && echo "# ingest $log batch $b c$conn: $(grep 'Non-2xx' "$tmp/wrk.txt")"
                 stop ing
             done
@@ -130,6 +136,8 @@ case " $PARTS " in *" ingest "*)
         for log in redis sqlite; do
             m=$(median <"$tmp/rps_$log")
             echo "ingest_${log}_batch${b}_c${conn}_events_per_s $m events/s (median of $RUNS x ${DURATION} s; runs: $(tr '\n' ' ' <"$tmp/rps_$log"))"
+            echo "ingest_${log}_batch${b}_c${conn}_server_cpu_per_event $(median <"$tmp/scpu_$log") us (utime + stime of dynrec serve)"
+            [ $log = redis ] && echo "ingest_${log}_batch${b}_c${conn}_redis_cpu_per_event $(median <"$tmp/rcpu_$log") us (utime + stime of redis-server)"
             eval "m_$log=$m"
         done
         echo "ingest_redis_over_sqlite_batch${b}_c${conn} $(echo "scale=2; $m_redis / $m_sqlite" | bc) ratio"
