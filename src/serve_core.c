@@ -420,14 +420,9 @@ static dr_status item_features(dr_srv *s, uint32_t i, const json_t *feats, int a
 
 /* ---------------------------------------------------------------- applying records */
 
-static dr_status get_or_add(dr_idmap *m, const char *name, const char *what, uint32_t *id,
-                            dr_error *err) {
+/* Apply thread: adds a copy of name as the next id of m (the caller checked there is room). */
+static dr_status add_name(dr_idmap *m, const char *name, uint32_t *id, dr_error *err) {
     size_t len = strlen(name);
-    *id = dr__idmap_find(m, name, len);
-    if (*id != UINT32_MAX) return DR_OK;
-    if (atomic_load(&m->n) >= m->cap)
-        return dr__fail(err, DR_LIMIT, "server: no room for new %s '%s' (%u reserved rows used; "
-                       "restart with a larger --max-new-%s)", what, name, m->cap - m->n_base, what);
     char *c = dr__strndup(name, len);
     if (!c) return dr__fail(err, DR_NOMEM, "server: out of memory");
     *id = dr__idmap_add(m, c, len);
@@ -439,11 +434,13 @@ static dr_status get_or_add(dr_idmap *m, const char *name, const char *what, uin
  * row and none is left (or is malformed): it changes nothing but the counts, alike on every
  * replica (rows are given out in log order). */
 static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t *flags, dr_error *err) {
-    uint32_t i, u, n0 = atomic_load_explicit(&s->items.n, memory_order_relaxed);
+    uint32_t n0 = atomic_load_explicit(&s->items.n, memory_order_relaxed);
     *flags = 0;
     int ok = r->item && (r->kind == DR_REC_ITEM ? r->body != NULL : r->kind == DR_REC_EVENT && r->user);
-    if (ok && dr__idmap_find(&s->items, r->item, strlen(r->item)) == UINT32_MAX && n0 >= s->items.cap) ok = 0;
-    if (ok && r->kind == DR_REC_EVENT && dr__idmap_find(&s->users, r->user, strlen(r->user)) == UINT32_MAX &&
+    uint32_t i = ok ? dr__idmap_find(&s->items, r->item, strlen(r->item)) : UINT32_MAX;
+    uint32_t u = ok && r->kind == DR_REC_EVENT ? dr__idmap_find(&s->users, r->user, strlen(r->user)) : UINT32_MAX;
+    if (ok && i == UINT32_MAX && n0 >= s->items.cap) ok = 0;
+    if (ok && r->kind == DR_REC_EVENT && u == UINT32_MAX &&
         atomic_load_explicit(&s->users.n, memory_order_relaxed) >= s->users.cap)
         ok = 0;
     if (!ok) {
@@ -456,8 +453,8 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
         atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
         return DR_OK;
     }
-    dr_status st = get_or_add(&s->items, r->item, "items", &i, err);
-    if (st != DR_OK) return st;
+    dr_status st = DR_OK;
+    if (i == UINT32_MAX && (st = add_name(&s->items, r->item, &i, err)) != DR_OK) return st;
     if (i >= n0) { /* a new row enters use: exact now when the adapter is live, as saved otherwise */
         dr__adapter_set_active_items(s->ad, i + 1, adapt);
         *flags |= AE_CREATED;
@@ -470,7 +467,7 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
         if (st == DR_OK) st = item_features(s, i, json_object_get(o, "features"), adapt, err);
         json_decref(o);
     } else {
-        if ((st = get_or_add(&s->users, r->user, "users", &u, err)) != DR_OK) return st;
+        if (u == UINT32_MAX && (st = add_name(&s->users, r->user, &u, err)) != DR_OK) return st;
         int64_t t = r->time;
         if (atomic_load_explicit(&s->st_events, memory_order_relaxed) && t < s->wclock) t = s->wclock;
         if (adapt) {
