@@ -420,6 +420,17 @@ double dr__now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void dr__deadline(struct timespec *ts, clockid_t clk, double seconds) {
+    clock_gettime(clk, ts);
+    time_t whole = (time_t)seconds;
+    ts->tv_sec += whole;
+    ts->tv_nsec += (long)((seconds - (double)whole) * 1e9 + 0.5);
+    while (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 int dr__default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (n > DR_MAX_THREADS ? DR_MAX_THREADS : (int)n);

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__GNUC__)
 #define DR_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -99,6 +100,8 @@ bool dr__utf8_valid(const char *s, size_t n);
 
 /* ---- time */
 double dr__now_seconds(void); /* monotonic */
+/* *ts = now on clock clk plus seconds: an absolute deadline for pthread_cond_timedwait. */
+void dr__deadline(struct timespec *ts, clockid_t clk, double seconds);
 
 /* ---- threads */
 int dr__default_threads(void); /* online cores, at least 1 */

@@ -686,9 +686,7 @@ static void dr__srv_await(dr_srv *s, unsigned max_n) {
         int ok = s->aw_n <= max_n;
         if (!ok && !done) { /* woken by the apply thread; at least every 200 ms for a log that is down */
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+            dr__deadline(&ts, CLOCK_REALTIME, 0.2);
             pthread_cond_timedwait(&s->cv_applied, &s->amu, &ts);
             done = dr__srv_settle_locked(s);
             ok = s->aw_n <= max_n;
@@ -905,9 +903,7 @@ static int apply_pause(dr_srv *s, unsigned ms) {
         if (s->apply_stop || s->queries || left <= 0) break;
         if (left > 0.2) left = 0.2;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)(left * 1e9);
-        while (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+        dr__deadline(&ts, CLOCK_REALTIME, left);
         pthread_cond_timedwait(&s->cv_apply, &s->amu, &ts);
     }
     int stop = s->apply_stop;
@@ -1011,13 +1007,7 @@ static void *apply_main(void *arg) {
 
 int dr__srv_wait_applied(dr_srv *s, dr_log_pos pos, uint32_t wait_ms, dr_log_pos *applied) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait_ms / 1000;
-    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    dr__deadline(&ts, CLOCK_REALTIME, wait_ms / 1000.0);
     pthread_mutex_lock(&s->amu);
     while (dr__log_pos_cmp(s->applied_pos, pos) < 0 && !s->apply_stop &&
            pthread_cond_timedwait(&s->cv_applied, &s->amu, &ts) == 0) {

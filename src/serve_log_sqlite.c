@@ -108,13 +108,7 @@ static dr_status sq_read(dr_log *l, dr_log_pos after, size_t cap, int wait_ms, d
     dr_status st = sq_read_now(q, after, cap, out, n, err);
     if (st != DR_OK || *n || wait_ms <= 0 || !cap) return st;
     struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += wait_ms / 1000;
-    dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    dr__deadline(&dl, CLOCK_MONOTONIC, wait_ms / 1000.0);
     pthread_mutex_lock(&q->mu);
     while (q->last <= after.seq && !q->woken)
         if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT) break;
