@@ -126,10 +126,8 @@ dr_status dr__model_prepare_latents(dr_model *m, dr_error *err) {
     float *owned = NULL;
     dr_status st = m->vt->latents(m->state, &dim, &items, &owned, err);
     if (st != DR_OK) return st;
-    if (owned || m->latent_owned) { /* a built view replaces the one built before */
-        dr__free(m->latent_owned);
-        m->latent_owned = owned;
-    }
+    dr__free(m->latent_owned); /* a view built before is replaced */
+    m->latent_owned = owned;
     m->latent_items = items;
     m->latent_dim = dim;
     return DR_OK;

@@ -130,6 +130,19 @@ static size_t mf_scratch_bytes(const void *state) {
     return (size_t)s->d * sizeof(float);
 }
 
+/* The fold-in of a user not seen in training: h (d) = the mean of the context items'
+ * factors (0 without context). */
+static void mf_fold_in(const mf_state *s, const uint32_t *ctx, size_t n_ctx, float *h) {
+    const uint32_t d = s->d;
+    memset(h, 0, (size_t)d * sizeof *h);
+    for (size_t k = 0; k < n_ctx; k++) {
+        const float *q = s->item + (size_t)ctx[k] * d;
+        for (uint32_t c = 0; c < d; c++) h[c] += q[c];
+    }
+    if (n_ctx)
+        for (uint32_t c = 0; c < d; c++) h[c] /= (float)n_ctx;
+}
+
 static dr_status mf_score(const void *state, void *scratch, uint32_t u, const uint32_t *ctx,
                           size_t n_ctx, float *scores, dr_error *err) {
     const mf_state *s = state;
@@ -138,15 +151,8 @@ static dr_status mf_score(const void *state, void *scratch, uint32_t u, const ui
     if (u < s->n_users) {
         h = s->user + (size_t)u * d;
     } else {
-        float *fold = scratch; /* (d) mean of the context items' factors */
-        memset(fold, 0, (size_t)d * sizeof *fold);
-        for (size_t k = 0; k < n_ctx; k++) {
-            const float *q = s->item + (size_t)ctx[k] * d;
-            for (uint32_t c = 0; c < d; c++) fold[c] += q[c];
-        }
-        if (n_ctx)
-            for (uint32_t c = 0; c < d; c++) fold[c] /= (float)n_ctx;
-        h = fold;
+        mf_fold_in(s, ctx, n_ctx, scratch);
+        h = scratch;
     }
     memcpy(scores, s->item_bias, (size_t)s->n_items * sizeof *scores);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)s->n_items, (int)d, 1.0f, s->item, (int)d, h,
@@ -597,14 +603,10 @@ static dr_status mf_user_latent(const void *state, void *scratch, uint32_t u,
                                 const uint32_t *ctx, size_t n_ctx, float *h, dr_error *err) {
     const mf_state *s = state;
     const uint32_t d = s->d;
-    if (u < s->n_users) {
+    if (u < s->n_users)
         memcpy(h, s->user + (size_t)u * d, d * sizeof *h);
-    } else {
-        memset(h, 0, d * sizeof *h);
-        for (size_t k = 0; k < n_ctx; k++)
-            for (uint32_t j = 0; j < d; j++) h[j] += s->item[(size_t)ctx[k] * d + j];
-        for (uint32_t j = 0; n_ctx && j < d; j++) h[j] /= (float)n_ctx;
-    }
+    else
+        mf_fold_in(s, ctx, n_ctx, h);
     h[d] = 1.0f;
     return DR_OK;
 }
