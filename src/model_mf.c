@@ -536,7 +536,8 @@ done:
     return st;
 }
 
-dr_mf_params dr__mf_params_from_model(const dr_model_params *mp) {
+/* dr_mf_params from the generic parameters (0 / negative fields keep the defaults). */
+static dr_mf_params mf_params_from_model(const dr_model_params *mp) {
     dr_mf_params p = dr__mf_default_params();
     if (!mp) return p;
     p.seed = mp->seed;
@@ -564,7 +565,7 @@ static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_mo
                            const dr_validator *vd, void **state, dr_error *err) {
     if (mp && mp->optimizer && strcmp(mp->optimizer, "adam") && strcmp(mp->optimizer, "sgd"))
         return dr__fail(err, DR_ARG, "mf: unknown optimizer '%s' (sgd, adam)", mp->optimizer);
-    dr_mf_params p = dr__mf_params_from_model(mp);
+    dr_mf_params p = mf_params_from_model(mp);
     dr_impute imp;
     if (mp && mp->impute && dr__impute_parse(mp->impute, &imp, err) != DR_OK) return DR_ARG;
     dr_status st = dr__fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);

@@ -105,9 +105,6 @@ dr_impute dr__mf_get_impute(const dr_model *m);
 /* Items with no training interaction (n_items bytes, 1 = cold), NULL for a loaded model. */
 const uint8_t *dr__mf_cold_items(const dr_model *m);
 
-/* dr_mf_params from the generic parameters (0 / negative fields keep the defaults). */
-dr_mf_params dr__mf_params_from_model(const dr_model_params *mp);
-
 /*
  * One BPR sample, the exact code training uses: x = b_i - b_j + pu.(qi - qj),
  * loss = -log sigmoid(x) + l2/2 (|pu|^2 + |qi|^2 + |qj|^2 + bi^2 + bj^2).

@@ -398,11 +398,14 @@ const dr_fusion *dr__sasrec_get_fusion(const dr_sasrec *m, const float **item_id
 
 dr_impute dr__sasrec_get_impute(const dr_sasrec *m) { return m ? m->impute : DR_IMPUTE_GATE; }
 
-dr_status dr__sasrec_attach_fusion(dr_sasrec *m, const dr_fusion *f, const float *item_id,
+/* Gives a model built from a parameter block (a checkpoint) its fusion back so that
+ * dr__sasrec_refuse works: copies f, e (item_id, (n_items+1, d)) and, when the block is
+ * borrowed, the block itself into owned memory. DR_ARG when shapes disagree. */
+static dr_status sasrec_attach_fusion(dr_sasrec *m, const dr_fusion *f, const float *item_id,
                                   dr_impute impute, dr_error *err) {
-    if (!m || !f || !item_id) return dr__fail(err, DR_ARG, "dr__sasrec_attach_fusion: NULL argument");
+    if (!m || !f || !item_id) return dr__fail(err, DR_ARG, "sasrec: attach fusion: NULL argument");
     if (m->fus.n_mod)
-        return dr__fail(err, DR_ARG, "dr__sasrec_attach_fusion: the model already has a fusion");
+        return dr__fail(err, DR_ARG, "sasrec: attach fusion: the model already has a fusion");
     dr_fusion c;
     dr_status st = dr__fusion_copy(&c, f, m->dm.d, err);
     if (st != DR_OK) return st;
@@ -413,7 +416,7 @@ dr_status dr__sasrec_attach_fusion(dr_sasrec *m, const dr_fusion *f, const float
         dr__fusion_free(&c);
         dr__free(eid);
         dr__free(own);
-        return dr__fail(err, DR_NOMEM, "dr__sasrec_attach_fusion: out of memory");
+        return dr__fail(err, DR_NOMEM, "sasrec: attach fusion: out of memory");
     }
     memcpy(eid, item_id, cells * sizeof *eid);
     if (own) { /* re-fusion writes tok: the borrowed (read-only) block is copied */
@@ -1072,7 +1075,7 @@ static dr_status sasrec_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
     int found;
     if ((st = dr__fusion_load(c, "sasrec", dm.d, (uint64_t)dm.n_items + 1, &f, &eid, &imp,
                              &found, err)) != DR_OK ||
-        (found && (st = dr__sasrec_attach_fusion(s, &f, eid, imp, err)) != DR_OK)) {
+        (found && (st = sasrec_attach_fusion(s, &f, eid, imp, err)) != DR_OK)) {
         dr__sasrec_free(s);
         return st;
     }
@@ -1081,7 +1084,7 @@ static dr_status sasrec_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
 
 /* ------------------------------------------------------------------ scoring interface */
 
-dr_sasrec_params dr__sasrec_params_from_model(const dr_model_params *mp) {
+static dr_sasrec_params sasrec_params_from_model(const dr_model_params *mp) {
     dr_sasrec_params p = dr__sasrec_default_params();
     if (!mp) return p;
     p.seed = mp->seed;
@@ -1111,7 +1114,7 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
                         const dr_validator *vd, void **state, dr_error *err) {
     if (mp && mp->loss && strcmp(mp->loss, "ce") != 0 && strcmp(mp->loss, "bce") != 0)
         return dr__fail(err, DR_ARG, "sasrec: unknown loss '%s' (ce, bce)", mp->loss);
-    dr_sasrec_params p = dr__sasrec_params_from_model(mp);
+    dr_sasrec_params p = sasrec_params_from_model(mp);
     if (mp && mp->impute && dr__impute_parse(mp->impute, &p.impute, err) != DR_OK) return DR_ARG;
     dr_status sst = dr__fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
     if (sst != DR_OK) return sst;

@@ -106,7 +106,6 @@ void dr__sasrec_score(const dr_sasrec *m, const uint32_t *ctx, size_t n_ctx, flo
 /* Scoring interface; fit maps dr_model_params onto dr_sasrec_params (0 / negative / NULL
  * fields keep the defaults; shards and val_users always keep theirs). */
 extern const dr_model_vt dr_sasrec_vt;
-dr_sasrec_params dr__sasrec_params_from_model(const dr_model_params *p);
 /* The fusion a fitted model was trained with (NULL: id-only or loaded). A fused model's tok
  * tensor holds the fused latents z (what serving and the checkpoint use); e is kept here. */
 const dr_fusion *dr__sasrec_get_fusion(const dr_sasrec *m, const float **item_id);
@@ -131,11 +130,6 @@ void dr__sr_fuse_backward(const dr_fusion *f, const dr_fusion_input *in, dr_impu
 dr_status dr__sasrec_refuse(dr_sasrec *m, const dr_dataset *ds, const uint8_t *over,
                            dr_impute impute, dr_error *err);
 dr_impute dr__sasrec_get_impute(const dr_sasrec *m);
-/* Gives a model built from a parameter block (a checkpoint) its fusion back so that
- * dr__sasrec_refuse works: copies f, e (item_id, (n_items+1, d)) and, when the block is
- * borrowed, the block itself into owned memory. DR_ARG when shapes disagree. */
-dr_status dr__sasrec_attach_fusion(dr_sasrec *m, const dr_fusion *f, const float *item_id,
-                                  dr_impute impute, dr_error *err);
 
 /* Wraps a fitted model as a dr_model (takes ownership of m). */
 dr_status dr__sasrec_as_model(dr_sasrec *m, dr_model **out, dr_error *err);
