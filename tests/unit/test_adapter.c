@@ -9,6 +9,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "adapter.h"
@@ -412,7 +413,7 @@ static void test_set_item_base(void **st) {
 
 typedef struct reader_ctx {
     dr_adapter *a;
-    atomic_int *stop;
+    atomic_int *stop, *started;
     long reads, bad;
 } reader_ctx;
 
@@ -420,7 +421,8 @@ static void *reader(void *arg) {
     reader_ctx *c = arg;
     uint64_t last = 0;
     float h[D];
-    while (!atomic_load(c->stop)) {
+    /* every reader reads at least once, however the threads are scheduled */
+    while (!atomic_load(c->stop) || c->reads == 0) {
         const dr_adapter_snapshot *s = dr__adapter_acquire(c->a);
         if (!s) continue;
         if (!dr__snapshot_verify(s)) c->bad++;
@@ -431,7 +433,7 @@ static void *reader(void *arg) {
         for (int k = 0; k < D; k++)
             if (!isfinite(h[k])) c->bad++;
         dr__adapter_release(c->a, s);
-        c->reads++;
+        if (c->reads++ == 0) atomic_fetch_add(c->started, 1);
     }
     return NULL;
 }
@@ -446,15 +448,18 @@ static void test_snapshots_concurrent(void **st) {
     dr_adapter *a = NULL;
     assert_ok(dr__adapter_create(&p, NU, NI, D, Z, COLD, &a, &e_));
     assert_true(dr__adapter_publish(a));
-    atomic_int stop;
+    atomic_int stop, started;
     atomic_init(&stop, 0);
+    atomic_init(&started, 0);
     enum { NR = 3 };
     pthread_t th[NR];
     reader_ctx ctx[NR];
     for (int k = 0; k < NR; k++) {
-        ctx[k] = (reader_ctx){a, &stop, 0, 0};
+        ctx[k] = (reader_ctx){a, &stop, &started, 0, 0};
         assert_int_equal(pthread_create(&th[k], NULL, reader, &ctx[k]), 0);
     }
+    /* the writer starts once every reader is reading, so the two overlap even on a loaded machine */
+    while (atomic_load(&started) < NR) sched_yield();
     feed(a, 0, 3000);
     atomic_store(&stop, 1);
     long reads = 0;

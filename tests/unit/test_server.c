@@ -258,7 +258,7 @@ static void *reader_thread(void *arg) {
     dr_srv_worker *w = NULL;
     if (dr__srv_worker_create(c->s, &w, NULL) != DR_OK) return (void *)1;
     const char *who[] = {"u1", "w0-1", "w1-2", "unknown-user", "u5"};
-    while (!atomic_load(c->stop)) {
+    do { /* at least one round, however the threads are scheduled */
         for (int k = 0; k < 5; k++) {
             dr_srv_recs r;
             if (dr__srv_recommend(c->s, w, who[k], 10, &r, NULL) != DR_OK) {
@@ -270,7 +270,7 @@ static void *reader_thread(void *arg) {
         }
         dr_srv_stats st;
         dr__srv_get_stats(c->s, &st);
-    }
+    } while (!atomic_load(c->stop));
     dr__srv_worker_free(w);
     return NULL;
 }
