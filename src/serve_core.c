@@ -436,6 +436,10 @@ static dr_status add_name(dr_idmap *m, const char *name, uint32_t *id, dr_error 
 static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t *flags, dr_error *err) {
     uint32_t n0 = atomic_load_explicit(&s->items.n, memory_order_relaxed);
     *flags = 0;
+    if (r->kind == DR_REC_BASE) { /* the swap itself is the apply loop's (apply_batch) */
+        atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
+        return DR_OK;
+    }
     int ok = r->item && (r->kind == DR_REC_ITEM ? r->body != NULL : r->kind == DR_REC_EVENT && r->user);
     uint32_t i = ok ? dr__idmap_find(&s->items, r->item, strlen(r->item)) : UINT32_MAX;
     uint32_t u = ok && r->kind == DR_REC_EVENT ? dr__idmap_find(&s->users, r->user, strlen(r->user)) : UINT32_MAX;

@@ -52,3 +52,33 @@ int dr__log_pos_cmp(dr_log_pos a, dr_log_pos b) {
     if (a.seq != b.seq) return a.seq < b.seq ? -1 : 1;
     return 0;
 }
+
+/* ---- record kinds (DR_REC_TABLE) */
+
+int dr__rec_fields(int kind) {
+#define X(name, num, letter, fields, text) if (kind == num) return fields;
+    DR_REC_TABLE(X)
+#undef X
+    return 0;
+}
+
+const char *dr__rec_letter(int kind) {
+#define X(name, num, letter, fields, text) if (kind == num) return letter;
+    DR_REC_TABLE(X)
+#undef X
+    return "?";
+}
+
+int dr__rec_kind_of(const char *c) {
+#define X(name, num, letter, fields, text) if (c && strcmp(c, letter) == 0) return num;
+    DR_REC_TABLE(X)
+#undef X
+    return -1;
+}
+
+const char *dr__rec_name(int kind) {
+#define X(name, num, letter, fields, text) if (kind == num) return text;
+    DR_REC_TABLE(X)
+#undef X
+    return "?";
+}

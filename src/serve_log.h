@@ -32,16 +32,36 @@ void dr__log_pos_format(dr_log_pos p, char out[DR_LOG_POS_MAX]);
 int dr__log_pos_parse(const char *s, dr_log_pos *out); /* 0 ok, -1 malformed */
 int dr__log_pos_cmp(dr_log_pos a, dr_log_pos b);     /* <0, 0, >0 */
 
-/* What a record holds: an event (user, item, time) or an item (PUT /v1/items: item, body). */
-enum { DR_REC_EVENT = 0, DR_REC_ITEM = 1 };
+/* What a record holds, one row per kind: its number (the sqlite log's `kind` column), its
+ * letter (the redis entry's `k` field) and the fields it must carry (DR_RF_*; the others are
+ * NULL). Both are part of the log's format: never renumber a row.
+ *   EVENT  an event (user, item, time)
+ *   ITEM   an item (PUT /v1/items: item, body = {"title","attributes","features"})
+ *   BASE   a base swap (POST /v1/admin/base, SIGHUP): body = {"path","hash","covers","from"},
+ *          the checkpoint the state is on from this record on (serve_core.c) */
+enum { DR_RF_USER = 1, DR_RF_ITEM = 2, DR_RF_BODY = 4 };
+#define DR_REC_TABLE(X)                                 \
+    X(EVENT, 0, "e", DR_RF_USER | DR_RF_ITEM, "event") \
+    X(ITEM, 1, "i", DR_RF_ITEM | DR_RF_BODY, "item")   \
+    X(BASE, 2, "s", DR_RF_BODY, "base")
+#define DR_REC_ENUM(name, num, letter, fields, text) DR_REC_##name = num,
+enum { DR_REC_TABLE(DR_REC_ENUM) };
+#undef DR_REC_ENUM
+/* The fields kind must carry (DR_RF_*), 0 for an unknown kind. */
+int dr__rec_fields(int kind);
+/* The kind's letter ("e", "i", "s"; "?" for an unknown kind) and back (-1 when unknown). */
+const char *dr__rec_letter(int kind);
+int dr__rec_kind_of(const char *letter);
+/* "event", "item", "base" ("?" for an unknown kind). */
+const char *dr__rec_name(int kind);
 
 typedef struct dr_log_rec {
     dr_log_pos pos;   /* set by append (the record's, or the original's for a duplicate) and read */
-    int kind;         /* DR_REC_EVENT | DR_REC_ITEM */
-    const char *user; /* events; NULL for items */
-    const char *item;
-    int64_t time;     /* events: UNIX seconds; items: the time of the PUT */
-    const char *body; /* items: JSON object; NULL for events */
+    int kind;         /* DR_REC_* (DR_REC_TABLE) */
+    const char *user; /* events; NULL otherwise */
+    const char *item; /* events and items; NULL otherwise */
+    int64_t time;     /* events: UNIX seconds; items and bases: the time of the append */
+    const char *body; /* items and bases: JSON object; NULL for events */
     const char *key;  /* idempotency key (an event's event_id, or Idempotency-Key + index);
                          NULL = none. Not part of the record's content. */
 } dr_log_rec;

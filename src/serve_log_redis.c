@@ -2,7 +2,8 @@
  * serve_log_redis.c - the redis kind of event log (serve_log.h): one Redis stream shared by
  * every replica, through hiredis. pos = the entry id (ms, seq).
  *
- * DESIGN: an entry's fields are k (e | i), u (events), i, t (decimal) and b (items). Each side
+ * DESIGN: an entry's fields are k (the kind's letter, DR_REC_TABLE), u, i and b where the kind
+ * has them, and t (decimal). Each side
  * has its own connection: the append side (the writer thread) and the read side (the apply
  * thread, and tip under a lock). A side whose connection failed drops it and connects again
  * on its next call, with the timeout; every command has that timeout too, so nothing blocks
@@ -41,7 +42,8 @@ static const char script[] =
     "  else\n"
     "    local f = {'k', ARGV[a + 1]}\n"
     "    if ARGV[a + 2] ~= '' then f[#f + 1] = 'u'; f[#f + 1] = ARGV[a + 2] end\n"
-    "    f[#f + 1] = 'i'; f[#f + 1] = ARGV[a + 3]; f[#f + 1] = 't'; f[#f + 1] = ARGV[a + 4]\n"
+    "    if ARGV[a + 3] ~= '' then f[#f + 1] = 'i'; f[#f + 1] = ARGV[a + 3] end\n"
+    "    f[#f + 1] = 't'; f[#f + 1] = ARGV[a + 4]\n"
     "    if ARGV[a + 5] ~= '' then f[#f + 1] = 'b'; f[#f + 1] = ARGV[a + 5] end\n"
     "    id = redis.call('XADD', KEYS[1], '*', unpack(f))\n"
     "    if key ~= '' then redis.call('SET', pre .. key, id, 'EX', ttl) end\n"
@@ -264,16 +266,17 @@ static dr_status build_args(rd_log *l, const dr_log_rec *recs, size_t n, dr_erro
         const dr_log_rec *r = &recs[k];
         const char **f = a + ARGS_HEAD + ARGS_PER_REC * k;
         char *t = num + NUM_MAX * (k + 1);
-        if ((r->kind != DR_REC_EVENT && r->kind != DR_REC_ITEM) || !r->item ||
-            (r->kind == DR_REC_EVENT && !r->user))
+        int fl = dr__rec_fields(r->kind);
+        if (!fl || ((fl & DR_RF_USER) && !r->user) || ((fl & DR_RF_ITEM) && !r->item) ||
+            ((fl & DR_RF_BODY) && !r->body))
             return dr__fail(err, DR_ARG, "redis %s: append: record %zu is incomplete", l->addr, k);
         snprintf(t, NUM_MAX, "%lld", (long long)r->time);
         f[0] = r->key ? r->key : "";
-        f[1] = r->kind == DR_REC_EVENT ? "e" : "i";
-        f[2] = r->kind == DR_REC_EVENT ? r->user : "";
-        f[3] = r->item;
+        f[1] = dr__rec_letter(r->kind);
+        f[2] = fl & DR_RF_USER ? r->user : "";
+        f[3] = fl & DR_RF_ITEM ? r->item : "";
         f[4] = t;
-        f[5] = r->kind == DR_REC_ITEM && r->body ? r->body : "";
+        f[5] = fl & DR_RF_BODY ? r->body : "";
     }
     for (size_t k = 0; k < argc; k++) l->argl.a[k] = strlen(a[k]);
     return DR_OK;
@@ -354,17 +357,13 @@ static int decode_entry(const redisReply *e, dr_log_rec *out) {
     int bad = 0;
     const char *k = text(field(fv, "k"), 1, &bad), *t = text(field(fv, "t"), NUM_MAX, &bad);
     if (bad || !dr__parse_i64(t, strlen(t), &out->time)) return -1;
-    out->item = text(field(fv, "i"), DR_STORE_ID_MAX, &bad);
-    if (strcmp(k, "e") == 0) {
-        out->kind = DR_REC_EVENT;
-        out->user = text(field(fv, "u"), DR_STORE_ID_MAX, &bad);
-    } else if (strcmp(k, "i") == 0) {
-        out->kind = DR_REC_ITEM;
-        out->body = text(field(fv, "b"), DR_STORE_BODY_MAX, &bad);
-    } else {
-        return -1;
-    }
-    return bad || !*out->item || (out->user && !*out->user) ? -1 : 0;
+    out->kind = dr__rec_kind_of(k);
+    int fl = dr__rec_fields(out->kind);
+    if (!fl) return -1;
+    if (fl & DR_RF_USER) out->user = text(field(fv, "u"), DR_STORE_ID_MAX, &bad);
+    if (fl & DR_RF_ITEM) out->item = text(field(fv, "i"), DR_STORE_ID_MAX, &bad);
+    if (fl & DR_RF_BODY) out->body = text(field(fv, "b"), DR_STORE_BODY_MAX, &bad);
+    return bad || (out->item && !*out->item) || (out->user && !*out->user) ? -1 : 0;
 }
 
 /* The entries of an XRANGE reply (or of XREAD's one stream) into out. */

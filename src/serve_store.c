@@ -176,7 +176,7 @@ static int insert_row(dr_store *s, int kind, const char *user, const char *item,
     sqlite3_clear_bindings(s->ins);
     sqlite3_bind_int(s->ins, 1, kind);
     if (user) sqlite3_bind_text(s->ins, 2, user, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->ins, 3, item, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->ins, 3, item ? item : "", -1, SQLITE_STATIC); /* NOT NULL column */
     sqlite3_bind_int64(s->ins, 4, time);
     if (body) sqlite3_bind_text(s->ins, 5, body, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s->ins);
@@ -291,15 +291,11 @@ static dr_status decode_row(dr_store *s, sqlite3_stmt *q, dr_log_rec *r, dr_erro
     r->pos.seq = (uint64_t)sqlite3_column_int64(q, 0);
     r->kind = sqlite3_column_int(q, 1);
     r->time = sqlite3_column_int64(q, 4);
-    if (r->kind == DR_REC_EVENT) {
-        r->user = col_text(q, 2, DR_STORE_ID_MAX, 0, &bad);
-        r->item = col_text(q, 3, DR_STORE_ID_MAX, 0, &bad);
-    } else if (r->kind == DR_REC_ITEM) {
-        r->item = col_text(q, 3, DR_STORE_ID_MAX, 0, &bad);
-        r->body = col_text(q, 5, DR_STORE_BODY_MAX, 0, &bad);
-    } else {
-        bad = 1;
-    }
+    int f = dr__rec_fields(r->kind);
+    if (!f) bad = 1;
+    if (f & DR_RF_USER) r->user = col_text(q, 2, DR_STORE_ID_MAX, 0, &bad);
+    if (f & DR_RF_ITEM) r->item = col_text(q, 3, DR_STORE_ID_MAX, 0, &bad);
+    if (f & DR_RF_BODY) r->body = col_text(q, 5, DR_STORE_BODY_MAX, 0, &bad);
     if (bad || (r->user && !*r->user) || (r->item && !*r->item))
         return dr__fail(err, DR_FORMAT, "%s: log record %llu is damaged", s->path,
                         (unsigned long long)r->pos.seq);
