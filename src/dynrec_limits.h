@@ -77,6 +77,9 @@
                                         writer finds its records even when other replicas'
                                         records come between; a duplicate of an older record
                                         answers record number 0 */
+#define DR_SRV_EVENT_RING 65536u      /* positions of the newest applied events, from which a base
+                                        swap picks where its adapter replay and its quality check
+                                        start (window + checked events must fit) */
 #define DR_SRV_INFLIGHT_BATCHES 2u    /* group commits logged but not yet answered: the writer
                                         appends the next while the apply thread applies these.
                                         Their answers are read from the ring above, which must

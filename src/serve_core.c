@@ -62,6 +62,7 @@
 
 #include <cblas.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -125,7 +126,7 @@ typedef struct pop_buf {
 
 /* ---------------------------------------------------------------- tickets */
 
-enum { T_EVENTS, T_ITEM };
+enum { T_EVENTS, T_ITEM, T_BASE };
 
 typedef struct dr_srv_ticket {
     int kind;
@@ -167,9 +168,11 @@ typedef struct ack_ent {
     uint8_t flags;
 } ack_ent;
 
-/* A GET /v1/state waiting for the apply thread. */
+/* A GET /v1/state (or dr__srv_positions) waiting for the apply thread. */
 typedef struct state_query {
     dr_srv_state out;
+    uint32_t back[2];              /* dr__srv_positions: events back from the newest ... */
+    dr_log_pos back_pos[2];        /* ... and their positions */
     int done;
     struct state_query *next;
 } state_query;
@@ -241,6 +244,19 @@ struct dr_srv {
     uint32_t res_u, res_i;         /* the awaiting batches' reserved new users and items (amu) */
     pthread_t applier;
     int applier_started;
+    /* base swaps */
+    int has_base;                  /* p.base was given: base is this state's BASE record */
+    dr_srv_base base;
+    int superseded;                /* apply thread: a later BASE record was applied */
+    int ephemeral;                 /* dr__srv_prequential: no folder, no threads */
+    dr_log_pos *evring;            /* (DR_SRV_EVENT_RING) positions of the newest applied events */
+    uint64_t evring_n;             /* events ever pushed (apply thread) */
+    int scoring;                   /* dr__srv_prequential: score events after score_after */
+    dr_log_pos score_after;
+    dr_srv_preq preq;
+    float *sc_hp;                  /* (d) */
+    uint32_t sc_items[10];
+    float sc_scores[10];
     /* statistics (written by the writer and the apply thread, read anywhere) */
     _Atomic uint64_t st_events, st_records, st_commits, st_updates, st_snaps, st_snap_seq,
         st_recovered, st_skipped, st_log_errors, st_reconnects, st_tip_records, st_applied_ms;
@@ -429,6 +445,25 @@ static dr_status add_name(dr_idmap *m, const char *name, uint32_t *id, dr_error 
     return DR_OK;
 }
 
+/* dr__srv_prequential: was item i in u's top 10 (history excluded) just before the event, by
+ * the writer's own latents (s->wh holds u's base latent)? */
+static void score_event(dr_srv *s, uint32_t u, uint32_t i, int64_t t) {
+    const uint32_t *hi;
+    size_t nh = user_hist(s, u, &hi);
+    uint32_t n = 0, n_active = atomic_load_explicit(&s->items.n, memory_order_relaxed);
+    dr__adapter_user(s->ad, u, t, s->wh, s->sc_hp);
+    if (dr__topk_scan(dr__adapter_items(s->ad), n_active, s->d, s->sc_hp, hi, nh, 10, s->pts,
+                      s->sc_items, s->sc_scores, &n, NULL) != DR_OK)
+        return;
+    s->preq.events++;
+    for (uint32_t k = 0; k < n; k++)
+        if (s->sc_items[k] == i) {
+            s->preq.hit10 += 1.0;
+            s->preq.ndcg10 += 1.0 / log2(k + 2.0);
+            break;
+        }
+}
+
 /* Apply thread: one log record into the state; the adapter learns from events when adapt = 1.
  * *flags: AE_CREATED when an item row was given out; AE_SKIPPED when the record needs a new
  * row and none is left (or is malformed): it changes nothing but the counts, alike on every
@@ -436,7 +471,15 @@ static dr_status add_name(dr_idmap *m, const char *name, uint32_t *id, dr_error 
 static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t *flags, dr_error *err) {
     uint32_t n0 = atomic_load_explicit(&s->items.n, memory_order_relaxed);
     *flags = 0;
-    if (r->kind == DR_REC_BASE) { /* the swap itself is the apply loop's (apply_batch) */
+    if (r->kind == DR_REC_BASE) { /* a later swap than this state's own: serve_live.c follows it */
+        if (!s->has_base || dr__log_pos_cmp(r->pos, s->base.at) > 0) {
+            s->superseded = 1; /* no more snapshots: they would be taken on the old base */
+            if (s->p.on_base && r->body) s->p.on_base(s->p.on_base_ud, r->pos, r->body);
+        }
+        atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
+        return DR_OK;
+    }
+    if (s->has_base && dr__log_pos_cmp(r->pos, s->base.covers) <= 0) { /* in the checkpoint */
         atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
         return DR_OK;
     }
@@ -471,11 +514,13 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
         if (st == DR_OK) st = item_features(s, i, json_object_get(o, "features"), adapt, err);
         json_decref(o);
     } else {
+        int known = u != UINT32_MAX && i < n0;
         if (u == UINT32_MAX && (st = add_name(&s->users, r->user, &u, err)) != DR_OK) return st;
         int64_t t = r->time;
         if (atomic_load_explicit(&s->st_events, memory_order_relaxed) && t < s->wclock) t = s->wclock;
         if (adapt) {
             if ((st = base_latent(s, s->wsc, s->wctx, u, s->wh, err)) != DR_OK) return st;
+            if (s->scoring && known && dr__log_pos_cmp(r->pos, s->score_after) > 0) score_event(s, u, i, t);
             if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
             atomic_fetch_add_explicit(&s->st_updates, 1, memory_order_relaxed);
         }
@@ -484,6 +529,7 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
         atomic_store_explicit(&s->clock, t, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->st_events, 1, memory_order_relaxed);
         s->events_since_snap += adapt;
+        s->evring[s->evring_n++ % DR_SRV_EVENT_RING] = r->pos;
     }
     atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
     return st;
@@ -574,6 +620,7 @@ static void ticket_fail(ticket *t, dr_status st, const dr_error *e) {
 /* New users and items t needs beyond the registries and the keys already in ks. */
 static void ticket_needs(dr_srv *s, const ticket *t, uint32_t *nu, uint32_t *ni) {
     *nu = *ni = 0;
+    if (t->kind == T_BASE) return;
     size_t n = t->kind == T_ITEM ? 1 : t->n;
     for (size_t k = 0; k < n; k++) {
         const char *it = t->kind == T_ITEM ? t->item : t->ev[k].item;
@@ -734,7 +781,7 @@ static int process(dr_srv *s, ticket *batch, dr_log_pos *lastp, uint32_t *nup, u
         pend_i += ni;
         t->accepted = 1;
         t->rec0 = s->recs.n;
-        size_t n = t->kind == T_ITEM ? 1 : t->n;
+        size_t n = t->kind == T_EVENTS ? t->n : 1;
         if (dr_vec_reserve(&s->recs, s->recs.n + n)) {
             dr_error e;
             dr__fail(&e, DR_NOMEM, "server: out of memory");
@@ -750,6 +797,10 @@ static int process(dr_srv *s, ticket *batch, dr_log_pos *lastp, uint32_t *nup, u
                 r.body = t->body;
                 r.time = now;
                 r.key = t->key;
+            } else if (t->kind == T_BASE) {
+                r.kind = DR_REC_BASE;
+                r.body = t->body;
+                r.time = now;
             } else {
                 r.kind = DR_REC_EVENT;
                 r.user = t->ev[k].user;
@@ -885,6 +936,12 @@ static void answer_queries(dr_srv *s) {
     pthread_mutex_lock(&s->amu);
     for (; q; q = q->next) {
         q->out = st;
+        for (int k = 0; k < 2; k++) {
+            uint64_t b = q->back[k];
+            q->back_pos[k] = b && b <= s->evring_n && b <= DR_SRV_EVENT_RING
+                                 ? s->evring[(s->evring_n - b) % DR_SRV_EVENT_RING]
+                                 : (dr_log_pos){0, 0};
+        }
         q->done = 1;
     }
     pthread_cond_broadcast(&s->cv_applied);
@@ -984,7 +1041,7 @@ static void *apply_main(void *arg) {
             atomic_store(&s->st_applied_ms, s->apos.ms);
         }
         dr_error se = {0};
-        if (done && s->p.snapshot_every && s->events_since_snap >= s->p.snapshot_every &&
+        if (done && s->p.snapshot_every && s->events_since_snap >= s->p.snapshot_every && !s->superseded &&
             take_snapshot(s, &se) != DR_OK)
             dr__log(DR_LOG_WARN, "server: snapshot failed: %s", se.msg);
         pthread_mutex_lock(&s->amu);
@@ -1022,25 +1079,46 @@ int dr__srv_wait_applied(dr_srv *s, dr_log_pos pos, uint32_t wait_ms, dr_log_pos
     return ok;
 }
 
-dr_status dr__srv_state(dr_srv *s, dr_srv_state *out, dr_error *err) {
-    if (!s || !out) return dr__fail(err, DR_ARG, "server: NULL argument");
-    state_query q = {0};
+/* Queues q for the apply thread and waits for its answer. */
+static dr_status query(dr_srv *s, state_query *q, dr_error *err) {
     pthread_mutex_lock(&s->amu);
     if (s->apply_stop || !s->applier_started) {
         pthread_mutex_unlock(&s->amu);
         return dr__fail(err, DR_UNSUPPORTED, "the server is shutting down");
     }
-    q.next = s->queries;
-    s->queries = &q;
+    q->next = s->queries;
+    s->queries = q;
     pthread_cond_signal(&s->cv_apply);
     pthread_mutex_unlock(&s->amu);
     s->log->vt->wake(s->log); /* a read waiting for records returns now */
     pthread_mutex_lock(&s->amu);
-    while (!q.done) pthread_cond_wait(&s->cv_applied, &s->amu);
+    while (!q->done) pthread_cond_wait(&s->cv_applied, &s->amu);
     pthread_mutex_unlock(&s->amu);
-    *out = q.out;
     return DR_OK;
 }
+
+dr_status dr__srv_state(dr_srv *s, dr_srv_state *out, dr_error *err) {
+    if (!s || !out) return dr__fail(err, DR_ARG, "server: NULL argument");
+    state_query q = {0};
+    dr_status st = query(s, &q, err);
+    if (st == DR_OK) *out = q.out;
+    return st;
+}
+
+dr_status dr__srv_positions(dr_srv *s, uint32_t back1, uint32_t back2, dr_log_pos *applied,
+                            dr_log_pos *pos1, dr_log_pos *pos2, dr_error *err) {
+    if (!s || !applied || !pos1 || !pos2) return dr__fail(err, DR_ARG, "server: NULL argument");
+    state_query q = {.back = {back1, back2}};
+    dr_status st = query(s, &q, err);
+    if (st != DR_OK) return st;
+    *applied = q.out.last;
+    *pos1 = q.back_pos[0];
+    *pos2 = q.back_pos[1];
+    return DR_OK;
+}
+
+const dr_model *dr__srv_model(const dr_srv *s) { return s->m; }
+
 
 static dr_status enqueue(dr_srv *s, ticket *t, dr_error *err) {
     pthread_mutex_lock(&s->mu);
@@ -1095,6 +1173,12 @@ dr_status dr__srv_put_item(dr_srv *s, const char *item, const char *body, const 
     return submit(s, &t, ack, err);
 }
 
+dr_status dr__srv_append_base(dr_srv *s, const char *body, dr_srv_ack *ack, dr_error *err) {
+    if (!s || !body) return dr__fail(err, DR_ARG, "server: NULL argument");
+    ticket t = {.kind = T_BASE, .body = body, .n = 1};
+    return submit(s, &t, ack, err);
+}
+
 dr_srv_ticket *dr__srv_ticket_create(void) { return dr__calloc(1, sizeof(dr_srv_ticket)); }
 void dr__srv_ticket_free(dr_srv_ticket *t) { dr__free(t); }
 
@@ -1127,7 +1211,8 @@ static dr_status make_adapter(dr_srv *s, dr_error *err) {
     return st;
 }
 
-/* The folder remembers which model it was made with; another model is refused. */
+/* The folder remembers which model it was made with; another model is refused, except the one
+ * a BASE record of the log names (the record decides: the folder follows it). */
 static dr_status check_folder(dr_srv *s, dr_error *err) {
     char want[160], have[160];
     const char *hash = dr_model_meta(s->m, "items_hash");
@@ -1135,23 +1220,42 @@ static dr_status check_folder(dr_srv *s, dr_error *err) {
     int found = 0;
     dr_status st = dr__store_meta_get(s->store, "model", have, sizeof have, &found, err);
     if (st != DR_OK) return st;
-    if (!found) return dr__store_meta_set(s->store, "model", want, err);
+    if (!found || (s->has_base && strcmp(have, want) != 0)) return dr__store_meta_set(s->store, "model", want, err);
     if (strcmp(have, want) != 0)
         return dr__fail(err, DR_ARG, "%s: this state folder belongs to another model (items hash/"
                        "users/items %s, this model %s)", dr__store_dir(s->store), have, want);
     return DR_OK;
 }
 
-/* On the opening thread, before the apply thread starts: the newest snapshot that loads, then
- * the whole log (registries and histories; the adapter after the snapshot's position). */
-static dr_status recover(dr_srv *s, dr_error *err) {
+/* Records moved out of the log by compaction (`dynrec compact`) still count: record numbers go
+ * on from the folder's `compacted_records`. */
+static dr_status compacted_records(dr_srv *s, dr_error *err) {
+    char v[32];
+    int found = 0;
+    dr_status st = dr__store_meta_get(s->store, "compacted_records", v, sizeof v, &found, err);
+    if (st != DR_OK || !found) return st;
+    int64_t n = 0;
+    if (dr__parse_i64(v, strlen(v), &n) && n >= 0) {
+        s->aseq = (uint64_t)n;
+        return DR_OK;
+    }
+    return dr__fail(err, DR_FORMAT, "%s: setting compacted_records '%s' is not a count",
+                        dr__store_dir(s->store), v);
+}
+
+/* On the opening thread, before the apply thread starts: the newest snapshot that loads (taken
+ * at or after the state's BASE record), then the whole log through `upto` (registries and
+ * histories from after the base's `covers`; the adapter after the snapshot's position and from
+ * the base's `from`). */
+static dr_status recover(dr_srv *s, dr_log_pos upto, dr_error *err) {
     dr_store_snap snaps[8];
     size_t ns = 0;
-    dr_status st = dr__store_snapshots(s->store, snaps, 8, &ns, err);
+    dr_status st = s->ephemeral ? DR_OK : dr__store_snapshots(s->store, snaps, 8, &ns, err);
     if (st != DR_OK) return st;
     dr_log_pos snap = {0, 0};
     int have_snap = 0;
     for (size_t k = 0; k < ns; k++) {
+        if (s->has_base && dr__log_pos_cmp(snaps[k].pos, s->base.at) < 0) continue; /* an older base's */
         char *path = dr__path_join(dr__store_dir(s->store), snaps[k].file);
         dr_error e = {0};
         st = path ? dr__adapter_load(s->ad, path, &e) : dr__fail(&e, DR_NOMEM, "out of memory");
@@ -1168,14 +1272,19 @@ static dr_status recover(dr_srv *s, dr_error *err) {
         if ((st = make_adapter(s, err)) != DR_OK) return st; /* a failed load may leave half a state */
     }
     uint64_t snap_records = 0;
-    for (;;) {
+    for (int more = 1; more;) {
         size_t n = 0;
         if ((st = s->log->vt->read(s->log, s->apos, DR_SRV_APPLY_BATCH, 0, s->arecs, &n, err)) != DR_OK)
             return st;
         if (!n) break;
         for (size_t k = 0; k < n; k++) {
             const dr_log_rec *r = &s->arecs[k];
-            int adapt = dr__log_pos_cmp(r->pos, snap) > 0;
+            if (dr__log_pos_cmp(r->pos, upto) > 0) {
+                more = 0;
+                break;
+            }
+            int adapt = dr__log_pos_cmp(r->pos, snap) > 0 &&
+                        (!s->has_base || dr__log_pos_cmp(r->pos, s->base.from) >= 0);
             if ((st = apply_record(s, r, adapt, &s->aflags[k], err)) != DR_OK) return st;
             if (adapt && r->kind == DR_REC_EVENT && !(s->aflags[k] & AE_SKIPPED))
                 atomic_fetch_add(&s->st_recovered, 1);
@@ -1202,7 +1311,10 @@ static dr_status recover(dr_srv *s, dr_error *err) {
     return DR_OK;
 }
 
-dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, dr_error *err) {
+/* The state of m over the log through upto, without threads; ephemeral: without the folder
+ * (no snapshots, no settings; dr__srv_prequential). */
+static dr_status build(const dr_model *m, const dr_srv_params *p, int ephemeral, dr_log_pos upto,
+                      const dr_log_pos *score_after, dr_srv **out, dr_error *err) {
     if (!m || !p || !out || !p->data_dir) return dr__fail(err, DR_ARG, "server: NULL argument");
     *out = NULL;
     uint32_t d = dr_model_latent_dim(m);
@@ -1220,6 +1332,16 @@ dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, 
     s->p = *p;
     s->m = m;
     s->d = d;
+    s->ephemeral = ephemeral;
+    if (score_after) {
+        s->scoring = 1;
+        s->score_after = *score_after;
+    }
+    if (p->base) {
+        s->has_base = 1;
+        s->base = *p->base;
+    }
+    s->p.base = NULL; /* p->base need not outlive the call */
     s->n_base_items = nbi;
     s->n_base_users = nbu;
     pthread_mutex_init(&s->mu, NULL);
@@ -1248,7 +1370,9 @@ dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, 
     s->aflags = dr__calloc(DR_SRV_APPLY_BATCH, 1);
     s->dup = dr__calloc(DR_SRV_WRITER_BATCH, 1);
     s->ring = dr__calloc(DR_SRV_ACK_RING, sizeof *s->ring);
-    if (!s->hist || !s->meta || !s->z || !s->cold || !s->basepop || !s->pscore || !s->wctx || !s->wh ||
+    s->evring = dr__calloc(DR_SRV_EVENT_RING, sizeof *s->evring);
+    s->sc_hp = dr__calloc(d, sizeof *s->sc_hp);
+    if (!s->evring || !s->sc_hp || !s->hist || !s->meta || !s->z || !s->cold || !s->basepop || !s->pscore || !s->wctx || !s->wh ||
         !s->ks.e || !s->arecs || !s->aflags || !s->dup || !s->ring)
         goto fail;
     for (uint32_t u = 0; u < nbu; u++) {
@@ -1308,15 +1432,29 @@ dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, 
     if ((st = dr_scorer_create(m, &s->wsc, err)) != DR_OK) goto fail;
     if ((st = dr__topk_scratch_create(ci, POP_K, &s->pts, err)) != DR_OK) goto fail;
     if ((st = make_adapter(s, err)) != DR_OK) goto fail;
-    if ((st = dr__store_open(p->data_dir, p->durable, &s->store, err)) != DR_OK) goto fail;
-    if ((st = check_folder(s, err)) != DR_OK) goto fail;
+    if (!ephemeral && (st = dr__store_open(p->data_dir, p->durable, &s->store, err)) != DR_OK) goto fail;
+    if (!ephemeral && (st = check_folder(s, err)) != DR_OK) goto fail;
+    if (!ephemeral && (st = compacted_records(s, err)) != DR_OK) goto fail;
     dr_log_params lp = dr__log_default_params();
     lp.spec = p->log;
     lp.dir = p->data_dir;
     lp.durable = p->durable;
     lp.dedup_ttl = p->idempotency_ttl;
     if ((st = dr__log_open(&lp, &s->log, err)) != DR_OK) goto fail;
-    if ((st = recover(s, err)) != DR_OK) goto fail;
+    if ((st = recover(s, upto, err)) != DR_OK) goto fail;
+    *out = s;
+    return DR_OK;
+fail:
+    if (st == DR_NOMEM && (!err || err->code != DR_NOMEM)) dr__fail(err, DR_NOMEM, "server: out of memory");
+    dr__srv_close(s);
+    return st;
+}
+
+dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, dr_error *err) {
+    if (out) *out = NULL;
+    dr_srv *s = NULL;
+    dr_status st = build(m, p, 0, (dr_log_pos){UINT64_MAX, UINT64_MAX}, NULL, &s, err);
+    if (st != DR_OK) return st;
     if (pthread_create(&s->applier, NULL, apply_main, s) != 0) {
         st = dr__fail(err, DR_INTERNAL, "server: cannot start the apply thread");
         goto fail;
@@ -1335,6 +1473,28 @@ fail:
     if (st == DR_NOMEM && (!err || err->code != DR_NOMEM)) dr__fail(err, DR_NOMEM, "server: out of memory");
     dr__srv_close(s);
     return st;
+}
+
+dr_status dr__srv_prequential(const dr_model *m, const dr_srv_params *p, dr_log_pos upto,
+                              dr_log_pos score_after, dr_srv_preq *out, dr_error *err) {
+    if (!out) return dr__fail(err, DR_ARG, "server: NULL argument");
+    memset(out, 0, sizeof *out);
+    double t0 = dr__now_seconds();
+    dr_srv_params q = *p;
+    q.on_base = NULL;
+    dr_srv *s = NULL;
+    q.snapshot_every = 0;
+    q.final_snapshot = 0;
+    dr_status st = build(m, &q, 1, upto, &score_after, &s, err);
+    if (st != DR_OK) return st;
+    *out = s->preq;
+    if (out->events) {
+        out->hit10 /= (double)out->events;
+        out->ndcg10 /= (double)out->events;
+    }
+    out->seconds = dr__now_seconds() - t0;
+    dr__srv_close(s);
+    return DR_OK;
 }
 
 void dr__srv_close(dr_srv *s) {
@@ -1359,7 +1519,8 @@ void dr__srv_close(dr_srv *s) {
         s->log->vt->wake(s->log);
         pthread_join(s->applier, NULL);
         dr_error e = {0};
-        if (s->p.final_snapshot && s->events_since_snap && !s->broken && take_snapshot(s, &e) != DR_OK)
+        if (s->p.final_snapshot && s->events_since_snap && !s->broken && !s->superseded &&
+            take_snapshot(s, &e) != DR_OK)
             dr__log(DR_LOG_WARN, "server: final snapshot failed: %s", e.msg);
     }
     dr__log_close(s->log);
@@ -1397,6 +1558,8 @@ void dr__srv_close(dr_srv *s) {
     dr__free(s->fact);
     dr__free(s->frow);
     dr__free(s->ks.e);
+    dr__free(s->evring);
+    dr__free(s->sc_hp);
     dr__free(s->arecs);
     dr__free(s->aflags);
     dr__free(s->dup);

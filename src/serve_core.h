@@ -20,6 +20,18 @@
 #include "topk.h"
 
 
+/* The log's BASE record a state starts from (a base swap; serve_live.c): records at or before
+ * `covers` are in the checkpoint's training data and are not applied again; the adapter is
+ * rebuilt from the events from `from` on (unless a snapshot taken at or after `at` gives it). */
+typedef struct dr_srv_base {
+    dr_log_pos at, covers, from;
+} dr_srv_base;
+
+/* Called on the apply thread when the state applies a BASE record after its own (another swap,
+ * which serve_live.c follows). body is the record's JSON; both are valid during the call only.
+ * Must not block or call back into the server. */
+typedef void (*dr_srv_base_fn)(void *ud, dr_log_pos at, const char *body);
+
 typedef struct dr_srv_params {
     const char *data_dir;      /* state folder (created when missing) */
     uint32_t max_new_items;    /* rows reserved for items the model does not know (10000) */
@@ -30,6 +42,10 @@ typedef struct dr_srv_params {
     dr_adapter_params adapter; /* publish_every is forced to 0 (the apply thread publishes per batch) */
     const char *log;           /* the log's spec (serve_log.h): NULL or "sqlite" = the folder's */
     uint32_t idempotency_ttl;  /* seconds an idempotency key is remembered (86400) */
+    const dr_srv_base *base;   /* the BASE record this state starts from; NULL: none (the log has
+                                  no swap: every record is applied) */
+    dr_srv_base_fn on_base;    /* a later BASE record was applied (NULL: only logged) */
+    void *on_base_ud;
 } dr_srv_params;
 
 dr_srv_params dr__srv_default_params(void);
@@ -131,6 +147,34 @@ typedef struct dr_srv_state {
  * caller waits). Two replicas at the same position have the same hash. DR_UNSUPPORTED when
  * the server is stopping. */
 dr_status dr__srv_state(dr_srv *s, dr_srv_state *out, dr_error *err);
+
+/* ---- base swaps (serve_live.c) */
+
+/* Logs a BASE record (body: its JSON, serve_log.h) through the writer like any write; returns
+ * when it is applied; ack->stream_id is its position. */
+dr_status dr__srv_append_base(dr_srv *s, const char *body, dr_srv_ack *ack, dr_error *err);
+
+/* The applied position, and the positions of the event records `back1` and `back2` events
+ * before it (the newest applied event is 1 back; (0, 0) when the log has fewer events or the
+ * ring of recent event positions, DR_SRV_EVENT_RING, is shorter). Answered by the apply
+ * thread between two reads, like dr__srv_state. */
+dr_status dr__srv_positions(dr_srv *s, uint32_t back1, uint32_t back2, dr_log_pos *applied,
+                            dr_log_pos *pos1, dr_log_pos *pos2, dr_error *err);
+
+/* Prequential quality of a base with its adapter on the log's recent events, away from the
+ * live state: builds the state of m over the log up to `upto` (p->base as for dr__srv_open,
+ * nothing read from or written to the folder but the log, no threads), and for every event
+ * after `score_after` whose user and item are known asks the top 10 just before applying it. */
+typedef struct dr_srv_preq {
+    uint64_t events;       /* events scored */
+    double hit10, ndcg10;  /* means over them (0 when none) */
+    double seconds;        /* the build's wall time */
+} dr_srv_preq;
+dr_status dr__srv_prequential(const dr_model *m, const dr_srv_params *p, dr_log_pos upto,
+                              dr_log_pos score_after, dr_srv_preq *out, dr_error *err);
+
+/* The model the state serves (borrowed from the caller of dr__srv_open). */
+const dr_model *dr__srv_model(const dr_srv *s);
 
 typedef struct dr_srv_stats {
     uint64_t events_total;     /* event records applied */
