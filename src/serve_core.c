@@ -248,6 +248,7 @@ struct dr_srv {
     int has_base;                  /* p.base was given: base is this state's BASE record */
     dr_srv_base base;
     int superseded;                /* apply thread: a later BASE record was applied */
+    atomic_int replaced;           /* dr__srv_retire: a newer state replaced this one */
     int ephemeral;                 /* dr__srv_prequential: no folder, no threads */
     dr_log_pos *evring;            /* (DR_SRV_EVENT_RING) positions of the newest applied events */
     uint64_t evring_n;             /* events ever pushed (apply thread) */
@@ -1042,6 +1043,7 @@ static void *apply_main(void *arg) {
         }
         dr_error se = {0};
         if (done && s->p.snapshot_every && s->events_since_snap >= s->p.snapshot_every && !s->superseded &&
+            !atomic_load(&s->replaced) &&
             take_snapshot(s, &se) != DR_OK)
             dr__log(DR_LOG_WARN, "server: snapshot failed: %s", se.msg);
         pthread_mutex_lock(&s->amu);
@@ -1118,6 +1120,8 @@ dr_status dr__srv_positions(dr_srv *s, uint32_t back1, uint32_t back2, dr_log_po
 }
 
 const dr_model *dr__srv_model(const dr_srv *s) { return s->m; }
+
+void dr__srv_retire(dr_srv *s) { atomic_store(&s->replaced, 1); }
 
 
 static dr_status enqueue(dr_srv *s, ticket *t, dr_error *err) {
@@ -1520,6 +1524,7 @@ void dr__srv_close(dr_srv *s) {
         pthread_join(s->applier, NULL);
         dr_error e = {0};
         if (s->p.final_snapshot && s->events_since_snap && !s->broken && !s->superseded &&
+            !atomic_load(&s->replaced) &&
             take_snapshot(s, &e) != DR_OK)
             dr__log(DR_LOG_WARN, "server: final snapshot failed: %s", e.msg);
     }

@@ -173,6 +173,9 @@ typedef struct dr_srv_preq {
 dr_status dr__srv_prequential(const dr_model *m, const dr_srv_params *p, dr_log_pos upto,
                               dr_log_pos score_after, dr_srv_preq *out, dr_error *err);
 
+/* A newer state has replaced this one: it takes no more snapshots (also not on close). */
+void dr__srv_retire(dr_srv *s);
+
 /* The model the state serves (borrowed from the caller of dr__srv_open). */
 const dr_model *dr__srv_model(const dr_srv *s);
 
