@@ -19,13 +19,16 @@ static const char *serve_help =
     "                    [--max-body BYTES] [--max-new-items 10000] [--max-new-users 50000]\n"
     "                    [--snapshot-every 10000] [--no-fsync] [--drain-seconds 30] [--quiet]\n"
     "                    [--log sqlite|redis://HOST:PORT[/STREAM]|redis+unix:///PATH[?stream=S]]\n"
-    "                    [--idempotency-ttl 86400]\n"
+    "                    [--idempotency-ttl 86400] [--swap-check-events 2000] [--swap-max-drop 0.02]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
     "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
     "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
     "  and the log is replayed. Endpoints: POST /v1/events, GET /v1/users/{user}/recommendations\n"
     "  ?k=10[&after=ID&wait_ms=1000], GET /v1/users/{user}, PUT|GET /v1/items/{item},\n"
-    "  GET /v1/state, GET /healthz, GET /metrics.\n"
+    "  GET /v1/state, POST /v1/admin/base, GET /healthz, GET /metrics.\n"
+    "  Base swap: POST /v1/admin/base {\"path\": \"new.drm\", \"force\": false}, or SIGHUP (the file\n"
+    "  at --model, re-read), puts a new checkpoint live while requests go on; it is a record in\n"
+    "  the log, so a restart (which serves the base the log names) and every replica follow it.\n"
     "  --port 0             an ephemeral port; the bound port is printed on stdout\n"
     "                       (\"listening on http://HOST:PORT\") and written to --port-file\n"
     "  --api-key-file F     every request needs 'Authorization: Bearer <first line of F>'\n"
@@ -37,7 +40,11 @@ static const char *serve_help =
     "  --log SPEC           the event log: sqlite (default: DIR/events.db, one server) or a\n"
     "                       Redis stream shared by replicas: redis://HOST:PORT[/STREAM] or\n"
     "                       redis+unix:///PATH[?stream=S]; each replica keeps its own DIR\n"
-    "  --idempotency-ttl S  seconds an event_id or Idempotency-Key is remembered (86400)\n";
+    "  --idempotency-ttl S  seconds an event_id or Idempotency-Key is remembered (86400)\n"
+    "  --swap-check-events N  a swap first scores the live and the new base, each with an\n"
+    "                       adapter rebuilt alike, on the log's last N events (Hit@10) ...\n"
+    "  --swap-max-drop X    ... and refuses the new one (409) when lower by more than X, unless\n"
+    "                       the request says \"force\": true\n";
 
 static int read_key(const char *path, char *key, size_t cap) {
     FILE *f = fopen(path, "r");
@@ -132,6 +139,16 @@ int cli_cmd_serve(int argc, char **argv) {
             p.snapshot_every = n;
             continue;
         }
+        if ((v = cli_opt_value(&o, "--swap-check-events", &err))) {
+            if (cli_parse_u64(v, &n) || n < 1 || n > 1000000) return cli_usage_error("bad --swap-check-events '%s' (1..1000000)", v);
+            p.swap_check_events = (uint32_t)n;
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--swap-max-drop", &err))) {
+            if (cli_parse_double(v, &x) || x < 0 || x > 1) return cli_usage_error("bad --swap-max-drop '%s' (0..1)", v);
+            p.swap_max_drop = x;
+            continue;
+        }
         if ((v = cli_opt_value(&o, "--drain-seconds", &err))) {
             if (cli_parse_double(v, &x) || x < 0) return cli_usage_error("bad --drain-seconds '%s'", v);
             p.drain_seconds = x;
@@ -156,6 +173,7 @@ int cli_cmd_serve(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     dr_server *s = NULL;
     dr_error e = {0};
@@ -168,7 +186,18 @@ int cli_cmd_serve(int argc, char **argv) {
         dr_httpd_stop(s);
         return 1;
     }
-    while (sem_wait(&stop_sem) != 0 && errno == EINTR) {
+    for (;;) {
+        while (sem_wait(&stop_sem) != 0 && errno == EINTR) {
+        }
+        if (stop_sig != SIGHUP) break;
+        /* SIGHUP: swap to the checkpoint at --model, re-read (the same checks as POST /v1/admin/base) */
+        stop_sig = 0;
+        int swapped = 0;
+        dr_error he = {0};
+        if (dr_httpd_reload(s, &swapped, &he) != DR_OK)
+            fprintf(stderr, "error: SIGHUP: %s\n", he.msg);
+        else if (!quiet)
+            fprintf(stderr, "info: SIGHUP: %s\n", swapped ? "the base at --model is live" : "the base at --model was refused (see above)");
     }
     if (!quiet) fprintf(stderr, "info: %s: draining and stopping\n", stop_sig == SIGTERM ? "SIGTERM" : "SIGINT");
     dr_httpd_stop(s);

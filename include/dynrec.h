@@ -575,6 +575,8 @@ typedef struct dr_httpd_params {
     const char *log;          /* event log: NULL or "sqlite" (the folder's), "redis://HOST:PORT[/STREAM]",
                                  "redis+unix:///PATH[?stream=S]" (a stream shared by replicas) */
     uint32_t idempotency_ttl; /* seconds an idempotency key is remembered (86400) */
+    uint32_t swap_check_events; /* a base swap scores both bases on the log's last N events (2000) */
+    double swap_max_drop;     /* ... and is refused when the new base's Hit@10 is lower by more (0.02) */
 } dr_httpd_params;
 
 dr_httpd_params dr_httpd_default_params(void);
@@ -584,6 +586,10 @@ int dr_httpd_port(const dr_server *s);
 /* Stops listening, waits for requests in flight, applies what is queued, writes the final
  * adapter snapshot and frees everything. */
 void dr_httpd_stop(dr_server *s);
+/* Swaps the base to the checkpoint at the path given at start, re-read (SIGHUP): the same as
+ * POST /v1/admin/base without force (docs/HTTP.md). Blocks until the swap is done or refused;
+ * *swapped = 1 when the new base is live. */
+dr_status dr_httpd_reload(dr_server *s, int *swapped, dr_error *err);
 
 /* ---------------------------------------------------------------- explanations */
 

@@ -40,8 +40,7 @@ typedef struct worker_node {
 } worker_node;
 
 struct dr_server {
-    dr_model *model;
-    dr_srv *srv;
+    dr_live *live;
     dr_routes *routes;
     struct MHD_Daemon *d;
     uint16_t port;
@@ -76,6 +75,9 @@ dr_httpd_params dr_httpd_default_params(void) {
     p.durable = 1;
     p.drain_seconds = 30;
     p.idempotency_ttl = sp.idempotency_ttl;
+    dr_live_params lp = dr__live_default_params();
+    p.swap_check_events = lp.check_events;
+    p.swap_max_drop = lp.max_drop;
     return p;
 }
 
@@ -224,7 +226,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static void free_server(dr_server *s) {
     if (s->d) MHD_stop_daemon(s->d);
     s->d = NULL;
-    dr__srv_close(s->srv);
     for (worker_node *n = s->workers; n;) {
         worker_node *nx = n->next;
         dr__routes_worker_free(n->w);
@@ -232,7 +233,7 @@ static void free_server(dr_server *s) {
         n = nx;
     }
     dr__routes_free(s->routes);
-    dr_model_free(s->model);
+    dr__live_close(s->live); /* the writer applies what is queued, the final snapshot */
     if (s->key_ok) pthread_key_delete(s->key);
     pthread_mutex_destroy(&s->mu);
     dr__free(s);
@@ -254,8 +255,11 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     atomic_init(&s->inflight, 0);
     s->drain_seconds = p->drain_seconds;
     dr_status st;
-    if ((st = dr_model_load(p->model_path, &s->model, err)) != DR_OK) goto fail;
-    dr_srv_params sp = dr__srv_default_params();
+    dr_live_params lp = dr__live_default_params();
+    lp.model_path = p->model_path;
+    if (p->swap_check_events) lp.check_events = p->swap_check_events;
+    if (p->swap_max_drop >= 0) lp.max_drop = p->swap_max_drop;
+    dr_srv_params sp = lp.srv;
     sp.data_dir = p->data_dir;
     sp.max_new_items = p->max_new_items;
     sp.max_new_users = p->max_new_users;
@@ -263,9 +267,11 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     sp.durable = p->durable;
     sp.log = p->log;
     sp.idempotency_ttl = p->idempotency_ttl;
-    if ((st = dr__srv_open(s->model, &sp, &s->srv, err)) != DR_OK) goto fail;
-    dr_routes_params rp = {p->api_key, p->public_read, p->max_body, s->model};
-    if ((st = dr__routes_create(s->srv, &rp, &s->routes, err)) != DR_OK) goto fail;
+    lp.srv = sp;
+    if ((st = dr__live_open(&lp, &s->live, err)) != DR_OK) goto fail;
+    int exposed = p->host && strncmp(p->host, "127.", 4) != 0;
+    dr_routes_params rp = {p->api_key, p->public_read, p->max_body, NULL, exposed};
+    if ((st = dr__routes_create_live(s->live, &rp, &s->routes, err)) != DR_OK) goto fail;
     if (pthread_key_create(&s->key, NULL) != 0) {
         st = dr__fail(err, DR_INTERNAL, "server: pthread_key_create failed");
         goto fail;
@@ -294,6 +300,14 @@ fail:
 }
 
 int dr_httpd_port(const dr_server *s) { return s ? s->port : 0; }
+
+dr_status dr_httpd_reload(dr_server *s, int *swapped, dr_error *err) {
+    if (!s || !swapped) return dr__fail(err, DR_ARG, "server: NULL argument");
+    dr_swap_report rep;
+    dr_status st = dr__live_reload(s->live, &rep, err);
+    *swapped = st == DR_OK && rep.swapped;
+    return st;
+}
 
 void dr_httpd_stop(dr_server *s) {
     if (!s) return;

@@ -453,6 +453,12 @@ void dr__live_release(dr_live *l, dr_gen *g) {
     pthread_mutex_unlock(&l->mu);
 }
 
+void dr__live_hold(dr_live *l, dr_gen *g) {
+    pthread_mutex_lock(&l->mu);
+    ((gen_int *)g)->refs++;
+    pthread_mutex_unlock(&l->mu);
+}
+
 void dr__live_stats(dr_live *l, dr_live_stats *out) {
     pthread_mutex_lock(&l->mu);
     *out = l->st;

@@ -48,6 +48,8 @@ void dr__live_close(dr_live *l);
 /* The current generation, held until released; never NULL on an open live layer. */
 dr_gen *dr__live_acquire(dr_live *l);
 void dr__live_release(dr_live *l, dr_gen *g);
+/* One more reference to g (held by the caller already). */
+void dr__live_hold(dr_live *l, dr_gen *g);
 
 typedef struct dr_swap_report {
     int swapped;             /* 1: live on the new base; 0: refused for its quality */

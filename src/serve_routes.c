@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@
     X("PUT",  "/v1/items/{item}",                          "item_put",        item_start)      \
     X("GET",  "/v1/items/{item}",                          "item_get",        get_item)        \
     X("GET",  "/v1/state",                                 "state",           get_state)       \
+    X("POST", "/v1/admin/base",                            "admin_base",      base_start)      \
     X("GET",  "/healthz",                                  "healthz",         get_health)      \
     X("GET",  "/metrics",                                  "metrics",         metrics_text)
 
@@ -68,7 +70,7 @@ static const char *const route_name[R_COUNT] = {
 
 /* ---------------------------------------------------------------- metrics */
 
-static const int codes[] = {200, 201, 400, 401, 404, 405, 413, 500, 501, 503, 504, 507};
+static const int codes[] = {200, 201, 400, 401, 403, 404, 405, 409, 413, 500, 501, 503, 504, 507};
 #define N_CODES (sizeof codes / sizeof codes[0])
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                  0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
@@ -81,7 +83,9 @@ typedef struct route_metrics {
 } route_metrics;
 
 struct dr_routes {
-    dr_srv *srv;
+    dr_live *live;          /* the served base (each request takes the current generation) */
+    int owns_live;          /* dr__routes_create wrapped a state: free the wrapper */
+    int exposed;            /* bound beyond loopback (admin routes need a key) */
     char *key;
     size_t key_len;
     int public_read;
@@ -89,12 +93,12 @@ struct dr_routes {
     route_metrics m[R_COUNT];
     _Atomic uint64_t unauthorized;
     double t_start;
-    const dr_model *model;  /* the checkpoint (explanations), NULL = none */
-    dr_explainer *ex;       /* template explainer over model; shared read-only by the workers */
 };
 
 struct dr_routes_worker {
     dr_routes *r;
+    dr_gen *g;              /* the generation of the request being handled */
+    uint64_t sw_gen;        /* the generation sw and es were made for */
     dr_srv_worker *sw;
     dr_explain_session *es; /* made on the worker's first explanation */
     dr_explanation *xe;     /* (1) the explanation being written */
@@ -119,11 +123,27 @@ typedef struct route_call {
 dr_status dr__routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **out, dr_error *err) {
     if (!srv || !p || !out) return dr__fail(err, DR_ARG, "routes: NULL argument");
     *out = NULL;
+    dr_live *l = NULL;
+    dr_status st = dr__live_wrap(srv, p->model, 1, &l, err);
+    if (st != DR_OK) return st;
+    if ((st = dr__routes_create_live(l, p, out, err)) != DR_OK) {
+        dr__live_close(l);
+        return st;
+    }
+    (*out)->owns_live = 1;
+    return DR_OK;
+}
+
+dr_status dr__routes_create_live(dr_live *live, const dr_routes_params *p, dr_routes **out,
+                                 dr_error *err) {
+    if (!live || !p || !out) return dr__fail(err, DR_ARG, "routes: NULL argument");
+    *out = NULL;
     if (p->api_key && (!*p->api_key || strlen(p->api_key) > DR_HTTP_MAX_KEY))
         return dr__fail(err, DR_ARG, "routes: the API key must have 1..%u bytes", DR_HTTP_MAX_KEY);
     dr_routes *r = dr__calloc(1, sizeof *r);
     if (!r) return dr__fail(err, DR_NOMEM, "routes: out of memory");
-    r->srv = srv;
+    r->live = live;
+    r->exposed = p->exposed;
     r->public_read = p->public_read;
     r->max_body = p->max_body ? p->max_body : DR_HTTP_MAX_BODY_DEFAULT;
     r->t_start = dr__now_seconds();
@@ -135,22 +155,13 @@ dr_status dr__routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **
         }
         r->key_len = strlen(r->key);
     }
-    r->model = p->model;
-    if (p->model) {
-        dr_explain_params xp = dr_explain_default_params(); /* template: deterministic, fast */
-        dr_status st = dr_explainer_create(p->model, &xp, &r->ex, err);
-        if (st != DR_OK) {
-            dr__routes_free(r);
-            return st;
-        }
-    }
     *out = r;
     return DR_OK;
 }
 
 void dr__routes_free(dr_routes *r) {
     if (!r) return;
-    dr_explainer_free(r->ex);
+    if (r->owns_live) dr__live_close(r->live);
     dr__free(r->key);
     dr__free(r);
 }
@@ -165,8 +176,11 @@ dr_status dr__routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_erro
     w->r = r;
     w->cap = 4096;
     w->buf = dr__malloc(w->cap);
-    dr_status st = w->buf ? dr__srv_worker_create(r->srv, &w->sw, err)
+    dr_gen *g = dr__live_acquire(r->live);
+    dr_status st = w->buf ? dr__srv_worker_create(g->srv, &w->sw, err)
                                    : dr__fail(err, DR_NOMEM, "routes: out of memory");
+    w->sw_gen = g->id;
+    dr__live_release(r->live, g);
     if (st != DR_OK) {
         dr__routes_worker_free(w);
         return st;
@@ -378,6 +392,16 @@ typedef struct write_ops {
 /* A validated write request waiting for its group commit. */
 struct dr_routes_pending {
     const write_ops *ops;
+    dr_live *live;
+    dr_gen *g;            /* the generation the request was accepted by (held) */
+    int own_result;       /* the op sets st/err itself (no ticket) */
+    char *path;           /* POST /v1/admin/base: the checkpoint (owned), force, the outcome */
+    int force;
+    dr_status swap_st;
+    dr_error swap_err;
+    dr_swap_report rep;
+    dr_srv_done_fn done_fn;
+    void *done_ud;
     int route;
     double t0;
     json_t *root;         /* the parsed body: the event ids point into it */
@@ -401,6 +425,8 @@ void dr__routes_pending_free(dr_routes_pending *p) {
     dr__free(p->item);
     free(p->body); /* jansson's allocator */
     dr__srv_ticket_free(p->t);
+    dr__free(p->path);
+    dr__live_release(p->live, p->g);
     dr__free(p);
 }
 
@@ -414,14 +440,17 @@ static dr_routes_pending *pending_new(dr_routes_worker *w, const route_call *c, 
         return NULL;
     }
     p->ops = ops;
+    p->live = w->r->live;
+    p->g = w->g;
+    dr__live_hold(p->live, p->g);
     p->route = c->route;
     p->t0 = c->t0;
     return p;
 }
 
 static dr_status events_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
-    return done ? dr__srv_submit_async(r->srv, p->t, p->ev, p->n, done, ud, &p->err)
-                : dr__srv_submit(r->srv, p->ev, p->n, &p->ack, &p->err);
+    return done ? dr__srv_submit_async(p->g->srv, p->t, p->ev, p->n, done, ud, &p->err)
+                : dr__srv_submit(p->g->srv, p->ev, p->n, &p->ack, &p->err);
 }
 
 static void events_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
@@ -542,8 +571,8 @@ fail:
  * and items that arrived through the API after the checkpoint have no evidence yet. */
 
 /* The model's user id of `user` when both it and dense item i belong to the checkpoint. */
-static int model_pair(const dr_routes *r, const char *user, uint32_t i, uint32_t *u) {
-    return i < dr_model_n_items(r->model) && dr_model_find_user(r->model, user, u) == DR_OK;
+static int model_pair(const dr_gen *g, const char *user, uint32_t i, uint32_t *u) {
+    return i < dr_model_n_items(g->model) && dr_model_find_user(g->model, user, u) == DR_OK;
 }
 
 /* The explanation of (u, i) as JSON in w->xjson; *len its length. */
@@ -553,12 +582,12 @@ static dr_status explain_into(dr_routes_worker *w, uint32_t u, uint32_t i, size_
         if (!w->xe) w->xe = dr__malloc(sizeof *w->xe);
         if (!w->xjson) w->xjson = dr__malloc(DR_EXPLAIN_JSON_CAP);
         if (!w->xe || !w->xjson) return dr__fail(err, DR_NOMEM, "explanation: out of memory");
-        dr_status st = dr_explain_session_create(w->r->ex, &w->es, err);
+        dr_status st = dr_explain_session_create(w->g->ex, &w->es, err);
         if (st != DR_OK) return st;
     }
     dr_status st = dr_explain(w->es, u, i, w->xe, err);
     if (st != DR_OK) return st;
-    int n = dr_explanation_json(w->r->ex, w->xe, w->xjson, DR_EXPLAIN_JSON_CAP);
+    int n = dr_explanation_json(w->g->ex, w->xe, w->xjson, DR_EXPLAIN_JSON_CAP);
     if (n < 0 || (size_t)n >= DR_EXPLAIN_JSON_CAP)
         return dr__fail(err, DR_INTERNAL, "explanation: JSON larger than %u bytes", DR_EXPLAIN_JSON_CAP);
     *len = (size_t)n;
@@ -569,16 +598,16 @@ static dr_status explain_into(dr_routes_worker *w, uint32_t u, uint32_t i, size_
 static dr_routes_pending *explain_handler(dr_routes *r, dr_routes_worker *w, const route_call *c,
                                           dr_route_resp *resp) {
     const char *user = c->id[0], *item = c->id[1];
-    if (!r->ex) {
+    if (!w->g->ex) {
         error_resp(w, resp, 501, "explanations are not available: the server has no model");
         return NULL;
     }
-    uint32_t i = dr__srv_find_item(r->srv, item), u;
+    uint32_t i = dr__srv_find_item(w->g->srv, item), u;
     if (i == UINT32_MAX) {
         error_resp(w, resp, 404, "item: unknown");
         return NULL;
     }
-    if (!model_pair(r, user, i, &u)) {
+    if (!model_pair(w->g, user, i, &u)) {
         error_resp(w, resp, 404, "explanation: user and item must both be in the model's "
                    "training data (new ones have no evidence yet)");
         return NULL;
@@ -613,7 +642,7 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         return NULL;
     }
     int want_ex = ex && (!strcmp(ex, "true") || !strcmp(ex, "1"));
-    if (want_ex && !r->ex) {
+    if (want_ex && !w->g->ex) {
         error_resp(w, resp, 501, "explanations are not available: the server has no model");
         return NULL;
     }
@@ -631,7 +660,7 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
             error_resp(w, resp, 400, "after: expected a stream id (\"MS-SEQ\" or \"SEQ\")");
             return NULL;
         }
-        if (!dr__srv_wait_applied(r->srv, want, wait_ms, &have)) {
+        if (!dr__srv_wait_applied(w->g->srv, want, wait_ms, &have)) {
             char hs[DR_LOG_POS_MAX], ws[DR_LOG_POS_MAX];
             dr__log_pos_format(have, hs);
             dr__log_pos_format(want, ws);
@@ -641,7 +670,7 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
     }
     dr_srv_recs rec;
     dr_error e = {0};
-    dr_status st = dr__srv_recommend(r->srv, w->sw, user, k, &rec, &e);
+    dr_status st = dr__srv_recommend(w->g->srv, w->sw, user, k, &rec, &e);
     if (st != DR_OK) {
         error_resp(w, resp, status_of(st), "%s", e.msg);
         return NULL;
@@ -653,10 +682,10 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         rec.popular ? "popular" : "adapter");
     for (uint32_t j = 0; j < rec.n; j++) {
         const char *title, *body;
-        dr__srv_item_meta(r->srv, rec.items[j], &title, &body);
+        dr__srv_item_meta(w->g->srv, rec.items[j], &title, &body);
         if (j) out_lit(w, ",");
         out_lit(w, "{\"item\":");
-        out_str(w, dr__srv_item_name(r->srv, rec.items[j]));
+        out_str(w, dr__srv_item_name(w->g->srv, rec.items[j]));
         out_lit(w, ",\"score\":");
         out_float(w, rec.scores[j]);
         if (title && *title) {
@@ -672,7 +701,7 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
             uint32_t u;
             size_t n;
             if (j) out_lit(w, ",");
-            if (model_pair(r, user, rec.items[j], &u) && explain_into(w, u, rec.items[j], &n, &e) == DR_OK)
+            if (model_pair(w->g, user, rec.items[j], &u) && explain_into(w, u, rec.items[j], &n, &e) == DR_OK)
                 out_mem(w, w->xjson, n);
             else
                 out_lit(w, "null");
@@ -689,7 +718,7 @@ static dr_routes_pending *get_state(dr_routes *r, dr_routes_worker *w, const rou
                                     dr_route_resp *resp) {
     dr_srv_state st;
     dr_error e = {0};
-    dr_status rc = dr__srv_state(r->srv, &st, &e);
+    dr_status rc = dr__srv_state(w->g->srv, &st, &e);
     if (rc != DR_OK) {
         error_resp(w, resp, status_of(rc), "%s", e.msg);
         return NULL;
@@ -708,7 +737,7 @@ static dr_routes_pending *get_user(dr_routes *r, dr_routes_worker *w, const rout
                                    dr_route_resp *resp) {
     const char *user = c->id[0];
     uint32_t hist, events;
-    if (!dr__srv_user_info(r->srv, user, &hist, &events)) {
+    if (!dr__srv_user_info(w->g->srv, user, &hist, &events)) {
         error_resp(w, resp, 404, "user: unknown");
         return NULL;
     }
@@ -724,22 +753,22 @@ static dr_routes_pending *get_user(dr_routes *r, dr_routes_worker *w, const rout
 static dr_routes_pending *get_item(dr_routes *r, dr_routes_worker *w, const route_call *c,
                                    dr_route_resp *resp) {
     const char *item = c->id[0];
-    uint32_t i = dr__srv_find_item(r->srv, item);
+    uint32_t i = dr__srv_find_item(w->g->srv, item);
     if (i == UINT32_MAX) {
         error_resp(w, resp, 404, "item: unknown");
         return NULL;
     }
     dr_srv_stats s;
-    dr__srv_get_stats(r->srv, &s);
+    dr__srv_get_stats(w->g->srv, &s);
     const char *title, *body;
-    dr__srv_item_meta(r->srv, i, &title, &body);
+    dr__srv_item_meta(w->g->srv, i, &title, &body);
     out_reset(w);
     out_lit(w, "{\"item\":");
     out_str(w, item);
     out(w, ",\"new\":%s,\"title\":", i >= s.items - s.new_items ? "true" : "false");
     out_str(w, title ? title : "");
     const char *attrs[DR_ITEM_MAX_ATTRS];
-    size_t na = dr__srv_item_attrs(r->srv, i, attrs, DR_ITEM_MAX_ATTRS);
+    size_t na = dr__srv_item_attrs(w->g->srv, i, attrs, DR_ITEM_MAX_ATTRS);
     out_lit(w, ",\"attributes\":[");
     for (size_t k = 0; k < na && k < DR_ITEM_MAX_ATTRS; k++) {
         if (k) out_lit(w, ",");
@@ -842,7 +871,7 @@ static json_t *item_body(dr_routes *r, dr_routes_worker *w, dr_route_resp *resp,
             }
         }
         dr_error fe = {0};
-        if (dr__srv_check_feature(r->srv, key, json_array_size(v), &fe) != DR_OK) {
+        if (dr__srv_check_feature(w->g->srv, key, json_array_size(v), &fe) != DR_OK) {
             error_resp(w, resp, 400, "features.%.64s: %s", key, fe.msg);
             goto bad;
         }
@@ -869,22 +898,22 @@ bad:
 
 static dr_status item_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
     const char *key = p->keys ? p->keys[0] : NULL;
-    return done ? dr__srv_put_item_async(r->srv, p->t, p->item, p->body, key, done, ud, &p->err)
-                : dr__srv_put_item(r->srv, p->item, p->body, key, &p->ack, &p->err);
+    return done ? dr__srv_put_item_async(p->g->srv, p->t, p->item, p->body, key, done, ud, &p->err)
+                : dr__srv_put_item(p->g->srv, p->item, p->body, key, &p->ack, &p->err);
 }
 
 static void item_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
                         dr_route_resp *resp) {
-    uint32_t i = dr__srv_find_item(r->srv, p->item);
+    uint32_t i = dr__srv_find_item(p->g->srv, p->item);
     dr_srv_stats s;
-    dr__srv_get_stats(r->srv, &s);
+    dr__srv_get_stats(p->g->srv, &s);
     int is_new = i != UINT32_MAX && i >= s.items - s.new_items;
     out_reset(w);
     out_lit(w, "{\"item\":");
     out_str(w, p->item);
     /* with a fused checkpoint the features gave the item its base latent (serve_core.c); without
      * one they are kept in the log and the latent is unchanged */
-    int used = p->n_feat && dr__srv_fuses(r->srv);
+    int used = p->n_feat && dr__srv_fuses(p->g->srv);
     out(w, ",\"created\":%s,\"new\":%s,\"cold\":%s,\"features_stored\":%zu,\"features_used\":%s,"
         "\"seq\":%llu,\"stream_id\":\"%s\"}", p->ack.created ? "true" : "false", is_new ? "true" : "false",
         is_new && !used ? "true" : "false", p->n_feat, used ? "true" : "false",
@@ -925,11 +954,119 @@ static dr_routes_pending *item_start(dr_routes *r, dr_routes_worker *w, const ro
     return p;
 }
 
+/* POST /v1/admin/base {"path": "new.drm", "force": false}: the swap runs on a thread of its
+ * own while the connection waits (serve_live.c); the request holds no generation meanwhile (the
+ * swap waits for the old one's requests to finish). */
+static void *swap_main(void *arg) {
+    dr_routes_pending *p = arg;
+    p->swap_st = dr__live_swap(p->live, p->path, p->force, &p->rep, &p->swap_err);
+    p->st = DR_OK;
+    p->own_result = 1;
+    p->done_fn(p->done_ud);
+    return NULL;
+}
+
+static dr_status base_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
+    dr__live_release(p->live, p->g);
+    p->g = NULL;
+    p->own_result = 1;
+    if (!done) {
+        p->swap_st = dr__live_swap(p->live, p->path, p->force, &p->rep, &p->swap_err);
+        return DR_OK;
+    }
+    p->done_fn = done;
+    p->done_ud = ud;
+    pthread_t th;
+    pthread_attr_t at;
+    int ok = pthread_attr_init(&at) == 0;
+    ok = ok && pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
+         pthread_create(&th, &at, swap_main, p) == 0;
+    pthread_attr_destroy(&at);
+    return ok ? DR_OK : dr__fail(&p->err, DR_INTERNAL, "cannot start the swap thread");
+}
+
+static void preq_json(dr_routes_worker *w, const char *name, const dr_srv_preq *q) {
+    out(w, "\"%s\":{\"events\":%llu,\"hit10\":%.6f,\"ndcg10\":%.6f,\"seconds\":%.3f}", name,
+        (unsigned long long)q->events, q->hit10, q->ndcg10, q->seconds);
+}
+
+static void base_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pending *p,
+                        dr_route_resp *resp) {
+    const dr_swap_report *rp = &p->rep;
+    if (p->swap_st != DR_OK) {
+        int code = p->swap_st == DR_LIMIT ? 409 : p->swap_st == DR_UNSUPPORTED ? 501
+                 : p->swap_st == DR_NOMEM || p->swap_st == DR_INTERNAL ? 500 : 400;
+        error_resp(w, resp, code, "%s", p->swap_err.msg);
+        return;
+    }
+    out_reset(w);
+    if (rp->swapped) {
+        out(w, "{\"swapped\":true,\"at\":\"%s\",\"generation\":%llu,\"seconds\":%.3f,", rp->at,
+            (unsigned long long)rp->gen, rp->seconds);
+    } else {
+        out(w, "{\"swapped\":false,\"error\":\"refused: the new base's Hit@10 on the last %llu events "
+            "is lower than the live base's by more than the threshold (force: true to swap anyway)\","
+            "\"generation\":%llu,\"seconds\":%.3f,", (unsigned long long)rp->cand.events,
+            (unsigned long long)rp->gen, rp->seconds);
+    }
+    preq_json(w, "live", &rp->live);
+    out_lit(w, ",");
+    preq_json(w, "new", &rp->cand);
+    out_lit(w, "}");
+    respond(w, resp, rp->swapped ? 200 : 409);
+}
+
+static const write_ops base_ops = {base_submit, base_finish};
+
+static dr_routes_pending *base_start(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                     dr_route_resp *resp) {
+    if (!r->key && r->exposed) {
+        error_resp(w, resp, 403, "POST /v1/admin/base needs an API key on a server bound beyond "
+                   "loopback (start it with --api-key)");
+        return NULL;
+    }
+    json_t *root = parse_body(w, resp, c->rq);
+    if (!root) return NULL;
+    json_t *path = json_object_get(root, "path"), *force = json_object_get(root, "force");
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v) {
+        if (strcmp(k, "path") != 0 && strcmp(k, "force") != 0) {
+            error_resp(w, resp, 400, "%.64s: unknown field (expected path, force)", k);
+            json_decref(root);
+            return NULL;
+        }
+    }
+    if (!json_is_string(path) || !json_string_length(path) || json_string_length(path) >= DR_SRV_PATH_MAX) {
+        error_resp(w, resp, 400, "path: expected the checkpoint's path (a string of 1..%u bytes)",
+                   DR_SRV_PATH_MAX - 1);
+        json_decref(root);
+        return NULL;
+    }
+    if (force && !json_is_boolean(force)) {
+        error_resp(w, resp, 400, "force: expected true or false");
+        json_decref(root);
+        return NULL;
+    }
+    dr_routes_pending *p = pending_new(w, c, resp, &base_ops);
+    if (p) {
+        p->path = dr__strdup(json_string_value(path));
+        p->force = force && json_is_true(force);
+        if (!p->path) {
+            dr__routes_pending_free(p);
+            p = NULL;
+            error_resp(w, resp, 500, "out of memory");
+        }
+    }
+    json_decref(root);
+    return p;
+}
+
 /* GET /metrics */
 static dr_routes_pending *metrics_text(dr_routes *r, dr_routes_worker *w, const route_call *call,
                                        dr_route_resp *resp) {
     dr_srv_stats s;
-    dr__srv_get_stats(r->srv, &s);
+    dr__srv_get_stats(w->g->srv, &s);
     out_reset(w);
     out(w, "# HELP dynrec_http_requests_total HTTP requests by route and status.\n"
            "# TYPE dynrec_http_requests_total counter\n");
@@ -977,6 +1114,14 @@ static dr_routes_pending *metrics_text(dr_routes *r, dr_routes_worker *w, const 
     METRIC("dynrec_log_errors_total", "counter", "Failed log calls (append, read, tip).", "%llu", (unsigned long long)s.log_errors);
     METRIC("dynrec_log_reconnects_total", "counter", "Times the log was readable again after failures.", "%llu", (unsigned long long)s.log_reconnects);
     METRIC("dynrec_uptime_seconds", "gauge", "Seconds since start.", "%.3f", dr__now_seconds() - r->t_start);
+    dr_live_stats ls;
+    dr__live_stats(r->live, &ls);
+    METRIC("dynrec_base_generation", "gauge", "The live base's generation (1 at start, +1 per swap).", "%llu", (unsigned long long)w->g->id);
+    METRIC("dynrec_base_age_seconds", "gauge", "Seconds since the live base went live.", "%.3f", dr__now_seconds() - w->g->since);
+    METRIC("dynrec_base_swaps_total", "counter", "Base swaps done (here or followed from the log).", "%llu", (unsigned long long)ls.swaps);
+    METRIC("dynrec_base_swaps_refused_total", "counter", "Base swaps refused for their quality.", "%llu", (unsigned long long)ls.refused);
+    METRIC("dynrec_base_swap_failures_total", "counter", "Base swaps that failed (the old base kept serving).", "%llu", (unsigned long long)ls.failed);
+    METRIC("dynrec_base_swap_last_seconds", "gauge", "Wall time of the last switch (build and catch-up).", "%.3f", ls.last_seconds);
 #undef METRIC
     respond(w, resp, 200);
     resp->content_type = "text/plain; version=0.0.4";
@@ -987,7 +1132,10 @@ static dr_routes_pending *metrics_text(dr_routes *r, dr_routes_worker *w, const 
 static dr_routes_pending *get_health(dr_routes *r, dr_routes_worker *w, const route_call *c,
                                      dr_route_resp *resp) {
     out_reset(w);
-    out(w, "{\"status\":\"ok\"}");
+    out(w, "{\"status\":\"ok\",\"base\":{\"path\":");
+    out_str(w, w->g->path);
+    out(w, ",\"hash\":\"%s\",\"generation\":%llu,\"age_seconds\":%.3f}}", w->g->hash,
+        (unsigned long long)w->g->id, dr__now_seconds() - w->g->since);
     respond(w, resp, 200);
     return NULL;
 }
@@ -1064,10 +1212,28 @@ static int method_ok(const char *want, const char *m) {
     return !strcmp(m, want) || (!strcmp(want, "GET") && !strcmp(m, "HEAD"));
 }
 
+/* The worker's scratch follows the generation: remade after a base swap. */
+static dr_status worker_follow(dr_routes_worker *w, dr_error *err) {
+    if (w->sw_gen == w->g->id) return DR_OK;
+    dr__srv_worker_free(w->sw);
+    w->sw = NULL;
+    dr_explain_session_free(w->es);
+    w->es = NULL;
+    dr_status st = dr__srv_worker_create(w->g->srv, &w->sw, err);
+    if (st == DR_OK) w->sw_gen = w->g->id;
+    return st;
+}
+
 void dr__routes_start(dr_routes *r, dr_routes_worker *w, const dr_route_req *rq, dr_route_resp *resp,
                      dr_routes_pending **pending) {
     route_call c = {rq, {NULL}, R_OTHER, dr__now_seconds()};
     *pending = NULL;
+    w->g = dr__live_acquire(r->live);
+    dr_error fe = {0};
+    if (worker_follow(w, &fe) != DR_OK) {
+        error_resp(w, resp, 500, "%s", fe.msg);
+        goto done;
+    }
     char buf[4 * DR_SRV_ID_MAX + 64], *seg[DR_HTTP_MAX_SEGS];
     const char *m = rq->method ? rq->method : "";
     int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
@@ -1107,6 +1273,8 @@ void dr__routes_start(dr_routes *r, dr_routes_worker *w, const dr_route_req *rq,
     *pending = rt->fn(r, w, &c, resp);
 done:
     if (!*pending) count(r, c.route, resp->status, dr__now_seconds() - c.t0);
+    dr__live_release(r->live, w->g);
+    w->g = NULL;
 }
 
 void dr__routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, void *ud) {
@@ -1119,9 +1287,11 @@ void dr__routes_submit(dr_routes *r, dr_routes_pending *p, dr_srv_done_fn done, 
 }
 
 void dr__routes_finish(dr_routes *r, dr_routes_worker *w, dr_routes_pending *p, dr_route_resp *resp) {
-    if (p->async) p->st = dr__srv_ticket_result(p->t, &p->ack, &p->err);
+    if (p->async && !p->own_result) p->st = dr__srv_ticket_result(p->t, &p->ack, &p->err);
+    w->g = p->g; /* held by p */
     if (p->st != DR_OK) error_resp(w, resp, status_of(p->st), "%s", p->err.msg);
     else p->ops->finish(r, w, p, resp);
+    w->g = NULL;
     count(r, p->route, resp->status, dr__now_seconds() - p->t0);
     dr__routes_pending_free(p);
 }

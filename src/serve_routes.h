@@ -6,15 +6,17 @@
 #ifndef DR_SERVE_ROUTES_H
 #define DR_SERVE_ROUTES_H
 
-#include "serve_core.h"
+#include "serve_live.h"
 
 
 typedef struct dr_routes_params {
     const char *api_key;   /* NULL = no authentication */
     int public_read;       /* with a key: GET requests need none */
     size_t max_body;       /* bytes; larger bodies get 413 (checked by the caller, serve_http.c) */
-    const dr_model *model; /* the server's checkpoint: explanations (template generator) of its
-                              users and items; NULL = explanation routes answer 501 */
+    const dr_model *model; /* dr__routes_create: the state's checkpoint, for explanations
+                              (template generator); NULL = explanation routes answer 501.
+                              dr__routes_create_live: unused (each generation has its own) */
+    int exposed;           /* bound beyond loopback: POST /v1/admin/base needs an API key (403) */
 } dr_routes_params;
 
 typedef struct dr_route_req {
@@ -38,6 +40,10 @@ typedef struct dr_route_resp {
 typedef struct dr_routes dr_routes;
 typedef struct dr_routes_worker dr_routes_worker;
 
+/* Routes over the live layer (base swaps; serve_http.c) ... */
+dr_status dr__routes_create_live(dr_live *live, const dr_routes_params *p, dr_routes **out,
+                                 dr_error *err);
+/* ... or over one state the caller keeps open (tests, the fuzzer: no swaps). */
 dr_status dr__routes_create(dr_srv *srv, const dr_routes_params *p, dr_routes **out, dr_error *err);
 void dr__routes_free(dr_routes *r);
 dr_status dr__routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error *err);
