@@ -1307,7 +1307,7 @@ static dr_status recover(dr_srv *s, dr_log_pos upto, dr_error *err) {
     char at[DR_LOG_POS_MAX], sp[DR_LOG_POS_MAX];
     dr__log_pos_format(s->apos, at);
     dr__log_pos_format(snap, sp);
-    dr__log(DR_LOG_INFO, "server: %llu records (%llu events) in the log through %s, %llu events replayed "
+    dr__log(s->ephemeral ? DR_LOG_DEBUG : DR_LOG_INFO, "server: %llu records (%llu events) in the log through %s, %llu events replayed "
            "into the adapter after the snapshot at %s", (unsigned long long)s->aseq,
            (unsigned long long)atomic_load(&s->st_events), at,
            (unsigned long long)atomic_load(&s->st_recovered), sp);
