@@ -131,6 +131,21 @@ if command -v redis-server >/dev/null 2>&1; then
     echo "   A /v1/state: $sa"
     echo "   B /v1/state: $sb"
     [ "$sa" = "$sb" ] && echo "   the two replicas are identical" || echo "   the replicas differ"
+    echo "== a live base swap on the fleet: A gets POST /v1/admin/base with the fused SASRec checkpoint"
+    for k in $(seq 1 40); do
+        curl -s -X POST -d "{\"user\":\"u$k\",\"item\":\"$(sed -n "$((k + 2))p" build/demo-data/items.tsv | cut -f1)\"}" "$abase/v1/events" >/dev/null
+    done
+    echo "   $(curl -s -X POST -d "{\"path\":\"$(pwd)/build/demo-sasrec-fused.drm\",\"force\":true}" "$abase/v1/admin/base")"
+    i=0
+    while ! curl -s "$bbase/healthz" | grep -q '"generation":2' && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+    echo "   B followed the swap in the log: $(curl -s "$bbase/healthz")"
+    sid=$(curl -s -X POST -d '{"user":"u1","item":"fleet-item"}' "$bbase/v1/events" | sed -n 's/.*"stream_id":"\([^"]*\)".*/\1/p')
+    curl -s "$abase/v1/users/u1/recommendations?k=1&after=$sid" >/dev/null
+    sa=$(curl -s "$abase/v1/state")
+    sb=$(curl -s "$bbase/v1/state")
+    echo "   A /v1/state: $sa"
+    echo "   B /v1/state: $sb"
+    [ "$sa" = "$sb" ] && echo "   both on the new base, identical" || echo "   the replicas differ"
     kill -TERM $apid $bpid
     wait $apid $bpid
     kill -TERM $rpid
