@@ -109,9 +109,9 @@ static dr_status add_snapshot_columns(dr_store *s, dr_error *err) {
     return DR_OK;
 }
 
-/* dir/file (events.db, or archive.db: the same tables, only log used). */
-static dr_status open_db(const char *dir, const char *file, int durable, dr_store **out,
-                         dr_error *err) {
+/* dir/file: events.db, or (archive = 1) archive.db read-only: its log table, read and tip. */
+static dr_status open_db(const char *dir, const char *file, int durable, int archive,
+                         dr_store **out, dr_error *err) {
     if (!dir || !out) return dr__fail(err, DR_ARG, "store: NULL argument");
     *out = NULL;
     dr_status st = dr__mkdir_p(dir, err);
@@ -128,12 +128,24 @@ static dr_status open_db(const char *dir, const char *file, int durable, dr_stor
         goto fail;
     }
     if (sqlite3_open_v2(s->path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        (archive ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                            SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         st = s->db ? sql_fail(s, err, "cannot open") : dr__fail(err, DR_NOMEM, "store: out of memory");
         goto fail;
     }
     sqlite3_busy_timeout(s->db, 5000);
+    if (archive) {
+        if (sqlite3_prepare_v2(s->db, "SELECT seq, kind, user, item, time, body FROM log WHERE seq > ?"
+                               " ORDER BY seq LIMIT ?", -1, &s->read, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq), 0), count(*) FROM log", -1, &s->tip,
+                               NULL) != SQLITE_OK) {
+            st = sql_fail(s, err, "prepare");
+            goto fail;
+        }
+        *out = s;
+        return DR_OK;
+    }
     /* a new file gives freed pages back on `PRAGMA incremental_vacuum` (compaction) */
     if ((st = exec(s, "PRAGMA auto_vacuum=INCREMENTAL", err)) != DR_OK) goto fail;
     if ((st = exec(s, "PRAGMA journal_mode=WAL", err)) != DR_OK) goto fail;
@@ -175,7 +187,7 @@ fail:
 }
 
 dr_status dr__store_open(const char *dir, int durable, dr_store **out, dr_error *err) {
-    return open_db(dir, "events.db", durable, out, err);
+    return open_db(dir, "events.db", durable, 0, out, err);
 }
 
 dr_status dr__store_open_archive(const char *dir, dr_store **out, dr_error *err) {
@@ -185,7 +197,7 @@ dr_status dr__store_open_archive(const char *dir, dr_store **out, dr_error *err)
     if (!p) return dr__fail(err, DR_NOMEM, "store: out of memory");
     bool have = dr__path_exists(p);
     dr__free(p);
-    return have ? open_db(dir, "archive.db", 1, out, err) : DR_OK;
+    return have ? open_db(dir, "archive.db", 0, 1, out, err) : DR_OK;
 }
 
 const char *dr__store_dir(const dr_store *s) { return s->dir; }
@@ -733,6 +745,7 @@ dr_status dr__store_compact(dr_store *s, int drop, dr_progress_fn progress, void
         if (progress && st == DR_OK) progress(ud, "compact", (size_t)o->moved, 0);
     }
     if (st == DR_OK) o->through = cut;
+    if (st == DR_OK && !drop) st = exec(s, "PRAGMA archive.wal_checkpoint(TRUNCATE)", err);
 detach:
     if (!drop) {
         dr_error e2 = {0};
