@@ -16,15 +16,8 @@
 static uint32_t ck_users, ck_items;
 static size_t ck_events;
 
-/* dir/m.drm: a small mf checkpoint on synthetic data. */
-static void make_model(const char *dir) {
-    dr_synth_params sp = dr_synth_default_params();
-    sp.n_users = 30;
-    sp.n_items = 25;
-    sp.n_events = 600;
-    sp.seed = 3;
-    dr_dataset *ds = NULL;
-    assert_ok(dr_synth_generate(&sp, &ds, &e_));
+/* An mf checkpoint at path, fitted on ds (one epoch, d = 4). */
+static void fit_save(const dr_dataset *ds, const char *path) {
     dr_split *split = NULL;
     assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &split, &e_));
     dr_model_params mp = dr_model_default_params();
@@ -34,14 +27,26 @@ static void make_model(const char *dir) {
     mp.threads = 1;
     dr_model *m = NULL;
     assert_ok(dr_model_fit(ds, split, &mp, &m, &e_));
+    assert_ok(dr_model_save(m, ds, split, path, &e_));
+    dr_model_free(m);
+    dr_split_free(split);
+}
+
+/* dir/m.drm: a small mf checkpoint on synthetic data. */
+static void make_model(const char *dir) {
+    dr_synth_params sp = dr_synth_default_params();
+    sp.n_users = 30;
+    sp.n_items = 25;
+    sp.n_events = 600;
+    sp.seed = 3;
+    dr_dataset *ds = NULL;
+    assert_ok(dr_synth_generate(&sp, &ds, &e_));
     char path[512];
     snprintf(path, sizeof path, "%s/m.drm", dir);
-    assert_ok(dr_model_save(m, ds, split, path, &e_));
+    fit_save(ds, path);
     ck_users = ds->n_users;
     ck_items = ds->n_items;
     ck_events = ds->n_events;
-    dr_model_free(m);
-    dr_split_free(split);
     dr_dataset_free(ds);
 }
 
@@ -202,18 +207,8 @@ static void test_export_dataset(void **state) {
     assert_int_equal(r.events, ck_events + 5);
     /* a checkpoint trained on the export carries log_covers, and --model then starts there */
     ds = load(dir, "x");
-    dr_split *split = NULL;
-    assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &split, &e_));
-    dr_model_params pp = dr_model_default_params();
-    pp.name = "mf";
-    pp.dim = 4;
-    pp.epochs = 1;
-    pp.threads = 1;
-    assert_ok(dr_model_fit(ds, split, &pp, &m, &e_));
     snprintf(mp, sizeof mp, "%s/m2.drm", dir);
-    assert_ok(dr_model_save(m, ds, split, mp, &e_));
-    dr_model_free(m);
-    dr_split_free(split);
+    fit_save(ds, mp);
     dr_dataset_free(ds);
     assert_ok(dr_model_load(mp, &m, &e_));
     assert_string_equal(dr_model_meta(m, "log_covers"), "0-10");
