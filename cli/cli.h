@@ -83,6 +83,8 @@ int cli_cmd_eval_modal(int argc, char **argv);  /* modal.c: dynrec eval --protoc
 int cli_cmd_recommend(int argc, char **argv);   /* recommend.c */
 int cli_cmd_demo(int argc, char **argv);        /* demo.c */
 int cli_cmd_serve(int argc, char **argv);       /* serve.c */
+int cli_cmd_export(int argc, char **argv);      /* export.c */
+int cli_cmd_compact(int argc, char **argv);     /* compact.c */
 
 /* Evaluation under a split (cli/eval.c): fits or loads mo->model, evaluates the test (which
  * 0) or validation (1) targets into *res; prints the error and returns 1 on failure. */

@@ -1,7 +1,8 @@
 /*
  * main.c - dynrec, the command-line tool: finds the command in one table and runs it; the table
  * also prints the top-level help. Each command lives in the file named for it (cli/data.c,
- * cli/train.c, cli/eval.c, cli/recommend.c, cli/explain.c, cli/demo.c, cli/serve.c; eval's stream
+ * cli/train.c, cli/eval.c, cli/recommend.c, cli/explain.c, cli/demo.c, cli/serve.c,
+ * cli/export.c, cli/compact.c; eval's stream
  * and modal protocols in cli/stream.c, cli/modal.c); what they share is in cli/util.c, declared
  * in cli/cli.h. Uses only include/dynrec.h.
  *
@@ -30,6 +31,8 @@ static const struct {
     {"explain", cli_cmd_explain, "why an item suits a user: evidence, generator, verifier"},
     {"demo", cli_cmd_demo, "synthesise, evaluate, recommend; print a summary"},
     {"serve", cli_cmd_serve, "serve a checkpoint over HTTP, learning online from events"},
+    {"export", cli_cmd_export, "write a server's state folder and log as a dataset folder"},
+    {"compact", cli_cmd_compact, "move log records a base swap no longer needs to archive.db"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -591,6 +591,72 @@ void dr_httpd_stop(dr_server *s);
  * *swapped = 1 when the new base is live. */
 dr_status dr_httpd_reload(dr_server *s, int *swapped, dr_error *err);
 
+/* ---------------------------------------------------------------- state folder: export, compaction */
+
+/*
+ * Export (docs/FORMATS.md, "Exported from a server"): what a server's state folder and event
+ * log know, written as a dataset folder in dynrec's format that `dynrec train --data` trains
+ * on: the base checkpoint's interactions, then every event the log holds after the position the
+ * base covers (archive.db first, then the log), and the catalogue with the newest PUT's title,
+ * attributes and features. It streams: memory follows the users and items, not the log.
+ */
+typedef struct dr_export_params {
+    const char *data_dir;     /* the server's state folder (must exist) */
+    const char *out;          /* dataset folder to write (created when missing) */
+    const char *model_path;   /* base checkpoint; NULL: the newest base record's, else the
+                                 folder's meta model_path */
+    const char *log;          /* NULL or "sqlite" (the folder's), "redis://...", as serve --log */
+    const char *data;         /* NULL, or a dataset whose features are carried over for the
+                                 checkpoint's items (matched by item id) */
+    uint32_t timeout_ms;      /* redis: connect and command timeout (2000) */
+    dr_progress_fn progress;  /* ("export", records read, 0), about once a second; may be NULL */
+    void *progress_ud;
+} dr_export_params;
+
+typedef struct dr_export_result {
+    char base[4096];          /* the checkpoint the export starts from */
+    char covers[48];          /* the log position it covers ("0-0": none) */
+    char log_covers[48];      /* the last record exported (covers when none): manifest log_covers */
+    uint64_t log_records;     /* log records read after covers (events, items, bases) */
+    uint64_t events;          /* interactions written, the checkpoint's included */
+    uint64_t base_events;     /* of those, the checkpoint's */
+    uint64_t item_records;    /* item records (PUT) applied */
+    uint32_t users, items;    /* in the dataset */
+    uint32_t new_users, new_items; /* not in the checkpoint */
+    int n_modalities;
+    double seconds;
+} dr_export_result;
+
+dr_export_params dr_export_default_params(void);
+dr_status dr_state_export(const dr_export_params *p, dr_export_result *out, dr_error *err);
+
+/*
+ * Compaction of the sqlite log (docs/FORMATS.md): the records the newest base record no longer
+ * needs (seq <= min(covers, from - 1)) move to DIR/archive.db (or are dropped) and the file
+ * shrinks. Safe while a server runs on the folder (short transactions, SQLite's busy timeout).
+ */
+typedef struct dr_compact_params {
+    const char *data_dir;     /* the server's state folder (must exist) */
+    const char *log;          /* NULL or "sqlite"; a Redis stream is DR_UNSUPPORTED (XTRIM MINID) */
+    int drop;                 /* 1: moved records are not kept in archive.db */
+    dr_progress_fn progress;  /* ("compact", records moved, 0) after each transaction; may be NULL */
+    void *progress_ud;
+} dr_compact_params;
+
+typedef struct dr_compact_result {
+    int nothing;              /* 1: nothing to move; why says why */
+    char why[160];
+    uint64_t through;         /* records with seq <= through are out of the log */
+    uint64_t moved;           /* records moved by this call */
+    uint64_t records;         /* records moved by every compaction (meta compacted_records) */
+    uint64_t bytes_before, bytes_after; /* events.db + WAL */
+    double seconds_move, seconds_vacuum;
+    char vacuum[16];          /* "incremental" | "full" | "none" */
+} dr_compact_result;
+
+dr_compact_params dr_compact_default_params(void);
+dr_status dr_state_compact(const dr_compact_params *p, dr_compact_result *out, dr_error *err);
+
 /* ---------------------------------------------------------------- explanations */
 
 /*

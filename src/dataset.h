@@ -16,6 +16,8 @@
 
 #include "common.h"
 
+#include <stdio.h>
+
 
 enum { DR_TAG_NONE = 0, DR_TAG_TRAIN = 1, DR_TAG_VALID = 2, DR_TAG_TEST = 3 };
 
@@ -61,6 +63,11 @@ struct dr_dataset {
     dr_modality mod[DR_MAX_MODALITIES];
 
     dr_load_report report;
+
+    /* set when the folder was exported from a server's log (manifest keys, serve_export.c):
+     * the log position the data covers ("ms-seq", "" = none) and the records read from it */
+    char log_covers[48];    /* DR_LOG_POS_MAX */
+    uint64_t log_records;
 };
 
 /* ---- report helpers (used by every loader) */
@@ -92,6 +99,40 @@ dr_status dr__dataset_set_attrs(dr_dataset *ds, dr_attr_pair *pairs, size_t n, d
 /* Adds a modality (copies x (n_items, dim) and present (n_items)). */
 dr_status dr__dataset_add_modality(dr_dataset *ds, const char *name, uint32_t dim,
                                   const float *x, const uint8_t *present, dr_error *err);
+
+/* ---- the folder format's writers (load_dynrec.c), shared by dr_dataset_save and the server's
+ * export (serve_export.c), so the escapes, headers and manifest keys exist once */
+typedef struct dr_manifest_info {
+    const char *name;
+    double time_scale;
+    int has_given_split;
+    uint32_t n_users, n_items;
+    size_t n_events;
+    int n_mod;
+    const char *const *modalities; /* (n_mod) names */
+    const char *log_covers;        /* NULL or "": not exported from a server's log */
+    uint64_t log_records;
+} dr_manifest_info;
+extern const char dr__dynrec_interactions_header[]; /* "user<TAB>item<TAB>time<TAB>weight<TAB>split\n" */
+extern const char dr__dynrec_items_header[];        /* "item<TAB>title<TAB>attributes\n" */
+/* One field with the format's escapes (tab, newline, CR, backslash, pipe). */
+void dr__dynrec_put_esc(FILE *f, const char *s);
+void dr__dynrec_event_row(FILE *f, const char *user, const char *item, int64_t time, float weight,
+                          uint8_t tag);
+/* An items.tsv line; attribute k is strs[idx ? idx[k] : k]; title may be NULL. */
+void dr__dynrec_item_row(FILE *f, const char *item, const char *title, const char *const *strs,
+                         const uint32_t *idx, size_t n);
+/* dir/file opened for writing; dr__dynrec_close flushes, closes, frees *path (DR_IO on a
+ * failed write). */
+dr_status dr__dynrec_open(const char *dir, const char *file, char **path, FILE **f, dr_error *err);
+dr_status dr__dynrec_close(char **path, FILE **f, dr_error *err);
+dr_status dr__dynrec_write_manifest(const char *dir, const dr_manifest_info *m, dr_error *err);
+/* features/NAME.npy (rows, dim) and features/NAME.present.npy, the folder created. */
+dr_status dr__dynrec_write_features(const char *dir, const char *name, const float *x,
+                                    const uint8_t *present, uint32_t rows, uint32_t dim,
+                                    dr_error *err);
+/* A modality name usable as a file name: [A-Za-z0-9_.-], not starting with '.', < 32 bytes. */
+bool dr__modality_name_ok(const char *s, size_t n);
 
 /* ---- .npy (NumPy format 1.0/2.0/3.0, little-endian '<f2' '<f4' '<f8' '|u1' '|b1', C order) */
 typedef struct dr_npy {

@@ -57,6 +57,9 @@
 /* ---- serving */
 #define DR_STORE_ID_MAX 256           /* bytes of a user or item id: fixed key buffers */
 #define DR_STORE_BODY_MAX (1u << 20)  /* bytes of an item record's body in the log */
+#define DR_COMPACT_BATCH 20000u       /* records moved per compaction transaction: a running
+                                         server's writer waits at most one such transaction */
+#define DR_EXPORT_READ 4096u          /* records per log read of an export: its memory */
 #define DR_SRV_ID_MAX DR_STORE_ID_MAX
 #define DR_LOG_STREAM_MAX 128u       /* bytes of a Redis stream name (--log redis://.../STREAM) */
 #define DR_LOG_ADDR_MAX 256u         /* bytes of a Redis address as messages name it */

@@ -12,6 +12,7 @@
  * without CSV quoting: the format escapes instead of quoting.
  */
 #include "load_common.h"
+#include "serve_log.h" /* dr__log_pos_parse: the manifest's log_covers */
 
 #include <inttypes.h>
 #include <math.h>
@@ -48,6 +49,8 @@ typedef struct manifest {
     double time_scale;                                   /* -1 = not given */
     int64_t has_given_split, n_users, n_items, n_events; /* -1 = not given */
     char modalities[512];
+    char log_covers[DR_LOG_POS_MAX]; /* "" = not exported from a server's log */
+    uint64_t log_records;
 } manifest;
 
 static dr_status read_manifest(const char *dir, const dr_load_params *p, manifest *m,
@@ -99,6 +102,13 @@ static dr_status read_manifest(const char *dir, const dr_load_params *p, manifes
               : dr__span_eq(k, "n_users")       ? &m->n_users
               : dr__span_eq(k, "n_items")       ? &m->n_items
                                                : &m->n_events) = iv;
+        } else if (dr__span_eq(k, "log_covers")) {
+            dr_log_pos lp;
+            ok = v.n < sizeof m->log_covers && dr__log_pos_parse(val, &lp) == 0;
+            if (ok) snprintf(m->log_covers, sizeof m->log_covers, "%s", val);
+        } else if (dr__span_eq(k, "log_records")) {
+            ok = dr__parse_i64(v.s, v.n, &iv) && iv >= 0;
+            m->log_records = (uint64_t)iv;
         } /* other keys: written by a newer version, ignored */
         if (!ok) {
             s = dr__fail(err, DR_FORMAT, "%s:%zu: bad manifest line", path, rd.ln.no);
@@ -283,7 +293,7 @@ static dr_status dyn_item_meta(dr_dataset *ds, dyn_state *st, uint32_t *map, dr_
     return s;
 }
 
-static bool mod_name_ok(const char *s, size_t n) {
+bool dr__modality_name_ok(const char *s, size_t n) {
     if (n == 0 || n >= sizeof ((dr_modality *)0)->name || s[0] == '.') return false;
     for (size_t k = 0; k < n; k++)
         if (!((s[k] >= 'a' && s[k] <= 'z') || (s[k] >= 'A' && s[k] <= 'Z') ||
@@ -373,6 +383,8 @@ dr_status dr__load_dynrec(const char *dir, const dr_load_params *p, dr_dataset *
     for (size_t k = 0; k < ds->n_events && m.has_given_split < 0; k++)
         if (ds->ev_tag[k] != DR_TAG_NONE) m.has_given_split = 1;
     ds->has_given_split = m.has_given_split > 0;
+    snprintf(ds->log_covers, sizeof ds->log_covers, "%s", m.log_covers);
+    ds->log_records = m.log_records;
     uint32_t nrows = st.ibuf ? (uint32_t)st.rows.n : ds->n_items;
     if (!(map = dr__malloc(((size_t)nrows + 1) * sizeof *map))) {
         s = dr__loader_oom(err, dir);
@@ -384,7 +396,7 @@ dr_status dr__load_dynrec(const char *dir, const dr_load_params *p, dr_dataset *
         const char *e = strchr(a, ',');
         size_t n = e ? (size_t)(e - a) : strlen(a);
         char mod[32];
-        if (!mod_name_ok(a, n)) {
+        if (!dr__modality_name_ok(a, n)) {
             s = dr__fail(err, DR_FORMAT, "%s/manifest.tsv: bad modality name '%.*s'", dir,
                         (int)DR_MIN(n, 40), a);
             goto fail;
@@ -418,7 +430,12 @@ fail:
 
 /* ------------------------------------------------------------------ dynrec folder: save */
 
-static void put_esc(FILE *f, const char *s) {
+/* The writers below are shared by dr_dataset_save and the server's export (serve_export.c),
+ * so the escapes, the headers and the manifest keys exist once. */
+const char dr__dynrec_interactions_header[] = "user\titem\ttime\tweight\tsplit\n";
+const char dr__dynrec_items_header[] = "item\ttitle\tattributes\n";
+
+void dr__dynrec_put_esc(FILE *f, const char *s) {
     for (; *s; s++) {
         switch (*s) {
         case '\t': fputs("\\t", f); break;
@@ -431,14 +448,35 @@ static void put_esc(FILE *f, const char *s) {
     }
 }
 
-static dr_status open_out(const char *dir, const char *file, char **path, FILE **f,
+void dr__dynrec_event_row(FILE *f, const char *user, const char *item, int64_t time, float weight,
+                          uint8_t tag) {
+    dr__dynrec_put_esc(f, user);
+    putc('\t', f);
+    dr__dynrec_put_esc(f, item);
+    fprintf(f, "\t%" PRId64 "\t%.9g\t%s\n", time, (double)weight, split_names[tag < 4 ? tag : 0]);
+}
+
+void dr__dynrec_item_row(FILE *f, const char *item, const char *title, const char *const *strs,
+                         const uint32_t *idx, size_t n) {
+    dr__dynrec_put_esc(f, item);
+    putc('\t', f);
+    if (title) dr__dynrec_put_esc(f, title);
+    putc('\t', f);
+    for (size_t k = 0; k < n; k++) {
+        if (k) putc('|', f);
+        dr__dynrec_put_esc(f, strs[idx ? idx[k] : k]);
+    }
+    putc('\n', f);
+}
+
+dr_status dr__dynrec_open(const char *dir, const char *file, char **path, FILE **f,
                           dr_error *err) {
     if (!(*path = dr__path_join(dir, file))) return dr__loader_oom(err, dir);
     if (!(*f = fopen(*path, "wb"))) return dr__fail(err, DR_IO, "%s: cannot create", *path);
     return DR_OK;
 }
 
-static dr_status close_out(char **path, FILE **f, dr_error *err) {
+dr_status dr__dynrec_close(char **path, FILE **f, dr_error *err) {
     bool ok = !ferror(*f);
     if (fclose(*f) != 0) ok = false;
     *f = NULL;
@@ -448,78 +486,89 @@ static dr_status close_out(char **path, FILE **f, dr_error *err) {
     return s;
 }
 
+dr_status dr__dynrec_write_manifest(const char *dir, const dr_manifest_info *m, dr_error *err) {
+    FILE *f = NULL;
+    char *path = NULL;
+    dr_status s = dr__dynrec_open(dir, "manifest.tsv", &path, &f, err);
+    if (s != DR_OK) {
+        dr__free(path);
+        return s;
+    }
+    fputs("format\tdynrec\nversion\t1\nname\t", f);
+    dr__dynrec_put_esc(f, m->name);
+    fprintf(f, "\ntime_scale\t%.17g\nhas_given_split\t%d\nn_users\t%u\nn_items\t%u\n"
+            "n_events\t%zu\nmodalities\t", m->time_scale, m->has_given_split ? 1 : 0,
+            m->n_users, m->n_items, m->n_events);
+    for (int k = 0; k < m->n_mod; k++) fprintf(f, "%s%s", k ? "," : "", m->modalities[k]);
+    fputc('\n', f);
+    if (m->log_covers && m->log_covers[0])
+        fprintf(f, "log_covers\t%s\nlog_records\t%" PRIu64 "\n", m->log_covers, m->log_records);
+    return dr__dynrec_close(&path, &f, err);
+}
+
+dr_status dr__dynrec_write_features(const char *dir, const char *name, const float *x,
+                                    const uint8_t *present, uint32_t rows, uint32_t dim,
+                                    dr_error *err) {
+    char rel[96], *path = NULL;
+    if (!dr__modality_name_ok(name, strlen(name)))
+        return dr__fail(err, DR_ARG, "modality name '%s' cannot be a file name", name);
+    if (!(path = dr__path_join(dir, "features"))) return dr__loader_oom(err, dir);
+    dr_status s = dr__mkdir_p(path, err);
+    dr__free(path);
+    if (s != DR_OK) return s;
+    snprintf(rel, sizeof rel, "features/%s.npy", name);
+    if (!(path = dr__path_join(dir, rel))) return dr__loader_oom(err, dir);
+    s = dr__npy_write_f32(path, x, rows, dim, err);
+    dr__free(path);
+    if (s != DR_OK) return s;
+    snprintf(rel, sizeof rel, "features/%s.present.npy", name);
+    if (!(path = dr__path_join(dir, rel))) return dr__loader_oom(err, dir);
+    s = dr__npy_write_u8(path, present, rows, err);
+    dr__free(path);
+    return s;
+}
+
 dr_status dr_dataset_save(const dr_dataset *ds, const char *dir, dr_error *err) {
     FILE *f = NULL;
-    char *path = NULL, rel[96];
-    for (int m = 0; m < ds->n_mod; m++)
-        if (!mod_name_ok(ds->mod[m].name, strlen(ds->mod[m].name)))
+    char *path = NULL;
+    const char *mods[DR_MAX_MODALITIES];
+    for (int m = 0; m < ds->n_mod; m++) {
+        if (!dr__modality_name_ok(ds->mod[m].name, strlen(ds->mod[m].name)))
             return dr__fail(err, DR_ARG, "modality name '%s' cannot be a file name",
                            ds->mod[m].name);
+        mods[m] = ds->mod[m].name;
+    }
     dr_status s = dr__mkdir_p(dir, err);
     if (s != DR_OK) return s;
 
-    if ((s = open_out(dir, "manifest.tsv", &path, &f, err)) != DR_OK) goto fail;
-    fputs("format\tdynrec\nversion\t1\nname\t", f);
-    put_esc(f, ds->name);
-    fprintf(f, "\ntime_scale\t%.17g\nhas_given_split\t%d\nn_users\t%u\nn_items\t%u\n"
-            "n_events\t%zu\nmodalities\t", ds->time_scale, ds->has_given_split ? 1 : 0,
-            ds->n_users, ds->n_items, ds->n_events);
-    for (int m = 0; m < ds->n_mod; m++) fprintf(f, "%s%s", m ? "," : "", ds->mod[m].name);
-    fputc('\n', f);
-    if ((s = close_out(&path, &f, err)) != DR_OK) goto fail;
+    dr_manifest_info mi = {ds->name, ds->time_scale, ds->has_given_split, ds->n_users,
+                           ds->n_items, ds->n_events, ds->n_mod, mods, ds->log_covers,
+                           ds->log_records};
+    if ((s = dr__dynrec_write_manifest(dir, &mi, err)) != DR_OK) goto fail;
 
-    if ((s = open_out(dir, "interactions.tsv", &path, &f, err)) != DR_OK) goto fail;
-    fputs("user\titem\ttime\tweight\tsplit\n", f);
-    for (size_t k = 0; k < ds->n_events; k++) {
-        put_esc(f, ds->users.str[ds->ev_user[k]]);
-        putc('\t', f);
-        put_esc(f, ds->items.str[ds->ev_item[k]]);
-        fprintf(f, "\t%" PRId64 "\t%.9g\t%s\n", ds->ev_time[k], (double)ds->ev_weight[k],
-                split_names[ds->ev_tag[k] < 4 ? ds->ev_tag[k] : 0]);
-    }
-    if ((s = close_out(&path, &f, err)) != DR_OK) goto fail;
+    if ((s = dr__dynrec_open(dir, "interactions.tsv", &path, &f, err)) != DR_OK) goto fail;
+    fputs(dr__dynrec_interactions_header, f);
+    for (size_t k = 0; k < ds->n_events; k++)
+        dr__dynrec_event_row(f, ds->users.str[ds->ev_user[k]], ds->items.str[ds->ev_item[k]],
+                             ds->ev_time[k], ds->ev_weight[k], ds->ev_tag[k]);
+    if ((s = dr__dynrec_close(&path, &f, err)) != DR_OK) goto fail;
 
-    if ((s = open_out(dir, "items.tsv", &path, &f, err)) != DR_OK) goto fail;
-    fputs("item\ttitle\tattributes\n", f);
+    if ((s = dr__dynrec_open(dir, "items.tsv", &path, &f, err)) != DR_OK) goto fail;
+    fputs(dr__dynrec_items_header, f);
     for (uint32_t i = 0; i < ds->n_items; i++) {
-        put_esc(f, ds->items.str[i]);
-        putc('\t', f);
-        if (ds->title && ds->title[i]) put_esc(f, ds->title[i]);
-        putc('\t', f);
         size_t lo = ds->item_attr_off ? ds->item_attr_off[i] : 0;
         size_t hi = ds->item_attr_off ? ds->item_attr_off[i + 1] : 0;
-        for (size_t k = lo; k < hi; k++) {
-            if (k > lo) putc('|', f);
-            put_esc(f, ds->attrs.str[ds->item_attr[k]]);
-        }
-        putc('\n', f);
+        dr__dynrec_item_row(f, ds->items.str[i], ds->title ? ds->title[i] : NULL,
+                            (const char *const *)ds->attrs.str,
+                            ds->item_attr ? ds->item_attr + lo : NULL, hi - lo);
     }
-    if ((s = close_out(&path, &f, err)) != DR_OK) goto fail;
+    if ((s = dr__dynrec_close(&path, &f, err)) != DR_OK) goto fail;
 
-    if (ds->n_mod) {
-        if (!(path = dr__path_join(dir, "features"))) goto nomem;
-        if ((s = dr__mkdir_p(path, err)) != DR_OK) goto fail;
-        dr__free(path);
-        path = NULL;
-    }
-    for (int m = 0; m < ds->n_mod; m++) {
-        const dr_modality *md = &ds->mod[m];
-        snprintf(rel, sizeof rel, "features/%s.npy", md->name);
-        if (!(path = dr__path_join(dir, rel))) goto nomem;
-        if ((s = dr__npy_write_f32(path, md->x, ds->n_items, md->dim, err)) != DR_OK) goto fail;
-        dr__free(path);
-        snprintf(rel, sizeof rel, "features/%s.present.npy", md->name);
-        if (!(path = dr__path_join(dir, rel))) goto nomem;
-        if ((s = dr__npy_write_u8(path, md->present, ds->n_items, err)) != DR_OK) goto fail;
-        dr__free(path);
-        path = NULL;
-    }
-    return DR_OK;
-nomem:
-    s = dr__loader_oom(err, dir);
+    for (int m = 0; m < ds->n_mod && s == DR_OK; m++)
+        s = dr__dynrec_write_features(dir, ds->mod[m].name, ds->mod[m].x, ds->mod[m].present,
+                                      ds->n_items, ds->mod[m].dim, err);
 fail:
     if (f) fclose(f);
     dr__free(path);
     return s;
 }
-

@@ -128,6 +128,8 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
         (st = dr__ckpt_add_meta(w, "n_items", v[1], err)) ||
         (st = dr__ckpt_add_meta(w, "items_hash", v[2], err)))
         goto fail;
+    /* a dataset exported from a server's log: the log position the checkpoint covers */
+    if (ds->log_covers[0] && (st = dr__ckpt_add_meta(w, "log_covers", ds->log_covers, err))) goto fail;
     if (split) {
         if ((st = dr__ckpt_add_meta(w, "split", split_name(split->kind), err))) goto fail;
         if (split->kind == DR_SPLIT_T0) {

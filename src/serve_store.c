@@ -23,7 +23,9 @@
 #include "serve_store.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <sqlite3.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -107,27 +109,45 @@ static dr_status add_snapshot_columns(dr_store *s, dr_error *err) {
     return DR_OK;
 }
 
-dr_status dr__store_open(const char *dir, int durable, dr_store **out, dr_error *err) {
+/* dir/file: events.db, or (archive = 1) archive.db read-only: its log table, read and tip. */
+static dr_status open_db(const char *dir, const char *file, int durable, int archive,
+                         dr_store **out, dr_error *err) {
     if (!dir || !out) return dr__fail(err, DR_ARG, "store: NULL argument");
     *out = NULL;
     dr_status st = dr__mkdir_p(dir, err);
     if (st != DR_OK) return st;
     dr_store *s = dr__calloc(1, sizeof *s);
     if (!s) return dr__fail(err, DR_NOMEM, "store: out of memory");
+    char wal[32];
+    snprintf(wal, sizeof wal, "%s-wal", file);
     s->dir = dr__strdup(dir);
-    s->path = dr__path_join(dir, "events.db");
-    s->wal = dr__path_join(dir, "events.db-wal");
+    s->path = dr__path_join(dir, file);
+    s->wal = dr__path_join(dir, wal);
     if (!s->dir || !s->path || !s->wal) {
         st = dr__fail(err, DR_NOMEM, "store: out of memory");
         goto fail;
     }
     if (sqlite3_open_v2(s->path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        (archive ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                            SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         st = s->db ? sql_fail(s, err, "cannot open") : dr__fail(err, DR_NOMEM, "store: out of memory");
         goto fail;
     }
     sqlite3_busy_timeout(s->db, 5000);
+    if (archive) {
+        if (sqlite3_prepare_v2(s->db, "SELECT seq, kind, user, item, time, body FROM log WHERE seq > ?"
+                               " ORDER BY seq LIMIT ?", -1, &s->read, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq), 0), count(*) FROM log", -1, &s->tip,
+                               NULL) != SQLITE_OK) {
+            st = sql_fail(s, err, "prepare");
+            goto fail;
+        }
+        *out = s;
+        return DR_OK;
+    }
+    /* a new file gives freed pages back on `PRAGMA incremental_vacuum` (compaction) */
+    if ((st = exec(s, "PRAGMA auto_vacuum=INCREMENTAL", err)) != DR_OK) goto fail;
     if ((st = exec(s, "PRAGMA journal_mode=WAL", err)) != DR_OK) goto fail;
     if ((st = exec(s, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF", err)) != DR_OK)
         goto fail;
@@ -164,6 +184,20 @@ dr_status dr__store_open(const char *dir, int durable, dr_store **out, dr_error 
 fail:
     dr__store_close(s);
     return st;
+}
+
+dr_status dr__store_open(const char *dir, int durable, dr_store **out, dr_error *err) {
+    return open_db(dir, "events.db", durable, 0, out, err);
+}
+
+dr_status dr__store_open_archive(const char *dir, dr_store **out, dr_error *err) {
+    if (!dir || !out) return dr__fail(err, DR_ARG, "store: NULL argument");
+    *out = NULL;
+    char *p = dr__path_join(dir, "archive.db");
+    if (!p) return dr__fail(err, DR_NOMEM, "store: out of memory");
+    bool have = dr__path_exists(p);
+    dr__free(p);
+    return have ? open_db(dir, "archive.db", 0, 1, out, err) : DR_OK;
 }
 
 const char *dr__store_dir(const dr_store *s) { return s->dir; }
@@ -497,5 +531,233 @@ dr_status dr__store_snapshot_prune(dr_store *s, size_t keep, dr_error *err) {
             dr__log(DR_LOG_WARN, "store: cannot remove %s: %s", p, strerror(errno));
         dr__free(p);
     }
+    return st;
+}
+
+/* ---------------------------------------------------------------- base swaps, compaction */
+
+dr_status dr__base_parse(const char *body, const char *where, dr_base_rec *out, dr_error *err) {
+    memset(out, 0, sizeof *out);
+    json_error_t je;
+    json_t *o = body ? json_loads(body, 0, &je) : NULL;
+    dr_status st = DR_OK;
+    if (!o || !json_is_object(o)) {
+        st = dr__fail(err, DR_FORMAT, "%s: base record: the body is not a JSON object", where);
+        goto done;
+    }
+    const char *path = json_string_value(json_object_get(o, "path"));
+    const char *hash = json_string_value(json_object_get(o, "hash"));
+    const char *covers = json_string_value(json_object_get(o, "covers"));
+    const char *from = json_string_value(json_object_get(o, "from"));
+    if (!path || !*path || strlen(path) >= sizeof out->path)
+        st = dr__fail(err, DR_FORMAT, "%s: base record: \"path\" missing, empty or too long", where);
+    else if (hash && strlen(hash) >= sizeof out->hash)
+        st = dr__fail(err, DR_FORMAT, "%s: base record: \"hash\" too long", where);
+    else if (!covers || dr__log_pos_parse(covers, &out->covers) != 0)
+        st = dr__fail(err, DR_FORMAT, "%s: base record: \"covers\" missing or not a log position "
+                      "(ms-seq)", where);
+    else if (!from || dr__log_pos_parse(from, &out->from) != 0)
+        st = dr__fail(err, DR_FORMAT, "%s: base record: \"from\" missing or not a log position "
+                      "(ms-seq)", where);
+    if (st == DR_OK) {
+        snprintf(out->path, sizeof out->path, "%s", path);
+        snprintf(out->hash, sizeof out->hash, "%s", hash ? hash : "");
+    }
+done:
+    json_decref(o);
+    return st;
+}
+
+dr_status dr__store_last_base(dr_store *s, int *found, uint64_t *seq, dr_base_rec *out,
+                              dr_error *err) {
+    sqlite3_stmt *q = NULL;
+    *found = 0;
+    /* the rowid order is walked backwards: the newest base is usually near the end */
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT seq, kind, user, item, time, body FROM log WHERE kind = %d"
+             " ORDER BY seq DESC LIMIT 1", DR_REC_BASE);
+    dr_status st = run1(s, sql, NULL, NULL, -1, &q, err);
+    if (st != DR_OK || !q) return st;
+    dr_log_rec r;
+    if ((st = decode_row(s, q, &r, err)) == DR_OK) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s: log record %llu", s->path, (unsigned long long)r.pos.seq);
+        st = dr__base_parse(r.body, where, out, err);
+    }
+    if (st == DR_OK) {
+        *found = 1;
+        *seq = r.pos.seq;
+    }
+    sqlite3_finalize(q);
+    return st;
+}
+
+static dr_status meta_u64(dr_store *s, const char *key, uint64_t *v, dr_error *err) {
+    char buf[32];
+    int found = 0;
+    *v = 0;
+    dr_status st = dr__store_meta_get(s, key, buf, sizeof buf, &found, err);
+    if (st != DR_OK || !found) return st;
+    if (!*buf || buf[strspn(buf, "0123456789")] != '\0')
+        return dr__fail(err, DR_FORMAT, "%s: meta %s is '%s', not a count", s->path, key, buf);
+    *v = strtoull(buf, NULL, 10);
+    return DR_OK;
+}
+
+dr_status dr__store_compacted(dr_store *s, uint64_t *through, uint64_t *records, dr_error *err) {
+    dr_status st = meta_u64(s, "compacted_through", through, err);
+    return st != DR_OK ? st : meta_u64(s, "compacted_records", records, err);
+}
+
+/* One statement with up to two integer parameters, stepped to the end; *changes its count. */
+static dr_status exec_range(dr_store *s, const char *sql, int64_t a, int64_t b, uint64_t *changes,
+                            dr_error *err) {
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) return sql_fail(s, err, sql);
+    if (sqlite3_bind_parameter_count(q) >= 1) sqlite3_bind_int64(q, 1, a);
+    if (sqlite3_bind_parameter_count(q) >= 2) sqlite3_bind_int64(q, 2, b);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {}
+    dr_status st = rc == SQLITE_DONE ? DR_OK : sql_fail(s, err, sql);
+    if (changes) *changes = (uint64_t)sqlite3_changes(s->db);
+    sqlite3_finalize(q);
+    return st;
+}
+
+/* Moves (lo, hi]: a copy into archive.log (its own transaction, INSERT OR IGNORE: a copy left
+ * by an interrupted run is harmless), then the delete and the meta counts in one transaction. */
+static dr_status move_batch(dr_store *s, int drop, uint64_t lo, uint64_t hi, uint64_t *records,
+                            uint64_t *moved, dr_error *err) {
+    dr_status st;
+    if (!drop) {
+        if ((st = exec(s, "BEGIN IMMEDIATE", err)) != DR_OK) return st;
+        if ((st = exec_range(s, "INSERT OR IGNORE INTO archive.log (seq, kind, user, item, time, body)"
+                             " SELECT seq, kind, user, item, time, body FROM main.log"
+                             " WHERE seq > ?1 AND seq <= ?2", (int64_t)lo, (int64_t)hi, NULL, err)) != DR_OK ||
+            (st = exec(s, "COMMIT", err)) != DR_OK) {
+            (void)exec(s, "ROLLBACK", NULL);
+            return st;
+        }
+    }
+    uint64_t n = 0;
+    char v[2][32];
+    if ((st = exec(s, "BEGIN IMMEDIATE", err)) != DR_OK) return st;
+    if ((st = exec_range(s, "DELETE FROM main.log WHERE seq > ?1 AND seq <= ?2", (int64_t)lo,
+                         (int64_t)hi, &n, err)) == DR_OK) {
+        snprintf(v[0], sizeof v[0], "%llu", (unsigned long long)hi);
+        snprintf(v[1], sizeof v[1], "%llu", (unsigned long long)(*records + n));
+        if ((st = dr__store_meta_set(s, "compacted_through", v[0], err)) == DR_OK &&
+            (st = dr__store_meta_set(s, "compacted_records", v[1], err)) == DR_OK)
+            st = exec(s, "COMMIT", err);
+    }
+    if (st != DR_OK) {
+        (void)exec(s, "ROLLBACK", NULL);
+        return st;
+    }
+    *records += n;
+    *moved += n;
+    return DR_OK;
+}
+
+/* Checkpoints the WAL into the database and truncates it (readers of a running server may
+ * keep it from finishing: then the file shrinks at a later checkpoint). */
+static dr_status wal_truncate(dr_store *s, dr_error *err) {
+    return exec(s, "PRAGMA main.wal_checkpoint(TRUNCATE)", err);
+}
+
+/* Gives the free pages back: incremental vacuum when the file has it, else one VACUUM that
+ * also turns it on (auto_vacuum=INCREMENTAL) so the next compaction is incremental. */
+static dr_status give_back_pages(dr_store *s, dr_compact_result *o, dr_error *err) {
+    uint64_t mode = 0;
+    sqlite3_stmt *q = NULL;
+    dr_status st = run1(s, "PRAGMA main.auto_vacuum", NULL, NULL, -1, &q, err);
+    if (st != DR_OK) return st;
+    if (q) {
+        mode = (uint64_t)sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    if ((st = wal_truncate(s, err)) != DR_OK) return st;
+    if (mode == 2) {
+        snprintf(o->vacuum, sizeof o->vacuum, "incremental");
+        st = exec_range(s, "PRAGMA main.incremental_vacuum", 0, 0, NULL, err);
+    } else {
+        snprintf(o->vacuum, sizeof o->vacuum, "full");
+        if ((st = exec(s, "PRAGMA main.auto_vacuum=INCREMENTAL", err)) == DR_OK)
+            st = exec(s, "VACUUM main", err);
+    }
+    return st != DR_OK ? st : wal_truncate(s, err);
+}
+
+dr_status dr__store_compact(dr_store *s, int drop, dr_progress_fn progress, void *ud,
+                            dr_compact_result *o, dr_error *err) {
+    memset(o, 0, sizeof *o);
+    snprintf(o->vacuum, sizeof o->vacuum, "none");
+    int found = 0;
+    uint64_t base_seq = 0, prev = 0, first = 0;
+    dr_base_rec b;
+    dr_status st = dr__store_last_base(s, &found, &base_seq, &b, err);
+    if (st == DR_OK) st = dr__store_compacted(s, &prev, &o->records, err);
+    if (st != DR_OK) return st;
+    o->through = prev;
+    o->bytes_before = o->bytes_after = file_size(s->path) + file_size(s->wal);
+    if (!found) {
+        o->nothing = 1;
+        snprintf(o->why, sizeof o->why, "the log has no base record: every record is still needed");
+        return DR_OK;
+    }
+    if (b.covers.ms || b.from.ms)
+        return dr__fail(err, DR_FORMAT, "%s: log record %llu: base positions %llu-%llu / %llu-%llu "
+                        "are not sqlite positions (0-SEQ)", s->path, (unsigned long long)base_seq,
+                        (unsigned long long)b.covers.ms, (unsigned long long)b.covers.seq,
+                        (unsigned long long)b.from.ms, (unsigned long long)b.from.seq);
+    uint64_t cut = DR_MIN(b.covers.seq, b.from.seq ? b.from.seq - 1 : 0);
+    cut = DR_MIN(cut, base_seq - 1); /* the base record, and so the last seq, always stays */
+    if (cut <= prev) {
+        o->nothing = 1;
+        snprintf(o->why, sizeof o->why, "the newest base record (%llu) needs every record after %llu,"
+                 " which is compacted already", (unsigned long long)base_seq, (unsigned long long)prev);
+        return DR_OK;
+    }
+    sqlite3_stmt *q = NULL;
+    if ((st = run1(s, "SELECT coalesce(min(seq), 0) FROM log", NULL, NULL, -1, &q, err)) != DR_OK)
+        return st;
+    if (q) {
+        first = (uint64_t)sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    double t0 = dr__now_seconds();
+    if (!drop) {
+        char *ap = dr__path_join(s->dir, "archive.db");
+        if (!ap) return dr__fail(err, DR_NOMEM, "store: out of memory");
+        st = run1(s, "ATTACH DATABASE ? AS archive", ap, NULL, -1, NULL, err);
+        dr__free(ap);
+        if (st != DR_OK) return st;
+        if ((st = exec(s, "PRAGMA archive.journal_mode=WAL; PRAGMA archive.synchronous=FULL;"
+                       "CREATE TABLE IF NOT EXISTS archive.log (seq INTEGER PRIMARY KEY,"
+                       " kind INTEGER NOT NULL, user TEXT, item TEXT NOT NULL, time INTEGER NOT NULL,"
+                       " body TEXT)", err)) != DR_OK)
+            goto detach;
+    }
+    for (uint64_t lo = DR_MAX(prev, first ? first - 1 : 0); lo < cut && st == DR_OK;) {
+        uint64_t hi = lo + DR_MIN((uint64_t)DR_COMPACT_BATCH, cut - lo);
+        st = move_batch(s, drop, lo, hi, &o->records, &o->moved, err);
+        lo = hi;
+        if (progress && st == DR_OK) progress(ud, "compact", (size_t)o->moved, 0);
+    }
+    if (st == DR_OK) o->through = cut;
+    if (st == DR_OK && !drop) st = exec(s, "PRAGMA archive.wal_checkpoint(TRUNCATE)", err);
+detach:
+    if (!drop) {
+        dr_error e2 = {0};
+        dr_status d = exec(s, "DETACH DATABASE archive", &e2);
+        if (st == DR_OK && d != DR_OK) st = dr__fail(err, d, "%s", e2.msg);
+    }
+    o->seconds_move = dr__now_seconds() - t0;
+    if (st != DR_OK) return st;
+    t0 = dr__now_seconds();
+    st = give_back_pages(s, o, err);
+    o->seconds_vacuum = dr__now_seconds() - t0;
+    update_bytes(s);
+    o->bytes_after = file_size(s->path) + file_size(s->wal);
     return st;
 }

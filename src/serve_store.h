@@ -78,6 +78,39 @@ dr_status dr__store_snapshots(dr_store *s, dr_store_snap *out, size_t cap, size_
 /* Forgets every snapshot but the newest `keep` and deletes their files. */
 dr_status dr__store_snapshot_prune(dr_store *s, size_t keep, dr_error *err);
 
+/* ---- base swaps and compaction (docs/FORMATS.md, "Server state folder") */
+/* A BASE record's body {"path","hash","covers","from"} (serve_log.h), parsed and checked:
+ * DR_FORMAT naming `where` (e.g. "events.db: log record 12") when it is not that object. */
+typedef struct dr_base_rec {
+    char path[4096];
+    char hash[72];
+    dr_log_pos covers; /* the log the checkpoint was trained on reaches here ((0,0): none) */
+    dr_log_pos from;   /* the adapter over it is rebuilt from here */
+} dr_base_rec;
+dr_status dr__base_parse(const char *body, const char *where, dr_base_rec *out, dr_error *err);
+/* The newest BASE record of the log: *found = 0 when there is none, else its seq and body. */
+dr_status dr__store_last_base(dr_store *s, int *found, uint64_t *seq, dr_base_rec *out,
+                              dr_error *err);
+
+/* Moves the records the newest BASE record no longer needs out of the log: those with seq <=
+ * min(covers.seq, from.seq - 1) (never the last record). They are copied into dir/archive.db
+ * (the same log table, seq kept, appended across compactions; drop = 1: not kept) and
+ * deleted from events.db in transactions of at most DR_COMPACT_BATCH records, each of which
+ * also sets meta compacted_through (seq) and compacted_records (records moved so far, all
+ * compactions together); then the WAL is checkpointed and the freed pages are given back to
+ * the file system (incremental vacuum; the first time a full VACUUM that turns it on). A
+ * running server may keep appending: every transaction is short and waits on SQLite's busy
+ * timeout. progress (may be NULL) is called with the records moved so far after each batch.
+ * out->nothing = 1 (DR_OK) when there is nothing to move, out->why saying why. */
+dr_status dr__store_compact(dr_store *s, int drop, dr_progress_fn progress, void *ud,
+                            dr_compact_result *out, dr_error *err);
+/* What earlier compactions removed: the highest seq gone (0: none) and how many records, so a
+ * replay that starts at the first record left counts records from *records on. */
+dr_status dr__store_compacted(dr_store *s, uint64_t *through, uint64_t *records, dr_error *err);
+/* dir/archive.db for reading (dr__store_log_read, dr__store_log_tip); *out = NULL (DR_OK)
+ * when the folder has none. */
+dr_status dr__store_open_archive(const char *dir, dr_store **out, dr_error *err);
+
 const char *dr__store_dir(const dr_store *s);
 /* Bytes of the log on disk (database + WAL), as of the last append (any thread). */
 uint64_t dr__store_bytes(const dr_store *s);
