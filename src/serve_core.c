@@ -1224,6 +1224,8 @@ static dr_status check_folder(dr_srv *s, dr_error *err) {
     int found = 0;
     dr_status st = dr__store_meta_get(s->store, "model", have, sizeof have, &found, err);
     if (st != DR_OK) return st;
+    if (s->p.model_path && (st = dr__store_meta_set(s->store, "model_path", s->p.model_path, err)) != DR_OK)
+        return st;
     if (!found || (s->has_base && strcmp(have, want) != 0)) return dr__store_meta_set(s->store, "model", want, err);
     if (strcmp(have, want) != 0)
         return dr__fail(err, DR_ARG, "%s: this state folder belongs to another model (items hash/"

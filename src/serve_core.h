@@ -44,6 +44,8 @@ typedef struct dr_srv_params {
     uint32_t idempotency_ttl;  /* seconds an idempotency key is remembered (86400) */
     const dr_srv_base *base;   /* the BASE record this state starts from; NULL: none (the log has
                                   no swap: every record is applied) */
+    const char *model_path;    /* the checkpoint's path, kept in the folder's settings as
+                                  model_path (`dynrec export` reads it); NULL: not kept */
     dr_srv_base_fn on_base;    /* a later BASE record was applied (NULL: only logged) */
     void *on_base_ud;
 } dr_srv_params;

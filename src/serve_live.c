@@ -217,6 +217,7 @@ static dr_status gen_open(dr_live *l, dr_model *m, const char *path, const char 
     }
     dr_srv_params sp = l->p.srv;
     sp.base = b;
+    sp.model_path = gi->g.path;
     sp.on_base = on_base;
     sp.on_base_ud = l;
     if (st == DR_OK) st = dr__srv_open(m, &sp, &gi->g.srv, err);
