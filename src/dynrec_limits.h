@@ -82,6 +82,7 @@
                                         answers record number 0 */
 #define DR_SRV_PATH_MAX 4096u        /* bytes of a checkpoint path a base swap names */
 #define DR_SRV_SWAP_CHECK_DEFAULT 2000u /* events a base swap scores both bases on */
+#define DR_SRV_SWAP_CHECK_MIN 50u     /* fewer checked events than this: the swap is not judged */
 #define DR_SRV_EVENT_RING 65536u      /* positions of the newest applied events, from which a base
                                         swap picks where its adapter replay and its quality check
                                         start (window + checked events must fit) */

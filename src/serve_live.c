@@ -492,17 +492,20 @@ dr_status dr__live_swap(dr_live *l, const char *path, int force, dr_swap_report 
         st = dr__srv_positions(g0->srv, l->p.check_events + 1, l->p.check_events + 1 + window, &applied,
                                &e_pos, &f_pos, err);
     dr_log_pos covers = m ? model_covers(m) : (dr_log_pos){0, 0};
-    if (st == DR_OK) { /* both bases rebuilt alike: adapter from F, scored after E, through applied */
+    if (st == DR_OK) { /* both bases rebuilt alike: adapter from F, scored on the same events:
+                          after E and after what the new base was trained on (no leak) */
         dr_srv_params sp = l->p.srv;
+        dr_log_pos after = dr__log_pos_cmp(covers, e_pos) > 0 ? covers : e_pos;
         dr_srv_base bl = {g0->at, g0->covers, f_pos}, bn = {applied, covers, f_pos};
         sp.base = &bl;
-        st = dr__srv_prequential(g0->model, &sp, applied, e_pos, &rep->live, err);
+        st = dr__srv_prequential(g0->model, &sp, applied, after, &rep->live, err);
         sp.base = &bn;
-        if (st == DR_OK) st = dr__srv_prequential(m, &sp, applied, e_pos, &rep->cand, err);
+        if (st == DR_OK) st = dr__srv_prequential(m, &sp, applied, after, &rep->cand, err);
+        rep->checked = st == DR_OK && rep->cand.events >= DR_SRV_SWAP_CHECK_MIN;
     }
     dr_srv_ack ack;
     char body[DR_SRV_PATH_MAX + 256];
-    if (st == DR_OK && !force && rep->cand.hit10 < rep->live.hit10 - l->p.max_drop) {
+    if (st == DR_OK && !force && rep->checked && rep->cand.hit10 < rep->live.hit10 - l->p.max_drop) {
         pthread_mutex_lock(&l->mu);
         l->st.refused++;
         pthread_mutex_unlock(&l->mu);

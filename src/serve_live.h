@@ -53,7 +53,10 @@ void dr__live_hold(dr_live *l, dr_gen *g);
 
 typedef struct dr_swap_report {
     int swapped;             /* 1: live on the new base; 0: refused for its quality */
-    dr_srv_preq live, cand;  /* the prequential check of the live and the new base */
+    dr_srv_preq live, cand;  /* the prequential check of the live and the new base, on the same
+                                events: the last check_events ones the new base was not trained on */
+    int checked;             /* 1: at least DR_SRV_SWAP_CHECK_MIN such events, the check could
+                                refuse; 0: too few (the new base covers the recent log), not judged */
     uint64_t gen;            /* the generation now live */
     char at[DR_LOG_POS_MAX]; /* the BASE record's position ("" when refused) */
     double seconds;          /* the whole swap (load, check, log, build, switch) */

@@ -1001,8 +1001,8 @@ static void base_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pendi
     }
     out_reset(w);
     if (rp->swapped) {
-        out(w, "{\"swapped\":true,\"at\":\"%s\",\"generation\":%llu,\"seconds\":%.3f,", rp->at,
-            (unsigned long long)rp->gen, rp->seconds);
+        out(w, "{\"swapped\":true,\"at\":\"%s\",\"generation\":%llu,\"seconds\":%.3f,\"checked\":%s,",
+            rp->at, (unsigned long long)rp->gen, rp->seconds, rp->checked ? "true" : "false");
     } else {
         out(w, "{\"swapped\":false,\"error\":\"refused: the new base's Hit@10 on the last %llu events "
             "is lower than the live base's by more than the threshold (force: true to swap anyway)\","
