@@ -7,7 +7,8 @@
 # epochs and sasrec every epoch). Printed per model and repetition: the cold run's best
 # validation NDCG@10, then for each run the first epoch whose validation reaches it, the
 # training seconds up to that epoch (sum of the per-epoch times, validation included), the
-# run's own best, its epochs and its wall time; then the medians over repetitions.
+# run's own best, its epochs and its wall time; then the medians over repetitions (epochs and
+# seconds to the target over the runs that reached it, "reached" says how many).
 # Usage: bench/warm_retrain.sh [MODELS]      (default "mf sasrec")
 # Environment: SEED USERS ITEMS EVENTS (synthetic data; 3 5000 3000 200000), NEW (percent of
 #   events that are new; 10), REPS (training seeds 1..REPS; 3), THREADS (2),
@@ -80,6 +81,6 @@ for model in $MODELS; do
         med() { sort -g "$dir/sel.$1" | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2];
                                                else printf "%g\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
         for c in 5 6 7 10; do awk -v c="$c" '$c != "-" { print $c }' "$dir/sel" >"$dir/sel.$c"; done
-        echo "median $model $run epochs_to_target $(med 5) s_to_target $(med 6) best $(med 7) wall_s $(med 10)"
+        echo "median $model $run reached $(wc -l <"$dir/sel.5")/$(wc -l <"$dir/sel") epochs_to_target $(med 5) s_to_target $(med 6) best $(med 7) wall_s $(med 10)"
     done
 done
