@@ -29,6 +29,9 @@
  * before each validation) the fused latents are materialised into one (n_items, d) array for
  * scoring, the view and the checkpoint; dr__mf_refuse recomputes it with features removed.
  * With use_modalities = 0 none of this runs and the bytes are the id-only model's.
+ * Warm start (p->init, model.h's dr_warm_map): the block is drawn as for a cold fit, then the
+ * rows of users and items the init knows (by external id) are overwritten with its user
+ * factors, e (or id-only factors) and biases; optimiser state starts afresh.
  */
 #include "model_mf.h"
 

@@ -35,6 +35,9 @@
  * item anyway). Items with no training interaction keep e = 0; after training
  * tok holds z (serving, checkpoints unchanged); with every gate closed the id-only model trains
  * bit for bit (tests/unit/test_fusion.c).
+ * Warm start (p.init): the cold initialisation, then every tensor but tok and the tok rows of
+ * the items the init knows by external id (its e when fused, sr_warm_copy); new items keep
+ * their cold rows.
  */
 #include "model_sasrec.h"
 
