@@ -1,6 +1,7 @@
 /*
  * train.c - `dynrec train`: fits a base model (sasrec, mf) under a protocol's training split
- * and writes the checkpoint.
+ * and writes the checkpoint; with --init, a warm retrain that starts from an older checkpoint
+ * (rows matched by external id, dr_model_params.init).
  */
 #include <stdio.h>
 #include <string.h>
@@ -12,12 +13,21 @@ static const char *train_help_head =
     "  --protocol loo|stream|given  train on P-LOO training prefixes (default; validation\n"
     "                       targets drive early stopping), on P-STREAM's pre-T0 interactions,\n"
     "                       or on the source's own train split (given, P-MODAL)\n"
-    "  --out FILE           checkpoint to write (.drm, docs/FORMATS.md)\n";
+    "  --out FILE           checkpoint to write (.drm, docs/FORMATS.md)\n"
+    "  --init OLD.drm       warm retrain: start from a checkpoint of the same kind (--model\n"
+    "                       defaults to its kind, --dim/--max-len/--blocks/--heads to its own\n"
+    "                       and must agree when given); users and items are matched by their\n"
+    "                       ids: known ones start from their old rows, new ones from the usual\n"
+    "                       random initialisation; a fused checkpoint needs the same modalities\n"
+    "                       (--features) and keeps its fusion\n";
+
+static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
+                     const char *protocol);
 
 int cli_cmd_train(int argc, char **argv) {
     cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
-    const char *out = NULL, *protocol = "loo";
+    const char *out = NULL, *protocol = "loo", *init = NULL;
     cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
@@ -29,11 +39,31 @@ int cli_cmd_train(int argc, char **argv) {
         }
         if ((v = cli_opt_value(&o, "--out", &err))) { out = v; continue; }
         if ((v = cli_opt_value(&o, "--protocol", &err))) { protocol = v; continue; }
+        if ((v = cli_opt_value(&o, "--init", &err))) { init = v; continue; }
         if (err) return err;
         if ((r = cli_model_load_opt(&o, &mo, &l)) < 0) return 2;
         if (r == 0) return cli_usage_error("train: unknown option '%s'", a);
     }
-    if (!mo.model || !out) return cli_usage_error("train: --model and --out are required");
+    dr_error e = {0};
+    dr_model *im = NULL;
+    dr_status s;
+    if (init && (s = dr_model_load(init, &im, &e)) != DR_OK) return cli_die(s, &e);
+    if (im && !mo.model) mo.model = dr_model_name(im);
+    if (im)
+        fprintf(stderr, "train: warm start from %s (%s, %u users, %u items; matched by id)\n",
+                init, dr_model_name(im), dr_model_n_users(im), dr_model_n_items(im));
+    mo.p.init = im;
+    int rc = train_run(&mo, &l, out, protocol);
+    dr_model_free(im);
+    return rc;
+}
+
+/* The rest of `dynrec train` once the options (and the --init model) are known. */
+static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
+                     const char *protocol) {
+    cli_model_opts mo = *mop;
+    cli_load_opts l = *lp;
+    if (!mo.model || !out) return cli_usage_error("train: --model (or --init) and --out are required");
     char kinds[256] = "";
     int saves, known = 0;
     const char *kn;

@@ -297,9 +297,14 @@ typedef struct dr_model_params {
     float l2;               /* mf: L2 regularisation; < 0 = default */
     const char *loss;       /* sasrec: "ce" (full softmax) | "bce" (one sampled negative) */
     const char *optimizer;  /* mf: "sgd" | "adam" */
-    const dr_model *init;   /* sasrec: warm start from this model's parameters (same kind; its
-                               shape unless dim/max_len/blocks/heads say otherwise, and then
-                               they must agree, else DR_ARG); NULL = random initialisation */
+    const dr_model *init;   /* sasrec, mf: warm start from this model (same kind; its shape
+                               unless dim/max_len/blocks/heads say otherwise, and then they must
+                               agree, else DR_ARG). Users and items are matched by external id
+                               when init was loaded from a checkpoint (row for row, same counts,
+                               when it was fitted in memory): a known one starts from its old
+                               row (a fused init: its id embedding e, and its fusion block when
+                               the modalities agree, else DR_ARG), a new one from the random
+                               initialisation; shared tensors are copied. NULL = random */
     /* Gated multimodal fusion of the dataset's item features (mf, sasrec; DESIGN.md). */
     const char *modalities; /* NULL / "none" = ids only; "all"; or names: "visual,audio" */
     float modality_dropout; /* training: drop rate of each item feature; < 0 = default (sasrec

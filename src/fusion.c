@@ -203,6 +203,55 @@ void dr__fusion_input_free(dr_fusion_input *in) {
     memset(in, 0, sizeof *in);
 }
 
+/* "name:dim,..." of init's modalities (ds NULL) or of those mask selects over ds; "ids only"
+ * for none. */
+static void warm_describe(const dr_fusion *init, const dr_dataset *ds, uint32_t mask, char *buf,
+                          size_t cap) {
+    buf[0] = 0;
+    for (uint32_t m = 0; !ds && init && m < init->n_mod; m++)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s:%u", m ? "," : "", init->name[m],
+                 init->dim[m]);
+    for (uint32_t m = 0; ds && m < 32; m++) {
+        if (!(mask & (1u << m))) continue;
+        const size_t at = strlen(buf);
+        if ((int)m < ds->n_mod)
+            snprintf(buf + at, cap - at, "%s%s:%u", at ? "," : "", ds->mod[m].name, ds->mod[m].dim);
+        else
+            snprintf(buf + at, cap - at, "%smodality #%u (not in dataset '%s')", at ? "," : "", m,
+                     ds->name);
+    }
+    if (!buf[0]) snprintf(buf, cap, "ids only");
+}
+
+dr_status dr__fusion_warm_check(const dr_fusion *init, const dr_dataset *ds, uint32_t mask,
+                               const char *who, dr_error *err) {
+    if (init && init->n_mod == 0) init = NULL;
+    char have[512], want[512];
+    warm_describe(init, NULL, 0, have, sizeof have);
+    warm_describe(NULL, ds, mask, want, sizeof want);
+    if (!init != !mask)
+        return dr__fail(err, DR_UNSUPPORTED, "%s: warm start between an id-only and a fused model "
+                       "is not supported: the init model fuses %s, this fit %s", who, have, want);
+    if (!init) return DR_OK; /* both ids only */
+    uint32_t k = 0;
+    bool same = true;
+    for (int m = 0; m < ds->n_mod && m < 32; m++) {
+        if (!(mask & (1u << m))) continue;
+        same = same && k < init->n_mod && !strcmp(init->name[k], ds->mod[m].name) &&
+               init->dim[k] == ds->mod[m].dim;
+        k++;
+    }
+    if (!same || k != init->n_mod || (ds->n_mod < 32 && (mask >> ds->n_mod)))
+        return dr__fail(err, DR_ARG, "%s: warm start: the init model fuses %s, this fit %s (the "
+                       "modalities and their dimensions must agree)", who, have, want);
+    return DR_OK;
+}
+
+void dr__fusion_warm_copy(dr_fusion *f, const dr_fusion *init) {
+    memcpy(f->w, init->w, DR_MIN(f->n_params, init->n_params) * sizeof *f->w);
+    memcpy(f->stats, init->stats, DR_MIN(f->n_stats, init->n_stats) * sizeof *f->stats);
+}
+
 dr_status dr__fusion_input_build(const dr_fusion *f, const dr_dataset *ds,
                                 const uint8_t *override, dr_fusion_input *in, dr_error *err) {
     dr_status st;

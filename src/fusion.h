@@ -64,6 +64,19 @@ void dr__fusion_free(dr_fusion *f); /* frees w and stats; zeroes f */
 dr_status dr__fusion_copy(dr_fusion *dst, const dr_fusion *src, uint32_t want_d, dr_error *err);
 
 /*
+ * Warm start of a fused model (mf, sasrec): whether init (NULL or n_mod = 0: ids only) fuses
+ * the modalities a fit selecting `mask` over ds would (same names and dimensions in the same
+ * order; checked before dr__fusion_init, so a mask naming a modality ds lacks is reported here).
+ * Exactly one side fusing is DR_UNSUPPORTED, different modalities DR_ARG; both messages name
+ * both sides ("visual:64,audio:32" or "ids only") after `who` (the model).
+ */
+dr_status dr__fusion_warm_check(const dr_fusion *init, const dr_dataset *ds, uint32_t mask,
+                               const char *who, dr_error *err);
+/* Copies init's learned block (projections, gates) and standardisation into f, a fusion
+ * dr__fusion_init built for a fit that passed dr__fusion_warm_check with init. */
+void dr__fusion_warm_copy(dr_fusion *f, const dr_fusion *init);
+
+/*
  * Standardised features for the fused modalities: n_mod arrays xs[m] (n_items, dim[m])
  * allocated here, and pres (n_mod, n_items) the presence
  * bits: ds's mask AND (override == NULL or override[m * n_items + i]). Rows of missing items are

@@ -158,3 +158,89 @@ dr_status dr_model_user_latent(const dr_model *m, dr_scorer *s, uint32_t u, cons
             return dr__fail(err, DR_RANGE, "context item %u >= n_items %u", ctx[k], m->n_items);
     return m->vt->user_latent(m->state, s->scratch, u, ctx, n_ctx, h, err);
 }
+
+/* ------------------------------------------------------------------ warm start */
+
+/* map (n) of the ids of the new table `now` to the init's rows: ids[r] (n_init) is init row r's
+ * id; the first of duplicate ids wins. Returns how many rows of `now` are known. */
+static uint32_t warm_match(const dr_strtab *now, uint32_t n, const char *const *ids,
+                           uint32_t n_init, uint32_t *map) {
+    uint32_t known = 0;
+    for (uint32_t k = 0; k < n; k++) map[k] = DR_WARM_NEW;
+    for (uint32_t r = 0; r < n_init; r++) {
+        uint32_t k = dr__strtab_find(now, ids[r], strlen(ids[r]));
+        if (k < n && map[k] == DR_WARM_NEW) {
+            map[k] = r;
+            known++;
+        }
+    }
+    return known;
+}
+
+dr_status dr__warm_map_build(const dr_model *init, uint32_t init_user_rows, const dr_dataset *ds,
+                            dr_warm_map *out, dr_error *err) {
+    if (!out) return dr__fail(err, DR_ARG, "warm start: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!init || !ds) return dr__fail(err, DR_ARG, "warm start: NULL model or dataset");
+    const char *kind = init->vt->name;
+    out->n_users = ds->n_users;
+    out->n_items = ds->n_items;
+    if (!init->item_ids || (init_user_rows && !init->user_ids)) { /* fitted in memory */
+        if (ds->n_items != init->n_items || (init_user_rows && ds->n_users != init_user_rows))
+            return dr__fail(err, DR_ARG, "%s: warm start from a model without external ids (fitted "
+                           "in memory, not loaded from a checkpoint) needs the same users and "
+                           "items: it has %u users and %u items, dataset '%s' %u and %u", kind,
+                           init_user_rows, init->n_items, ds->name, ds->n_users, ds->n_items);
+        out->known_users = init_user_rows ? ds->n_users : 0;
+        out->known_items = ds->n_items;
+        return DR_OK;
+    }
+    if (init_user_rows && init->n_users != init_user_rows)
+        return dr__fail(err, DR_FORMAT, "%s: warm start: the init checkpoint names %u users for "
+                       "%u user rows", kind, init->n_users, init_user_rows);
+    out->item = dr__malloc(((size_t)ds->n_items + 1) * sizeof *out->item);
+    if (init_user_rows) out->user = dr__malloc(((size_t)ds->n_users + 1) * sizeof *out->user);
+    if (!out->item || (init_user_rows && !out->user)) {
+        dr__warm_map_free(out);
+        return dr__fail(err, DR_NOMEM, "%s: warm start: out of memory for the id maps", kind);
+    }
+    out->known_items = warm_match(&ds->items, ds->n_items, init->item_ids, init->n_items, out->item);
+    if (out->user)
+        out->known_users = warm_match(&ds->users, ds->n_users, init->user_ids, init->n_users,
+                                      out->user);
+    dr__log(DR_LOG_INFO, "%s: warm start: %u of %u users and %u of %u items known by external id",
+           kind, out->known_users, init_user_rows ? ds->n_users : 0, out->known_items, ds->n_items);
+    return DR_OK;
+}
+
+void dr__warm_map_free(dr_warm_map *w) {
+    if (!w) return;
+    dr__free(w->user);
+    dr__free(w->item);
+    memset(w, 0, sizeof *w);
+}
+
+dr_status dr__warm_map_check(const dr_warm_map *map, int users, uint32_t n, uint32_t n_init,
+                            const char *who, dr_error *err) {
+    const char *what = users ? "users" : "items";
+    const uint32_t *rows = map ? (users ? map->user : map->item) : NULL;
+    if (rows && (users ? map->n_users : map->n_items) != n)
+        return dr__fail(err, DR_ARG, "%s: warm start: the id map is for %u %s, the dataset has %u",
+                       who, users ? map->n_users : map->n_items, what, n);
+    bool ok = rows || n == n_init;
+    for (uint32_t k = 0; rows && k < n && ok; k++) ok = rows[k] == DR_WARM_NEW || rows[k] < n_init;
+    if (!ok)
+        return dr__fail(err, DR_ARG, "%s: warm start: the init model's %u %s do not match the "
+                       "dataset's %u row for row (match them by external id, dr__warm_map_build)",
+                       who, n_init, what, n);
+    return DR_OK;
+}
+
+void dr__warm_copy_rows(float *dst, const float *src, const uint32_t *map, uint32_t n,
+                       size_t width) {
+    for (uint32_t k = 0; k < n; k++) {
+        const uint32_t r = dr__warm_row(map, k);
+        if (r != DR_WARM_NEW) memcpy(dst + (size_t)k * width, src + (size_t)r * width,
+                                     width * sizeof *dst);
+    }
+}

@@ -121,6 +121,38 @@ struct dr_model {
     float *latent_owned;         /* set when latent_items had to be built (mf: [q_i, b_i]) */
 };
 
+/*
+ * Warm start (model.c): the row of the init model each user and item of a new dataset starts
+ * from. With a checkpoint (its ctx.users / ctx.items) rows are matched by external id, so the
+ * new dataset may order its ids differently and add or drop users and items; a model fitted in
+ * memory has no ids and is matched row for row, which needs the same user and item counts.
+ * user / item NULL: row k is the init's row k (the same ids in the same order).
+ */
+#define DR_WARM_NEW UINT32_MAX /* a user or item the init does not know: a fresh row */
+typedef struct dr_warm_map {
+    uint32_t n_users, n_items;  /* the new dataset's */
+    uint32_t *user;             /* (n_users) the init's user row or DR_WARM_NEW; NULL: identity */
+    uint32_t *item;             /* (n_items) the init's item row or DR_WARM_NEW; NULL: identity */
+    uint32_t known_users, known_items;
+} dr_warm_map;
+/* The map from init to ds; init_user_rows is how many user rows the init's parameters hold
+ * (0: the kind keeps none, the user map stays NULL). DR_ARG when a model without ids does not
+ * have ds's counts, DR_FORMAT when a checkpoint's ids do not cover its rows. */
+dr_status dr__warm_map_build(const dr_model *init, uint32_t init_user_rows, const dr_dataset *ds,
+                            dr_warm_map *out, dr_error *err);
+void dr__warm_map_free(dr_warm_map *w);
+/* The init's row of new row k (map NULL: k). */
+static inline uint32_t dr__warm_row(const uint32_t *map, uint32_t k) { return map ? map[k] : k; }
+/* Checks the user (users = 1) or item map of a fit with n of them from an init with n_init
+ * rows: every row DR_WARM_NEW or below n_init; map NULL or that array NULL needs n == n_init.
+ * who names the model in the DR_ARG message. */
+dr_status dr__warm_map_check(const dr_warm_map *map, int users, uint32_t n, uint32_t n_init,
+                            const char *who, dr_error *err);
+/* dst row k (width floats) = src row dr__warm_row(map, k) for every k < n the init knows;
+ * rows of new ids are left as they are. */
+void dr__warm_copy_rows(float *dst, const float *src, const uint32_t *map, uint32_t n,
+                       size_t width);
+
 /* Fills the dot-product view of a fitted or loaded model (model.c). */
 dr_status dr__model_prepare_latents(dr_model *m, dr_error *err);
 /* The vtable's fold_in flag and context window (0 = all) of a model (model.c). */

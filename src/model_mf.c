@@ -29,6 +29,9 @@
  * before each validation) the fused latents are materialised into one (n_items, d) array for
  * scoring, the view and the checkpoint; dr__mf_refuse recomputes it with features removed.
  * With use_modalities = 0 none of this runs and the bytes are the id-only model's.
+ * Warm start (p->init, model.h's dr_warm_map): the block is drawn as for a cold fit, then the
+ * rows of users and items the init knows (by external id) are overwritten with its user
+ * factors, e (or id-only factors) and biases; optimiser state starts afresh.
  */
 #include "model_mf.h"
 
@@ -267,6 +270,24 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         return dr__fail(err, DR_ARG, "mf: dataset and split do not match");
     const uint32_t nu = ds->n_users, ni = ds->n_items, d = p->d;
     if (ni < 2) return dr__fail(err, DR_ARG, "mf: needs at least 2 items (got %u)", ni);
+    dr_mf_view iv = {0};            /* the warm start's init */
+    const dr_fusion *init_f = NULL;
+    const float *init_e = NULL;     /* (iv.n_items, d) its e, or its factors when id-only */
+    const uint32_t *map_u = p->init_map ? p->init_map->user : NULL;
+    const uint32_t *map_i = p->init_map ? p->init_map->item : NULL;
+    if (p->init) {
+        if ((st = dr__mf_get_view(p->init, &iv, err)) != DR_OK) return st;
+        if (iv.d != d)
+            return dr__fail(err, DR_ARG, "mf: warm start from a model of another shape (d %u)",
+                           iv.d);
+        if ((st = dr__warm_map_check(p->init_map, 1, nu, iv.n_users, "mf", err)) != DR_OK ||
+            (st = dr__warm_map_check(p->init_map, 0, ni, iv.n_items, "mf", err)) != DR_OK)
+            return st;
+        init_f = dr__mf_get_fusion(p->init, &init_e);
+        if ((st = dr__fusion_warm_check(init_f, ds, p->use_modalities, "mf", err)) != DR_OK)
+            return st;
+        if (!init_f) init_e = iv.item;
+    }
     size_t n_params;
     if (__builtin_mul_overflow((size_t)nu + ni, (size_t)d, &n_params) ||
         __builtin_add_overflow(n_params, (size_t)ni, &n_params) ||
@@ -283,6 +304,8 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
     s->params = *p;
     s->params.progress = NULL;
     s->params.progress_ud = NULL;
+    s->params.init = NULL; /* borrowed for the fit only */
+    s->params.init_map = NULL;
     snprintf(s->dataset, sizeof s->dataset, "%s", ds->name);
     s->split_kind = (int)sp->kind;
     s->t0 = sp->t0;
@@ -328,6 +351,11 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
     dr__rng_seed(&rng, p->seed, 0);
     for (size_t k = 0; k < b_at; k++) s->block[k] = (float)(dr__rng_normal(&rng) * p->init_std);
     memset(B, 0, (size_t)ni * sizeof *B);
+    if (p->init) { /* the rows of known users and items; new ones keep the draws above */
+        dr__warm_copy_rows(P, iv.user, map_u, nu, d);
+        dr__warm_copy_rows(Q, init_e, map_i, ni, d);
+        dr__warm_copy_rows(B, iv.item_bias, map_i, ni, 1);
+    }
 
     if (p->optimizer == DR_MF_ADAM) {
         adam.m = dr__calloc(n_params, sizeof(float));
@@ -349,6 +377,7 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         if ((st = dr__fusion_init(&s->fus, ds, p->use_modalities, d, p->init_std, p->seed,
                                  err)) != DR_OK)
             goto fail;
+        if (init_f) dr__fusion_warm_copy(&s->fus, init_f); /* checked above */
         if ((st = dr__fusion_input_build(&s->fus, ds, NULL, &fin, err)) != DR_OK) goto fail;
         na = dr__fusion_act_floats(&s->fus);
         nf = s->fus.n_params;
@@ -365,8 +394,9 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         fadam.eps = 1e-8f;
         memset(s->cold, 1, ni);
         for (size_t k = 0; k < n_pos; k++) s->cold[pos[k]] = 0;
-        for (uint32_t i = 0; i < ni; i++)
-            if (s->cold[i]) memset(Q + (size_t)i * d, 0, (size_t)d * sizeof *Q);
+        for (uint32_t i = 0; i < ni; i++) /* an item the init knows keeps its e */
+            if (s->cold[i] && (!p->init || dr__warm_row(map_i, i) == DR_WARM_NEW))
+                memset(Q + (size_t)i * d, 0, (size_t)d * sizeof *Q);
         s->item_id = Q;
         s->item = s->fused;
         dr__fusion_materialise(&s->fus, Q, &fin, p->impute, s->fused, fbuf);
@@ -570,8 +600,18 @@ static dr_status mf_fit_vt(const dr_dataset *ds, const dr_split *sp, const dr_mo
     if (mp && mp->impute && dr__impute_parse(mp->impute, &imp, err) != DR_OK) return DR_ARG;
     dr_status st = dr__fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
     if (st != DR_OK) return st;
+    dr_warm_map map = {0};
+    if (mp && mp->init) { /* dr_model_fit checked that init is an mf */
+        dr_mf_view iv;
+        if ((st = dr__mf_get_view(mp->init, &iv, err)) != DR_OK) return st;
+        if (!mp->dim) p.d = iv.d; /* not given: the init's */
+        if ((st = dr__warm_map_build(mp->init, iv.n_users, ds, &map, err)) != DR_OK) return st;
+        p.init = mp->init;
+        p.init_map = &map;
+    }
     mf_state *s = NULL;
     st = mf_train(ds, sp, &p, vd, &s, err);
+    dr__warm_map_free(&map);
     if (st == DR_OK) *state = s;
     return st;
 }
@@ -621,6 +661,7 @@ const dr_model_vt dr_mf_vt = {
     .free = mf_free,
     .scratch_bytes = mf_scratch_bytes,
     .score = mf_score,
+    .warm_start = 1,
     .fusion = mf_fusion_vt,
     .refuse = dr__mf_refuse,
     .save = mf_ckpt_save,

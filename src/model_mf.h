@@ -41,6 +41,12 @@ typedef struct dr_mf_params {
     float fusion_l2;         /* L2 on the fusion block, per sample like l2 (0.001) */
     float id_dropout;        /* training: each item occurrence is treated as cold (e = 0, b = 0)
                                 with this probability, so features learn to carry items (0.5) */
+    /* Warm start: a known user starts from init's user row, a known item from its e (its item
+     * factor when id-only) and bias; new users and items keep the random initialisation; a fused
+     * init also gives its fusion block and statistics (the modalities must agree:
+     * dr__fusion_warm_check). d must be init's. NULL = random (NULL). */
+    const dr_model *init;
+    const dr_warm_map *init_map; /* init's rows (model.h); NULL = the same users and items */
 } dr_mf_params;
 
 dr_mf_params dr__mf_default_params(void);

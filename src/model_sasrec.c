@@ -35,6 +35,9 @@
  * item anyway). Items with no training interaction keep e = 0; after training
  * tok holds z (serving, checkpoints unchanged); with every gate closed the id-only model trains
  * bit for bit (tests/unit/test_fusion.c).
+ * Warm start (p.init): the cold initialisation, then every tensor but tok and the tok rows of
+ * the items the init knows by external id (its e when fused, sr_warm_copy); new items keep
+ * their cold rows.
  */
 #include "model_sasrec.h"
 
@@ -677,6 +680,7 @@ static dr_status sr_fuse_init(dr_sasrec *m, sr_fuse *F, const dr_dataset *ds, co
     const dr_sasrec_dims *dm = &m->dm;
     const float sd = (float)sqrt(2.0 / ((double)dm->n_items + 1 + dm->d)); /* tok's init */
     dr_status st = dr__fusion_init(&m->fus, ds, p->use_modalities, dm->d, sd, p->seed, err);
+    if (st == DR_OK && p->init) dr__fusion_warm_copy(&m->fus, &p->init->fus); /* checked */
     if (st == DR_OK) st = dr__fusion_input_build(&m->fus, ds, NULL, &F->in, err);
     if (st != DR_OK) return st;
     const size_t cells = ((size_t)dm->n_items + 1) * dm->d, nf = m->fus.n_params;
@@ -703,6 +707,25 @@ static dr_status sr_fuse_init(dr_sasrec *m, sr_fuse *F, const dr_dataset *ds, co
     for (uint32_t i = 0; i < dm->n_items; i++)
         if (F->cold[i]) memset(m->P.tok + (size_t)(i + 1) * dm->d, 0, dm->d * sizeof(float));
     return DR_OK;
+}
+
+/* Warm start: every tensor but tok from init (same d, L, blocks, heads: same shapes); tok row
+ * of each item init knows (items: init's row per item, NULL = the same items) from init's e
+ * (a fused init) or its tok; the other rows keep what they have. */
+static void sr_warm_copy(dr_sasrec *m, const dr_sasrec *init, const uint32_t *items) {
+    dr_sasrec_tensor tn[DR_SASREC_N_TENSORS], ti[DR_SASREC_N_TENSORS];
+    dr__sasrec_tensors(&m->dm, tn, DR_SASREC_N_TENSORS);
+    dr__sasrec_tensors(&init->dm, ti, DR_SASREC_N_TENSORS);
+    const size_t d = m->dm.d;
+    for (int k = 0; k < DR_SASREC_N_TENSORS; k++) {
+        if (strcmp(tn[k].name, "tok") != 0) {
+            memcpy(m->own + tn[k].offset, init->block + ti[k].offset, tn[k].count * sizeof(float));
+            continue;
+        }
+        const float *e = init->fus.n_mod ? init->eid : init->block + ti[k].offset;
+        dr__warm_copy_rows(m->own + tn[k].offset + d, e + d, items, m->dm.n_items, d); /* row 0:
+                                                                                         padding */
+    }
 }
 
 /* Longest total of the k largest values of v (n), and of their squares. */
@@ -768,26 +791,25 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
         goto fail;
     }
     m->block = m->own;
-    if (p.init && (p.init->fus.n_mod || p.use_modalities)) {
-        st = dr__fail(err, DR_UNSUPPORTED, "sasrec: warm start of a fused model is not supported "
-                     "(its item table holds the fused z, not e)");
-        goto fail;
-    }
     if (p.init) {
         const dr_sasrec_dims *im = &p.init->dm;
-        if (im->n_items != dm.n_items || im->d != dm.d || im->L != dm.L ||
+        if ((!p.init_map && im->n_items != dm.n_items) || im->d != dm.d || im->L != dm.L ||
             im->blocks != dm.blocks || im->heads != dm.heads) {
             st = dr__fail(err, DR_ARG, "sasrec: warm start from a model of another shape "
                          "(%u items, d %u, L %u, %u blocks, %u heads)", im->n_items, im->d,
                          im->L, im->blocks, im->heads);
             goto fail;
         }
-        memcpy(m->own, p.init->block, np * sizeof(float));
-    } else {
-        init_params(&dm, m->own, p.seed);
+        if ((st = dr__warm_map_check(p.init_map, 0, dm.n_items, im->n_items, "sasrec", err)) !=
+                DR_OK ||
+            (st = dr__fusion_warm_check(&p.init->fus, ds, p.use_modalities, "sasrec", err)) !=
+                DR_OK)
+            goto fail;
     }
+    init_params(&dm, m->own, p.seed); /* a warm start keeps the rows of new items */
     dr__sr_params_layout_f32(&dm, m->own, &m->P);
     if (fuse && (st = sr_fuse_init(m, &F, ds, sp, &p, err)) != DR_OK) goto fail;
+    if (p.init) sr_warm_copy(m, p.init, p.init_map ? p.init_map->item : NULL);
     m->impute = p.impute;
     c.PP = m->P;
 
@@ -1118,6 +1140,7 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
     if (mp && mp->impute && dr__impute_parse(mp->impute, &p.impute, err) != DR_OK) return DR_ARG;
     dr_status sst = dr__fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
     if (sst != DR_OK) return sst;
+    dr_warm_map map = {0};
     if (mp && mp->init) { /* dr_model_fit checked that init is a sasrec */
         p.init = mp->init->state; /* a loaded checkpoint's state borrows the mapping: same type */
         const dr_sasrec_dims *im = &p.init->dm; /* shape not given: the init's */
@@ -1125,9 +1148,12 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
         if (!mp->max_len) p.L = im->L;
         if (!mp->blocks) p.blocks = im->blocks;
         if (!mp->heads) p.heads = im->heads;
+        if ((sst = dr__warm_map_build(mp->init, 0, ds, &map, err)) != DR_OK) return sst;
+        p.init_map = &map;
     }
     dr_sasrec *m = NULL;
     dr_status st = sasrec_train(ds, sp, &p, vd, &m, err);
+    dr__warm_map_free(&map);
     if (st == DR_OK) *state = m;
     return st;
 }

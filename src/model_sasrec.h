@@ -40,8 +40,13 @@ typedef struct dr_sasrec_params {
     uint32_t shards;      /* fixed work split of a batch (8): results never depend on threads */
     uint64_t seed;        /* (42) */
     int threads;          /* 0 = all cores */
-    const dr_sasrec *init;/* warm start: copy these parameters (same dims) instead of the
-                             random initialisation; NULL = random */
+    const dr_sasrec *init;/* warm start: copy these parameters (same d, L, blocks, heads)
+                             instead of the random initialisation; NULL = random. Every tensor
+                             but tok is copied; tok row of an item init knows (init_map) is its
+                             e (a fused init) or its tok row, a new item's is the random one;
+                             a fused init also gives its fusion block and statistics (the
+                             modalities must agree: dr__fusion_warm_check) */
+    const dr_warm_map *init_map; /* init's row of each item (model.h); NULL = the same items */
     dr_epoch_fn on_epoch; /* may be NULL */
     void *on_epoch_ud;
     /* Gated multimodal fusion (fusion.h): the item table used as input and as the tied output

@@ -85,6 +85,19 @@ $DYNREC train --model mf --data "$tmp/a" --modalities smell --out "$tmp/x.drm" 2
 [ $rc -eq 1 ] && grep -q "smell" "$tmp/err.txt" || fail "unknown modality: rc=$rc $(cat "$tmp/err.txt")"
 ok
 
+# warm retrain from a checkpoint onto other data (same id scheme): --model defaults to its kind;
+# a fused one needs the same modalities
+$DYNREC train --init "$tmp/mf.drm" --data "$tmp/c" --epochs 3 --eval-every 3 --out "$tmp/w.drm" 2>"$tmp/err.txt" \
+    && grep -q "warm start from" "$tmp/err.txt" || fail "train --init: $(cat "$tmp/err.txt")"
+$DYNREC train --init "$tmp/fm.drm" --data "$tmp/a" --features visual="$tmp/a/features/visual.npy" --epochs 3 \
+    --eval-every 3 --out "$tmp/w.drm" 2>"$tmp/err.txt" || fail "train --init fused: $(cat "$tmp/err.txt")"
+$DYNREC train --init "$tmp/fm.drm" --data "$tmp/a" --out "$tmp/w.drm" 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "this fit ids only" "$tmp/err.txt" || fail "fused init, id-only fit: rc=$rc $(cat "$tmp/err.txt")"
+$DYNREC train --init "$tmp/mf.drm" --dim 8 --data "$tmp/a" --out "$tmp/w.drm" 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "another shape" "$tmp/err.txt" || fail "init of another d: rc=$rc $(cat "$tmp/err.txt")"
+$DYNREC train --init "$tmp/missing.drm" --data "$tmp/a" --out "$tmp/w.drm" 2>/dev/null; [ $? -eq 1 ] || fail "missing --init"
+ok
+
 # bad input: clear errors, right exit codes, no crash
 $DYNREC data stats --data "$tmp/missing" 2>"$tmp/err.txt"; rc=$?
 [ $rc -eq 1 ] && grep -q "dynrec: io:" "$tmp/err.txt" || fail "missing path: rc=$rc $(cat "$tmp/err.txt")"

@@ -3,8 +3,9 @@
  * that the checker catches a wrong gradient), closed gates = id-only bit for bit, zero
  * modalities = the id-only model's bytes, standardisation over present rows only, errors that
  * name the modality, cold items carried by features (e = 0), seeded determinism with dropout,
- * the drop mask, re-fusion with features removed (gate vs mean imputation), and re-attaching
- * the fusion to a model rebuilt from its view (the checkpoint path). */
+ * the drop mask, re-fusion with features removed (gate vs mean imputation), re-attaching
+ * the fusion to a model rebuilt from its view (the checkpoint path), and the warm start of a
+ * fused checkpoint (e rows by external id, the fusion kept; other modalities refused). */
 #include "testutil.h"
 
 #include <math.h>
@@ -18,6 +19,7 @@
 #include "model.h"
 #include "rng.h"
 #include "model_sasrec.h"
+#include "warm_fixture.h"
 
 /* ---------------------------------------------------------------- gradient check */
 
@@ -792,6 +794,131 @@ static void test_sasrec_checkpoint(void **state) {
     dr_dataset_free(ds);
 }
 
+/* Items with a training interaction under sp (n_items bytes, 1 = has one). */
+static uint8_t *trained_items(const dr_dataset *ds, const dr_split *sp) {
+    uint8_t *t = calloc(ds->n_items, 1);
+    assert_non_null(t);
+    for (uint32_t u = 0; u < ds->n_users; u++) {
+        uint32_t nt, nv, ns;
+        dr_split_user(sp, u, &nt, &nv, &ns);
+        for (uint32_t k = 0; k < nt; k++) t[ds->hist_item[ds->user_off[u] + k]] = 1;
+    }
+    return t;
+}
+
+/* Warm start of fused mf and sasrec checkpoints onto a later window of the data: before the
+ * first step (0 epochs) a known item's id embedding e is its old one bit for bit (not the
+ * fused z), a new item's e is the cold fit's, the fusion block and statistics are the old
+ * ones; other modalities, an id-only fit and another d are refused with both sides named. */
+static void test_warm_start_fused(void **state) {
+    (void)state;
+    dr_dataset *full = small_synth(29, 16), *other = small_synth(29, 12);
+    const size_t n = full->n_events;
+    dr_dataset *old = warm_window(full, 0, n * 8 / 10, 7), *now = warm_window(full, n / 10, n, 0);
+    dr_dataset *now12 = warm_window(other, n / 10, n, 0);
+    dr_split *so = NULL, *sn = NULL, *s12 = NULL;
+    dr_error e = {0};
+    assert_int_equal(dr_split_create(old, DR_SPLIT_LOO, &so, &e), DR_OK);
+    assert_int_equal(dr_split_create(now, DR_SPLIT_LOO, &sn, &e), DR_OK);
+    assert_int_equal(dr_split_create(now12, DR_SPLIT_LOO, &s12, &e), DR_OK);
+    uint8_t *trained = trained_items(now, sn);
+    const uint32_t mask = 3u; /* visual, audio */
+    for (int kind = 0; kind < 2; kind++) {
+        const char *name = kind ? "sasrec" : "mf";
+        dr_model_params mp = dr_model_default_params();
+        mp.name = name;
+        mp.dim = 8;
+        mp.max_len = 10;
+        mp.blocks = 1;
+        mp.epochs = 2;
+        mp.threads = 1;
+        mp.modalities = "visual,audio";
+        dr_model *m0 = NULL, *bad = NULL;
+        assert_int_equal(dr_model_fit(old, so, &mp, &m0, &e), DR_OK);
+        dr_model *init = warm_reload(m0, old, so, name);
+        dr_warm_map map;
+        assert_int_equal(dr__warm_map_build(init, kind ? 0 : dr_model_n_users(init), now, &map,
+                                            &e), DR_OK);
+        const float *ei = NULL, *ew = NULL, *ec = NULL;
+        const dr_fusion *fi = dr__model_fusion(init, &ei, NULL), *fw, *fc;
+        assert_non_null(fi);
+        dr_model *warm = NULL, *cold = NULL;
+        if (kind) {
+            dr_sasrec_params p = tiny_sasrec_params();
+            p.epochs = 0;
+            p.use_modalities = mask;
+            dr_sasrec *sc = NULL, *sw = NULL;
+            assert_int_equal(dr__sasrec_fit(now, sn, &p, &sc, &e), DR_OK);
+            p.init = init->state;
+            p.init_map = &map;
+            assert_int_equal(dr__sasrec_fit(now, sn, &p, &sw, &e), DR_OK);
+            assert_int_equal(dr__sasrec_as_model(sc, &cold, &e), DR_OK);
+            assert_int_equal(dr__sasrec_as_model(sw, &warm, &e), DR_OK);
+        } else {
+            dr_mf_params p = quick_params(mask);
+            p.epochs = 0;
+            assert_int_equal(dr__mf_fit(now, sn, &p, &cold, &e), DR_OK);
+            p.init = init;
+            p.init_map = &map;
+            assert_int_equal(dr__mf_fit(now, sn, &p, &warm, &e), DR_OK);
+        }
+        fw = dr__model_fusion(warm, &ew, NULL);
+        fc = dr__model_fusion(cold, &ec, NULL);
+        assert_non_null(fw);
+        assert_non_null(fc);
+        /* e (not z) by name; new items the cold draws (e = 0 for an untrained one) */
+        assert_int_equal(warm_check_rows(ew, ei, ec, 8, &now->items, now->n_items, &old->items,
+                                         old->n_items, trained, 1),
+                         map.known_items);
+        assert_int_equal(fw->n_params, fi->n_params);
+        assert_int_equal(fw->n_stats, fi->n_stats);
+        assert_memory_equal(fw->w, fi->w, fi->n_params * sizeof *fi->w);
+        assert_memory_equal(fw->stats, fi->stats, fi->n_stats * sizeof *fi->stats);
+        assert_true(memcmp(fc->stats, fi->stats, fi->n_stats * sizeof *fi->stats) != 0);
+        if (!kind) { /* and the users */
+            dr_mf_view vi, vw, vc;
+            assert_int_equal(dr__mf_get_view(init, &vi, &e), DR_OK);
+            assert_int_equal(dr__mf_get_view(warm, &vw, &e), DR_OK);
+            assert_int_equal(dr__mf_get_view(cold, &vc, &e), DR_OK);
+            warm_check_rows(vw.user, vi.user, vc.user, 8, &now->users, now->n_users,
+                            &old->users, old->n_users, NULL, 1);
+        }
+        /* refusals through dr_model_fit, both sides named */
+        mp.init = init;
+        mp.dim = 0;
+        mp.modalities = "visual,audio"; /* visual has 12 dimensions there, not 16 */
+        assert_int_equal(dr_model_fit(now12, s12, &mp, &bad, &e), DR_ARG);
+        assert_non_null(strstr(e.msg, "the init model fuses visual:16,audio:32, this fit "
+                                      "visual:12,audio:32"));
+        assert_non_null(strstr(e.msg, name));
+        mp.modalities = "visual";
+        assert_int_equal(dr_model_fit(now, sn, &mp, &bad, &e), DR_ARG);
+        assert_non_null(strstr(e.msg, "this fit visual:16 (the modalities"));
+        mp.modalities = NULL;
+        assert_int_equal(dr_model_fit(now, sn, &mp, &bad, &e), DR_UNSUPPORTED);
+        assert_non_null(strstr(e.msg, "fuses visual:16,audio:32, this fit ids only"));
+        mp.modalities = "visual,audio";
+        mp.dim = 16;
+        assert_int_equal(dr_model_fit(now, sn, &mp, &bad, &e), DR_ARG);
+        assert_non_null(strstr(e.msg, "another shape"));
+        assert_null(bad);
+        dr__warm_map_free(&map);
+        dr_model_free(warm);
+        dr_model_free(cold);
+        dr_model_free(init);
+        dr_model_free(m0);
+    }
+    free(trained);
+    dr_split_free(so);
+    dr_split_free(sn);
+    dr_split_free(s12);
+    dr_dataset_free(old);
+    dr_dataset_free(now);
+    dr_dataset_free(now12);
+    dr_dataset_free(other);
+    dr_dataset_free(full);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient),
@@ -805,6 +932,7 @@ int main(void) {
         cmocka_unit_test(test_sasrec_closed_gates_is_id_only),
         cmocka_unit_test(test_sasrec_id_dropout),
         cmocka_unit_test(test_sasrec_checkpoint),
+        cmocka_unit_test(test_warm_start_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -279,6 +279,11 @@ static void oom_kind(const char *name, const char *modalities, const char *dir) 
     c = (dr_oom_case){.name = what, .call = io_scorer, .cleanup = io_scorer_free, .ud = &u,
                       .out = (void **)&u.sc};
     assert_true(dr_oom_check(&c) > 0);
+    u.mp.init = m; /* a warm start from the checkpoint: its id maps and copies too */
+    snprintf(what, sizeof what, "dr_model_fit (%s%s, warm start)", name, modalities ? ", fused" : "");
+    c = (dr_oom_case){.name = what, .call = io_fit, .cleanup = io_model_free, .ud = &u,
+                      .out = (void **)&u.m};
+    assert_true(dr_oom_check(&c) > 0);
     dr_model_free(m);
     dr_split_free(split);
     dr_dataset_free(ds);

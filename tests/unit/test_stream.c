@@ -198,11 +198,15 @@ static void test_retrain_column(void **st) {
     char json[8192];
     dr__stream_json(&r, json, sizeof json);
     assert_non_null(strstr(json, "\"retrain\":{\"hit@10\":"));
-    /* warm refits are SASRec's: an MF base is refused with a clear error, not refitted cold */
+    /* MF refits warm too: each continues from the one before (same ids, row for row) and the
+     * column stays deterministic */
     p.retrain_warm = 1;
-    dr_error err = {0};
-    assert_int_equal(dr__stream_eval(ds, m, &p, &r2, &err), DR_UNSUPPORTED);
-    assert_non_null(strstr(err.msg, "warm start"));
+    dr_stream_result w1, w2;
+    assert_ok(dr__stream_eval(ds, m, &p, &w1, &e_));
+    assert_int_equal(w1.n_retrains, DR_STREAM_SLICES - 1);
+    assert_true(w1.overall.retrain.hit10 >= 0 && w1.overall.retrain.hit10 <= 1);
+    assert_ok(dr__stream_eval(ds, m, &p, &w2, &e_));
+    assert_memory_equal(&w1.overall, &w2.overall, sizeof w1.overall);
     dr_model_free(m);
     /* SASRec: each refit continues from the one before for one epoch */
     dr_split *sp = NULL;
