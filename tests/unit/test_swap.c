@@ -9,6 +9,7 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -91,7 +92,7 @@ static uint64_t gen_id(dr_live *l, char *path, size_t cap) {
 /* A reader that keeps asking while the swap runs: every answer must succeed. */
 typedef struct reader_ctx {
     dr_live *l;
-    volatile int stop;
+    atomic_int stop;
     long answers, failures;
 } reader_ctx;
 
@@ -111,7 +112,7 @@ static void *reader(void *arg) {
         if (!w || dr__srv_recommend(g->srv, w, "u7", 10, &r, NULL) != DR_OK || r.n != 10) c->failures++;
         else c->answers++;
         dr__live_release(c->l, g);
-    } while (!c->stop);
+    } while (!atomic_load(&c->stop));
     dr__srv_worker_free(w);
     return NULL;
 }
@@ -135,7 +136,7 @@ static void test_swap_restart_same_state(void **st) {
     snprintf(bpath, sizeof bpath, "%s/b.drm", dir);
     dr_swap_report rep;
     assert_ok(dr__live_swap(l, bpath, 0, &rep, &e_));
-    rc.stop = 1;
+    atomic_store(&rc.stop, 1);
     pthread_join(th, NULL);
     assert_int_equal(rc.failures, 0);
     assert_true(rc.answers > 0);
