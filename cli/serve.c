@@ -19,7 +19,7 @@ static const char *serve_help =
     "                    [--max-body BYTES] [--max-new-items 10000] [--max-new-users 50000]\n"
     "                    [--snapshot-every 10000] [--no-fsync] [--drain-seconds 30] [--quiet]\n"
     "                    [--log sqlite|redis://HOST:PORT[/STREAM]|redis+unix:///PATH[?stream=S]]\n"
-    "                    [--idempotency-ttl 86400]\n"
+    "                    [--idempotency-ttl 86400] [--adapter on|off]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
     "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
     "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
@@ -37,7 +37,9 @@ static const char *serve_help =
     "  --log SPEC           the event log: sqlite (default: DIR/events.db, one server) or a\n"
     "                       Redis stream shared by replicas: redis://HOST:PORT[/STREAM] or\n"
     "                       redis+unix:///PATH[?stream=S]; each replica keeps its own DIR\n"
-    "  --idempotency-ttl S  seconds an event_id or Idempotency-Key is remembered (86400)\n";
+    "  --idempotency-ttl S  seconds an event_id or Idempotency-Key is remembered (86400)\n"
+    "  --adapter off        serve the base alone (P-STREAM's frozen column): events grow the\n"
+    "                       histories, nothing learns, no adapter snapshots are written\n";
 
 static int read_key(const char *path, char *key, size_t cap) {
     FILE *f = fopen(path, "r");
@@ -97,6 +99,11 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--api-key-file", &err))) { key_file = v; continue; }
         if ((v = cli_opt_value(&o, "--port-file", &err))) { port_file = v; continue; }
         if ((v = cli_opt_value(&o, "--log", &err))) { p.log = v; continue; }
+        if ((v = cli_opt_value(&o, "--adapter", &err))) {
+            if (strcmp(v, "on") && strcmp(v, "off")) return cli_usage_error("bad --adapter '%s' (on|off)", v);
+            p.frozen = !strcmp(v, "off");
+            continue;
+        }
         if ((v = cli_opt_value(&o, "--idempotency-ttl", &err))) {
             if (cli_parse_u64(v, &n) || n < 1 || n > UINT32_MAX) return cli_usage_error("bad --idempotency-ttl '%s' (1..2^32-1 seconds)", v);
             p.idempotency_ttl = (uint32_t)n;

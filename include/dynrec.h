@@ -575,6 +575,7 @@ typedef struct dr_httpd_params {
     const char *log;          /* event log: NULL or "sqlite" (the folder's), "redis://HOST:PORT[/STREAM]",
                                  "redis+unix:///PATH[?stream=S]" (a stream shared by replicas) */
     uint32_t idempotency_ttl; /* seconds an idempotency key is remembered (86400) */
+    int frozen;               /* 1: serve the base without the online adapter (0) */
 } dr_httpd_params;
 
 dr_httpd_params dr_httpd_default_params(void);

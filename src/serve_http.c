@@ -263,6 +263,7 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     sp.durable = p->durable;
     sp.log = p->log;
     sp.idempotency_ttl = p->idempotency_ttl;
+    sp.frozen = p->frozen;
     if ((st = dr__srv_open(s->model, &sp, &s->srv, err)) != DR_OK) goto fail;
     dr_routes_params rp = {p->api_key, p->public_read, p->max_body, s->model};
     if ((st = dr__routes_create(s->srv, &rp, &s->routes, err)) != DR_OK) goto fail;
