@@ -18,7 +18,11 @@
  * OUT.tsv: a header line `# dataset=... t0=... time_scale=... events=N`, then one line per
  * replayed event: group (index of its timestamp), user id, item id, time in UNIX seconds
  * (what POST /v1/events takes: the dataset's time times its time scale, rounded down),
- * scored (0/1), cold (0/1), frozen rank, adapter rank (0 when not scored).
+ * scored (0/1), cold (0/1), frozen rank, adapter rank, adapter rank with served_time (0 when
+ * not scored). The last column is a second run of the replay with the adapter's time as the
+ * server has it (eval_stream.h, served_time: whole seconds, the query at the newest applied
+ * event's time): on a dataset with sub-second times (amazon-mtv) the adapter learns from
+ * slightly different inputs over HTTP, and this run shows that this is the whole difference.
  */
 #include <math.h>
 
@@ -30,11 +34,17 @@
 typedef struct ranks {
     size_t e0;       /* first replayed event */
     uint32_t *rf, *ra; /* (replayed) frozen and adapter ranks, 0 = not scored */
+    uint32_t *rs;      /* (replayed) adapter ranks with served_time */
+    int served;        /* 1: the served_time run (fills rs only) */
     uint8_t *cold;     /* (replayed) */
 } ranks;
 
 static void on_event(void *ud, size_t e, uint32_t rf, uint32_t ra, int cold) {
     ranks *r = ud;
+    if (r->served) {
+        r->rs[e - r->e0] = ra;
+        return;
+    }
     r->rf[e - r->e0] = rf;
     r->ra[e - r->e0] = ra;
     r->cold[e - r->e0] = (uint8_t)cold;
@@ -69,8 +79,9 @@ int main(int argc, char **argv) {
     size_t n = ds->n_events - r.e0;
     r.rf = calloc(n + 1, sizeof *r.rf);
     r.ra = calloc(n + 1, sizeof *r.ra);
+    r.rs = calloc(n + 1, sizeof *r.rs);
     r.cold = calloc(n + 1, 1);
-    if (!r.rf || !r.ra || !r.cold) {
+    if (!r.rf || !r.ra || !r.rs || !r.cold) {
         fprintf(stderr, "live_events: out of memory\n");
         return 1;
     }
@@ -79,8 +90,13 @@ int main(int argc, char **argv) {
     p.adapter.seed = dr_stream_default_options().seed;
     p.on_event = on_event;
     p.on_event_ud = &r;
-    dr_stream_result res;
+    dr_stream_result res, res_served;
     if (dr__stream_eval(ds, m, &p, &res, &err) != DR_OK) {
+        fprintf(stderr, "live_events: %s\n", err.msg);
+        return 1;
+    }
+    r.served = p.served_time = 1; /* the same replay with the server's notion of time */
+    if (dr__stream_eval(ds, m, &p, &res_served, &err) != DR_OK) {
         fprintf(stderr, "live_events: %s\n", err.msg);
         return 1;
     }
@@ -97,9 +113,9 @@ int main(int argc, char **argv) {
         size_t e = r.e0 + k;
         if (k && ds->ev_time[e] != ds->ev_time[e - 1]) group++;
         int64_t secs = (int64_t)floor((double)ds->ev_time[e] * ds->time_scale);
-        fprintf(f, "%zu\t%s\t%s\t%lld\t%d\t%d\t%u\t%u\n", group, dr_dataset_user_id(ds, ds->ev_user[e]),
-                dr_dataset_item_id(ds, ds->ev_item[e]), (long long)secs, r.rf[k] > 0, r.cold[k],
-                r.rf[k], r.ra[k]);
+        fprintf(f, "%zu\t%s\t%s\t%lld\t%d\t%d\t%u\t%u\t%u\n", group,
+                dr_dataset_user_id(ds, ds->ev_user[e]), dr_dataset_item_id(ds, ds->ev_item[e]),
+                (long long)secs, r.rf[k] > 0, r.cold[k], r.rf[k], r.ra[k], r.rs[k]);
     }
     if (fclose(f) != 0) {
         fprintf(stderr, "live_events: cannot write %s\n", argv[3]);
@@ -110,6 +126,7 @@ int main(int argc, char **argv) {
     puts(buf);
     free(r.rf);
     free(r.ra);
+    free(r.rs);
     free(r.cold);
     dr_model_free(m);
     dr_dataset_free(ds);

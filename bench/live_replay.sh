@@ -123,4 +123,5 @@ jq -r '"\(.column)\tevents \(.events) scored \(.scored)\tHit@10 \(.overall["hit@
   + "\tNDCG@10 \(.overall["ndcg@10"]) | \(.overall.p_stream["ndcg@10"])"
   + "\tcold Hit@10 \(.cold["hit@10"]) | \(.cold.p_stream["hit@10"])"
   + "\thits only server/eval \(.overall.hit_only_server)/\(.overall.hit_only_p_stream)"
+  + " (P-STREAM with the server'"'"'s time: \(.served_time.hit_only_server)/\(.served_time.hit_only_p_stream))"
   + "\t\(.seconds | floor) s, \(.requests) requests, \(.failed) failed"' "$OUT/live.jsonl"
