@@ -34,6 +34,8 @@ FUZZ    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY  := $(FUZZ:tests/fuzz/fuzz_%.c=$(BUILD)/tests/replay_%)
 BENCH   := $(sort $(wildcard bench/bench_*.c))
 BENCHBIN:= $(BENCH:bench/%.c=$(BUILD)/%)
+LIVE    := $(sort $(wildcard bench/live_*.c))
+LIVEBIN := $(LIVE:bench/%.c=$(BUILD)/%)
 DEPS    := build/.deps-ok
 
 .PHONY: all test asan tsan demo bench fuzz help clean deps unit
@@ -81,6 +83,10 @@ $(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB)
 $(BUILD)/bench_%: bench/bench_%.c bench/bench.h $(LIB)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $< $(LIB) $(LDFLAGS_ALL) $(LIBS) -o $@
 
+# the P-LIVE programs (bench/live_replay.sh runs them; bench/run.sh does not)
+$(BUILD)/live_%: bench/live_%.c bench/bench.h $(LIB)
+	$(CC) $(CFLAGS_ALL) $< $(LIB) $(LDFLAGS_ALL) $(LIBS) -o $@
+
 unit: $(DEPS) $(BIN) $(UNITBIN) $(REPLAY)
 
 test: unit
@@ -96,7 +102,7 @@ tsan:
 demo: all
 	@sh scripts/demo.sh $(BIN)
 
-bench: $(DEPS) $(BIN) $(BENCHBIN)
+bench: $(DEPS) $(BIN) $(BENCHBIN) $(LIVEBIN)
 	@BUILD=$(BUILD) sh bench/run.sh
 
 FUZZ_SECONDS ?= 60

@@ -20,6 +20,7 @@ static const char *serve_help =
     "                    [--snapshot-every 10000] [--no-fsync] [--drain-seconds 30] [--quiet]\n"
     "                    [--log sqlite|redis://HOST:PORT[/STREAM]|redis+unix:///PATH[?stream=S]]\n"
     "                    [--idempotency-ttl 86400] [--swap-check-events 2000] [--swap-max-drop 0.02]\n"
+    "                    [--adapter on|off]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
     "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
     "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
@@ -44,7 +45,9 @@ static const char *serve_help =
     "  --swap-check-events N  a swap first scores the live and the new base, each with an\n"
     "                       adapter rebuilt alike, on the log's last N events (Hit@10) ...\n"
     "  --swap-max-drop X    ... and refuses the new one (409) when lower by more than X, unless\n"
-    "                       the request says \"force\": true\n";
+    "                       the request says \"force\": true\n"
+    "  --adapter off        serve the base alone (P-STREAM's frozen column): events grow the\n"
+    "                       histories, nothing learns, no adapter snapshots are written\n";
 
 static int read_key(const char *path, char *key, size_t cap) {
     FILE *f = fopen(path, "r");
@@ -104,6 +107,11 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--api-key-file", &err))) { key_file = v; continue; }
         if ((v = cli_opt_value(&o, "--port-file", &err))) { port_file = v; continue; }
         if ((v = cli_opt_value(&o, "--log", &err))) { p.log = v; continue; }
+        if ((v = cli_opt_value(&o, "--adapter", &err))) {
+            if (strcmp(v, "on") && strcmp(v, "off")) return cli_usage_error("bad --adapter '%s' (on|off)", v);
+            p.frozen = !strcmp(v, "off");
+            continue;
+        }
         if ((v = cli_opt_value(&o, "--idempotency-ttl", &err))) {
             if (cli_parse_u64(v, &n) || n < 1 || n > UINT32_MAX) return cli_usage_error("bad --idempotency-ttl '%s' (1..2^32-1 seconds)", v);
             p.idempotency_ttl = (uint32_t)n;

@@ -22,6 +22,9 @@
  * T0-kind split at that time) and scores until the next refit; slice 0 uses the base.
  * With retrain_warm each refit continues from the model it replaces (SASRec: a few epochs
  * instead of a full fit, which makes the column affordable for a slow base).
+ * served_time (P-LIVE's reference): the adapter gets whole UNIX seconds and each query the
+ * newest applied event's time, as `dynrec serve` does (its API takes seconds; its clock is the
+ * log's newest event), so the replay equals the served one event by event.
  * Rejected: scoring through dr_recommend (top-k only: pessimistic ranks need every score) and
  * re-sorting histories per event (the CSR prefix is already in time order).
  */
@@ -171,15 +174,18 @@ dr_status dr__stream_eval(const dr_dataset *ds, const dr_model *base, const dr_s
         dr_adapter_params ap = p->adapter;
         ap.publish_every = 0;
         if (!(ap.window.seconds_per_unit > 0)) ap.window.seconds_per_unit = ds->time_scale;
+        if (p->served_time) ap.window.seconds_per_unit = 1.0;
         if ((st = dr__adapter_create(&ap, nu ? nu : 1, ni, d, dr_model_item_latents(base), cold,
                                     &ad, err)) != DR_OK)
             goto fail;
     }
     size_t nsc = 0;
+    int64_t clock = 0; /* served_time: the newest applied event's time, in seconds */
     for (size_t g0 = e0; g0 < n;) {
         size_t g1 = g0;
         while (g1 < n && ds->ev_time[g1] == ds->ev_time[g0]) g1++;
         int64_t t = ds->ev_time[g0];
+        int64_t ta = p->served_time ? (int64_t)floor((double)t * ds->time_scale) : t; /* adapter's */
         if (p->retrain && next_slice < DR_STREAM_SLICES && n_will) {
             size_t in_group = 0;
             for (size_t e = g0; e < g1; e++) in_group += sflag[e - e0];
@@ -222,7 +228,7 @@ dr_status dr__stream_eval(const dr_dataset *ds, const dr_model *base, const dr_s
                 out->frozen_score_seconds += t2 - t1;
                 if (ad) {
                     if ((st = dr_model_user_latent(base, sc, uid, ctx, nctx, h, err)) != DR_OK) goto fail;
-                    dr__adapter_user(ad, u, t, h, hp);
+                    dr__adapter_user(ad, u, p->served_time ? clock : ta, h, hp);
                     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)d, 1.0f,
                                 dr__adapter_items(ad), (int)d, hp, 1, 0.0f, scores, 1);
                     ra = dr_rank_pessimistic(scores, ni, i, excl);
@@ -261,11 +267,12 @@ dr_status dr__stream_eval(const dr_dataset *ds, const dr_model *base, const dr_s
                 uint32_t uid = has_pre[u] ? u : UINT32_MAX;
                 if ((st = dr_model_user_latent(base, sc, uid, ctx, hlen[u], h, err)) != DR_OK) goto fail;
                 double t1 = dr__now_seconds();
-                if ((st = dr__adapter_update(ad, u, i, t, h, err)) != DR_OK) goto fail;
+                if ((st = dr__adapter_update(ad, u, i, ta, h, err)) != DR_OK) goto fail;
                 out->update_seconds += dr__now_seconds() - t1;
             }
             hlen[u]++;
         }
+        clock = ta;
         if (p->progress) p->progress(p->progress_ud, "stream", g1 - e0, nrep);
         g0 = g1;
     }

@@ -25,6 +25,10 @@ typedef struct dr_stream_params {
     const dr_model_params *retrain;
     int retrain_warm;          /* 1: each refit starts from the model it replaces (the base for
                                   the first), for retrain->epochs more epochs */
+    int served_time;           /* 1: the adapter sees time as `dynrec serve` does: whole UNIX
+                                  seconds (time * time_scale rounded down; the HTTP API's unit)
+                                  and a query at the newest applied event's time instead of its
+                                  own (P-LIVE's reference, bench/live_events.c) */
     dr_stream_event_fn on_event; /* optional per-event ranks (drift analyses) */
     void *on_event_ud;
     dr_progress_fn progress;   /* "stream", events done, events total */

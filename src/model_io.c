@@ -107,6 +107,7 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
     char *users = NULL, *items = NULL, *title_blob = NULL, *attr_blob = NULL;
     char **titles = NULL;
     uint64_t *off = NULL, *attr_off = NULL;
+    uint32_t *hist = NULL;
     dr_status st = dr__ckpt_writer_create(&w, err);
     if (st != DR_OK) return st;
     uint64_t nb_users = 0, nb_items = 0;
@@ -117,7 +118,28 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
         st = dr__fail(err, DR_NOMEM, "%s: out of memory", path);
         goto fail;
     }
-    for (uint32_t u = 0; u <= ds->n_users; u++) off[u] = ds->user_off[u];
+    /* A T0 checkpoint keeps each user's pre-T0 prefix only: a server started from it is at
+     * T0, and the replay's events reach it as events (P-LIVE), not already in its histories. */
+    const uint32_t *hist_items = ds->hist_item;
+    uint64_t n_hist = ds->n_events;
+    if (split && split->kind == DR_SPLIT_T0) {
+        hist = dr__malloc((ds->n_events ? ds->n_events : 1) * sizeof *hist);
+        if (!hist) {
+            st = dr__fail(err, DR_NOMEM, "%s: out of memory", path);
+            goto fail;
+        }
+        n_hist = 0;
+        for (uint32_t u = 0; u < ds->n_users; u++) {
+            uint32_t nt = u < split->n_users ? split->n_train[u] : 0;
+            off[u] = n_hist;
+            memcpy(hist + n_hist, ds->hist_item + ds->user_off[u], (size_t)nt * sizeof *hist);
+            n_hist += nt;
+        }
+        off[ds->n_users] = n_hist;
+        hist_items = hist;
+    } else {
+        for (uint32_t u = 0; u <= ds->n_users; u++) off[u] = ds->user_off[u];
+    }
     char v[6][32];
     snprintf(v[0], sizeof v[0], "%u", ds->n_users);
     snprintf(v[1], sizeof v[1], "%u", ds->n_items);
@@ -139,7 +161,7 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
     }
     if ((st = m->vt->save(m, w, err)) != DR_OK) goto fail;
     uint64_t s_users[1] = {nb_users}, s_items[1] = {nb_items}, s_off[1] = {(uint64_t)ds->n_users + 1},
-             s_hist[1] = {ds->n_events};
+             s_hist[1] = {n_hist};
     uint64_t nb_titles = 0, nb_attrs = 0;
     char *empty = "";
     titles = dr__malloc((size_t)ds->n_items * sizeof *titles + 1);
@@ -171,7 +193,7 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
     if ((st = dr__ckpt_add(w, "ctx.users", DR_DT_STR, 1, s_users, users, err)) ||
         (st = dr__ckpt_add(w, "ctx.items", DR_DT_STR, 1, s_items, items, err)) ||
         (st = dr__ckpt_add(w, "ctx.hist_off", DR_DT_I64, 1, s_off, off, err)) ||
-        (st = dr__ckpt_add(w, "ctx.hist_item", DR_DT_U32, 1, s_hist, ds->hist_item, err)))
+        (st = dr__ckpt_add(w, "ctx.hist_item", DR_DT_U32, 1, s_hist, hist_items, err)))
         goto fail;
     st = dr__ckpt_write(w, path, err);
 fail:
@@ -179,6 +201,7 @@ fail:
     dr__free(users);
     dr__free(items);
     dr__free(off);
+    dr__free(hist);
     dr__free(titles);
     dr__free(title_blob);
     dr__free(attr_blob);

@@ -49,6 +49,9 @@
  * empty folder with a non-empty shared stream replays it all (a new replica).
  * State hash (dr__srv_state): computed by the apply thread between two reads, so it covers one
  * applied position: registries, histories, item metadata, adapter parameters and latents.
+ * Frozen (p.frozen, `dynrec serve --adapter off`): the same state without the adapter learning;
+ * recommendations are the base's h_u . z_i over the checkpoint's own item rows (new items 0),
+ * P-STREAM's frozen column served; no snapshots (a later start with the adapter replays the log).
  * Readers, lock-free: registries are insert-only tables of atomic slots (release/acquire); a
  * history {len, cap, items} only grows (items[len], then len + 1 with release), a full one is
  * copied to twice the size and swapped, old blocks kept until close (at most as much again as
@@ -519,7 +522,7 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
         if (u == UINT32_MAX && (st = add_name(&s->users, r->user, &u, err)) != DR_OK) return st;
         int64_t t = r->time;
         if (atomic_load_explicit(&s->st_events, memory_order_relaxed) && t < s->wclock) t = s->wclock;
-        if (adapt) {
+        if (adapt && !s->p.frozen) {
             if ((st = base_latent(s, s->wsc, s->wctx, u, s->wh, err)) != DR_OK) return st;
             if (s->scoring && known && dr__log_pos_cmp(r->pos, s->score_after) > 0) score_event(s, u, i, t);
             if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
@@ -529,7 +532,7 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
         s->wclock = t;
         atomic_store_explicit(&s->clock, t, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->st_events, 1, memory_order_relaxed);
-        s->events_since_snap += adapt;
+        s->events_since_snap += adapt && !s->p.frozen;
         s->evring[s->evring_n++ % DR_SRV_EVENT_RING] = r->pos;
     }
     atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
@@ -1430,7 +1433,8 @@ static dr_status build(const dr_model *m, const dr_srv_params *p, int ephemeral,
         s->cold[i] = i >= nbi || (s->basepop[i] == 0 &&
                                   !(s->fus && memcmp(zb + (size_t)i * d, s->fus_e + (size_t)i * s->fus->d,
                                                      s->fus->d * sizeof(float)) != 0));
-        if (!s->cold[i]) memcpy(s->z + (size_t)i * d, zb + (size_t)i * d, d * sizeof(float));
+        if (!s->cold[i] || (p->frozen && i < nbi)) /* frozen: the model's own rows, as it scores */
+            memcpy(s->z + (size_t)i * d, zb + (size_t)i * d, d * sizeof(float));
         s->basepop[i] = i < nbi ? 0.5f * s->basepop[i] / (mx + 1.0f) : 0.0f;
     }
     for (int b = 0; b < POP_BUFS; b++) atomic_init(&s->pop[b].refs, 0);
@@ -1658,6 +1662,11 @@ dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint3
     size_t nh = user_hist(s, u, &hi); /* before n_active: every item in it is < n_active */
     dr_status st = base_latent(s, w->sc, w->ctx, u, w->h, err);
     if (st != DR_OK) return st;
+    if (s->p.frozen) { /* the base alone (P-STREAM's frozen column): h_u . z_i */
+        out->frozen = 1;
+        return dr__topk_scan(s->z, atomic_load_explicit(&s->items.n, memory_order_acquire), s->d,
+                             w->h, hi, nh, k, w->ts, w->items, w->scores, &out->n, err);
+    }
     const dr_adapter_snapshot *snap = dr__adapter_acquire(s->ad);
     if (!snap) return dr__fail(err, DR_INTERNAL, "server: no adapter snapshot published");
     uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);

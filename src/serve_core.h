@@ -48,6 +48,8 @@ typedef struct dr_srv_params {
                                   model_path (`dynrec export` reads it); NULL: not kept */
     dr_srv_base_fn on_base;    /* a later BASE record was applied (NULL: only logged) */
     void *on_base_ud;
+    int frozen;                /* 1: no adapter: events grow histories only, recommendations are
+                                  the base's h_u . z_i over the checkpoint's items, no snapshots */
 } dr_srv_params;
 
 dr_srv_params dr__srv_default_params(void);
@@ -118,6 +120,7 @@ void dr__srv_worker_free(dr_srv_worker *w);
 typedef struct dr_srv_recs {
     int known;              /* the user is in the model or has sent events */
     int popular;            /* 1: popular-now items (unknown user) */
+    int frozen;             /* 1: base scores (the server runs without the adapter) */
     uint32_t n;
     const uint32_t *items;  /* (n) dense ids, into the worker */
     const float *scores;    /* (n) adapter scores, or window counts for popular items */

@@ -267,6 +267,7 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     sp.durable = p->durable;
     sp.log = p->log;
     sp.idempotency_ttl = p->idempotency_ttl;
+    sp.frozen = p->frozen;
     lp.srv = sp;
     if ((st = dr__live_open(&lp, &s->live, err)) != DR_OK) goto fail;
     int exposed = p->host && strncmp(p->host, "127.", 4) != 0;

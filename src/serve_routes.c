@@ -679,7 +679,7 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
     out_lit(w, "{\"user\":");
     out_str(w, user);
     out(w, ",\"known\":%s,\"source\":\"%s\",\"items\":[", rec.known ? "true" : "false",
-        rec.popular ? "popular" : "adapter");
+        rec.popular ? "popular" : rec.frozen ? "base" : "adapter");
     for (uint32_t j = 0; j < rec.n; j++) {
         const char *title, *body;
         dr__srv_item_meta(w->g->srv, rec.items[j], &title, &body);

@@ -147,6 +147,14 @@ static void test_t0_recorded(void **state) {
     assert_string_equal(dr_model_meta(back, "split"), "t0");
     snprintf(want, sizeof want, "%lld", (long long)dr_split_t0(sp));
     assert_string_equal(dr_model_meta(back, "T0"), want);
+    /* its histories are the pre-T0 prefixes: a server started from it is at T0 */
+    for (uint32_t u = 0; u < dr_dataset_n_users(ds); u++) {
+        uint32_t nt = 0;
+        const uint32_t *h = NULL;
+        dr_split_user(sp, u, &nt, NULL, NULL);
+        assert_int_equal(dr_model_user_history(back, u, &h), nt);
+        for (uint32_t k = 0; k < nt; k++) assert_int_equal(h[k], ds->hist_item[ds->user_off[u] + k]);
+    }
     dr_model_free(back);
     dr_model_free(m);
     dr_split_free(sp);

@@ -7,6 +7,7 @@
 #include "testutil.h"
 #include "oom.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -169,6 +170,53 @@ static void test_events_popular_and_new_items(void **st) {
     assert_int_equal(dr__srv_recommend(s, w, "u1", 0, &(dr_srv_recs){0}, NULL), DR_RANGE);
     dr__srv_worker_free(w);
     dr__srv_close(s);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
+/* Without the adapter (p.frozen, `dynrec serve --adapter off`): events grow the histories but
+ * nothing learns and no snapshot is written; a known user's answer is the base's own scores
+ * (dr_model_score) in order, source "base". */
+static void test_frozen(void **st) {
+    (void)st;
+    char dir[256];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = make_model(dir);
+    dr_srv_params p = params(dir);
+    p.frozen = 1;
+    p.snapshot_every = 10;
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    feed(s, 0, 120);
+    dr_srv_stats stt;
+    dr__srv_get_stats(s, &stt);
+    assert_int_equal(stt.events_total, 120);
+    assert_int_equal(stt.adapter_updates, 0);
+    assert_int_equal(stt.snapshots, 0);
+    uint32_t u = 0;
+    while (strcmp(dr_model_user_id(m, u), "u3")) u++;
+    float *want = dr__malloc(dr_model_n_items(m) * sizeof *want);
+    dr_scorer *sc = NULL;
+    assert_ok(dr_scorer_create(m, &sc, &e_));
+    assert_ok(dr_model_score(m, sc, u, NULL, 0, want, &e_));
+    dr_srv_worker *w = NULL;
+    assert_ok(dr__srv_worker_create(s, &w, &e_));
+    dr_srv_recs r;
+    assert_ok(dr__srv_recommend(s, w, "u3", 20, &r, &e_));
+    assert_true(r.frozen && r.known && !r.popular);
+    assert_int_equal(r.n, 20);
+    for (uint32_t j = 0; j < r.n; j++) {
+        assert_true(r.items[j] < dr_model_n_items(m)); /* new items score 0: below these */
+        assert_true(fabsf(r.scores[j] - want[r.items[j]]) <= 1e-4f * (1.0f + fabsf(want[r.items[j]])));
+        if (j) assert_true(r.scores[j] <= r.scores[j - 1]);
+    }
+    dr__srv_worker_free(w);
+    dr_scorer_free(sc);
+    dr__free(want);
+    dr__srv_close(s);
+    char snap[700];
+    snprintf(snap, sizeof snap, "%s/state/adapter-120.state", dir);
+    assert_int_equal(access(snap, F_OK), -1);
     dr_model_free(m);
     dr_test_rmrf(dir);
 }
@@ -1056,6 +1104,7 @@ static void test_out_of_memory(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events_popular_and_new_items),
+        cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_restart_same_state),
         cmocka_unit_test(test_concurrent_writers_and_readers),
         cmocka_unit_test(test_routes),
