@@ -23,7 +23,9 @@
  * --on-tenth CMD: at the start of each tenth 1..9 of the replay, `sh -c CMD` is started in
  * the background with LIVE_TENTH=k in its environment (the base swap of the `adapter + swap`
  * column) unless the previous one is still running (then that tenth is skipped and counted);
- * each one's wall time and exit status are reported. Rejected: libcurl (one more moving part
+ * each one's wall time and exit status are reported. --swap-wait 1: a tenth whose previous swap
+ * is still running waits for it instead of skipping (the replay pauses at the boundary; the
+ * waits are reported), so every tenth gets its swap however long a retrain takes. Rejected: libcurl (one more moving part
  * whose connection reuse and Expect: handling would have to be checked for a benchmark).
  */
 #include <errno.h>
@@ -296,7 +298,7 @@ static int swap_start(swap *s, const char *cmd, int tenth) {
 
 static int usage(void) {
     fprintf(stderr, "usage: live_client --port P --events FILE [--host 127.0.0.1] [--limit N] "
-                    "[--column NAME] [--json FILE] [--per-event FILE] [--on-tenth CMD]\n");
+                    "[--column NAME] [--json FILE] [--per-event FILE] [--on-tenth CMD] [--swap-wait 0|1]\n");
     return 2;
 }
 
@@ -317,6 +319,8 @@ static void path_escape(char *out, size_t cap, const char *s) {
 int main(int argc, char **argv) {
     const char *events_path = NULL, *json_path = NULL, *per_event = NULL, *column = "adapter",
                *on_tenth = NULL;
+    int swap_wait = 0;
+    double waited = 0;
     conn c = {.host = "127.0.0.1", .port = 0, .fd = -1};
     size_t limit = 0;
     for (int i = 1; i < argc; i++) {
@@ -330,6 +334,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--json")) json_path = v;
         else if (!strcmp(a, "--per-event")) per_event = v;
         else if (!strcmp(a, "--on-tenth")) on_tenth = v;
+        else if (!strcmp(a, "--swap-wait")) swap_wait = atoi(v);
         else return usage();
         i++;
     }
@@ -363,6 +368,11 @@ int main(int argc, char **argv) {
         if (on_tenth) {
             if (n_sw) swap_reap(&sw[n_sw - 1], 0);
             while (next_tenth < SLICES && g0 >= (size_t)next_tenth * n / SLICES) {
+                if (swap_wait && n_sw && sw[n_sw - 1].pid > 0) {
+                    double w0 = now_s();
+                    swap_reap(&sw[n_sw - 1], 1);
+                    waited += now_s() - w0;
+                }
                 if (n_sw && sw[n_sw - 1].pid > 0) sw_skipped++;
                 else if (swap_start(&sw[n_sw], on_tenth, next_tenth) == 0) n_sw++;
                 else failed++;
@@ -465,6 +475,7 @@ int main(int argc, char **argv) {
     for (int s = 0; s < n_sw; s++)
         printf("  swap at tenth %d: %.1f s, exit %d\n", sw[s].tenth, sw[s].seconds, sw[s].rc);
     if (on_tenth && sw_skipped) printf("  swaps skipped (previous one still running): %d\n", sw_skipped);
+    if (on_tenth && swap_wait) printf("  the replay waited %.1f s at tenth boundaries for swaps to finish\n", waited);
 
     json_t *slices = json_array(), *swaps = json_array();
     for (int s = 0; s < SLICES; s++) json_array_append_new(slices, acc_json(&sl[s]));

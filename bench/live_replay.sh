@@ -20,7 +20,9 @@
 # Environment: DATA (../shared/data/amazon-movies-tv-llmtup), MODEL
 # (build/stream/amazon-movies-tv-llmtup_sasrec_s1.drm), TRAIN_FLAGS, LIMIT (first N replay
 # events; 0 = all), COLUMNS ("frozen adapter swap"), THREADS (server threads, 2), OUT
-# (build/live), BUILD (build/release), SWAP_TRAIN_FLAGS (bench/live_swap.sh).
+# (build/live), BUILD (build/release), SWAP_TRAIN_FLAGS (bench/live_swap.sh), SWAP_WAIT (1: at
+# each tenth the replay waits for the previous swap to finish, so every tenth gets its swap even
+# when a retrain outlasts a tenth of the replay; 0: such tenths are skipped).
 # Output: the tables, OUT/live.jsonl (one JSON line per column), OUT/COLUMN.per-event.tsv.
 set -u
 BUILD=${BUILD:-build/release}
@@ -92,7 +94,7 @@ run_column() { # NAME [serve flags...]
         mkdir -p "$swapdir"
         echo "$MODEL" >"$swapdir/live"
         DYNREC=$BIN STATE=$state PORT=$port SWAPDIR=$swapdir "$BUILD/live_client" "$@" \
-            --on-tenth "sh bench/live_swap.sh"
+            --on-tenth "sh bench/live_swap.sh" --swap-wait "${SWAP_WAIT:-1}"
     else
         "$BUILD/live_client" "$@"
     fi

@@ -12,3 +12,9 @@ function request()
     local u = users[((i * 7919 + (offset or 0)) % #users) + 1]
     return wrk.format("GET", "/v1/users/" .. u .. "/recommendations?k=" .. k)
 end
+-- DELAY_MS (optional): each connection waits this long before each request, to offer a fixed
+-- rate below capacity (about connections * 1000 / (DELAY_MS + latency) requests/s)
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "")
+if delay_ms then
+    function delay() return delay_ms end
+end

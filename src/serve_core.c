@@ -483,7 +483,24 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
         atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
         return DR_OK;
     }
-    if (s->has_base && dr__log_pos_cmp(r->pos, s->base.covers) <= 0) { /* in the checkpoint */
+    if (s->has_base && dr__log_pos_cmp(r->pos, s->base.covers) <= 0) {
+        /* in the checkpoint's histories already; an event from `from` on still teaches the
+         * adapter (its window, co-clicks and popular-now are rebuilt over the same events) */
+        uint32_t u = UINT32_MAX, i = UINT32_MAX;
+        if (r->kind == DR_REC_EVENT && r->user && r->item) {
+            u = dr__idmap_find(&s->users, r->user, strlen(r->user));
+            i = dr__idmap_find(&s->items, r->item, strlen(r->item));
+            s->evring[s->evring_n++ % DR_SRV_EVENT_RING] = r->pos;
+        }
+        dr_status st = DR_OK;
+        if (adapt && !s->p.frozen && u != UINT32_MAX && i != UINT32_MAX) {
+            int64_t t = r->time > s->wclock ? r->time : s->wclock;
+            if ((st = base_latent(s, s->wsc, s->wctx, u, s->wh, err)) != DR_OK) return st;
+            if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
+            atomic_fetch_add_explicit(&s->st_updates, 1, memory_order_relaxed);
+            s->wclock = t;
+            atomic_store_explicit(&s->clock, t, memory_order_relaxed);
+        }
         atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
         return DR_OK;
     }

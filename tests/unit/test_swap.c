@@ -245,6 +245,15 @@ static void test_base_covers_and_from(void **st) {
     assert_int_equal(stt.recovered_events, 21);  /* the adapter from 80 on */
     assert_int_equal(stt.log_records, 100);
     dr__srv_close(s);
+    /* from before covers: the covered events from `from` on teach the adapter, not the histories */
+    dr_srv_base b2 = {{0, 100}, {0, 50}, {0, 30}};
+    sp.base = &b2;
+    assert_ok(dr__srv_open(m, &sp, &s, &e_));
+    dr__srv_get_stats(s, &stt);
+    assert_int_equal(stt.events_total, 50);
+    /* events 30..100 but the 5 covered ones whose user or item this checkpoint does not know */
+    assert_int_equal(stt.adapter_updates, 66);
+    dr__srv_close(s);
     dr_model_free(m);
     dr_test_rmrf(dir);
 }
