@@ -20,7 +20,7 @@ static const char *serve_help =
     "                    [--snapshot-every 10000] [--no-fsync] [--drain-seconds 30] [--quiet]\n"
     "                    [--log sqlite|redis://HOST:PORT[/STREAM]|redis+unix:///PATH[?stream=S]]\n"
     "                    [--idempotency-ttl 86400] [--swap-check-events 2000] [--swap-max-drop 0.02]\n"
-    "                    [--adapter on|off]\n"
+    "                    [--adapter on|off] [--compact-after-swap]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
     "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
     "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
@@ -46,6 +46,8 @@ static const char *serve_help =
     "                       adapter rebuilt alike, on the log's last N events (Hit@10) ...\n"
     "  --swap-max-drop X    ... and refuses the new one (409) when lower by more than X, unless\n"
     "                       the request says \"force\": true\n"
+    "  --compact-after-swap after each swap, move what the new base no longer needs out of the\n"
+    "                       SQLite log into DIR/archive.db (as `dynrec compact` does)\n"
     "  --adapter off        serve the base alone (P-STREAM's frozen column): events grow the\n"
     "                       histories, nothing learns, no adapter snapshots are written\n";
 
@@ -101,6 +103,7 @@ int cli_cmd_serve(int argc, char **argv) {
         if (!strcmp(a, "--public-read")) { p.public_read = 1; continue; }
         if (!strcmp(a, "--no-fsync")) { p.durable = 0; continue; }
         if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
+        if (!strcmp(a, "--compact-after-swap")) { p.compact_after_swap = 1; continue; }
         if ((v = cli_opt_value(&o, "--model", &err))) { p.model_path = v; continue; }
         if ((v = cli_opt_value(&o, "--data-dir", &err))) { p.data_dir = v; continue; }
         if ((v = cli_opt_value(&o, "--host", &err))) { p.host = v; continue; }

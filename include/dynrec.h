@@ -582,6 +582,7 @@ typedef struct dr_httpd_params {
     uint32_t idempotency_ttl; /* seconds an idempotency key is remembered (86400) */
     uint32_t swap_check_events; /* a base swap scores both bases on the log's last N events (2000) */
     double swap_max_drop;     /* ... and is refused when the new base's Hit@10 is lower by more (0.02) */
+    int compact_after_swap;   /* 1: after each swap, compact the SQLite log (dr_state_compact) */
     int frozen;               /* 1: serve the base without the online adapter (0) */
 } dr_httpd_params;
 

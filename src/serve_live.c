@@ -252,6 +252,24 @@ static void switch_to(dr_live *l, gen_int *gi) {
     gen_free(old);
 }
 
+/* --compact-after-swap: what the live base no longer needs leaves the SQLite log (the server
+ * goes on meanwhile: short transactions, serve_store.c). A failure is logged, not fatal. */
+static void compact(dr_live *l) {
+    const char *spec = l->p.srv.log;
+    if (spec && strcmp(spec, "sqlite") != 0) return; /* a Redis stream is trimmed by its operator */
+    dr_compact_params cp = {l->p.srv.data_dir, spec, 0, NULL, NULL};
+    dr_compact_result res;
+    dr_error e = {0};
+    if (dr_state_compact(&cp, &res, &e) != DR_OK)
+        dr__log(DR_LOG_WARN, "server: compaction after the swap failed: %s", e.msg);
+    else if (res.nothing)
+        dr__log(DR_LOG_INFO, "server: compaction after the swap: %s", res.why);
+    else
+        dr__log(DR_LOG_INFO, "server: compaction after the swap: %llu records to archive.db, log %llu -> %llu "
+               "bytes in %.2f s", (unsigned long long)res.moved, (unsigned long long)res.bytes_before,
+               (unsigned long long)res.bytes_after, res.seconds_move + res.seconds_vacuum);
+}
+
 /* Builds the generation for the BASE record at `at` and switches to it; takes `loaded` (the
  * checkpoint when the caller has it, else NULL). swap_mu held. */
 static dr_status follow(dr_live *l, dr_log_pos at, const char *body, dr_model *loaded, dr_error *err) {
@@ -280,6 +298,7 @@ static dr_status follow(dr_live *l, dr_log_pos at, const char *body, dr_model *l
     dr__log_pos_format(at, ap);
     dr__log(DR_LOG_INFO, "server: base %s (generation %llu) live from log position %s, built in %.2f s",
            br.path, (unsigned long long)gi->g.id, ap, dr__now_seconds() - t0);
+    if (l->p.compact_after_swap) compact(l);
     return DR_OK;
 }
 

@@ -18,6 +18,7 @@ typedef struct dr_live_params {
     int explain;             /* 1: each generation gets a template explainer */
     uint32_t check_events;   /* a swap scores both bases on the log's last N events (2000) */
     double max_drop;         /* ... and is refused when the new Hit@10 is lower by more (0.02) */
+    int compact_after_swap;  /* 1: after each switch, `dynrec compact` the folder's SQLite log */
 } dr_live_params;
 
 dr_live_params dr__live_default_params(void);
