@@ -13,7 +13,9 @@
 #include "bench.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 
+#include "ckpt.h" /* dr__xxh64 */
 #include "common.h"
 #include "serve_store.h"
 
@@ -53,8 +55,20 @@ static int fill(const char *dir, const char *model, uint64_t n, double frac) {
     }
     if (!rc && frac > 0) {
         uint64_t covers = (uint64_t)(frac * (double)seq);
-        snprintf(body, sizeof body, "{\"path\":\"%s\",\"hash\":\"0\",\"covers\":\"0-%" PRIu64
-                 "\",\"from\":\"0-%" PRIu64 "\"}", model, covers, covers + 1);
+        /* the file's XXH64, as a swap records it: the server checks it before loading */
+        char hash[17] = "0";
+        FILE *f = fopen(model, "rb");
+        if (f && fseek(f, 0, SEEK_END) == 0) {
+            long len = ftell(f);
+            char *buf = len > 0 ? malloc((size_t)len) : NULL;
+            rewind(f);
+            if (buf && fread(buf, 1, (size_t)len, f) == (size_t)len)
+                snprintf(hash, sizeof hash, "%016llx", (unsigned long long)dr__xxh64(buf, (size_t)len, 0));
+            free(buf);
+        }
+        if (f) fclose(f);
+        snprintf(body, sizeof body, "{\"path\":\"%s\",\"hash\":\"%s\",\"covers\":\"0-%" PRIu64
+                 "\",\"from\":\"0-%" PRIu64 "\"}", model, hash, covers, covers + 1);
         dr_store_rec br = {0, DR_REC_BASE, NULL, NULL, 1700000000 + (int64_t)n, body};
         rc = dr__store_append(s, &br, 1, &e) != DR_OK;
     }
