@@ -110,6 +110,10 @@ static int read_events(const char *path, event **out, size_t *n_out) {
 
 /* ------------------------------------------------------------------ HTTP, one connection */
 
+/* A keep-alive connection idle longer than this is opened anew (`dynrec serve` closes idle
+ * connections after 60 s; a replay that waits for a swap can sit that long). */
+#define CONN_IDLE_S 20.0
+
 typedef struct conn {
     const char *host;
     int port, fd;
@@ -117,6 +121,7 @@ typedef struct conn {
     size_t cap, len;
     char *body;
     size_t body_len;
+    double used; /* when the last answer came (now_s) */
 } conn;
 
 static int conn_open(conn *c) {
@@ -158,6 +163,10 @@ static int send_all(int fd, const char *p, size_t n) {
 /* One request and its whole response; returns the status, or -1 on a transport error (the
  * connection is then closed; the next request opens a new one). */
 static int http_once(conn *c, const char *method, const char *path, const char *body) {
+    if (c->fd >= 0 && now_s() - c->used > CONN_IDLE_S) { /* the server may have closed it */
+        close(c->fd);
+        c->fd = -1;
+    }
     if (c->fd < 0 && conn_open(c) != 0) return -1;
     size_t blen = body ? strlen(body) : 0;
     char head[2048];
@@ -204,6 +213,7 @@ static int http_once(conn *c, const char *method, const char *path, const char *
     c->body_len = clen;
     c->body[clen] = 0; /* the buffer has room: len + 1 <= cap */
     if (close_after) conn_close(c);
+    c->used = now_s();
     return status;
 broken:
     conn_close(c);
