@@ -530,6 +530,8 @@ static void test_warm_retrain(void **state) {
             dr__mf_get_report(m0)->epochs_run);
     assert_true(v_warm >= v_old);
     assert_true(v_warm > v_cold);
+    dr_model_free(cold);
+    cold = NULL;
     mp.dim = 8; /* given, and not the init's */
     assert_int_equal(dr_model_fit(full, sn, &mp, &cold, &e), DR_ARG);
     assert_non_null(strstr(e.msg, "another shape"));
