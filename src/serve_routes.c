@@ -959,9 +959,8 @@ static dr_routes_pending *item_start(dr_routes *r, dr_routes_worker *w, const ro
  * swap waits for the old one's requests to finish). */
 static void *swap_main(void *arg) {
     dr_routes_pending *p = arg;
+    /* only the swap's own fields: p->st is the submitting thread's (dr__routes_submit) */
     p->swap_st = dr__live_swap(p->live, p->path, p->force, &p->rep, &p->swap_err);
-    p->st = DR_OK;
-    p->own_result = 1;
     p->done_fn(p->done_ud);
     return NULL;
 }
