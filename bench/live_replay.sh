@@ -20,7 +20,8 @@
 # Environment: DATA (../shared/data/amazon-movies-tv-llmtup), MODEL
 # (build/stream/amazon-movies-tv-llmtup_sasrec_s1.drm), TRAIN_FLAGS, LIMIT (first N replay
 # events; 0 = all), COLUMNS ("frozen adapter swap"), THREADS (server threads, 2), OUT
-# (build/live), BUILD (build/release), SWAP_TRAIN_FLAGS (bench/live_swap.sh), SWAP_WAIT (1: at
+# (build/live), BUILD (build/release), SWAP_TRAIN_FLAGS (bench/live_swap.sh), SWAP_SERVE_FLAGS (extra `dynrec serve` flags
+# of the swap column, e.g. --swap-rebuild-events 40000), SWAP_WAIT (1: at
 # each tenth the replay waits for the previous swap to finish, so every tenth gets its swap even
 # when a retrain outlasts a tenth of the replay; 0: such tenths are skipped).
 # Output: the tables, OUT/live.jsonl (one JSON line per column), OUT/COLUMN.per-event.tsv.
@@ -110,7 +111,8 @@ for col in $COLUMNS; do
     adapter) run_column adapter ;;
     swap)
         if "$BIN" export --help >/dev/null 2>&1; then
-            run_column swap
+            # shellcheck disable=SC2086
+            run_column swap ${SWAP_SERVE_FLAGS:-}
         else
             echo "swap column: skipped (dynrec export not available in this build)"
         fi

@@ -21,6 +21,7 @@ static const char *serve_help =
     "                    [--log sqlite|redis://HOST:PORT[/STREAM]|redis+unix:///PATH[?stream=S]]\n"
     "                    [--idempotency-ttl 86400] [--swap-check-events 2000] [--swap-max-drop 0.02]\n"
     "                    [--adapter on|off] [--compact-after-swap]\n"
+    "                    [--swap-rebuild-events 0]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
     "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
     "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
@@ -46,6 +47,8 @@ static const char *serve_help =
     "                       adapter rebuilt alike, on the log's last N events (Hit@10) ...\n"
     "  --swap-max-drop X    ... and refuses the new one (409) when lower by more than X, unless\n"
     "                       the request says \"force\": true\n"
+    "  --swap-rebuild-events N  the new base's adapter relearns from the N events before the\n"
+    "                       checked ones (0: the adapter's window, 4096)\n"
     "  --compact-after-swap after each swap, move what the new base no longer needs out of the\n"
     "                       SQLite log into DIR/archive.db (as `dynrec compact` does)\n"
     "  --adapter off        serve the base alone (P-STREAM's frozen column): events grow the\n"
@@ -153,6 +156,11 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--swap-check-events", &err))) {
             if (cli_parse_u64(v, &n) || n < 1 || n > 1000000) return cli_usage_error("bad --swap-check-events '%s' (1..1000000)", v);
             p.swap_check_events = (uint32_t)n;
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--swap-rebuild-events", &err))) {
+            if (cli_parse_u64(v, &n) || n > 65536) return cli_usage_error("bad --swap-rebuild-events '%s' (0..65536)", v);
+            p.swap_rebuild_events = (uint32_t)n;
             continue;
         }
         if ((v = cli_opt_value(&o, "--swap-max-drop", &err))) {

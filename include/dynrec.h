@@ -583,6 +583,8 @@ typedef struct dr_httpd_params {
     uint32_t swap_check_events; /* a base swap scores both bases on the log's last N events (2000) */
     double swap_max_drop;     /* ... and is refused when the new base's Hit@10 is lower by more (0.02) */
     int compact_after_swap;   /* 1: after each swap, compact the SQLite log (dr_state_compact) */
+    uint32_t swap_rebuild_events; /* a swapped-in base's adapter relearns from this many events (0:
+                                 the adapter's window, 4096; at most 65536) */
     int frozen;               /* 1: serve the base without the online adapter (0) */
 } dr_httpd_params;
 

@@ -959,9 +959,9 @@ static void answer_queries(dr_srv *s) {
         q->out = st;
         for (int k = 0; k < 2; k++) {
             uint64_t b = q->back[k];
-            q->back_pos[k] = b && b <= s->evring_n && b <= DR_SRV_EVENT_RING
-                                 ? s->evring[(s->evring_n - b) % DR_SRV_EVENT_RING]
-                                 : (dr_log_pos){0, 0};
+            if (b > DR_SRV_EVENT_RING && s->evring_n >= DR_SRV_EVENT_RING) b = DR_SRV_EVENT_RING; /* the oldest kept */
+            q->back_pos[k] = b && b <= s->evring_n ? s->evring[(s->evring_n - b) % DR_SRV_EVENT_RING]
+                                                    : (dr_log_pos){0, 0};
         }
         q->done = 1;
     }

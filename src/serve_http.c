@@ -260,6 +260,7 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     if (p->swap_check_events) lp.check_events = p->swap_check_events;
     if (p->swap_max_drop >= 0) lp.max_drop = p->swap_max_drop;
     lp.compact_after_swap = p->compact_after_swap;
+    lp.rebuild_events = p->swap_rebuild_events;
     dr_srv_params sp = lp.srv;
     sp.data_dir = p->data_dir;
     sp.max_new_items = p->max_new_items;

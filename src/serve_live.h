@@ -19,6 +19,8 @@ typedef struct dr_live_params {
     uint32_t check_events;   /* a swap scores both bases on the log's last N events (2000) */
     double max_drop;         /* ... and is refused when the new Hit@10 is lower by more (0.02) */
     int compact_after_swap;  /* 1: after each switch, `dynrec compact` the folder's SQLite log */
+    uint32_t rebuild_events; /* the new base's adapter relearns from this many events before the
+                                checked ones (0: the adapter's window; at most DR_SRV_EVENT_RING) */
 } dr_live_params;
 
 dr_live_params dr__live_default_params(void);

@@ -215,6 +215,36 @@ static void test_swap_refused_then_forced(void **st) {
     dr_test_rmrf(dir);
 }
 
+/* rebuild_events sets how far back the swapped-in base's adapter relearns */
+static void test_rebuild_events(void **st) {
+    (void)st;
+    char dir[256], state[600], bpath[600];
+    dr_test_tmpdir(dir, sizeof dir);
+    make_ckpt(dir, "a", 6, 1);
+    make_ckpt(dir, "b", 12, 2);
+    snprintf(bpath, sizeof bpath, "%s/b.drm", dir);
+    const uint32_t rebuild[] = {0, 10, 100000};
+    /* from the event check_events + 1 + N back: (100 + 1) + the window (64) | 10 | all 300 */
+    const uint64_t want[] = {100 + 1 + 64, 100 + 1 + 10, 300};
+    for (int k = 0; k < 3; k++) {
+        snprintf(state, sizeof state, "%s/state-%d", dir, k);
+        dr_live_params p = live_params(dir, state, "a");
+        p.rebuild_events = rebuild[k];
+        dr_live *l = NULL;
+        assert_ok(dr__live_open(&p, &l, &e_));
+        post_range(l, 0, 300);
+        dr_swap_report rep;
+        assert_ok(dr__live_swap(l, bpath, 1, &rep, &e_));
+        dr_gen *g = dr__live_acquire(l);
+        dr_srv_stats stt;
+        dr__srv_get_stats(g->srv, &stt);
+        dr__live_release(l, g);
+        assert_int_equal(stt.adapter_updates, want[k]);
+        dr__live_close(l);
+    }
+    dr_test_rmrf(dir);
+}
+
 /* records at or before a base's `covers` are its training data: not applied again */
 static void test_base_covers_and_from(void **st) {
     (void)st;
@@ -379,6 +409,7 @@ int main(void) {
         cmocka_unit_test(test_swap_restart_same_state),
         cmocka_unit_test(test_swap_refused_then_forced),
         cmocka_unit_test(test_base_covers_and_from),
+        cmocka_unit_test(test_rebuild_events),
         cmocka_unit_test(test_admin_route),
         cmocka_unit_test(test_swap_followed_on_redis),
     };
