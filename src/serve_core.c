@@ -174,6 +174,7 @@ typedef struct ack_ent {
 /* A GET /v1/state (or dr__srv_positions) waiting for the apply thread. */
 typedef struct state_query {
     dr_srv_state out;
+    int positions;                 /* dr__srv_positions: the applied position only, no hash */
     uint32_t back[2];              /* dr__srv_positions: events back from the newest ... */
     dr_log_pos back_pos[2];        /* ... and their positions */
     int done;
@@ -250,8 +251,9 @@ struct dr_srv {
     /* base swaps */
     int has_base;                  /* p.base was given: base is this state's BASE record */
     dr_srv_base base;
-    int superseded;                /* apply thread: a later BASE record was applied */
-    atomic_int replaced;           /* dr__srv_retire: a newer state replaced this one */
+    atomic_int replaced;           /* a later BASE record was applied, or dr__srv_retire: no more
+                                      snapshots (they would be taken on the old base) */
+    int clock_set;                 /* apply thread: wclock holds an applied event's time */
     int ephemeral;                 /* dr__srv_prequential: no folder, no threads */
     dr_log_pos *evring;            /* (DR_SRV_EVENT_RING) positions of the newest applied events */
     uint64_t evring_n;             /* events ever pushed (apply thread) */
@@ -468,6 +470,28 @@ static void score_event(dr_srv *s, uint32_t u, uint32_t i, int64_t t) {
         }
 }
 
+/* Apply thread: the event's time, no older than the newest applied (the adapter needs
+ * non-decreasing times); it becomes the newest. */
+static int64_t event_time(dr_srv *s, int64_t t) {
+    if (s->clock_set && t < s->wclock) t = s->wclock;
+    s->wclock = t;
+    s->clock_set = 1;
+    atomic_store_explicit(&s->clock, t, memory_order_relaxed);
+    return t;
+}
+
+/* Apply thread: the adapter learns from event r = (u, i) at time t; with dr__srv_prequential
+ * the event is scored first (known: u and i were there before it). */
+static dr_status learn(dr_srv *s, const dr_log_rec *r, uint32_t u, uint32_t i, int64_t t, int known,
+                       dr_error *err) {
+    dr_status st = base_latent(s, s->wsc, s->wctx, u, s->wh, err);
+    if (st != DR_OK) return st;
+    if (s->scoring && known && dr__log_pos_cmp(r->pos, s->score_after) > 0) score_event(s, u, i, t);
+    if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
+    atomic_fetch_add_explicit(&s->st_updates, 1, memory_order_relaxed);
+    return DR_OK;
+}
+
 /* Apply thread: one log record into the state; the adapter learns from events when adapt = 1.
  * *flags: AE_CREATED when an item row was given out; AE_SKIPPED when the record needs a new
  * row and none is left (or is malformed): it changes nothing but the counts, alike on every
@@ -477,7 +501,7 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
     *flags = 0;
     if (r->kind == DR_REC_BASE) { /* a later swap than this state's own: serve_live.c follows it */
         if (!s->has_base || dr__log_pos_cmp(r->pos, s->base.at) > 0) {
-            s->superseded = 1; /* no more snapshots: they would be taken on the old base */
+            atomic_store(&s->replaced, 1);
             if (s->p.on_base && r->body) s->p.on_base(s->p.on_base_ud, r->pos, r->body);
         }
         atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
@@ -492,14 +516,9 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
             i = dr__idmap_find(&s->items, r->item, strlen(r->item));
             s->evring[s->evring_n++ % DR_SRV_EVENT_RING] = r->pos;
         }
-        dr_status st = DR_OK;
         if (adapt && !s->p.frozen && u != UINT32_MAX && i != UINT32_MAX) {
-            int64_t t = r->time > s->wclock ? r->time : s->wclock;
-            if ((st = base_latent(s, s->wsc, s->wctx, u, s->wh, err)) != DR_OK) return st;
-            if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
-            atomic_fetch_add_explicit(&s->st_updates, 1, memory_order_relaxed);
-            s->wclock = t;
-            atomic_store_explicit(&s->clock, t, memory_order_relaxed);
+            dr_status st = learn(s, r, u, i, event_time(s, r->time), 0, err);
+            if (st != DR_OK) return st;
         }
         atomic_fetch_add_explicit(&s->st_records, 1, memory_order_relaxed);
         return DR_OK;
@@ -537,17 +556,9 @@ static dr_status apply_record(dr_srv *s, const dr_log_rec *r, int adapt, uint8_t
     } else {
         int known = u != UINT32_MAX && i < n0;
         if (u == UINT32_MAX && (st = add_name(&s->users, r->user, &u, err)) != DR_OK) return st;
-        int64_t t = r->time;
-        if (atomic_load_explicit(&s->st_events, memory_order_relaxed) && t < s->wclock) t = s->wclock;
-        if (adapt && !s->p.frozen) {
-            if ((st = base_latent(s, s->wsc, s->wctx, u, s->wh, err)) != DR_OK) return st;
-            if (s->scoring && known && dr__log_pos_cmp(r->pos, s->score_after) > 0) score_event(s, u, i, t);
-            if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
-            atomic_fetch_add_explicit(&s->st_updates, 1, memory_order_relaxed);
-        }
+        int64_t t = event_time(s, r->time);
+        if (adapt && !s->p.frozen && (st = learn(s, r, u, i, t, known, err)) != DR_OK) return st;
         if ((st = hist_append(s, u, i, err)) != DR_OK) return st;
-        s->wclock = t;
-        atomic_store_explicit(&s->clock, t, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->st_events, 1, memory_order_relaxed);
         s->events_since_snap += adapt && !s->p.frozen;
         s->evring[s->evring_n++ % DR_SRV_EVENT_RING] = r->pos;
@@ -952,8 +963,10 @@ static void answer_queries(dr_srv *s) {
     s->queries = NULL;
     pthread_mutex_unlock(&s->amu);
     if (!q) return;
-    dr_srv_state st;
-    state_hash(s, &st);
+    int hash = 0;
+    for (state_query *a = q; a; a = a->next) hash |= !a->positions;
+    dr_srv_state st = {s->apos, s->aseq, 0};
+    if (hash) state_hash(s, &st); /* reads the whole state: only for GET /v1/state */
     pthread_mutex_lock(&s->amu);
     for (; q; q = q->next) {
         q->out = st;
@@ -1062,7 +1075,7 @@ static void *apply_main(void *arg) {
             atomic_store(&s->st_applied_ms, s->apos.ms);
         }
         dr_error se = {0};
-        if (done && s->p.snapshot_every && s->events_since_snap >= s->p.snapshot_every && !s->superseded &&
+        if (done && s->p.snapshot_every && s->events_since_snap >= s->p.snapshot_every &&
             !atomic_load(&s->replaced) &&
             take_snapshot(s, &se) != DR_OK)
             dr__log(DR_LOG_WARN, "server: snapshot failed: %s", se.msg);
@@ -1130,7 +1143,7 @@ dr_status dr__srv_state(dr_srv *s, dr_srv_state *out, dr_error *err) {
 dr_status dr__srv_positions(dr_srv *s, uint32_t back1, uint32_t back2, dr_log_pos *applied,
                             dr_log_pos *pos1, dr_log_pos *pos2, dr_error *err) {
     if (!s || !applied || !pos1 || !pos2) return dr__fail(err, DR_ARG, "server: NULL argument");
-    state_query q = {.back = {back1, back2}};
+    state_query q = {.positions = 1, .back = {back1, back2}};
     dr_status st = query(s, &q, err);
     if (st != DR_OK) return st;
     *applied = q.out.last;
@@ -1546,7 +1559,7 @@ void dr__srv_close(dr_srv *s) {
         s->log->vt->wake(s->log);
         pthread_join(s->applier, NULL);
         dr_error e = {0};
-        if (s->p.final_snapshot && s->events_since_snap && !s->broken && !s->superseded &&
+        if (s->p.final_snapshot && s->events_since_snap && !s->broken &&
             !atomic_load(&s->replaced) &&
             take_snapshot(s, &e) != DR_OK)
             dr__log(DR_LOG_WARN, "server: final snapshot failed: %s", e.msg);
