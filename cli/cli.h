@@ -71,6 +71,9 @@ int cli_get_model(dr_dataset *ds, const dr_split *sp, cli_model_opts *mo, dr_mod
 int cli_split_model(dr_dataset *ds, dr_split_kind kind, cli_model_opts *mo, dr_split **sp,
                     dr_model **m);
 /* Without --modalities, fuse the modalities named by --features (buf keeps the list). */
+/* What a dataset without times means for a sequential model, as one sentence (no newline);
+ * "" when the dataset has times. */
+const char *cli_no_time_note(const dr_dataset_stats *st);
 void cli_default_modalities(const cli_load_opts *l, cli_model_opts *mo, char *buf, size_t cap);
 
 /* The commands (cli/main.c's table), each in the file named for it. */
@@ -79,6 +82,13 @@ int cli_cmd_data_stats(int argc, char **argv);  /* data.c */
 int cli_cmd_train(int argc, char **argv);       /* train.c */
 int cli_cmd_eval(int argc, char **argv);        /* eval.c */
 int cli_cmd_eval_stream(int argc, char **argv); /* eval_stream.c: dynrec eval --protocol stream */
+/* stream.c: the adapter's settings chosen on the validation stream before T0, for a base
+ * trained with mo's model and parameters; prints each trial on stderr. 0 or an exit code. */
+int cli_choose_adapter(dr_dataset *ds, const cli_model_opts *mo, const dr_stream_options *so,
+                       dr_adapter_choice *out);
+/* stream.c: parses "--adapter-search on|off" at the cursor: 1 consumed, 0 not this option,
+ * -1 a usage error (printed). */
+int cli_adapter_search_opt(cli_opts *o, int *on);
 int cli_cmd_eval_modal(int argc, char **argv);  /* modal.c: dynrec eval --protocol modal */
 int cli_cmd_recommend(int argc, char **argv);   /* recommend.c */
 int cli_cmd_demo(int argc, char **argv);        /* demo.c */

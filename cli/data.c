@@ -209,7 +209,7 @@ int cli_cmd_data_stats(int argc, char **argv) {
             printf("T0 (P-STREAM)  %s (raw %lld), %zu interactions before it (%.1f%%)\n", t0,
                    (long long)st.t0, st.n_pre_t0, 100.0 * (double)st.n_pre_t0 / (double)st.n_events);
         } else {
-            printf("time span      none (the source's own train/valid/test split is used)\n");
+            printf("time span      none: %s\n", cli_no_time_note(&st));
         }
         printf("given split    %s\n", st.has_given_split ? "yes" : "no");
         printf("titles         %zu items\n", st.n_titled_items);

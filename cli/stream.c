@@ -29,13 +29,65 @@ static const char *stream_help =
     "  --retrain-epochs N   epochs per refit (default: the base's --epochs)\n"
     "  --no-gates           ablation: adapter gates fixed open\n"
     "  --adapter-window N   global window (events)    --adapter-hidden N   MLP hidden units\n"
-    "  --adapter-negatives N  --adapter-batch N  --adapter-lr X  --adapter-kl X\n";
+    "  --adapter-negatives N  --adapter-batch N  --adapter-lr X  --adapter-lr-item X\n"
+    "  --adapter-kl X\n"
+    "  --adapter-search on|off  with a model name: first choose the adapter's window and rates\n"
+    "                       on the validation stream (the last 10% of the events before T0,\n"
+    "                       over a base trained on the 90% before them; default on). A FILE\n"
+    "                       uses the choice recorded in it by `dynrec train --protocol stream`.\n"
+    "                       Flags given here override either.\n";
+
+static void trial_cb(void *ud, const dr_adapter_trial *t, const dr_adapter_choice *c) {
+    (void)ud;
+    if (c->n_trials == 1)
+        fprintf(stderr, "adapter search: validation stream of %zu events (%zu scored) before T0, "
+                "base trained on the events before it in %.1f s; frozen Hit@10 %.4f NDCG@10 %.4f\n"
+                "  %5s %7s %8s %8s %8s %8s %11s %8s\n", c->n_events, c->n_scored,
+                c->base_seconds, c->frozen_hit10, c->frozen_ndcg10, "trial", "window", "lr",
+                "lr_item", "Hit@10", "NDCG@10", "cold Hit@10", "seconds");
+    fprintf(stderr, "  %5u %7u %8.4g %8.4g %8.4f %8.4f %11.4f %8.1f%s\n", c->n_trials, t->window,
+            (double)t->lr, (double)t->lr_item, t->hit10, t->ndcg10, t->cold_hit10, t->seconds,
+            t->hit10 == c->best.hit10 && t->ndcg10 == c->best.ndcg10 ? "  best so far" : "");
+}
+
+int cli_choose_adapter(dr_dataset *ds, const cli_model_opts *mo, const dr_stream_options *so,
+                       dr_adapter_choice *out) {
+    dr_model_params p = mo->p;
+    p.name = mo->model;
+    p.progress = cli_progress_cb;
+    if (!p.on_epoch) p.on_epoch = cli_epoch_cb;
+    fprintf(stderr, "adapter search: training a %s base on the first 90%% of the events before "
+            "T0 (its validation stream is the last 10%%)\n", mo->model);
+    dr_error e = {0};
+    dr_status s = dr_stream_choose_adapter(ds, &p, so, trial_cb, NULL, out, &e);
+    if (s != DR_OK) return cli_die(s, &e);
+    const dr_adapter_trial *b = &out->best;
+    fprintf(stderr, "adapter search: chose window %u, lr %.4g, lr_item %.4g: validation Hit@10 "
+            "%.4f vs frozen %.4f (%+.1f%%), %u trials, %.1f s\n", b->window, (double)b->lr,
+            (double)b->lr_item, b->hit10, out->frozen_hit10,
+            out->frozen_hit10 > 0 ? 100.0 * (b->hit10 / out->frozen_hit10 - 1.0) : 0.0,
+            out->n_trials, out->seconds);
+    return 0;
+}
+
+int cli_adapter_search_opt(cli_opts *o, int *on) {
+    int err = 0;
+    const char *v = cli_opt_value(o, "--adapter-search", &err);
+    if (err) return -1;
+    if (!v) return 0;
+    if (strcmp(v, "on") && strcmp(v, "off")) {
+        cli_usage_error("bad --adapter-search '%s' (on or off)", v);
+        return -1;
+    }
+    *on = !strcmp(v, "on");
+    return 1;
+}
 
 int cli_cmd_eval_stream(int argc, char **argv) {
     cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
     dr_stream_options so = dr_stream_default_options();
-    int json = 0, retrain = 0;
+    int json = 0, retrain = 0, search = 1;
     uint32_t retrain_epochs = 0;
     cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
@@ -60,11 +112,14 @@ int cli_cmd_eval_stream(int argc, char **argv) {
             continue;
         }
         if ((v = cli_opt_value(&o, "--protocol", &err))) continue;
+        if ((r = cli_adapter_search_opt(&o, &search)) < 0) return 2;
+        if (r) continue;
         struct { const char *name; uint32_t *at; } ui[] = {
             {"--adapter-window", &so.window}, {"--adapter-hidden", &so.hidden},
             {"--adapter-negatives", &so.negatives}, {"--adapter-batch", &so.g_batch}};
         struct { const char *name; float *at; } fl[] = {
-            {"--adapter-lr", &so.lr}, {"--adapter-kl", &so.lambda_kl}};
+            {"--adapter-lr", &so.lr}, {"--adapter-lr-item", &so.lr_item},
+            {"--adapter-kl", &so.lambda_kl}};
         int hit = 0;
         for (size_t k = 0; k < 4 && !hit && !err; k++)
             if ((v = cli_opt_value(&o, ui[k].name, &err))) {
@@ -72,7 +127,7 @@ int cli_cmd_eval_stream(int argc, char **argv) {
                 *ui[k].at = (uint32_t)u;
                 hit = 1;
             }
-        for (size_t k = 0; k < 2 && !hit && !err; k++)
+        for (size_t k = 0; k < sizeof fl / sizeof fl[0] && !hit && !err; k++)
             if ((v = cli_opt_value(&o, fl[k].name, &err))) {
                 if (cli_parse_double(v, &d) || d < 0) return cli_usage_error("bad %s '%s'", fl[k].name, v);
                 *fl[k].at = (float)d;
@@ -95,7 +150,25 @@ int cli_cmd_eval_stream(int argc, char **argv) {
     dr_dataset_stats st;
     dr_status s;
     dr_dataset_get_stats(ds, &st);
+    dr_adapter_choice ch;
+    int chose = 0;
+    if (!cli_is_checkpoint_path(mo.model) && so.run_adapter && search) {
+        if ((rc = cli_choose_adapter(ds, &mo, &so, &ch))) goto done;
+        chose = 1;
+    }
     if ((rc = cli_split_model(ds, DR_SPLIT_T0, &mo, &sp, &m))) goto done;
+    if (chose && (s = dr_model_set_adapter_choice(m, &ch, &e)) != DR_OK) {
+        rc = cli_die(s, &e);
+        goto done;
+    }
+    dr_stream_options_from_model(&so, m); /* the settings chosen on validation, unless given */
+    if (so.run_adapter && dr_model_meta(m, "adapter.window"))
+        fprintf(stderr, "adapter: window %s, lr %s, lr_item %s as chosen on the validation "
+                "stream (flags given here override)\n", dr_model_meta(m, "adapter.window"),
+                dr_model_meta(m, "adapter.lr"), dr_model_meta(m, "adapter.lr_item"));
+    else if (so.run_adapter)
+        fprintf(stderr, "adapter: the library's defaults (no choice made on validation is "
+                "recorded in the base)\n");
     if (cli_is_checkpoint_path(mo.model)) { /* the base must not have seen the replay */
         const char *split = dr_model_meta(m, "split"), *t0 = dr_model_meta(m, "T0");
         char want[32];

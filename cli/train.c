@@ -19,15 +19,21 @@ static const char *train_help_head =
     "                       and must agree when given); users and items are matched by their\n"
     "                       ids: known ones start from their old rows, new ones from the usual\n"
     "                       random initialisation; a fused checkpoint needs the same modalities\n"
-    "                       (--features) and keeps its fusion\n";
+    "                       (--features) and keeps its fusion\n"
+    "  --adapter-search on|off  --protocol stream: first choose the online adapter's window\n"
+    "                       and rates on the validation stream (the last 10% of the events\n"
+    "                       before T0, over a base trained on the 90% before them) and record\n"
+    "                       them in the checkpoint, where eval --protocol stream and serve\n"
+    "                       read them (default on for sasrec and mf)\n";
 
 static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
-                     const char *protocol);
+                     const char *protocol, int search);
 
 int cli_cmd_train(int argc, char **argv) {
     cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
     const char *out = NULL, *protocol = "loo", *init = NULL;
+    int search = 1;
     cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
@@ -41,6 +47,8 @@ int cli_cmd_train(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--protocol", &err))) { protocol = v; continue; }
         if ((v = cli_opt_value(&o, "--init", &err))) { init = v; continue; }
         if (err) return err;
+        if ((r = cli_adapter_search_opt(&o, &search)) < 0) return 2;
+        if (r) continue;
         if ((r = cli_model_load_opt(&o, &mo, &l)) < 0) return 2;
         if (r == 0) return cli_usage_error("train: unknown option '%s'", a);
     }
@@ -53,14 +61,14 @@ int cli_cmd_train(int argc, char **argv) {
         fprintf(stderr, "train: warm start from %s (%s, %u users, %u items; matched by id)\n",
                 init, dr_model_name(im), dr_model_n_users(im), dr_model_n_items(im));
     mo.p.init = im;
-    int rc = train_run(&mo, &l, out, protocol);
+    int rc = train_run(&mo, &l, out, protocol, search);
     dr_model_free(im);
     return rc;
 }
 
 /* The rest of `dynrec train` once the options (and the --init model) are known. */
 static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
-                     const char *protocol) {
+                     const char *protocol, int search) {
     cli_model_opts mo = *mop;
     cli_load_opts l = *lp;
     if (!mo.model || !out) return cli_usage_error("train: --model (or --init) and --out are required");
@@ -84,12 +92,26 @@ static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
     int rc = cli_load(&l, &ds);
     if (rc) return rc;
     dr_error e = {0};
+    dr_dataset_stats st;
+    if (dr_dataset_get_stats(ds, &st) == DR_OK && !st.has_time)
+        fprintf(stderr, "train: note: %s: %s\n", dr_dataset_name(ds), cli_no_time_note(&st));
     dr_split *sp = NULL;
     dr_model *m = NULL;
     double t0 = cli_now();
-    rc = cli_split_model(ds, kind, &mo, &sp, &m);
+    dr_adapter_choice ch;
+    dr_stream_options so = dr_stream_default_options();
+    search = search && kind == DR_SPLIT_T0 && (!strcmp(mo.model, "sasrec") || !strcmp(mo.model, "mf"));
+    if (search && !mo.p.init) rc = cli_choose_adapter(ds, &mo, &so, &ch);
+    else if (search) { /* a warm retrain keeps the choice its init made */
+        search = 0;
+        fprintf(stderr, "train: a warm retrain keeps the adapter's settings its init recorded\n");
+    }
+    if (!rc) rc = cli_split_model(ds, kind, &mo, &sp, &m);
     double t = cli_now() - t0;
     dr_status s;
+    if (!rc && search && (s = dr_model_set_adapter_choice(m, &ch, &e)) != DR_OK) rc = cli_die(s, &e);
+    if (!rc && mo.p.init && (s = dr_model_copy_adapter_choice(m, mo.p.init, &e)) != DR_OK)
+        rc = cli_die(s, &e);
     if (!rc && (s = dr_model_save(m, ds, sp, out, &e)) != DR_OK) rc = cli_die(s, &e);
     if (!rc)
         fprintf(stderr, "train: %s on %s (%s) in %.1f s -> %s\n", mo.model, dr_dataset_name(ds),

@@ -339,6 +339,17 @@ void cli_epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double se
         fprintf(stderr, "epoch %4d  loss %.5f  %.2f s\n", epoch, loss, seconds);
 }
 
+const char *cli_no_time_note(const dr_dataset_stats *st) {
+    if (st->has_time) return "";
+    return st->has_given_split
+               ? "the events carry no time: a sequential model (sasrec) sees each user's items "
+                 "in file order, which carries no time, and the source's own train/valid/test "
+                 "split is used for evaluation"
+               : "the events carry no time: a sequential model (sasrec) sees each user's items "
+                 "in file order, which carries no time, and P-LOO's last item is the file's last, "
+                 "not the newest";
+}
+
 void cli_default_modalities(const cli_load_opts *l, cli_model_opts *mo, char *buf, size_t cap) {
     if (mo->p.modalities || !l->features || cap == 0) return;
     buf[0] = 0;

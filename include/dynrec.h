@@ -341,9 +341,14 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
                         const char *path, dr_error *err);
 /* Opens a checkpoint (mmapped, read-only, every offset checked); DR_FORMAT when damaged. */
 dr_status dr_model_load(const char *path, dr_model **out, dr_error *err);
-/* Metadata of a loaded model ("model", "dataset", "split", "T0", hyper-parameters); NULL if
- * absent or the model was not loaded from a file. */
+/* Metadata of a model: what dr_model_set_meta set, else a loaded checkpoint's ("model",
+ * "dataset", "split", "T0", hyper-parameters, and the notes it was saved with); NULL if absent. */
 const char *dr_model_meta(const dr_model *m, const char *key);
+/* Sets a note that dr_model_save writes into the checkpoint's metadata (a tuned setting, a
+ * validation figure). The key must hold a '.' ("adapter.window", "tune.valid_ndcg10": the
+ * checkpoint's own keys never do) and 1..63 chars of [A-Za-z0-9_.-]; the value UTF-8 without
+ * newlines. Setting a key again replaces its value. At most DR_MODEL_NOTES_MAX notes. */
+dr_status dr_model_set_meta(dr_model *m, const char *key, const char *value, dr_error *err);
 uint32_t dr_model_n_items(const dr_model *m);
 /* DR_OK when ds has exactly the item catalogue (ids, in order) the model was trained on. */
 dr_status dr_model_check_dataset(const dr_model *m, const dr_dataset *ds, dr_error *err);
@@ -533,6 +538,7 @@ typedef struct dr_stream_options {
     uint32_t negatives;     /* sampled negatives per event (0 = default) */
     uint32_t g_batch;       /* events per item-side step and z' refresh (0 = default) */
     float lr;               /* adapter learning rate, user side (<= 0 = default) */
+    float lr_item;          /* adapter learning rate, item side (<= 0 = default) */
     float lambda_kl;        /* stability weight |z'-z|^2 (< 0 = default) */
     uint64_t seed;
     /* non-NULL: also run `retrain`, the base refitted with these parameters before each slice */
@@ -553,6 +559,46 @@ dr_status dr_eval_stream(const dr_dataset *ds, const dr_model *base, const dr_st
                          dr_stream_result *out, dr_error *err);
 /* The result as the documented JSON object; returns the length like snprintf. */
 int dr_stream_result_json(const dr_stream_result *r, char *buf, size_t cap);
+
+/*
+ * The adapter's settings chosen on a validation stream (P-STREAM moved back in time): a
+ * validation base is trained with `base` on the events before T1 (the time of the pre-T0 event
+ * at 90% by count) and the events in [T1, T0) are replayed over it while the window, the
+ * user-side rate and the item-side rate are searched coordinate-wise (9 replays). The test
+ * stream (from T0 on) is never looked at. o gives the fixed options (hidden, negatives, seed).
+ */
+#define DR_ADAPTER_TRIALS_MAX 16
+typedef struct dr_adapter_trial {
+    uint32_t window;        /* global window, events */
+    float lr, lr_item;      /* user-side and item-side rates */
+    double hit10, ndcg10, cold_hit10; /* the adapter column on the validation stream */
+    double seconds;
+} dr_adapter_trial;
+
+typedef struct dr_adapter_choice {
+    dr_adapter_trial best;  /* the chosen settings with their validation figures */
+    double frozen_hit10, frozen_ndcg10; /* the validation base alone, same events */
+    int64_t t_begin, t_end; /* the validation stream [T1, T0), in the dataset's time unit */
+    size_t n_events, n_scored;
+    uint32_t n_trials;
+    dr_adapter_trial trials[DR_ADAPTER_TRIALS_MAX];
+    double base_seconds;    /* training the validation base */
+    double seconds;         /* everything */
+} dr_adapter_choice;
+
+typedef void (*dr_adapter_trial_fn)(void *ud, const dr_adapter_trial *t,
+                                    const dr_adapter_choice *so_far);
+
+dr_status dr_stream_choose_adapter(const dr_dataset *ds, const dr_model_params *base,
+                                   const dr_stream_options *o, dr_adapter_trial_fn on_trial,
+                                   void *ud, dr_adapter_choice *out, dr_error *err);
+/* Records the choice in m's notes ("adapter.window", "adapter.lr", "adapter.lr_item" and the
+ * validation figures), which dr_model_save writes into the checkpoint. */
+dr_status dr_model_set_adapter_choice(dr_model *m, const dr_adapter_choice *c, dr_error *err);
+/* Copies those notes from src (a warm retrain keeps its init's choice). */
+dr_status dr_model_copy_adapter_choice(dr_model *dst, const dr_model *src, dr_error *err);
+/* Fills the options o leaves at their defaults (window 0, rates <= 0) from m's notes. */
+void dr_stream_options_from_model(dr_stream_options *o, const dr_model *m);
 
 /* ---------------------------------------------------------------- HTTP server */
 

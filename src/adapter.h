@@ -51,6 +51,9 @@ typedef struct dr_adapter_params {
 } dr_adapter_params;
 
 dr_adapter_params dr__adapter_default_params(void);
+/* The settings a checkpoint's notes carry (chosen on a validation stream, eval_stream_choose.c)
+ * over ap's; a note out of range is skipped with a warning. */
+void dr__adapter_params_from_model(dr_adapter_params *ap, const dr_model *m);
 
 typedef struct dr_adapter dr_adapter;
 

@@ -53,6 +53,8 @@
 #define DR_CKPT_MAX_RANK 4u           /* dimensions of a section: fixed directory entry */
 #define DR_CKPT_MAX_SECTIONS 1024u    /* sections of one file: bounds the directory read */
 #define DR_CKPT_META_MAX (1u << 20)   /* bytes of key=value text: read whole into memory */
+#define DR_MODEL_NOTES_MAX 64u        /* dr_model_set_meta entries of one model: a linear lookup */
+#define DR_ADAPTER_WINDOW_MAX (1u << 24) /* events in the adapter's global window (a note's bound) */
 
 /* ---- serving */
 #define DR_STORE_ID_MAX 256           /* bytes of a user or item id: fixed key buffers */

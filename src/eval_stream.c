@@ -62,9 +62,9 @@ static void rank_metrics(uint32_t rank, double *hit, double *ndcg) {
 
 /* Which replayed events are scored (flag per event from e0), by the same rules as the replay;
  * hlen is consumed (grows as events are applied); excl must be all zero and stays so. */
-static size_t mark_scored(const dr_dataset *ds, size_t e0, uint32_t *hlen, uint8_t *excl,
-                          uint8_t *flag) {
-    size_t n = ds->n_events, cnt = 0;
+static size_t mark_scored(const dr_dataset *ds, size_t e0, size_t n, uint32_t *hlen,
+                          uint8_t *excl, uint8_t *flag) {
+    size_t cnt = 0;
     for (size_t g0 = e0; g0 < n;) {
         size_t g1 = g0;
         while (g1 < n && ds->ev_time[g1] == ds->ev_time[g0]) g1++;
@@ -88,18 +88,8 @@ static size_t mark_scored(const dr_dataset *ds, size_t e0, uint32_t *hlen, uint8
 static dr_status refit(const dr_dataset *ds, int64_t t, const dr_model_params *mp,
                        const dr_model *warm, dr_model **out, dr_error *err) {
     dr_split *sp = NULL;
-    dr_status st = dr_split_create(ds, DR_SPLIT_T0, &sp, err);
+    dr_status st = dr__split_t0_at(ds, t, 0, &sp, err);
     if (st != DR_OK) return st;
-    sp->t0 = t;
-    sp->n_eval = 0;
-    for (uint32_t u = 0; u < ds->n_users; u++) {
-        size_t a = ds->user_off[u], b = ds->user_off[u + 1], k = a;
-        while (k < b && ds->hist_time[k] < t) k++;
-        sp->n_train[u] = (uint32_t)(k - a);
-        sp->n_valid[u] = 0;
-        sp->n_test[u] = (uint32_t)(b - k);
-        sp->n_eval += b > k;
-    }
     dr_model_params q = *mp;
     q.init = warm;
     st = dr_model_fit(ds, sp, &q, out, err);
@@ -122,9 +112,10 @@ dr_status dr__stream_eval(const dr_dataset *ds, const dr_model *base, const dr_s
     dr_status st = dr_dataset_get_stats(ds, &stats);
     if (st != DR_OK) return st;
     const uint32_t nu = ds->n_users, ni = ds->n_items;
-    const size_t n = ds->n_events;
-    const int64_t t0 = stats.t0;
-    size_t e0 = 0;
+    const int64_t t0 = p->has_range ? p->t_begin : stats.t0;
+    size_t e0 = 0, n = ds->n_events;
+    if (p->has_range)
+        while (n > 0 && ds->ev_time[n - 1] >= p->t_end) n--;
     while (e0 < n && ds->ev_time[e0] < t0) e0++;
     size_t nrep = n - e0;
 
@@ -166,7 +157,7 @@ dr_status dr__stream_eval(const dr_dataset *ds, const dr_model *base, const dr_s
             goto fail;
         }
         memcpy(hl, hlen, nu * sizeof *hl);
-        n_will = mark_scored(ds, e0, hl, excl, sflag);
+        n_will = mark_scored(ds, e0, n, hl, excl, sflag);
         dr__free(hl);
     }
     for (uint32_t i = 0; i < ni; i++) cold[i] = !seen[i];
@@ -216,12 +207,13 @@ dr_status dr__stream_eval(const dr_dataset *ds, const dr_model *base, const dr_s
             if (!nctx) continue;
             for (uint32_t k = 0; k < nctx; k++) excl[ctx[k]] = 1;
             if (!excl[i]) {
-                uint32_t uid = has_pre[u] ? u : UINT32_MAX;
-                double t1 = dr__now_seconds();
-                if ((st = dr_model_score(base, sc, uid, ctx, nctx, scores, err)) != DR_OK) goto fail;
-                uint32_t r = dr_rank_pessimistic(scores, ni, i, excl), ra = 0;
-                double hit, ndcg;
-                rank_metrics(r, &hit, &ndcg);
+                uint32_t uid = has_pre[u] ? u : UINT32_MAX, r = 0, ra = 0;
+                double t1 = dr__now_seconds(), hit = 0, ndcg = 0;
+                if (!p->no_frozen) {
+                    if ((st = dr_model_score(base, sc, uid, ctx, nctx, scores, err)) != DR_OK) goto fail;
+                    r = dr_rank_pessimistic(scores, ni, i, excl);
+                    rank_metrics(r, &hit, &ndcg);
+                }
                 rec[nsc * 6 + 0] = (float)hit;
                 rec[nsc * 6 + 1] = (float)ndcg;
                 double t2 = dr__now_seconds();

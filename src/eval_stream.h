@@ -29,6 +29,11 @@ typedef struct dr_stream_params {
                                   seconds (time * time_scale rounded down; the HTTP API's unit)
                                   and a query at the newest applied event's time instead of its
                                   own (P-LIVE's reference, bench/live_events.c) */
+    int no_frozen;             /* 1: skip the frozen column's scoring (its figures read 0): an
+                               adapter search that already has them */
+    int has_range;             /* 1: replay [t_begin, t_end) instead of [T0, end): a
+                                  validation stream before T0 (eval_stream_choose.c) */
+    int64_t t_begin, t_end;
     dr_stream_event_fn on_event; /* optional per-event ranks (drift analyses) */
     void *on_event_ud;
     dr_progress_fn progress;   /* "stream", events done, events total */
@@ -38,7 +43,7 @@ typedef struct dr_stream_params {
 dr_stream_params dr__stream_default_params(void);
 
 /*
- * Replays ds's events with time >= T0 (T0 of dr_dataset_get_stats) against base, a model
+ * Replays ds's events with time >= T0 (T0 of dr_dataset_get_stats; or those in [t_begin, t_end)) against base, a model
  * trained on the DR_SPLIT_T0 split of ds (its catalogue must be ds's). The adapter column
  * needs a dot-product model (dr_model_latent_dim > 0); else DR_UNSUPPORTED when run_adapter.
  */

@@ -13,6 +13,7 @@ dr_stream_options dr_stream_default_options(void) {
     memset(&o, 0, sizeof o);
     o.run_adapter = 1;
     o.lr = -1.0f;
+    o.lr_item = -1.0f;
     o.lambda_kl = -1.0f;
     o.seed = 42;
     return o;
@@ -31,6 +32,7 @@ dr_status dr_eval_stream(const dr_dataset *ds, const dr_model *base, const dr_st
     if (o->negatives) p.adapter.negatives = o->negatives;
     if (o->g_batch) p.adapter.g_batch = o->g_batch;
     if (o->lr > 0) p.adapter.lr = o->lr;
+    if (o->lr_item > 0) p.adapter.lr_g = o->lr_item;
     if (o->lambda_kl >= 0) p.adapter.lambda_kl = o->lambda_kl;
     p.retrain = o->retrain;
     p.retrain_warm = o->retrain_warm;

@@ -33,6 +33,10 @@ void dr_model_free(dr_model *m) {
     if (!m) return;
     if (m->state) m->vt->free(m->state);
     dr__free(m->latent_owned);
+    for (uint32_t k = 0; k < m->n_notes; k++) {
+        dr__free(m->note_key[k]);
+        dr__free(m->note_val[k]);
+    }
     dr__free(m->user_ids);
     dr__free(m->titles);
     dr__free(m->attr_strs);

@@ -27,6 +27,12 @@ struct dr_split {
     uint32_t n_eval;     /* users with n_test > 0 */
     int64_t t0;          /* DR_SPLIT_T0 */
 };
+/* Users with a validation target ranked from a non-empty training prefix (early stopping). */
+uint32_t dr__split_n_valid_users(const dr_split *s);
+/* A T0-kind split at time t (refits, validation streams): events before t train, the last of
+ * them validates when with_valid (and the user has two), the rest are test. */
+dr_status dr__split_t0_at(const dr_dataset *ds, int64_t t, int with_valid, dr_split **out,
+                          dr_error *err);
 
 struct dr_ckpt;
 struct dr_ckpt_writer;
@@ -119,6 +125,9 @@ struct dr_model {
     uint32_t latent_dim;
     const float *latent_items;   /* (n_items, latent_dim) */
     float *latent_owned;         /* set when latent_items had to be built (mf: [q_i, b_i]) */
+    /* dr_model_set_meta's notes, written by dr_model_save (owned strings) */
+    uint32_t n_notes;
+    char *note_key[DR_MODEL_NOTES_MAX], *note_val[DR_MODEL_NOTES_MAX];
 };
 
 /*

@@ -13,6 +13,7 @@
  * per-model file format (two parsers to fuzz) and copying parameters on load (doubles memory
  * for large catalogues).
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,7 +131,7 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
         }
         n_hist = 0;
         for (uint32_t u = 0; u < ds->n_users; u++) {
-            uint32_t nt = u < split->n_users ? split->n_train[u] : 0;
+            uint32_t nt = u < split->n_users ? split->n_train[u] + split->n_valid[u] : 0;
             off[u] = n_hist;
             memcpy(hist + n_hist, ds->hist_item + ds->user_off[u], (size_t)nt * sizeof *hist);
             n_hist += nt;
@@ -160,6 +161,8 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
         }
     }
     if ((st = m->vt->save(m, w, err)) != DR_OK) goto fail;
+    for (uint32_t k = 0; k < m->n_notes; k++)
+        if ((st = dr__ckpt_add_meta(w, m->note_key[k], m->note_val[k], err)) != DR_OK) goto fail;
     uint64_t s_users[1] = {nb_users}, s_items[1] = {nb_items}, s_off[1] = {(uint64_t)ds->n_users + 1},
              s_hist[1] = {n_hist};
     uint64_t nb_titles = 0, nb_attrs = 0;
@@ -319,7 +322,36 @@ fail:
 /* ------------------------------------------------------------------ accessors */
 
 const char *dr_model_meta(const dr_model *m, const char *key) {
-    return m && m->ckpt ? dr__ckpt_meta(m->ckpt, key) : NULL;
+    for (uint32_t k = 0; m && key && k < m->n_notes; k++)
+        if (!strcmp(m->note_key[k], key)) return m->note_val[k];
+    return m && m->ckpt && key ? dr__ckpt_meta(m->ckpt, key) : NULL;
+}
+
+dr_status dr_model_set_meta(dr_model *m, const char *key, const char *value, dr_error *err) {
+    if (!m || !key || !value) return dr__fail(err, DR_ARG, "dr_model_set_meta: NULL argument");
+    size_t kn = strlen(key);
+    int ok = kn >= 1 && kn <= 63 && strchr(key, '.');
+    for (size_t k = 0; ok && k < kn; k++)
+        ok = isalnum((unsigned char)key[k]) || key[k] == '_' || key[k] == '.' || key[k] == '-';
+    if (!ok)
+        return dr__fail(err, DR_ARG, "model metadata key '%s': 1..63 chars of [A-Za-z0-9_.-] "
+                                    "holding a '.'", key);
+    if (strchr(value, '\n') || !dr__utf8_valid(value, strlen(value)))
+        return dr__fail(err, DR_ARG, "model metadata '%s': value must be UTF-8 without newlines", key);
+    uint32_t at = 0;
+    while (at < m->n_notes && strcmp(m->note_key[at], key)) at++;
+    if (at == DR_MODEL_NOTES_MAX)
+        return dr__fail(err, DR_LIMIT, "model metadata: more than %u notes", DR_MODEL_NOTES_MAX);
+    char *v = dr__strdup(value), *k = at < m->n_notes ? NULL : dr__strdup(key);
+    if (!v || (at == m->n_notes && !k)) {
+        dr__free(v);
+        dr__free(k);
+        return dr__fail(err, DR_NOMEM, "model metadata '%s': out of memory", key);
+    }
+    if (at == m->n_notes) m->note_key[m->n_notes++] = k;
+    else dr__free(m->note_val[at]);
+    m->note_val[at] = v;
+    return DR_OK;
 }
 
 uint32_t dr_model_n_items(const dr_model *m) { return m ? m->n_items : 0; }

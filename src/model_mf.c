@@ -365,8 +365,7 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         adam.b2 = p->adam_b2;
         adam.eps = p->adam_eps;
     }
-    const bool early = vd && vd->fn && p->eval_every > 0 && sp->kind != DR_SPLIT_T0 &&
-                       sp->n_eval > 0;
+    const bool early = vd && vd->fn && p->eval_every > 0 && dr__split_n_valid_users(sp) > 0;
     if (early) {
         best = dr__malloc(n_params * sizeof *best);
         if (!best) goto nomem;

@@ -767,12 +767,9 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     if (p.threads > DR_MAX_THREADS) p.threads = DR_MAX_THREADS;
     openblas_set_num_threads(1);
     if (!vd || !vd->fn) p.eval_every = 0; /* nothing to validate with */
-    if (p.eval_every) { /* no validation targets (e.g. a T0 split): no early stopping, keep
-                           the last epoch instead of the first evaluated one */
-        uint32_t n_val = 0;
-        for (uint32_t u = 0; u < sp->n_users && !n_val; u++)
-            n_val += sp->n_valid[u] > 0 && sp->n_train[u] > 0;
-        if (!n_val) {
+    if (p.eval_every) { /* no validation targets: no early stopping, keep the last epoch
+                           instead of the first evaluated one */
+        if (!dr__split_n_valid_users(sp)) {
             dr__log(DR_LOG_INFO, "sasrec: the split has no validation targets: training all %u "
                    "epochs without early stopping", p.epochs);
             p.eval_every = 0;

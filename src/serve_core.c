@@ -1241,6 +1241,7 @@ static dr_status make_adapter(dr_srv *s, dr_error *err) {
     dr__adapter_free(s->ad);
     s->ad = NULL;
     dr_adapter_params ap = s->p.adapter;
+    dr__adapter_params_from_model(&ap, s->m); /* the settings chosen on validation, if any */
     ap.publish_every = 0;
     ap.window.seconds_per_unit = 1.0; /* event times are UNIX seconds */
     dr_status st = dr__adapter_create(&ap, s->users.cap, s->items.cap, s->d, s->z, s->cold, &s->ad, err);

@@ -506,7 +506,9 @@ dr_status dr__live_swap(dr_live *l, const char *path, int force, dr_swap_report 
                       abs, dr_model_name(m));
     dr_gen *g0 = dr__live_acquire(l);
     dr_log_pos applied = {0, 0}, e_pos = {0, 0}, f_pos = {0, 0};
-    uint32_t window = l->p.rebuild_events ? l->p.rebuild_events : l->p.srv.adapter.window.capacity;
+    dr_adapter_params nap = l->p.srv.adapter; /* the new base's adapter, with its own notes */
+    if (m) dr__adapter_params_from_model(&nap, m);
+    uint32_t window = l->p.rebuild_events ? l->p.rebuild_events : nap.window.capacity;
     if (st == DR_OK)
         st = dr__srv_positions(g0->srv, l->p.check_events + 1, l->p.check_events + 1 + window, &applied,
                                &e_pos, &f_pos, err);

@@ -9,8 +9,11 @@
  *                     of one user must read train* valid* test* in history order, otherwise
  *                     DR_FORMAT naming the user (a prefix layout cannot express interleaving).
  *   T0    (P-STREAM): T0 = time of the event at index floor(0.8 * n_events) of the globally
- *                     time-sorted events; train = the user's events with time < T0, test = the
- *                     rest (the replay), valid = 0.
+ *                     time-sorted events; the user's events with time < T0 are the base's: the
+ *                     last of them is its validation target (PROTOCOL.md: "its own validation:
+ *                     each user's last pre-T0 interaction") when there are at least two, the
+ *                     others train; test = the rest (the replay). So the pre-T0 prefix is
+ *                     n_train + n_valid, and early stopping works as under LOO.
  * Alternative rejected: index lists per segment (what most Python code does). They cost memory
  * proportional to the events, and allow layouts (test before train) that no protocol uses.
  */
@@ -77,17 +80,25 @@ static dr_status split_given(const dr_dataset *ds, dr_split *s, dr_error *err) {
     return DR_OK;
 }
 
+/* Each user's events before t train (the last of them validates when with_valid and there
+ * are at least two); the rest are test. */
+static void split_at(const dr_dataset *ds, dr_split *s, int64_t t, int with_valid) {
+    s->t0 = t;
+    s->n_eval = 0;
+    for (uint32_t u = 0; u < ds->n_users; u++) {
+        size_t a = ds->user_off[u], b = ds->user_off[u + 1], k = a;
+        while (k < b && ds->hist_time[k] < t) k++;
+        s->n_valid[u] = with_valid && k - a >= 2;
+        s->n_train[u] = (uint32_t)(k - a) - s->n_valid[u];
+        s->n_test[u] = (uint32_t)(b - k);
+    }
+}
+
 static void split_t0(const dr_dataset *ds, dr_split *s) {
     if (ds->n_events == 0) return;
     /* floor(0.8 * n) computed exactly in integers */
     size_t n = ds->n_events, idx = (n / 5) * 4 + ((n % 5) * 4) / 5;
-    s->t0 = ds->ev_time[idx];
-    for (uint32_t u = 0; u < ds->n_users; u++) {
-        size_t a = ds->user_off[u], b = ds->user_off[u + 1], k = a;
-        while (k < b && ds->hist_time[k] < s->t0) k++;
-        s->n_train[u] = (uint32_t)(k - a);
-        s->n_test[u] = (uint32_t)(b - k);
-    }
+    split_at(ds, s, ds->ev_time[idx], 1);
 }
 
 dr_status dr_split_create(const dr_dataset *ds, dr_split_kind kind, dr_split **out,
@@ -124,6 +135,15 @@ fail:
     return st;
 }
 
+dr_status dr__split_t0_at(const dr_dataset *ds, int64_t t, int with_valid, dr_split **out,
+                          dr_error *err) {
+    dr_status st = dr_split_create(ds, DR_SPLIT_T0, out, err);
+    if (st != DR_OK) return st;
+    split_at(ds, *out, t, with_valid);
+    for (uint32_t u = 0; u < ds->n_users; u++) (*out)->n_eval += (*out)->n_test[u] > 0;
+    return DR_OK;
+}
+
 void dr_split_free(dr_split *s) {
     if (!s) return;
     dr__free(s->n_train);
@@ -143,5 +163,11 @@ void dr_split_user(const dr_split *s, uint32_t u, uint32_t *n_train, uint32_t *n
 }
 
 uint32_t dr_split_n_eval_users(const dr_split *s) { return s ? s->n_eval : 0; }
+
+uint32_t dr__split_n_valid_users(const dr_split *s) {
+    uint32_t n = 0;
+    for (uint32_t u = 0; s && u < s->n_users; u++) n += s->n_valid[u] > 0 && s->n_train[u] > 0;
+    return n;
+}
 
 int64_t dr_split_t0(const dr_split *s) { return s ? s->t0 : 0; }

@@ -147,14 +147,62 @@ static void test_t0_recorded(void **state) {
     assert_string_equal(dr_model_meta(back, "split"), "t0");
     snprintf(want, sizeof want, "%lld", (long long)dr_split_t0(sp));
     assert_string_equal(dr_model_meta(back, "T0"), want);
-    /* its histories are the pre-T0 prefixes: a server started from it is at T0 */
+    /* its histories are the pre-T0 prefixes (training and validation events): a server
+     * started from it is at T0 */
+    uint32_t n_valid = 0;
     for (uint32_t u = 0; u < dr_dataset_n_users(ds); u++) {
-        uint32_t nt = 0;
+        uint32_t nt = 0, nv = 0;
         const uint32_t *h = NULL;
-        dr_split_user(sp, u, &nt, NULL, NULL);
+        dr_split_user(sp, u, &nt, &nv, NULL);
+        n_valid += nv;
+        nt += nv;
         assert_int_equal(dr_model_user_history(back, u, &h), nt);
         for (uint32_t k = 0; k < nt; k++) assert_int_equal(h[k], ds->hist_item[ds->user_off[u] + k]);
     }
+    assert_true(n_valid > 0); /* the T0 split has its validation targets */
+    dr_model_free(back);
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_dataset_free(ds);
+    dr_test_rmrf(dir);
+}
+
+/* Notes set on a model travel in its checkpoint; bad keys and values are refused by name. */
+static void test_notes(void **state) {
+    (void)state;
+    dr_dataset *ds = small_synth(8);
+    dr_split *sp = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e_));
+    dr_model *m = fit(ds, sp, "mf"), *back = NULL;
+    dr_error e = {0};
+    assert_ok(dr_model_set_meta(m, "tune.valid_ndcg10", "0.1", &e_));
+    assert_ok(dr_model_set_meta(m, "tune.valid_ndcg10", "0.25", &e_)); /* replaced */
+    assert_ok(dr_model_set_meta(m, "adapter.window", "1024", &e_));
+    assert_string_equal(dr_model_meta(m, "tune.valid_ndcg10"), "0.25");
+    assert_int_equal(dr_model_set_meta(m, "dim", "8", &e), DR_ARG); /* the checkpoint's own */
+    assert_non_null(strstr(e.msg, "'dim'"));
+    assert_int_equal(dr_model_set_meta(m, "a b.c", "1", &e), DR_ARG);
+    assert_int_equal(dr_model_set_meta(m, "x.y", "two\nlines", &e), DR_ARG);
+    assert_int_equal(dr_model_set_meta(m, "x.y", "\xff", &e), DR_ARG);
+    assert_int_equal(dr_model_set_meta(m, NULL, "1", &e), DR_ARG);
+    char dir[256], path[300], key[32];
+    for (uint32_t k = 2; k < DR_MODEL_NOTES_MAX; k++) {
+        snprintf(key, sizeof key, "n.k%u", k);
+        assert_ok(dr_model_set_meta(m, key, "v", &e_));
+    }
+    assert_int_equal(dr_model_set_meta(m, "n.one_more", "v", &e), DR_LIMIT);
+    assert_ok(dr_model_set_meta(m, "n.k2", "w", &e_)); /* replacing needs no room */
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/notes.drm", dir);
+    assert_ok(dr_model_save(m, ds, sp, path, &e_));
+    assert_ok(dr_model_load(path, &back, &e_));
+    assert_string_equal(dr_model_meta(back, "tune.valid_ndcg10"), "0.25");
+    assert_string_equal(dr_model_meta(back, "adapter.window"), "1024");
+    assert_string_equal(dr_model_meta(back, "n.k2"), "w");
+    assert_string_equal(dr_model_meta(back, "model"), "mf");
+    assert_null(dr_model_meta(back, "n.one_more"));
+    assert_ok(dr_model_set_meta(back, "adapter.window", "512", &e_)); /* over the file's */
+    assert_string_equal(dr_model_meta(back, "adapter.window"), "512");
     dr_model_free(back);
     dr_model_free(m);
     dr_split_free(sp);
@@ -314,6 +362,7 @@ int main(void) {
         cmocka_unit_test(test_sasrec_round_trip),
         cmocka_unit_test(test_baselines_not_saved),
         cmocka_unit_test(test_t0_recorded),
+        cmocka_unit_test(test_notes),
         cmocka_unit_test(test_damaged),
         cmocka_unit_test(test_out_of_memory),
     };

@@ -113,10 +113,22 @@ static void test_t0(void **state) {
     assert_int_equal(dr_split_create(ds, DR_SPLIT_T0, &s, &err), DR_OK);
     assert_int_equal(dr_split_get_kind(s), DR_SPLIT_T0);
     assert_int_equal(dr_split_t0(s), 9);
-    expect_user(s, uid(ds, "a"), 4, 0, 1); /* times 1 3 5 7 | 9 */
-    expect_user(s, uid(ds, "b"), 2, 0, 0); /* 2 8 */
-    expect_user(s, uid(ds, "c"), 2, 0, 1); /* 4 6 | 10 */
+    /* the last pre-T0 event validates (PROTOCOL.md: the base's own validation) */
+    expect_user(s, uid(ds, "a"), 3, 1, 1); /* times 1 3 5 | 7 | 9 */
+    expect_user(s, uid(ds, "b"), 1, 1, 0); /* 2 | 8 */
+    expect_user(s, uid(ds, "c"), 1, 1, 1); /* 4 | 6 | 10 */
     assert_int_equal(dr_split_n_eval_users(s), 2);
+    dr_split_free(s);
+    /* at another time, with and without validation (refits, validation streams) */
+    assert_int_equal(dr__split_t0_at(ds, 6, 1, &s, &err), DR_OK);
+    assert_int_equal(dr_split_t0(s), 6);
+    expect_user(s, uid(ds, "a"), 2, 1, 2); /* 1 3 | 5 | 7 9 */
+    expect_user(s, uid(ds, "b"), 1, 0, 1); /* 2 | 8: one event before t trains */
+    dr_split_free(s);
+    assert_int_equal(dr__split_t0_at(ds, 6, 0, &s, &err), DR_OK);
+    expect_user(s, uid(ds, "a"), 3, 0, 2);
+    expect_user(s, uid(ds, "c"), 1, 0, 2); /* 4 | 6 10 */
+    assert_int_equal(dr_split_n_eval_users(s), 3);
     dr_split_free(s);
     dr_dataset_free(ds);
 
@@ -126,8 +138,8 @@ static void test_t0(void **state) {
     ds = build(e, DR_ARRAY_LEN(e));
     assert_int_equal(dr_split_create(ds, DR_SPLIT_T0, &s, &err), DR_OK);
     assert_int_equal(dr_split_t0(s), 5);
-    expect_user(s, uid(ds, "a"), 2, 0, 1);
-    expect_user(s, uid(ds, "b"), 1, 0, 1);
+    expect_user(s, uid(ds, "a"), 1, 1, 1);
+    expect_user(s, uid(ds, "b"), 1, 0, 1); /* one pre-T0 event: it trains */
     expect_user(s, uid(ds, "c"), 0, 0, 2);
     dr_dataset_stats st;
     assert_int_equal(dr_dataset_get_stats(ds, &st), DR_OK);
@@ -152,7 +164,8 @@ static void test_t0_index_matches_float_definition(void **state) {
         size_t idx = 0; /* the largest idx with idx <= 0.8 n, i.e. 5 idx <= 4 n */
         while (5 * (idx + 1) <= 4 * n) idx++;
         assert_int_equal(dr_split_t0(s), (int64_t)idx * 10);
-        expect_user(s, 0, (uint32_t)idx, 0, (uint32_t)(n - idx));
+        uint32_t nv = idx >= 2; /* the last pre-T0 event validates when there are two */
+        expect_user(s, 0, (uint32_t)idx - nv, nv, (uint32_t)(n - idx));
         dr_split_free(s);
         dr_dataset_free(ds);
     }

@@ -101,14 +101,20 @@ static void slow_twin(const dr_dataset *ds, const dr_model *m, twin *tw) {
     dr_scorer_free(sc);
 }
 
-static dr_model *fit_mf(const dr_dataset *ds) {
-    dr_split *sp = NULL;
-    assert_ok(dr_split_create(ds, DR_SPLIT_T0, &sp, &e_));
+/* The small MF base every test here trains. */
+static dr_model_params mf_params(void) {
     dr_model_params mp = dr_model_default_params();
     mp.name = "mf";
     mp.dim = 8;
     mp.epochs = 20;
     mp.threads = 1;
+    return mp;
+}
+
+static dr_model *fit_mf(const dr_dataset *ds) {
+    dr_split *sp = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_T0, &sp, &e_));
+    dr_model_params mp = mf_params();
     dr_model *m = NULL;
     assert_ok(dr_model_fit(ds, sp, &mp, &m, &e_));
     dr_split_free(sp);
@@ -175,11 +181,7 @@ static void test_retrain_column(void **st) {
     (void)st;
     dr_dataset *ds = make_dataset();
     dr_model *m = fit_mf(ds);
-    dr_model_params mp = dr_model_default_params();
-    mp.name = "mf";
-    mp.dim = 8;
-    mp.epochs = 20;
-    mp.threads = 1;
+    dr_model_params mp = mf_params();
     dr_stream_params p = dr__stream_default_params();
     p.adapter.window.capacity = 64;
     p.retrain = &mp;
@@ -249,6 +251,139 @@ static void test_needs_dot_product(void **st) {
     dr_dataset_free(ds);
 }
 
+/* A range replay scores only events in [t_begin, t_end), over the history before t_begin. */
+typedef struct range_seen {
+    const dr_dataset *ds;
+    int64_t lo, hi;
+    size_t n, outside;
+} range_seen;
+
+static void range_event(void *ud, size_t e, uint32_t rf, uint32_t ra, int cold) {
+    (void)rf, (void)ra, (void)cold;
+    range_seen *r = ud;
+    r->n++;
+    r->outside += r->ds->ev_time[e] < r->lo || r->ds->ev_time[e] >= r->hi;
+}
+
+static void test_range_replay(void **st) {
+    (void)st;
+    dr_dataset *ds = make_dataset();
+    dr_model *m = fit_mf(ds);
+    dr_dataset_stats sts;
+    assert_ok(dr_dataset_get_stats(ds, &sts));
+    range_seen seen = {.ds = ds, .lo = ds->ev_time[ds->n_events / 2], .hi = sts.t0};
+    dr_stream_params p = dr__stream_default_params();
+    p.has_range = 1;
+    p.t_begin = seen.lo;
+    p.t_end = seen.hi;
+    p.on_event = range_event;
+    p.on_event_ud = &seen;
+    dr_stream_result r;
+    assert_ok(dr__stream_eval(ds, m, &p, &r, &e_));
+    assert_true(seen.n > 0);
+    assert_int_equal(seen.outside, 0);
+    assert_int_equal(r.n_scored, seen.n);
+    assert_int_equal(r.t0, seen.lo);
+    /* without the frozen column the adapter's figures are the same, the frozen ones 0 */
+    dr_stream_result r2;
+    p.no_frozen = 1;
+    p.on_event = NULL;
+    assert_ok(dr__stream_eval(ds, m, &p, &r2, &e_));
+    assert_memory_equal(&r.overall.adapter, &r2.overall.adapter, sizeof r.overall.adapter);
+    assert_true(r2.overall.frozen.hit10 == 0 && r.overall.frozen.n == r2.overall.frozen.n);
+    dr_model_free(m);
+    dr_dataset_free(ds);
+}
+
+/* The adapter chosen on the validation stream: 9 trials before T0, the best is the best of
+ * them, the same inputs give the same choice, and the choice travels in a checkpoint to the
+ * options eval and serve use (flags given still win). */
+static void test_choose_adapter(void **st) {
+    (void)st;
+    dr_dataset *ds = make_dataset();
+    dr_dataset_stats sts;
+    assert_ok(dr_dataset_get_stats(ds, &sts));
+    dr_model_params mp = mf_params();
+    dr_stream_options o = dr_stream_default_options();
+    dr_adapter_choice c, c2;
+    assert_ok(dr_stream_choose_adapter(ds, &mp, &o, NULL, NULL, &c, &e_));
+    assert_int_equal(c.n_trials, 9);
+    assert_int_equal(c.t_end, sts.t0);
+    assert_true(c.t_begin > ds->ev_time[0] && c.t_begin < c.t_end);
+    assert_true(c.n_scored > 0 && c.n_scored <= c.n_events);
+    uint32_t n_best = 0, windows = 0;
+    for (uint32_t k = 0; k < c.n_trials; k++) {
+        const dr_adapter_trial *t = &c.trials[k];
+        assert_true(t->hit10 < c.best.hit10 ||
+                    (t->hit10 == c.best.hit10 && t->ndcg10 <= c.best.ndcg10));
+        n_best += !memcmp(t, &c.best, offsetof(dr_adapter_trial, seconds));
+        windows += k > 0 && t->window != c.trials[0].window;
+    }
+    assert_true(n_best >= 1);
+    assert_true(windows >= 4); /* the window stage tried 5 values */
+    assert_ok(dr_stream_choose_adapter(ds, &mp, &o, NULL, NULL, &c2, &e_));
+    assert_memory_equal(&c.best, &c2.best, offsetof(dr_adapter_trial, seconds));
+    assert_true(c.frozen_hit10 == c2.frozen_hit10);
+
+    dr_split *sp = NULL;
+    assert_ok(dr_split_create(ds, DR_SPLIT_T0, &sp, &e_));
+    dr_model *m = NULL, *back = NULL;
+    assert_ok(dr_model_fit(ds, sp, &mp, &m, &e_));
+    assert_ok(dr_model_set_adapter_choice(m, &c, &e_));
+    char dir[256], path[300];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/base.drm", dir);
+    assert_ok(dr_model_save(m, ds, sp, path, &e_));
+    assert_ok(dr_model_load(path, &back, &e_));
+    dr_stream_options from = dr_stream_default_options();
+    dr_stream_options_from_model(&from, back);
+    assert_int_equal(from.window, c.best.window);
+    assert_true(from.lr == c.best.lr && from.lr_item == c.best.lr_item);
+    dr_adapter_params ap = dr__adapter_default_params();
+    dr__adapter_params_from_model(&ap, back); /* what serve's adapter gets */
+    assert_int_equal(ap.window.capacity, c.best.window);
+    assert_true(ap.lr == c.best.lr && ap.lr_g == c.best.lr_item);
+    dr_stream_options given = dr_stream_default_options();
+    given.window = 77;
+    dr_stream_options_from_model(&given, back);
+    assert_int_equal(given.window, 77);
+    /* a warm retrain keeps the choice */
+    dr_model *warm = NULL;
+    mp.init = back;
+    mp.epochs = 1;
+    assert_ok(dr_model_fit(ds, sp, &mp, &warm, &e_));
+    assert_null(dr_model_meta(warm, "adapter.window"));
+    assert_ok(dr_model_copy_adapter_choice(warm, back, &e_));
+    assert_string_equal(dr_model_meta(warm, "adapter.window"), dr_model_meta(back, "adapter.window"));
+    /* a note out of range is skipped, not used */
+    assert_ok(dr_model_set_meta(warm, "adapter.window", "1", &e_));
+    ap = dr__adapter_default_params();
+    uint32_t def_w = ap.window.capacity;
+    dr__adapter_params_from_model(&ap, warm);
+    assert_int_equal(ap.window.capacity, def_w);
+    dr_model_free(warm);
+    dr_model_free(back);
+    dr_model_free(m);
+    dr_split_free(sp);
+    dr_test_rmrf(dir);
+    /* no time, no stream */
+    dr_error e = {0};
+    dr_builder *b = NULL;
+    assert_ok(dr__builder_create(&b));
+    for (int k = 0; k < 40; k++) {
+        char u[8], it[8];
+        int un = snprintf(u, sizeof u, "u%d", k % 5), in = snprintf(it, sizeof it, "i%d", k % 7);
+        assert_ok(dr__builder_add_event(b, u, (size_t)un, it, (size_t)in, 0, 1.0f, DR_TAG_NONE));
+    }
+    dr_dataset *flat = NULL;
+    assert_ok(dr__builder_finish(b, &flat, &e_));
+    dr__builder_free(b);
+    assert_int_equal(dr_stream_choose_adapter(flat, &mp, &o, NULL, NULL, &c, &e), DR_ARG);
+    assert_non_null(strstr(e.msg, "no time"));
+    dr_dataset_free(flat);
+    dr_dataset_free(ds);
+}
+
 int main(void) {
     /* sgemm on the calling thread: OpenBLAS's pool is not TSan-instrumented (make tsan) */
     openblas_set_num_threads(1);
@@ -256,6 +391,8 @@ int main(void) {
         cmocka_unit_test(test_replay_matches_twin),
         cmocka_unit_test(test_retrain_column),
         cmocka_unit_test(test_needs_dot_product),
+        cmocka_unit_test(test_range_replay),
+        cmocka_unit_test(test_choose_adapter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
