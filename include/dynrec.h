@@ -564,7 +564,7 @@ int dr_stream_result_json(const dr_stream_result *r, char *buf, size_t cap);
  * The adapter's settings chosen on a validation stream (P-STREAM moved back in time): a
  * validation base is trained with `base` on the events before T1 (the time of the pre-T0 event
  * at 90% by count) and the events in [T1, T0) are replayed over it while the window, the
- * user-side rate and the item-side rate are searched coordinate-wise (9 replays). The test
+ * user-side rate and the item-side rate are searched coordinate-wise (11 replays). The test
  * stream (from T0 on) is never looked at. o gives the fixed options (hidden, negatives, seed).
  */
 #define DR_ADAPTER_TRIALS_MAX 16

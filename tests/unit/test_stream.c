@@ -295,7 +295,7 @@ static void test_range_replay(void **st) {
     dr_dataset_free(ds);
 }
 
-/* The adapter chosen on the validation stream: 9 trials before T0, the best is the best of
+/* The adapter chosen on the validation stream: 11 trials before T0, the best is the best of
  * them, the same inputs give the same choice, and the choice travels in a checkpoint to the
  * options eval and serve use (flags given still win). */
 static void test_choose_adapter(void **st) {
@@ -307,7 +307,7 @@ static void test_choose_adapter(void **st) {
     dr_stream_options o = dr_stream_default_options();
     dr_adapter_choice c, c2;
     assert_ok(dr_stream_choose_adapter(ds, &mp, &o, NULL, NULL, &c, &e_));
-    assert_int_equal(c.n_trials, 9);
+    assert_int_equal(c.n_trials, 11);
     assert_int_equal(c.t_end, sts.t0);
     assert_true(c.t_begin > ds->ev_time[0] && c.t_begin < c.t_end);
     assert_true(c.n_scored > 0 && c.n_scored <= c.n_events);
