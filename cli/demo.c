@@ -163,8 +163,21 @@ int cli_cmd_demo(int argc, char **argv) {
         dr_stream_options so = dr_stream_default_options();
         so.progress = cli_progress_cb;
         openblas_set_num_threads(1);
-        if ((rc = cli_split_model(ds, DR_SPLIT_T0, &mo, &spl, &m)) == 0)
+        dr_adapter_choice ch; /* the adapter's settings, chosen before T0 (never on the replay) */
+        mo.p.name = mo.model;
+        if ((s = dr_stream_choose_adapter(ds, &mo.p, &so, NULL, NULL, &ch, &e)) != DR_OK) {
+            rc = cli_die(s, &e);
+            goto done;
+        }
+        printf("   adapter chosen on the validation stream (the last 10%% of the events before "
+               "T0, %u settings tried): window %u, lr %.3g, lr_item %.3g; validation Hit@10 "
+               "%.4f vs frozen %.4f\n", ch.n_trials, ch.best.window, (double)ch.best.lr,
+               (double)ch.best.lr_item, ch.best.hit10, ch.frozen_hit10);
+        if ((rc = cli_split_model(ds, DR_SPLIT_T0, &mo, &spl, &m)) == 0 &&
+            (s = dr_model_set_adapter_choice(m, &ch, &e)) == DR_OK) {
+            dr_stream_options_from_model(&so, m);
             s = dr_eval_stream(ds, m, &so, &sr, &e);
+        }
         dr_model_free(m);
         dr_split_free(spl);
         if (!rc && s != DR_OK) rc = cli_die(s, &e);

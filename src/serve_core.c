@@ -1154,6 +1154,12 @@ dr_status dr__srv_positions(dr_srv *s, uint32_t back1, uint32_t back2, dr_log_po
 
 const dr_model *dr__srv_model(const dr_srv *s) { return s->m; }
 
+int dr__srv_adapter_params(const dr_srv *s, dr_adapter_params *out) {
+    *out = s->p.adapter;
+    dr__adapter_params_from_model(out, s->m);
+    return !s->p.frozen;
+}
+
 void dr__srv_retire(dr_srv *s) { atomic_store(&s->replaced, 1); }
 
 

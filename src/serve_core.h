@@ -183,6 +183,9 @@ void dr__srv_retire(dr_srv *s);
 
 /* The model the state serves (borrowed from the caller of dr__srv_open). */
 const dr_model *dr__srv_model(const dr_srv *s);
+/* The adapter's settings in use (the library's defaults with the checkpoint's notes over them);
+ * returns 0 when the state serves frozen (no adapter learning). */
+int dr__srv_adapter_params(const dr_srv *s, dr_adapter_params *out);
 
 typedef struct dr_srv_stats {
     uint64_t events_total;     /* event records applied */

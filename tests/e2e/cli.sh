@@ -64,8 +64,18 @@ grep -Eq '^\{"protocol":"P-STREAM","dataset":"[^"]*","model":"mf","n_events":[0-
 [ "$(grep -o '"slices":\[.*\]' "$tmp/stream.json" | grep -o '{"frozen"' | wc -l)" -ge 10 ] || fail "stream json has fewer than 10 slices"
 $DYNREC eval --protocol stream --model "$tmp/mf.drm" --data "$tmp/a" 2>"$tmp/err.txt"; rc=$?
 [ $rc -eq 1 ] && grep -q "seen the replay" "$tmp/err.txt" || fail "LOO base accepted for P-STREAM: rc=$rc $(cat "$tmp/err.txt")"
-$DYNREC train --protocol stream --model mf --epochs 5 --data "$tmp/a" --out "$tmp/t0.drm" 2>/dev/null || fail "train --protocol stream"
+$DYNREC train --protocol stream --model mf --epochs 5 --data "$tmp/a" --out "$tmp/t0.drm" 2>"$tmp/t0.err" || fail "train --protocol stream"
+# the adapter's settings are chosen on the validation stream before T0: 11 trials, then the choice
+[ "$(grep -Ec '^ +[0-9]+ +[0-9]+ +[0-9.e-]+ +[0-9.e-]+ +[0-9.]+ ' "$tmp/t0.err")" = 11 ] || fail "adapter search trials: $(cat "$tmp/t0.err")"
+grep -q '^adapter search: chose window [0-9]*, lr ' "$tmp/t0.err" || fail "adapter search: $(tail -3 "$tmp/t0.err")"
 $DYNREC eval --protocol stream --model "$tmp/t0.drm" --data "$tmp/a" --no-adapter >/dev/null 2>&1 || fail "stream eval from a T0 checkpoint"
+$DYNREC eval --protocol stream --model "$tmp/t0.drm" --data "$tmp/a" >/dev/null 2>"$tmp/ev.err" || fail "stream eval with the adapter"
+grep -q 'as chosen on the validation stream' "$tmp/ev.err" || fail "eval did not use the recorded choice: $(cat "$tmp/ev.err")"
+$DYNREC train --protocol stream --model mf --epochs 5 --data "$tmp/a" --out "$tmp/t0b.drm" --adapter-search off 2>"$tmp/t0b.err" || fail "--adapter-search off"
+grep -q 'adapter search' "$tmp/t0b.err" && fail "--adapter-search off searched"
+$DYNREC eval --protocol stream --model "$tmp/t0b.drm" --data "$tmp/a" >/dev/null 2>"$tmp/ev.err" || fail "stream eval, no choice"
+grep -q "the library's defaults" "$tmp/ev.err" || fail "eval without a recorded choice: $(cat "$tmp/ev.err")"
+$DYNREC train --protocol stream --model mf --data "$tmp/a" --out "$tmp/x.drm" --adapter-search maybe 2>/dev/null; [ $? = 2 ] || fail "--adapter-search maybe was accepted"
 ok
 
 # P-MODAL: fusion trained from --features, one setting (JSON shape), the sweep, bad specs

@@ -69,6 +69,7 @@ events_total() {
 
 start
 expect 200 '"status":"ok"' "$base/healthz"
+expect 200 '"chosen_on_validation":false' "$base/healthz" # a P-LOO checkpoint records no choice
 # bad input: each a 4xx with a JSON error naming the problem
 expect 401 'API key' -X POST -d '{"user":"u1","item":"i1"}' "$base/v1/events"
 expect 401 'API key' -X POST -H "Authorization: Bearer nope" -d '{"user":"u1","item":"i1"}' "$base/v1/events"
@@ -263,5 +264,18 @@ vis=$(seq 64 | awk '{printf "%s%.3f", (NR > 1 ? "," : ""), sin($1)}')
 expect 201 '"cold":false,"features_stored":1,"features_used":true' -X PUT -H "$KEY" \
     -d "{\"title\":\"Fused\",\"features\":{\"visual\":[$vis]}}" "$base/v1/items/f1"
 expect 200 'dynrec_log_records 1' "$base/metrics"
+stop
+
+# a P-STREAM checkpoint carries the adapter's settings chosen on its validation stream, and the
+# server's adapter uses them
+$DYNREC train --protocol stream --model mf --data "$tmp/d" --out "$tmp/t0.drm" --epochs 4 \
+    >/dev/null 2>"$tmp/t0.err" || fail "train --protocol stream: $(tail -2 "$tmp/t0.err")"
+w=$(sed -n 's/^adapter search: chose window \([0-9]*\), .*/\1/p' "$tmp/t0.err")
+[ -n "$w" ] || fail "train --protocol stream did not choose the adapter: $(tail -3 "$tmp/t0.err")"
+model="$tmp/t0.drm"
+state="$tmp/state-t0"
+start
+expect 200 "\"adapter\":{\"window\":$w," "$base/healthz"
+expect 200 '"chosen_on_validation":true' "$base/healthz"
 stop
 echo "server end-to-end ok"
