@@ -10,9 +10,11 @@
 
 static const char *train_help_head =
     "usage: dynrec train --model sasrec|mf --data PATH --out model.drm [options]\n"
-    "  --protocol loo|stream|given  train on P-LOO training prefixes (default; validation\n"
-    "                       targets drive early stopping), on P-STREAM's pre-T0 interactions,\n"
-    "                       or on the source's own train split (given, P-MODAL)\n"
+    "  --protocol loo|stream|given|all  train on P-LOO training prefixes (default; validation\n"
+    "                       targets drive early stopping), on P-STREAM's pre-T0 interactions\n"
+    "                       (each user's last one validates), on the source's own train split\n"
+    "                       (given, P-MODAL), or on every event but each user's last, which\n"
+    "                       validates (all: a base to serve; the default with --init)\n"
     "  --out FILE           checkpoint to write (.drm, docs/FORMATS.md)\n"
     "  --init OLD.drm       warm retrain: start from a checkpoint of the same kind (--model\n"
     "                       defaults to its kind, --dim/--max-len/--blocks/--heads to its own\n"
@@ -32,7 +34,7 @@ static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
 int cli_cmd_train(int argc, char **argv) {
     cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
-    const char *out = NULL, *protocol = "loo", *init = NULL;
+    const char *out = NULL, *protocol = NULL, *init = NULL;
     int search = 1;
     cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
@@ -61,6 +63,7 @@ int cli_cmd_train(int argc, char **argv) {
         fprintf(stderr, "train: warm start from %s (%s, %u users, %u items; matched by id)\n",
                 init, dr_model_name(im), dr_model_n_users(im), dr_model_n_items(im));
     mo.p.init = im;
+    if (!protocol) protocol = im ? "all" : "loo"; /* a warm retrain makes a base to serve */
     int rc = train_run(&mo, &l, out, protocol, search);
     dr_model_free(im);
     return rc;
@@ -85,7 +88,8 @@ static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
     if (!strcmp(protocol, "loo")) kind = DR_SPLIT_LOO;
     else if (!strcmp(protocol, "stream")) kind = DR_SPLIT_T0;
     else if (!strcmp(protocol, "given") || !strcmp(protocol, "modal")) kind = DR_SPLIT_GIVEN;
-    else return cli_usage_error("train: unknown --protocol '%s' (loo, stream, given)", protocol);
+    else if (!strcmp(protocol, "all")) kind = DR_SPLIT_ALL;
+    else return cli_usage_error("train: unknown --protocol '%s' (loo, stream, given, all)", protocol);
     char mods[512];
     cli_default_modalities(&l, &mo, mods, sizeof mods);
     dr_dataset *ds = NULL;

@@ -250,7 +250,9 @@ dr_status dr_synth_generate(const dr_synth_params *p, dr_dataset **out, dr_error
 typedef enum {
     DR_SPLIT_LOO = 0,  /* P-LOO: last = test, second-to-last = valid; users < 3 dropped */
     DR_SPLIT_GIVEN,    /* the source's own train/valid/test tags (P-MODAL) */
-    DR_SPLIT_T0        /* P-STREAM: training = events with time < T0 */
+    DR_SPLIT_T0,       /* P-STREAM: training = events with time < T0 (the last validates) */
+    DR_SPLIT_ALL       /* a retrain for serving: every event trains but each user's last, which
+                          validates (early stopping); no test segment */
 } dr_split_kind;
 
 /*

@@ -223,6 +223,9 @@ dr_status dr__eval_run(const dr_dataset *ds, const dr_split *sp, const dr_model 
     if (!o) o = &all;
     if (!ds || !sp || !m || !out) return dr__fail(err, DR_ARG, "dr_eval_split: NULL argument");
     memset(out, 0, sizeof *out);
+    if (sp->kind == DR_SPLIT_ALL && p->which == 0)
+        return dr__fail(err, DR_ARG, "dr_eval_split: an 'all' split (a retrain for serving) has "
+                                    "no test targets; its validation targets (which = 1) rank");
     if (sp->kind == DR_SPLIT_T0 && p->which == 0)
         return dr__fail(err, DR_ARG, "dr_eval_split: a T0 split's test events are evaluated by "
                                     "replay (P-STREAM), not by ranking held-out segments; its "

@@ -29,6 +29,10 @@ struct dr_split {
 };
 /* Users with a validation target ranked from a non-empty training prefix (early stopping). */
 uint32_t dr__split_n_valid_users(const dr_split *s);
+/* A split kind's name in checkpoint metadata ("loo", "given", "t0", "all"; "?" if unknown), and
+ * back (-1 if unknown). */
+const char *dr__split_kind_name(int kind);
+int dr__split_kind_parse(const char *name);
 /* A T0-kind split at time t (refits, validation streams): events before t train, the last of
  * them validates when with_valid (and the user has two), the rest are test. */
 dr_status dr__split_t0_at(const dr_dataset *ds, int64_t t, int with_valid, dr_split **out,

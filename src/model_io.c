@@ -23,9 +23,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static const char *split_name(dr_split_kind k) {
-    return k == DR_SPLIT_LOO ? "loo" : k == DR_SPLIT_GIVEN ? "given" : "t0";
-}
 
 /* xxh64 over the NUL-terminated item ids in dense order. */
 static uint64_t items_hash_ds(const dr_dataset *ds) {
@@ -154,7 +151,7 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
     /* a dataset exported from a server's log: the log position the checkpoint covers */
     if (ds->log_covers[0] && (st = dr__ckpt_add_meta(w, "log_covers", ds->log_covers, err))) goto fail;
     if (split) {
-        if ((st = dr__ckpt_add_meta(w, "split", split_name(split->kind), err))) goto fail;
+        if ((st = dr__ckpt_add_meta(w, "split", dr__split_kind_name(split->kind), err))) goto fail;
         if (split->kind == DR_SPLIT_T0) {
             snprintf(v[3], sizeof v[3], "%lld", (long long)split->t0);
             if ((st = dr__ckpt_add_meta(w, "T0", v[3], err))) goto fail;

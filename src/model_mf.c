@@ -889,8 +889,7 @@ dr_status dr__mf_save(const dr_model *m, const char *path, dr_error *err) {
     for (size_t k = 0; k < DR_ARRAY_LEN(keys); k++)
         if ((st = dr__ckpt_add_meta(w, keys[k], v[k], err)) != DR_OK) goto fail;
     if (s->split_kind >= 0) {
-        const char *kinds[] = {"loo", "given", "t0"};
-        const char *kind = s->split_kind <= DR_SPLIT_T0 ? kinds[s->split_kind] : "?";
+        const char *kind = dr__split_kind_name(s->split_kind);
         if ((st = dr__ckpt_add_meta(w, "split", kind, err)) != DR_OK) goto fail;
     }
     if (s->split_kind == DR_SPLIT_T0) {
@@ -946,11 +945,7 @@ dr_status dr__mf_load(const char *path, dr_model **out, dr_error *err) {
     s->params.d = s->d;
     s->split_kind = -1;
     const char *mv;
-    if ((mv = dr__ckpt_meta(s->ckpt, "split"))) {
-        if (strcmp(mv, "loo") == 0) s->split_kind = DR_SPLIT_LOO;
-        else if (strcmp(mv, "given") == 0) s->split_kind = DR_SPLIT_GIVEN;
-        else if (strcmp(mv, "t0") == 0) s->split_kind = DR_SPLIT_T0;
-    }
+    if ((mv = dr__ckpt_meta(s->ckpt, "split"))) s->split_kind = dr__split_kind_parse(mv);
     if ((mv = dr__ckpt_meta(s->ckpt, "T0"))) s->t0 = strtoll(mv, NULL, 10);
     if ((mv = dr__ckpt_meta(s->ckpt, "lr"))) s->params.lr = strtof(mv, NULL);
     if ((mv = dr__ckpt_meta(s->ckpt, "l2"))) s->params.l2 = strtof(mv, NULL);

@@ -14,6 +14,9 @@
  *                     each user's last pre-T0 interaction") when there are at least two, the
  *                     others train; test = the rest (the replay). So the pre-T0 prefix is
  *                     n_train + n_valid, and early stopping works as under LOO.
+ *   ALL   (serving): every event trains except each user's last, which validates (when the user
+ *                     has two): a base retrained on everything a server saw still early-stops,
+ *                     and keeps every user's newest events but one (LOO would hold out two).
  * Alternative rejected: index lists per segment (what most Python code does). They cost memory
  * proportional to the events, and allow layouts (test before train) that no protocol uses.
  */
@@ -108,7 +111,7 @@ dr_status dr_split_create(const dr_dataset *ds, dr_split_kind kind, dr_split **o
     if (!out) return dr__fail(err, DR_ARG, "dr_split_create: out is NULL");
     *out = NULL;
     if (!ds) return dr__fail(err, DR_ARG, "dr_split_create: dataset is NULL");
-    if (kind != DR_SPLIT_LOO && kind != DR_SPLIT_GIVEN && kind != DR_SPLIT_T0)
+    if (kind != DR_SPLIT_LOO && kind != DR_SPLIT_GIVEN && kind != DR_SPLIT_T0 && kind != DR_SPLIT_ALL)
         return dr__fail(err, DR_ARG, "dr_split_create: unknown split kind %d", (int)kind);
     for (uint32_t u = 0; u < ds->n_users; u++)
         if (ds->user_off[u + 1] - ds->user_off[u] > UINT32_MAX)
@@ -125,6 +128,7 @@ dr_status dr_split_create(const dr_dataset *ds, dr_split_kind kind, dr_split **o
     case DR_SPLIT_LOO: split_loo(ds, s); break;
     case DR_SPLIT_GIVEN: st = split_given(ds, s, err); break;
     case DR_SPLIT_T0: split_t0(ds, s); break;
+    case DR_SPLIT_ALL: split_at(ds, s, INT64_MAX, 1), s->t0 = 0; break;
     }
     if (st != DR_OK) goto fail;
     for (uint32_t u = 0; u < s->n_users; u++) s->n_eval += s->n_test[u] > 0;
@@ -153,6 +157,18 @@ void dr_split_free(dr_split *s) {
 }
 
 dr_split_kind dr_split_get_kind(const dr_split *s) { return s->kind; }
+
+static const char *const g_split_names[] = {"loo", "given", "t0", "all"}; /* by dr_split_kind */
+
+const char *dr__split_kind_name(int kind) {
+    return kind >= 0 && (size_t)kind < DR_ARRAY_LEN(g_split_names) ? g_split_names[kind] : "?";
+}
+
+int dr__split_kind_parse(const char *name) {
+    for (size_t k = 0; name && k < DR_ARRAY_LEN(g_split_names); k++)
+        if (!strcmp(name, g_split_names[k])) return (int)k;
+    return -1;
+}
 
 void dr_split_user(const dr_split *s, uint32_t u, uint32_t *n_train, uint32_t *n_valid,
                    uint32_t *n_test) {

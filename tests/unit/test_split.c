@@ -148,6 +148,27 @@ static void test_t0(void **state) {
     dr_dataset_free(ds);
 }
 
+/* ALL (a base to serve): every event trains but each user's last, which validates. */
+static void test_all(void **state) {
+    (void)state;
+    dr_dataset *ds = build(k_events, DR_ARRAY_LEN(k_events));
+    dr_split *s = NULL;
+    dr_error err = {0};
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_ALL, &s, &err), DR_OK);
+    assert_int_equal(dr_split_get_kind(s), DR_SPLIT_ALL);
+    expect_user(s, uid(ds, "a"), 4, 1, 0);
+    expect_user(s, uid(ds, "b"), 1, 1, 0);
+    expect_user(s, uid(ds, "c"), 2, 1, 0);
+    assert_int_equal(dr_split_n_eval_users(s), 0);
+    assert_int_equal(dr__split_n_valid_users(s), 3);
+    dr_split_free(s);
+    for (int k = DR_SPLIT_LOO; k <= DR_SPLIT_ALL; k++)
+        assert_int_equal(dr__split_kind_parse(dr__split_kind_name(k)), k);
+    assert_string_equal(dr__split_kind_name(DR_SPLIT_ALL), "all");
+    assert_int_equal(dr__split_kind_parse("nope"), -1);
+    dr_dataset_free(ds);
+}
+
 static void test_t0_index_matches_float_definition(void **state) {
     (void)state;
     /* floor(0.8 n) computed in integers must agree with the definition for every n */
@@ -210,6 +231,7 @@ int main(void) {
         cmocka_unit_test(test_given),
         cmocka_unit_test(test_given_interleaved),
         cmocka_unit_test(test_t0),
+        cmocka_unit_test(test_all),
         cmocka_unit_test(test_t0_index_matches_float_definition),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_oom),
