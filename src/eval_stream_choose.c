@@ -41,8 +41,8 @@ static const struct {
 /* Checkpoint notes: the chosen settings, then the validation figures they were chosen on. */
 #define DR_ADAPTER_NOTES(X)                                                          \
     X("adapter.window", "%u", c->best.window)                                        \
-    X("adapter.lr", "%.9g", (double)c->best.lr)                                      \
-    X("adapter.lr_item", "%.9g", (double)c->best.lr_item)                            \
+    X("adapter.lr", "%.6g", (double)c->best.lr)                                      \
+    X("adapter.lr_item", "%.6g", (double)c->best.lr_item)                            \
     X("adapter.valid_hit10", "%.6f", c->best.hit10)                                  \
     X("adapter.valid_ndcg10", "%.6f", c->best.ndcg10)                                \
     X("adapter.valid_frozen_hit10", "%.6f", c->frozen_hit10)                         \

@@ -1137,7 +1137,7 @@ static dr_routes_pending *get_health(dr_routes *r, dr_routes_worker *w, const ro
         (unsigned long long)w->g->id, dr__now_seconds() - w->g->since);
     dr_adapter_params ap;
     if (dr__srv_adapter_params(w->g->srv, &ap))
-        out(w, ",\"adapter\":{\"window\":%u,\"lr\":%.9g,\"lr_item\":%.9g,\"chosen_on_validation\":%s}}",
+        out(w, ",\"adapter\":{\"window\":%u,\"lr\":%.6g,\"lr_item\":%.6g,\"chosen_on_validation\":%s}}",
             ap.window.capacity, (double)ap.lr, (double)ap.lr_g,
             dr_model_meta(dr__srv_model(w->g->srv), "adapter.window") ? "true" : "false");
     else
