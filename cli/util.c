@@ -339,6 +339,14 @@ void cli_epoch_cb(void *ud, int epoch, double loss, double val_ndcg10, double se
         fprintf(stderr, "epoch %4d  loss %.5f  %.2f s\n", epoch, loss, seconds);
 }
 
+int cli_protocol_kind(const char *protocol, dr_split_kind *kind) {
+    if (!strcmp(protocol, "loo")) *kind = DR_SPLIT_LOO;
+    else if (!strcmp(protocol, "stream")) *kind = DR_SPLIT_T0;
+    else if (!strcmp(protocol, "given") || !strcmp(protocol, "modal")) *kind = DR_SPLIT_GIVEN;
+    else return -1;
+    return 0;
+}
+
 void cli_default_modalities(const cli_load_opts *l, cli_model_opts *mo, char *buf, size_t cap) {
     if (mo->p.modalities || !l->features || cap == 0) return;
     buf[0] = 0;

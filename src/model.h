@@ -153,6 +153,15 @@ dr_status dr__warm_map_check(const dr_warm_map *map, int users, uint32_t n, uint
 void dr__warm_copy_rows(float *dst, const float *src, const uint32_t *map, uint32_t n,
                        size_t width);
 
+/* dr_model_save with n_kv more metadata pairs kv[2k] = kv[2k+1] (model_io.c); a key the
+ * checkpoint writes itself is DR_ARG. */
+dr_status dr__model_save_meta(const dr_model *m, const dr_dataset *ds, const dr_split *split,
+                             const char *path, const char *const *kv, size_t n_kv,
+                             dr_error *err);
+/* A model of kind vt around state (n_items items); on failure the state is freed with vt->free
+ * (model.c). */
+dr_status dr__model_wrap(const dr_model_vt *vt, void *state, uint32_t n_items, dr_model **out,
+                        dr_error *err);
 /* Fills the dot-product view of a fitted or loaded model (model.c). */
 dr_status dr__model_prepare_latents(dr_model *m, dr_error *err);
 /* The vtable's fold_in flag and context window (0 = all) of a model (model.c). */

@@ -96,7 +96,14 @@ static dr_status meta_u32(const dr_ckpt *c, const char *key, uint32_t *out, dr_e
 
 dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split *split,
                         const char *path, dr_error *err) {
-    if (!m || !ds || !path) return dr__fail(err, DR_ARG, "dr_model_save: NULL argument");
+    return dr__model_save_meta(m, ds, split, path, NULL, 0, err);
+}
+
+dr_status dr__model_save_meta(const dr_model *m, const dr_dataset *ds, const dr_split *split,
+                             const char *path, const char *const *kv, size_t n_kv,
+                             dr_error *err) {
+    if (!m || !ds || !path || (n_kv && !kv))
+        return dr__fail(err, DR_ARG, "dr_model_save: NULL argument");
     if (!m->vt->save)
         return dr__fail(err, DR_UNSUPPORTED, "model '%s' has no parameters to save (it is fitted "
                        "from the data each time)", m->vt->name);
@@ -159,6 +166,8 @@ dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split 
             if ((st = dr__ckpt_add_meta(w, "T0", v[3], err))) goto fail;
         }
     }
+    for (size_t k = 0; k < n_kv; k++)
+        if ((st = dr__ckpt_add_meta(w, kv[2 * k], kv[2 * k + 1], err))) goto fail;
     if ((st = m->vt->save(m, w, err)) != DR_OK) goto fail;
     uint64_t s_users[1] = {nb_users}, s_items[1] = {nb_items}, s_off[1] = {(uint64_t)ds->n_users + 1},
              s_hist[1] = {n_hist};

@@ -672,16 +672,7 @@ const dr_model_vt dr_mf_vt = {
 };
 
 static dr_status wrap_model(mf_state *s, dr_model **out, dr_error *err) {
-    dr_model *m = dr__calloc(1, sizeof *m);
-    if (!m) {
-        mf_free(s);
-        return dr__fail(err, DR_NOMEM, "mf: out of memory");
-    }
-    m->vt = &dr_mf_vt;
-    m->state = s;
-    m->n_items = s->n_items;
-    *out = m;
-    return DR_OK;
+    return dr__model_wrap(&dr_mf_vt, s, s->n_items, out, err);
 }
 
 dr_status dr__mf_from_view(const dr_mf_view *v, dr_model **out, dr_error *err) {

@@ -1215,14 +1215,5 @@ const dr_model_vt dr_sasrec_vt = {
 
 dr_status dr__sasrec_as_model(dr_sasrec *s, dr_model **out, dr_error *err) {
     if (!out || !s) return dr__fail(err, DR_ARG, "dr__sasrec_as_model: NULL argument");
-    dr_model *m = dr__calloc(1, sizeof *m);
-    if (!m) {
-        dr__sasrec_free(s);
-        return dr__fail(err, DR_NOMEM, "dr__sasrec_as_model: out of memory");
-    }
-    m->vt = &dr_sasrec_vt;
-    m->state = s;
-    m->n_items = s->dm.n_items;
-    *out = m;
-    return DR_OK;
+    return dr__model_wrap(&dr_sasrec_vt, s, s->dm.n_items, out, err);
 }
