@@ -12,6 +12,7 @@
 
 static const char *train_help_head =
     "usage: dynrec train --model sasrec|mf --data PATH --out model.drm [options]\n"
+    "       (pop and itemknn are fitted and saved too: for eval and recommend, not serve)\n"
     "  --protocol loo|stream|given  train on P-LOO training prefixes (default; validation\n"
     "                       targets drive early stopping), on P-STREAM's pre-T0 interactions,\n"
     "                       or on the source's own train split (given, P-MODAL)\n"

@@ -13,7 +13,7 @@
 static const char *tune_help_head =
     "usage: dynrec tune --data PATH --budget MINUTES [--models sasrec,mf,itemknn,pop]\n"
     "                   [--out best.drm] [--trials N] [--protocol loo|given|stream] [--json]\n"
-    "  --budget MINUTES     wall clock of the search (after loading the data); it decides how\n"
+    "  --budget MINUTES     wall clock of the whole command, loading included; it decides how\n"
     "                       far the search gets, never which trials come first\n"
     "  --trials N           stop after N trials (the baselines not counted): with the same\n"
     "                       --seed, the same N gives the same figures and checkpoint bytes\n"
@@ -37,14 +37,11 @@ typedef struct tune_cli {
 } tune_cli;
 
 static void print_space(void) {
-    const char *kind, *setting, *values, *prev = "";
-    fputs("search space (kind: setting values; epochs = the rungs):\n", stdout);
-    for (size_t k = 0; (kind = dr_tune_space_at(k, &setting, &values)); k++) {
-        if (strcmp(kind, prev)) printf("%s  %s:", k ? "\n" : "", kind);
-        printf(" %s %s;", setting, values);
-        prev = kind;
-    }
-    fputs("\n  pop: its defaults only (it is also a baseline)\n", stdout);
+    const char *kind, *setting, *values;
+    fputs("search space (one row per kind and setting; epochs are the rungs):\n", stdout);
+    for (size_t k = 0; (kind = dr_tune_space_at(k, &setting, &values)); k++)
+        printf("  %-8s %-9s %s\n", kind, setting, values);
+    fputs("  pop      (none)    its defaults only: it is the popularity baseline\n", stdout);
 }
 
 static void fmt_left(char *buf, size_t cap, const tune_cli *c, double elapsed) {

@@ -81,8 +81,8 @@ struct dr_model_vt {
     const dr_fusion *(*fusion)(const dr_model *m, const float **e, dr_impute *imp);
     dr_status (*refuse)(dr_model *m, const dr_dataset *ds, const uint8_t *over, dr_impute imp,
                         dr_error *err);
-    /* Checkpoints (model_io.c; NULL for a model fitted from the data each time): save adds the
-     * model's metadata and sections to w; load builds the model from c's. */
+    /* Checkpoints (model_io.c; NULL: the kind cannot be saved): save adds the model's
+     * metadata and sections to w; load builds the model from c's. */
     dr_status (*save)(const dr_model *m, struct dr_ckpt_writer *w, dr_error *err);
     dr_status (*load)(const struct dr_ckpt *c, dr_model **out, dr_error *err);
     /* Dot-product view (NULL: none): score = items[i] . h over *dim floats per item; *owned is
