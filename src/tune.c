@@ -468,7 +468,7 @@ static void rank_rung(dr_tune *t, uint32_t ki, int r) {
         if (c->kind == ki && c->rung >= r)
             t->order.a[t->order.n++] = (rank_item){c->score[r], c->id, (uint32_t)j};
     }
-    qsort(t->order.a, t->order.n, sizeof *t->order.a, rank_cmp);
+    if (t->order.n > 1) qsort(t->order.a, t->order.n, sizeof *t->order.a, rank_cmp);
 }
 
 /* The candidate ASHA promotes now (SIZE_MAX: none). */
