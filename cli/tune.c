@@ -164,9 +164,10 @@ static void print_summary(const dr_tune *tu, const char *pname, const char *data
     size_t at = b->epochs ? (size_t)snprintf(set, sizeof set, "epochs=%u ", b->epochs) : 0;
     dr_tune_settings_text(b, set + at, sizeof set - at);
     if (!json) {
-        printf("tune: %zu trials in %.1f s (stopped: %s); %s validation targets of %u users, "
-               "NDCG@10 full ranking\n", n_search, seconds, dr_tune_stopped(tu), pname,
-               b->valid.n_users);
+        const char *why = dr_tune_stop_detail(tu);
+        printf("tune: %zu trials in %.1f s (stopped: %s%s%s); %s validation targets of %u users, "
+               "NDCG@10 full ranking\n", n_search, seconds, dr_tune_stopped(tu), why[0] ? ": " : "",
+               why, pname, b->valid.n_users);
         printf("  best      %-8s valid NDCG@10 %.4f  Hit@10 %.4f  %s%s\n", b->model,
                b->valid.full10.ndcg, b->valid.full10.hit, set[0] ? set : "(defaults)",
                b->baseline ? " (baseline)" : "");

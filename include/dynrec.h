@@ -549,6 +549,8 @@ const dr_tune_trial *dr_tune_best_trained(const dr_tune *t);
 /* Why the search ended: "trials" (max_trials run), "budget", or "exhausted" (no kind has a
  * setting left to draw and no candidate to promote). */
 const char *dr_tune_stopped(const dr_tune *t);
+/* When the budget stopped it before a trial: that trial and its estimate, in words ("" else). */
+const char *dr_tune_stop_detail(const dr_tune *t);
 /* Writes the best model as a checkpoint whose metadata also holds its settings and validation
  * figures (`tune.*` keys, docs/FORMATS.md). */
 dr_status dr_tune_save(const dr_tune *t, const dr_dataset *ds, const dr_split *sp,

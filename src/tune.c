@@ -215,6 +215,7 @@ struct dr_tune {
     size_t best, best_trained;         /* trial indices, SIZE_MAX: none */
     dr_model *best_model;
     const char *stopped;
+    char stop_detail[160];             /* why, in words */
     double t_start;
 };
 
@@ -592,6 +593,8 @@ static dr_status search(dr_tune *t, dr_error *err) {
         const double elapsed = dr__now_seconds() - t->t_start;
         if (t->p.budget_seconds > 0 && elapsed >= t->p.budget_seconds) {
             t->stopped = "budget";
+            snprintf(t->stop_detail, sizeof t->stop_detail, "the %.1f s budget is spent",
+                     t->p.budget_seconds);
             return DR_OK;
         }
         size_t ci = promotable(t);
@@ -606,8 +609,13 @@ static dr_status search(dr_tune *t, dr_error *err) {
             }
             r = 0;
         }
-        if (t->p.budget_seconds > 0 && elapsed + estimate(t, ci, r) > t->p.budget_seconds) {
+        const double need = estimate(t, ci, r);
+        if (t->p.budget_seconds > 0 && elapsed + need > t->p.budget_seconds) {
+            const tune_cand *c = &t->cands.a[ci];
             t->stopped = "budget";
+            snprintf(t->stop_detail, sizeof t->stop_detail, "the next trial (%s candidate %u, "
+                     "rung %d) needs about %.0f s, %.0f s are left", kind_of(t, c)->name, c->id,
+                     r, need, t->p.budget_seconds - elapsed);
             return DR_OK;
         }
         if ((st = run_trial(t, ci, r, err)) != DR_OK) return st;
@@ -683,6 +691,8 @@ const dr_tune_trial *dr_tune_best_trained(const dr_tune *t) {
 }
 
 const char *dr_tune_stopped(const dr_tune *t) { return t && t->stopped ? t->stopped : ""; }
+
+const char *dr_tune_stop_detail(const dr_tune *t) { return t ? t->stop_detail : ""; }
 
 /* ------------------------------------------------------------------ the checkpoint */
 

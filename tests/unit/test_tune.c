@@ -274,7 +274,9 @@ static void test_fixed_and_exhausted(void **state) {
     dr_tune_free(t);
     p = quick(NULL, 0, 1);
     p.budget_seconds = 1e-9;
-    dr_tune_free(run_expect(&f, &p, 0, "budget"));
+    t = run_expect(&f, &p, 0, "budget");
+    assert_non_null(strstr(dr_tune_stop_detail(t), "spent"));
+    dr_tune_free(t);
     fx_close(&f);
 }
 
