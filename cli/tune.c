@@ -147,16 +147,18 @@ static void print_json(const dr_tune *tu, const dr_dataset *ds, const char *pnam
 }
 
 /* The flags of `dynrec train` that give trial t's settings. */
-static void train_flags(const dr_tune_trial *t, const char *data, char *buf, size_t cap) {
-    size_t n = (size_t)snprintf(buf, cap, "--data %s --model %s", data, t->model);
+static void train_flags(const dr_tune_trial *t, const char *data, uint64_t seed, char *buf,
+                        size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "--data %s --model %s --seed %llu", data, t->model,
+                                (unsigned long long)seed);
     if (t->epochs && n < cap) n += (size_t)snprintf(buf + n, cap - n, " --epochs %u --no-early-stop", t->epochs);
     for (uint32_t j = 0; j < t->n_settings && n < cap; j++)
         n += (size_t)snprintf(buf + n, cap - n, " --%s %s", t->settings[j].name, t->settings[j].value);
 }
 
 /* The human summary (stdout) and, when a baseline won, the line that says so (stderr). */
-static void print_summary(const dr_tune *tu, const char *pname, const char *data, const char *out,
-                          double seconds, int json) {
+static void print_summary(const dr_tune *tu, const char *pname, const char *data, uint64_t seed,
+                          const char *out, double seconds, int json) {
     const dr_tune_trial *b = dr_tune_best(tu), *bt = dr_tune_best_trained(tu);
     char set[512], flags[640];
     size_t n = dr_tune_n_trials(tu), n_search = 0;
@@ -188,13 +190,14 @@ static void print_summary(const dr_tune *tu, const char *pname, const char *data
                 b->baseline ? " at its defaults" : "", out ? "; written to " : "", out ? out : "");
         return;
     }
-    train_flags(bt, data, flags, sizeof flags);
+    train_flags(bt, data, seed, flags, sizeof flags);
     fprintf(stderr,
-            "tune: a baseline beat every trained candidate: %s (valid NDCG@10 %.4f) over the best "
-            "trained one, %s (%.4f)%s%s%s. dynrec serve needs a trained model: `dynrec train %s "
-            "--out FILE` trains that one on its own\n",
-            b->model, b->valid.full10.ndcg, bt->model, bt->valid.full10.ndcg,
-            out ? "; " : "", out ? out : "", out ? " holds the baseline" : "", flags);
+            "tune: a baseline beat every trained candidate: %s %s (valid NDCG@10 %.4f) over the "
+            "best trained one, %s (%.4f)%s%s%s. dynrec serve needs a trained model: `dynrec train "
+            "%s --out FILE` trains one with its settings\n",
+            b->model, set[0] ? set : "(defaults)", b->valid.full10.ndcg, bt->model,
+            bt->valid.full10.ndcg, out ? "; " : "", out ? out : "", out ? " holds the baseline" : "",
+            flags);
 }
 
 int cli_cmd_tune(int argc, char **argv) {
@@ -282,7 +285,7 @@ int cli_cmd_tune(int argc, char **argv) {
         goto done;
     }
     const double seconds = cli_now() - t_start;
-    print_summary(tu, pname, l.data, out, seconds, c.json);
+    print_summary(tu, pname, l.data, mo.p.seed, out, seconds, c.json);
     if (c.json) print_json(tu, ds, pname, &mo.p, out, seconds);
     else if (out) printf("  wrote %s\n", out);
 done:

@@ -44,7 +44,15 @@ ok
 $DYNREC tune --data "$D" --models sasrec --epochs 1 --lr 0.00001 --trials 1 --max-len 20 --out "$tmp/k.drm" \
     >"$tmp/k.out" 2>"$tmp/k.err" || fail "tune --models sasrec: $(cat "$tmp/k.err")"
 grep -q "tune: a baseline beat every trained candidate: itemknn" "$tmp/k.err" || fail "no baseline-won line: $(cat "$tmp/k.err")"
-grep -q "dynrec train --data $D --model sasrec --epochs 1 --no-early-stop" "$tmp/k.err" || fail "no train command: $(cat "$tmp/k.err")"
+grep -q "dynrec train --data $D --model sasrec --seed 42 --epochs 1 --no-early-stop --dim [0-9]* --max-len 20 " "$tmp/k.err" \
+    || fail "no train command: $(cat "$tmp/k.err")"
+# that command trains the rung-0 candidate again: the same validation figure
+cmd=$(sed -n 's/.*`dynrec train \(.*\) --out FILE`.*/\1/p' "$tmp/k.err")
+want=$(sed -n 's/.*over the best trained one, sasrec (\([0-9.]*\)).*/\1/p' "$tmp/k.err")
+[ -n "$cmd" ] && [ -n "$want" ] || fail "no train command or figure: $(cat "$tmp/k.err")"
+# shellcheck disable=SC2086
+$DYNREC train $cmd --out "$tmp/again.drm" 2>"$tmp/again.err" || fail "train $cmd: $(cat "$tmp/again.err")"
+grep -Eq "^  sasrec +$want " "$tmp/again.err" || fail "train $cmd does not give $want: $(cat "$tmp/again.err")"
 $DYNREC recommend --model "$tmp/k.drm" --user u3 -k 2 >"$tmp/r.txt" 2>&1 && grep -q "(itemknn," "$tmp/r.txt" \
     || fail "the written baseline does not recommend: $(cat "$tmp/r.txt")"
 ok
