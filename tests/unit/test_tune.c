@@ -1,10 +1,13 @@
 /* test_tune.c - the search over model kinds and settings (src/tune.c): the same seed and trial
  * count give the same trials and checkpoint bytes for any thread count, the best is the
- * highest validation figure tried, promotions follow successive halving, the checkpoint holds
+ * highest validation figure tried, promotions follow successive halving and continue from the
+ * rung's model fitted in memory, the checkpoint holds
  * the settings and figures, a baseline that wins is the one written, settings can be fixed, a
  * diverging setting is a failed trial, bad input is refused, out of memory is clean. */
 #include "testutil.h"
 #include "oom.h"
+
+#include <math.h>
 
 #include "dataset.h"
 #include "model.h"
@@ -206,6 +209,40 @@ static void test_promotion(void **state) {
     t = run(&f, &p);
     assert_int_equal(dr_tune_trial_at(t, DR_BASELINES + 3)->candidate, want);
     dr_tune_free(t);
+    fx_close(&f);
+}
+
+/* A promotion continues from the rung's model fitted in memory (matched row for row): with a
+ * vanishing learning rate, one more epoch ends where that model was, for both trained kinds. */
+static void test_continuation(void **state) {
+    (void)state;
+    fx f;
+    fx_open(&f, 12, 150, 100, 3000);
+    const char *kinds[] = {"mf", "sasrec"};
+    for (size_t k = 0; k < 2; k++) {
+        dr_model_params mp = quick(NULL, 1, 1).base;
+        mp.name = kinds[k];
+        mp.epochs = 3;
+        mp.eval_every = UINT32_MAX;
+        dr_model *a = NULL, *b = NULL;
+        assert_ok(dr_model_fit(f.ds, f.sp, &mp, &a, &e_));
+        mp.init = a;
+        mp.epochs = 1;
+        mp.seed = 43;
+        mp.lr = 1e-12f;
+        assert_ok(dr_model_fit(f.ds, f.sp, &mp, &b, &e_));
+        const uint32_t d = dr_model_latent_dim(a);
+        assert_int_equal(d, dr_model_latent_dim(b));
+        const float *x = dr_model_item_latents(a), *y = dr_model_item_latents(b);
+        double diff = 0, norm = 0;
+        for (size_t i = 0; i < (size_t)dr_model_n_items(a) * d; i++) {
+            diff += fabs((double)x[i] - y[i]);
+            norm += fabs((double)x[i]);
+        }
+        if (!(norm > 0 && diff < 1e-6 * norm)) fail_msg("%s: |diff| %g of |init| %g", kinds[k], diff, norm);
+        dr_model_free(b);
+        dr_model_free(a);
+    }
     fx_close(&f);
 }
 
@@ -413,6 +450,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_best_and_checkpoint),
         cmocka_unit_test(test_promotion),
+        cmocka_unit_test(test_continuation),
         cmocka_unit_test(test_baseline_wins),
         cmocka_unit_test(test_fixed_and_exhausted),
         cmocka_unit_test(test_diverged),
