@@ -1,9 +1,9 @@
 /* test_tune.c - the search over model kinds and settings (src/tune.c): the same seed and trial
  * count give the same trials and checkpoint bytes for any thread count, the best is the
  * highest validation figure tried, promotions follow successive halving and continue from the
- * rung's model fitted in memory, the checkpoint holds
- * the settings and figures, a baseline that wins is the one written, settings can be fixed, a
- * diverging setting is a failed trial, bad input is refused, out of memory is clean. */
+ * rung's model fitted in memory, the checkpoint holds the settings and figures, a baseline
+ * that wins is the one written, settings can be fixed, a diverging setting is a failed trial,
+ * bad input is refused, out of memory is clean. */
 #include "testutil.h"
 #include "oom.h"
 
