@@ -2,8 +2,8 @@
  * train.c - `dynrec train`: fits a base model (sasrec, mf) under a protocol's training split
  * and writes the checkpoint; with --init, a warm retrain that starts from an older checkpoint
  * (rows matched by external id, dr_model_params.init). Then it ranks the validation targets
- * with the model and with the baselines (pop, itemknn: exact, well under a second on the
- * shared datasets) and says so in one line when the model loses to one of them.
+ * with the model and with the baselines (pop, itemknn: exact and cheap, docs/BENCH.md) and says
+ * so in one line when the model loses to one of them (--no-baselines: not at all).
  */
 #include <stdio.h>
 #include <string.h>

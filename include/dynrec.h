@@ -460,7 +460,8 @@ dr_status dr_eval_split(const dr_dataset *ds, const dr_split *split, const dr_mo
 
 /*
  * The reference baselines every trained model is held to: pop and itemknn at their defaults
- * (exact, cheap: fitting and ranking amazon-mtv's 10,000 validation users takes 0.4 s).
+ * (exact, cheap: ranking amazon-mtv's 10,000 validation users takes them a second or two;
+ * ranking them with a trained model costs more, docs/BENCH.md).
  * dr_eval_baselines fits each on sp's training segments and evaluates it as dr_eval_split
  * does with p (p->which = 1: the validation targets, as `dynrec train` and `tune` report them);
  * out[k] belongs to dr_baseline_name(k).
