@@ -70,6 +70,9 @@ int cli_get_model(dr_dataset *ds, const dr_split *sp, cli_model_opts *mo, dr_mod
  * returns non-zero on failure (*sp and *m stay for the caller to free). */
 int cli_split_model(dr_dataset *ds, dr_split_kind kind, cli_model_opts *mo, dr_split **sp,
                     dr_model **m);
+/* The split of --protocol as train and tune read it: loo, stream (T0), given (or modal);
+ * non-zero when unknown. */
+int cli_protocol_kind(const char *protocol, dr_split_kind *kind);
 /* Without --modalities, fuse the modalities named by --features (buf keeps the list). */
 /* What a dataset without times means for a sequential model, as one sentence (no newline);
  * "" when the dataset has times. */
@@ -95,6 +98,7 @@ int cli_cmd_demo(int argc, char **argv);        /* demo.c */
 int cli_cmd_serve(int argc, char **argv);       /* serve.c */
 int cli_cmd_export(int argc, char **argv);      /* export.c */
 int cli_cmd_compact(int argc, char **argv);     /* compact.c */
+int cli_cmd_tune(int argc, char **argv);        /* tune.c */
 
 /* Evaluation under a split (cli/eval.c): fits or loads mo->model, evaluates the test (which
  * 0) or validation (1) targets into *res; prints the error and returns 1 on failure. */

@@ -1,7 +1,7 @@
 /*
  * main.c - dynrec, the command-line tool: finds the command in one table and runs it; the table
  * also prints the top-level help. Each command lives in the file named for it (cli/data.c,
- * cli/train.c, cli/eval.c, cli/recommend.c, cli/explain.c, cli/demo.c, cli/serve.c,
+ * cli/train.c, cli/tune.c, cli/eval.c, cli/recommend.c, cli/explain.c, cli/demo.c, cli/serve.c,
  * cli/export.c, cli/compact.c; eval's stream
  * and modal protocols in cli/stream.c, cli/modal.c); what they share is in cli/util.c, declared
  * in cli/cli.h. Uses only include/dynrec.h.
@@ -26,6 +26,7 @@ static const struct {
     {"data synth", cli_cmd_data_synth, "write a synthetic dataset folder"},
     {"data stats", cli_cmd_data_stats, "dataset statistics and load report"},
     {"train", cli_cmd_train, "train a base model (sasrec, mf) and write a checkpoint"},
+    {"tune", cli_cmd_tune, "search models and settings within a time budget; write the best"},
     {"eval", cli_cmd_eval, "evaluate a model under a protocol of ../shared/PROTOCOL.md"},
     {"recommend", cli_cmd_recommend, "top-k items for one user (--explain: with explanations)"},
     {"explain", cli_cmd_explain, "why an item suits a user: evidence, generator, verifier"},

@@ -1,7 +1,9 @@
 /*
  * train.c - `dynrec train`: fits a base model (sasrec, mf) under a protocol's training split
  * and writes the checkpoint; with --init, a warm retrain that starts from an older checkpoint
- * (rows matched by external id, dr_model_params.init).
+ * (rows matched by external id, dr_model_params.init). Then it ranks the validation targets
+ * with the model and with the baselines (pop, itemknn: exact and cheap, docs/BENCH.md) and says
+ * so in one line when the model loses to one of them (--no-baselines: not at all).
  */
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 static const char *train_help_head =
     "usage: dynrec train --model sasrec|mf --data PATH --out model.drm [options]\n"
+    "       (pop and itemknn are fitted and saved too: for eval and recommend, not serve)\n"
     "  --protocol loo|stream|given|all  train on P-LOO training prefixes (default; validation\n"
     "                       targets drive early stopping), on P-STREAM's pre-T0 interactions\n"
     "                       (each user's last one validates), on the source's own train split\n"
@@ -22,6 +25,7 @@ static const char *train_help_head =
     "                       ids: known ones start from their old rows, new ones from the usual\n"
     "                       random initialisation; a fused checkpoint needs the same modalities\n"
     "                       (--features) and keeps its fusion\n"
+    "  --no-baselines       skip the comparison with pop and itemknn on the validation targets\n"
     "  --adapter-search on|off  --protocol stream: first choose the online adapter's window\n"
     "                       and rates on the validation stream (the last 10% of the events\n"
     "                       before T0, over a base trained on the 90% before them) and record\n"
@@ -29,13 +33,13 @@ static const char *train_help_head =
     "                       read them (default on for sasrec and mf)\n";
 
 static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
-                     const char *protocol, int search);
+                     const char *protocol, int baselines, int search);
 
 int cli_cmd_train(int argc, char **argv) {
     cli_load_opts l = cli_load_defaults();
     cli_model_opts mo = {dr_model_default_params(), NULL};
     const char *out = NULL, *protocol = NULL, *init = NULL;
-    int search = 1;
+    int baselines = 1, search = 1;
     cli_opts o = {argc, argv, 0};
     for (o.i = 0; o.i < argc; o.i++) {
         const char *a = argv[o.i], *v;
@@ -45,6 +49,7 @@ int cli_cmd_train(int argc, char **argv) {
             fputs(cli_model_opts_help, stdout);
             return 0;
         }
+        if (!strcmp(a, "--no-baselines")) { baselines = 0; continue; }
         if ((v = cli_opt_value(&o, "--out", &err))) { out = v; continue; }
         if ((v = cli_opt_value(&o, "--protocol", &err))) { protocol = v; continue; }
         if ((v = cli_opt_value(&o, "--init", &err))) { init = v; continue; }
@@ -64,14 +69,50 @@ int cli_cmd_train(int argc, char **argv) {
                 init, dr_model_name(im), dr_model_n_users(im), dr_model_n_items(im));
     mo.p.init = im;
     if (!protocol) protocol = im ? "all" : "loo"; /* a warm retrain makes a base to serve */
-    int rc = train_run(&mo, &l, out, protocol, search);
+    int rc = train_run(&mo, &l, out, protocol, baselines, search);
     dr_model_free(im);
     return rc;
 }
 
+/* The model's validation figures beside the baselines' on the same users (stderr), and one
+ * line when it loses to one of them. */
+static int compare_baselines(const dr_dataset *ds, const dr_split *sp, const dr_model *m,
+                             const char *protocol, int threads) {
+    const uint32_t n_valid = dr_split_n_valid_users(sp);
+    if (!n_valid) {
+        fprintf(stderr, "train: the %s split has no validation targets: not compared with the "
+                "baselines\n", protocol);
+        return 0;
+    }
+    dr_eval_params ep = dr_eval_default_params();
+    ep.threads = threads;
+    ep.which = 1;
+    dr_eval_result r, b[DR_BASELINES];
+    dr_error e = {0};
+    dr_status s;
+    if ((s = dr_eval_split(ds, sp, m, &ep, &r, &e)) != DR_OK ||
+        (s = dr_eval_baselines(ds, sp, &ep, b, &e)) != DR_OK)
+        return cli_die(s, &e);
+    const char *name = dr_model_name(m);
+    fprintf(stderr, "train: validation targets of %u users, full ranking:  NDCG@10  Hit@10\n",
+            r.n_users);
+    fprintf(stderr, "  %-10s %8.4f %7.4f\n", name, r.full10.ndcg, r.full10.hit);
+    size_t top = 0;
+    for (size_t k = 0; k < DR_BASELINES; k++) {
+        fprintf(stderr, "  %-10s %8.4f %7.4f  (baseline)\n", dr_baseline_name(k), b[k].full10.ndcg,
+                b[k].full10.hit);
+        if (b[k].full10.ndcg > b[top].full10.ndcg) top = k;
+    }
+    if (r.full10.ndcg < b[top].full10.ndcg)
+        fprintf(stderr, "train: warning: %s's validation NDCG@10 %.4f is below %s's %.4f on the "
+                "same %u users\n", name, r.full10.ndcg, dr_baseline_name(top), b[top].full10.ndcg,
+                r.n_users);
+    return 0;
+}
+
 /* The rest of `dynrec train` once the options (and the --init model) are known. */
 static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
-                     const char *protocol, int search) {
+                     const char *protocol, int baselines, int search) {
     cli_model_opts mo = *mop;
     cli_load_opts l = *lp;
     if (!mo.model || !out) return cli_usage_error("train: --model (or --init) and --out are required");
@@ -85,11 +126,8 @@ static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
     }
     if (!known) return cli_usage_error("train: --model must be %s", kinds);
     dr_split_kind kind;
-    if (!strcmp(protocol, "loo")) kind = DR_SPLIT_LOO;
-    else if (!strcmp(protocol, "stream")) kind = DR_SPLIT_T0;
-    else if (!strcmp(protocol, "given") || !strcmp(protocol, "modal")) kind = DR_SPLIT_GIVEN;
-    else if (!strcmp(protocol, "all")) kind = DR_SPLIT_ALL;
-    else return cli_usage_error("train: unknown --protocol '%s' (loo, stream, given, all)", protocol);
+    if (cli_protocol_kind(protocol, &kind))
+        return cli_usage_error("train: unknown --protocol '%s' (loo, stream, given, all)", protocol);
     char mods[512];
     cli_default_modalities(&l, &mo, mods, sizeof mods);
     dr_dataset *ds = NULL;
@@ -120,6 +158,7 @@ static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
     if (!rc)
         fprintf(stderr, "train: %s on %s (%s) in %.1f s -> %s\n", mo.model, dr_dataset_name(ds),
                 protocol, t, out);
+    if (!rc && baselines) rc = compare_baselines(ds, sp, m, protocol, mo.p.threads);
     dr_model_free(m);
     dr_split_free(sp);
     dr_dataset_free(ds);

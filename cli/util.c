@@ -350,6 +350,15 @@ const char *cli_no_time_note(const dr_dataset_stats *st) {
                  "not the newest";
 }
 
+int cli_protocol_kind(const char *protocol, dr_split_kind *kind) {
+    if (!strcmp(protocol, "loo")) *kind = DR_SPLIT_LOO;
+    else if (!strcmp(protocol, "stream")) *kind = DR_SPLIT_T0;
+    else if (!strcmp(protocol, "given") || !strcmp(protocol, "modal")) *kind = DR_SPLIT_GIVEN;
+    else if (!strcmp(protocol, "all")) *kind = DR_SPLIT_ALL;
+    else return -1;
+    return 0;
+}
+
 void cli_default_modalities(const cli_load_opts *l, cli_model_opts *mo, char *buf, size_t cap) {
     if (mo->p.modalities || !l->features || cap == 0) return;
     buf[0] = 0;

@@ -269,6 +269,9 @@ dr_split_kind dr_split_get_kind(const dr_split *s);
 void dr_split_user(const dr_split *s, uint32_t u, uint32_t *n_train, uint32_t *n_valid,
                    uint32_t *n_test);
 uint32_t dr_split_n_eval_users(const dr_split *s); /* users with a test segment */
+/* Users with a validation segment after a non-empty training prefix: those the validation
+ * (dr_eval_params.which = 1) ranks; 0 when the split has no validation targets. */
+uint32_t dr_split_n_valid_users(const dr_split *s);
 int64_t dr_split_t0(const dr_split *s);            /* DR_SPLIT_T0 only */
 
 /* ---------------------------------------------------------------- models (scoring interface) */
@@ -337,7 +340,8 @@ const char *dr_model_kind_at(size_t k, int *saves);
  * Checkpoints (.drm, docs/FORMATS.md). A saved model carries, besides its parameters, the
  * external user and item ids and every user's time-ordered history from ds, so that
  * `recommend` needs no dataset; `split` records which protocol the model was trained under
- * (and T0 for P-STREAM). pop and itemknn are not saved (DR_UNSUPPORTED).
+ * (and T0 for P-STREAM). Every kind saves: pop its counts, itemknn its training matrix (both
+ * score through dr_model_score / dr_recommend, but serve nothing: they have no latents).
  */
 dr_status dr_model_save(const dr_model *m, const dr_dataset *ds, const dr_split *split,
                         const char *path, dr_error *err);
@@ -458,6 +462,112 @@ typedef struct dr_eval_result {
 /* P-LOO (or GIVEN) evaluation of a fitted model over the split's evaluation users. */
 dr_status dr_eval_split(const dr_dataset *ds, const dr_split *split, const dr_model *m,
                         const dr_eval_params *p, dr_eval_result *out, dr_error *err);
+
+/* ---------------------------------------------------------------- baselines and tuning */
+
+/*
+ * The reference baselines every trained model is held to: pop and itemknn at their defaults
+ * (exact, cheap: ranking amazon-mtv's 10,000 validation users takes them a second or two;
+ * ranking them with a trained model costs more, docs/BENCH.md).
+ * dr_eval_baselines fits each on sp's training segments and evaluates it as dr_eval_split
+ * does with p (p->which = 1: the validation targets, as `dynrec train` and `tune` report them);
+ * out[k] belongs to dr_baseline_name(k).
+ */
+#define DR_BASELINES 2
+const char *dr_baseline_name(size_t k); /* "pop", "itemknn"; NULL past the last */
+dr_status dr_eval_baselines(const dr_dataset *ds, const dr_split *sp, const dr_eval_params *p,
+                            dr_eval_result out[DR_BASELINES], dr_error *err);
+
+/*
+ * dr_tune_run: a search over model kinds and their settings (src/tune.c). Every candidate is
+ * scored by full-ranking NDCG@10 on the split's validation targets only (dr_eval_split,
+ * which = 1); the test targets are never read. The settings come from one table, a row per
+ * (kind, setting) with its values (dr_tune_space_at); a kind's `epochs` row is its ladder of
+ * successive-halving rungs. The search is asynchronous successive halving (ASHA, Li et al.
+ * 2020) run one trial at a time: whenever a candidate is in the best 1/eta of the results of
+ * its rung so far, it is promoted (trained on from its rung's model, up to the next rung's
+ * epochs); otherwise a new candidate is drawn, kinds taking turns. The baselines are
+ * evaluated first and compete with every candidate: the best trial may be a baseline.
+ * The trials are a pure function of the seed (base.seed) and the data: two runs with the
+ * same seed that run the same number of trials give the same figures and the same
+ * checkpoint bytes. The wall-clock budget only decides how far the search gets: it stops
+ * before a trial it expects (from the seconds per epoch seen so far) not to finish in time.
+ */
+#define DR_TUNE_MAX_SETTINGS 8 /* settings of one kind in the search space */
+
+typedef struct dr_tune_setting {
+    char name[24];          /* as the CLI option spells it: "dim", "max-len", "lr" */
+    char value[24];         /* "64", "0.001" */
+} dr_tune_setting;
+
+typedef struct dr_tune_trial {
+    uint32_t id;            /* 1.. in the order run; 0 for a baseline */
+    uint32_t candidate;     /* 1.. in the order drawn; 0 for a baseline */
+    uint32_t rung;          /* successive-halving rung, 0 first */
+    int baseline;           /* 1: a reference baseline at its defaults */
+    int trained;            /* 1: a kind trained by epochs (not pop or itemknn) */
+    char model[16];         /* the kind */
+    uint32_t n_settings;    /* the kind's rows of the space but epochs: drawn, or fixed by
+                               the caller's base parameters */
+    dr_tune_setting settings[DR_TUNE_MAX_SETTINGS];
+    uint32_t epochs;        /* epochs trained in all (0: not trained by epochs) */
+    dr_status status;       /* DR_OK, or why the fit failed (a diverged lr: DR_RANGE) */
+    char error[160];        /* the failure's message */
+    dr_eval_result valid;   /* validation figures (zeros when the fit failed) */
+    double seconds;         /* fit and validation, wall clock */
+} dr_tune_trial;
+
+/* Called after every trial (the baselines too); best is the best trial so far, elapsed the
+ * seconds since dr_tune_run began. */
+typedef void (*dr_tune_fn)(void *ud, const dr_tune_trial *t, const dr_tune_trial *best,
+                           double elapsed);
+
+typedef struct dr_tune_params {
+    const char *models;     /* kinds searched, comma-separated; NULL: "sasrec,mf,itemknn,pop" */
+    dr_model_params base;   /* every candidate starts from these (seed, threads, modalities,
+                               ...); a searched setting given a value other than its default
+                               here is fixed, not searched (epochs: a single rung) */
+    double budget_seconds;  /* wall clock of the search; <= 0: none (max_trials must be set) */
+    uint32_t max_trials;    /* search trials at most, the baselines not counted; 0: no cap */
+    uint32_t eta;           /* a rung promotes its best 1/eta (3) */
+    uint32_t keep;          /* models kept per kind and rung for promotion (16): past that the
+                               worst-ranked one is dropped and that candidate stays where it is */
+    dr_tune_fn on_trial;
+    void *on_trial_ud;
+} dr_tune_params;
+
+dr_tune_params dr_tune_default_params(void);
+
+typedef struct dr_tune dr_tune;
+
+/* Runs the search on sp (which must have validation targets: dr_split_n_valid_users). A fit
+ * that fails for its settings (DR_RANGE, DR_ARG) is a failed trial and the search goes on;
+ * any other failure ends it with that error. */
+dr_status dr_tune_run(const dr_dataset *ds, const dr_split *sp, const dr_tune_params *p,
+                      dr_tune **out, dr_error *err);
+void dr_tune_free(dr_tune *t);
+/* The trials in the order run, the DR_BASELINES baselines first. */
+size_t dr_tune_n_trials(const dr_tune *t);
+const dr_tune_trial *dr_tune_trial_at(const dr_tune *t, size_t k);
+/* The best trial (highest validation NDCG@10, the earlier on a tie), baselines included, and
+ * its model; the best trial of a trained kind (NULL when none finished). */
+const dr_tune_trial *dr_tune_best(const dr_tune *t);
+const dr_model *dr_tune_best_model(const dr_tune *t);
+const dr_tune_trial *dr_tune_best_trained(const dr_tune *t);
+/* Why the search ended: "trials" (max_trials run), "budget", or "exhausted" (no kind has a
+ * setting left to draw and no candidate to promote). */
+const char *dr_tune_stopped(const dr_tune *t);
+/* When the budget stopped it before a trial: that trial and its estimate, in words ("" else). */
+const char *dr_tune_stop_detail(const dr_tune *t);
+/* Writes the best model as a checkpoint whose metadata also holds its settings and validation
+ * figures (`tune.*` keys, docs/FORMATS.md). */
+dr_status dr_tune_save(const dr_tune *t, const dr_dataset *ds, const dr_split *sp,
+                       const char *path, dr_error *err);
+/* t's settings as "name=value name=value" ("" when it has none); returns the length. */
+size_t dr_tune_settings_text(const dr_tune_trial *t, char *buf, size_t cap);
+/* Row k of the search space: its kind (NULL past the last row), setting and values
+ * ("5,20,80"). */
+const char *dr_tune_space_at(size_t k, const char **setting, const char **values);
 
 /* ---------------------------------------------------------------- P-MODAL */
 

@@ -6,7 +6,7 @@
  *
  * Limits that size public structs stay in include/dynrec.h, beside the structs:
  * DR_RECOMMEND_MAX_K, DR_REPORT_MAX_MSGS, DR_SYNTH_MAX_MOD, DR_MODAL_MAX, DR_FACT_MAX_ITEMS,
- * DR_FACT_MAX_USERS, DR_EVIDENCE_MAX, DR_EXPLAIN_TEXT_MAX.
+ * DR_FACT_MAX_USERS, DR_EVIDENCE_MAX, DR_EXPLAIN_TEXT_MAX, DR_TUNE_MAX_SETTINGS.
  */
 #ifndef DR_DYNREC_LIMITS_H
 #define DR_DYNREC_LIMITS_H
@@ -47,6 +47,12 @@
  * arithmetic exact in doubles). */
 #define DR_SYNTH_MAX_EVENTS ((size_t)1 << 31)
 #define DR_SYNTH_MAX_CELLS 2147483648.0
+
+/* ---- tuning (tune.c) */
+/* Values of one search-space row and rungs of one kind's epochs ladder: parsed once into fixed
+ * arrays; a row past them is a table error (DR_INTERNAL), never a user's input. */
+#define DR_TUNE_MAX_VALUES 16
+#define DR_TUNE_MAX_RUNGS 8
 
 /* ---- checkpoints (.drm) */
 #define DR_CKPT_NAME_MAX 48u          /* bytes of a section name incl. NUL: fixed directory entry */

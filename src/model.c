@@ -48,6 +48,20 @@ void dr_model_free(dr_model *m) {
 
 const char *dr_model_name(const dr_model *m) { return m ? m->vt->name : ""; }
 
+dr_status dr__model_wrap(const dr_model_vt *vt, void *state, uint32_t n_items, dr_model **out,
+                        dr_error *err) {
+    dr_model *m = dr__calloc(1, sizeof *m);
+    if (!m) {
+        vt->free(state);
+        return dr__fail(err, DR_NOMEM, "%s: out of memory", vt->name);
+    }
+    m->vt = vt;
+    m->state = state;
+    m->n_items = n_items;
+    *out = m;
+    return DR_OK;
+}
+
 dr_status dr_scorer_create(const dr_model *m, dr_scorer **out, dr_error *err) {
     dr_scorer *s = NULL;
     dr_status st;

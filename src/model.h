@@ -27,8 +27,6 @@ struct dr_split {
     uint32_t n_eval;     /* users with n_test > 0 */
     int64_t t0;          /* DR_SPLIT_T0 */
 };
-/* Users with a validation target ranked from a non-empty training prefix (early stopping). */
-uint32_t dr__split_n_valid_users(const dr_split *s);
 /* A split kind's name in checkpoint metadata ("loo", "given", "t0", "all"; "?" if unknown), and
  * back (-1 if unknown). */
 const char *dr__split_kind_name(int kind);
@@ -91,8 +89,8 @@ struct dr_model_vt {
     const dr_fusion *(*fusion)(const dr_model *m, const float **e, dr_impute *imp);
     dr_status (*refuse)(dr_model *m, const dr_dataset *ds, const uint8_t *over, dr_impute imp,
                         dr_error *err);
-    /* Checkpoints (model_io.c; NULL for a model fitted from the data each time): save adds the
-     * model's metadata and sections to w; load builds the model from c's. */
+    /* Checkpoints (model_io.c; NULL: the kind cannot be saved): save adds the model's
+     * metadata and sections to w; load builds the model from c's. */
     dr_status (*save)(const dr_model *m, struct dr_ckpt_writer *w, dr_error *err);
     dr_status (*load)(const struct dr_ckpt *c, dr_model **out, dr_error *err);
     /* Dot-product view (NULL: none): score = items[i] . h over *dim floats per item; *owned is
@@ -166,6 +164,10 @@ dr_status dr__warm_map_check(const dr_warm_map *map, int users, uint32_t n, uint
 void dr__warm_copy_rows(float *dst, const float *src, const uint32_t *map, uint32_t n,
                        size_t width);
 
+/* A model of kind vt around state (n_items items); on failure the state is freed with vt->free
+ * (model.c). */
+dr_status dr__model_wrap(const dr_model_vt *vt, void *state, uint32_t n_items, dr_model **out,
+                        dr_error *err);
 /* Fills the dot-product view of a fitted or loaded model (model.c). */
 dr_status dr__model_prepare_latents(dr_model *m, dr_error *err);
 /* The vtable's fold_in flag and context window (0 = all) of a model (model.c). */

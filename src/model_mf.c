@@ -365,7 +365,7 @@ static dr_status mf_train(const dr_dataset *ds, const dr_split *sp, const dr_mf_
         adam.b2 = p->adam_b2;
         adam.eps = p->adam_eps;
     }
-    const bool early = vd && vd->fn && p->eval_every > 0 && dr__split_n_valid_users(sp) > 0;
+    const bool early = vd && vd->fn && p->eval_every > 0 && dr_split_n_valid_users(sp) > 0;
     if (early) {
         best = dr__malloc(n_params * sizeof *best);
         if (!best) goto nomem;
@@ -671,16 +671,7 @@ const dr_model_vt dr_mf_vt = {
 };
 
 static dr_status wrap_model(mf_state *s, dr_model **out, dr_error *err) {
-    dr_model *m = dr__calloc(1, sizeof *m);
-    if (!m) {
-        mf_free(s);
-        return dr__fail(err, DR_NOMEM, "mf: out of memory");
-    }
-    m->vt = &dr_mf_vt;
-    m->state = s;
-    m->n_items = s->n_items;
-    *out = m;
-    return DR_OK;
+    return dr__model_wrap(&dr_mf_vt, s, s->n_items, out, err);
 }
 
 dr_status dr__mf_from_view(const dr_mf_view *v, dr_model **out, dr_error *err) {

@@ -769,7 +769,7 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     if (!vd || !vd->fn) p.eval_every = 0; /* nothing to validate with */
     if (p.eval_every) { /* no validation targets: no early stopping, keep the last epoch
                            instead of the first evaluated one */
-        if (!dr__split_n_valid_users(sp)) {
+        if (!dr_split_n_valid_users(sp)) {
             dr__log(DR_LOG_INFO, "sasrec: the split has no validation targets: training all %u "
                    "epochs without early stopping", p.epochs);
             p.eval_every = 0;
@@ -1212,14 +1212,5 @@ const dr_model_vt dr_sasrec_vt = {
 
 dr_status dr__sasrec_as_model(dr_sasrec *s, dr_model **out, dr_error *err) {
     if (!out || !s) return dr__fail(err, DR_ARG, "dr__sasrec_as_model: NULL argument");
-    dr_model *m = dr__calloc(1, sizeof *m);
-    if (!m) {
-        dr__sasrec_free(s);
-        return dr__fail(err, DR_NOMEM, "dr__sasrec_as_model: out of memory");
-    }
-    m->vt = &dr_sasrec_vt;
-    m->state = s;
-    m->n_items = s->dm.n_items;
-    *out = m;
-    return DR_OK;
+    return dr__model_wrap(&dr_sasrec_vt, s, s->dm.n_items, out, err);
 }

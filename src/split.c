@@ -180,7 +180,7 @@ void dr_split_user(const dr_split *s, uint32_t u, uint32_t *n_train, uint32_t *n
 
 uint32_t dr_split_n_eval_users(const dr_split *s) { return s ? s->n_eval : 0; }
 
-uint32_t dr__split_n_valid_users(const dr_split *s) {
+uint32_t dr_split_n_valid_users(const dr_split *s) {
     uint32_t n = 0;
     for (uint32_t u = 0; s && u < s->n_users; u++) n += s->n_valid[u] > 0 && s->n_train[u] > 0;
     return n;

@@ -118,18 +118,110 @@ static void test_sasrec_round_trip(void **state) {
     round_trip("sasrec");
 }
 
-static void test_baselines_not_saved(void **state) {
+static void test_pop_round_trip(void **state) {
+    (void)state;
+    round_trip("pop");
+}
+
+static void test_itemknn_round_trip(void **state) {
+    (void)state;
+    round_trip("itemknn");
+}
+
+/* Copies checkpoint src to dst through a writer, handing each section's bytes (a copy) and
+ * the metadata to edit() first: a damaged file with a valid checksum. */
+typedef void (*edit_fn)(const char *name, void *data, uint64_t bytes, const char **key,
+                        const char **value);
+
+static void rewrite(const char *src, const char *dst, edit_fn edit) {
+    dr_ckpt *c = NULL;
+    assert_ok(dr__ckpt_open(src, &c, &e_));
+    dr_ckpt_writer *w = NULL;
+    assert_ok(dr__ckpt_writer_create(&w, &e_));
+    uint32_t n = dr__ckpt_n_sections(c);
+    void **copies = calloc(n + 1, sizeof *copies);
+    for (size_t i = 0; i < dr__ckpt_n_meta(c); i++) {
+        const char *k, *v;
+        dr__ckpt_meta_at(c, i, &k, &v);
+        edit(NULL, NULL, 0, &k, &v);
+        assert_ok(dr__ckpt_add_meta(w, k, v, &e_));
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const dr_ckpt_section *s = dr__ckpt_section_at(c, i);
+        if (!strcmp(s->name, DR_CKPT_META_NAME)) continue;
+        copies[i] = malloc(s->size + 1);
+        memcpy(copies[i], s->data, s->size);
+        edit(s->name, copies[i], s->size, NULL, NULL);
+        assert_ok(dr__ckpt_add(w, s->name, (dr_dtype)s->dtype, s->rank, s->shape, copies[i], &e_));
+    }
+    assert_ok(dr__ckpt_write(w, dst, &e_));
+    dr__ckpt_writer_free(w);
+    for (uint32_t i = 0; i < n; i++) free(copies[i]);
+    free(copies);
+    dr__ckpt_close(c);
+}
+
+static void edit_item_user(const char *name, void *data, uint64_t bytes, const char **k, const char **v) {
+    if (name && !strcmp(name, "knn.item_user")) ((uint32_t *)data)[0] = UINT32_MAX - 1;
+}
+static void edit_user_item(const char *name, void *data, uint64_t bytes, const char **k, const char **v) {
+    if (name && !strcmp(name, "knn.user_item")) ((uint32_t *)data)[bytes / 4 - 1] = 1u << 30;
+}
+static void edit_item_off(const char *name, void *data, uint64_t bytes, const char **k, const char **v) {
+    if (name && !strcmp(name, "knn.item_off")) ((int64_t *)data)[1] = INT64_MAX;
+}
+static void edit_inv_sqrt(const char *name, void *data, uint64_t bytes, const char **k, const char **v) {
+    if (name && !strcmp(name, "knn.inv_sqrt")) ((double *)data)[0] = 0;
+}
+static void edit_knn_last(const char *name, void *data, uint64_t bytes, const char **k, const char **v) {
+    if (!name && !strcmp(*k, "knn_last")) *v = "100000";
+}
+static void edit_pop(const char *name, void *data, uint64_t bytes, const char **k, const char **v) {
+    if (name && !strcmp(name, "pop.count")) ((float *)data)[2] = -1.0f;
+}
+
+/* pop and itemknn checkpoints whose sections lie (ids, offsets, 1/sqrt(n_i), knn_last, a
+ * count) are DR_FORMAT naming the file and what is wrong, never a crash. */
+static void test_baselines_damaged(void **state) {
     (void)state;
     dr_dataset *ds = small_synth(5);
     dr_split *sp = NULL;
     assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e_));
-    dr_model *m = fit(ds, sp, "itemknn");
-    dr_error e = {0};
-    assert_int_equal(dr_model_save(m, ds, sp, "/tmp/never-written.drm", &e), DR_UNSUPPORTED);
-    assert_int_equal(access("/tmp/never-written.drm", F_OK), -1);
-    dr_model_free(m);
+    char dir[256], knn[300], pop[300], bad[300];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(knn, sizeof knn, "%s/knn.drm", dir);
+    snprintf(pop, sizeof pop, "%s/pop.drm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.drm", dir);
+    const char *kinds[] = {"itemknn", "pop"}, *paths[] = {knn, pop};
+    for (int k = 0; k < 2; k++) {
+        dr_model *m = fit(ds, sp, kinds[k]);
+        assert_ok(dr_model_save(m, ds, sp, paths[k], &e_));
+        dr_model_free(m);
+    }
+    const struct {
+        const char *src;
+        edit_fn edit;
+        const char *says;
+    } cases[] = {
+        {knn, edit_item_user, "id out of range"},
+        {knn, edit_user_item, "id out of range"},
+        {knn, edit_item_off, "offsets"},
+        {knn, edit_inv_sqrt, "knn.inv_sqrt[0]"},
+        {knn, edit_knn_last, "knn_last"},
+        {pop, edit_pop, "pop.count[2]"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        rewrite(cases[k].src, bad, cases[k].edit);
+        dr_model *x = NULL;
+        dr_error e = {0};
+        assert_int_equal(dr_model_load(bad, &x, &e), DR_FORMAT);
+        assert_null(x);
+        if (!strstr(e.msg, "bad.drm") || !strstr(e.msg, cases[k].says))
+            fail_msg("case %zu: '%s' does not name the file and '%s'", k, e.msg, cases[k].says);
+    }
     dr_split_free(sp);
     dr_dataset_free(ds);
+    dr_test_rmrf(dir);
 }
 
 /* A T0 split is recorded with its T0. */
@@ -335,11 +427,14 @@ static void oom_kind(const char *name, const char *modalities, const char *dir) 
     c = (dr_oom_case){.name = what, .call = io_scorer, .cleanup = io_scorer_free, .ud = &u,
                       .out = (void **)&u.sc};
     assert_true(dr_oom_check(&c) > 0);
-    u.mp.init = m; /* a warm start from the checkpoint: its id maps and copies too */
-    snprintf(what, sizeof what, "dr_model_fit (%s%s, warm start)", name, modalities ? ", fused" : "");
-    c = (dr_oom_case){.name = what, .call = io_fit, .cleanup = io_model_free, .ud = &u,
-                      .out = (void **)&u.m};
-    assert_true(dr_oom_check(&c) > 0);
+    if (m->vt->warm_start) { /* a warm start from the checkpoint: its id maps and copies too */
+        u.mp.init = m;
+        snprintf(what, sizeof what, "dr_model_fit (%s%s, warm start)", name,
+                 modalities ? ", fused" : "");
+        c = (dr_oom_case){.name = what, .call = io_fit, .cleanup = io_model_free, .ud = &u,
+                          .out = (void **)&u.m};
+        assert_true(dr_oom_check(&c) > 0);
+    }
     dr_model_free(m);
     dr_split_free(split);
     dr_dataset_free(ds);
@@ -353,6 +448,8 @@ static void test_out_of_memory(void **state) {
     oom_kind("sasrec", NULL, dir);
     oom_kind("mf", "visual,text", dir);
     oom_kind("sasrec", "visual,text", dir);
+    oom_kind("pop", NULL, dir);
+    oom_kind("itemknn", NULL, dir);
     dr_test_rmrf(dir);
 }
 
@@ -360,7 +457,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mf_round_trip),
         cmocka_unit_test(test_sasrec_round_trip),
-        cmocka_unit_test(test_baselines_not_saved),
+        cmocka_unit_test(test_pop_round_trip),
+        cmocka_unit_test(test_itemknn_round_trip),
+        cmocka_unit_test(test_baselines_damaged),
         cmocka_unit_test(test_t0_recorded),
         cmocka_unit_test(test_notes),
         cmocka_unit_test(test_damaged),

@@ -536,9 +536,11 @@ static void test_beats_pop(void **state) {
 /* A T0 split has no validation targets: training must run every epoch and keep the last
  * parameters (not fall back to the first evaluated epoch), i.e. equal eval_every = 0. */
 static void test_no_validation_keeps_last(void **state) {
-    dr_split *t0 = NULL;
+    dr_split *t0 = NULL; /* the P-STREAM cut without its validation targets */
     dr_error err = {0};
-    assert_int_equal(dr_split_create(g_ds, DR_SPLIT_T0, &t0, &err), DR_OK);
+    dr_dataset_stats st;
+    assert_int_equal(dr_dataset_get_stats(g_ds, &st), DR_OK);
+    assert_int_equal(dr__split_t0_at(g_ds, st.t0, 0, &t0, &err), DR_OK);
     dr_sasrec_params p = small_params();
     p.epochs = 3;
     p.threads = 1;

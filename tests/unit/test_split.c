@@ -160,7 +160,7 @@ static void test_all(void **state) {
     expect_user(s, uid(ds, "b"), 1, 1, 0);
     expect_user(s, uid(ds, "c"), 2, 1, 0);
     assert_int_equal(dr_split_n_eval_users(s), 0);
-    assert_int_equal(dr__split_n_valid_users(s), 3);
+    assert_int_equal(dr_split_n_valid_users(s), 3);
     dr_split_free(s);
     for (int k = DR_SPLIT_LOO; k <= DR_SPLIT_ALL; k++)
         assert_int_equal(dr__split_kind_parse(dr__split_kind_name(k)), k);
