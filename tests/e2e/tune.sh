@@ -67,7 +67,8 @@ grep -Eq "^train: warning: sasrec's validation NDCG@10 [0-9.]+ is below itemknn'
 $DYNREC train --model mf --data "$D" --epochs 2 --no-baselines --out "$tmp/x.drm" 2>"$tmp/t.err" || fail "train --no-baselines"
 grep -q "baseline" "$tmp/t.err" && fail "--no-baselines compared: $(cat "$tmp/t.err")"
 $DYNREC train --model mf --protocol stream --data "$D" --epochs 2 --out "$tmp/x.drm" 2>"$tmp/t.err" || fail "train stream"
-grep -q "no validation targets" "$tmp/t.err" || fail "stream split without validation not said: $(cat "$tmp/t.err")"
+# the stream split validates on each user's last pre-T0 event: the comparison runs there too
+grep -Eq "^train: validation targets of [0-9]+ users" "$tmp/t.err" || fail "stream split not compared: $(cat "$tmp/t.err")"
 ok
 
 # no timestamps: the given split by default, and said so
@@ -95,6 +96,9 @@ expect 2 "budget MINUTES (or --trials N) is required" --data "$D"
 expect 2 "data PATH is required" --budget 1
 expect 1 "$tmp/missing" --data "$tmp/missing" --budget 1
 expect 2 "unknown --protocol" --data "$D" --budget 1 --protocol soon
-expect 1 "no validation targets" --data "$D" --budget 1 --protocol stream
+# P-STREAM's base validates on each user's last pre-T0 event: tune searches there too
+$DYNREC tune --data "$D" --trials 2 --models mf --protocol stream --out "$tmp/st.drm" >"$tmp/st.txt" 2>&1 ||
+    fail "tune --protocol stream: $(cat "$tmp/st.txt")"
+grep -q "P-STREAM validation targets of [0-9]* users" "$tmp/st.txt" || fail "tune --protocol stream: $(cat "$tmp/st.txt")"
 ok
 echo "tune.sh: $n groups passed"
