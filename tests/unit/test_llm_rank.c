@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "explain_fixture.h"
+#include "adapter.h"
 #include "llm_align.h"
 #include "oom.h"
 #include "rng.h"
@@ -328,6 +329,56 @@ static void test_rank_stories(void **st) {
     rank_checks(s, 20);
 }
 
+/* Item 2: the soft tokens come from the adapter's current latents, so the LLM's scores move
+ * with each event the adapter learns from. */
+static void test_rank_adapter(void **st) {
+    (void)st;
+    need_tiny();
+    fx f;
+    fx_movielens(&f);
+    dr_align *a = fit_for(&f, g_tiny);
+    dr_llm_rank_params rp = dr_llm_rank_default_params();
+    rp.llm_model = g_tiny;
+    rp.n_ctx = 512;
+    dr_llm_ranker *r = NULL;
+    assert_ok(dr_llm_ranker_create(f.m, NULL, a, &rp, &r, &e_));
+    uint32_t d = dr_model_latent_dim(f.m), ni = dr_model_n_items(f.m), nu = dr_model_n_users(f.m);
+    dr_adapter_params ap = dr__adapter_default_params();
+    ap.g_batch = 1;
+    ap.gate_bias = 0.0f; /* open gates: a few events visibly move the latents */
+    ap.lr = ap.lr_g = 0.05f;
+    dr_adapter *ad = NULL;
+    assert_ok(dr__adapter_create(&ap, nu, ni, d, dr_model_item_latents(f.m), NULL, &ad, &e_));
+    dr_scorer *sc = NULL;
+    assert_ok(dr_scorer_create(f.m, &sc, &e_));
+    const uint32_t *hist;
+    size_t nh = dr_model_user_history(f.m, 5, &hist);
+    float h[64], hp[64], before[8], after[8];
+    assert_ok(dr_model_user_latent(f.m, sc, 5, hist, nh, h, &e_));
+    uint32_t cand[8] = {0, 3, 6, 9, 12, 15, 18, 21};
+    float *z0 = malloc((size_t)ni * d * sizeof *z0);
+    memcpy(z0, dr__adapter_items(ad), (size_t)ni * d * sizeof *z0);
+    dr__adapter_user(ad, 5, 2000000, h, hp);
+    dr_llm_request q = {hp, z0, d, hist, nh, cand, 8};
+    assert_ok(dr_llm_rank_score(r, &q, before, &e_));
+    for (int k = 0; k < 40; k++) /* user 5 keeps taking items 1..8 */
+        assert_ok(dr__adapter_update(ad, 5, (uint32_t)(1 + k % 8), 2000000 + k, h, &e_));
+    dr__adapter_flush(ad);
+    dr__adapter_user(ad, 5, 2000100, h, hp);
+    q.items = dr__adapter_items(ad);
+    assert_ok(dr_llm_rank_score(r, &q, after, &e_));
+    double moved = 0;
+    for (int c = 0; c < 8; c++) moved += fabs((double)after[c] - before[c]);
+    printf("adapter: 40 events moved the 8 candidates' LLM scores by %.3g in total\n", moved);
+    assert_true(moved > 1e-6);
+    free(z0);
+    dr_scorer_free(sc);
+    dr__adapter_free(ad);
+    dr_llm_ranker_free(r);
+    dr_align_free(a);
+    fx_free(&f);
+}
+
 /* lambda = 0: the combined ranker is the base exactly; P-LLM runs end to end. */
 static void test_eval_lambda0(void **st) {
     (void)st;
@@ -440,6 +491,7 @@ int main(void) {
         cmocka_unit_test(test_wrong_dims),
         cmocka_unit_test(test_rank_tiny),
         cmocka_unit_test(test_rank_stories),
+        cmocka_unit_test(test_rank_adapter),
         cmocka_unit_test(test_eval_lambda0),
         cmocka_unit_test(test_oom),
     };
