@@ -29,6 +29,8 @@ int main(int argc, char **argv) {
     dr_llm_rank_params rp = dr_llm_rank_default_params();
     rp.llm_model = argv[2];
     rp.max_cand = (uint32_t)N;
+    rp.unified_kv = getenv("DR_LLM_UNIFIED") != NULL;
+    rp.flash_attn = getenv("DR_LLM_FLASH_ATTN") != NULL;
     if (dr_model_load(argv[1], &m, &e) != DR_OK || (alp && dr_align_load(alp, &al, &e) != DR_OK) ||
         dr_llm_ranker_create(m, NULL, al, &rp, &r, &e) != DR_OK || dr_scorer_create(m, &sc, &e) != DR_OK) {
         fprintf(stderr, "bench_llm_rank: %s\n", e.msg);

@@ -934,7 +934,8 @@ typedef struct dr_align_report {
     double loss_first, loss_last;   /* mean training loss of the first and the last epoch */
     double mse_first, mse_last;     /* its regression part */
     /* Alignment quality: Recall@10 of each item's own target among all titled items' targets
-     * (cosine, pessimistic ties), for training and held-out items; random = 10 / n_titled */
+     * (cosine after subtracting the mean target, pessimistic ties), for training and held-out
+     * items; random = 10 / n_titled */
     double recall10_train, recall10_holdout, recall10_random;
     double seconds;
 } dr_align_report;
@@ -972,12 +973,18 @@ typedef struct dr_llm_rank_params {
     const char *llm_model;  /* GGUF path (in-process llama.cpp); NULL with http_url */
     const char *http_url;   /* OpenAI-compatible or llama-server base URL (not implemented yet:
                                DR_UNSUPPORTED) */
-    uint32_t n_ctx;         /* context tokens (1024) */
+    uint32_t n_ctx;         /* context tokens of one sequence: the prompt and one title (512) */
     uint32_t max_cand;      /* most candidates per request, = parallel sequences (32) */
     uint32_t history;       /* most recent history items shown (5; fewer when the prompt would
                                not fit n_ctx) */
     uint32_t title_tokens;  /* a title is cut to this many tokens (24) */
     int threads;            /* llama.cpp threads (1) */
+    int unified_kv;         /* 0: a stream of n_ctx cells per sequence, the prompt's cells copied
+                               into each (attention reads only its own); 1: one cache whose
+                               prompt cells every sequence shares (memory n_ctx + max_cand x
+                               title_tokens cells instead of (max_cand + 1) x n_ctx) (0) */
+    int flash_attn;         /* 1: llama.cpp's choice; 0: off (its CPU kernel pads the cache to
+                               256 cells, which dominates short prompts) (0) */
 } dr_llm_rank_params;
 dr_llm_rank_params dr_llm_rank_default_params(void);
 
@@ -1017,7 +1024,8 @@ typedef struct dr_llm_eval_params {
     int which;              /* 0: test targets, 1: validation targets */
     float lambda;           /* weight of the LLM score in the combined ranker */
     const float *grid;      /* when non-NULL (n_grid values): lambda is chosen on these by
-                               full-ranking NDCG@10 of the reranked top n_top (which = 1) */
+                               full-ranking NDCG@10 of the reranked top n_top (use which = 1);
+                               only that part calls the LLM: the 1 + n_neg LLM columns are 0 */
     size_t n_grid;
     uint64_t seed;          /* 42 */
 } dr_llm_eval_params;

@@ -7,7 +7,9 @@
  * rows dequantised by ggml's type traits, so any tensor type works and a quantised table stays
  * quantised in memory). A map f (linear, or a 2-layer tanh MLP) from standardised latents is
  * fitted by Adam on minibatches with the loss
- *     |f(z_i) - t_i|^2 / n_embd  +  w_con * InfoNCE(cos(f(z_i), t_j) / tau, j in the batch),
+ *     |f(z_i) - t_i|^2 / n_embd  +  w_con * InfoNCE(cos(f(z_i) - c, t_j - c) / tau, j in batch),
+ * c the mean target (every title's shared part, the year's digits and brackets, would otherwise
+ * make all cosines alike),
  * the regression putting soft tokens at the scale of real token embeddings, the contrastive
  * term keeping each item nearer its own target than the other items'. Users are mapped through
  * the same f from h (score = h . z puts them in the same space). A share of the titled items is
@@ -23,6 +25,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "explain_llm.h"
 #include "ggml.h"
@@ -255,6 +258,23 @@ static void normalise_rows(const float *x, uint32_t B, uint32_t E, float *out, f
     }
 }
 
+/* c (E) = the mean target of the items with sel[i] (NULL: has[i]); -1 on out of memory. */
+static int mean_target(const float *t, const uint8_t *has, const uint8_t *sel, uint32_t n,
+                        uint32_t E, float *c) {
+    double *acc = dr__calloc(E, sizeof *acc);
+    size_t m = 0;
+    memset(c, 0, E * sizeof *c);
+    if (!acc) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!has[i] || (sel && !sel[i])) continue;
+        for (uint32_t e = 0; e < E; e++) acc[e] += t[(size_t)i * E + e];
+        m++;
+    }
+    for (uint32_t e = 0; e < E && m; e++) c[e] = (float)(acc[e] / (double)m);
+    dr__free(acc);
+    return 0;
+}
+
 /* Batch scratch. */
 typedef struct fit_ws {
     float *X, *A, *Y, *Yn, *Tn, *T, *S, *dY, *dA, *norm;
@@ -263,8 +283,8 @@ typedef struct fit_ws {
 /* Loss of one batch (rows idx[0..B)); with grad, also dY and grad += its gradient.
  * *mse receives the regression part. */
 static double batch_loss(const dr_align *a, const float *theta, const float *z, size_t zs,
-                         const float *t, const uint32_t *idx, uint32_t B, float tau, float w_con,
-                         fit_ws *w, float *grad, double *mse) {
+                         const float *t, const float *center, const uint32_t *idx, uint32_t B,
+                         float tau, float w_con, fit_ws *w, float *grad, double *mse) {
     uint32_t E = a->E;
     standardise(a, z, zs, idx, B, w->X);
     forward(a, theta, w->X, B, w->A, w->Y);
@@ -279,8 +299,12 @@ static double batch_loss(const dr_align *a, const float *theta, const float *z, 
     *mse = reg;
     double con = 0;
     if (w_con > 0 && B > 1) {
-        normalise_rows(w->Y, B, E, w->Yn, w->norm);
-        normalise_rows(w->T, B, E, w->Tn, NULL);
+        /* cosines of the centred vectors: the mean target (what every title shares: the year's
+         * digits, the brackets) says nothing about which item it is */
+        for (size_t q = 0; q < (size_t)B * E; q++) w->Yn[q] = w->Y[q] - center[q % E];
+        for (size_t q = 0; q < (size_t)B * E; q++) w->Tn[q] = w->T[q] - center[q % E];
+        normalise_rows(w->Yn, B, E, w->Yn, w->norm);
+        normalise_rows(w->Tn, B, E, w->Tn, NULL);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)B, (int)E, 1.0f / tau,
                     w->Yn, (int)E, w->Tn, (int)E, 0.0f, w->S, (int)B);
         for (uint32_t r = 0; r < B; r++) {
@@ -345,8 +369,14 @@ double dr__align_loss(const dr_align *a, const float *z, size_t zs, uint32_t n, 
     uint32_t B = p->batch ? p->batch : 256;
     fit_ws w;
     uint32_t *idx = dr__malloc((size_t)B * sizeof *idx);
-    if (!idx || ws_alloc(&w, B, a->d, a->E, a->hidden)) {
-        dr__free(idx);
+    float *c = dr__malloc((size_t)a->E * sizeof *c);
+    if (!idx || !c || ws_alloc(&w, B, a->d, a->E, a->hidden)) {
+        dr__free(idx), dr__free(c);
+        return -1;
+    }
+    if (mean_target(t, has, NULL, n, a->E, c)) {
+        ws_free(&w);
+        dr__free(idx), dr__free(c);
         return -1;
     }
     double tot = 0, mse;
@@ -355,13 +385,13 @@ double dr__align_loss(const dr_align *a, const float *z, size_t zs, uint32_t n, 
     for (uint32_t i = 0; i <= n; i++) {
         if (i < n && has[i]) idx[m++] = i;
         if ((m == B || i == n) && m) {
-            tot += batch_loss(a, a->theta, z, zs, t, idx, m, p->tau, p->w_con, &w, NULL, &mse) * m;
+            tot += batch_loss(a, a->theta, z, zs, t, c, idx, m, p->tau, p->w_con, &w, NULL, &mse) * m;
             cnt += m;
             m = 0;
         }
     }
     ws_free(&w);
-    dr__free(idx);
+    dr__free(idx), dr__free(c);
     return cnt ? tot / (double)cnt : 0;
 }
 
@@ -406,17 +436,21 @@ double dr__align_recall(const dr_align *a, const float *z, size_t zs, uint32_t n
     float *Tn = dr__malloc((size_t)m * E * sizeof *Tn), *y = dr__malloc((size_t)E * sizeof *y);
     float *yn = dr__malloc((size_t)E * sizeof *yn), *s = dr__malloc((size_t)m * sizeof *s);
     uint32_t *row = dr__malloc((size_t)n * sizeof *row);
+    float *c = dr__malloc((size_t)E * sizeof *c);
     double res = -1;
-    if (!Tn || !y || !yn || !s || !row) goto done;
+    if (!Tn || !y || !yn || !s || !row || !c || mean_target(t, has, NULL, n, E, c)) goto done;
     m = 0;
     for (uint32_t i = 0; i < n; i++) {
         row[i] = has[i] ? m : UINT32_MAX;
-        if (has[i]) normalise_rows(t + (size_t)i * E, 1, E, Tn + (size_t)m++ * E, NULL);
+        if (!has[i]) continue;
+        for (uint32_t e = 0; e < E; e++) yn[e] = t[(size_t)i * E + e] - c[e];
+        normalise_rows(yn, 1, E, Tn + (size_t)m++ * E, NULL);
     }
     size_t hits = 0, q = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (!has[i] || (sel && !sel[i])) continue;
         dr_align_project(a, z + (size_t)i * zs, y);
+        for (uint32_t e = 0; e < E; e++) y[e] -= c[e];
         normalise_rows(y, 1, E, yn, NULL);
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)E, 1.0f, Tn, (int)E, yn, 1, 0.0f, s, 1);
         float own = s[row[i]];
@@ -427,7 +461,7 @@ double dr__align_recall(const dr_align *a, const float *z, size_t zs, uint32_t n
     }
     res = q ? (double)hits / (double)q : 0;
 done:
-    dr__free(Tn), dr__free(y), dr__free(yn), dr__free(s), dr__free(row);
+    dr__free(Tn), dr__free(y), dr__free(yn), dr__free(s), dr__free(row), dr__free(c);
     return res;
 }
 
@@ -446,14 +480,15 @@ dr_status dr__align_fit_arrays(const float *z, size_t zs, uint32_t n, uint32_t d
     dr_align *a = align_new(d, E, H);
     uint32_t *order = dr__malloc(((size_t)n + 1) * sizeof *order);
     uint8_t *train = dr__calloc((size_t)n + 1, 1), *hold = dr__calloc((size_t)n + 1, 1);
-    float *grad = NULL, *m1 = NULL, *m2 = NULL;
+    float *grad = NULL, *m1 = NULL, *m2 = NULL, *center = NULL;
     fit_ws w = {0};
     dr_status st = DR_NOMEM;
     if (!a || !order || !train || !hold) goto fail;
     grad = dr__calloc(a->n_params, sizeof *grad);
     m1 = dr__calloc(a->n_params, sizeof *m1);
     m2 = dr__calloc(a->n_params, sizeof *m2);
-    if (!grad || !m1 || !m2 || ws_alloc(&w, B, d, E, H)) goto fail;
+    center = dr__calloc(E, sizeof *center);
+    if (!grad || !m1 || !m2 || !center || ws_alloc(&w, B, d, E, H)) goto fail;
     /* standardisation over every item */
     for (uint32_t k = 0; k < d; k++) {
         double s = 0, s2 = 0;
@@ -483,6 +518,7 @@ dr_status dr__align_fit_arrays(const float *z, size_t zs, uint32_t n, uint32_t d
     for (uint32_t q = 0; q < m; q++) (q < n_hold ? hold : train)[order[q]] = 1;
     uint32_t n_train = m - n_hold;
     memmove(order, order + n_hold, (size_t)n_train * sizeof *order);
+    if (mean_target(t, has, train, n, E, center)) goto fail;
     /* init: small random weights, output bias at the mean target */
     double sc1 = 1.0 / sqrt((double)d), sc2 = H ? 1.0 / sqrt((double)H) : 0;
     float *bout = H ? a->theta + (size_t)H * d + H + (size_t)E * H : a->theta + (size_t)E * d;
@@ -507,7 +543,8 @@ dr_status dr__align_fit_arrays(const float *z, size_t zs, uint32_t n, uint32_t d
             uint32_t bb = DR_MIN(B, n_train - q0);
             double mse;
             memset(grad, 0, a->n_params * sizeof *grad);
-            tot += batch_loss(a, a->theta, z, zs, t, order + q0, bb, p->tau, p->w_con, &w, grad, &mse) * bb;
+            tot += batch_loss(a, a->theta, z, zs, t, center, order + q0, bb, p->tau, p->w_con, &w,
+                              grad, &mse) * bb;
             tot_mse += mse * bb;
             step++;
             float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
@@ -545,7 +582,7 @@ fail:
 fail_quiet:
 done:
     ws_free(&w);
-    dr__free(grad), dr__free(m1), dr__free(m2);
+    dr__free(grad), dr__free(m1), dr__free(m2), dr__free(center);
     dr__free(order), dr__free(train), dr__free(hold);
     dr_align_free(a);
     return st;
@@ -677,6 +714,7 @@ typedef struct align_head {
     double loss_first, loss_last, mse_first, mse_last;
     double recall10_train, recall10_holdout, recall10_random;
 } align_head;
+_Static_assert(sizeof(align_head) == 120, "the .align header is 120 bytes (docs/FORMATS.md)");
 
 dr_status dr_align_save(const dr_align *a, const char *path, dr_error *err) {
     align_head hd;
@@ -709,7 +747,7 @@ dr_status dr_align_save(const dr_align *a, const char *path, dr_error *err) {
     }
     sprintf(tmp, "%s.tmp", path);
     FILE *fp = fopen(tmp, "wb");
-    if (!fp || fwrite(buf, 1, bytes + 8, fp) != bytes + 8 || fflush(fp)) st = DR_IO;
+    if (!fp || fwrite(buf, 1, bytes + 8, fp) != bytes + 8 || fflush(fp) || fsync(fileno(fp))) st = DR_IO;
     if (fp && fclose(fp)) st = DR_IO;
     if (st == DR_OK && rename(tmp, path)) st = DR_IO;
     if (st != DR_OK) remove(tmp);

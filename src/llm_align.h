@@ -39,7 +39,7 @@ dr_status dr__align_fit_arrays(const float *z, size_t zstride, uint32_t n, uint3
                               const dr_align_params *p, uint64_t llm_hash, uint64_t llm_size,
                               dr_align **out, dr_align_report *rep, dr_error *err);
 /* Recall@k of each selected item's own target among the targets of all items with has = 1
- * (cosine of f(z_i) to t_j, pessimistic ties). sel (n) NULL = every item with a target.
+ * (cosine of f(z_i) - c to t_j - c, c the mean of those targets; pessimistic ties). sel (n) NULL = every item with a target.
  * Allocates; -1 on out of memory. */
 double dr__align_recall(const dr_align *a, const float *z, size_t zstride, uint32_t n,
                         const float *t, const uint8_t *has, const uint8_t *sel, uint32_t k);

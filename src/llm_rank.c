@@ -51,7 +51,10 @@ struct dr_llm_ranker {
     struct llama_model *model;
     const struct llama_vocab *vocab;
     struct llama_context *ctx;
-    uint32_t n_ctx, n_pos;       /* cells; positions the model was trained on (<= n_ctx) */
+    uint32_t n_ctx, n_pos;       /* cells of one sequence (prompt + one title); positions the
+                                    model was trained on (<= n_ctx) */
+    uint32_t n_cells;            /* cells of the whole cache (unified: shared by all sequences) */
+    uint32_t n_batch;            /* tokens of one decode */
     int32_t n_vocab, E;
     dr_tokemb te;
     uint32_t n_items, d;
@@ -71,11 +74,13 @@ struct dr_llm_ranker {
 
 dr_llm_rank_params dr_llm_rank_default_params(void) {
     dr_llm_rank_params p = {0};
-    p.n_ctx = 1024;
+    p.n_ctx = 512;
     p.max_cand = 32;
     p.history = 5;
     p.title_tokens = 24;
     p.threads = 1;
+    p.unified_kv = 0;
+    p.flash_attn = 0;
     return p;
 }
 
@@ -174,11 +179,17 @@ dr_status dr_llm_ranker_create(const dr_model *m, const dr_dataset *ds, const dr
         goto fail;
     }
     struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = p->n_ctx;
-    cp.n_batch = p->n_ctx;
-    cp.n_ubatch = p->n_ctx < 512 ? p->n_ctx : 512;
+    /* unified: one cache, the prompt's cells shared by every sequence, the titles after it;
+     * else one stream per sequence of n_ctx cells each, the prompt's cells copied into each */
+    size_t cells = p->unified_kv ? (size_t)p->n_ctx + (size_t)p->max_cand * p->title_tokens
+                                 : (size_t)p->n_ctx * (p->max_cand + 1);
+    r->n_batch = (uint32_t)DR_MIN(cells, (size_t)p->n_ctx + (size_t)p->max_cand * p->title_tokens);
+    cp.n_ctx = (uint32_t)cells;
+    cp.n_batch = r->n_batch;
+    cp.n_ubatch = r->n_batch < 512 ? r->n_batch : 512;
     cp.n_seq_max = p->max_cand + 1;
-    cp.kv_unified = true;
+    cp.kv_unified = p->unified_kv != 0;
+    cp.flash_attn_type = p->flash_attn ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.n_threads = cp.n_threads_batch = p->threads > 0 ? p->threads : 1;
     cp.no_perf = true;
     r->ctx = llama_init_from_model(r->model, cp);
@@ -187,12 +198,13 @@ dr_status dr_llm_ranker_create(const dr_model *m, const dr_dataset *ds, const dr
                       "sequences", p->n_ctx, p->max_cand + 1);
         goto fail;
     }
-    r->n_ctx = llama_n_ctx(r->ctx);
+    r->n_cells = llama_n_ctx(r->ctx);
+    r->n_ctx = p->unified_kv ? DR_MIN(r->n_cells, p->n_ctx) : DR_MIN(llama_n_ctx_seq(r->ctx), p->n_ctx);
     int32_t tr = llama_model_n_ctx_train(r->model);
     r->n_pos = tr > 0 && (uint32_t)tr < r->n_ctx ? (uint32_t)tr : r->n_ctx;
     r->eb = llama_batch_init((int32_t)r->n_ctx, r->E, 1);
     r->eb_ok = 1;
-    r->tb = llama_batch_init((int32_t)r->n_ctx, 0, 1);
+    r->tb = llama_batch_init((int32_t)r->n_batch, 0, 1);
     r->tb_ok = 1;
     *out = r;
     return DR_OK;
@@ -231,7 +243,8 @@ static dr_status fit_prompt(const dr_llm_ranker *r, const dr_llm_request *q, int
     uint32_t h = (uint32_t)DR_MIN((size_t)r->p.history, q->n_hist);
     for (;; h--) {
         uint32_t pre = (uint32_t)r->n_instr + req_len(r, q, h, soft);
-        int fits_cells = pre + cells <= r->n_ctx && pre + longest <= r->n_ctx;
+        int fits_cells = pre + longest <= r->n_ctx && cells <= r->n_batch &&
+                         (!r->p.unified_kv || pre + cells <= r->n_cells);
         int fits_pos = pre + longest <= r->n_pos;
         if (fits_cells && (fits_pos || h == 0)) break;
         if (h == 0)

@@ -8,7 +8,8 @@
  * (b) the base's top n_top (context excluded) reranked by base + lambda * LLM, so Hit@10 and
  * NDCG@10 are those of the full ranking (a target outside the top n_top keeps a rank > n_top).
  * The per-user scores are kept, so every lambda of a grid is scored from the same LLM calls,
- * and the combined columns use the lambda chosen (the first best, in grid order). Ranks are
+ * and the combined columns use the lambda chosen (the first best, in grid order); with a grid
+ * only (b) calls the LLM (what lambda is chosen on), and (a)'s LLM columns are not measured. Ranks are
  * pessimistic (ties count against the target), as everywhere else. One thread: the ranker is
  * one llama.cpp context. Soft tokens come from the base's latents here; the server feeds the
  * adapter's current h'_u and z'_i instead.
@@ -106,9 +107,10 @@ dr_status dr_eval_llm(const dr_dataset *ds, const dr_split *split, const dr_mode
         for (size_t k = 0; k < nh; k++) seen[hist[k]] = 0;
         if (got < nc) continue;
         dr_llm_request q = {NULL, NULL, 0, hist, n_ctx, cand, nc};
-        if ((st = dr_llm_rank_score(r, &q, title, err)) != DR_OK) goto done;
+        if (!p->grid && (st = dr_llm_rank_score(r, &q, title, err)) != DR_OK) goto done;
         q.user = h, q.items = Z, q.stride = d;
-        if ((st = dr_llm_rank_score(r, &q, ur->samp_soft, err)) != DR_OK) goto done;
+        if (!p->grid && (st = dr_llm_rank_score(r, &q, ur->samp_soft, err)) != DR_OK) goto done;
+        if (p->grid) memset(title, 0, sizeof title), memset(ur->samp_soft, 0, sizeof ur->samp_soft);
         for (uint32_t c = 0; c < nc; c++) ur->samp_base[c] = scores[cand[c]];
         uint32_t rb = rank_of(ur->samp_base, nc, 0), rt = rank_of(title, nc, 0),
                  rs = rank_of(ur->samp_soft, nc, 0);

@@ -247,13 +247,13 @@ static dr_align *fit_for(const fx *f, const char *gguf) {
 }
 
 /* Shared-prefix batch vs one by one; soft tokens change the scores; a new user latent too. */
-static void rank_checks(const char *gguf, int n_cand) {
+static void rank_checks(const char *gguf, int n_cand, int unified) {
     fx f;
     fx_movielens(&f);
     dr_align *a = fit_for(&f, gguf);
     dr_llm_rank_params rp = dr_llm_rank_default_params();
     rp.llm_model = gguf;
-    rp.n_ctx = 512;
+    rp.unified_kv = unified;
     dr_llm_ranker *r = NULL;
     assert_ok(dr_llm_ranker_create(f.m, NULL, a, &rp, &r, &e_));
     uint32_t d = dr_model_latent_dim(f.m);
@@ -276,8 +276,8 @@ static void rank_checks(const char *gguf, int n_cand) {
             assert_true(isfinite(fast[c]) && fast[c] < 0);
             worst = fmax(worst, fabs((double)fast[c] - slow[c]));
         }
-        printf("%s: soft %d: shared-prefix batch vs one by one: max |diff| %.2e over %d candidates\n",
-               gguf, soft, worst, n_cand);
+        printf("%s: %s cache, soft %d: shared-prefix batch vs one by one: max |diff| %.2e over "
+               "%d candidates\n", gguf, unified ? "unified" : "per-sequence", soft, worst, n_cand);
         assert_true(worst < 2e-3);
         if (!soft) memcpy(plain, fast, sizeof plain);
     }
@@ -316,7 +316,8 @@ static void rank_checks(const char *gguf, int n_cand) {
 static void test_rank_tiny(void **st) {
     (void)st;
     need_tiny();
-    rank_checks(g_tiny, 20);
+    rank_checks(g_tiny, 20, 0);
+    rank_checks(g_tiny, 20, 1);
 }
 
 static void test_rank_stories(void **st) {
@@ -326,7 +327,7 @@ static void test_rank_stories(void **st) {
         fprintf(stderr, "SKIP: ../shared/models/stories260K.gguf not present\n");
         skip();
     }
-    rank_checks(s, 20);
+    rank_checks(s, 20, 0);
 }
 
 /* Item 2: the soft tokens come from the adapter's current latents, so the LLM's scores move
@@ -339,7 +340,6 @@ static void test_rank_adapter(void **st) {
     dr_align *a = fit_for(&f, g_tiny);
     dr_llm_rank_params rp = dr_llm_rank_default_params();
     rp.llm_model = g_tiny;
-    rp.n_ctx = 512;
     dr_llm_ranker *r = NULL;
     assert_ok(dr_llm_ranker_create(f.m, NULL, a, &rp, &r, &e_));
     uint32_t d = dr_model_latent_dim(f.m), ni = dr_model_n_items(f.m), nu = dr_model_n_users(f.m);
