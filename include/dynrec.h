@@ -634,6 +634,8 @@ typedef struct dr_httpd_params {
     uint32_t swap_rebuild_events; /* a swapped-in base's adapter relearns from this many events (0:
                                  the adapter's window, 4096; at most 65536) */
     int frozen;               /* 1: serve the base without the online adapter (0) */
+    const char *llm_model;    /* GGUF for GET .../recommendations?rerank=llm (NULL: 501) */
+    const char *llm_align;    /* its .align file (dynrec align; NULL: titles only, lambda 0) */
 } dr_httpd_params;
 
 dr_httpd_params dr_httpd_default_params(void);

@@ -7,6 +7,8 @@
 
 #include "explain_fixture.h"
 #include "adapter.h"
+#include "serve_core.h"
+#include "serve_routes.h"
 #include "llm_align.h"
 #include "oom.h"
 #include "rng.h"
@@ -415,6 +417,87 @@ static void test_eval_lambda0(void **st) {
     fx_free(&f);
 }
 
+/* The server route: GET .../recommendations?rerank=llm on routes started with the GGUF and
+ * the alignment; the LLM's scores follow the adapter as events arrive. */
+static const char *kv_args(void *ud, const char *name) {
+    const char *const *kv = ud;
+    for (int k = 0; kv[k]; k += 2)
+        if (!strcmp(kv[k], name)) return kv[k + 1];
+    return NULL;
+}
+
+static void get_recs(dr_routes *r, dr_routes_worker *w, const char *const *args, int status,
+                     const char *want, char *body, size_t cap) {
+    dr_route_req rq = {"GET", "/v1/users/3/recommendations", kv_args, (void *)args, NULL, NULL, 0, NULL};
+    dr_route_resp rs;
+    dr__routes_handle(r, w, &rq, &rs);
+    snprintf(body, cap, "%.*s", (int)rs.len, rs.body);
+    if (rs.status != status || (want && !strstr(body, want)))
+        fail_msg("expected %d with '%s', got %d: %s", status, want ? want : "", rs.status, body);
+}
+
+static void test_server_route(void **st) {
+    (void)st;
+    need_tiny();
+    fx f;
+    fx_movielens(&f);
+    dr_align *a = fit_for(&f, g_tiny);
+    dr_align_set_lambda(a, 0.5f);
+    char alp[600], state[600], body[8192], before[8192];
+    snprintf(alp, sizeof alp, "%s/m.align", f.dir);
+    snprintf(state, sizeof state, "%s/state", f.dir);
+    assert_ok(dr_align_save(a, alp, &e_));
+    dr_srv_params sp = dr__srv_default_params();
+    sp.data_dir = state;
+    sp.durable = 0;
+    sp.max_new_items = 5;
+    sp.max_new_users = 5;
+    sp.snapshot_every = 0;
+    sp.adapter.g_batch = 1;
+    sp.adapter.gate_bias = 0.0f;
+    dr_srv *s = NULL;
+    assert_ok(dr__srv_open(f.m, &sp, &s, &e_));
+    /* without --llm: 501 */
+    dr_routes_params rp = {NULL, 0, 4096, NULL, 0, NULL, NULL};
+    dr_routes *r = NULL;
+    dr_routes_worker *w = NULL;
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
+    const char *llm_args[] = {"rerank", "llm", "k", "5", NULL};
+    get_recs(r, w, llm_args, 501, "start the server with --llm", body, sizeof body);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+    /* an alignment learned for another GGUF is refused at start */
+    rp.llm_model = g_tiny2;
+    rp.llm_align = alp;
+    dr_error e = {0};
+    assert_int_equal(dr__routes_create(s, &rp, &r, &e), DR_ARG);
+    /* with the right one */
+    rp.llm_model = g_tiny;
+    assert_ok(dr__routes_create(s, &rp, &r, &e_));
+    assert_ok(dr__routes_worker_create(r, &w, &e_));
+    const char *bad[] = {"rerank", "gpt", NULL}, *big[] = {"rerank", "llm", "k", "500", NULL};
+    get_recs(r, w, bad, 400, "rerank: must be llm or none", body, sizeof body);
+    get_recs(r, w, big, 400, "at most", body, sizeof body);
+    get_recs(r, w, llm_args, 200, "\"rerank\":\"llm\",\"soft_tokens\":true,\"lambda\":0.5", before, sizeof before);
+    assert_non_null(strstr(before, "\"llm\":-"));
+    const char *plain[] = {"k", "5", NULL};
+    get_recs(r, w, plain, 200, "\"source\":\"adapter\"", body, sizeof body);
+    assert_null(strstr(body, "\"llm\""));
+    /* events for user 3 move h'_u and z': the soft tokens, hence the LLM's scores, follow */
+    dr_srv_event ev[6];
+    static const char *const items[] = {"2", "4", "6", "8", "10", "12"};
+    for (int k = 0; k < 6; k++) ev[k] = (dr_srv_event){"3", items[k], 2000000 + k, 1, NULL};
+    assert_ok(dr__srv_submit(s, ev, 6, NULL, &e_));
+    get_recs(r, w, llm_args, 200, "\"rerank\":\"llm\"", body, sizeof body);
+    assert_string_not_equal(body, before);
+    dr__routes_worker_free(w);
+    dr__routes_free(r);
+    dr__srv_close(s);
+    dr_align_free(a);
+    fx_free(&f);
+}
+
 /* ---- out of memory */
 typedef struct oom_ud {
     planted *pl;
@@ -493,6 +576,7 @@ int main(void) {
         cmocka_unit_test(test_rank_stories),
         cmocka_unit_test(test_rank_adapter),
         cmocka_unit_test(test_eval_lambda0),
+        cmocka_unit_test(test_server_route),
         cmocka_unit_test(test_oom),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
