@@ -973,8 +973,10 @@ typedef struct dr_llm_ranker dr_llm_ranker;
 
 typedef struct dr_llm_rank_params {
     const char *llm_model;  /* GGUF path (in-process llama.cpp); NULL with http_url */
-    const char *http_url;   /* OpenAI-compatible or llama-server base URL (not implemented yet:
-                               DR_UNSUPPORTED) */
+    const char *http_url;   /* instead of llm_model: a llama-server base URL; titles only (soft
+                               tokens cannot cross a text API), one /completion per candidate
+                               with the prompt cached by the server */
+    uint32_t timeout_ms;    /* HTTP: per attempt (10000) */
     uint32_t n_ctx;         /* context tokens of one sequence: the prompt and one title (512) */
     uint32_t max_cand;      /* most candidates per request, = parallel sequences (32) */
     uint32_t history;       /* most recent history items shown (5; fewer when the prompt would

@@ -133,6 +133,7 @@
                                         sequence (n_seq_max), and llama.cpp caps those */
 #define DR_LLM_RANK_MAX_TITLE 64u     /* tokens of one title in a rerank prompt */
 #define DR_LLM_RANK_MAX_HISTORY 50u   /* history items shown in a rerank prompt */
+#define DR_LLM_HTTP_GRAMMAR_MAX 8192u /* bytes of the grammar that spells one title (HTTP backend) */
 #define DR_LLM_RERANK_TOP 20u         /* candidates the server's ?rerank=llm reorders (N of P-LLM) */
 
 #endif /* DR_DYNREC_LIMITS_H */

@@ -32,6 +32,7 @@
 #include "explain_llm.h"
 #include "llama.h"
 #include "llm_align.h"
+#include "llm_rank_http.h"
 
 static const char k_instruction[] =
     "A viewer's recent movies are listed below. The next movie they watch is named last.\n";
@@ -70,6 +71,11 @@ struct dr_llm_ranker {
     float *logp0;                /* (n_vocab) log-softmax after the prompt */
     uint32_t *start;             /* (max_cand) each candidate's first index in tb */
     uint32_t last_prompt;
+    /* HTTP backend (llm_rank_http.c): titles as text */
+    dr_rank_http *http;
+    const dr_model *m;           /* borrowed: titles */
+    const dr_dataset *ds;
+    char *text;                  /* (DR_PROMPT_MAX) the prompt */
 };
 
 dr_llm_rank_params dr_llm_rank_default_params(void) {
@@ -79,6 +85,7 @@ dr_llm_rank_params dr_llm_rank_default_params(void) {
     p.history = 5;
     p.title_tokens = 24;
     p.threads = 1;
+    p.timeout_ms = 10000;
     p.unified_kv = 0;
     p.flash_attn = 0;
     return p;
@@ -86,6 +93,8 @@ dr_llm_rank_params dr_llm_rank_default_params(void) {
 
 void dr_llm_ranker_free(dr_llm_ranker *r) {
     if (!r) return;
+    dr__rank_http_free(r->http);
+    dr__free(r->text);
     if (r->eb_ok) llama_batch_free(r->eb);
     if (r->tb_ok) llama_batch_free(r->tb);
     if (r->ctx) llama_free(r->ctx);
@@ -103,12 +112,54 @@ static int tokenize_piece(const struct llama_vocab *v, const char *s, piece *pc)
     return pc->n < 0 ? -1 : 0;
 }
 
+static dr_status http_create(const dr_model *m, const dr_dataset *ds, const dr_align *align,
+                             const dr_llm_rank_params *p, dr_llm_ranker **out, dr_error *err) {
+    if (p->llm_model || align)
+        return dr__fail(err, DR_ARG, "llm rerank: the HTTP backend (%s) takes titles only: no GGUF "
+                        "path and no alignment (soft tokens cannot cross a text API)", p->http_url);
+    if (!p->max_cand || p->max_cand > DR_LLM_RANK_MAX_CAND || p->history > DR_LLM_RANK_MAX_HISTORY)
+        return dr__fail(err, DR_ARG, "llm rerank: max_cand 1..%u, history <= %u",
+                        DR_LLM_RANK_MAX_CAND, DR_LLM_RANK_MAX_HISTORY);
+    if (ds && dr_dataset_n_items(ds) != dr_model_n_items(m))
+        return dr__fail(err, DR_ARG, "llm rerank: the dataset has %u items, the model %u",
+                        dr_dataset_n_items(ds), dr_model_n_items(m));
+    dr_llm_ranker *r = dr__calloc(1, sizeof *r);
+    if (!r) return dr__fail(err, DR_NOMEM, "llm rerank: out of memory");
+    r->p = *p;
+    r->p.llm_model = NULL, r->p.http_url = NULL; /* not owned */
+    r->m = m, r->ds = ds;
+    r->n_items = dr_model_n_items(m);
+    r->d = dr_model_latent_dim(m);
+    r->text = dr__malloc(DR_PROMPT_MAX);
+    dr_status st = r->text ? dr__rank_http_create(p->http_url, p->timeout_ms, &r->http, err)
+                           : dr__fail(err, DR_NOMEM, "llm rerank: out of memory");
+    if (st != DR_OK) {
+        dr_llm_ranker_free(r);
+        return st;
+    }
+    *out = r;
+    return DR_OK;
+}
+
+/* Bytes of s kept when cut to at most max, not inside a UTF-8 sequence. */
+static int utf8_cut(const char *s, size_t max) {
+    size_t n = strnlen(s, max + 1);
+    if (n <= max) return (int)n;
+    n = max;
+    while (n && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    return (int)n;
+}
+
+static const char *item_text(const dr_llm_ranker *r, uint32_t i) {
+    const char *t = r->ds ? dr_dataset_item_title(r->ds, i) : dr_model_item_title(r->m, i);
+    if (!t || !*t) t = r->ds ? dr_dataset_item_id(r->ds, i) : dr_model_item_id(r->m, i);
+    return t ? t : "?";
+}
+
 dr_status dr_llm_ranker_create(const dr_model *m, const dr_dataset *ds, const dr_align *align,
                                const dr_llm_rank_params *p, dr_llm_ranker **out, dr_error *err) {
     *out = NULL;
-    if (p->http_url && !p->llm_model)
-        return dr__fail(err, DR_UNSUPPORTED, "llm rerank: the HTTP backend (%s) is not implemented "
-                        "yet; give a GGUF model", p->http_url);
+    if (p->http_url) return http_create(m, ds, align, p, out, err);
     if (!p->llm_model) return dr__fail(err, DR_ARG, "llm rerank: no GGUF model given");
     if (!p->max_cand || p->max_cand > DR_LLM_RANK_MAX_CAND || p->history > DR_LLM_RANK_MAX_HISTORY ||
         !p->title_tokens || p->title_tokens > DR_LLM_RANK_MAX_TITLE || p->n_ctx < 64 ||
@@ -357,8 +408,38 @@ static float title_score(dr_llm_ranker *r, uint32_t i, uint32_t first) {
     return (float)(s / m);
 }
 
+/* The prompt as text (HTTP): the same pieces as the in-process one, titles for soft tokens'
+ * places left out; the oldest history items go first when it would not fit DR_PROMPT_MAX. */
+static dr_status http_prompt(dr_llm_ranker *r, const dr_llm_request *q, dr_error *err) {
+    size_t h = DR_MIN((size_t)r->p.history, q->n_hist);
+    for (;; h--) {
+        size_t n = (size_t)snprintf(r->text, DR_PROMPT_MAX, "%s%s%s", k_instruction, k_user, k_recent);
+        for (size_t k = 0; k < h && n < DR_PROMPT_MAX; k++)
+        {
+            const char *t = item_text(r, q->hist[q->n_hist - h + k]);
+            n += (size_t)snprintf(r->text + n, DR_PROMPT_MAX - n, "%s%.*s", k_item,
+                                  utf8_cut(t, DR_QUOTE_MAX), t);
+        }
+        if (n < DR_PROMPT_MAX) n += (size_t)snprintf(r->text + n, DR_PROMPT_MAX - n, "%s", k_next);
+        if (n < DR_PROMPT_MAX) return DR_OK;
+        if (h == 0) return dr__fail(err, DR_LIMIT, "llm rerank: the prompt exceeds %d bytes", DR_PROMPT_MAX);
+    }
+}
+
+static dr_status http_score(dr_llm_ranker *r, const dr_llm_request *q, float *out, dr_error *err) {
+    dr_status st = http_prompt(r, q, err);
+    for (size_t c = 0; st == DR_OK && c < q->n_cand; c++) {
+        char title[DR_QUOTE_MAX + 1];
+        const char *t = item_text(r, q->cand[c]);
+        snprintf(title, sizeof title, "%.*s", utf8_cut(t, DR_QUOTE_MAX), t);
+        st = dr__rank_http_score(r->http, r->text, title, out + c, err);
+    }
+    return st;
+}
+
 dr_status dr_llm_rank_score(dr_llm_ranker *r, const dr_llm_request *q, float *out, dr_error *err) {
     dr_status st = check_request(r, q, err);
+    if (r->http) return st == DR_OK ? http_score(r, q, out, err) : st;
     uint32_t h = 0;
     if (st == DR_OK) st = fit_prompt(r, q, r->align != NULL, &h, err);
     if (st == DR_OK) st = decode_prompt(r, q, h, err);
@@ -384,6 +465,7 @@ dr_status dr_llm_rank_score(dr_llm_ranker *r, const dr_llm_request *q, float *ou
 dr_status dr_llm_rank_score_slow(dr_llm_ranker *r, const dr_llm_request *q, float *out,
                                  dr_error *err) {
     dr_status st = check_request(r, q, err);
+    if (r->http) return st == DR_OK ? http_score(r, q, out, err) : st;
     uint32_t h = 0;
     if (st == DR_OK) st = fit_prompt(r, q, r->align != NULL, &h, err);
     for (size_t c = 0; st == DR_OK && c < q->n_cand; c++) {

@@ -4,6 +4,10 @@
  * one, soft tokens move the scores, lambda = 0 gives the base's ranking), out of memory, and
  * the same scorer on ../shared/models/stories260K.gguf when present. */
 #include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "explain_fixture.h"
 #include "adapter.h"
@@ -498,6 +502,132 @@ static void test_server_route(void **st) {
     fx_free(&f);
 }
 
+/* ---- the HTTP backend against a real llama-server, started here on a free port */
+
+/* LLAMA_SERVER from build/llama.mk, or NULL when it is not there. */
+static const char *llama_server_path(void) {
+    static char path[1024];
+    const char *env = getenv("LLAMA_SERVER");
+    if (env && *env) return access(env, X_OK) == 0 ? env : NULL;
+    FILE *f = fopen("build/llama.mk", "r");
+    if (!f) return NULL;
+    char line[1200];
+    path[0] = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "LLAMA_SERVER := %1023s", path) == 1) break;
+    fclose(f);
+    return path[0] && access(path, X_OK) == 0 ? path : NULL;
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* 1 when GET /health answers 200. */
+static int server_healthy(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char buf[64] = {0};
+    int ok = fd >= 0 && !connect(fd, (struct sockaddr *)&a, sizeof a);
+    const char req[] = "GET /health HTTP/1.0\r\n\r\n";
+    if (ok) ok = write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1);
+    if (ok) ok = read(fd, buf, sizeof buf - 1) > 12 && strstr(buf, " 200") != NULL;
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+static void test_http_backend(void **st) {
+    (void)st;
+    need_tiny();
+    const char *bin = llama_server_path();
+    if (!bin) {
+        fprintf(stderr, "SKIP: no llama-server binary (LLAMA_SERVER in build/llama.mk)\n");
+        skip();
+    }
+    const char *gguf = stories() ? stories() : g_tiny;
+    int port = free_port();
+    assert_true(port > 0);
+    char ps[16], url[64];
+    snprintf(ps, sizeof ps, "%d", port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *nul = freopen("/dev/null", "w", stdout);
+        nul = freopen("/dev/null", "w", stderr);
+        (void)nul;
+        execl(bin, bin, "-m", gguf, "--host", "127.0.0.1", "--port", ps, "-c", "512", "-t", "1",
+              "-np", "1", "--no-webui", (char *)NULL);
+        _exit(127);
+    }
+    int up = 0;
+    for (int k = 0; k < 300 && !up; k++) { /* 30 s */
+        up = server_healthy(port);
+        if (!up) usleep(100000);
+    }
+    if (!up) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fail_msg("llama-server did not answer /health on port %d", port);
+    }
+    fx f;
+    fx_movielens(&f);
+    dr_llm_rank_params rp = dr_llm_rank_default_params();
+    rp.http_url = url;
+    rp.history = 1; /* llama-server holds stories260K to its 128-token training context */
+    dr_llm_ranker *r = NULL, *local = NULL;
+    assert_ok(dr_llm_ranker_create(f.m, NULL, NULL, &rp, &r, &e_));
+    const uint32_t *hist;
+    size_t nh = dr_model_user_history(f.m, 2, &hist);
+    uint32_t cand[5] = {1, 4, 9, 16, 25};
+    float a[5], b[5], l[5];
+    dr_llm_request q = {NULL, NULL, 0, hist, nh, cand, 5};
+    assert_ok(dr_llm_rank_score(r, &q, a, &e_));
+    assert_ok(dr_llm_rank_score(r, &q, b, &e_)); /* the prompt now cached by the server */
+    rp.http_url = NULL;
+    rp.llm_model = gguf;
+    assert_ok(dr_llm_ranker_create(f.m, NULL, NULL, &rp, &local, &e_));
+    assert_ok(dr_llm_rank_score(local, &q, l, &e_));
+    for (int c = 0; c < 5; c++) {
+        printf("http backend (%s): candidate %u: server %.4f, again %.4f, in process %.4f\n", gguf,
+               cand[c], a[c], b[c], l[c]);
+        assert_true(isfinite(a[c]) && a[c] < 0);
+        assert_true(fabsf(a[c] - b[c]) < 1e-3f);
+    }
+    /* refusals: an alignment (soft tokens) over HTTP; a server that is gone */
+    dr_error e = {0};
+    dr_llm_ranker *x = NULL;
+    rp.llm_model = NULL;
+    rp.http_url = url;
+    dr_align_params ap = dr_align_default_params();
+    ap.llm_model = gguf;
+    ap.epochs = 2;
+    dr_align *al = NULL;
+    assert_ok(dr_align_fit(f.m, NULL, &ap, &al, NULL, &e_));
+    assert_int_equal(dr_llm_ranker_create(f.m, NULL, al, &rp, &x, &e), DR_ARG);
+    dr_align_free(al);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(dr_llm_rank_score(r, &q, a, &e), DR_IO);
+    assert_non_null(strstr(e.msg, "/completion"));
+    dr_llm_ranker_free(local);
+    dr_llm_ranker_free(r);
+    fx_free(&f);
+}
+
 /* ---- out of memory */
 typedef struct oom_ud {
     planted *pl;
@@ -577,6 +707,7 @@ int main(void) {
         cmocka_unit_test(test_rank_adapter),
         cmocka_unit_test(test_eval_lambda0),
         cmocka_unit_test(test_server_route),
+        cmocka_unit_test(test_http_backend),
         cmocka_unit_test(test_oom),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
