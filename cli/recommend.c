@@ -157,7 +157,6 @@ int cli_cmd_recommend(int argc, char **argv) {
         if (r) continue;
         if ((v = cli_opt_value(&o, "--user", &err))) { user = v; continue; }
         if ((v = cli_opt_value(&o, "--rerank", &err))) { rerank = v; continue; }
-        if ((v = cli_opt_value(&o, "--llm", &err))) { llm = v; continue; }
         if ((v = cli_opt_value(&o, "--align", &err))) { alp = v; continue; }
         if ((v = cli_opt_value(&o, "--top", &err))) {
             if (cli_parse_u64(v, &top) || top == 0 || top > 128) return cli_usage_error("bad --top '%s' (1..128)", v);
@@ -173,6 +172,7 @@ int cli_cmd_recommend(int argc, char **argv) {
     }
     if (!mo.model || !user) return cli_usage_error("recommend: --model and --user are required");
     if (rerank && strcmp(rerank, "llm")) return cli_usage_error("recommend: --rerank takes 'llm'");
+    llm = xo.p.llm_model; /* --llm is the generator options' (one GGUF for both) */
     if (rerank && !llm) return cli_usage_error("recommend: --rerank llm needs --llm X.gguf");
     if (rerank && explain) return cli_usage_error("recommend: --rerank and --explain do not combine yet");
     int from_file = cli_is_checkpoint_path(mo.model);
