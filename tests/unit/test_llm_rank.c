@@ -300,7 +300,9 @@ static void rank_checks(const char *gguf, int n_cand, int unified) {
     for (int c = 0; c < n_cand; c++) diff += fabs((double)moved[c] - fast[c]);
     assert_true(diff > 1e-5);
     dr_llm_request q1 = {h, Z, d, hist, nh, cand, (size_t)n_cand};
+    uint64_t a0 = dr__alloc_count(); /* the request path allocates nothing of ours */
     assert_ok(dr_llm_rank_score(r, &q1, again, &e_));
+    assert_int_equal(dr__alloc_count() - a0, 0);
     for (int c = 0; c < n_cand; c++) assert_true(fabs((double)again[c] - fast[c]) < 1e-4);
     /* bad requests: too many candidates, an item out of range */
     dr_error e = {0};
