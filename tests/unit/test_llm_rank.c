@@ -218,6 +218,58 @@ static void test_align_gguf(void **st) {
     fx_free(&f);
 }
 
+/* The token-embedding table read and dequantised whatever its type: f32, f16, q8_0, q4_0
+ * rows against the f32 values they were made from. */
+static void test_tokemb_types(void **st) {
+    (void)st;
+    const int64_t E = 64, V = 40;
+    float *src = malloc((size_t)(E * V) * sizeof *src), row[64];
+    dr_rng rg;
+    dr__rng_seed(&rg, 9, 9);
+    for (int64_t q = 0; q < E * V; q++) src[q] = (float)dr__rng_normal(&rg) * 0.1f;
+    static const struct { enum ggml_type t; double tol; } types[] = {
+        {GGML_TYPE_F32, 0}, {GGML_TYPE_F16, 1e-3}, {GGML_TYPE_Q8_0, 5e-3}, {GGML_TYPE_Q4_0, 5e-2}};
+    char dir[256], path[400];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/emb.gguf", dir);
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        struct ggml_init_params ip = {(size_t)(E * V) * 4 + 4 * ggml_tensor_overhead(), NULL, false};
+        struct ggml_context *ctx = ggml_init(ip);
+        struct ggml_tensor *t = ggml_new_tensor_2d(ctx, types[k].t, E, V);
+        ggml_set_name(t, "token_embd.weight");
+        ggml_quantize_chunk(types[k].t, src, t->data, 0, V, E, NULL);
+        struct gguf_context *g = gguf_init_empty();
+        gguf_add_tensor(g, t);
+        assert_true(gguf_write_to_file(g, path, false));
+        gguf_free(g);
+        ggml_free(ctx);
+        dr_tokemb te;
+        assert_ok(dr__tokemb_read(path, &te, &e_));
+        assert_int_equal(te.n_embd, E);
+        assert_int_equal(te.n_vocab, V);
+        double worst = 0;
+        for (int32_t v = 0; v < V; v++) {
+            dr__tokemb_row(&te, v, row);
+            for (int64_t e = 0; e < E; e++) worst = fmax(worst, fabs((double)row[e] - src[v * E + e]));
+        }
+        printf("token_embd.weight as %s: max |dequantised - f32| = %.2e\n", ggml_type_name(types[k].t), worst);
+        assert_true(worst <= types[k].tol);
+        dr__tokemb_free(&te);
+    }
+    /* no token_embd.weight; not a GGUF */
+    struct gguf_context *g = gguf_init_empty();
+    assert_true(gguf_write_to_file(g, path, false));
+    gguf_free(g);
+    dr_tokemb te;
+    dr_error e = {0};
+    assert_int_equal(dr__tokemb_read(path, &te, &e), DR_FORMAT);
+    assert_non_null(strstr(e.msg, "no token_embd.weight"));
+    dr_test_write(path, "GGUF!garbage");
+    assert_int_equal(dr__tokemb_read(path, &te, &e), DR_FORMAT);
+    free(src);
+    dr_test_rmrf(dir);
+}
+
 /* A map with other dims is refused by the ranker. */
 static void test_wrong_dims(void **st) {
     (void)st;
@@ -663,6 +715,29 @@ static dr_status call_ranker(void *ud, dr_error *err) {
     return dr_llm_ranker_create(u->m, NULL, u->a, &rp, &u->r, err);
 }
 
+static dr_status call_align_gguf(void *ud, dr_error *err) {
+    oom_ud *u = ud;
+    dr_align_params p = dr_align_default_params();
+    p.llm_model = g_tiny;
+    p.epochs = 1;
+    return dr_align_fit(u->m, NULL, &p, &u->out, NULL, err);
+}
+
+typedef struct oom_eval {
+    fx *f;
+    dr_split *sp;
+    dr_llm_ranker *r;
+    dr_llm_eval_result res;
+} oom_eval;
+
+static dr_status call_eval(void *ud, dr_error *err) {
+    oom_eval *u = ud;
+    dr_llm_eval_params ep = dr_llm_eval_default_params();
+    ep.max_users = 2;
+    ep.n_top = 5;
+    return dr_eval_llm(u->f->ds, u->sp, u->f->m, u->r, &ep, &u->res, err);
+}
+
 static void test_oom(void **st) {
     (void)st;
     planted pl;
@@ -689,6 +764,19 @@ static void test_oom(void **st) {
     u.m = f.m, u.a = a;
     dr_oom_case c3 = {"dr_llm_ranker_create", call_ranker, free_ranker, &u, (void **)&u.r, DR_OK, 0, 0, 0};
     assert_true(dr_oom_check(&c3) > 0);
+    dr_oom_case c4 = {"dr_align_fit (tiny GGUF)", call_align_gguf, free_align, &u, (void **)&u.out, DR_OK, 0, 0, 0};
+    assert_true(dr_oom_check(&c4) > 0);
+    oom_eval ev = {&f, NULL, NULL, {0}};
+    assert_ok(dr_split_create(f.ds, DR_SPLIT_LOO, &ev.sp, &e_));
+    dr_llm_rank_params rp = dr_llm_rank_default_params();
+    rp.llm_model = g_tiny;
+    assert_ok(dr_llm_ranker_create(f.m, NULL, a, &rp, &u.r, &e_));
+    ev.r = u.r;
+    dr_oom_case c5 = {"dr_eval_llm", call_eval, NULL, &ev, NULL, DR_OK, 0, 0, 0};
+    assert_true(dr_oom_check(&c5) > 0);
+    dr_llm_ranker_free(u.r);
+    u.r = NULL;
+    dr_split_free(ev.sp);
     dr_align_free(a);
     fx_free(&f);
 }
@@ -703,6 +791,7 @@ int main(void) {
         cmocka_unit_test(test_align_planted),
         cmocka_unit_test(test_align_file),
         cmocka_unit_test(test_align_gguf),
+        cmocka_unit_test(test_tokemb_types),
         cmocka_unit_test(test_wrong_dims),
         cmocka_unit_test(test_rank_tiny),
         cmocka_unit_test(test_rank_stories),
