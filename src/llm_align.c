@@ -756,12 +756,10 @@ dr_status dr_align_save(const dr_align *a, const char *path, dr_error *err) {
     return st == DR_OK ? DR_OK : dr__fail(err, DR_IO, "%s: cannot write the alignment", path);
 }
 
-dr_status dr_align_load(const char *path, dr_align **out, dr_error *err) {
+dr_status dr__align_parse(const char *buf, size_t len, const char *path, dr_align **out,
+                          dr_error *err) {
     *out = NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    dr_status st = dr__read_file(path, DR_ALIGN_MAX_BYTES, &buf, &len, err);
-    if (st != DR_OK) return st;
+    dr_status st = DR_OK;
     align_head hd;
     dr_align *a = NULL;
     if (len < sizeof hd + 8 || memcmp(buf, ALIGN_MAGIC, 8)) {
@@ -824,6 +822,15 @@ dr_status dr_align_load(const char *path, dr_align **out, dr_error *err) {
     a = NULL;
 done:
     dr_align_free(a);
+    return st;
+}
+
+dr_status dr_align_load(const char *path, dr_align **out, dr_error *err) {
+    *out = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    dr_status st = dr__read_file(path, DR_ALIGN_MAX_BYTES, &buf, &len, err);
+    if (st == DR_OK) st = dr__align_parse(buf, len, path, out, err);
     dr__free(buf);
     return st;
 }

@@ -48,4 +48,8 @@ double dr__align_recall(const dr_align *a, const float *z, size_t zstride, uint3
 double dr__align_loss(const dr_align *a, const float *z, size_t zstride, uint32_t n,
                       const float *t, const uint8_t *has, const dr_align_params *p);
 
+/* A .align file's bytes (path names it in errors); dr_align_load reads the file and calls it. */
+dr_status dr__align_parse(const char *buf, size_t len, const char *path, dr_align **out,
+                          dr_error *err);
+
 #endif /* DR_LLM_ALIGN_H */

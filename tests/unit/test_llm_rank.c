@@ -170,6 +170,29 @@ static void test_align_file(void **st) {
     dr__free(buf);
     dr_error e = {0};
     assert_int_equal(dr_align_load("/nonexistent/x.align", &b, &e), DR_IO);
+    /* the fuzz corpus's files, written from docs/FORMATS.md by another program, read as the
+     * format says (run from the repository root) */
+    if (access("tests/fuzz/corpus/align/linear.align", R_OK) == 0) {
+        assert_ok(dr_align_load("tests/fuzz/corpus/align/linear.align", &b, &e_));
+        assert_int_equal(dr_align_dim(b), 3);
+        assert_int_equal(dr_align_n_embd(b), 4);
+        assert_true(dr_align_lambda(b, &chosen) == 0.1f && chosen);
+        assert_true(dr_align_llm_hash(b) == 0x1234);
+        float x[3] = {1, 2, 3}, y[4];
+        dr_align_project(b, x, y); /* mu 0, sd 1, W = 0.01 (q mod 7), b after W */
+        for (int o = 0; o < 4; o++) {
+            double w = 0.01 * ((12 + o) % 7);
+            for (int k = 0; k < 3; k++) w += 0.01 * ((o * 3 + k) % 7) * x[k];
+            assert_true(fabs(y[o] - w) < 1e-5);
+        }
+        dr_align_free(b);
+        b = NULL;
+        assert_ok(dr_align_load("tests/fuzz/corpus/align/mlp.align", &b, &e_));
+        assert_int_equal(dr_align_dim(b), 2);
+        dr_align_free(b);
+        b = NULL;
+        assert_int_equal(dr_align_load("tests/fuzz/corpus/align/huge_dim.align", &b, &e), DR_FORMAT);
+    }
     dr_align_free(a);
     planted_free(&pl);
     dr_test_rmrf(dir);
