@@ -2,9 +2,9 @@
  * llm_rank.c - LLM reranking in process: each candidate's title scored by its length-normalised
  * log-likelihood after a prompt of the user's soft token and recent history (llama.cpp).
  *
- * DESIGN: a ranker owns a GGUF model, one llama.cpp context with a unified KV cache and
- * max_cand + 1 sequences, every title's tokens (tokenised once) and the GGUF's token-embedding
- * table (llm_align.c). A request:
+ * DESIGN: a ranker owns a GGUF model, one llama.cpp context with max_cand + 1 sequences,
+ * every title's tokens (tokenised once) and the GGUF's token-embedding table (llm_align.c).
+ * A request:
  *   1. the instruction stays in sequence 0 across requests (decoded once; later requests only
  *      remove the cells after it);
  *   2. the request part - "Viewer:" [user soft token] "Recent:" then per history item
@@ -12,10 +12,14 @@
  *      embeddings (llama_batch.embd): text tokens become their own embedding rows, soft tokens
  *      the alignment map's f(h'_u), f(z'_i); so text and soft tokens mix without a decode per
  *      segment;
- *   3. sequence 0 is copied to sequences 1..N (llama_memory_seq_cp: in a unified cache the
- *      cells are shared, not copied), and every candidate's title tokens but the last go in
- *      one token batch, candidate c on sequence c + 1 at the positions after the prompt: one
- *      decode for all N;
+ *   3. sequence 0 is copied to sequences 1..N (llama_memory_seq_cp), and every candidate's
+ *      title tokens but the last go in one token batch, candidate c on sequence c + 1 at the
+ *      positions after the prompt: one decode for all N. The default cache has a stream per
+ *      sequence (the copy duplicates the prompt's cells; each title's attention reads only
+ *      its own stream); unified_kv = 1 shares the prompt's cells between all sequences
+ *      instead (less memory, but on CPU every title token then scans every candidate's
+ *      cells). Flash attention is off by default: its CPU kernel pads the cache to 256
+ *      cells, which dominates short prompts (docs/BENCH.md);
  *   4. score_c = mean over the title's tokens of log p(token | prompt, previous title tokens):
  *      the first from the prompt's last logits, the others from the batch's.
  * The slow twin (dr_llm_rank_score_slow) decodes the prompt and then one candidate at a time in
