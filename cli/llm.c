@@ -196,17 +196,21 @@ int cli_cmd_align(int argc, char **argv) {
 
 static const char *eval_llm_help =
     "usage: dynrec eval --protocol llm --model M.drm --data PATH --llm X.gguf [--align M.align]\n"
-    "                   [--lambda X] [--max-users N] [--valid] [--json]\n"
+    "                   [--lambda X] [--max-users N] [--history 5] [--valid] [--json]\n"
+    "       dynrec eval --protocol llm ... --llm-url URL [--llm-api llama|openai]  (titles only)\n"
     "  P-LLM of ../shared/PROTOCOL.md: for each P-LOO test user the true next item + 19 items\n"
     "  never taken (seed 42), ranked by the base, the LLM on titles only, the LLM with the\n"
     "  aligned soft tokens (--align) and base + lambda * LLM: Hit@1, NDCG@5; and the base's\n"
     "  top 20 reranked by base + lambda * LLM, full ranking: Hit@10, NDCG@10. lambda: --lambda,\n"
-    "  else the one stored in the .align file, else chosen here on validation targets.\n";
+    "  else the one stored in the .align file, else chosen here on validation targets.\n"
+    "  --llm-url: the LLM behind llama-server's /completion (or --llm-api openai:\n"
+    "  /v1/completions with logprobs), one request per candidate; no soft tokens.\n"
+    "  --history N: the most recent history titles in the prompt (fewer when it would not fit).\n";
 
 int cli_cmd_eval_llm(int argc, char **argv) {
     cli_load_opts l = cli_load_defaults();
-    const char *model = NULL, *llm = NULL, *alp = NULL;
-    uint32_t max_users = 0;
+    const char *model = NULL, *llm = NULL, *alp = NULL, *url = NULL, *api = NULL;
+    uint32_t max_users = 0, history = 5;
     float lambda = 0;
     int json = 0, which = 0, have_lambda = 0;
     cli_opts o = {argc, argv, 0};
@@ -223,6 +227,12 @@ int cli_cmd_eval_llm(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--model", &err))) { model = v; continue; }
         if ((v = cli_opt_value(&o, "--llm", &err))) { llm = v; continue; }
         if ((v = cli_opt_value(&o, "--align", &err))) { alp = v; continue; }
+        if ((v = cli_opt_value(&o, "--llm-url", &err))) { url = v; continue; }
+        if ((v = cli_opt_value(&o, "--llm-api", &err))) { api = v; continue; }
+        if ((v = cli_opt_value(&o, "--history", &err))) {
+            if (parse_u32(v, 0, 50, &history, "--history")) return 2;
+            continue;
+        }
         if ((v = cli_opt_value(&o, "--lambda", &err))) {
             if (parse_f(v, 0, 1e6, &lambda, "--lambda")) return 2;
             have_lambda = 1;
@@ -236,8 +246,10 @@ int cli_cmd_eval_llm(int argc, char **argv) {
         if ((r = cli_load_opt(&o, &l)) < 0) return 2;
         if (r == 0) return cli_usage_error("eval --protocol llm: unknown option '%s'", a);
     }
-    if (!model || !llm || !l.data)
-        return cli_usage_error("eval --protocol llm: --model, --data and --llm are required");
+    if (!model || (!llm && !url) || !l.data)
+        return cli_usage_error("eval --protocol llm: --model, --data and --llm (or --llm-url) are required");
+    if (llm && url) return cli_usage_error("eval --protocol llm: --llm or --llm-url, not both");
+    if (url && alp) return cli_usage_error("eval --protocol llm: --align needs --llm (soft tokens cannot go over HTTP)");
     dr_dataset *ds = NULL;
     dr_model *m = NULL;
     dr_align *al = NULL;
@@ -249,6 +261,10 @@ int cli_cmd_eval_llm(int argc, char **argv) {
     if (!rc && alp && (s = dr_align_load(alp, &al, &e)) != DR_OK) rc = cli_die(s, &e);
     dr_llm_rank_params rp = dr_llm_rank_default_params();
     rp.llm_model = llm;
+    rp.http_url = url;
+    rp.http_api = api;
+    rp.history = history;
+    if (!llm) llm = url;
     if (!rc && (s = dr_split_create(ds, DR_SPLIT_LOO, &sp, &e)) != DR_OK) rc = cli_die(s, &e);
     if (!rc && (s = dr_llm_ranker_create(m, ds, al, &rp, &r, &e)) != DR_OK) rc = cli_die(s, &e);
     int chosen = 0;

@@ -976,6 +976,8 @@ typedef struct dr_llm_rank_params {
     const char *http_url;   /* instead of llm_model: a llama-server base URL; titles only (soft
                                tokens cannot cross a text API), one /completion per candidate
                                with the prompt cached by the server */
+    const char *http_api;   /* HTTP: "llama" (llama-server's /completion, the default) or
+                               "openai" (/v1/completions with logprobs) */
     uint32_t timeout_ms;    /* HTTP: per attempt (10000) */
     uint32_t n_ctx;         /* context tokens of one sequence: the prompt and one title (512) */
     uint32_t max_cand;      /* most candidates per request, = parallel sequences (32) */

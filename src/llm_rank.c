@@ -130,12 +130,17 @@ static dr_status http_create(const dr_model *m, const dr_dataset *ds, const dr_a
     dr_llm_ranker *r = dr__calloc(1, sizeof *r);
     if (!r) return dr__fail(err, DR_NOMEM, "llm rerank: out of memory");
     r->p = *p;
-    r->p.llm_model = NULL, r->p.http_url = NULL; /* not owned */
+    r->p.llm_model = NULL, r->p.http_url = NULL, r->p.http_api = NULL; /* not owned */
     r->m = m, r->ds = ds;
     r->n_items = dr_model_n_items(m);
     r->d = dr_model_latent_dim(m);
     r->text = dr__malloc(DR_PROMPT_MAX);
-    dr_status st = r->text ? dr__rank_http_create(p->http_url, p->timeout_ms, &r->http, err)
+    int openai = p->http_api && !strcmp(p->http_api, "openai");
+    if (p->http_api && !openai && strcmp(p->http_api, "llama")) {
+        dr_llm_ranker_free(r);
+        return dr__fail(err, DR_ARG, "llm rerank: http_api '%s' (llama or openai)", p->http_api);
+    }
+    dr_status st = r->text ? dr__rank_http_create(p->http_url, openai, p->timeout_ms, &r->http, err)
                            : dr__fail(err, DR_NOMEM, "llm rerank: out of memory");
     if (st != DR_OK) {
         dr_llm_ranker_free(r);
@@ -186,7 +191,7 @@ dr_status dr_llm_ranker_create(const dr_model *m, const dr_dataset *ds, const dr
     dr_llm_ranker *r = dr__calloc(1, sizeof *r);
     if (!r) return dr__fail(err, DR_NOMEM, "llm rerank: out of memory");
     r->p = *p;
-    r->p.llm_model = NULL, r->p.http_url = NULL; /* not owned */
+    r->p.llm_model = NULL, r->p.http_url = NULL, r->p.http_api = NULL; /* not owned */
     r->align = align;
     r->n_items = n;
     r->d = dr_model_latent_dim(m);

@@ -684,6 +684,20 @@ static void test_http_backend(void **st) {
         assert_true(isfinite(a[c]) && a[c] < 0);
         assert_true(fabsf(a[c] - b[c]) < 1e-3f);
     }
+    /* the OpenAI form (/v1/completions with logprobs) from the same server: the same scores */
+    dr_llm_ranker *oa = NULL;
+    float o[5];
+    rp.llm_model = NULL;
+    rp.http_url = url;
+    rp.http_api = "openai";
+    assert_ok(dr_llm_ranker_create(f.m, NULL, NULL, &rp, &oa, &e_));
+    assert_ok(dr_llm_rank_score(oa, &q, o, &e_));
+    for (int c = 0; c < 5; c++) assert_true(fabsf(o[c] - a[c]) < 1e-3f);
+    dr_llm_ranker_free(oa);
+    rp.http_api = "grpc";
+    dr_error e0 = {0};
+    assert_int_equal(dr_llm_ranker_create(f.m, NULL, NULL, &rp, &oa, &e0), DR_ARG);
+    rp.http_api = NULL;
     /* refusals: an alignment (soft tokens) over HTTP; a server that is gone */
     dr_error e = {0};
     dr_llm_ranker *x = NULL;
