@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
     dr_srv_params p = dr__srv_default_params();
     p.data_dir = dir;
     p.durable = 0;
-    dr_routes_params rp = {NULL, 0, 1 << 20, NULL};
+    dr_routes_params rp = {NULL, 0, 1 << 20, NULL, 0, NULL, NULL};
     if (dr_model_load(path, &m, &err) != DR_OK || dr__srv_open(m, &p, &s, &err) != DR_OK ||
         dr__routes_create(s, &rp, &r, &err) != DR_OK || dr__routes_worker_create(r, &w, &err) != DR_OK) {
         fprintf(stderr, "%s\n", err.msg);

@@ -99,6 +99,14 @@ int cli_cmd_serve(int argc, char **argv);       /* serve.c */
 int cli_cmd_export(int argc, char **argv);      /* export.c */
 int cli_cmd_compact(int argc, char **argv);     /* compact.c */
 int cli_cmd_tune(int argc, char **argv);        /* tune.c */
+int cli_cmd_align(int argc, char **argv);       /* llm.c */
+int cli_cmd_eval_llm(int argc, char **argv);    /* llm.c: dynrec eval --protocol llm */
+/* llm.c: the base's top n_top for user u (into rec, *got) and their LLM scores (llm_out)
+ * with the GGUF llm and the alignment file alp (NULL: titles only); *lambda_out = the
+ * alignment's lambda (0 when none). 0 or an exit code. */
+int cli_llm_rerank(const dr_dataset *ds, const dr_model *m, uint32_t u, const char *llm,
+                   const char *alp, uint32_t n_top, dr_rec *rec, uint32_t *got, float *llm_out,
+                   float *lambda_out);
 
 /* Evaluation under a split (cli/eval.c): fits or loads mo->model, evaluates the test (which
  * 0) or validation (1) targets into *res; prints the error and returns 1 on failure. */

@@ -11,6 +11,7 @@
 static const char *eval_help_head =
     "usage: dynrec eval --protocol loo --model NAME|FILE --data PATH [--json]\n"
     "       dynrec eval --protocol stream ... (see dynrec eval --protocol stream --help)\n"
+    "       dynrec eval --protocol llm ... (P-LLM, see dynrec eval --protocol llm --help)\n"
     "  --protocol loo   P-LOO of ../shared/PROTOCOL.md (given: the source's own split)\n"
     "  --data PATH      dataset folder or file (see dynrec data stats --help)\n"
     "  --valid          evaluate on the validation targets instead of the test targets\n"
@@ -57,7 +58,7 @@ int cli_cmd_eval(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
-    } own[] = {{"stream", cli_cmd_eval_stream}, {"modal", cli_cmd_eval_modal}, {"explain", cli_cmd_eval_explain}};
+    } own[] = {{"stream", cli_cmd_eval_stream}, {"modal", cli_cmd_eval_modal}, {"explain", cli_cmd_eval_explain}, {"llm", cli_cmd_eval_llm}};
     for (int k = 0; k < argc; k++) /* protocols with options of their own */
         for (size_t j = 0; j < sizeof own / sizeof own[0]; j++)
             if ((!strcmp(argv[k], "--protocol") && k + 1 < argc && !strcmp(argv[k + 1], own[j].name)) ||

@@ -33,6 +33,7 @@ static const struct {
     {"demo", cli_cmd_demo, "synthesise, evaluate, recommend; print a summary"},
     {"serve", cli_cmd_serve, "serve a checkpoint over HTTP, learning online from events"},
     {"export", cli_cmd_export, "write a server's state folder and log as a dataset folder"},
+    {"align", cli_cmd_align, "map a checkpoint's latents into a GGUF LLM's input space"},
     {"compact", cli_cmd_compact, "move log records a base swap no longer needs to archive.db"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };

@@ -21,7 +21,7 @@ static const char *serve_help =
     "                    [--log sqlite|redis://HOST:PORT[/STREAM]|redis+unix:///PATH[?stream=S]]\n"
     "                    [--idempotency-ttl 86400] [--swap-check-events 2000] [--swap-max-drop 0.02]\n"
     "                    [--adapter on|off] [--compact-after-swap]\n"
-    "                    [--swap-rebuild-events 0]\n"
+    "                    [--swap-rebuild-events 0] [--llm X.gguf [--align M.align]]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
     "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
     "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
@@ -52,7 +52,12 @@ static const char *serve_help =
     "  --compact-after-swap after each swap, move what the new base no longer needs out of the\n"
     "                       SQLite log into DIR/archive.db (as `dynrec compact` does)\n"
     "  --adapter off        serve the base alone (P-STREAM's frozen column): events grow the\n"
-    "                       histories, nothing learns, no adapter snapshots are written\n";
+    "                       histories, nothing learns, no adapter snapshots are written\n"
+    "  --llm X.gguf         GET .../recommendations?rerank=llm: the top 20 reordered by\n"
+    "                       score + lambda * the LLM's log-likelihood of each title after the\n"
+    "                       user's history, with the adapter's current h'_u, z'_i as soft tokens\n"
+    "  --align M.align      the alignment (dynrec align) for --llm, with its lambda; checked\n"
+    "                       against the GGUF at start\n";
 
 static int read_key(const char *path, char *key, size_t cap) {
     FILE *f = fopen(path, "r");
@@ -113,6 +118,8 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--api-key-file", &err))) { key_file = v; continue; }
         if ((v = cli_opt_value(&o, "--port-file", &err))) { port_file = v; continue; }
         if ((v = cli_opt_value(&o, "--log", &err))) { p.log = v; continue; }
+        if ((v = cli_opt_value(&o, "--llm", &err))) { p.llm_model = v; continue; }
+        if ((v = cli_opt_value(&o, "--align", &err))) { p.llm_align = v; continue; }
         if ((v = cli_opt_value(&o, "--adapter", &err))) {
             if (strcmp(v, "on") && strcmp(v, "off")) return cli_usage_error("bad --adapter '%s' (on|off)", v);
             p.frozen = !strcmp(v, "off");
@@ -177,6 +184,7 @@ int cli_cmd_serve(int argc, char **argv) {
         return cli_usage_error("serve: unknown option '%s'", a);
     }
     if (!p.model_path || !p.data_dir) return cli_usage_error("serve: --model and --data-dir are required");
+    if (p.llm_align && !p.llm_model) return cli_usage_error("serve: --align needs --llm");
     char key[512];
     if (key_file) {
         if (read_key(key_file, key, sizeof key)) return 1;

@@ -744,6 +744,8 @@ typedef struct dr_httpd_params {
     uint32_t swap_rebuild_events; /* a swapped-in base's adapter relearns from this many events (0:
                                  the adapter's window, 4096; at most 65536) */
     int frozen;               /* 1: serve the base without the online adapter (0) */
+    const char *llm_model;    /* GGUF for GET .../recommendations?rerank=llm (NULL: 501) */
+    const char *llm_align;    /* its .align file (dynrec align; NULL: titles only, lambda 0) */
 } dr_httpd_params;
 
 dr_httpd_params dr_httpd_default_params(void);
@@ -1011,6 +1013,156 @@ typedef struct dr_explain_eval_result {
 dr_status dr_eval_explain(dr_explainer *x, const dr_explain_eval_params *p,
                           dr_explain_eval_result *out, dr_error *err);
 int dr_explain_eval_json(const dr_explain_eval_result *r, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------- LLM alignment and reranking */
+
+/*
+ * Alignment (llm_align.c): a small map f from the base's latent space (d) into an LLM's
+ * input-embedding space (n_embd), learned without backpropagating through the LLM. Each item's
+ * target is the mean of the GGUF's token-embedding rows of its title's tokens (read through the
+ * gguf API, dequantised whatever the tensor type); the loss is the regression |f(z_i) - t_i|^2
+ * plus an in-batch contrastive term (InfoNCE over cosines). Users go through the same map from
+ * h. The map records the GGUF's hash and refuses another model.
+ */
+typedef struct dr_align dr_align;
+
+typedef struct dr_align_params {
+    const char *llm_model;  /* the GGUF whose token embeddings are the targets (required) */
+    uint32_t hidden;        /* 0: linear map; > 0: 2-layer MLP with this many tanh units (0) */
+    uint32_t epochs;        /* passes over the training items (40) */
+    uint32_t batch;         /* items per step; the other items of the batch are the
+                               contrastive negatives (256) */
+    float lr;               /* Adam step (3e-3) */
+    float tau;              /* contrastive temperature on cosines (0.1) */
+    float w_con;            /* weight of the contrastive term (1) */
+    float holdout;          /* share of the titled items kept out of training, to report
+                               alignment quality on items the map never saw (0.1) */
+    uint64_t seed;          /* shuffles, holdout, initialisation (42) */
+} dr_align_params;
+dr_align_params dr_align_default_params(void);
+
+typedef struct dr_align_report {
+    uint32_t n_items, n_titled, n_train, n_holdout, d, n_embd;
+    double loss_first, loss_last;   /* mean training loss of the first and the last epoch */
+    double mse_first, mse_last;     /* its regression part */
+    /* Alignment quality: Recall@10 of each item's own target among all titled items' targets
+     * (cosine after subtracting the mean target, pessimistic ties), for training and held-out
+     * items; random = 10 / n_titled */
+    double recall10_train, recall10_holdout, recall10_random;
+    double seconds;
+} dr_align_report;
+
+/* Learns the map for model m's item latents z (dot-product models only) and the titles of
+ * ds (NULL: the checkpoint's titles). rep may be NULL. */
+dr_status dr_align_fit(const dr_model *m, const dr_dataset *ds, const dr_align_params *p,
+                       dr_align **out, dr_align_report *rep, dr_error *err);
+void dr_align_free(dr_align *a);
+dr_status dr_align_save(const dr_align *a, const char *path, dr_error *err);
+dr_status dr_align_load(const char *path, dr_align **out, dr_error *err);
+/* DR_ARG naming both hashes when gguf_path is not the model the map was learned for. */
+dr_status dr_align_check_llm(const dr_align *a, const char *gguf_path, dr_error *err);
+/* DR_ARG when the map's input dimension is not m's latent dimension. */
+dr_status dr_align_check_model(const dr_align *a, const dr_model *m, dr_error *err);
+uint32_t dr_align_dim(const dr_align *a);       /* d */
+uint32_t dr_align_n_embd(const dr_align *a);    /* the LLM's n_embd */
+uint64_t dr_align_llm_hash(const dr_align *a);
+/* out (n_embd) = f(x), x (d) a user or item latent. */
+void dr_align_project(const dr_align *a, const float *x, float *out);
+/* lambda of base + lambda * LLM, chosen on validation targets (chosen = 0: none recorded). */
+float dr_align_lambda(const dr_align *a, int *chosen);
+void dr_align_set_lambda(dr_align *a, float lambda);
+const dr_align_report *dr_align_get_report(const dr_align *a);
+
+/*
+ * LLM reranking (llm_rank.c): candidates scored by the LLM's length-normalised log-likelihood
+ * of their titles after a prompt: the fixed instruction (kept in the KV cache), the user's soft
+ * token, the recent history as titles each followed by its item soft token. The candidates
+ * share the prompt's KV cache as parallel sequences: one decode for all of them.
+ */
+typedef struct dr_llm_ranker dr_llm_ranker;
+
+typedef struct dr_llm_rank_params {
+    const char *llm_model;  /* GGUF path (in-process llama.cpp); NULL with http_url */
+    const char *http_url;   /* instead of llm_model: a llama-server base URL; titles only (soft
+                               tokens cannot cross a text API), one /completion per candidate
+                               with the prompt cached by the server */
+    const char *http_api;   /* HTTP: "llama" (llama-server's /completion, the default) or
+                               "openai" (/v1/completions with logprobs) */
+    uint32_t timeout_ms;    /* HTTP: per attempt (10000) */
+    uint32_t n_ctx;         /* context tokens of one sequence: the prompt and one title (512) */
+    uint32_t max_cand;      /* most candidates per request, = parallel sequences (32) */
+    uint32_t history;       /* most recent history items shown (5; fewer when the prompt would
+                               not fit n_ctx) */
+    uint32_t title_tokens;  /* a title is cut to this many tokens (24) */
+    int threads;            /* llama.cpp threads (1) */
+    int unified_kv;         /* 0: a stream of n_ctx cells per sequence, the prompt's cells copied
+                               into each (attention reads only its own); 1: one cache whose
+                               prompt cells every sequence shares (memory n_ctx + max_cand x
+                               title_tokens cells instead of (max_cand + 1) x n_ctx) (0) */
+    int flash_attn;         /* 1: llama.cpp's choice; 0: off (its CPU kernel pads the cache to
+                               256 cells, which dominates short prompts) (0) */
+} dr_llm_rank_params;
+dr_llm_rank_params dr_llm_rank_default_params(void);
+
+/* Titles come from ds when given, else from m's checkpoint. align (may be NULL: titles only,
+ * no soft tokens) must have been learned for this GGUF and m's latent dimension. */
+dr_status dr_llm_ranker_create(const dr_model *m, const dr_dataset *ds, const dr_align *align,
+                               const dr_llm_rank_params *p, dr_llm_ranker **out, dr_error *err);
+void dr_llm_ranker_free(dr_llm_ranker *r);
+
+typedef struct dr_llm_request {
+    const float *user;          /* (d) the user's latent (the adapter's h'_u when serving), or
+                                   NULL: no soft tokens */
+    const float *items;         /* item latents (rows of `stride` floats: the adapter's z'), or
+                                   NULL: no item soft tokens */
+    size_t stride;
+    const uint32_t *hist;       /* the user's time-ordered history; the last ones are shown */
+    size_t n_hist;
+    const uint32_t *cand;       /* items to score */
+    size_t n_cand;
+} dr_llm_request;
+
+/* out (n_cand): mean log-probability per title token of each candidate after the prompt. */
+dr_status dr_llm_rank_score(dr_llm_ranker *r, const dr_llm_request *q, float *out, dr_error *err);
+/* Slow twin: each candidate decoded on its own after the prompt (tests, benchmarks). */
+dr_status dr_llm_rank_score_slow(dr_llm_ranker *r, const dr_llm_request *q, float *out,
+                                 dr_error *err);
+/* Tokens of the last prompt (instruction + request part), for benchmarks. */
+uint32_t dr_llm_rank_prompt_tokens(const dr_llm_ranker *r);
+
+/* P-LLM (../shared/PROTOCOL.md), one run: the base, the LLM on titles only, the LLM with the
+ * aligned soft tokens and base + lambda * LLM over (a) the true next item + 19 items the user
+ * never took (seed 42) and (b) the base's top n_top reranked, full ranking. */
+typedef struct dr_llm_eval_params {
+    uint32_t n_neg;         /* 19 */
+    uint32_t n_top;         /* 20 */
+    uint32_t max_users;     /* 0: every user with a target */
+    int which;              /* 0: test targets, 1: validation targets */
+    float lambda;           /* weight of the LLM score in the combined ranker */
+    const float *grid;      /* when non-NULL (n_grid values): lambda is chosen on these by
+                               full-ranking NDCG@10 of the reranked top n_top (use which = 1);
+                               only that part calls the LLM: the 1 + n_neg LLM columns are 0 */
+    size_t n_grid;
+    uint64_t seed;          /* 42 */
+} dr_llm_eval_params;
+dr_llm_eval_params dr_llm_eval_default_params(void);
+
+typedef struct dr_llm_eval_result {
+    uint32_t n_users;
+    /* 1 + n_neg candidates: Hit@1, NDCG@5 */
+    double base_hit1, base_ndcg5, title_hit1, title_ndcg5, soft_hit1, soft_ndcg5, comb_hit1,
+        comb_ndcg5;
+    /* full ranking, top n_top of the base reranked by the combined score: Hit@10, NDCG@10 */
+    double full_base_hit10, full_base_ndcg10, full_comb_hit10, full_comb_ndcg10;
+    float lambda;           /* the weight used (the chosen one with a grid) */
+    double grid_ndcg10[16]; /* validation NDCG@10 per grid value (first 16) */
+    double seconds;
+} dr_llm_eval_result;
+
+/* r scores with soft tokens when it was created with an alignment (else "soft" = "title"). */
+dr_status dr_eval_llm(const dr_dataset *ds, const dr_split *split, const dr_model *m,
+                      dr_llm_ranker *r, const dr_llm_eval_params *p, dr_llm_eval_result *out,
+                      dr_error *err);
 
 #ifdef __cplusplus
 }

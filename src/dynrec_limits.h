@@ -128,4 +128,18 @@
 #define DR_VERIFY_MAX_TOK 1024        /* tokens of an explanation the verifier reads */
 #define DR_VERIFY_NORM_MAX 512        /* bytes of one normalised phrase */
 
+/* ---- LLM alignment and reranking */
+#define DR_ALIGN_MAX_DIM 65536u       /* d and n_embd of an alignment map: sizes of its file's
+                                        arrays, checked before they are read */
+#define DR_ALIGN_MAX_HIDDEN 4096u     /* MLP hidden units */
+#define DR_ALIGN_MAX_BYTES (1ull << 31) /* bytes of a .align file */
+#define DR_LLM_EMBD_MAX_BYTES (8ull << 30) /* bytes of a GGUF token-embedding tensor read into
+                                        memory (a 256k vocabulary x 8192 dims in f32) */
+#define DR_LLM_RANK_MAX_CAND 128u     /* candidates per rerank request: each is a llama.cpp
+                                        sequence (n_seq_max), and llama.cpp caps those */
+#define DR_LLM_RANK_MAX_TITLE 64u     /* tokens of one title in a rerank prompt */
+#define DR_LLM_RANK_MAX_HISTORY 50u   /* history items shown in a rerank prompt */
+#define DR_LLM_HTTP_GRAMMAR_MAX 8192u /* bytes of the grammar that spells one title (HTTP backend) */
+#define DR_LLM_RERANK_TOP 20u         /* candidates the server's ?rerank=llm reorders (N of P-LLM) */
+
 #endif /* DR_DYNREC_LIMITS_H */

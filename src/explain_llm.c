@@ -54,9 +54,11 @@ static void backend_init(void) {
     llama_backend_init();
 }
 
+void dr__llama_init(void) { pthread_once(&g_once, backend_init); }
+
 dr_status dr__llm_load(const char *path, const dr_explain_params *p, dr_llm **out, dr_error *err) {
     (void)p;
-    pthread_once(&g_once, backend_init);
+    dr__llama_init();
     if (!dr__path_exists(path)) return dr__fail(err, DR_IO, "%s: no such GGUF model file", path);
     dr_llm *l = dr__calloc(1, sizeof *l);
     if (!l) return dr__fail(err, DR_NOMEM, "llama: out of memory");

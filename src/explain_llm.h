@@ -7,6 +7,8 @@
 
 #include "explain_int.h"
 
+/* llama.cpp's backend and log hook, once per process (any thread). */
+void dr__llama_init(void);
 dr_status dr__llm_load(const char *path, const dr_explain_params *p, dr_llm **out,
                       dr_error *err);
 void dr__llm_free(dr_llm *l);

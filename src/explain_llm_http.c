@@ -25,6 +25,8 @@ struct dr_http {
     CURL *curl;
     struct curl_slist *headers;
     char *url;
+    char *base;             /* the URL given, without a trailing / or /v1/chat/completions */
+    char *post_url;         /* (strlen(base) + 64) dr__llm_http_post's */
     char *reply;            /* (DR_LLM_HTTP_MAX + 1) */
     size_t reply_len;
     int overflow;
@@ -52,6 +54,8 @@ void dr__llm_http_free(dr_http *h) {
     if (h->curl) curl_easy_cleanup(h->curl);
     curl_slist_free_all(h->headers);
     dr__free(h->url);
+    dr__free(h->base);
+    dr__free(h->post_url);
     dr__free(h->reply);
     dr__free(h);
 }
@@ -67,9 +71,11 @@ dr_status dr__llm_http_create(const dr_explain_params *p, dr_http **out, dr_erro
     static const char path[] = "/v1/chat/completions";
     int has = n >= sizeof path - 1 && !memcmp(u + n - (sizeof path - 1), path, sizeof path - 1);
     h->url = dr__malloc(n + sizeof path);
+    h->base = dr__strndup(u, has ? n - (sizeof path - 1) : n);
+    h->post_url = dr__malloc(n + 64);
     h->reply = dr__malloc(DR_LLM_HTTP_MAX + 1);
     h->curl = curl_easy_init();
-    if (!h->url || !h->reply || !h->curl) {
+    if (!h->url || !h->base || !h->post_url || !h->reply || !h->curl) {
         dr__llm_http_free(h);
         return dr__fail(err, DR_NOMEM, "http: cannot create a client");
     }
@@ -128,21 +134,9 @@ static dr_status parse_reply(dr_http *h, char *out, size_t cap, dr_explain_timin
     return st;
 }
 
-dr_status dr__llm_http_generate(dr_http *h, const char *system, const char *user, const char *grammar,
-                           char *out, size_t cap, dr_explain_timing *t, dr_error *err) {
-    out[0] = 0;
-    json_t *req = json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:s}], s:i, s:f, s:i}", "model",
-                            h->p.llm_name ? h->p.llm_name : "default", "messages", "role",
-                            "system", "content", system, "role", "user", "content", user,
-                            "max_tokens", (int)h->p.max_tokens, "temperature",
-                            (double)h->p.temperature, "seed", (int)(h->p.seed & 0x7fffffff));
-    if (req && grammar) json_object_set_new(req, "grammar", json_string(grammar));
-    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    json_decref(req);
-    if (!body) return dr__fail(err, DR_NOMEM, "http: cannot build the request");
-    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);
+/* Sends the request set on h->curl with the retries; the reply in h->reply on DR_OK (HTTP 200). */
+static dr_status perform(dr_http *h, const char *url, dr_error *err) {
     dr_status st = DR_IO;
-    double t0 = dr__now_seconds();
     for (uint32_t attempt = 0; attempt <= h->p.retries; attempt++) {
         if (attempt) {
             struct timespec ts = {0, (long)(100000000L << (attempt - 1 < 4 ? attempt - 1 : 4))};
@@ -156,15 +150,15 @@ dr_status dr__llm_http_generate(dr_http *h, const char *system, const char *user
         long code = 0;
         curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &code);
         if (h->overflow) {
-            st = dr__fail(err, DR_LIMIT, "http: %s: reply larger than %u bytes", h->url, DR_LLM_HTTP_MAX);
+            st = dr__fail(err, DR_LIMIT, "http: %s: reply larger than %u bytes", url, DR_LLM_HTTP_MAX);
             break;
         }
         if (rc != CURLE_OK) {
-            st = dr__fail(err, DR_IO, "http: %s: %s (attempt %u)", h->url, curl_easy_strerror(rc), attempt + 1);
+            st = dr__fail(err, DR_IO, "http: %s: %s (attempt %u)", url, curl_easy_strerror(rc), attempt + 1);
             continue;
         }
         if (code == 429 || code >= 500) {
-            st = dr__fail(err, DR_IO, "http: %s: HTTP %ld (attempt %u)", h->url, code, attempt + 1);
+            st = dr__fail(err, DR_IO, "http: %s: HTTP %ld (attempt %u)", url, code, attempt + 1);
             continue;
         }
         if (code != 200) { /* the start of the reply says why, control bytes blanked */
@@ -173,12 +167,44 @@ dr_status dr__llm_http_generate(dr_http *h, const char *system, const char *user
             for (; n < h->reply_len && n + 1 < sizeof why; n++)
                 why[n] = (unsigned char)h->reply[n] < 0x20 ? ' ' : h->reply[n];
             why[n] = 0;
-            st = dr__fail(err, DR_IO, "http: %s: HTTP %ld: %s", h->url, code, why);
+            st = dr__fail(err, DR_IO, "http: %s: HTTP %ld: %s", url, code, why);
             break;
         }
-        st = parse_reply(h, out, cap, t, err);
+        st = DR_OK;
         break;
     }
+    return st;
+}
+
+/* POSTs body to the base URL + path; the reply (NUL-terminated, into h) in *reply. */
+dr_status dr__llm_http_post(dr_http *h, const char *path, const char *body, const char **reply,
+                            size_t *len, dr_error *err) {
+    snprintf(h->post_url, strlen(h->base) + 64, "%s%.60s", h->base, path);
+    curl_easy_setopt(h->curl, CURLOPT_URL, h->post_url);
+    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);
+    dr_status st = perform(h, h->post_url, err);
+    curl_easy_setopt(h->curl, CURLOPT_URL, h->url);
+    *reply = h->reply;
+    *len = h->reply_len;
+    return st;
+}
+
+dr_status dr__llm_http_generate(dr_http *h, const char *system, const char *user, const char *grammar,
+                           char *out, size_t cap, dr_explain_timing *t, dr_error *err) {
+    out[0] = 0;
+    json_t *req = json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:s}], s:i, s:f, s:i}", "model",
+                            h->p.llm_name ? h->p.llm_name : "default", "messages", "role",
+                            "system", "content", system, "role", "user", "content", user,
+                            "max_tokens", (int)h->p.max_tokens, "temperature",
+                            (double)h->p.temperature, "seed", (int)(h->p.seed & 0x7fffffff));
+    if (req && grammar) json_object_set_new(req, "grammar", json_string(grammar));
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body) return dr__fail(err, DR_NOMEM, "http: cannot build the request");
+    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);
+    double t0 = dr__now_seconds();
+    dr_status st = perform(h, h->url, err);
+    if (st == DR_OK) st = parse_reply(h, out, cap, t, err);
     free(body);
     t->decode_ms = 1e3 * (dr__now_seconds() - t0); /* the whole round trip */
     return st;

@@ -13,4 +13,10 @@ dr_status dr__llm_http_generate(dr_http *h, const char *system, const char *user
                            const char *grammar, char *out, size_t cap, dr_explain_timing *t,
                            dr_error *err);
 
+/* POSTs a JSON body to the endpoint's base URL + path (e.g. "/completion") with the same
+ * timeouts, retries and reply cap; *reply (NUL-terminated, *len bytes) stays valid until the
+ * client's next request. llm_rank_http.c's LLM ranker uses it. */
+dr_status dr__llm_http_post(dr_http *h, const char *path, const char *body, const char **reply,
+                            size_t *len, dr_error *err);
+
 #endif /* DR_EXPLAIN_LLM_HTTP_H */

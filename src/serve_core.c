@@ -1630,6 +1630,8 @@ struct dr_srv_worker {
     float *h, *hp;          /* (d), (stride) */
     uint32_t items[DR_SRV_K_MAX];
     float scores[DR_SRV_K_MAX];
+    float base[DR_LLM_RANK_MAX_CAND], llm[DR_LLM_RANK_MAX_CAND]; /* dr__srv_recommend_llm */
+    uint32_t cand[DR_LLM_RANK_MAX_CAND];
 };
 
 void dr__srv_worker_free(dr_srv_worker *w) {
@@ -1712,6 +1714,87 @@ dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint3
                      nh, k, w->ts, w->items, w->scores, &out->n, err);
     dr__adapter_release(s->ad, snap);
     return st;
+}
+
+dr_status dr__srv_recommend_llm(dr_srv *s, dr_srv_worker *w, const char *user, uint32_t k,
+                               uint32_t n_top, dr_llm_ranker *r, float lambda, dr_srv_recs *out,
+                               dr_error *err) {
+    if (!s || !w || !user || !out || !r) return dr__fail(err, DR_ARG, "server: NULL argument");
+    if (k < 1 || n_top < 1 || n_top > DR_LLM_RANK_MAX_CAND)
+        return dr__fail(err, DR_RANGE, "rerank: k and the candidates must be in 1..%u", DR_LLM_RANK_MAX_CAND);
+    uint32_t n = DR_MAX(k, n_top);
+    if (n > DR_LLM_RANK_MAX_CAND) return dr__fail(err, DR_RANGE, "rerank: k must be at most %u",
+                                                  DR_LLM_RANK_MAX_CAND);
+    memset(out, 0, sizeof *out);
+    out->items = w->items;
+    out->scores = w->scores;
+    uint32_t u = dr__idmap_find(&s->users, user, strlen(user));
+    if (u == UINT32_MAX) { /* no history to read: the popular list, not reranked */
+        popular(s, w, k, out);
+        return DR_OK;
+    }
+    out->known = 1;
+    const uint32_t *hi;
+    size_t nh = user_hist(s, u, &hi), c = 0;
+    dr_status st = base_latent(s, w->sc, w->ctx, u, w->h, err); /* w->ctx: the checkpoint's items */
+    if (st != DR_OK) return st;
+    for (size_t q = nh; q-- > 0 && c < DR_SRV_CTX_MAX;)
+        if (hi[q] < s->n_base_items) c++;
+    const dr_adapter_snapshot *snap = NULL;
+    const float *h = w->h, *Z = s->z;
+    size_t stride = s->d;
+    uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);
+    if (s->p.frozen) {
+        out->frozen = 1;
+    } else {
+        if (!(snap = dr__adapter_acquire(s->ad)))
+            return dr__fail(err, DR_INTERNAL, "server: no adapter snapshot published");
+        dr__snapshot_user(snap, u, atomic_load_explicit(&s->clock, memory_order_relaxed), w->h, w->hp);
+        h = w->hp, Z = dr__snapshot_items(snap), stride = dr__snapshot_stride(snap);
+    }
+    st = dr__topk_scan(Z, n_active, (uint32_t)stride, h, hi, nh, n, w->ts, w->items, w->scores,
+                       &out->n, err);
+    /* the LLM sees the adapter's current h'_u and z'_i (the base's when frozen); items newer
+     * than the checkpoint have no title in the ranker and take the mean LLM score */
+    uint32_t nc = 0;
+    for (uint32_t j = 0; st == DR_OK && j < out->n; j++)
+        if (w->items[j] < s->n_base_items) w->cand[nc++] = w->items[j];
+    dr_llm_request q = {h, Z, stride, w->ctx, c, w->cand, nc};
+    float *ls = w->llm;
+    if (st == DR_OK && nc) st = dr_llm_rank_score(r, &q, ls, err);
+    if (snap) dr__adapter_release(s->ad, snap);
+    if (st != DR_OK) return st;
+    double mean = 0;
+    for (uint32_t j = 0; j < nc; j++) mean += ls[j];
+    mean = nc ? mean / nc : 0;
+    /* spread the scores back to positions, then order by base + lambda * llm (ties: base order) */
+    float tmp[DR_LLM_RANK_MAX_CAND];
+    for (uint32_t j = 0, q2 = 0; j < out->n; j++)
+        tmp[j] = w->items[j] < s->n_base_items ? ls[q2++] : (float)mean;
+    uint32_t pos[DR_LLM_RANK_MAX_CAND], it[DR_LLM_RANK_MAX_CAND];
+    float comb[DR_LLM_RANK_MAX_CAND], base[DR_LLM_RANK_MAX_CAND];
+    for (uint32_t j = 0; j < out->n; j++) {
+        pos[j] = j;
+        comb[j] = w->scores[j] + lambda * tmp[j];
+        base[j] = w->scores[j];
+        it[j] = w->items[j];
+    }
+    for (uint32_t a = 1; a < out->n; a++)
+        for (uint32_t b = a; b > 0 && comb[pos[b]] > comb[pos[b - 1]]; b--) {
+            uint32_t t = pos[b];
+            pos[b] = pos[b - 1], pos[b - 1] = t;
+        }
+    if (out->n > k) out->n = k;
+    for (uint32_t j = 0; j < out->n; j++) {
+        w->items[j] = it[pos[j]];
+        w->scores[j] = comb[pos[j]];
+        w->base[j] = base[pos[j]];
+        w->llm[j] = tmp[pos[j]];
+    }
+    out->base = w->base;
+    out->llm = w->llm;
+    out->reranked = 1;
+    return DR_OK;
 }
 
 const char *dr__srv_item_name(const dr_srv *s, uint32_t i) { return s->items.name[i]; }

@@ -123,12 +123,23 @@ typedef struct dr_srv_recs {
     int frozen;             /* 1: base scores (the server runs without the adapter) */
     uint32_t n;
     const uint32_t *items;  /* (n) dense ids, into the worker */
-    const float *scores;    /* (n) adapter scores, or window counts for popular items */
+    const float *scores;    /* (n) adapter scores, or window counts for popular items; reranked:
+                               base + lambda * llm */
+    int reranked;           /* 1: dr__srv_recommend_llm ordered them */
+    const float *base;      /* (n) reranked: the adapter's (or frozen base's) scores */
+    const float *llm;       /* (n) reranked: the LLM's (mean log-probability per title token) */
 } dr_srv_recs;
 
 /* Top k (1..DR_SRV_K_MAX) for an external user id, history excluded. */
 dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32_t k,
                            dr_srv_recs *out, dr_error *err);
+/* The top max(k, n_top) as dr__srv_recommend, scored by the LLM ranker r with the adapter's
+ * current h'_u and z'_i as soft tokens (read from the same snapshot as the scores), ordered
+ * by score + lambda * llm, the first k returned; max(k, n_top) <= DR_LLM_RANK_MAX_CAND.
+ * Unknown users get the popular list, not reranked. */
+dr_status dr__srv_recommend_llm(dr_srv *s, dr_srv_worker *w, const char *user, uint32_t k,
+                               uint32_t n_top, dr_llm_ranker *r, float lambda, dr_srv_recs *out,
+                               dr_error *err);
 const char *dr__srv_item_name(const dr_srv *s, uint32_t i);
 /* Title ("" when none) and the stored JSON body of the last PUT (NULL when none). */
 void dr__srv_item_meta(const dr_srv *s, uint32_t i, const char **title, const char **body);

@@ -273,7 +273,8 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     lp.srv = sp;
     if ((st = dr__live_open(&lp, &s->live, err)) != DR_OK) goto fail;
     int exposed = p->host && strncmp(p->host, "127.", 4) != 0;
-    dr_routes_params rp = {p->api_key, p->public_read, p->max_body, NULL, exposed};
+    dr_routes_params rp = {p->api_key, p->public_read, p->max_body, NULL, exposed, p->llm_model,
+                           p->llm_align};
     if ((st = dr__routes_create_live(s->live, &rp, &s->routes, err)) != DR_OK) goto fail;
     if (pthread_key_create(&s->key, NULL) != 0) {
         st = dr__fail(err, DR_INTERNAL, "server: pthread_key_create failed");

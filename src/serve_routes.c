@@ -93,6 +93,9 @@ struct dr_routes {
     route_metrics m[R_COUNT];
     _Atomic uint64_t unauthorized;
     double t_start;
+    char *llm_model;        /* ?rerank=llm: the GGUF (NULL: 501) */
+    dr_align *align;        /* its alignment (NULL: titles only, lambda 0) */
+    float lambda;
 };
 
 struct dr_routes_worker {
@@ -101,6 +104,7 @@ struct dr_routes_worker {
     uint64_t sw_gen;        /* the generation sw and es were made for */
     dr_srv_worker *sw;
     dr_explain_session *es; /* made on the worker's first explanation */
+    dr_llm_ranker *rk;      /* made on the worker's first ?rerank=llm, per generation */
     dr_explanation *xe;     /* (1) the explanation being written */
     char *xjson;            /* (DR_EXPLAIN_JSON_CAP) its JSON */
     char *buf;
@@ -155,6 +159,18 @@ dr_status dr__routes_create_live(dr_live *live, const dr_routes_params *p, dr_ro
         }
         r->key_len = strlen(r->key);
     }
+    if (p->llm_model) {
+        dr_status st = DR_OK;
+        r->llm_model = dr__strdup(p->llm_model);
+        if (!r->llm_model) st = dr__fail(err, DR_NOMEM, "routes: out of memory");
+        if (st == DR_OK && p->llm_align) st = dr_align_load(p->llm_align, &r->align, err);
+        if (st == DR_OK && r->align) st = dr_align_check_llm(r->align, p->llm_model, err);
+        if (st == DR_OK && r->align) r->lambda = dr_align_lambda(r->align, NULL);
+        if (st != DR_OK) {
+            dr__routes_free(r);
+            return st;
+        }
+    }
     *out = r;
     return DR_OK;
 }
@@ -162,6 +178,8 @@ dr_status dr__routes_create_live(dr_live *live, const dr_routes_params *p, dr_ro
 void dr__routes_free(dr_routes *r) {
     if (!r) return;
     if (r->owns_live) dr__live_close(r->live);
+    dr__free(r->llm_model);
+    dr_align_free(r->align);
     dr__free(r->key);
     dr__free(r);
 }
@@ -192,6 +210,7 @@ dr_status dr__routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_erro
 void dr__routes_worker_free(dr_routes_worker *w) {
     if (!w) return;
     dr_explain_session_free(w->es);
+    dr_llm_ranker_free(w->rk);
     dr__free(w->xe);
     dr__free(w->xjson);
     dr__srv_worker_free(w->sw);
@@ -642,6 +661,21 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         return NULL;
     }
     int want_ex = ex && (!strcmp(ex, "true") || !strcmp(ex, "1"));
+    const char *rr = rq->arg ? rq->arg(rq->arg_ud, "rerank") : NULL;
+    if (rr && strcmp(rr, "llm") && strcmp(rr, "none")) {
+        error_resp(w, resp, 400, "rerank: must be llm or none");
+        return NULL;
+    }
+    int want_llm = rr && !strcmp(rr, "llm");
+    if (want_llm && !r->llm_model) {
+        error_resp(w, resp, 501, "LLM reranking is not available: start the server with --llm "
+                   "(and --align)");
+        return NULL;
+    }
+    if (want_llm && k > DR_LLM_RANK_MAX_CAND) {
+        error_resp(w, resp, 400, "k: at most %u with rerank=llm", DR_LLM_RANK_MAX_CAND);
+        return NULL;
+    }
     if (want_ex && !w->g->ex) {
         error_resp(w, resp, 501, "explanations are not available: the server has no model");
         return NULL;
@@ -670,7 +704,21 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
     }
     dr_srv_recs rec;
     dr_error e = {0};
-    dr_status st = dr__srv_recommend(w->g->srv, w->sw, user, k, &rec, &e);
+    dr_status st = DR_OK;
+    if (want_llm && !w->rk) { /* the ranker over this generation's checkpoint */
+        dr_llm_rank_params lp = dr_llm_rank_default_params();
+        lp.llm_model = r->llm_model;
+        lp.max_cand = DR_LLM_RERANK_TOP > k ? DR_LLM_RERANK_TOP : k;
+        st = dr_llm_ranker_create(dr__srv_model(w->g->srv), NULL, r->align, &lp, &w->rk, &e);
+        if (st != DR_OK) { /* the server's configuration, not the request */
+            error_resp(w, resp, 500, "rerank: %s", e.msg);
+            return NULL;
+        }
+    }
+    if (st == DR_OK)
+        st = want_llm ? dr__srv_recommend_llm(w->g->srv, w->sw, user, k, DR_LLM_RERANK_TOP, w->rk,
+                                              r->lambda, &rec, &e)
+                      : dr__srv_recommend(w->g->srv, w->sw, user, k, &rec, &e);
     if (st != DR_OK) {
         error_resp(w, resp, status_of(st), "%s", e.msg);
         return NULL;
@@ -688,6 +736,12 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         out_str(w, dr__srv_item_name(w->g->srv, rec.items[j]));
         out_lit(w, ",\"score\":");
         out_float(w, rec.scores[j]);
+        if (rec.reranked) {
+            out_lit(w, ",\"base\":");
+            out_float(w, rec.base[j]);
+            out_lit(w, ",\"llm\":");
+            out_float(w, rec.llm[j]);
+        }
         if (title && *title) {
             out_lit(w, ",\"title\":");
             out_str(w, title);
@@ -695,6 +749,11 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         out_lit(w, "}");
     }
     out_lit(w, "]");
+    if (want_llm) {
+        out(w, ",\"rerank\":\"%s\",\"soft_tokens\":%s,\"lambda\":", rec.reranked ? "llm" : "none",
+            r->align ? "true" : "false");
+        out_float(w, r->lambda);
+    }
     if (want_ex) { /* one per item, in order; null where the pair has no evidence yet */
         out_lit(w, ",\"explanations\":[");
         for (uint32_t j = 0; j < rec.n; j++) {
@@ -1225,6 +1284,8 @@ static dr_status worker_follow(dr_routes_worker *w, dr_error *err) {
     w->sw = NULL;
     dr_explain_session_free(w->es);
     w->es = NULL;
+    dr_llm_ranker_free(w->rk);
+    w->rk = NULL;
     dr_status st = dr__srv_worker_create(w->g->srv, &w->sw, err);
     if (st == DR_OK) w->sw_gen = w->g->id;
     return st;

@@ -17,6 +17,10 @@ typedef struct dr_routes_params {
                               (template generator); NULL = explanation routes answer 501.
                               dr__routes_create_live: unused (each generation has its own) */
     int exposed;           /* bound beyond loopback: POST /v1/admin/base needs an API key (403) */
+    const char *llm_model; /* GGUF for ?rerank=llm (NULL: 501); each HTTP thread makes its
+                              ranker on first use (llama.cpp maps the weights once) */
+    const char *llm_align; /* .align file for it (NULL: titles only, lambda 0); loaded and
+                              checked against the GGUF at start */
 } dr_routes_params;
 
 typedef struct dr_route_req {

@@ -68,7 +68,7 @@ static int setup(void) {
     p.snapshot_every = 200;
     p.adapter.window.capacity = 64;
     p.adapter.g_batch = 8;
-    dr_routes_params rp = {"key", 1, 1 << 16, F.m, 0};
+    dr_routes_params rp = {"key", 1, 1 << 16, F.m, 0, NULL, NULL};
     if (dr__srv_open(F.m, &p, &F.srv, NULL) != DR_OK || dr__routes_create(F.srv, &rp, &F.r, NULL) != DR_OK ||
         dr__routes_worker_create(F.r, &F.w, NULL) != DR_OK)
         return -1;

@@ -412,7 +412,7 @@ static void test_routes(void **st) {
     dr_srv_params p = params(dir);
     dr_srv *s = NULL;
     assert_ok(dr__srv_open(m, &p, &s, &e_));
-    dr_routes_params rp = {"sekret", 1, 4096, NULL, 0};
+    dr_routes_params rp = {"sekret", 1, 4096, NULL, 0, NULL, NULL};
     dr_routes *r = NULL;
     dr_routes_worker *w = NULL;
     assert_ok(dr__routes_create(s, &rp, &r, &e_));
@@ -525,7 +525,7 @@ static void test_idempotent_retry(void **st) {
     dr__srv_get_stats(s, &ss);
     assert_int_equal(ss.log_records, 6);
     /* through the routes: event_id in the body, Idempotency-Key header */
-    dr_routes_params rp = {NULL, 0, 4096, NULL, 0};
+    dr_routes_params rp = {NULL, 0, 4096, NULL, 0, NULL, NULL};
     dr_routes *r = NULL;
     dr_routes_worker *w = NULL;
     assert_ok(dr__routes_create(s, &rp, &r, &e_));
@@ -608,7 +608,7 @@ static void test_after_waits(void **st) {
     double t0 = dr__now_seconds();
     assert_false(dr__srv_wait_applied(s, (dr_log_pos){0, 6}, 150, &have));
     assert_true(dr__now_seconds() - t0 >= 0.14);
-    dr_routes_params rp = {NULL, 0, 4096, NULL, 0};
+    dr_routes_params rp = {NULL, 0, 4096, NULL, 0, NULL, NULL};
     dr_routes *r = NULL;
     dr_routes_worker *w = NULL;
     assert_ok(dr__routes_create(s, &rp, &r, &e_));
@@ -647,7 +647,7 @@ static void test_after_waits(void **st) {
 }
 
 static void get_state_json(dr_srv *s, char *out, size_t cap) {
-    dr_routes_params rp = {NULL, 0, 4096, NULL, 0};
+    dr_routes_params rp = {NULL, 0, 4096, NULL, 0, NULL, NULL};
     dr_routes *r = NULL;
     dr_routes_worker *w = NULL;
     assert_ok(dr__routes_create(s, &rp, &r, &e_));
@@ -965,7 +965,7 @@ static void test_put_features_fusion(void **st) {
     dr_srv_stats st0;
     dr__srv_get_stats(s, &st0);
     /* refused before logging */
-    dr_routes_params rp = {NULL, 0, 1 << 20, NULL, 0};
+    dr_routes_params rp = {NULL, 0, 1 << 20, NULL, 0, NULL, NULL};
     dr_routes *rt = NULL;
     dr_routes_worker *rw = NULL;
     assert_ok(dr__routes_create(s, &rp, &rt, &e_));
@@ -1092,7 +1092,7 @@ static void test_out_of_memory(void **st) {
     c = (dr_oom_case){.name = "dr__srv_worker_create", .call = srv_worker,
                       .cleanup = srv_worker_free, .ud = &u, .out = (void **)&u.w};
     assert_true(dr_oom_check(&c) > 0);
-    u.rp = (dr_routes_params){"sekret", 1, 4096, u.m, 0};
+    u.rp = (dr_routes_params){"sekret", 1, 4096, u.m, 0, NULL, NULL};
     c = (dr_oom_case){.name = "dr__routes_create + dr__routes_worker_create", .call = routes_make,
                       .cleanup = routes_free, .ud = &u};
     assert_true(dr_oom_check(&c) > 0);

@@ -311,7 +311,7 @@ static void test_admin_route(void **st) {
     assert_ok(dr__live_open(&p, &l, &e_));
     post_range(l, 0, 150);
     /* exposed without a key: 403 */
-    dr_routes_params rp = {NULL, 0, 4096, NULL, 1};
+    dr_routes_params rp = {NULL, 0, 4096, NULL, 1, NULL, NULL};
     dr_routes *r = NULL;
     dr_routes_worker *w = NULL;
     assert_ok(dr__routes_create_live(l, &rp, &r, &e_));
@@ -321,7 +321,7 @@ static void test_admin_route(void **st) {
     dr__routes_worker_free(w);
     dr__routes_free(r);
     /* with a key: 401 without it, 400 on bad bodies, 200 with both figures */
-    dr_routes_params rk = {"sekret", 1, 4096, NULL, 1};
+    dr_routes_params rk = {"sekret", 1, 4096, NULL, 1, NULL, NULL};
     assert_ok(dr__routes_create_live(l, &rk, &r, &e_));
     assert_ok(dr__routes_worker_create(r, &w, &e_));
     assert_int_equal(admin(r, w, body, NULL, out, sizeof out), 401);
