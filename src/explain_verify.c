@@ -264,8 +264,7 @@ static void tokenise(scan *s, size_t n) {
 static int item_allowed(const dr_evidence *ev, uint32_t item) {
     if (item == ev->item) return 1;
     for (size_t f = 0; f < ev->n; f++)
-        if ((ev->facts[f].kind == DR_FACT_HISTORY || ev->facts[f].kind == DR_FACT_MODALITY) &&
-            ev->facts[f].items[0] == item)
+        if (dr__fact_names_item(&ev->facts[f]) && ev->facts[f].items[0] == item)
             return 1;
     return 0;
 }
@@ -275,7 +274,7 @@ static int fact_holds(const dr_explainer *x, const dr_fact *f, uint32_t e) {
     uint32_t id = DR_ENT_ID(e);
     switch (DR_ENT_KIND(e)) {
     case DR_ENT_ITEM:
-        return (f->kind == DR_FACT_HISTORY || f->kind == DR_FACT_MODALITY) && f->items[0] == id;
+        return dr__fact_names_item(f) && f->items[0] == id;
     case DR_ENT_ATTR:
         return f->kind == DR_FACT_ATTRIBUTE && f->attr &&
                dr__strtab_find(&x->attrs, f->attr, strlen(f->attr)) == id;
