@@ -283,6 +283,9 @@ int cli_cmd_eval_explain(int argc, char **argv) {
                r.total_ms);
         if (r.gen_tok_s > 0)
             printf("  tokens/s: prompt %.1f, generated %.1f\n", r.prompt_tok_s, r.gen_tok_s);
+        if (strcmp(r.generator, "template"))
+            printf("  context: minimum prompt did not fit %.4f, facts dropped per pair %.2f, "
+                   "longest prompt %u tokens\n", r.no_fit_rate, r.facts_dropped, r.prompt_tokens_max);
         printf("  wall %.1f s\n", r.seconds);
     }
 done:

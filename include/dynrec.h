@@ -862,6 +862,9 @@ typedef struct dr_explanation {
                                failed (reason says why) */
     char reason[256];
     dr_verify_result check; /* the verifier's result on `generated` */
+    uint32_t facts_dropped; /* LLM generators: facts dropped to fit the context (`evidence`
+                               holds the rest, the ones the generator saw) */
+    int no_fit;             /* 1: even the minimum prompt did not fit the context (fallback) */
     dr_explain_timing timing;
 } dr_explanation;
 
@@ -913,6 +916,9 @@ typedef struct dr_explain_eval_result {
     /* medians over the pairs, milliseconds */
     double evidence_ms, prompt_ms, prefill_ms, decode_ms, verify_ms, total_ms;
     double prompt_tok_s, gen_tok_s; /* totals: tokens / seconds */
+    double no_fit_rate;     /* pairs whose minimum prompt did not fit the context */
+    double facts_dropped;   /* mean facts dropped per pair to fit it */
+    uint32_t prompt_tokens_max; /* the longest prompt decoded (cached prefix included) */
     double seconds;
 } dr_explain_eval_result;
 

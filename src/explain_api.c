@@ -361,7 +361,8 @@ static int64_t count_tokens(void *ud, const char *text, size_t len) {
 
 /* The prompt for ev fitted to the generator's context into s->prompt, trying the full form
  * then the short one; ev keeps the facts that made it. */
-static dr_status fit_prompt(dr_explain_session *s, dr_evidence *ev, size_t *prefix, dr_error *err) {
+static dr_status fit_prompt(dr_explain_session *s, dr_evidence *ev, size_t *prefix,
+                            uint32_t *dropped, dr_error *err) {
     const dr_explainer *x = s->x;
     uint32_t budget, tokens;
     size_t nf = 0;
@@ -377,7 +378,10 @@ static dr_status fit_prompt(dr_explain_session *s, dr_evidence *ev, size_t *pref
                                     form + 1 < DR_PROMPT_FORMS ? NULL : err);
         if (st != DR_LIMIT) break;
     }
-    if (st == DR_OK) ev->n = nf;
+    if (st == DR_OK) {
+        *dropped = (uint32_t)(ev->n - nf);
+        ev->n = nf;
+    }
     return st;
 }
 
@@ -387,7 +391,8 @@ dr_status dr_explain(dr_explain_session *s, uint32_t u, uint32_t item, dr_explan
     const dr_explainer *x = s->x;
     memset(&out->timing, 0, sizeof out->timing);
     out->text[0] = out->generated[0] = out->reason[0] = 0;
-    out->verified = out->fallback = 0;
+    out->verified = out->fallback = out->no_fit = 0;
+    out->facts_dropped = 0;
     out->generator = x->p.generator;
     double t0 = dr__now_seconds();
     dr_status st = dr_explain_evidence(s, u, item, &out->evidence, err);
@@ -404,7 +409,8 @@ dr_status dr_explain(dr_explain_session *s, uint32_t u, uint32_t item, dr_explan
     } else {
         size_t prefix = 0;
         double tp = dr__now_seconds();
-        gs = fit_prompt(s, &out->evidence, &prefix, &ge);
+        gs = fit_prompt(s, &out->evidence, &prefix, &out->facts_dropped, &ge);
+        out->no_fit = gs == DR_LIMIT;
         if (gs == DR_OK) dr_explain_template(x, &out->evidence, out->text, sizeof out->text);
         int use_grammar = s->llm ? x->p.grammar : x->p.http_grammar;
         if (gs == DR_OK && use_grammar)
@@ -586,7 +592,9 @@ dr_status dr_eval_explain(dr_explainer *x, const dr_explain_eval_params *p,
     dr_rng rng;
     dr__rng_seed(&rng, p->seed, 0x45585031u);
     double t_start = dr__now_seconds(), ground = 0, refs = 0, hall = 0, hall0 = 0, faithful = 0,
-           verified = 0, valid = 0, facts = 0, ptok = 0, gtok = 0, pms = 0, dms = 0;
+           verified = 0, valid = 0, facts = 0, ptok = 0, gtok = 0, pms = 0, dms = 0, no_fit = 0,
+           dropped = 0;
+    uint32_t ptok_max = 0;
     for (uint32_t k = 0; k < n; k++) {
         uint32_t u, r, got = 0;
         uint64_t key;
@@ -620,6 +628,9 @@ dr_status dr_eval_explain(dr_explainer *x, const dr_explain_eval_params *p,
         double v[6] = {t->evidence_ms, t->prompt_ms, t->prefill_ms, t->decode_ms, t->verify_ms,
                        t->total_ms};
         for (int q = 0; q < 6; q++) tm[(size_t)q * n + k] = v[q];
+        no_fit += e->no_fit;
+        dropped += e->facts_dropped;
+        ptok_max = DR_MAX(ptok_max, t->prompt_tokens + t->cached_tokens);
         ptok += t->prompt_tokens;
         gtok += t->gen_tokens;
         pms += t->prefill_ms;
@@ -642,6 +653,9 @@ dr_status dr_eval_explain(dr_explainer *x, const dr_explain_eval_params *p,
                       &out->verify_ms, &out->total_ms};
     for (int q = 0; q < 6; q++) *med[q] = median(tm + (size_t)q * n, n);
     out->prompt_tok_s = pms > 0 ? ptok / (pms / 1e3) : 0;
+    out->no_fit_rate = no_fit / n;
+    out->facts_dropped = dropped / n;
+    out->prompt_tokens_max = ptok_max;
     out->gen_tok_s = dms > 0 ? gtok / (dms / 1e3) : 0;
     out->seconds = dr__now_seconds() - t_start;
     st = DR_OK;
@@ -667,11 +681,13 @@ int dr_explain_eval_json(const dr_explain_eval_result *r, char *b, size_t cap) {
                        "\"prefill\":%.4f,\"decode\":%.4f,\"verify\":%.4f,\"total\":%.4f,"
                        "\"prompt_tokens_per_s\":%.1f,\"generated_tokens_per_s\":%.1f,"
                        "\"wall\":%.1f},\"counts\":{\"verified_rate\":%.6f,\"facts\":%zu,"
-                       "\"references\":%zu}}",
+                       "\"references\":%zu},\"context\":{\"no_fit_rate\":%.6f,"
+                       "\"facts_dropped\":%.4f,\"prompt_tokens_max\":%u}}",
                        r->n, r->grounding_precision, r->hallucination_rate,
                        r->hallucination_rate_before_verify, r->evidence_validity,
                        r->deletion_faithfulness, r->evidence_ms, r->prompt_ms, r->prefill_ms,
                        r->decode_ms, r->verify_ms, r->total_ms, r->prompt_tok_s, r->gen_tok_s,
-                       1e3 * r->seconds, r->verified_rate, r->n_facts, r->n_refs);
+                       1e3 * r->seconds, r->verified_rate, r->n_facts, r->n_refs, r->no_fit_rate,
+                       r->facts_dropped, r->prompt_tokens_max);
     return x ? -1 : (int)l;
 }
