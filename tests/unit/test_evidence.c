@@ -314,6 +314,11 @@ static void test_influence_twin(void **st) {
     }
     assert_true(n_checked >= 40);
     assert_true(lowered >= 36); /* joint removal is not additive, but nearly always lowers */
+    uint32_t top[5];
+    for (uint32_t u = 0; u < 5; u++) top[u] = fx_top_item(f.m, u, 1);
+    uint64_t a0 = dr__alloc_count(); /* re-scoring runs in the session's buffers */
+    for (uint32_t u = 0; u < 5; u++) assert_ok(dr_explain(s, u, top[u], ex, &e_));
+    assert_int_equal(dr__alloc_count() - a0, 0);
     /* forced removal on BPR-MF (fold-in scores) and forced similarity on SASRec */
     dr_explain_session_free(s);
     dr_explainer_free(x);
