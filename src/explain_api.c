@@ -348,13 +348,15 @@ static dr_status soft_vectors(dr_explain_session *s, uint32_t u, uint32_t item, 
 typedef struct fit_count {
     dr_explain_session *s;
     size_t prefix;
+    int64_t prefix_tokens;     /* the instruction's count, once per form (-1: not yet) */
 } fit_count;
 
 static int64_t count_tokens(void *ud, const char *text, size_t len) {
-    const fit_count *c = ud;
+    fit_count *c = ud;
     if (!c->s->llm) return dr__llm_http_count(text, len);
     size_t p = DR_MIN(c->prefix, len);
-    int64_t a = dr__llm_count(c->s->llm, text, p, 1);
+    if (c->prefix_tokens < 0 || p < c->prefix) c->prefix_tokens = dr__llm_count(c->s->llm, text, p, 1);
+    int64_t a = c->prefix_tokens;
     int64_t b = len > p ? dr__llm_count(c->s->llm, text + p, len - p, 0) : 0;
     return a < 0 || b < 0 ? -1 : a + b;
 }
@@ -372,7 +374,7 @@ static dr_status fit_prompt(dr_explain_session *s, dr_evidence *ev, size_t *pref
                                            &budget, err);
     if (st != DR_OK) return st;
     for (int form = 0; form < DR_PROMPT_FORMS; form++) {
-        fit_count c = {s, dr__explain_prefix_len(form)};
+        fit_count c = {s, dr__explain_prefix_len(form), -1};
         st = dr__explain_prompt_fit(x, ev, form, budget, count_tokens, &c, s->prompt, sizeof s->prompt,
                                     s->part, sizeof s->part, prefix, &nf, &tokens,
                                     form + 1 < DR_PROMPT_FORMS ? NULL : err);

@@ -28,11 +28,12 @@ typedef int64_t (*dr_fit_count_fn)(void *ud, const char *text, size_t len);
 dr_status dr__fit_budget(uint32_t n_ctx, uint32_t n_ctx_train, uint32_t n_ctx_server,
                          uint32_t reserve, uint32_t *budget, dr_error *err);
 
-/* Joins the kept parts into buf (cap bytes, NUL-terminated) and counts them; while the count
- * exceeds budget (or the text exceeds cap), drops the optional part with the highest drop and
- * tries again. keep[k] (n) says which parts made it, *tokens the count of the result. DR_LIMIT
- * with a message naming both numbers when the required parts alone do not fit; buf is then "".
- * At most (optional parts + 1) counts. */
+/* Joins the kept parts into buf (cap bytes, NUL-terminated) and counts them; when the count
+ * exceeds budget (or the text exceeds cap), drops the fewest optional parts that make it fit,
+ * in their order (the highest drop first). keep[k] (n) says which parts made it, *tokens the
+ * count of the result. DR_LIMIT with a message naming both numbers when the required parts
+ * alone do not fit; buf is then "". At most 3 + log2(optional parts) counts (one when
+ * everything fits). */
 dr_status dr__fit(const dr_fit_part *parts, size_t n, uint32_t budget, dr_fit_count_fn count,
                   void *ud, uint8_t *keep, char *buf, size_t cap, size_t *len, uint32_t *tokens,
                   dr_error *err);
