@@ -247,6 +247,7 @@ static int fact_line(const dr_explainer *x, const dr_fact *f, int form, char *b,
 static int prompt_parts(const dr_explainer *x, const dr_evidence *ev, int form, char *scratch,
                         size_t scratch_cap, dr_fit_part *parts) {
     size_t l = 0, at[DR_EVIDENCE_MAX + 5];
+    if (ev->n > DR_EVIDENCE_MAX) return -1;
     int n = 0, r = dr__appendf(scratch, scratch_cap, &l, "%s", forms[form].instruction);
     at[n++] = l;
     r = r || dr__appendf(scratch, scratch_cap, &l, "%s", forms[form].header);
