@@ -2,7 +2,9 @@
  * bench_explain - time split of one explanation: evidence, prompt (+ grammar), prefill, decode,
  * verify, as medians over R requests of one session (the instruction prefix stays cached),
  * and the share of the non-LLM steps in the generation. Usage:
- *   bench_explain MODEL.drm [GGUF] [R]     default R: 200 (template), 20 (llama)
+ *   bench_explain MODEL.drm [GGUF] [R] [MAX_TOKENS]
+ * default R: 200 (template), 20 (llama); MAX_TOKENS (128) must leave room for a prompt in the
+ * model's training context (40 for stories260K's 128 tokens).
  * Without a GGUF only the template generator runs. Pairs: user u = (k * 7919) % users, its
  * top recommendation.
  */
@@ -27,6 +29,7 @@ int main(int argc, char **argv) {
         p.llm_model = argv[2];
     }
     int R = argc > 3 ? atoi(argv[3]) : argc > 2 ? 20 : 200;
+    if (argc > 4) p.max_tokens = (uint32_t)atoi(argv[4]);
     if (R < 1) R = 1;
     dr_explainer *x = NULL;
     dr_explain_session *s = NULL;

@@ -18,7 +18,14 @@ const char *const cli_explain_opts_help =
     "  --llm-name NAME      the endpoint's model name (default)\n"
     "  --llm-key-env VAR    read a bearer token from environment variable VAR\n"
     "  --max-tokens N       generated tokens at most (128)\n"
-    "  --llm-threads N      llama.cpp CPU threads (1)     --ctx N   llama.cpp context (2048)\n"
+    "  --llm-threads N      llama.cpp CPU threads (1)\n"
+    "  --llm-ctx N          the LLM's context in tokens (2048; also --ctx): llama.cpp caps it\n"
+    "                       at the model's training context, http at llama-server's /props;\n"
+    "                       prompts are fitted into it less --max-tokens, dropping the last\n"
+    "                       facts first\n"
+    "  --history MODE       how history facts are chosen: auto (default: removal for sasrec,\n"
+    "                       similarity otherwise), similarity (cosine of the item latents),\n"
+    "                       removal (the score drop when the item leaves the history)\n"
     "  --temperature T      0 = greedy (default)          --timeout-ms N, --retries N  (http)\n"
     "  --no-grammar         llama: let the model write freely (the verifier still checks)\n"
     "  --http-grammar       http: send the evidence grammar too (llama-server's \"grammar\")\n"
@@ -39,8 +46,16 @@ int cli_explain_opt(cli_opts *o, cli_explain_opts *x) {
         return 1;
     }
     if ((v = cli_opt_value(o, "--llm", &err))) { x->p.llm_model = v; x->p.generator = "llama"; return 1; }
+    if ((v = cli_opt_value(o, "--history", &err))) {
+        static const char *const modes[] = {"auto", "similarity", "removal"};
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(v, modes[k])) { x->p.history = (dr_history_mode)k; return 1; }
+        cli_usage_error("bad --history '%s' (auto, similarity, removal)", v);
+        return -1;
+    }
     struct { const char *name; uint32_t *at; uint64_t max; } n[] = {
         {"--max-tokens", &x->p.max_tokens, 1024}, {"--ctx", &x->p.n_ctx, 131072},
+        {"--llm-ctx", &x->p.n_ctx, 131072},
         {"--timeout-ms", &x->p.timeout_ms, 600000}, {"--retries", &x->p.retries, 10}};
     for (size_t k = 0; k < sizeof n / sizeof n[0] && !err; k++) {
         if (!(v = cli_opt_value(o, n[k].name, &err))) continue;
@@ -268,6 +283,9 @@ int cli_cmd_eval_explain(int argc, char **argv) {
                r.total_ms);
         if (r.gen_tok_s > 0)
             printf("  tokens/s: prompt %.1f, generated %.1f\n", r.prompt_tok_s, r.gen_tok_s);
+        if (strcmp(r.generator, "template"))
+            printf("  context: minimum prompt did not fit %.4f, facts dropped per pair %.2f, "
+                   "longest prompt %u tokens\n", r.no_fit_rate, r.facts_dropped, r.prompt_tokens_max);
         printf("  wall %.1f s\n", r.seconds);
     }
 done:

@@ -853,6 +853,10 @@ typedef enum {
                             items[0] has features closest to the item's (value = cosine) */
     DR_FACT_TREND,       /* value = events of the item in the adapter's recent window of total
                             events; trend = (recent half - older half) / (count + 1) */
+    DR_FACT_INFLUENCE,   /* an item of the history the model reads whose removal lowers the
+                            item's score the most: items[0], value = score(history) -
+                            score(history without any occurrence of items[0]) (> 0, exact,
+                            by re-scoring), total = its rank by that drop */
     DR_FACT_KIND_COUNT
 } dr_fact_kind;
 
@@ -881,10 +885,19 @@ typedef struct dr_evidence {
     dr_fact facts[DR_EVIDENCE_MAX];
 } dr_evidence;
 
+/* How the history facts are chosen (dr_explain_params.history). */
+typedef enum {
+    DR_HISTORY_AUTO = 0,    /* removal for a model that reads an ordered window of the history
+                               (a sequence model: sasrec), similarity otherwise (mf) */
+    DR_HISTORY_SIMILARITY,  /* DR_FACT_HISTORY: closest by cosine of the item latents */
+    DR_HISTORY_REMOVAL      /* DR_FACT_INFLUENCE: largest score drop when removed (re-scored) */
+} dr_history_mode;
+
 typedef struct dr_explain_params {
     const char *generator;  /* "template" (default), "llama" or "http" */
     /* evidence */
     uint32_t k_history;     /* history items cited (3) */
+    dr_history_mode history; /* how they are chosen (DR_HISTORY_AUTO) */
     uint32_t k_neighbours;  /* nearest users examined (20) */
     uint32_t recent;        /* most recent distinct history items for shared attributes (10) */
     uint32_t max_attrs;     /* attribute facts (3) */
@@ -900,7 +913,10 @@ typedef struct dr_explain_params {
     const char *llm_name;   /* http: the "model" field ("default") */
     const char *llm_key;    /* http: bearer token (NULL: none) */
     uint32_t max_tokens;    /* generated tokens at most (128) */
-    uint32_t n_ctx;         /* llama: context size (2048) */
+    uint32_t n_ctx;         /* llama: context size, capped by the model's training context;
+                               http: the endpoint's context, capped by what llama-server's
+                               /props reports (2048). Prompts are fitted into it less
+                               max_tokens (the lowest-ranked facts dropped first). */
     int threads;            /* llama: CPU threads (1) */
     int grammar;            /* llama: constrain the output with the evidence grammar (1) */
     int http_grammar;       /* http: also send the grammar ("grammar" field, llama-server) (0) */
@@ -958,6 +974,9 @@ typedef struct dr_explanation {
                                failed (reason says why) */
     char reason[256];
     dr_verify_result check; /* the verifier's result on `generated` */
+    uint32_t facts_dropped; /* LLM generators: facts dropped to fit the context (`evidence`
+                               holds the rest, the ones the generator saw) */
+    int no_fit;             /* 1: even the minimum prompt did not fit the context (fallback) */
     dr_explain_timing timing;
 } dr_explanation;
 
@@ -970,8 +989,10 @@ dr_status dr_explain(dr_explain_session *s, uint32_t u, uint32_t item, dr_explan
                      dr_error *err);
 /* The deterministic template text for ev; returns the length like snprintf. */
 int dr_explain_template(const dr_explainer *x, const dr_evidence *ev, char *buf, size_t cap);
-/* The prompt the generators receive (instruction, evidence tokens, request); DR_LIMIT when it
- * would exceed cap. *prefix_len: bytes of the request-independent instruction prefix. */
+/* The prompt the generators receive (instruction, evidence tokens, request), with every fact
+ * and no token budget; DR_LIMIT when it would exceed cap. *prefix_len: bytes of the
+ * request-independent instruction prefix. (dr_explain fits the prompt to the generator's
+ * context first: docs/ARCHITECTURE.md.) */
 dr_status dr_explain_prompt(const dr_explainer *x, const dr_evidence *ev, char *buf, size_t cap,
                             size_t *prefix_len, dr_error *err);
 /* The GBNF grammar of valid explanations for ev. */
@@ -1007,6 +1028,9 @@ typedef struct dr_explain_eval_result {
     /* medians over the pairs, milliseconds */
     double evidence_ms, prompt_ms, prefill_ms, decode_ms, verify_ms, total_ms;
     double prompt_tok_s, gen_tok_s; /* totals: tokens / seconds */
+    double no_fit_rate;     /* pairs whose minimum prompt did not fit the context */
+    double facts_dropped;   /* mean facts dropped per pair to fit it */
+    uint32_t prompt_tokens_max; /* the longest prompt decoded (cached prefix included) */
     double seconds;
 } dr_explain_eval_result;
 

@@ -14,7 +14,7 @@ top=$("$BIN" recommend --model build/demo-sasrec.drm --user u1 -k 1 --json | sed
 LLM=${DYNREC_LLM:-../shared/models/stories260K.gguf}
 if [ -f "$LLM" ]; then
     echo "   the same through llama.cpp ($LLM), constrained by a grammar to cite the evidence:"
-    "$BIN" explain --model build/demo-sasrec.drm --user u1 --item "$top" --llm "$LLM" | sed -n '2p' | sed 's/^/   /'
+    "$BIN" explain --model build/demo-sasrec.drm --user u1 --item "$top" --llm "$LLM" --max-tokens 40 | sed -n '2p' | sed 's/^/   /'
 else
     echo "   (no GGUF model at $LLM: set DYNREC_LLM=model.gguf to explain through llama.cpp too)"
 fi

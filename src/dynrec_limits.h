@@ -125,6 +125,12 @@
 #define DR_QUOTE_MAX 120              /* bytes of one quoted title or attribute value */
 #define DR_LLM_MAX_TOKENS 1024        /* tokens one explanation may generate */
 #define DR_LLM_HTTP_MAX (256u * 1024u) /* bytes of an LLM endpoint's answer that are read */
+#define DR_FIT_MAX_PARTS 64           /* parts of one prompt the fitter joins: a fixed array of
+                                        keep flags (an explanation has at most DR_EVIDENCE_MAX
+                                        facts + 4 fixed parts) */
+#define DR_HTTP_CHAT_TOKENS 64        /* tokens an endpoint's chat template may add around the
+                                        system and user messages (role headers, BOS, the
+                                        assistant's header); counted on top of the text */
 #define DR_VERIFY_MAX_TOK 1024        /* tokens of an explanation the verifier reads */
 #define DR_VERIFY_NORM_MAX 512        /* bytes of one normalised phrase */
 

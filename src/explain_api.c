@@ -11,10 +11,18 @@
  * thread. Alternative rejected: one explainer with a lock around the llama.cpp context, which
  * would serialise every request of a server behind one generation. What the evidence needs to
  * know about the model (its context window, whether its user latent folds in) comes from the
- * model's vtable through model.c, never from its kind's name.
+ * model's vtable through model.c, never from its kind's name: a model that reads an ordered
+ * window of the history (sasrec) gets history facts by removal (DR_FACT_INFLUENCE), the others
+ * by similarity. Before an LLM generator sees the evidence, the prompt is fitted to its
+ * context (the session's n_ctx, the model's training context, the server's reported n_ctx,
+ * less max_tokens): the last facts are dropped first, the explanation's evidence becomes the
+ * facts the generator saw (so the verifier and the fallback template use the same), and a
+ * prompt whose minimum does not fit is a generator error (the template is returned, flagged,
+ * with the numbers); a session whose context leaves no room after max_tokens is not created.
  */
 #include "explain_int.h"
 #include "explain_evidence.h"
+#include "explain_fit.h"
 #include "explain_llm.h"
 #include "explain_llm_http.h"
 #include "explain_prompt.h"
@@ -164,6 +172,11 @@ dr_status dr_explainer_create(const dr_model *m, const dr_explain_params *p, dr_
     x->d = dr_model_latent_dim(m);
     x->fold_in = dr__model_folds_in(m);
     x->window = dr__model_window(m);
+    x->removal = p->history == DR_HISTORY_REMOVAL || (p->history == DR_HISTORY_AUTO && x->window);
+    if ((unsigned)p->history > DR_HISTORY_REMOVAL) {
+        dr__free(x);
+        return dr__fail(err, DR_ARG, "explain: unknown history mode %d", (int)p->history);
+    }
     if (p->adapter && dr__adapter_dim(p->adapter) != x->d) {
         dr__free(x);
         return dr__fail(err, DR_ARG, "explain: adapter dimension %u != model latent dimension %u",
@@ -193,6 +206,7 @@ void dr_explain_session_free(dr_explain_session *s) {
     dr__free(s->sim);
     dr__free(s->idx);
     dr__free(s->ctx);
+    dr__free(s->ctx2);
     dr__free(s->stamp);
     dr__free(s);
 }
@@ -213,13 +227,19 @@ dr_status dr_explain_session_create(dr_explainer *x, dr_explain_session **out, d
     s->sim = dr__calloc(nmax, sizeof *s->sim);
     s->idx = dr__calloc(nmax, sizeof *s->idx);
     s->ctx = dr__calloc(longest, sizeof *s->ctx);
+    s->ctx2 = dr__calloc(longest, sizeof *s->ctx2);
     s->stamp = dr__calloc(x->n_items, sizeof *s->stamp);
-    if (!s->h || !s->sim || !s->idx || !s->ctx || !s->stamp) {
+    if (!s->h || !s->sim || !s->idx || !s->ctx || !s->ctx2 || !s->stamp) {
         st = dr__fail(err, DR_NOMEM, "explain: out of memory for a session");
         goto fail;
     }
     if ((st = dr_scorer_create(x->m, &s->sc, err)) != DR_OK) goto fail;
     if (x->llm && (st = dr__llm_ctx_create(x->llm, &x->p, &s->llm, err)) != DR_OK) goto fail;
+    uint32_t budget;
+    if (s->llm && (st = dr__fit_budget(x->p.n_ctx, dr__llm_n_ctx_train(x->llm), 0,
+                                       x->p.max_tokens + (x->p.soft_tokens ? 2u : 0u), &budget,
+                                       err)) != DR_OK)
+        goto fail;
     if (!strcmp(x->p.generator, "http") && (st = dr__llm_http_create(&x->p, &s->http, err)) != DR_OK)
         goto fail;
     *out = s;
@@ -241,16 +261,27 @@ int dr_explain_template(const dr_explainer *x, const dr_evidence *ev, char *buf,
     int r = 0;
     if (!x || !ev || !buf || cap == 0) return -1;
     buf[0] = 0;
-    uint32_t nh = 0, na = 0;
+    uint32_t nh = 0, na = 0, ni = 0;
     for (size_t k = 0; k < ev->n; k++) {
         nh += ev->facts[k].kind == DR_FACT_HISTORY;
         na += ev->facts[k].kind == DR_FACT_ATTRIBUTE;
+        ni += ev->facts[k].kind == DR_FACT_INFLUENCE;
     }
     uint32_t seen = 0;
+    for (size_t k = 0; k < ev->n && !r; k++) { /* "Your history items A [E1] and B [E2] raise ..." */
+        const dr_fact *f = &ev->facts[k];
+        if (f->kind != DR_FACT_INFLUENCE) continue;
+        r = dr__appendf(buf, cap, &l, "%s", seen == 0 ? (ni > 1 ? "Your history items " : "Your history item ")
+                                           : seen + 1 == ni ? " and " : ", ") ||
+            name(x, 'i', f->items[0], NULL, buf, cap, &l) || dr__appendf(buf, cap, &l, " [E%u]", f->id);
+        if (++seen == ni) r = r || dr__appendf(buf, cap, &l, ni > 1 ? " raise its score the most." : " raises its score the most.");
+    }
+    seen = 0;
     for (size_t k = 0; k < ev->n && !r; k++) {
         const dr_fact *f = &ev->facts[k];
         if (f->kind != DR_FACT_HISTORY) continue;
-        r = dr__appendf(buf, cap, &l, "%s", seen == 0 ? "It is close to " : seen + 1 == nh ? " and " : ", ") ||
+        r = dr__appendf(buf, cap, &l, "%s", seen == 0 ? (l ? " It is close to " : "It is close to ")
+                                           : seen + 1 == nh ? " and " : ", ") ||
             name(x, 'i', f->items[0], NULL, buf, cap, &l) || dr__appendf(buf, cap, &l, " [E%u]", f->id);
         if (++seen == nh) r = r || dr__appendf(buf, cap, &l, " from your history.");
     }
@@ -312,13 +343,58 @@ static dr_status soft_vectors(dr_explain_session *s, uint32_t u, uint32_t item, 
     return st;
 }
 
+/* A fit counter: the llama session's own tokenizer, the instruction with BOS and the rest
+ * after it, as dr__llm_generate decodes them; or the http upper bound. */
+typedef struct fit_count {
+    dr_explain_session *s;
+    size_t prefix;
+    int64_t prefix_tokens;     /* the instruction's count, once per form (-1: not yet) */
+} fit_count;
+
+static int64_t count_tokens(void *ud, const char *text, size_t len) {
+    fit_count *c = ud;
+    if (!c->s->llm) return dr__llm_http_count(text, len);
+    size_t p = DR_MIN(c->prefix, len);
+    if (c->prefix_tokens < 0 || p < c->prefix) c->prefix_tokens = dr__llm_count(c->s->llm, text, p, 1);
+    int64_t a = c->prefix_tokens;
+    int64_t b = len > p ? dr__llm_count(c->s->llm, text + p, len - p, 0) : 0;
+    return a < 0 || b < 0 ? -1 : a + b;
+}
+
+/* The prompt for ev fitted to the generator's context into s->prompt, trying the full form
+ * then the short one; ev keeps the facts that made it. */
+static dr_status fit_prompt(dr_explain_session *s, dr_evidence *ev, size_t *prefix,
+                            uint32_t *dropped, dr_error *err) {
+    const dr_explainer *x = s->x;
+    uint32_t budget, tokens;
+    size_t nf = 0;
+    dr_status st = s->llm ? dr__fit_budget(dr__llm_ctx_limit(s->llm), dr__llm_n_ctx_train(x->llm), 0,
+                                           x->p.max_tokens + (x->p.soft_tokens ? 2u : 0u), &budget, err)
+                          : dr__fit_budget(x->p.n_ctx, 0, dr__llm_http_n_ctx(s->http), x->p.max_tokens,
+                                           &budget, err);
+    if (st != DR_OK) return st;
+    for (int form = 0; form < DR_PROMPT_FORMS; form++) {
+        fit_count c = {s, dr__explain_prefix_len(form), -1};
+        st = dr__explain_prompt_fit(x, ev, form, budget, count_tokens, &c, s->prompt, sizeof s->prompt,
+                                    s->part, sizeof s->part, prefix, &nf, &tokens,
+                                    form + 1 < DR_PROMPT_FORMS ? NULL : err);
+        if (st != DR_LIMIT) break;
+    }
+    if (st == DR_OK) {
+        *dropped = (uint32_t)(ev->n - nf);
+        ev->n = nf;
+    }
+    return st;
+}
+
 dr_status dr_explain(dr_explain_session *s, uint32_t u, uint32_t item, dr_explanation *out,
                      dr_error *err) {
     if (!s || !out) return dr__fail(err, DR_ARG, "dr_explain: NULL argument");
     const dr_explainer *x = s->x;
     memset(&out->timing, 0, sizeof out->timing);
     out->text[0] = out->generated[0] = out->reason[0] = 0;
-    out->verified = out->fallback = 0;
+    out->verified = out->fallback = out->no_fit = 0;
+    out->facts_dropped = 0;
     out->generator = x->p.generator;
     double t0 = dr__now_seconds();
     dr_status st = dr_explain_evidence(s, u, item, &out->evidence, err);
@@ -335,7 +411,9 @@ dr_status dr_explain(dr_explain_session *s, uint32_t u, uint32_t item, dr_explan
     } else {
         size_t prefix = 0;
         double tp = dr__now_seconds();
-        gs = dr_explain_prompt(x, &out->evidence, s->prompt, sizeof s->prompt, &prefix, &ge);
+        gs = fit_prompt(s, &out->evidence, &prefix, &out->facts_dropped, &ge);
+        out->no_fit = gs == DR_LIMIT;
+        if (gs == DR_OK) dr_explain_template(x, &out->evidence, out->text, sizeof out->text);
         int use_grammar = s->llm ? x->p.grammar : x->p.http_grammar;
         if (gs == DR_OK && use_grammar)
             gs = dr_explain_grammar(x, &out->evidence, s->grammar, sizeof s->grammar, &ge);
@@ -516,7 +594,9 @@ dr_status dr_eval_explain(dr_explainer *x, const dr_explain_eval_params *p,
     dr_rng rng;
     dr__rng_seed(&rng, p->seed, 0x45585031u);
     double t_start = dr__now_seconds(), ground = 0, refs = 0, hall = 0, hall0 = 0, faithful = 0,
-           verified = 0, valid = 0, facts = 0, ptok = 0, gtok = 0, pms = 0, dms = 0;
+           verified = 0, valid = 0, facts = 0, ptok = 0, gtok = 0, pms = 0, dms = 0, no_fit = 0,
+           dropped = 0;
+    uint32_t ptok_max = 0;
     for (uint32_t k = 0; k < n; k++) {
         uint32_t u, r, got = 0;
         uint64_t key;
@@ -550,6 +630,9 @@ dr_status dr_eval_explain(dr_explainer *x, const dr_explain_eval_params *p,
         double v[6] = {t->evidence_ms, t->prompt_ms, t->prefill_ms, t->decode_ms, t->verify_ms,
                        t->total_ms};
         for (int q = 0; q < 6; q++) tm[(size_t)q * n + k] = v[q];
+        no_fit += e->no_fit;
+        dropped += e->facts_dropped;
+        ptok_max = DR_MAX(ptok_max, t->prompt_tokens + t->cached_tokens);
         ptok += t->prompt_tokens;
         gtok += t->gen_tokens;
         pms += t->prefill_ms;
@@ -572,6 +655,9 @@ dr_status dr_eval_explain(dr_explainer *x, const dr_explain_eval_params *p,
                       &out->verify_ms, &out->total_ms};
     for (int q = 0; q < 6; q++) *med[q] = median(tm + (size_t)q * n, n);
     out->prompt_tok_s = pms > 0 ? ptok / (pms / 1e3) : 0;
+    out->no_fit_rate = no_fit / n;
+    out->facts_dropped = dropped / n;
+    out->prompt_tokens_max = ptok_max;
     out->gen_tok_s = dms > 0 ? gtok / (dms / 1e3) : 0;
     out->seconds = dr__now_seconds() - t_start;
     st = DR_OK;
@@ -597,11 +683,13 @@ int dr_explain_eval_json(const dr_explain_eval_result *r, char *b, size_t cap) {
                        "\"prefill\":%.4f,\"decode\":%.4f,\"verify\":%.4f,\"total\":%.4f,"
                        "\"prompt_tokens_per_s\":%.1f,\"generated_tokens_per_s\":%.1f,"
                        "\"wall\":%.1f},\"counts\":{\"verified_rate\":%.6f,\"facts\":%zu,"
-                       "\"references\":%zu}}",
+                       "\"references\":%zu},\"context\":{\"no_fit_rate\":%.6f,"
+                       "\"facts_dropped\":%.4f,\"prompt_tokens_max\":%u}}",
                        r->n, r->grounding_precision, r->hallucination_rate,
                        r->hallucination_rate_before_verify, r->evidence_validity,
                        r->deletion_faithfulness, r->evidence_ms, r->prompt_ms, r->prefill_ms,
                        r->decode_ms, r->verify_ms, r->total_ms, r->prompt_tok_s, r->gen_tok_s,
-                       1e3 * r->seconds, r->verified_rate, r->n_facts, r->n_refs);
+                       1e3 * r->seconds, r->verified_rate, r->n_facts, r->n_refs, r->no_fit_rate,
+                       r->facts_dropped, r->prompt_tokens_max);
     return x ? -1 : (int)l;
 }

@@ -13,6 +13,16 @@
  * a small fraction of a millisecond at the sizes served (docs/BENCH.md); an approximate
  * neighbour index was rejected because a fact must be checkable ("the cited neighbour really
  * is among the top-k").
+ *
+ * For a model that reads an ordered window of the history (sasrec) the history facts are
+ * chosen by the score's own sensitivity instead (DR_FACT_INFLUENCE): each distinct item j of
+ * the window is removed from the whole history (every occurrence; an older item then enters
+ * the window, as it would for the model) and the item is re-scored; the facts are the k
+ * largest positive drops. Exact, O(|window|) forward passes per request (milliseconds for
+ * sasrec at L = 200; docs/BENCH.md). The cosine of the latents was rejected for such models:
+ * it is not what the attention uses, and removing the items it names lowered the score in
+ * only 64% of P-EXPLAIN's pairs. Gradients or attention weights were rejected as well: they
+ * approximate the removal, and a fact must be checkable by re-scoring.
  */
 #include "explain_evidence.h"
 
@@ -30,7 +40,7 @@ float dr__dot(const float *a, const float *b, uint32_t d) {
 
 const char *dr_fact_kind_name(dr_fact_kind k) {
     static const char *const n[DR_FACT_KIND_COUNT] = {"history", "neighbours", "attribute",
-                                                      "modality", "trend"};
+                                                      "modality", "trend", "influence"};
     return (unsigned)k < DR_FACT_KIND_COUNT ? n[k] : "unknown";
 }
 
@@ -112,6 +122,19 @@ static dr_fact *new_fact(dr_evidence *ev, dr_fact_kind kind) {
     return f;
 }
 
+/* One fact per history item of the top list s->idx / s->sim (n, best first): value = its key,
+ * total = its rank. */
+static void push_ranked(dr_explain_session *s, dr_evidence *ev, dr_fact_kind kind, uint32_t n) {
+    for (uint32_t r = 0; r < n; r++) {
+        dr_fact *f = new_fact(ev, kind);
+        if (!f) return;
+        f->value = s->sim[r];
+        f->total = r + 1;
+        f->n_items = 1;
+        f->items[0] = s->idx[r];
+    }
+}
+
 static void facts_history(dr_explain_session *s, uint32_t u, uint32_t item, dr_evidence *ev) {
     const dr_explainer *x = s->x;
     uint32_t k = DR_MIN(x->p.k_history, 4u), n = 0;
@@ -120,14 +143,48 @@ static void facts_history(dr_explain_session *s, uint32_t u, uint32_t item, dr_e
     const float *zi = x->item_unit + (size_t)item * x->d;
     for (uint32_t j = 0; j < nd; j++)
         top_insert(s->idx, s->sim, &n, k, all[j], dr__dot(zi, x->item_unit + (size_t)all[j] * x->d, x->d));
-    for (uint32_t r = 0; r < n; r++) {
-        dr_fact *f = new_fact(ev, DR_FACT_HISTORY);
-        if (!f) return;
-        f->value = s->sim[r];
-        f->total = r + 1;
-        f->n_items = 1;
-        f->items[0] = s->idx[r];
+    push_ranked(s, ev, DR_FACT_HISTORY, n);
+}
+
+/* ctx = h without any occurrence of j; returns its length. */
+static size_t without(const uint32_t *h, size_t n, uint32_t j, uint32_t *ctx) {
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++)
+        if (h[k] != j) ctx[m++] = h[k];
+    return m;
+}
+
+/* The score drop when j leaves u's whole history (before = the score with all of it). */
+static dr_status removal_drop(dr_explain_session *s, uint32_t u, uint32_t item, uint32_t j,
+                              float before, float *drop, dr_error *err) {
+    const uint32_t *h;
+    size_t n = dr_model_user_history(s->x->m, u, &h);
+    float after;
+    size_t m = without(h, n, j, s->ctx2);
+    dr_status st = dr__explain_score(s, u, s->ctx2, m, item, &after, err);
+    *drop = before - after;
+    return st;
+}
+
+/* The k history items (distinct, in the window the model reads, not the item itself) whose
+ * removal lowers the score the most, drop > 0, ties to the lower id. */
+static dr_status facts_influence(dr_explain_session *s, uint32_t u, uint32_t item,
+                                 dr_evidence *ev, dr_error *err) {
+    const dr_explainer *x = s->x;
+    uint32_t k = DR_MIN(x->p.k_history, 4u), n = 0;
+    if (!k) return DR_OK;
+    const uint32_t *h;
+    size_t nh = dr_model_user_history(x->m, u, &h);
+    float before;
+    dr_status st = dr__explain_score(s, u, h, nh, item, &before, err);
+    uint32_t nd = recent_distinct(s, u, item, UINT32_MAX, 1, s->ctx);
+    for (uint32_t q = 0; q < nd && st == DR_OK; q++) {
+        float drop;
+        if ((st = removal_drop(s, u, item, s->ctx[q], before, &drop, err)) == DR_OK && drop > 0)
+            top_insert(s->idx, s->sim, &n, k, s->ctx[q], drop);
     }
+    if (st == DR_OK) push_ranked(s, ev, DR_FACT_INFLUENCE, n);
+    return st;
 }
 
 /* User latents for the neighbour fact: the stored h_v, or h'_v through the adapter. */
@@ -262,7 +319,12 @@ dr_status dr_explain_evidence(dr_explain_session *s, uint32_t u, uint32_t item,
     memset(ev, 0, sizeof *ev);
     ev->user = u;
     ev->item = item;
-    facts_history(s, u, item, ev);
+    if (x->removal) {
+        dr_status st = facts_influence(s, u, item, ev, err);
+        if (st != DR_OK) return st;
+    } else {
+        facts_history(s, u, item, ev);
+    }
     facts_neighbours(s, u, item, ev);
     facts_attrs(s, u, item, ev);
     facts_modality(s, u, item, ev);
@@ -298,6 +360,32 @@ static int valid_history(const dr_explain_session *s, const dr_evidence *ev, con
         for (size_t q = 0; q < k && !seen; q++) seen = h[q] == h[k];
         if (seen || h[k] == ev->item || h[k] == j) continue;
         higher += cos_raw(z + (size_t)ev->item * x->d, z + (size_t)h[k] * x->d, x->d) > c + EPS;
+    }
+    return higher < (size_t)f->total;
+}
+
+/* Re-derives every drop over the window by re-scoring: j's drop matches the stated one and
+ * fewer than `rank` distinct items drop strictly more. */
+static int valid_influence(dr_explain_session *s, const dr_evidence *ev, const dr_fact *f) {
+    const dr_explainer *x = s->x;
+    uint32_t j = f->items[0];
+    const uint32_t *h, *w;
+    size_t nh = dr_model_user_history(x->m, ev->user, &h), nw = dr__explain_history(x, ev->user, &w);
+    size_t in = 0, higher = 0;
+    for (size_t k = 0; k < nw; k++) in |= w[k] == j;
+    if (f->n_items != 1 || j == ev->item || !in || !(f->value > 0)) return 0;
+    float before, drop;
+    if (dr__explain_score(s, ev->user, h, nh, ev->item, &before, NULL) != DR_OK ||
+        removal_drop(s, ev->user, ev->item, j, before, &drop, NULL) != DR_OK ||
+        fabs((double)drop - f->value) > EPS)
+        return 0;
+    for (size_t k = 0; k < nw; k++) { /* distinct items whose removal drops the score more */
+        int seen = 0;
+        for (size_t q = 0; q < k && !seen; q++) seen = w[q] == w[k];
+        float d2;
+        if (seen || w[k] == ev->item || w[k] == j) continue;
+        if (removal_drop(s, ev->user, ev->item, w[k], before, &d2, NULL) != DR_OK) return 0;
+        higher += (double)d2 > f->value + EPS;
     }
     return higher < (size_t)f->total;
 }
@@ -420,6 +508,7 @@ int dr_explain_fact_valid(dr_explain_session *s, const dr_evidence *ev, size_t f
     case DR_FACT_ATTRIBUTE: return valid_attr(s, ev, fa);
     case DR_FACT_MODALITY: return valid_modality(s, ev, fa);
     case DR_FACT_TREND: return valid_trend(s, ev, fa);
+    case DR_FACT_INFLUENCE: return valid_influence(s, ev, fa);
     default: return 0;
     }
 }

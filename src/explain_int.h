@@ -19,6 +19,12 @@ enum { DR_ENT_ITEM = 0, DR_ENT_ATTR = 1, DR_ENT_USER = 2 };
 #define DR_ENT_KIND(e) ((e) >> 30)
 #define DR_ENT_ID(e) ((e) & 0x3fffffffu)
 
+/* 1 for a fact that names one history item in items[0] (history, modality, influence): the
+ * facts an explanation's first sentence may name and a deletion test removes. */
+static inline int dr__fact_names_item(const dr_fact *f) {
+    return f->kind == DR_FACT_HISTORY || f->kind == DR_FACT_MODALITY || f->kind == DR_FACT_INFLUENCE;
+}
+
 typedef struct dr_llm dr_llm;           /* explain_llm.c: a loaded GGUF model (shared) */
 typedef struct dr_llm_ctx dr_llm_ctx;   /* explain_llm.c: one context per session */
 typedef struct dr_http dr_http;         /* explain_llm_http.c: one client per session */
@@ -33,6 +39,8 @@ struct dr_explainer {
     uint32_t window;           /* the model reads only the last `window` history items
                                   (dr__model_window, e.g. sasrec's L), so history facts come from
                                   those; 0 = the whole history */
+    int removal;               /* 1: history facts by the score drop on removal
+                                  (DR_FACT_INFLUENCE), 0: by cosine (DR_FACT_HISTORY) */
     int fold_in;               /* 1: the model's user latent ignores the context
                                   (dr__model_folds_in, e.g. mf); scores with a changed history use
                                   the fold-in latent (u = none) */
@@ -56,6 +64,8 @@ struct dr_explain_session {
     float *sim;                /* (max(n_users, n_items)) */
     uint32_t *idx;             /* (max(n_users, n_items)) */
     uint32_t *ctx;             /* (longest history) */
+    uint32_t *ctx2;            /* (longest history) a history with one item removed */
+    char part[DR_PROMPT_MAX];  /* the prompt's parts before fitting (explain_fit.h) */
     uint32_t *stamp;           /* (n_items) marks, for distinct history items */
     uint32_t stamp_gen;
     char prompt[DR_PROMPT_MAX];

@@ -11,7 +11,11 @@
  * plain text. Soft tokens (experimental): the user and item latents, unit-normalised,
  * zero-padded to n_embd and scaled to RMS 1 per dimension, are fed as two embedding
  * positions (llama_batch.embd) right after the prefix; without a learned projection this
- * is a mechanism, not an alignment. Alternatives rejected: llama.cpp's `common` helpers
+ * is a mechanism, not an alignment. The context is the smaller of the session's n_ctx and
+ * the model's training context (llama_model_n_ctx_train): a context beyond what the model was
+ * trained on is never opened, and a prompt plus max_tokens that exceeds it is an error here,
+ * after dr_explain has fitted the prompt to it (explain_fit.c) with the same tokenizer
+ * (dr__llm_count). Alternatives rejected: llama.cpp's `common` helpers
  * (C++ only), and saving/restoring the whole state per request (llama_state_seq_*), which
  * copies the cache instead of trimming it.
  */
@@ -27,6 +31,7 @@ struct dr_llm {
     struct llama_model *model;
     const struct llama_vocab *vocab;
     int32_t n_embd;
+    uint32_t n_ctx_train;      /* the model's training context (0: not recorded) */
 };
 
 struct dr_llm_ctx {
@@ -34,7 +39,8 @@ struct dr_llm_ctx {
     struct llama_context *ctx;
     dr_explain_params p;
     llama_token *tok;          /* (n_ctx) */
-    uint32_t n_ctx;
+    uint32_t n_ctx;            /* llama.cpp's context (it may round up) */
+    uint32_t limit;            /* tokens a prompt and its answer may use: min(asked, trained) */
     char *prefix;              /* the cached instruction, NUL-terminated (DR_PROMPT_MAX) */
     size_t prefix_len;
     int32_t n_prefix;          /* its tokens, held in sequence 0 */
@@ -71,6 +77,8 @@ dr_status dr__llm_load(const char *path, const dr_explain_params *p, dr_llm **ou
     }
     l->vocab = llama_model_get_vocab(l->model);
     l->n_embd = llama_model_n_embd(l->model);
+    int32_t tr = llama_model_n_ctx_train(l->model);
+    l->n_ctx_train = tr > 0 ? (uint32_t)tr : 0;
     *out = l;
     return DR_OK;
 }
@@ -88,6 +96,8 @@ dr_status dr__llm_ctx_create(dr_llm *l, const dr_explain_params *p, dr_llm_ctx *
     c->l = l;
     c->p = *p;
     c->n_ctx = p->n_ctx ? p->n_ctx : 2048;
+    if (l->n_ctx_train && l->n_ctx_train < c->n_ctx) c->n_ctx = l->n_ctx_train;
+    c->limit = c->n_ctx;
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = c->n_ctx;
     cp.n_batch = c->n_ctx;
@@ -96,6 +106,7 @@ dr_status dr__llm_ctx_create(dr_llm *l, const dr_explain_params *p, dr_llm_ctx *
     cp.n_threads = cp.n_threads_batch = p->threads > 0 ? p->threads : 1;
     cp.no_perf = true;
     c->ctx = llama_init_from_model(l->model, cp);
+    if (c->ctx) c->n_ctx = llama_n_ctx(c->ctx); /* it may round up */
     c->tok = dr__malloc(c->n_ctx * sizeof *c->tok);
     c->prefix = dr__calloc(DR_PROMPT_MAX, 1);
     c->embd = dr__calloc(2 * (size_t)l->n_embd, sizeof *c->embd);
@@ -103,9 +114,19 @@ dr_status dr__llm_ctx_create(dr_llm *l, const dr_explain_params *p, dr_llm_ctx *
         dr__llm_ctx_free(c);
         return dr__fail(err, DR_NOMEM, "llama: cannot create a context of %u tokens", cp.n_ctx);
     }
-    c->n_ctx = llama_n_ctx(c->ctx);
+    if (c->limit > c->n_ctx) c->limit = c->n_ctx;
     *out = c;
     return DR_OK;
+}
+
+uint32_t dr__llm_n_ctx_train(const dr_llm *l) { return l ? l->n_ctx_train : 0; }
+
+uint32_t dr__llm_ctx_limit(const dr_llm_ctx *c) { return c ? c->limit : 0; }
+
+int64_t dr__llm_count(dr_llm_ctx *c, const char *text, size_t len, int bos) {
+    if (len > INT32_MAX) return -1;
+    int32_t k = llama_tokenize(c->l->vocab, text, (int32_t)len, c->tok, (int32_t)c->n_ctx, bos, false);
+    return k < 0 ? -(int64_t)k : (int64_t)k; /* negative: the count that did not fit */
 }
 
 void dr__llm_ctx_free(dr_llm_ctx *c) {
@@ -180,6 +201,22 @@ static dr_status decode_soft(dr_llm_ctx *c, const float *soft, uint32_t d, dr_er
     return r ? dr__fail(err, DR_INTERNAL, "llama: decoding the soft tokens failed (%d)", r) : DR_OK;
 }
 
+/* The length of out[0..len) up to its last complete sentence: the last '.' outside a quoted
+ * title (escapes skipped); len when there is none. An answer cut by max_tokens mid-sentence
+ * (a half title, a half citation) would fail the verifier; its complete sentences pass. */
+static size_t last_sentence(char *out, size_t len) {
+    size_t end = 0;
+    int quoted = 0;
+    for (size_t k = 0; k < len; k++) {
+        if (quoted && out[k] == '\\') k++;
+        else if (out[k] == '"') quoted = !quoted;
+        else if (!quoted && out[k] == '.') end = k + 1;
+    }
+    if (!end) return len;
+    out[end] = 0;
+    return end;
+}
+
 dr_status dr__llm_generate(dr_llm_ctx *c, const char *prompt, size_t prefix_len,
                           const char *grammar, const float *soft, uint32_t soft_d, char *out,
                           size_t cap, dr_explain_timing *t, dr_error *err) {
@@ -193,8 +230,8 @@ dr_status dr__llm_generate(dr_llm_ctx *c, const char *prompt, size_t prefix_len,
     int32_t at = c->n_prefix + (soft ? 2 : 0), n = -1;
     if (st == DR_OK) {
         n = tokenize(c, prompt + prefix_len, strlen(prompt + prefix_len), at, false);
-        if (n < 0 || (uint32_t)(at + n) + c->p.max_tokens > c->n_ctx)
-            st = dr__fail(err, DR_LIMIT, "llama: prompt and answer do not fit %u tokens", c->n_ctx);
+        if (n < 0 || (uint32_t)(at + n) + c->p.max_tokens > c->limit)
+            st = dr__fail(err, DR_LIMIT, "llama: prompt and answer do not fit %u tokens", c->limit);
     }
     if (st == DR_OK) st = decode(c, c->tok + at, n, err);
     if (st != DR_OK) goto done;
@@ -220,9 +257,13 @@ dr_status dr__llm_generate(dr_llm_ctx *c, const char *prompt, size_t prefix_len,
     } else {
         llama_sampler_chain_add(chain, llama_sampler_init_greedy());
     }
+    int ended = 0; /* the model ended the answer (else max_tokens cut it) */
     for (uint32_t k = 0; k < c->p.max_tokens; k++) {
         llama_token tok = llama_sampler_sample(chain, c->ctx, -1);
-        if (llama_vocab_is_eog(vocab, tok)) break;
+        if (llama_vocab_is_eog(vocab, tok)) {
+            ended = 1;
+            break;
+        }
         char piece[256];
         int32_t m = llama_token_to_piece(vocab, tok, piece, sizeof piece, 0, false);
         t->gen_tokens++;
@@ -236,6 +277,7 @@ dr_status dr__llm_generate(dr_llm_ctx *c, const char *prompt, size_t prefix_len,
         if ((st = decode(c, &tok, 1, err)) != DR_OK) goto done;
     }
     t->decode_ms = 1e3 * (dr__now_seconds() - t1);
+    if (grammar && !ended) len = last_sentence(out, len);
     /* trim: leading spaces, a trailing newline */
     size_t s0 = 0;
     while (s0 < len && (out[s0] == ' ' || out[s0] == '\n')) s0++;

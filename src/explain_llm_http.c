@@ -9,7 +9,12 @@
  * reply is capped (DR_LLM_HTTP_MAX bytes: a larger one is an error, never a larger buffer) and
  * must carry choices[0].message.content as a string. Any failure is returned as a status, and
  * dr_explain then shows the template explanation, flagged. temperature 0 and the evidence as
- * the user message; the instruction is the system message. Alternative rejected: a
+ * the user message; the instruction is the system message. The endpoint's context is asked
+ * once per session from llama-server's /props (default_generation_settings.n_ctx, or n_ctx);
+ * a server without /props (Ollama, vLLM) is taken at the n_ctx the caller gives (--llm-ctx).
+ * Prompts are counted for it in bytes plus DR_HTTP_CHAT_TOKENS for the chat template: no
+ * tokenizer here, and a token is at least one byte, so the count is an upper bound and the
+ * fitted prompt never exceeds the server's context. Alternative rejected: a
  * hand-written HTTP/1.1 client (TLS, chunked replies and proxies come free with libcurl).
  */
 #include "explain_llm_http.h"
@@ -30,6 +35,8 @@ struct dr_http {
     char *reply;            /* (DR_LLM_HTTP_MAX + 1) */
     size_t reply_len;
     int overflow;
+    int props_asked;        /* /props was asked (once per session) */
+    uint32_t n_ctx_server;  /* what it reported (0: nothing) */
     dr_explain_params p;
 };
 
@@ -104,6 +111,56 @@ dr_status dr__llm_http_create(const dr_explain_params *p, dr_http **out, dr_erro
     curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, "http,https");
     *out = h;
     return DR_OK;
+}
+
+/* n_ctx from a /props reply: default_generation_settings.n_ctx (llama-server) or n_ctx. */
+static uint32_t props_n_ctx(const char *reply, size_t len) {
+    json_t *root = json_loadb(reply, len, 0, NULL);
+    json_t *v = json_object_get(json_object_get(root, "default_generation_settings"), "n_ctx");
+    if (!json_is_integer(v)) v = json_object_get(root, "n_ctx");
+    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+    json_decref(root);
+    return n > 0 && n < (json_int_t)UINT32_MAX ? (uint32_t)n : 0;
+}
+
+uint32_t dr__llm_http_n_ctx(dr_http *h) {
+    if (h->props_asked) return h->n_ctx_server;
+    h->props_asked = 1;
+    size_t n = strlen(h->url);
+    static const char path[] = "/v1/chat/completions";
+    if (n >= sizeof path - 1 && !strcmp(h->url + n - (sizeof path - 1), path)) n -= sizeof path - 1;
+    char *url = dr__malloc(n + sizeof "/props");
+    CURL *c = url ? curl_easy_init() : NULL;
+    if (c) {
+        memcpy(url, h->url, n);
+        memcpy(url + n, "/props", sizeof "/props");
+        uint32_t to = h->p.timeout_ms ? h->p.timeout_ms : 10000;
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h->headers);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)to);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(to < 3000 ? to : 3000));
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        h->reply_len = 0;
+        h->overflow = 0;
+        h->reply[0] = 0;
+        long code = 0;
+        if (curl_easy_perform(c) == CURLE_OK &&
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200 &&
+            !h->overflow)
+            h->n_ctx_server = props_n_ctx(h->reply, h->reply_len);
+        curl_easy_cleanup(c);
+    }
+    dr__free(url);
+    if (h->n_ctx_server) dr__log(DR_LOG_DEBUG, "http: %s reports a context of %u tokens", h->url, h->n_ctx_server);
+    return h->n_ctx_server;
+}
+
+int64_t dr__llm_http_count(const char *text, size_t len) {
+    (void)text;
+    return (int64_t)len + DR_HTTP_CHAT_TOKENS;
 }
 
 /* choices[0].message.content of a reply. */

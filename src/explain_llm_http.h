@@ -9,6 +9,12 @@
 
 dr_status dr__llm_http_create(const dr_explain_params *p, dr_http **out, dr_error *err);
 void dr__llm_http_free(dr_http *h);
+/* The context the endpoint reports (llama-server's /props), asked once per session; 0 when it
+ * reports none or cannot be reached. */
+uint32_t dr__llm_http_n_ctx(dr_http *h);
+/* An upper bound of the tokens text[0..len) takes at the endpoint, chat template included
+ * (bytes + DR_HTTP_CHAT_TOKENS). */
+int64_t dr__llm_http_count(const char *text, size_t len);
 dr_status dr__llm_http_generate(dr_http *h, const char *system, const char *user,
                            const char *grammar, char *out, size_t cap, dr_explain_timing *t,
                            dr_error *err);

@@ -13,13 +13,17 @@
  * with a word outside the common-word list, so "Up" or "Her" count as titles only when
  * quoted. Every named entity must be in the evidence (else: hallucination), every citation
  * must exist, a sentence naming an evidence entity must cite a fact that holds it, and at
- * least one fact must be cited. Alternative rejected: an Aho-Corasick automaton over raw
+ * least one fact must be cited. A decimal number ("0.20") must be a number of a fact its
+ * sentence cites (value, total or trend, rounded to the decimals written): an influence fact's
+ * score drop or a similarity cannot be misquoted; integers (counts, ids, years) are not
+ * checked. Alternative rejected: an Aho-Corasick automaton over raw
  * bytes (large, and punctuation or case would make "Schindler's List" and "schindlers list"
  * differ); token-run hashing is simpler and fast enough for texts of a few hundred words.
  */
 #include "explain_prompt.h"
 #include "explain_verify.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -181,7 +185,7 @@ void dr__verify_free(dr_explainer *x) {
 
 /* ------------------------------------------------------------------ scanning */
 
-enum { T_WORD, T_QUOTE, T_CITE, T_END };
+enum { T_WORD, T_QUOTE, T_CITE, T_END, T_NUM };
 
 typedef struct tok {
     uint8_t type;
@@ -200,6 +204,8 @@ typedef struct scan {
     uint32_t ment[64];
     uint32_t n_ment;
     uint32_t sent_cited;   /* facts cited in the current sentence */
+    uint32_t num[16];      /* decimal numbers of the current sentence: their tokens */
+    uint32_t n_num;
     int overflow;
 } scan;
 
@@ -251,7 +257,14 @@ static void tokenise(scan *s, size_t n) {
             push(s, T_END, k, 1, 0);
             k++;
         } else if (is_word_byte(c)) {
-            size_t e = k;
+            size_t e = k, d = k;
+            while (d < n && p[d] >= '0' && p[d] <= '9') d++;
+            if (d > k && d + 1 < n && p[d] == '.' && p[d + 1] >= '0' && p[d + 1] <= '9') {
+                for (e = d + 1; e < n && p[e] >= '0' && p[e] <= '9'; e++) {} /* "0.20" */
+                push(s, T_NUM, k, e - k, 0);
+                k = e;
+                continue;
+            }
             while (e < n && is_word_byte((unsigned char)p[e])) e++;
             push(s, T_WORD, k, e - k, 0);
             k = e;
@@ -264,8 +277,7 @@ static void tokenise(scan *s, size_t n) {
 static int item_allowed(const dr_evidence *ev, uint32_t item) {
     if (item == ev->item) return 1;
     for (size_t f = 0; f < ev->n; f++)
-        if ((ev->facts[f].kind == DR_FACT_HISTORY || ev->facts[f].kind == DR_FACT_MODALITY) &&
-            ev->facts[f].items[0] == item)
+        if (dr__fact_names_item(&ev->facts[f]) && ev->facts[f].items[0] == item)
             return 1;
     return 0;
 }
@@ -275,7 +287,7 @@ static int fact_holds(const dr_explainer *x, const dr_fact *f, uint32_t e) {
     uint32_t id = DR_ENT_ID(e);
     switch (DR_ENT_KIND(e)) {
     case DR_ENT_ITEM:
-        return (f->kind == DR_FACT_HISTORY || f->kind == DR_FACT_MODALITY) && f->items[0] == id;
+        return dr__fact_names_item(f) && f->items[0] == id;
     case DR_ENT_ATTR:
         return f->kind == DR_FACT_ATTRIBUTE && f->attr &&
                dr__strtab_find(&x->attrs, f->attr, strlen(f->attr)) == id;
@@ -317,7 +329,29 @@ static uint32_t dict_find(const dr_explainer *x, const char *norm, size_t n, int
     return x->dict_off[id + 1] - x->dict_off[id];
 }
 
+/* Whether x, written with `dec` decimals, is a number of fact f rounded to them. */
+static int fact_number(const dr_fact *f, double x, uint32_t dec) {
+    double tol = 0.5 * pow(10.0, -(double)dec) + 1e-9;
+    return fabs(x - fabs(f->value)) <= tol || fabs(x - f->total) <= tol ||
+           (f->kind == DR_FACT_TREND && fabs(x - fabs(f->trend)) <= tol);
+}
+
 static void end_sentence(scan *s) {
+    for (uint32_t k = 0; k < s->n_num; k++) { /* a decimal is a number of a fact it cites */
+        const tok *t = &s->t[s->num[k]];
+        char b[32];
+        size_t n = t->len < sizeof b ? t->len : sizeof b - 1;
+        memcpy(b, s->text + t->start, n);
+        b[n] = 0;
+        const char *dot = strchr(b, '.');
+        double x = strtod(b, NULL);
+        int held = 0;
+        for (size_t f = 0; f < s->ev->n && !held; f++)
+            held = (s->sent_cited >> f & 1u) &&
+                   fact_number(&s->ev->facts[f], x, dot ? (uint32_t)strlen(dot + 1) : 0);
+        if (!held) problem(s, "a number that no cited fact holds: %s", b, n);
+    }
+    s->n_num = 0;
     for (uint32_t k = 0; k < s->n_ment; k++) {
         int held = 0;
         for (size_t f = 0; f < s->ev->n && !held; f++)
@@ -387,6 +421,7 @@ void dr_explain_verify(const dr_explainer *x, const dr_evidence *ev, const char 
     s->n = 0;
     s->r = out;
     s->n_ment = 0;
+    s->n_num = 0;
     s->sent_cited = 0;
     s->overflow = 0;
     size_t n = strnlen(text, DR_EXPLAIN_TEXT_MAX - 1);
@@ -398,6 +433,10 @@ void dr_explain_verify(const dr_explainer *x, const dr_evidence *ev, const char 
         tok *t = &s->t[k];
         if (t->type == T_END) {
             end_sentence(s);
+            k++;
+        } else if (t->type == T_NUM) {
+            if (s->n_num < DR_ARRAY_LEN(s->num)) s->num[s->n_num++] = k;
+            else problem(s, "too many numbers in a sentence%s", "", 0);
             k++;
         } else if (t->type == T_CITE) {
             out->n_refs++;

@@ -2,8 +2,11 @@
 # explain.sh - end-to-end checks of explanations: the template, the llama generator (tiny
 # model), recommend --explain, P-EXPLAIN's JSON, and the http generator against a real
 # llama-server (built with llama.cpp by scripts/deps.sh) on 127.0.0.1 at an ephemeral port,
-# including the fallback when the server is gone. The model is ../shared/models/stories260K.gguf
-# when present, else a tiny random-weight GGUF written by test_llm.
+# including the fallback when the server is gone, and the context: stories260K (trained on 128
+# tokens) refused with the default 128 answer tokens, prompts cut to the context llama-server
+# reports (/props) or --llm-ctx gives, the template with the numbers when the minimum does not
+# fit. The model is ../shared/models/stories260K.gguf when present, else a tiny random-weight
+# GGUF written by test_llm.
 set -u
 DYNREC=${DYNREC:-build/release/dynrec}
 BUILD=$(dirname "$DYNREC")
@@ -39,7 +42,7 @@ if [ ! -r "$model" ]; then
     fi
 fi
 
-$DYNREC explain --model "$tmp/m.drm" --user "$user" --item "$item" --llm "$model" --json >"$tmp/l.json" || fail "explain --llm"
+$DYNREC explain --model "$tmp/m.drm" --user "$user" --item "$item" --llm "$model" --max-tokens 40 --json >"$tmp/l.json" || fail "explain --llm"
 grep -q '"generator":"llama"' "$tmp/l.json" || fail "llama: $(cat "$tmp/l.json")"
 grep -q '"verified":true' "$tmp/l.json" || fail "llama output not verified: $(cat "$tmp/l.json")"
 
@@ -58,7 +61,9 @@ if [ -z "$server" ] || [ ! -x "$server" ]; then
     echo "SKIP: no llama-server (build/llama.mk LLAMA_SERVER); the http generator is not checked"
     exit 0
 fi
-"$server" -m "$model" --host 127.0.0.1 --port 0 -c 2048 -t 1 -np 1 --override-kv llama.context_length=int:2048 >"$tmp/server.log" 2>&1 &
+# an 896-token server context (the server's own choice, beyond stories260K's 128): dynrec
+# reads it from /props and fits the prompt to 896 - 128 answer tokens
+"$server" -m "$model" --host 127.0.0.1 --port 0 -c 896 -t 1 -np 1 --override-kv llama.context_length=int:896 >"$tmp/server.log" 2>&1 &
 server_pid=$!
 port=""
 for _ in $(seq 1 600); do
@@ -73,6 +78,16 @@ $DYNREC explain --model "$tmp/m.drm" --user "$user" --item "$item" --llm-url "$u
     fail "explain --llm-url"
 grep -q '"generator":"http"' "$tmp/h.json" || fail "http: $(cat "$tmp/h.json")"
 grep -q '"verified":true' "$tmp/h.json" || fail "http output not verified: $(cat "$tmp/h.json")"
+nt=$(grep -o '"id":"E' "$tmp/t.json" | wc -l)
+nh=$(grep -o '"id":"E' "$tmp/h.json" | wc -l)
+[ "$nh" -ge 1 ] && [ "$nh" -lt "$nt" ] || fail "http: $nh of $nt facts kept for an 896-token server"
+$DYNREC explain --model "$tmp/m.drm" --user "$user" --item "$item" --llm-url "$url" --http-grammar --llm-ctx 200 --json >"$tmp/h4.json" ||
+    fail "explain --llm-ctx 200"
+grep -q '"fallback":"template","reason":"generator: prompt: the minimum prompt needs [0-9]* tokens, the budget is 72"' "$tmp/h4.json" ||
+    fail "http --llm-ctx 200: $(cat "$tmp/h4.json")"
+$DYNREC explain --model "$tmp/m.drm" --user "$user" --item "$item" --llm "$model" --json >"$tmp/l2.json" 2>"$tmp/err" &&
+    [ "$model" != "${model%stories260K.gguf}" ] && fail "stories260K with 128 answer tokens accepted"
+[ "$model" = "${model%stories260K.gguf}" ] || grep -q "trained on 128" "$tmp/err" || fail "context message: $(cat "$tmp/err")"
 # free text from a tiny model: whatever it says, a result comes back (verified or flagged)
 $DYNREC explain --model "$tmp/m.drm" --user "$user" --item "$item" --llm-url "$url/v1/chat/completions" --json >"$tmp/h2.json" ||
     fail "explain --llm-url (free)"

@@ -1,7 +1,7 @@
 /* explain_fixture.h - models the explanation tests share: a synthetic dataset with three
  * modalities, and a small MovieLens-format folder whose titles try prompt injection; each
  * trained (BPR-MF), saved and loaded back as a checkpoint, since explanations read ids, titles
- * and histories from it. */
+ * and histories from it (fx_synth_kind: the same data with another model, e.g. SASRec). */
 #ifndef DR_EXPLAIN_FIXTURE_H
 #define DR_EXPLAIN_FIXTURE_H
 
@@ -39,8 +39,11 @@ static inline void fx_train(fx *f, const char *model) {
     assert_ok(dr_model_load(path, &f->m, &e_));
 }
 
-/* Synthetic data with visual, audio and text features (some missing). */
-static inline void fx_synth(fx *f) {
+/* Synthetic data with visual, audio and text features (some missing), model `kind`. */
+static inline void fx_synth_kind(fx *f, const char *kind);
+static inline void fx_synth(fx *f) { fx_synth_kind(f, "mf"); }
+
+static inline void fx_synth_kind(fx *f, const char *kind) {
     memset(f, 0, sizeof *f);
     dr_test_tmpdir(f->dir, sizeof f->dir);
     dr_synth_params p = dr_synth_default_params();
@@ -54,7 +57,7 @@ static inline void fx_synth(fx *f) {
     p.mod_dim[2] = 4;
     p.mod_missing[0] = 0.2;
     assert_ok(dr_synth_generate(&p, &f->ds, &e_));
-    fx_train(f, "mf");
+    fx_train(f, kind);
 }
 
 /* MovieLens layout: 40 users, 30 movies, genres and tags; movie 1 has FX_EVIL_TITLE. */

@@ -1,7 +1,10 @@
 /* test_evidence.c - evidence facts are true by the data (evidence validity), a damaged fact
- * is caught, modality and trend facts appear when features and an adapter exist, sessions on
- * two threads agree, and a warm request does not allocate. */
+ * is caught, modality and trend facts appear when features and an adapter exist, SASRec's
+ * history facts are the removals that lower the score most (against a slow twin that removes
+ * each history item and re-scores), sessions on two threads agree, and a warm request does
+ * not allocate. */
 #include <cblas.h>
+#include <math.h>
 #include <pthread.h>
 
 #include "explain_fixture.h"
@@ -17,7 +20,7 @@ static void check_by_data(const dr_model *m, const dr_evidence *ev) {
     for (size_t f = 0; f < ev->n; f++) {
         const dr_fact *fa = &ev->facts[f];
         assert_int_equal(fa->id, f + 1);
-        if (fa->kind == DR_FACT_HISTORY || fa->kind == DR_FACT_MODALITY) {
+        if (fa->kind == DR_FACT_HISTORY || fa->kind == DR_FACT_MODALITY || fa->kind == DR_FACT_INFLUENCE) {
             int in = 0;
             for (size_t k = 0; k < nh; k++) in |= h[k] == fa->items[0];
             assert_true(in);
@@ -202,6 +205,151 @@ static void test_threads(void **st) {
     fx_free(&f);
 }
 
+typedef struct twin_drop {
+    float drop;
+    uint32_t item;
+} twin_drop;
+
+static int twin_cmp(const void *pa, const void *pb) {
+    const twin_drop *a = pa, *b = pb;
+    if (a->drop != b->drop) return a->drop > b->drop ? -1 : 1;
+    return a->item < b->item ? -1 : a->item > b->item;
+}
+
+/* The slow twin of the influence facts: every distinct item of the whole history (not only
+ * the window) removed in turn, every item re-scored with dr_model_score (the model's own
+ * scoring path, not the explainer's dot product), drops sorted. Returns how many are > 0. */
+static size_t twin_drops(const dr_model *m, dr_scorer *sc, uint32_t u, uint32_t item,
+                         twin_drop *out) {
+    const uint32_t *h;
+    size_t nh = dr_model_user_history(m, u, &h), n = 0;
+    float *scores = malloc(dr_model_n_items(m) * sizeof *scores);
+    uint32_t *ctx = malloc((nh + 1) * sizeof *ctx);
+    assert_ok(dr_model_score(m, sc, u, h, nh, scores, &e_));
+    float before = scores[item];
+    for (size_t k = 0; k < nh; k++) {
+        int seen = h[k] == item;
+        for (size_t q = 0; q < k && !seen; q++) seen = h[q] == h[k];
+        if (seen) continue;
+        size_t c = 0;
+        for (size_t q = 0; q < nh; q++)
+            if (h[q] != h[k]) ctx[c++] = h[q];
+        assert_ok(dr_model_score(m, sc, u, ctx, c, scores, &e_));
+        if (before - scores[item] > 0) out[n++] = (twin_drop){before - scores[item], h[k]};
+    }
+    qsort(out, n, sizeof *out, twin_cmp);
+    free(scores);
+    free(ctx);
+    return n;
+}
+
+/* SASRec (a model with a context window) gets history facts by removal: the same items, drops
+ * and ranks as the slow twin (float rounding between the two scoring paths allows ties within
+ * 1e-5 to swap), valid by dr_explain_fact_valid, a tampered number or rank rejected, the
+ * template cites them and verifies, and removing the cited items lowers the score. */
+static void test_influence_twin(void **st) {
+    (void)st;
+    fx f;
+    fx_synth_kind(&f, "sasrec");
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    fx_open(&f, NULL, &x, &s);
+    dr_scorer *sc = NULL;
+    assert_ok(dr_scorer_create(f.m, &sc, &e_));
+    twin_drop *tw = malloc(dr_model_n_items(f.m) * sizeof *tw);
+    dr_explanation *ex = malloc(sizeof *ex);
+    float *scores = malloc(dr_model_n_items(f.m) * sizeof *scores);
+    uint32_t *ctx = malloc(4096 * sizeof *ctx);
+    int n_checked = 0, lowered = 0;
+    for (uint32_t u = 0; u < 40; u++) {
+        uint32_t item = fx_top_item(f.m, u, u % 4);
+        dr_evidence ev;
+        assert_ok(dr_explain_evidence(s, u, item, &ev, &e_));
+        check_by_data(f.m, &ev);
+        size_t nt = twin_drops(f.m, sc, u, item, tw), r = 0;
+        for (size_t k = 0; k < ev.n; k++) {
+            const dr_fact *fa = &ev.facts[k];
+            assert_int_not_equal(fa->kind, DR_FACT_HISTORY);
+            if (fa->kind != DR_FACT_INFLUENCE) continue;
+            assert_true(r < nt);
+            assert_int_equal((uint32_t)fa->total, r + 1);
+            assert_true(fabs(fa->value - tw[r].drop) < 1e-4);
+            if (fa->items[0] != tw[r].item) { /* only a near-tie may swap */
+                size_t q = 0;
+                while (q < nt && tw[q].item != fa->items[0]) q++;
+                assert_true(q < nt);
+                assert_true(fabs(tw[q].drop - tw[r].drop) < 1e-5);
+            }
+            assert_true(dr_explain_fact_valid(s, &ev, k));
+            dr_evidence bad = ev; /* a tampered number, then a tampered rank */
+            bad.facts[k].value += 0.01;
+            assert_false(dr_explain_fact_valid(s, &bad, k));
+            bad = ev;
+            if (r > 0 && tw[r - 1].drop > tw[r].drop + 1e-3) {
+                bad.facts[k].total = (double)r;
+                assert_false(dr_explain_fact_valid(s, &bad, k));
+            }
+            r++;
+            n_checked++;
+        }
+        assert_int_equal(r, nt < 3 ? nt : 3);
+        /* the template names them and verifies */
+        assert_ok(dr_explain(s, u, item, ex, &e_));
+        assert_true(ex->verified);
+        if (r) assert_non_null(strstr(ex->text, "its score the most"));
+        /* deletion: without the cited items the score drops */
+        const uint32_t *h;
+        size_t nh = dr_model_user_history(f.m, u, &h), c = 0;
+        assert_true(nh < 4096);
+        for (size_t k = 0; k < nh; k++) {
+            int drop = 0;
+            for (size_t q = 0; q < ev.n; q++)
+                drop |= ev.facts[q].kind == DR_FACT_INFLUENCE && ev.facts[q].items[0] == h[k];
+            if (!drop) ctx[c++] = h[k];
+        }
+        assert_ok(dr_model_score(f.m, sc, u, h, nh, scores, &e_));
+        float before = scores[item];
+        assert_ok(dr_model_score(f.m, sc, u, ctx, c, scores, &e_));
+        lowered += r > 0 && scores[item] < before;
+    }
+    assert_true(n_checked >= 40);
+    assert_true(lowered >= 36); /* joint removal is not additive, but nearly always lowers */
+    uint32_t top[5];
+    for (uint32_t u = 0; u < 5; u++) top[u] = fx_top_item(f.m, u, 1);
+    uint64_t a0 = dr__alloc_count(); /* re-scoring runs in the session's buffers */
+    for (uint32_t u = 0; u < 5; u++) assert_ok(dr_explain(s, u, top[u], ex, &e_));
+    assert_int_equal(dr__alloc_count() - a0, 0);
+    /* forced removal on BPR-MF (fold-in scores) and forced similarity on SASRec */
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    dr_explain_params p = dr_explain_default_params();
+    p.history = DR_HISTORY_SIMILARITY;
+    fx_open(&f, &p, &x, &s);
+    dr_evidence ev;
+    assert_ok(dr_explain_evidence(s, 0, fx_top_item(f.m, 0, 0), &ev, &e_));
+    assert_int_equal(ev.facts[0].kind, DR_FACT_HISTORY);
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    p.history = (dr_history_mode)7;
+    dr_error e = {0};
+    assert_int_equal(dr_explainer_create(f.m, &p, &x, &e), DR_ARG);
+    free(tw);
+    free(ex);
+    free(scores);
+    free(ctx);
+    dr_scorer_free(sc);
+    fx_free(&f);
+    fx_synth(&f);
+    p.history = DR_HISTORY_REMOVAL;
+    fx_open(&f, &p, &x, &s);
+    assert_ok(dr_explain_evidence(s, 2, fx_top_item(f.m, 2, 0), &ev, &e_));
+    assert_int_equal(ev.facts[0].kind, DR_FACT_INFLUENCE);
+    for (size_t k = 0; k < ev.n; k++) assert_true(dr_explain_fact_valid(s, &ev, k));
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
 /* A warm session builds evidence and template text without allocating. */
 static void test_no_alloc(void **st) {
     (void)st;
@@ -285,7 +433,7 @@ int main(void) {
         cmocka_unit_test(test_validity_synth),     cmocka_unit_test(test_movielens_attributes),
         cmocka_unit_test(test_trend_with_adapter), cmocka_unit_test(test_threads),
         cmocka_unit_test(test_no_alloc),           cmocka_unit_test(test_bad_args),
-        cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_out_of_memory),      cmocka_unit_test(test_influence_twin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

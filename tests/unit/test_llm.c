@@ -1,7 +1,9 @@
 /* test_llm.c - the llama.cpp generator on a tiny random-weight GGUF written here (always) and
  * on ../shared/models/stories260K.gguf (when present): grammar-constrained output that the
  * verifier accepts, the instruction prefix reused from the KV cache with the same output as a
- * fresh session (its slow twin), free generation caught by the verifier, soft tokens.
+ * fresh session (its slow twin), free generation caught by the verifier, soft tokens, and the
+ * context: a prompt and its answer never exceed the model's training context (facts dropped
+ * to fit, a session refused when max_tokens leaves no room).
  * `test_llm --write-gguf PATH` only writes the tiny model (for tests/e2e/explain.sh). */
 #include <pthread.h>
 
@@ -33,10 +35,11 @@ static dr_explain_params llama_params(const char *path) {
 /* Explanations of several pairs with the model at path: every one verified under the grammar,
  * the second and later requests reuse the cached instruction, and a fresh session (no cache)
  * writes the same text. */
-static void grammar_run(const char *path) {
+static void grammar_run(const char *path, uint32_t max_tokens) {
     fx f;
     fx_movielens(&f);
     dr_explain_params p = llama_params(path);
+    p.max_tokens = max_tokens;
     dr_explainer *x = NULL;
     dr_explain_session *s = NULL, *fresh = NULL;
     fx_open(&f, &p, &x, &s);
@@ -45,6 +48,7 @@ static void grammar_run(const char *path) {
         uint32_t item = fx_top_item(f.m, u, 0);
         assert_ok(dr_explain(s, u, item, a, &e_));
         if (!a->verified) fail_msg("user %u: '%s' rejected: %s", u, a->generated, a->reason);
+        assert_true(a->timing.prompt_tokens + a->timing.cached_tokens + p.max_tokens <= 1024);
         assert_false(a->fallback);
         assert_string_equal(a->text, a->generated);
         assert_non_null(strstr(a->text, "[E"));
@@ -78,7 +82,7 @@ static void need_tiny(void) {
 static void test_tiny_grammar(void **st) {
     (void)st;
     need_tiny();
-    grammar_run(g_tiny);
+    grammar_run(g_tiny, 128);
 }
 
 static void test_stories_grammar(void **st) {
@@ -89,7 +93,75 @@ static void test_stories_grammar(void **st) {
                         "model covers the llama path\n");
         skip();
     }
-    grammar_run(p);
+    grammar_run(p, 40); /* a 128-token training context: the short prompt, a short answer */
+}
+
+/* The tiny model written with a training context of 240 tokens: a session asking for 1024 is
+ * held to 240; every prompt (its tokens as llama.cpp decoded them, cached or not) plus
+ * max_tokens fits it, facts are dropped to get there, and the texts still verify; with stories260K
+ * (trained on 128) the same, or the template with the numbers when even the minimum does not
+ * fit; max_tokens that leave no room: the session is refused, naming the numbers. */
+static void context_run(const char *path, uint32_t n_ctx_train, uint32_t max_tokens, int real) {
+    fx f;
+    fx_movielens(&f);
+    dr_explain_params p = llama_params(path);
+    p.max_tokens = max_tokens;
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    fx_open(&f, &p, &x, &s);
+    dr_explanation *a = malloc(sizeof *a);
+    int cut = 0, generated = 0;
+    for (uint32_t u = 0; u < 8; u++) {
+        uint32_t item = fx_top_item(f.m, u, u % 3);
+        dr_evidence ev;
+        assert_ok(dr_explain_evidence(s, u, item, &ev, &e_));
+        assert_ok(dr_explain(s, u, item, a, &e_));
+        if (a->fallback && strstr(a->reason, "generator: prompt: the minimum prompt needs")) {
+            assert_true(real); /* the tiny model's vocabulary always fits the minimum */
+            assert_int_equal(a->evidence.n, ev.n);
+            continue;
+        }
+        generated++;
+        assert_true(a->timing.gen_tokens > 0 && a->timing.gen_tokens <= max_tokens);
+        assert_true(a->timing.prompt_tokens + a->timing.cached_tokens + max_tokens <= n_ctx_train);
+        assert_true(a->evidence.n >= 1 && a->evidence.n <= ev.n);
+        cut += a->evidence.n < ev.n;
+        if (!real && !a->verified) fail_msg("user %u: '%s' rejected: %s", u, a->generated, a->reason);
+    }
+    assert_true(generated > 0 && cut > 0);
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    p.max_tokens = n_ctx_train; /* no room left for a prompt */
+    assert_ok(dr_explainer_create(f.m, &p, &x, &e_));
+    dr_error e = {0};
+    assert_int_equal(dr_explain_session_create(x, &s, &e), DR_LIMIT);
+    assert_null(s);
+    char want[64];
+    snprintf(want, sizeof want, "trained on %u", n_ctx_train);
+    assert_non_null(strstr(e.msg, want));
+    dr_explainer_free(x);
+    free(a);
+    fx_free(&f);
+}
+
+static void test_tiny_context(void **st) {
+    (void)st;
+    need_tiny();
+    char path[600];
+    snprintf(path, sizeof path, "%s.ctx240.gguf", g_tiny);
+    assert_int_equal(tiny_gguf_write_ctx(path, 1, 240), 0);
+    context_run(path, 240, 64, 0);
+    unlink(path);
+}
+
+static void test_stories_context(void **st) {
+    (void)st;
+    const char *p = stories();
+    if (!p) {
+        fprintf(stderr, "SKIP: ../shared/models/stories260K.gguf not present\n");
+        skip();
+    }
+    context_run(p, 128, 40, 1);
 }
 
 /* Without the grammar a random model writes anything: the verifier rejects it and the
@@ -215,6 +287,8 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_grammar),
         cmocka_unit_test(test_stories_grammar),
+        cmocka_unit_test(test_tiny_context),
+        cmocka_unit_test(test_stories_context),
         cmocka_unit_test(test_free_and_soft),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_bad_model),

@@ -1,7 +1,10 @@
 /* test_prompt.c - quoting and escaping of untrusted titles, prompt injection stays inert, the
- * size cap, and the grammar names only evidence entities. */
+ * size cap, the grammar names only evidence entities, and prompts fitted to a token budget
+ * (explain_fit.h): never over it, the lowest-ranked parts dropped first, a clear error when
+ * the minimum does not fit. */
 #include "explain_fixture.h"
 
+#include "explain_fit.h"
 #include "explain_prompt.h"
 
 static void test_quote(void **st) {
@@ -141,12 +144,129 @@ static void test_grammar_entities(void **st) {
     fx_free(&f);
 }
 
+/* A stand-in tokenizer: 1 (BOS) + runs of non-space bytes. */
+static int64_t count_words(void *ud, const char *t, size_t n) {
+    int64_t w = 1;
+    for (size_t k = 0; k < n; k++) w += t[k] != ' ' && t[k] != '\n' && (k == 0 || t[k - 1] == ' ' || t[k - 1] == '\n');
+    if (ud) (*(int *)ud)++;
+    return w;
+}
+
+static int64_t count_fail(void *ud, const char *t, size_t n) {
+    (void)ud, (void)t, (void)n;
+    return -1;
+}
+
+/* dr__fit on plain parts: the highest drop goes first, the later part on ties; the minimum is
+ * the required parts; below it DR_LIMIT names both numbers; the budget helper. */
+static void test_fit_parts(void **st) {
+    (void)st;
+    dr_fit_part parts[] = {{"a b ", 4, 0}, {"c ", 2, 1}, {"d e ", 4, 2}, {"f ", 2, 2}, {"g", 1, 0}};
+    uint8_t keep[5];
+    char buf[64];
+    size_t len;
+    uint32_t tok;
+    int calls = 0;
+    assert_ok(dr__fit(parts, 5, 100, count_words, &calls, keep, buf, sizeof buf, &len, &tok, &e_));
+    assert_string_equal(buf, "a b c d e f g");
+    assert_int_equal(tok, 8);
+    assert_int_equal(calls, 1);
+    assert_ok(dr__fit(parts, 5, 7, count_words, NULL, keep, buf, sizeof buf, &len, &tok, &e_));
+    assert_string_equal(buf, "a b c d e g"); /* "f" (drop 2, later) first */
+    assert_ok(dr__fit(parts, 5, 5, count_words, NULL, keep, buf, sizeof buf, &len, &tok, &e_));
+    assert_string_equal(buf, "a b c g");
+    assert_true(keep[0] && keep[1] && !keep[2] && !keep[3] && keep[4]);
+    assert_ok(dr__fit(parts, 5, 4, count_words, NULL, keep, buf, sizeof buf, &len, &tok, &e_));
+    assert_string_equal(buf, "a b g");
+    assert_int_equal(tok, 4);
+    dr_error e = {0};
+    assert_int_equal(dr__fit(parts, 5, 3, count_words, NULL, keep, buf, sizeof buf, &len, &tok, &e), DR_LIMIT);
+    assert_string_equal(buf, "");
+    assert_non_null(strstr(e.msg, "needs 4 tokens, the budget is 3"));
+    assert_int_equal(dr__fit(parts, 5, 100, count_fail, NULL, keep, buf, sizeof buf, &len, &tok, &e), DR_INTERNAL);
+    assert_int_equal(dr__fit(parts, 5, 100, count_words, NULL, keep, buf, 5, &len, &tok, &e), DR_LIMIT);
+    assert_non_null(strstr(e.msg, "bytes"));
+    uint32_t b;
+    assert_ok(dr__fit_budget(2048, 128, 0, 48, &b, &e_));
+    assert_int_equal(b, 80);
+    assert_ok(dr__fit_budget(2048, 0, 512, 12, &b, &e_));
+    assert_int_equal(b, 500);
+    assert_int_equal(dr__fit_budget(2048, 128, 0, 128, &b, &e), DR_LIMIT);
+    assert_non_null(strstr(e.msg, "trained on 128"));
+    assert_int_equal(dr__fit_budget(0, 0, 0, 1, &b, &e), DR_LIMIT);
+}
+
+/* The explanation prompt against a small token budget: at every budget the prompt's count is
+ * within it, the facts kept are the first ones (their lines and numbers as in the full
+ * prompt), fewer as the budget shrinks, and below the minimum (instruction, first fact,
+ * request) DR_LIMIT with both numbers. */
+static void test_prompt_fit(void **st) {
+    (void)st;
+    fx f;
+    fx_movielens(&f);
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    fx_open(&f, NULL, &x, &s);
+    dr_evidence ev;
+    assert_ok(dr_explain_evidence(s, 0, fx_top_item(f.m, 0, 0), &ev, &e_));
+    assert_true(ev.n >= 4);
+    char full[DR_PROMPT_MAX], buf[DR_PROMPT_MAX], scratch[DR_PROMPT_MAX];
+    size_t prefix, pfull, nf, last = ev.n + 1;
+    uint32_t tok;
+    assert_ok(dr_explain_prompt(x, &ev, full, sizeof full, &pfull, &e_));
+    int64_t all = count_words(NULL, full, strlen(full));
+    int dropped = 0, failed = 0;
+    for (uint32_t budget = (uint32_t)all + 5; budget > 0; budget--) {
+        dr_error e = {0};
+        dr_status rc = dr__explain_prompt_fit(x, &ev, DR_PROMPT_FULL, budget, count_words, NULL, buf,
+                                              sizeof buf, scratch, sizeof scratch, &prefix, &nf, &tok, &e);
+        if (rc != DR_OK) {
+            assert_int_equal(rc, DR_LIMIT);
+            assert_non_null(strstr(e.msg, "minimum prompt needs"));
+            assert_string_equal(buf, "");
+            assert_int_equal(last, 1); /* only after the last fact but one went */
+            failed = 1;
+            break;
+        }
+        assert_true(tok <= budget);
+        assert_int_equal(tok, count_words(NULL, buf, strlen(buf)));
+        assert_int_equal(prefix, pfull);
+        assert_true(nf >= 1 && nf <= last);
+        dropped |= nf < ev.n;
+        last = nf;
+        /* every kept line is the full prompt's line; no dropped fact is cited */
+        const char *p = full + pfull;
+        for (size_t k = 0; k < ev.n; k++) {
+            char tag[16];
+            snprintf(tag, sizeof tag, "[E%zu] ", k + 1);
+            const char *line = strstr(p, tag), *end = strchr(line, '\n');
+            char one[1024];
+            memcpy(one, line, (size_t)(end - line + 1));
+            one[end - line + 1] = 0;
+            assert_true((strstr(buf, one) != NULL) == (k < nf));
+        }
+        assert_non_null(strstr(buf, "Explanation:"));
+    }
+    assert_true(dropped && failed);
+    /* the short form is shorter and holds the same first fact */
+    assert_ok(dr__explain_prompt_fit(x, &ev, DR_PROMPT_SHORT, 1000, count_words, NULL, buf, sizeof buf,
+                                     scratch, sizeof scratch, &prefix, &nf, &tok, &e_));
+    assert_true(tok < all);
+    assert_int_equal(nf, ev.n);
+    assert_int_equal(prefix, dr__explain_prefix_len(DR_PROMPT_SHORT));
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quote),
         cmocka_unit_test(test_injection_inert),
         cmocka_unit_test(test_prompt_cap),
         cmocka_unit_test(test_grammar_entities),
+        cmocka_unit_test(test_fit_parts),
+        cmocka_unit_test(test_prompt_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,9 @@
 /* test_verify.c - the verifier accepts the template and catches planted hallucinations:
  * titles, attributes and users not in the evidence, invented citations, uncited entities,
- * unterminated quotes; quoted common-word titles; the JSON form of a fallback. */
+ * unterminated quotes; quoted common-word titles; the JSON form of a fallback; influence facts
+ * (history by removal) verify, and a tampered number in the text does not. */
+#include <math.h>
+
 #include "explain_fixture.h"
 
 #include "explain_int.h"
@@ -145,6 +148,55 @@ static void test_structure(void **st) {
     vfx_close(&v);
 }
 
+/* History facts by removal: the template verifies; a sentence quoting an influence fact's
+ * score drop (rounded as written) verifies, a tampered drop or another fact's number does not,
+ * and integers (counts, years) are not numbers to check. */
+static void test_influence_numbers(void **st) {
+    (void)st;
+    fx f;
+    fx_movielens(&f);
+    dr_explain_params p = dr_explain_default_params();
+    p.history = DR_HISTORY_REMOVAL;
+    dr_explainer *x = NULL;
+    dr_explain_session *s = NULL;
+    fx_open(&f, &p, &x, &s);
+    int seen = 0;
+    for (uint32_t u = 0; u < 10; u++) {
+        dr_evidence ev;
+        assert_ok(dr_explain_evidence(s, u, fx_top_item(f.m, u, 0), &ev, &e_));
+        if (ev.n < 2 || ev.facts[0].kind != DR_FACT_INFLUENCE) continue;
+        seen++;
+        char t[1024];
+        dr_verify_result r;
+        assert_true(dr_explain_template(x, &ev, t, sizeof t) > 0);
+        assert_non_null(strstr(t, "its score the most"));
+        dr_explain_verify(x, &ev, t, &r);
+        assert_true(r.ok);
+        const char *t0 = dr_model_item_title(f.m, ev.facts[0].items[0]);
+        double v = ev.facts[0].value, other = ev.facts[1].value;
+        snprintf(t, sizeof t, "Without \"%s\" [E1] its score is %.2f lower.", t0, v);
+        dr_explain_verify(x, &ev, t, &r);
+        if (!r.ok) fail_msg("'%s': %s", t, r.reason);
+        snprintf(t, sizeof t, "Without \"%s\" [E1] its score is %.1f lower, 1 of 3 items.", t0, v);
+        dr_explain_verify(x, &ev, t, &r);
+        assert_true(r.ok);
+        snprintf(t, sizeof t, "Without \"%s\" [E1] its score is %.2f lower.", t0, v + 0.3);
+        dr_explain_verify(x, &ev, t, &r);
+        assert_false(r.ok);
+        assert_false(r.hallucinated);
+        assert_non_null(strstr(r.reason, "a number that no cited fact holds"));
+        if (fabs(other - v) > 0.01 && fabs(other - ev.facts[0].total) > 0.01) {
+            snprintf(t, sizeof t, "Without \"%s\" [E1] its score is %.2f lower.", t0, other);
+            dr_explain_verify(x, &ev, t, &r);
+            assert_false(r.ok);
+        }
+    }
+    assert_true(seen > 0);
+    dr_explain_session_free(s);
+    dr_explainer_free(x);
+    fx_free(&f);
+}
+
 /* A failed generator returns the template text, flagged, and the JSON says so. */
 static void test_fallback_json(void **st) {
     (void)st;
@@ -181,6 +233,7 @@ int main(void) {
         cmocka_unit_test(test_planted_hallucinations),
         cmocka_unit_test(test_structure),
         cmocka_unit_test(test_fallback_json),
+        cmocka_unit_test(test_influence_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

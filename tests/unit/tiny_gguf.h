@@ -28,8 +28,9 @@ static inline const char *tiny_llama_dir(void) {
     return dir[0] ? dir : NULL;
 }
 
-/* Writes the model to path; returns 0, or -1 (with a message on stderr). */
-static inline int tiny_gguf_write(const char *path, unsigned seed) {
+/* Writes the model to path with a training context of n_ctx_train tokens; returns 0, or -1
+ * (with a message on stderr). */
+static inline int tiny_gguf_write_ctx(const char *path, unsigned seed, unsigned n_ctx_train) {
     const char *dir = tiny_llama_dir();
     char vocab[1200];
     snprintf(vocab, sizeof vocab, "%s/models/ggml-vocab-llama-spm.gguf", dir ? dir : ".");
@@ -46,7 +47,7 @@ static inline int tiny_gguf_write(const char *path, unsigned seed) {
     gguf_set_kv(g, src);
     gguf_set_val_str(g, "general.architecture", "llama");
     gguf_set_val_str(g, "general.name", "dynrec tiny random");
-    gguf_set_val_u32(g, "llama.context_length", 4096);
+    gguf_set_val_u32(g, "llama.context_length", n_ctx_train);
     gguf_set_val_u32(g, "llama.embedding_length", n_embd);
     gguf_set_val_u32(g, "llama.block_count", n_layer);
     gguf_set_val_u32(g, "llama.feed_forward_length", n_ff);
@@ -89,6 +90,10 @@ static inline int tiny_gguf_write(const char *path, unsigned seed) {
     ggml_free(ctx);
     if (!ok) fprintf(stderr, "tiny_gguf: cannot write %s\n", path);
     return ok ? 0 : -1;
+}
+
+static inline int tiny_gguf_write(const char *path, unsigned seed) {
+    return tiny_gguf_write_ctx(path, seed, 4096);
 }
 
 #endif
