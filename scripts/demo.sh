@@ -19,6 +19,19 @@ else
     echo "   (no GGUF model at $LLM: set DYNREC_LLM=model.gguf to explain through llama.cpp too)"
 fi
 
+if [ -f "$LLM" ]; then
+    echo "== the LLM ranks too: the base's latents aligned into $LLM's input space as soft tokens"
+    echo "   ($LLM is a toy: these figures test the mechanism, not an LLM's quality)"
+    "$BIN" align --model build/demo-sasrec.drm --llm "$LLM" --out build/demo-sasrec.align \
+        --data build/demo-data --lambda-users 200 2>&1 | grep -E '^  Recall@10|chosen lambda' | sed 's/^ */   /'
+    echo "   u1's top 5 after the LLM reranked the base's top 20:"
+    "$BIN" recommend --model build/demo-sasrec.drm --user u1 -k 5 --rerank llm --llm "$LLM" \
+        --align build/demo-sasrec.align 2>/dev/null | sed 's/^/   /'
+fi
+
+echo "== tune: models and settings searched on validation targets (6 trials), baselines beside"
+"$BIN" tune --data build/demo-data --trials 6 --max-len 50 --out build/demo-tuned.drm 2>/dev/null | sed 's/^/   /'
+
 echo "== serve: dynrec serve on 127.0.0.1 (ephemeral port), events in, recommendations out"
 serve() { # checkpoint state-folder: starts the server, sets pid and base
     rm -rf "$2" build/demo-port
