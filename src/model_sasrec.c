@@ -18,7 +18,7 @@
  * Training: per epoch one sequence per user (its last L+1 training items), users shuffled with
  * the seed, AdamW (decay on embeddings and matrices only), early stopping on validation NDCG@10
  * through the dr_validator fit is given (model.h: the evaluation harness on at most val_users
- * seeded users, first target of each segment), best parameters kept. Every buffer is one block
+ * seeded users, first target of each segment; never before min_epochs), best parameters kept. Every buffer is one block
  * allocated up front; nothing is allocated per batch.
  * Determinism: a batch is cut into a FIXED number of shards (params.shards, not the thread
  * count), each running forward+backward into its own gradient slice with single-threaded
@@ -253,6 +253,7 @@ dr_sasrec_params dr__sasrec_default_params(void) {
     p.batch = 128;
     p.epochs = 200;
     p.patience = 5;
+    p.min_epochs = 20;
     p.eval_every = 1;
     p.val_users = 10000;
     p.shards = 8;
@@ -991,7 +992,7 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
                 keep_best(m, &F, fuse, best, val, (int)ep);
                 have_best = 1;
                 bad = 0;
-            } else if (++bad >= p.patience) {
+            } else if (++bad >= p.patience && ep >= p.min_epochs) {
                 stop = 1;
             }
         }

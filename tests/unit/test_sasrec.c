@@ -561,6 +561,40 @@ static void test_no_validation_keeps_last(void **state) {
     dr_split_free(t0);
 }
 
+static void count_epoch(void *ud, int epoch, double loss, double val, double secs) {
+    (void)epoch, (void)loss, (void)val, (void)secs;
+    ++*(int *)ud;
+}
+
+/* Early stopping never stops before min_epochs: with a vanishing learning rate the validation
+ * figure never improves after the first epoch, yet the fit runs min_epochs epochs (then stops
+ * after patience), and without a floor it stops after patience. */
+static void test_min_epochs(void **state) {
+    dr_split *sp = NULL;
+    dr_error err = {0};
+    assert_int_equal(dr_split_create(g_ds, DR_SPLIT_LOO, &sp, &err), DR_OK);
+    dr_sasrec_params p = small_params();
+    p.epochs = 40;
+    p.eval_every = 1;
+    p.patience = 2;
+    p.lr = 1e-12f;
+    p.threads = 1;
+    int n = 0;
+    p.on_epoch = count_epoch;
+    p.on_epoch_ud = &n;
+    dr_sasrec *a = NULL;
+    assert_int_equal(dr__sasrec_fit(g_ds, sp, &p, &a, &err), DR_OK);
+    assert_int_equal(n, (int)p.min_epochs);
+    assert_true(p.min_epochs >= 10);
+    dr__sasrec_free(a);
+    n = 0;
+    p.min_epochs = 0;
+    assert_int_equal(dr__sasrec_fit(g_ds, sp, &p, &a, &err), DR_OK);
+    assert_true(n <= 3);
+    dr__sasrec_free(a);
+    dr_split_free(sp);
+}
+
 /* Warm start copies the given model's parameters: with a vanishing learning rate the fit ends
  * where the init was (a random start would not), and a model of another shape is refused. */
 static void test_warm_start(void **state) {
@@ -721,6 +755,7 @@ static void test_warm_retrain(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_validation_keeps_last),
+        cmocka_unit_test(test_min_epochs),
         cmocka_unit_test(test_warm_start),
         cmocka_unit_test(test_warm_rows),
         cmocka_unit_test(test_warm_retrain),
