@@ -710,28 +710,6 @@ static dr_status sr_fuse_init(dr_sasrec *m, sr_fuse *F, const dr_dataset *ds, co
     return DR_OK;
 }
 
-/* Validation NDCG@10 of the current parameters (the fused table without dropout when fused). */
-static dr_status validate(dr_sasrec *m, sr_fuse *F, int fuse, const dr_sasrec_params *p,
-                          const dr_validator *vd, double *val, dr_error *err) {
-    float *tok_e = m->P.tok;
-    if (fuse) {
-        dr__sr_fuse_forward(&m->fus, &F->in, p->impute, 0, NULL, tok_e, F->z, F->act, F->pres);
-        m->P.tok = F->z;
-    }
-    const dr_valid_opts vo = {.threads = p->threads, .subset = {p->val_users, p->seed, 1, 1}};
-    dr_status st = vd->fn(vd, m, &vo, val, NULL, err);
-    m->P.tok = tok_e;
-    return st;
-}
-
-/* The current parameters become the best so far. */
-static void keep_best(dr_sasrec *m, sr_fuse *F, int fuse, float *best, double val, int epoch) {
-    m->best_val = val;
-    m->best_epoch = epoch;
-    memcpy(best, m->own, m->n_params * sizeof(float));
-    if (fuse) memcpy(F->best_w, m->fus.w, m->fus.n_params * sizeof(float));
-}
-
 /* Warm start: every tensor but tok from init (same d, L, blocks, heads: same shapes); tok row
  * of each item init knows (items: init's row per item, NULL = the same items) from init's e
  * (a fused init) or its tok; the other rows keep what they have. */
@@ -924,15 +902,6 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     uint64_t step = 0;
     uint32_t bad = 0;
     int have_best = 0;
-    if (p.init && p.eval_every) { /* a warm start competes with what it starts from (epoch 0):
-                                     an epoch that only moves away from it is not kept */
-        double val;
-        if ((st = validate(m, &F, fuse, &p, vd, &val, err)) != DR_OK) goto fail;
-        keep_best(m, &F, fuse, best, val, 0);
-        have_best = 1;
-        dr__log(DR_LOG_INFO, "sasrec: warm start: validation NDCG@10 %.5f before training", val);
-        if (p.on_epoch) p.on_epoch(p.on_epoch_ud, 0, 0.0, val, 0.0);
-    }
     for (uint32_t ep = 1; ep <= p.epochs; ep++) {
         const double t0 = dr__now_seconds();
         c.epoch = ep;
@@ -987,9 +956,21 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
         double val = -1;
         int stop = 0;
         if (p.eval_every && ep % p.eval_every == 0) {
-            if ((st = validate(m, &F, fuse, &p, vd, &val, err)) != DR_OK) goto fail;
+            float *tok_e = m->P.tok;
+            if (fuse) { /* validate the fused table, no dropout */
+                dr__sr_fuse_forward(&m->fus, &F.in, p.impute, 0, NULL, tok_e, F.z, F.act, F.pres);
+                m->P.tok = F.z;
+            }
+            const dr_valid_opts vo = {.threads = p.threads,
+                                      .subset = {p.val_users, p.seed, 1, 1}};
+            st = vd->fn(vd, m, &vo, &val, NULL, err);
+            m->P.tok = tok_e;
+            if (st != DR_OK) goto fail;
             if (val > m->best_val) {
-                keep_best(m, &F, fuse, best, val, (int)ep);
+                m->best_val = val;
+                m->best_epoch = (int)ep;
+                memcpy(best, m->own, np * sizeof(float));
+                if (fuse) memcpy(F.best_w, m->fus.w, m->fus.n_params * sizeof(float));
                 have_best = 1;
                 bad = 0;
             } else if (++bad >= p.patience && ep >= p.min_epochs) {
