@@ -298,6 +298,12 @@ static void test_range_replay(void **st) {
 /* The adapter chosen on the validation stream: 11 trials before T0, the best is the best of
  * them, the same inputs give the same choice, and the choice travels in a checkpoint to the
  * options eval and serve use (flags given still win). */
+/* The settings and figures of two trials are the same (field by field: the struct has padding). */
+static int same_trial(const dr_adapter_trial *a, const dr_adapter_trial *b) {
+    return a->window == b->window && a->lr == b->lr && a->lr_item == b->lr_item &&
+           a->hit10 == b->hit10 && a->ndcg10 == b->ndcg10 && a->cold_hit10 == b->cold_hit10;
+}
+
 static void test_choose_adapter(void **st) {
     (void)st;
     dr_dataset *ds = make_dataset();
@@ -316,13 +322,13 @@ static void test_choose_adapter(void **st) {
         const dr_adapter_trial *t = &c.trials[k];
         assert_true(t->hit10 < c.best.hit10 ||
                     (t->hit10 == c.best.hit10 && t->ndcg10 <= c.best.ndcg10));
-        n_best += !memcmp(t, &c.best, offsetof(dr_adapter_trial, seconds));
+        n_best += same_trial(t, &c.best);
         windows += k > 0 && t->window != c.trials[0].window;
     }
     assert_true(n_best >= 1);
     assert_true(windows >= 4); /* the window stage tried 5 values */
     assert_ok(dr_stream_choose_adapter(ds, &mp, &o, NULL, NULL, &c2, &e_));
-    assert_memory_equal(&c.best, &c2.best, offsetof(dr_adapter_trial, seconds));
+    assert_true(same_trial(&c.best, &c2.best));
     assert_true(c.frozen_hit10 == c2.frozen_hit10);
 
     dr_split *sp = NULL;
