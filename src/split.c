@@ -141,8 +141,9 @@ fail:
 
 dr_status dr__split_t0_at(const dr_dataset *ds, int64_t t, int with_valid, dr_split **out,
                           dr_error *err) {
-    dr_status st = dr_split_create(ds, DR_SPLIT_T0, out, err);
-    if (st != DR_OK) return st;
+    if (!out || !ds) return dr__fail(err, DR_ARG, "dr__split_t0_at: NULL argument");
+    if (!(*out = split_alloc(ds->n_users))) return dr__fail(err, DR_NOMEM, "split: out of memory");
+    (*out)->kind = DR_SPLIT_T0; /* computed once, at t (not first at the dataset's T0) */
     split_at(ds, *out, t, with_valid);
     for (uint32_t u = 0; u < ds->n_users; u++) (*out)->n_eval += (*out)->n_test[u] > 0;
     return DR_OK;
