@@ -20,6 +20,7 @@ static const char *serve_help =
     "                    [--snapshot-every 10000] [--no-fsync] [--drain-seconds 30] [--quiet]\n"
     "                    [--log sqlite|redis://HOST:PORT[/STREAM]|redis+unix:///PATH[?stream=S]]\n"
     "                    [--idempotency-ttl 86400] [--swap-check-events 2000] [--swap-max-drop 0.02]\n"
+    "                    [--swap-max-z 1.645]\n"
     "                    [--adapter on|off] [--compact-after-swap]\n"
     "                    [--swap-rebuild-events 0] [--llm X.gguf [--align M.align]]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
@@ -47,6 +48,8 @@ static const char *serve_help =
     "                       adapter rebuilt alike, on the log's last N events (Hit@10) ...\n"
     "  --swap-max-drop X    ... and refuses the new one (409) when lower by more than X, unless\n"
     "                       the request says \"force\": true\n"
+    "  --swap-max-z Z       ... or when worse by a paired test on the same events (McNemar's z\n"
+    "                       above Z; 1.645 = one-sided 5%; 0 = off)\n"
     "  --swap-rebuild-events N  the new base's adapter relearns from the N events before the\n"
     "                       checked ones (0: the adapter's window, 4096)\n"
     "  --compact-after-swap after each swap, move what the new base no longer needs out of the\n"
@@ -168,6 +171,11 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--swap-rebuild-events", &err))) {
             if (cli_parse_u64(v, &n) || n > 65536) return cli_usage_error("bad --swap-rebuild-events '%s' (0..65536)", v);
             p.swap_rebuild_events = (uint32_t)n;
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--swap-max-z", &err))) {
+            if (cli_parse_double(v, &x) || x < 0 || x > 100) return cli_usage_error("bad --swap-max-z '%s' (0..100)", v);
+            p.swap_max_z = x;
             continue;
         }
         if ((v = cli_opt_value(&o, "--swap-max-drop", &err))) {

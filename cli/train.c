@@ -110,6 +110,29 @@ static int compare_baselines(const dr_dataset *ds, const dr_split *sp, const dr_
     return 0;
 }
 
+/* The split; a warm retrain validates on events its init was not trained on (a target the init
+ * has seen would favour the epochs that keep its fit, not those that learn the new events).
+ * When no user has such an event, the split stays as it is, and train says so. */
+static int warm_split(const dr_dataset *ds, dr_split_kind kind, const dr_model *init, dr_split **sp) {
+    dr_error e = {0};
+    dr_status s = dr_split_create(ds, kind, sp, &e);
+    if (s != DR_OK) return cli_die(s, &e);
+    uint32_t before = dr_split_n_valid_users(*sp), kept = 0;
+    if (!init || !before || !dr_model_n_users(init)) return 0;
+    if ((s = dr_split_unseen_valid(*sp, ds, init, &kept, &e)) != DR_OK) return cli_die(s, &e);
+    if (kept) {
+        fprintf(stderr, "train: warm retrain: validating on the %u of %u users whose last event "
+                "the init has not seen\n", kept, before);
+        return 0;
+    }
+    fprintf(stderr, "train: note: every validation target is an event the init was trained on "
+            "(no new events): validating on them\n");
+    dr_split_free(*sp);
+    *sp = NULL;
+    if ((s = dr_split_create(ds, kind, sp, &e)) != DR_OK) return cli_die(s, &e);
+    return 0;
+}
+
 /* The rest of `dynrec train` once the options (and the --init model) are known. */
 static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
                      const char *protocol, int baselines, int search) {
@@ -148,7 +171,8 @@ static int train_run(cli_model_opts *mop, cli_load_opts *lp, const char *out,
         search = 0;
         fprintf(stderr, "train: a warm retrain keeps the adapter's settings its init recorded\n");
     }
-    if (!rc) rc = cli_split_model(ds, kind, &mo, &sp, &m);
+    if (!rc) rc = warm_split(ds, kind, mo.p.init, &sp);
+    if (!rc) rc = cli_get_model(ds, sp, &mo, &m);
     double t = cli_now() - t0;
     dr_status s;
     if (!rc && search && (s = dr_model_set_adapter_choice(m, &ch, &e)) != DR_OK) rc = cli_die(s, &e);

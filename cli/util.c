@@ -236,6 +236,7 @@ const char *const cli_model_opts_help =
     "  --heads H            sasrec: attention heads   --dropout P   sasrec: dropout rate\n"
     "  --loss ce|bce        sasrec: full softmax or one sampled negative\n"
     "  --weight-decay X     sasrec: decoupled weight decay\n"
+    "  --init-lr-scale X    sasrec --init: rate factor of what the init gave (new items: 1)\n"
     "  --l2 X               mf: L2 regularisation     --optimizer sgd|adam  mf\n"
     "  multimodal fusion (mf, sasrec):\n"
     "  --features NAME=PATH,...  add .npy item features (row r = item id r) to the data\n"
@@ -274,6 +275,7 @@ int cli_model_opt(cli_opts *o, cli_model_opts *m) {
         {"--id-dropout", 'f', offsetof(dr_model_params, id_dropout)},
         {"--fusion-lr", 'f', offsetof(dr_model_params, fusion_lr)},
         {"--fusion-l2", 'f', offsetof(dr_model_params, fusion_l2)},
+        {"--init-lr-scale", 'f', offsetof(dr_model_params, init_lr_scale)},
         {"--seed", 'U', offsetof(dr_model_params, seed)},
         {"--threads", 't', offsetof(dr_model_params, threads)},
     };

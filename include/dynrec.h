@@ -278,6 +278,14 @@ int64_t dr_split_t0(const dr_split *s);            /* DR_SPLIT_T0 only */
 
 typedef struct dr_model dr_model;
 
+/* A warm retrain's validation (dr_model_params.init): each user's validation targets that the
+ * checkpoint init has seen already (its stored history of the same external user is at least as
+ * long as the user's training and validation segments) join the training segment, so the
+ * validation ranks only events the init was not trained on. *kept (may be NULL) = validation
+ * users left. DR_ARG when init holds no ids and histories (not loaded from a checkpoint). */
+dr_status dr_split_unseen_valid(dr_split *s, const dr_dataset *ds, const dr_model *init,
+                                uint32_t *kept, dr_error *err);
+
 /* Called after every training epoch; val_ndcg10 < 0 when the epoch was not validated. */
 typedef void (*dr_epoch_fn)(void *ud, int epoch, double loss, double val_ndcg10,
                             double seconds);
@@ -310,6 +318,9 @@ typedef struct dr_model_params {
                                row (a fused init: its id embedding e, and its fusion block when
                                the modalities agree, else DR_ARG), a new one from the random
                                initialisation; shared tensors are copied. NULL = random */
+    float init_lr_scale;    /* sasrec warm start: factor on the learning rate of what init gave
+                               (every tensor, known items' rows); new items' rows learn at the
+                               full rate; < 0 = default (1) */
     /* Gated multimodal fusion of the dataset's item features (mf, sasrec; DESIGN.md). */
     const char *modalities; /* NULL / "none" = ids only; "all"; or names: "visual,audio" */
     float modality_dropout; /* training: drop rate of each item feature; < 0 = default (sasrec
@@ -740,6 +751,8 @@ typedef struct dr_httpd_params {
     uint32_t idempotency_ttl; /* seconds an idempotency key is remembered (86400) */
     uint32_t swap_check_events; /* a base swap scores both bases on the log's last N events (2000) */
     double swap_max_drop;     /* ... and is refused when the new base's Hit@10 is lower by more (0.02) */
+    double swap_max_z;        /* ... or when McNemar's z of it being worse on the same events is
+                                 above this (1.645, one-sided 5%; 0 = no paired test; < 0 = default) */
     int compact_after_swap;   /* 1: after each swap, compact the SQLite log (dr_state_compact) */
     uint32_t swap_rebuild_events; /* a swapped-in base's adapter relearns from this many events (0:
                                  the adapter's window, 4096; at most 65536) */

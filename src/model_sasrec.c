@@ -254,6 +254,7 @@ dr_sasrec_params dr__sasrec_default_params(void) {
     p.epochs = 200;
     p.patience = 5;
     p.min_epochs = 20;
+    p.init_lr_scale = 1.0f;
     p.eval_every = 1;
     p.val_users = 10000;
     p.shards = 8;
@@ -555,6 +556,7 @@ typedef struct sr_shard {
 typedef struct adam_chunk {
     size_t lo, hi;        /* parameter range */
     int decay;            /* weight decay applies */
+    int tok;              /* the item table: a warm start's new rows learn at the full rate */
 } adam_chunk;
 
 typedef struct sr_train {
@@ -572,6 +574,9 @@ typedef struct sr_train {
     adam_chunk *chunks;
     size_t n_chunks;
     float lr_t, b1c, b2c; /* step's learning rate and bias corrections */
+    float warm_scale;     /* warm start: factor on the rate of what the init gave (1: none) */
+    const uint8_t *tok_new; /* (n_items + 1) warm start: 1 for the rows of new items; NULL: none */
+    size_t tok_off;       /* the item table's offset in the parameter block */
     dr_sr_params_f32 PP;  /* what the shards run: m->P, with tok = the fused table when fusing */
 } sr_train;
 
@@ -632,14 +637,18 @@ static void adam_run(void *vc, size_t k, int worker) {
     sr_train *c = vc;
     const adam_chunk *ch = &c->chunks[k];
     float *w = c->m->own;
-    const float b1 = c->p->beta1, b2 = c->p->beta2, lr = c->lr_t;
+    const float b1 = c->p->beta1, b2 = c->p->beta2;
+    const size_t d = c->m->dm.d;
     const float wd = ch->decay ? c->p->lr * c->p->weight_decay : 0.0f;
     for (size_t i = ch->lo; i < ch->hi; i++) {
         float g = 0;
         for (uint32_t s = 0; s < c->n_shards; s++) g += c->sh[s].gbase[i];
         float mo = c->mom[i] = b1 * c->mom[i] + (1 - b1) * g;
         float ve = c->vel[i] = b2 * c->vel[i] + (1 - b2) * g * g;
-        w[i] -= lr * mo / (sqrtf(ve * c->b2c) + 1e-8f) + wd * w[i];
+        float f = 1.0f; /* the warm start's factor: 1 for new rows and cold fits */
+        if (c->warm_scale != 1.0f)
+            f = ch->tok && c->tok_new[(i - c->tok_off) / d] ? 1.0f : c->warm_scale;
+        w[i] -= f * (c->lr_t * mo / (sqrtf(ve * c->b2c) + 1e-8f) + wd * w[i]);
     }
 }
 
@@ -744,6 +753,7 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     sr_train c;
     size_t *lens = NULL;
     float *grads = NULL, *adam = NULL, *best = NULL, *acts = NULL, *logits = NULL;
+    uint8_t *tok_new = NULL;
     char *bufs = NULL;
     sr_fuse F;
     memset(&F, 0, sizeof F);
@@ -870,7 +880,19 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
         for (size_t lo = 0; lo < tt[k].count; lo += 8192)
             c.chunks[c.n_chunks++] = (adam_chunk){tt[k].offset + lo,
                                                   tt[k].offset + DR_MIN(lo + 8192, tt[k].count),
-                                                  decay};
+                                                  decay, !strcmp(nm, "tok")};
+        if (!strcmp(nm, "tok")) c.tok_off = tt[k].offset;
+    }
+    c.warm_scale = 1.0f;
+    if (p.init && p.init_lr_scale != 1.0f) { /* new items' rows: those the init map does not give */
+        if (!(tok_new = dr__calloc((size_t)dm.n_items + 1, 1))) {
+            st = dr__fail(err, DR_NOMEM, "sasrec: out of memory");
+            goto fail;
+        }
+        for (uint32_t i = 0; p.init_map && p.init_map->item && i < dm.n_items; i++)
+            tok_new[i + 1] = p.init_map->item[i] == DR_WARM_NEW;
+        c.tok_new = tok_new;
+        c.warm_scale = p.init_lr_scale;
     }
     for (size_t s = 0; s < S; s++) {
         sr_shard *sh = &c.sh[s];
@@ -1011,6 +1033,7 @@ fail:
     dr__free(acts);
     dr__free(bufs);
     dr__free(logits);
+    dr__free(tok_new);
     sr_fuse_free(&F);
     return st;
 }
@@ -1119,6 +1142,7 @@ static dr_sasrec_params sasrec_params_from_model(const dr_model_params *mp) {
     if (mp->eval_every) p.eval_every = mp->eval_every;
     if (mp->dropout >= 0) p.dropout = mp->dropout;
     if (mp->lr > 0) p.lr = mp->lr;
+    if (mp->init_lr_scale >= 0) p.init_lr_scale = mp->init_lr_scale;
     if (mp->weight_decay >= 0) p.weight_decay = mp->weight_decay;
     if (mp->loss && !strcmp(mp->loss, "bce")) p.loss = DR_SASREC_BCE;
     p.on_epoch = mp->on_epoch;
@@ -1146,6 +1170,10 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
         if (!mp->max_len) p.L = im->L;
         if (!mp->blocks) p.blocks = im->blocks;
         if (!mp->heads) p.heads = im->heads;
+        if (!(mp->init_lr_scale <= 100.0f) && mp->init_lr_scale >= 0)
+            return dr__fail(err, DR_ARG, "sasrec: init_lr_scale %g is not in [0, 100]",
+                            (double)mp->init_lr_scale);
+        p.min_epochs = 0; /* a warm start begins trained: patience alone stops it */
         if ((sst = dr__warm_map_build(mp->init, 0, ds, &map, err)) != DR_OK) return sst;
         p.init_map = &map;
     }

@@ -50,6 +50,9 @@ typedef struct dr_sasrec_params {
                              a fused init also gives its fusion block and statistics (the
                              modalities must agree: dr__fusion_warm_check) */
     const dr_warm_map *init_map; /* init's row of each item (model.h); NULL = the same items */
+    float init_lr_scale;  /* warm start: factor on the learning rate (and decay) of what init
+                             gave: every tensor and the rows of known items; new items' rows
+                             learn at the full rate (1 = none) */
     dr_epoch_fn on_epoch; /* may be NULL */
     void *on_epoch_ud;
     /* Gated multimodal fusion (fusion.h): the item table used as input and as the tied output

@@ -259,6 +259,8 @@ struct dr_srv {
     uint64_t evring_n;             /* events ever pushed (apply thread) */
     int scoring;                   /* dr__srv_prequential: score events after score_after */
     dr_log_pos score_after;
+    dr_preq_trace *trace;          /* dr__srv_prequential: every scored event (NULL: none) */
+    int trace_oom;
     dr_srv_preq preq;
     float *sc_hp;                  /* (d) */
     uint32_t sc_items[10];
@@ -453,7 +455,7 @@ static dr_status add_name(dr_idmap *m, const char *name, uint32_t *id, dr_error 
 
 /* dr__srv_prequential: was item i in u's top 10 (history excluded) just before the event, by
  * the writer's own latents (s->wh holds u's base latent)? */
-static void score_event(dr_srv *s, uint32_t u, uint32_t i, int64_t t) {
+static void score_event(dr_srv *s, dr_log_pos pos, uint32_t u, uint32_t i, int64_t t) {
     const uint32_t *hi;
     size_t nh = user_hist(s, u, &hi);
     uint32_t n = 0, n_active = atomic_load_explicit(&s->items.n, memory_order_relaxed);
@@ -462,12 +464,54 @@ static void score_event(dr_srv *s, uint32_t u, uint32_t i, int64_t t) {
                       s->sc_items, s->sc_scores, &n, NULL) != DR_OK)
         return;
     s->preq.events++;
+    uint8_t hit = 0;
     for (uint32_t k = 0; k < n; k++)
         if (s->sc_items[k] == i) {
             s->preq.hit10 += 1.0;
             s->preq.ndcg10 += 1.0 / log2(k + 2.0);
+            hit = 1;
             break;
         }
+    dr_preq_trace *tr = s->trace;
+    if (!tr || s->trace_oom) return;
+    if (tr->n == tr->cap) {
+        size_t cap = tr->cap ? 2 * tr->cap : 1024;
+        dr_log_pos *np = dr__realloc(tr->pos, cap * sizeof *np);
+        if (np) tr->pos = np;
+        uint8_t *nhit = np ? dr__realloc(tr->hit, cap) : NULL;
+        if (nhit) tr->hit = nhit;
+        if (!np || !nhit) {
+            s->trace_oom = 1;
+            return;
+        }
+        tr->cap = cap;
+    }
+    tr->pos[tr->n] = pos;
+    tr->hit[tr->n++] = hit;
+}
+
+void dr__preq_trace_free(dr_preq_trace *t) {
+    if (!t) return;
+    dr__free(t->pos);
+    dr__free(t->hit);
+    memset(t, 0, sizeof *t);
+}
+
+void dr__preq_paired(const dr_preq_trace *a, const dr_preq_trace *b, uint64_t *paired,
+                     uint64_t *only_a, uint64_t *only_b) {
+    uint64_t n = 0, oa = 0, ob = 0;
+    for (size_t x = 0, y = 0; x < a->n && y < b->n;) { /* both in log order */
+        int c = dr__log_pos_cmp(a->pos[x], b->pos[y]);
+        if (c < 0) x++;
+        else if (c > 0) y++;
+        else {
+            n++;
+            oa += a->hit[x] && !b->hit[y];
+            ob += b->hit[y] && !a->hit[x];
+            x++, y++;
+        }
+    }
+    *paired = n, *only_a = oa, *only_b = ob;
 }
 
 /* Apply thread: the event's time, no older than the newest applied (the adapter needs
@@ -486,7 +530,7 @@ static dr_status learn(dr_srv *s, const dr_log_rec *r, uint32_t u, uint32_t i, i
                        dr_error *err) {
     dr_status st = base_latent(s, s->wsc, s->wctx, u, s->wh, err);
     if (st != DR_OK) return st;
-    if (s->scoring && known && dr__log_pos_cmp(r->pos, s->score_after) > 0) score_event(s, u, i, t);
+    if (s->scoring && known && dr__log_pos_cmp(r->pos, s->score_after) > 0) score_event(s, r->pos, u, i, t);
     if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
     atomic_fetch_add_explicit(&s->st_updates, 1, memory_order_relaxed);
     return DR_OK;
@@ -1360,7 +1404,8 @@ static dr_status recover(dr_srv *s, dr_log_pos upto, dr_error *err) {
 /* The state of m over the log through upto, without threads; ephemeral: without the folder
  * (no snapshots, no settings; dr__srv_prequential). */
 static dr_status build(const dr_model *m, const dr_srv_params *p, int ephemeral, dr_log_pos upto,
-                      const dr_log_pos *score_after, dr_srv **out, dr_error *err) {
+                      const dr_log_pos *score_after, dr_preq_trace *trace, dr_srv **out,
+                      dr_error *err) {
     if (!m || !p || !out || !p->data_dir) return dr__fail(err, DR_ARG, "server: NULL argument");
     *out = NULL;
     uint32_t d = dr_model_latent_dim(m);
@@ -1382,6 +1427,7 @@ static dr_status build(const dr_model *m, const dr_srv_params *p, int ephemeral,
     if (score_after) {
         s->scoring = 1;
         s->score_after = *score_after;
+        s->trace = trace;
     }
     if (p->base) {
         s->has_base = 1;
@@ -1500,7 +1546,7 @@ fail:
 dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, dr_error *err) {
     if (out) *out = NULL;
     dr_srv *s = NULL;
-    dr_status st = build(m, p, 0, (dr_log_pos){UINT64_MAX, UINT64_MAX}, NULL, &s, err);
+    dr_status st = build(m, p, 0, (dr_log_pos){UINT64_MAX, UINT64_MAX}, NULL, NULL, &s, err);
     if (st != DR_OK) return st;
     if (pthread_create(&s->applier, NULL, apply_main, s) != 0) {
         st = dr__fail(err, DR_INTERNAL, "server: cannot start the apply thread");
@@ -1523,7 +1569,8 @@ fail:
 }
 
 dr_status dr__srv_prequential(const dr_model *m, const dr_srv_params *p, dr_log_pos upto,
-                              dr_log_pos score_after, dr_srv_preq *out, dr_error *err) {
+                              dr_log_pos score_after, dr_srv_preq *out, dr_preq_trace *trace,
+                              dr_error *err) {
     if (!out) return dr__fail(err, DR_ARG, "server: NULL argument");
     memset(out, 0, sizeof *out);
     double t0 = dr__now_seconds();
@@ -1532,8 +1579,12 @@ dr_status dr__srv_prequential(const dr_model *m, const dr_srv_params *p, dr_log_
     dr_srv *s = NULL;
     q.snapshot_every = 0;
     q.final_snapshot = 0;
-    dr_status st = build(m, &q, 1, upto, &score_after, &s, err);
+    dr_status st = build(m, &q, 1, upto, &score_after, trace, &s, err);
     if (st != DR_OK) return st;
+    if (s->trace_oom) {
+        dr__srv_close(s);
+        return dr__fail(err, DR_NOMEM, "server: out of memory for the prequential trace");
+    }
     *out = s->preq;
     if (out->events) {
         out->hit10 /= (double)out->events;

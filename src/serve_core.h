@@ -186,8 +186,21 @@ typedef struct dr_srv_preq {
     double hit10, ndcg10;  /* means over them (0 when none) */
     double seconds;        /* the build's wall time */
 } dr_srv_preq;
+/* Each scored event of a prequential replay, in log order: its position and whether it was a
+ * hit (dr__srv_prequential's trace; freed with dr__preq_trace_free). */
+typedef struct dr_preq_trace {
+    dr_log_pos *pos;
+    uint8_t *hit;
+    size_t n, cap;
+} dr_preq_trace;
+void dr__preq_trace_free(dr_preq_trace *t);
+/* Two replays' traces paired by position (the events both scored): *only_a hits of a that b
+ * missed, *only_b the reverse, *paired the events in both. */
+void dr__preq_paired(const dr_preq_trace *a, const dr_preq_trace *b, uint64_t *paired,
+                     uint64_t *only_a, uint64_t *only_b);
 dr_status dr__srv_prequential(const dr_model *m, const dr_srv_params *p, dr_log_pos upto,
-                              dr_log_pos score_after, dr_srv_preq *out, dr_error *err);
+                              dr_log_pos score_after, dr_srv_preq *out, dr_preq_trace *trace,
+                              dr_error *err);
 
 /* A newer state has replaced this one: it takes no more snapshots (also not on close). */
 void dr__srv_retire(dr_srv *s);

@@ -78,6 +78,7 @@ dr_httpd_params dr_httpd_default_params(void) {
     dr_live_params lp = dr__live_default_params();
     p.swap_check_events = lp.check_events;
     p.swap_max_drop = lp.max_drop;
+    p.swap_max_z = lp.max_z;
     return p;
 }
 
@@ -259,6 +260,7 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     lp.model_path = p->model_path;
     if (p->swap_check_events) lp.check_events = p->swap_check_events;
     if (p->swap_max_drop >= 0) lp.max_drop = p->swap_max_drop;
+    if (p->swap_max_z >= 0) lp.max_z = p->swap_max_z;
     lp.compact_after_swap = p->compact_after_swap;
     lp.rebuild_events = p->swap_rebuild_events;
     dr_srv_params sp = lp.srv;

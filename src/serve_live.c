@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,7 @@ dr_live_params dr__live_default_params(void) {
     p.explain = 1;
     p.check_events = DR_SRV_SWAP_CHECK_DEFAULT;
     p.max_drop = 0.02;
+    p.max_z = 1.645;
     return p;
 }
 
@@ -519,14 +521,24 @@ dr_status dr__live_swap(dr_live *l, const char *path, int force, dr_swap_report 
         dr_log_pos after = dr__log_pos_cmp(covers, e_pos) > 0 ? covers : e_pos;
         dr_srv_base bl = {g0->at, g0->covers, f_pos}, bn = {applied, covers, f_pos};
         sp.base = &bl;
-        st = dr__srv_prequential(g0->model, &sp, applied, after, &rep->live, err);
+        dr_preq_trace tl = {0}, tn = {0};
+        st = dr__srv_prequential(g0->model, &sp, applied, after, &rep->live, &tl, err);
         sp.base = &bn;
-        if (st == DR_OK) st = dr__srv_prequential(m, &sp, applied, after, &rep->cand, err);
+        if (st == DR_OK) st = dr__srv_prequential(m, &sp, applied, after, &rep->cand, &tn, err);
         rep->checked = st == DR_OK && rep->cand.events >= DR_SRV_SWAP_CHECK_MIN;
+        uint64_t paired = 0;
+        if (st == DR_OK) dr__preq_paired(&tl, &tn, &paired, &rep->live_only, &rep->new_only);
+        dr__preq_trace_free(&tl);
+        dr__preq_trace_free(&tn);
+        const double b = (double)rep->live_only, c = (double)rep->new_only;
+        rep->z = b + c > 0 ? (fabs(b - c) - 1.0 > 0 ? fabs(b - c) - 1.0 : 0.0) / sqrt(b + c) : 0.0;
+        if (b < c) rep->z = -rep->z;
     }
     dr_srv_ack ack;
     char body[DR_SRV_PATH_MAX + 256];
-    if (st == DR_OK && !force && rep->checked && rep->cand.hit10 < rep->live.hit10 - l->p.max_drop) {
+    const int worse = rep->cand.hit10 < rep->live.hit10 - l->p.max_drop ||
+                      (l->p.max_z > 0 && rep->z > l->p.max_z);
+    if (st == DR_OK && !force && rep->checked && worse) {
         pthread_mutex_lock(&l->mu);
         l->st.refused++;
         pthread_mutex_unlock(&l->mu);
@@ -536,8 +548,9 @@ dr_status dr__live_swap(dr_live *l, const char *path, int force, dr_swap_report 
         rep->seconds = dr__now_seconds() - t0;
         pthread_mutex_unlock(&l->swap_mu);
         dr__log(DR_LOG_WARN, "server: base swap to %s refused: Hit@10 %.4f against the live base's %.4f "
-               "on the last %llu events", abs, rep->cand.hit10, rep->live.hit10,
-               (unsigned long long)rep->cand.events);
+               "on the last %llu events (hit by the live base only %llu, by the new only %llu, z %.2f)",
+               abs, rep->cand.hit10, rep->live.hit10, (unsigned long long)rep->cand.events,
+               (unsigned long long)rep->live_only, (unsigned long long)rep->new_only, rep->z);
         return DR_OK;
     }
     if (st == DR_OK) {

@@ -18,6 +18,9 @@ typedef struct dr_live_params {
     int explain;             /* 1: each generation gets a template explainer */
     uint32_t check_events;   /* a swap scores both bases on the log's last N events (2000) */
     double max_drop;         /* ... and is refused when the new Hit@10 is lower by more (0.02) */
+    double max_z;            /* ... or when it is worse by a paired test on the same events:
+                                McNemar's z over the events one base hit and the other missed
+                                above this (1.645: one-sided 5%); 0 = no paired test */
     int compact_after_swap;  /* 1: after each switch, `dynrec compact` the folder's SQLite log */
     uint32_t rebuild_events; /* the new base's adapter relearns from this many events before the
                                 checked ones (0: the adapter's window; at most DR_SRV_EVENT_RING) */
@@ -58,6 +61,9 @@ typedef struct dr_swap_report {
     int swapped;             /* 1: live on the new base; 0: refused for its quality */
     dr_srv_preq live, cand;  /* the prequential check of the live and the new base, on the same
                                 events: the last check_events ones the new base was not trained on */
+    uint64_t live_only, new_only; /* paired events the live base hit and the new one missed,
+                                and the reverse */
+    double z;                /* McNemar's z (continuity-corrected) of the new base being worse */
     int checked;             /* 1: at least DR_SRV_SWAP_CHECK_MIN such events, the check could
                                 refuse; 0: too few (the new base covers the recent log), not judged */
     uint64_t gen;            /* the generation now live */

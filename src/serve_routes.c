@@ -1063,10 +1063,12 @@ static void base_finish(dr_routes *r, dr_routes_worker *w, const dr_routes_pendi
             rp->at, (unsigned long long)rp->gen, rp->seconds, rp->checked ? "true" : "false");
     } else {
         out(w, "{\"swapped\":false,\"error\":\"refused: the new base's Hit@10 on the last %llu events "
-            "is lower than the live base's by more than the threshold (force: true to swap anyway)\","
-            "\"generation\":%llu,\"seconds\":%.3f,", (unsigned long long)rp->cand.events,
-            (unsigned long long)rp->gen, rp->seconds);
+            "is lower than the live base's by more than the threshold, or worse by the paired test "
+            "(force: true to swap anyway)\",\"generation\":%llu,\"seconds\":%.3f,",
+            (unsigned long long)rp->cand.events, (unsigned long long)rp->gen, rp->seconds);
     }
+    out(w, "\"paired\":{\"live_only\":%llu,\"new_only\":%llu,\"z\":%.3f},",
+        (unsigned long long)rp->live_only, (unsigned long long)rp->new_only, rp->z);
     preq_json(w, "live", &rp->live);
     out_lit(w, ",");
     preq_json(w, "new", &rp->cand);

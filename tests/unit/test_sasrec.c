@@ -688,6 +688,27 @@ static void test_warm_rows(void **state) {
         assert_int_equal(cw, ci);
         if (memcmp(a, b, cw * sizeof *a)) fail_msg("tensor %s is not the init's", shared[k]);
     }
+    /* init_lr_scale 0: an epoch moves the new items' rows only (what the init gave stays) */
+    dr_sasrec *kept = NULL;
+    p.epochs = 1;
+    p.init_lr_scale = 0.0f;
+    assert_int_equal(dr__sasrec_fit(now, sn, &p, &kept, &e), DR_OK);
+    const float *tk = tensor(kept, "tok", NULL);
+    warm_check_rows(tk + d, ti + d, NULL, d, &now->items, now->n_items, &old->items, old->n_items,
+                    NULL, 1);
+    for (size_t k = 0; k < DR_ARRAY_LEN(shared); k++) {
+        size_t cw;
+        const float *a = tensor(kept, shared[k], &cw), *b = tensor(si, shared[k], NULL);
+        if (memcmp(a, b, cw * sizeof *a)) fail_msg("tensor %s moved at init_lr_scale 0", shared[k]);
+    }
+    uint32_t learned = 0;
+    for (uint32_t i = 0; i < now->n_items; i++)
+        learned += map.item[i] == DR_WARM_NEW &&
+                   memcmp(tk + (size_t)(i + 1) * d, tc + (size_t)(i + 1) * d, d * sizeof *tk) != 0;
+    assert_true(learned > 0);
+    dr__sasrec_free(kept);
+    p.epochs = 0;
+    p.init_lr_scale = 1.0f;
     /* refused, with the reason */
     p.d = 32;
     assert_int_equal(dr__sasrec_fit(now, sn, &p, &bad, &e), DR_ARG);

@@ -169,6 +169,44 @@ static void test_all(void **state) {
     dr_dataset_free(ds);
 }
 
+/* A warm retrain's validation: targets the init's checkpoint has in its histories join
+ * training; the others stay; a model without histories is refused. */
+static void test_unseen_valid(void **state) {
+    (void)state;
+    dr_dataset *ds = build(k_events, DR_ARRAY_LEN(k_events));
+    dr_dataset *old = build(k_events, DR_ARRAY_LEN(k_events) - 2); /* all but a's and c's last */
+    dr_split *so = NULL, *s = NULL;
+    dr_error err = {0};
+    assert_int_equal(dr_split_create(old, DR_SPLIT_ALL, &so, &err), DR_OK);
+    dr_model_params mp = dr_model_default_params();
+    mp.name = "pop";
+    dr_model *fitted = NULL, *init = NULL;
+    assert_int_equal(dr_model_fit(old, so, &mp, &fitted, &err), DR_OK);
+    char dir[256], path[600];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/old.drm", dir);
+    assert_int_equal(dr_model_save(fitted, old, so, path, &err), DR_OK);
+    assert_int_equal(dr_model_load(path, &init, &err), DR_OK);
+    assert_int_equal(dr_split_create(ds, DR_SPLIT_ALL, &s, &err), DR_OK);
+    uint32_t kept = 99;
+    assert_int_equal(dr_split_unseen_valid(s, ds, fitted, &kept, &err), DR_ARG); /* no histories */
+    assert_non_null(strstr(err.msg, "holds no user histories"));
+    assert_int_equal(kept, 0);
+    assert_int_equal(dr_split_unseen_valid(s, ds, init, &kept, &err), DR_OK);
+    assert_int_equal(kept, 2);
+    expect_user(s, uid(ds, "a"), 4, 1, 0); /* its last event (t 9) is new */
+    expect_user(s, uid(ds, "b"), 2, 0, 0); /* seen: both events train */
+    expect_user(s, uid(ds, "c"), 2, 1, 0); /* new (t 10) */
+    assert_int_equal(dr_split_n_valid_users(s), 2);
+    dr_split_free(s);
+    dr_model_free(init);
+    dr_model_free(fitted);
+    dr_split_free(so);
+    dr_dataset_free(old);
+    dr_dataset_free(ds);
+    dr_test_rmrf(dir);
+}
+
 static void test_t0_index_matches_float_definition(void **state) {
     (void)state;
     /* floor(0.8 n) computed in integers must agree with the definition for every n */
@@ -232,6 +270,7 @@ int main(void) {
         cmocka_unit_test(test_given_interleaved),
         cmocka_unit_test(test_t0),
         cmocka_unit_test(test_all),
+        cmocka_unit_test(test_unseen_valid),
         cmocka_unit_test(test_t0_index_matches_float_definition),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_oom),

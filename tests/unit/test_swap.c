@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -51,6 +52,7 @@ static dr_live_params live_params(const char *dir, const char *state, const char
     p.explain = 0;
     p.check_events = 100;
     p.max_drop = 1.0; /* accept any base unless a test says otherwise */
+    p.max_z = 0.0;
     p.srv.data_dir = state;
     p.srv.durable = 0;
     p.srv.max_new_items = 20;
@@ -212,6 +214,67 @@ static void test_swap_refused_then_forced(void **st) {
     assert_int_equal(ls.refused, 1);
     assert_int_equal(ls.swaps, 1);
     dr__live_close(l);
+    dr_test_rmrf(dir);
+}
+
+/* Events the live base predicts: each user's item is the live top-r (r cycling 0..4) just
+ * before it is posted. */
+static void post_predicted(dr_live *l, int from, int to) {
+    dr_gen *g = dr__live_acquire(l);
+    dr_srv_worker *w = NULL;
+    assert_ok(dr__srv_worker_create(g->srv, &w, &e_));
+    for (int k = from; k < to; k++) {
+        char u[32], it[DR_SRV_ID_MAX + 1];
+        snprintf(u, sizeof u, "u%d", k % 60);
+        dr_srv_recs r;
+        assert_ok(dr__srv_recommend(g->srv, w, u, 5, &r, &e_));
+        assert_true(r.n == 5);
+        snprintf(it, sizeof it, "%s", dr__srv_item_name(g->srv, r.items[k % 5]));
+        dr_srv_event ev = {u, it, 2000 + k, 1, NULL};
+        dr_srv_ack ack;
+        assert_ok(dr__srv_submit(g->srv, &ev, 1, &ack, &e_));
+    }
+    dr__srv_worker_free(w);
+    dr__live_release(l, g);
+}
+
+/* The paired check: both bases score the same events; a base worse by McNemar's z above max_z
+ * is refused although its Hit@10 is within max_drop; max_z 0 turns the test off. */
+static void test_swap_paired(void **st) {
+    (void)st;
+    char dir[256], state[600], bpath[600];
+    dr_test_tmpdir(dir, sizeof dir);
+    make_ckpt(dir, "a", 12, 1);
+    make_ckpt(dir, "weak", 1, 2);
+    snprintf(bpath, sizeof bpath, "%s/weak.drm", dir);
+    uint64_t lo = 0, no = 0;
+    double z = 0;
+    for (int k = 0; k < 2; k++) {
+        snprintf(state, sizeof state, "%s/state-%d", dir, k);
+        dr_live_params p = live_params(dir, state, "a");
+        p.max_z = k == 0 ? 1.645 : 0.0;
+        dr_live *l = NULL;
+        assert_ok(dr__live_open(&p, &l, &e_));
+        post_range(l, 0, 100);
+        post_predicted(l, 100, 300);
+        dr_swap_report rep;
+        assert_ok(dr__live_swap(l, bpath, 0, &rep, &e_));
+        assert_true(rep.checked);
+        assert_int_equal(rep.cand.events, rep.live.events);
+        /* the discordant counts are the difference of the hit counts */
+        const double hl = rep.live.hit10 * (double)rep.live.events,
+                     hn = rep.cand.hit10 * (double)rep.cand.events;
+        assert_true(fabs(((double)rep.live_only - (double)rep.new_only) - (hl - hn)) < 1e-6);
+        fprintf(stderr, "paired check: live Hit@10 %.4f, weak %.4f on %llu events; live only %llu, "
+                "weak only %llu, z %.2f\n", rep.live.hit10, rep.cand.hit10,
+                (unsigned long long)rep.cand.events, (unsigned long long)rep.live_only,
+                (unsigned long long)rep.new_only, rep.z);
+        assert_true(rep.z > 1.645); /* the weak base is worse, and the test says so */
+        assert_int_equal(rep.swapped, k == 1);
+        if (k == 1) assert_true(rep.live_only == lo && rep.new_only == no && rep.z == z);
+        lo = rep.live_only, no = rep.new_only, z = rep.z;
+        dr__live_close(l);
+    }
     dr_test_rmrf(dir);
 }
 
@@ -408,6 +471,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_swap_restart_same_state),
         cmocka_unit_test(test_swap_refused_then_forced),
+        cmocka_unit_test(test_swap_paired),
         cmocka_unit_test(test_base_covers_and_from),
         cmocka_unit_test(test_rebuild_events),
         cmocka_unit_test(test_admin_route),
