@@ -43,6 +43,7 @@ lib  hiredis/hiredis.h hiredis     libhiredis-dev
 tool curl           -              curl
 tool clang          -              clang
 tool redis-server   -              redis-server
+tool gnuplot        -              gnuplot-nox
 rt   fuzzer         -              libclang-rt-14-dev
 '
 # needed only to build llama.cpp from the npm bundle (scripts/llama.sh)
