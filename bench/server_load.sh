@@ -105,7 +105,7 @@ for u in $(head -n 20 "$tmp/users"); do curl -s "$base/v1/users/$u/recommendatio
 cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
 K=10 wrk_runs recs_k10_2threads bench/wrk_recs.lua
 cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
-latency_tsv "GET recommendations k=10, 2 server threads, $CONN connections"
+latency_tsv "$(basename "$MODEL" .drm), k=10, 2 server threads, $CONN connections"
 # CPU the server process used per answered request (user + system, network stack included):
 # what the answers cost, whatever else shares the cores
 served=$(curl -s "$base/metrics" | sed -n 's/^dynrec_http_requests_total{route="recommendations",code="200"} //p')
