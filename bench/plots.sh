@@ -26,6 +26,8 @@
 #             line): latency against percentile on a log "nines" axis, one line per file.
 #             -> OUT_DIR/latency.svg
 #
+# PLOTS_DATA=DIR also keeps the tables each chart draws (x, mean, sd) in DIR/CHART/*.dat.
+#
 # Exit status: 0 when every chart was written or skipped for want of input, 1 on a bad input
 # file (its path and what is wrong are printed) or a gnuplot failure, 2 on a usage error.
 set -u
@@ -112,7 +114,10 @@ set style line 5 lc rgb "#1f77b4" lw 2 pt 4 ps 0.7 dt 2
 set style line 6 lc rgb "#d62728" lw 2 pt 8 ps 0.8 dt 2
 set style line 7 lc rgb "#2ca02c" lw 2 pt 12 ps 0.8 dt 2'
 
-# gnuplot SCRIPT OUT.svg [HEIGHT]: writes OUT.svg (760 pixels wide, 440 high) whole or not at all
+# each chart's data tables go to $tmp/chart (x, then mean and sd or the value: what gnuplot draws)
+new_chart() { rm -rf "$tmp/chart" && mkdir "$tmp/chart"; }
+# gnuplot SCRIPT OUT.svg [HEIGHT]: writes OUT.svg (760 pixels wide, 440 high) whole or not at all;
+# with PLOTS_DATA=DIR, the chart's data tables are kept in DIR/NAME/ (NAME: OUT.svg's name)
 render() {
     { printf '%s\n' "$STYLE" | sed "s/HEIGHT/${3:-440}/"; printf 'set output "%s"\n' "$2.tmp"; cat "$1"; } >"$tmp/gp.in"
     if ! gnuplot "$tmp/gp.in" 2>"$tmp/gp.err"; then
@@ -121,6 +126,10 @@ render() {
     fi
     mv "$2.tmp" "$2"
     echo "plots: wrote $2"
+    if [ -n "${PLOTS_DATA:-}" ]; then
+        d="$PLOTS_DATA/$(basename "$2" .svg)"
+        mkdir -p "$d" && cp "$tmp"/chart/*.dat "$d"/ || die "cannot keep the data tables in $d"
+    fi
 }
 # gnuplot string literal of S (double quotes; backslash and quote escaped)
 gpstr() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
@@ -144,6 +153,7 @@ stream_plot() { # NAME FILES...
     name=$1
     shift
     svg="$OUT/stream_$(safe "$name").svg"
+    new_chart
     # columns present in every file's first slice, in a fixed order
     cols=$(jq -s -r '[.[] | .stream.slices[0] | keys] as $k
         | ["frozen", "adapter", "retrain"] | map(select(. as $c | $k | all(index($c) != null))) | join(" ")' "$@") ||
@@ -164,10 +174,10 @@ stream_plot() { # NAME FILES...
             | [.[] | .stream.slices[$j][$c]["hit@10"]] as $v
             | if ($v | all(type == "number")) then ([$j + 1] + ($v | ms)) | @tsv
               else error("slice \($j + 1): \($c) Hit@10 is missing or not a number") end' "$@" \
-            >"$tmp/stream_$c.dat" 2>"$tmp/jq.err" || die "$name: $(head -n 1 "$tmp/jq.err") in $*"
+            >"$tmp/chart/$c.dat" 2>"$tmp/jq.err" || die "$name: $(head -n 1 "$tmp/jq.err") in $*"
         case $c in frozen) ls=1 t="frozen base" ;; adapter) ls=2 t="base + online adapter" ;;
                    *) ls=4 t="retrained" ;; esac
-        plot="$plot${plot:+, }\"$tmp/stream_$c.dat\" using 1:2:3 with yerrorlines ls $ls title \"$t\""
+        plot="$plot${plot:+, }\"$tmp/chart/$c.dat\" using 1:2:3 with yerrorlines ls $ls title \"$t\""
     done
     if [ "$seeds" -gt 1 ]; then sub="mean ± sd over $seeds seeds"; else sub="one seed"; fi
     {
@@ -194,6 +204,7 @@ modal_plot() { # NAME FILES...
     name=$1
     shift
     svg="$OUT/modal_$(safe "$name").svg"
+    new_chart
     ds=$(jq -r -s '.[0].dataset // "?"' "$@")
     seeds=$#
     # series: impute and removed modality, in the files' order; a line per series
@@ -212,13 +223,13 @@ modal_plot() { # NAME FILES...
                | .modal["recall@20"]] as $v
             | if ($v | length) == length and ($v | all(type == "number")) then ([$p] + ($v | ms)) | @tsv
               else error("\($m) removed at p = \($p) (\($i)): not in every file or not a number") end' "$@" \
-            >"$tmp/modal_$k.dat" 2>"$tmp/jq.err" || die "$name: $(head -n 1 "$tmp/jq.err") in $*"
+            >"$tmp/chart/$(safe "$imp")_$(safe "$mod").dat" 2>"$tmp/jq.err" || die "$name: $(head -n 1 "$tmp/jq.err") in $*"
         # colour by modality (in order of appearance), dashes for mean imputation
         mi=$(awk -F'\t' -v m="$mod" '!seen[$2]++ {n++; if ($2 == m) print n}' "$tmp/series")
         mi=$(( (mi - 1) % 3 ))
         if [ "$imp" = mean ]; then ls=$((5 + mi)) t="fused, $mod removed, mean imputed"
         else ls=$((2 + mi)) t="fused, $mod removed, gate closed"; fi
-        plot="$plot${plot:+, }\"$tmp/modal_$k.dat\" using 1:2:3 with yerrorlines ls $ls title $(gpstr "$t")"
+        plot="$plot${plot:+, }\"$tmp/chart/$(safe "$imp")_$(safe "$mod").dat\" using 1:2:3 with yerrorlines ls $ls title $(gpstr "$t")"
     done <"$tmp/series"
     # ids only on the same dataset: flat, drawn across the sweep's range
     ids=$(awk -F'\t' -v d="$ds" '$1 == d {print $2}' "$tmp/ids.list")
@@ -226,10 +237,10 @@ modal_plot() { # NAME FILES...
         # shellcheck disable=SC2086
         jq -s -r "$MS"'[.[] | .modal["recall@20"]] as $v
             | if ($v | all(type == "number")) then ($v | ms) as $s | ([0] + $s), ([1] + $s) | @tsv
-              else error("recall@20 missing") end' $ids >"$tmp/modal_ids.dat" 2>"$tmp/jq.err" ||
+              else error("recall@20 missing") end' $ids >"$tmp/chart/ids.dat" 2>"$tmp/jq.err" ||
             die "$name: ids-only reference: $(head -n 1 "$tmp/jq.err") in $ids"
         nids=$(printf '%s\n' "$ids" | wc -l | tr -d ' ')
-        plot="\"$tmp/modal_ids.dat\" using 1:2:3 with yerrorlines ls 1 title $(gpstr "ids only ($nids run$([ "$nids" -gt 1 ] && echo s))"), $plot"
+        plot="\"$tmp/chart/ids.dat\" using 1:2:3 with yerrorlines ls 1 title $(gpstr "ids only ($nids run$([ "$nids" -gt 1 ] && echo s))"), $plot"
     else
         echo "plots: P-MODAL chart $name: no ids-only reference ('--modalities none --json' on $ds) under $IN; fused lines only"
     fi
@@ -255,6 +266,7 @@ fi
 
 # --- the server's latency distribution ------------------------------------------------------
 find "$@" -type f -name '*.tsv' | sort >"$tmp/tsv.list"
+new_chart
 plot=""
 k=0
 while IFS= read -r f; do
@@ -273,14 +285,14 @@ while IFS= read -r f; do
     k=$((k + 1))
     # x = -log10(1 - p/100): 90% at 1, 99% at 2, 99.9% at 3; the maximum (p = 100) is left out
     awk -F'\t' '/^#/ || NF == 0 || $1 + 0 >= 100 {next}
-        {printf "%.6f\t%.6f\t%s\n", -log(1 - $1 / 100) / log(10), $2, $1}' "$f" >"$tmp/lat_$k.dat"
+        {printf "%.6f\t%.6f\t%s\n", -log(1 - $1 / 100) / log(10), $2, $1}' "$f" >"$tmp/chart/latency_$k.dat"
     title=$(sed -n 's/^# title: *//p' "$f" | head -n 1)
     [ -n "$title" ] || title=$(basename "$f" .tsv)
     p50=$(awk -F'\t' '!/^#/ && $1 + 0 == 50 {print $2}' "$f")
     p99=$(awk -F'\t' '!/^#/ && $1 + 0 == 99 {print $2}' "$f")
     [ -n "$p50" ] && [ -n "$p99" ] && title="$title (p50 $p50 ms, p99 $p99 ms)"
     ls=$(( (k - 1) % 3 + 2 ))
-    plot="$plot${plot:+, }\"$tmp/lat_$k.dat\" using 1:2 with linespoints ls $ls title $(gpstr "$title")"
+    plot="$plot${plot:+, }\"$tmp/chart/latency_$k.dat\" using 1:2 with linespoints ls $ls title $(gpstr "$title")"
 done <"$tmp/tsv.list"
 if [ -n "$plot" ]; then
     {
@@ -293,7 +305,7 @@ if [ -n "$plot" ]; then
         echo 'set grid xtics ytics lc rgb "#dddddd" lw 1 lt 1'
         echo 'set key top left Left reverse noopaque nobox samplen 2'
         # whole decades, with one free decade above the slowest request for the key
-        cat "$tmp"/lat_*.dat | awk -F'\t' 'NR == 1 || $2 < lo {lo = $2} NR == 1 || $2 > hi {hi = $2}
+        cat "$tmp"/chart/latency_*.dat | awk -F'\t' 'NR == 1 || $2 < lo {lo = $2} NR == 1 || $2 > hi {hi = $2}
             END {if (lo <= 0) lo = 0.001; printf "set yrange [%g:%g]\n",
                  10 ^ int(log(lo) / log(10) - (lo < 1 ? 1 : 0)), 10 ^ (int(log(hi * 3) / log(10)) + 1)}'
         echo "plot $plot"

@@ -86,6 +86,38 @@ grep -q '>test server (p50 0.500 ms, p99 4.000 ms)<' "$svg" || fail "latency ser
 grep -q '>99.9%<' "$svg" || fail "latency nines axis"
 ok
 
+# the numbers drawn (PLOTS_DATA keeps each chart's tables): per slice the mean and sample sd of
+# the two seeds, computed here independently; the ids-only line; the latency nines axis
+PLOTS_DATA=$tmp/data plots "$in" "$tmp/o5" >/dev/null 2>&1 || fail "PLOTS_DATA run"
+close() { # "x y [sd]" twice: the same fields, numbers within rounding (2e-6)
+    awk -v a="$1" -v b="$2" 'BEGIN {n = split(a, x, " "); if (n != split(b, y, " ")) exit 1
+        for (i = 1; i <= n; i++) {d = x[i] - y[i]; if (d < -2e-6 || d > 2e-6) exit 1}}'
+}
+for c in frozen adapter; do
+    for j in 0 4 9; do
+        a=$(jq ".stream.slices[$j].$c[\"hit@10\"]" "$in/stream/synth_mf_s1.json")
+        b=$(jq ".stream.slices[$j].$c[\"hit@10\"]" "$in/stream/synth_mf_s2.json")
+        want=$(awk -v a="$a" -v b="$b" -v x=$((j + 1)) 'BEGIN {d = a - b; if (d < 0) d = -d;
+            printf "%d %.6f %.6f", x, (a + b) / 2, d / sqrt(2)}')
+        got=$(awk -F'\t' -v x=$((j + 1)) '$1 == x {printf "%d %.6f %.6f", $1, $2, $3}' "$tmp/data/stream_synth_mf/$c.dat")
+        close "$got" "$want" || fail "stream $c slice $((j + 1)): drew '$got', want '$want'"
+    done
+done
+want=$(jq -r '.modal["recall@20"]' "$in/modal/ids.json" | awk '{printf "0 %.6f 0.000000", $1}')
+got=$(awk -F'\t' 'NR == 1 {printf "%s %.6f %.6f", $1, $2, $3}' "$tmp/data/modal_synth_mf/ids.dat")
+close "$got" "$want" || fail "ids-only line: drew '$got', want '$want'"
+want=$(jq -r '.sweep[] | select(.impute == "gate" and .drop.visual == 1) | .modal["recall@20"]' "$in/modal/sweep.json" |
+    awk '{printf "1 %.6f", $1}')
+got=$(awk -F'\t' '$1 == 1 {printf "%s %.6f", $1, $2}' "$tmp/data/modal_synth_mf/gate_visual.dat")
+close "$got" "$want" || fail "visual removed from every item: drew '$got', want '$want'"
+grep -q "^2.000000	4.000000	99$" "$tmp/data/latency/latency_1.dat" || fail "latency p99: $(cat "$tmp/data/latency/latency_1.dat")"
+grep -q "	100$" "$tmp/data/latency/latency_1.dat" && fail "the maximum on the nines axis"
+# the stream chart's y axis reaches the highest mean drawn
+top=$(sed -n 's/^[[:space:]]*<text>\([0-9]\.[0-9]*\)<\/text>$/\1/p' "$tmp/o1/stream_synth_mf.svg" | sort -n | tail -n 1)
+hi=$(cut -f2 "$tmp/data/stream_synth_mf/adapter.dat" "$tmp/data/stream_synth_mf/frozen.dat" | sort -n | tail -n 1)
+awk -v t="$top" -v h="$hi" 'BEGIN {exit !(t + 0 >= h + 0 && t + 0 < 2 * h + 0.1)}' || fail "stream y axis tops at '$top', highest mean $hi"
+ok
+
 # the same inputs give the same bytes
 plots "$in" "$tmp/o2" >/dev/null 2>&1 || fail "second run"
 for f in "$tmp"/o1/*.svg; do
