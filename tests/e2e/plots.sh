@@ -95,8 +95,8 @@ close() { # "x y [sd]" twice: the same fields, numbers within rounding (2e-6)
 }
 for c in frozen adapter; do
     for j in 0 4 9; do
-        a=$(jq ".stream.slices[$j].$c[\"hit@10\"]" "$in/stream/synth_mf_s1.json")
-        b=$(jq ".stream.slices[$j].$c[\"hit@10\"]" "$in/stream/synth_mf_s2.json")
+        a=$(jq --arg c "$c" ".stream.slices[$j][\$c][\"hit@10\"]" "$in/stream/synth_mf_s1.json")
+        b=$(jq --arg c "$c" ".stream.slices[$j][\$c][\"hit@10\"]" "$in/stream/synth_mf_s2.json")
         want=$(awk -v a="$a" -v b="$b" -v x=$((j + 1)) 'BEGIN {d = a - b; if (d < 0) d = -d;
             printf "%d %.6f %.6f", x, (a + b) / 2, d / sqrt(2)}')
         got=$(awk -F'\t' -v x=$((j + 1)) '$1 == x {printf "%d %.6f %.6f", $1, $2, $3}' "$tmp/data/stream_synth_mf/$c.dat")
