@@ -5,8 +5,9 @@
 # Usage: sh bench/plots.sh IN_DIR [IN_DIR...] OUT_DIR
 #
 # Each IN_DIR is searched (with its sub-folders) for the files below; each chart whose input
-# is absent is skipped with a message. OUT_DIR may be an IN_DIR (only *.svg is written there). Files are read in byte order of their paths and every
-# number is printed with fixed precision, so the same inputs give the same SVG bytes.
+# is absent is skipped with a message. OUT_DIR may be an IN_DIR (only *.svg is written there).
+# Files are read in byte order of their paths and every number is printed with fixed
+# precision, so the same inputs give the same SVG bytes.
 #
 #   P-STREAM  *.json from `dynrec eval --protocol stream --json` (bench/stream_seeds.sh writes
 #             one per seed: DATA_MODEL_sSEED.json). Files whose checkpoint has the same name
