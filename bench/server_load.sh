@@ -3,7 +3,8 @@
 # threads) and durable event ingest, one event per request (1 and 16 clients) and batched.
 # Usage: bench/server_load.sh [MODEL.drm] (default /tmp/amz_mf.drm, trained with
 #   dynrec train --model mf --data ../shared/data/amazon-movies-tv-llmtup --out /tmp/amz_mf.drm
-# when missing). Env: DURATION (10 s per run), RUNS (3; medians), CONN (16), STATE (state
+# when missing; the demo's: DATA=build/demo-data bench/server_load.sh build/demo-sasrec.drm).
+# Env: LATENCY_TSV (write the recommendation latency distribution there), DURATION (10 s per run), RUNS (3; medians), CONN (16), STATE (state
 # folder parent, default a fresh folder under /tmp: the ingest figures are the fsync speed of
 # that disk), RECS_ONLY=1 (skip the ingest runs: for comparing builds, with DYNREC=binary). Prints `name value unit` lines, the machine, the commit and a hash of answers.
 set -u
@@ -25,12 +26,16 @@ fi
 tmp=$(mktemp -d "${STATE:-/tmp}/dynrec-bench-XXXXXX")
 pid=""
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-# ids the model knows, for the request generators
+# ids the model knows, for the request generators: the Amazon CSV, or a dynrec dataset folder
+# (the demo's build/demo-data: interactions.tsv, user and item in the first two columns)
 if [ -e "$DATA/train.csv" ]; then
     tail -n +2 "$DATA/train.csv" | cut -d, -f1 | sort -u >"$tmp/users"
     tail -n +2 "$DATA/train.csv" | cut -d, -f2 | sort -u >"$tmp/items"
+elif [ -e "$DATA/interactions.tsv" ]; then
+    tail -n +2 "$DATA/interactions.tsv" | cut -f1 | sort -u >"$tmp/users"
+    tail -n +2 "$DATA/interactions.tsv" | cut -f2 | sort -u >"$tmp/items"
 else
-    echo "# skipped: no id list (needs $DATA/train.csv)"
+    echo "# skipped: no id list (needs $DATA/train.csv or $DATA/interactions.tsv)"
     exit 0
 fi
 export USERS_FILE="$tmp/users" ITEMS_FILE="$tmp/items"
@@ -61,7 +66,7 @@ wrk_runs() { # name script [wrk args]: medians over RUNS of requests/s, p50, p99
     : >"$tmp/p50"
     : >"$tmp/p99"
     for r in $(seq "$RUNS"); do
-        wrk -t"$([ "$CONN" -lt 2 ] && echo 1 || echo 2)" -c"$CONN" -d"${DURATION}s" --latency -s "$script" "$@" "$base" >"$tmp/wrk.txt" 2>&1
+        PCT_FILE="$tmp/pct.$r" wrk -t"$([ "$CONN" -lt 2 ] && echo 1 || echo 2)" -c"$CONN" -d"${DURATION}s" --latency -s "$script" "$@" "$base" >"$tmp/wrk.txt" 2>&1
         grep '^Requests/sec' "$tmp/wrk.txt" | awk '{print $2}' >>"$tmp/rps"
         grep -E '^ +50%' "$tmp/wrk.txt" | to_ms >>"$tmp/p50"
         grep -E '^ +99%' "$tmp/wrk.txt" | to_ms >>"$tmp/p99"
@@ -71,6 +76,24 @@ wrk_runs() { # name script [wrk args]: medians over RUNS of requests/s, p50, p99
     echo "${name}_requests_per_s $rps req/s (median of $RUNS x ${DURATION} s, $CONN connections)"
     echo "${name}_p50 $(median <"$tmp/p50") ms"
     echo "${name}_p99 $(median <"$tmp/p99") ms"
+}
+# LATENCY_TSV=FILE: the recommendation runs' latency distribution, per percentile the median
+# over the runs (wrk_recs.lua PCT_FILE), with the machine and the command as comments: the input
+# of bench/plots.sh's latency chart
+latency_tsv() { # title
+    [ -n "${LATENCY_TSV:-}" ] || return 0
+    ls "$tmp"/pct.* >/dev/null 2>&1 || { echo "# no latency percentiles from wrk (PCT_FILE)"; return 0; }
+    {
+        echo "# title: $1"
+        echo "# $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), model $(basename "$MODEL"), wrk -c$CONN -d${DURATION}s, median of $RUNS runs per percentile"
+        echo "# percentile	latency_ms"
+        cat "$tmp"/pct.* | awk -F'\t' '{v[$1] = v[$1] " " $2; if (!($1 in seen)) {seen[$1] = 1; order[++n] = $1}}
+            END {for (i = 1; i <= n; i++) {m = split(v[order[i]], a, " "); for (j = 2; j <= m; j++)
+                 for (k = j; k > 1 && a[k] + 0 < a[k - 1] + 0; k--) {t = a[k]; a[k] = a[k - 1]; a[k - 1] = t}
+                 printf "%s\t%s\n", order[i], a[int((m + 1) / 2)]}}'
+    } >"$LATENCY_TSV"
+    echo "# latency distribution written to $LATENCY_TSV"
 }
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -82,6 +105,7 @@ for u in $(head -n 20 "$tmp/users"); do curl -s "$base/v1/users/$u/recommendatio
 cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
 K=10 wrk_runs recs_k10_2threads bench/wrk_recs.lua
 cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+latency_tsv "$(basename "$MODEL" .drm), k=10, 2 server threads, $CONN connections"
 # CPU the server process used per answered request (user + system, network stack included):
 # what the answers cost, whatever else shares the cores
 served=$(curl -s "$base/metrics" | sed -n 's/^dynrec_http_requests_total{route="recommendations",code="200"} //p')

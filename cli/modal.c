@@ -157,6 +157,12 @@ int cli_cmd_eval_modal(int argc, char **argv) {
         }
         printf("},\"impute\":\"%s\",\"modal\":", impute);
         json_metrics(&res);
+        /* what a model trained here fuses ("none": ids only), for bench/plots.sh's reference
+         * line; a checkpoint's fusion is not named by the public API, so it is left out */
+        if (!cli_is_checkpoint_path(mo.model)) {
+            printf(",\"modalities\":");
+            cli_json_str(stdout, mo.p.modalities ? mo.p.modalities : "none");
+        }
         printf("}\n");
     } else {
         printf("P-MODAL  dataset=%s  model=%s  users=%u  targets=%s  impute=%s  drop=%s\n",

@@ -43,6 +43,8 @@ lib  hiredis/hiredis.h hiredis     libhiredis-dev
 tool curl           -              curl
 tool clang          -              clang
 tool redis-server   -              redis-server
+tool gnuplot        -              gnuplot-nox
+tool jq             -              jq
 rt   fuzzer         -              libclang-rt-14-dev
 '
 # needed only to build llama.cpp from the npm bundle (scripts/llama.sh)

@@ -54,7 +54,7 @@ echo "E: Unable to correct problems, you have held broken packages." >&2
 exit 100
 EOF
     printf '#!/bin/sh\necho "${STUB_UID:-0}"\n' >"$w/bin/id"
-    for t in make curl npm git cmake c++ redis-server; do printf '#!/bin/sh\nexit 0\n' >"$w/bin/$t"; done
+    for t in make curl npm git cmake c++ redis-server gnuplot jq; do printf '#!/bin/sh\nexit 0\n' >"$w/bin/$t"; done
     chmod +x "$w/bin/"*
 }
 deps() { # world, then env assignments; runs scripts/deps.sh in that world
@@ -135,6 +135,16 @@ echo hiredis/hiredis.h >"$w/no-headers"
 deps "$w" DEPS_DRY_RUN=1 || fail "dry run 4b: $(cat "$w/out")"
 [ "$(would "$w")" = "libhiredis-dev redis-server" ] || fail "no redis: $(cat "$w/out")"
 say "case 4b" "$w"
+ok
+
+# 4c. no gnuplot and no jq (bench/plots.sh, the charts in docs/BENCH.md): Debian's gnuplot-nox
+#     and jq; any gnuplot on PATH is used as it is
+w=$tmp/w4c
+world "$w"
+rm "$w/bin/gnuplot" "$w/bin/jq"
+deps "$w" DEPS_DRY_RUN=1 || fail "dry run 4c: $(cat "$w/out")"
+[ "$(would "$w")" = "gnuplot-nox jq" ] || fail "no gnuplot: $(cat "$w/out")"
+say "case 4c" "$w"
 ok
 
 # 5. clang from elsewhere without its fuzzer runtime: the runtime of that clang's version
