@@ -8,7 +8,8 @@
 # best on one dataset. Prints one TSV row per (model, candidate) and keeps the JSON in OUT.
 # Needs jq. Usage: DATASETS="NAME|PATH ..." SHARED=../shared/data MODELS="itemknn mf" \
 #   bench/defaults_travel.sh [OUT]   (a NAME is a folder of SHARED; a missing one is skipped;
-#   a PATH (with a /) is any dataset, e.g. one written by `dynrec data synth`)
+#   a PATH (with a /) is any dataset, e.g. one written by `dynrec data synth`; ONLY=REGEX keeps
+#   the candidates whose name matches; runs already in OUT are reused, so runs can be added)
 BIN=${DYNREC:-build/release/dynrec}
 SHARED=${SHARED:-../shared/data}
 DATASETS=${DATASETS:-movielens-latest-small amazon-movies-tv-llmtup tiktok-mmssl}
@@ -41,6 +42,7 @@ for d in $DATASETS; do
     candidates | while IFS='|' read -r model name flags; do
         k=$((k + 1))
         echo " $MODELS " | grep -q " $model " || continue
+        [ -z "${ONLY:-}" ] || echo "$name" | grep -Eq "$ONLY" || continue
         f="$OUT/$d.$model.$k.json"
         if [ ! -s "$f" ]; then
             echo "# $d: $model $name" >&2

@@ -292,7 +292,7 @@ typedef void (*dr_epoch_fn)(void *ud, int epoch, double loss, double val_ndcg10,
 
 typedef struct dr_model_params {
     const char *name;       /* "pop", "itemknn", "sasrec", "mf" */
-    uint32_t knn_last;      /* itemknn: distinct recent context items used (20) */
+    uint32_t knn_last;      /* itemknn: distinct recent context items used (5) */
     int threads;            /* 0 = all cores */
     uint64_t seed;
     /* Trained models (sasrec, mf). 0 / NULL = the model's own default. */

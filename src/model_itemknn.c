@@ -4,7 +4,7 @@
  * DESIGN: X is the binary (n_users, n_items) matrix of the training prefixes, n_i = (X'X)_ii
  * the number of distinct training users of item i, sim(i,j) = (X'X)_ij / sqrt(n_i n_j) with a
  * zero diagonal (and 0 when n_i or n_j is 0). score(i) = sum of sim(i,j) over C, the last
- * knn_last (20) distinct items of the context (walking back from the most recent item).
+ * knn_last (5) distinct items of the context (walking back from the most recent item).
  * fit() keeps X twice in CSR form (item -> distinct users, user -> distinct items) plus
  * 1/sqrt(n_i); no item-item matrix is ever stored. score() uses the factorisation
  *     score(i) = 1/sqrt(n_i) * sum_{v in users(i)} w_v,   w_v = sum_{j in C, v in users(j)} 1/sqrt(n_j)
@@ -101,7 +101,7 @@ static dr_status knn_fit(const dr_dataset *ds, const dr_split *sp, const dr_mode
     s->n_items = NI;
     s->nnz = nnz;
     /* more than n_items distinct context items cannot exist: caps the scratch */
-    s->knn_last = DR_MIN(p->knn_last ? p->knn_last : 20, NI);
+    s->knn_last = DR_MIN(p->knn_last ? p->knn_last : dr_model_default_params().knn_last, NI);
 
     item_off[0] = 0;
     for (uint32_t i = 0; i < NI; i++) {

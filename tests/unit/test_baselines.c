@@ -270,7 +270,7 @@ static void test_interface_errors(void **state) {
     assert_ok(dr_split_create(ds, DR_SPLIT_LOO, &sp, &e_));
     dr_model_params p = dr_model_default_params();
     assert_string_equal(p.name, "pop");
-    assert_int_equal(p.knn_last, 20);
+    assert_int_equal(p.knn_last, 5);
     p.name = "svd++";
     dr_model *m = NULL;
     dr_error err = {0};

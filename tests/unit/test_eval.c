@@ -353,6 +353,7 @@ static void run_shared(const char *path, const char *name, double pop_h, double 
     for (int k = 0; k < 2; k++) {
         dr_model_params mp = dr_model_default_params();
         mp.name = models[k];
+        mp.knn_last = 20; /* the reference's "last 20 distinct items" (the default is 5) */
         dr_model *m = NULL;
         assert_ok(dr_model_fit(ds, sp, &mp, &m, &e_));
         dr_eval_params p = dr_eval_default_params();

@@ -307,7 +307,7 @@ static void test_fixed_and_exhausted(void **state) {
     p = quick("itemknn", 50, 1);
     t = run_expect(&f, &p, 5, "exhausted");
     for (size_t k = DR_BASELINES; k < dr_tune_n_trials(t); k++)
-        assert_string_not_equal(dr_tune_trial_at(t, k)->settings[0].value, "20");
+        assert_string_not_equal(dr_tune_trial_at(t, k)->settings[0].value, "5");
     dr_tune_free(t);
     p = quick(NULL, 0, 1);
     p.budget_seconds = 1e-9;
