@@ -6,7 +6,8 @@
  *   sgemv        OpenBLAS sgemv + the selection (the offline paths before the scan)
  *   f32/VARIANT  the fixed-order scan of the f32 table, each kernel the CPU has
  *   bf16/VARIANT the scan of the bf16 copy + exact f32 rescoring (the same answers)
- *   read f32 / read bf16  a plain read (a sum) of the same bytes: the memory-read bound
+ *   read f32 / read bf16  a plain read (a sum of 64-bit words, the widest loads the CPU has,
+ *                4 accumulators) of the same bytes: the memory-read bound
  * p50/p99 over all requests of a row; ratio = row's p50 / the p50 of reading its bytes.
  * The answers of every row are checked equal to the portable f32 ones (the hash covers them).
  * Usage: bench_topk [requests per row at 14,411 items] (default 2000; fewer for larger n).
@@ -43,11 +44,25 @@ __attribute__((target("avx2"))) static uint64_t read_avx2(const void *p, size_t 
     _mm256_storeu_si256((__m256i *)o, a);
     return o[0] + o[1] + o[2] + o[3];
 }
+
+__attribute__((target("avx512f"))) static uint64_t read_avx512(const void *p, size_t bytes) {
+    const char *v = p;
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    size_t n = bytes / 256, i;
+    for (i = 0; i < n; i++) {
+        a = _mm512_add_epi64(a, _mm512_loadu_si512((const void *)(v + 256 * i)));
+        b = _mm512_add_epi64(b, _mm512_loadu_si512((const void *)(v + 256 * i + 64)));
+        c = _mm512_add_epi64(c, _mm512_loadu_si512((const void *)(v + 256 * i + 128)));
+        d = _mm512_add_epi64(d, _mm512_loadu_si512((const void *)(v + 256 * i + 192)));
+    }
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+}
 #endif
 
 /* the memory-read bound: every byte of the table read once, summed as 64-bit words */
 static uint64_t read_bytes(const void *p, size_t bytes) {
 #if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f")) return read_avx512(p, bytes);
     if (__builtin_cpu_supports("avx2")) return read_avx2(p, bytes);
 #endif
     const uint64_t *w = p;
