@@ -398,8 +398,9 @@ void dr__bf16_set_rows(dr_scan_bf16 *t, const float *z, size_t stride, uint32_t 
             nq += y * y;
         }
         double e = sqrt(e2), nm = sqrt(nz > nq ? nz : nq);
-        if (!(e <= t->max_err)) t->max_err = e; /* NaN sticks: the margin becomes +inf */
-        if (!(nm <= t->max_norm)) t->max_norm = nm;
+        /* a NaN (from an infinite or NaN value) sticks: the margin becomes +inf */
+        if (!isnan(t->max_err) && !(e <= t->max_err)) t->max_err = e;
+        if (!isnan(t->max_norm) && !(nm <= t->max_norm)) t->max_norm = nm;
     }
 }
 
