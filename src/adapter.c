@@ -155,6 +155,7 @@ void dr__adapter_user(const dr_adapter *a, uint32_t u, int64_t now, const float 
 
 static void snap_free(dr_adapter_snapshot *s) {
     dr__free(s->zp);
+    dr__bf16_free(s->zq);
     dr__free(s->uparams);
     dr__free(s->umean);
     dr__free(s->ulast);
@@ -341,6 +342,8 @@ dr_status dr__adapter_create(const dr_adapter_params *p, uint32_t n_users, uint3
         s->spu = a->p.window.seconds_per_unit;
         s->no_gates = p->no_gates;
         s->zp = dr__calloc((size_t)n_items * s->dp, sizeof(float));
+        if (dr__bf16_wanted(n_items, s->dp) && dr__bf16_create(n_items, s->dp, &s->zq, NULL) != DR_OK)
+            goto fail;
         s->uparams = dr__calloc(nuh, sizeof(float));
         s->umean = dr__calloc((size_t)n_users * d, sizeof(float));
         s->ulast = dr__calloc(n_users, sizeof(int64_t));

@@ -144,6 +144,9 @@ uint64_t dr__snapshot_version(const dr_adapter_snapshot *s);
 /* z' (n_items, stride): rows of d values then zeros up to the stride (d rounded up to 4). */
 const float *dr__snapshot_items(const dr_adapter_snapshot *s);
 uint32_t dr__snapshot_stride(const dr_adapter_snapshot *s);
+/* The bf16 copy of the snapshot's items (scan.h), NULL when the table is below its size rule. */
+struct dr_scan_bf16;
+const struct dr_scan_bf16 *dr__snapshot_bf16(const dr_adapter_snapshot *s);
 /* h'_u from the snapshot. */
 void dr__snapshot_user(const dr_adapter_snapshot *s, uint32_t u, int64_t now, const float *h,
                       float *out);

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 
 #include "rng.h"
+#include "scan.h"
 
 #define NBUF 3
 
@@ -28,6 +29,7 @@ struct dr_adapter_snapshot {
     int no_gates;
     double spu;
     float *zp;          /* (n_items, dp): OpenBLAS's sgemv is ~25% slower at d = 51 than 52 */
+    dr_scan_bf16 *zq;   /* bf16 copy of zp for the scan (scan.h); NULL below its size rule */
     float *uparams;     /* (n_uparams) H + user gate */
     float *umean;       /* (n_users, d) mean base latent of the user's ring */
     int64_t *ulast;     /* (n_users) time of the user's last event */
@@ -199,11 +201,16 @@ static inline int publish_snapshot(dr_adapter *a) {
     if (a->ifull[b]) {
         for (uint32_t i = 0; i < a->n_active; i++)
             memcpy(s->zp + (size_t)i * s->dp, a->zp + (size_t)i * d, d * sizeof(float));
+        if (s->zq) {
+            dr__bf16_reset_bounds(s->zq);
+            dr__bf16_set_rows(s->zq, s->zp, s->dp, 0, a->n_active);
+        }
         a->ifull[b] = 0;
     } else {
         for (size_t k = 0; k < a->n_ilist[b]; k++) {
             uint32_t i = a->ilist[b][k];
             memcpy(s->zp + (size_t)i * s->dp, a->zp + (size_t)i * d, d * sizeof(float));
+            if (s->zq) dr__bf16_set_rows(s->zq, s->zp, s->dp, i, 1);
         }
     }
     for (size_t k = 0; k < a->n_ilist[b]; k++) a->idirty[b][a->ilist[b][k]] = 0;

@@ -41,6 +41,7 @@ void dr__adapter_release(dr_adapter *a, const dr_adapter_snapshot *s) {
 uint64_t dr__snapshot_version(const dr_adapter_snapshot *s) { return s->version; }
 const float *dr__snapshot_items(const dr_adapter_snapshot *s) { return s->zp; }
 uint32_t dr__snapshot_stride(const dr_adapter_snapshot *s) { return s->dp; }
+const dr_scan_bf16 *dr__snapshot_bf16(const dr_adapter_snapshot *s) { return s->zq; }
 
 int dr__snapshot_verify(const dr_adapter_snapshot *s) {
     size_t d = s->d, hd = s->hidden, Y = DR_ADP_Y(d);
@@ -72,6 +73,6 @@ dr_status dr__snapshot_recommend(const dr_adapter_snapshot *s, dr_topk_scratch *
     if (u >= s->n_users) return dr__fail(err, DR_RANGE, "adapter: user %u >= %u", u, s->n_users);
     float hp[1024 + 4] = {0};
     dr__snapshot_user(s, u, now, h, hp);
-    return dr__topk_scan(s->zp, s->n_items, s->dp, hp, exclude, n_exclude, k, ts, items,
-                       scores, n_out, err);
+    return dr__topk_scan_bf16(s->zq, s->zp, s->n_items, s->dp, hp, exclude, n_exclude, k, ts,
+                              items, scores, n_out, err);
 }

@@ -23,6 +23,11 @@
 /* Items of a SASRec model and users/items of a synthetic dataset: ids stay far from
  * UINT32_MAX (row n_items is SASRec's padding) and n * d float tables fit size_t. */
 #define DR_MAX_ROWS (1u << 28)
+/* The bf16 scan (scan.h): candidates rescored in f32 per result (k * this), and the smallest
+ * f32 item table (bytes) scanned through its bf16 copy by default (below it the f32 table
+ * fits in a core's L2 and halving the bytes read gains little). */
+#define DR_SCAN_BF16_CAND 4u
+#define DR_SCAN_BF16_MIN_BYTES ((size_t)1 << 20)
 
 /* SASRec: positions of the input sequence and transformer blocks a model may be trained with
  * (activations are T x L x d per shard); a checkpoint may declare a longer sequence. */

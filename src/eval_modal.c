@@ -60,7 +60,10 @@ static dr_status refuse(dr_model *m, const dr_dataset *ds, const uint8_t *over, 
                         dr_impute imp, dr_error *err) {
     dr_impute trained = DR_IMPUTE_GATE;
     dr__model_fusion(m, NULL, &trained);
-    return m->vt->refuse(m, ds, over, restore ? trained : imp, err);
+    dr_status st = m->vt->refuse(m, ds, over, restore ? trained : imp, err);
+    /* the view's bf16 copy (and mf's built rows) follow the new latents */
+    if (st == DR_OK && m->latent_dim) st = dr__model_prepare_latents(m, err);
+    return st;
 }
 
 static dr_status eval_inner(const dr_dataset *ds, const dr_split *sp, dr_model *m,

@@ -29,8 +29,8 @@
  * re-sorting histories per event (the CSR prefix is already in time order).
  */
 #include "eval_stream.h"
+#include "scan.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -221,8 +221,7 @@ dr_status dr__stream_eval(const dr_dataset *ds, const dr_model *base, const dr_s
                 if (ad) {
                     if ((st = dr_model_user_latent(base, sc, uid, ctx, nctx, h, err)) != DR_OK) goto fail;
                     dr__adapter_user(ad, u, p->served_time ? clock : ta, h, hp);
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)d, 1.0f,
-                                dr__adapter_items(ad), (int)d, hp, 1, 0.0f, scores, 1);
+                    dr__scan_f32(dr__adapter_items(ad), ni, d, hp, scores);
                     ra = dr_rank_pessimistic(scores, ni, i, excl);
                     rank_metrics(ra, &hit, &ndcg);
                     out->adapter_score_seconds += dr__now_seconds() - t2;

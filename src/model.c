@@ -11,6 +11,7 @@
  */
 #include "model.h"
 #include "ckpt.h"
+#include "scan.h"
 #include "topk.h"
 
 dr_model_params dr_model_default_params(void) {
@@ -34,6 +35,7 @@ void dr_model_free(dr_model *m) {
     if (!m) return;
     if (m->state) m->vt->free(m->state);
     dr__free(m->latent_owned);
+    dr__bf16_free(m->latent_bf16);
     for (uint32_t k = 0; k < m->n_notes; k++) {
         dr__free(m->note_key[k]);
         dr__free(m->note_val[k]);
@@ -75,6 +77,11 @@ dr_status dr_scorer_create(const dr_model *m, dr_scorer **out, dr_error *err) {
         goto fail;
     }
     s->m = m;
+    if (m->latent_dim && !(s->h = dr__calloc(m->latent_dim, sizeof *s->h))) {
+        st = dr__fail(err, DR_NOMEM, "dr_scorer_create: out of memory");
+        goto fail;
+    }
+    s->h_dim = m->latent_dim;
     s->scratch_bytes = m->vt->scratch_bytes ? m->vt->scratch_bytes(m->state) : 0;
     if (s->scratch_bytes) {
         s->scratch = dr__calloc(1, s->scratch_bytes);
@@ -96,7 +103,24 @@ void dr_scorer_free(dr_scorer *s) {
     dr__topk_scratch_free(s->topk);
     dr__free(s->scores);
     dr__free(s->scratch);
+    dr__free(s->h);
     dr__free(s);
+}
+
+/* A model with a dot-product view scores through the fixed-order scan (scan.h): the same
+ * bits on every CPU and in every path (evaluation, dr_recommend, the server). */
+static int has_view(const dr_model *m, const dr_scorer *s) {
+    return m->latent_dim && m->latent_items && m->vt->user_latent && s->h &&
+           s->h_dim == m->latent_dim;
+}
+
+static dr_status check_ctx(const dr_model *m, const uint32_t *ctx, size_t n_ctx, const char *fn,
+                           dr_error *err) {
+    for (size_t k = 0; k < n_ctx; k++)
+        if (ctx[k] >= m->n_items)
+            return dr__fail(err, DR_RANGE, "%s: context item %u >= n_items %u", fn, ctx[k],
+                           m->n_items);
+    return DR_OK;
 }
 
 dr_status dr_model_score(const dr_model *m, dr_scorer *s, uint32_t u, const uint32_t *ctx,
@@ -104,10 +128,14 @@ dr_status dr_model_score(const dr_model *m, dr_scorer *s, uint32_t u, const uint
     if (!m || !s || !scores || (n_ctx && !ctx))
         return dr__fail(err, DR_ARG, "dr_model_score: NULL argument");
     if (s->m != m) return dr__fail(err, DR_ARG, "dr_model_score: scorer belongs to another model");
-    for (size_t k = 0; k < n_ctx; k++)
-        if (ctx[k] >= m->n_items)
-            return dr__fail(err, DR_RANGE, "dr_model_score: context item %u >= n_items %u",
-                           ctx[k], m->n_items);
+    dr_status st = check_ctx(m, ctx, n_ctx, "dr_model_score", err);
+    if (st != DR_OK) return st;
+    if (has_view(m, s)) {
+        if ((st = m->vt->user_latent(m->state, s->scratch, u, ctx, n_ctx, s->h, err)) != DR_OK)
+            return st;
+        dr__scan_f32(m->latent_items, m->n_items, m->latent_dim, s->h, scores);
+        return DR_OK;
+    }
     return m->vt->score(m->state, s->scratch, u, ctx, n_ctx, scores, err);
 }
 
@@ -118,20 +146,27 @@ dr_status dr_recommend(const dr_model *m, dr_scorer *s, uint32_t u, const uint32
     if (k == 0 || k > DR_RECOMMEND_MAX_K)
         return dr__fail(err, DR_RANGE, "dr_recommend: k = %u is outside 1..%d", k,
                        DR_RECOMMEND_MAX_K);
+    if (s->m != m) return dr__fail(err, DR_ARG, "dr_recommend: scorer belongs to another model");
+    if (n_ctx && !ctx) return dr__fail(err, DR_ARG, "dr_recommend: NULL argument");
     dr_status st;
-    if (!s->scores) { /* warm-up: the only allocation of the serving path */
-        s->scores = dr__malloc((size_t)m->n_items * sizeof *s->scores);
-        if (!s->scores) return dr__fail(err, DR_NOMEM, "dr_recommend: out of memory");
-        if ((st = dr__topk_scratch_create(m->n_items, DR_RECOMMEND_MAX_K, &s->topk, err)) != DR_OK) {
-            dr__free(s->scores);
-            s->scores = NULL;
+    if (!s->topk) { /* warm-up: the only allocation of the serving path */
+        if ((st = dr__topk_scratch_create(m->n_items, DR_RECOMMEND_MAX_K, &s->topk, err)) != DR_OK)
             return st;
-        }
     }
-    if ((st = dr_model_score(m, s, u, ctx, n_ctx, s->scores, err)) != DR_OK) return st;
-    if ((st = dr__topk_select(s->scores, m->n_items, ctx, n_ctx, k, s->topk, s->items, s->top,
-                             n_out, err)) != DR_OK)
-        return st;
+    if (has_view(m, s)) { /* the scan, through the bf16 copy when the model has one */
+        if ((st = check_ctx(m, ctx, n_ctx, "dr_recommend", err)) != DR_OK) return st;
+        if ((st = m->vt->user_latent(m->state, s->scratch, u, ctx, n_ctx, s->h, err)) != DR_OK)
+            return st;
+        st = dr__topk_scan_bf16(m->latent_bf16, m->latent_items, m->n_items, m->latent_dim, s->h,
+                                ctx, n_ctx, k, s->topk, s->items, s->top, n_out, err);
+    } else {
+        if (!s->scores && !(s->scores = dr__malloc((size_t)m->n_items * sizeof *s->scores)))
+            return dr__fail(err, DR_NOMEM, "dr_recommend: out of memory");
+        if ((st = dr_model_score(m, s, u, ctx, n_ctx, s->scores, err)) != DR_OK) return st;
+        st = dr__topk_select(s->scores, m->n_items, ctx, n_ctx, k, s->topk, s->items, s->top,
+                             n_out, err);
+    }
+    if (st != DR_OK) return st;
     for (uint32_t j = 0; j < *n_out; j++) out[j] = (dr_rec){s->items[j], s->top[j]};
     return DR_OK;
 }
@@ -146,9 +181,15 @@ dr_status dr__model_prepare_latents(dr_model *m, dr_error *err) {
     dr_status st = m->vt->latents(m->state, &dim, &items, &owned, err);
     if (st != DR_OK) return st;
     dr__free(m->latent_owned); /* a view built before is replaced */
+    dr__bf16_free(m->latent_bf16);
+    m->latent_bf16 = NULL;
     m->latent_owned = owned;
     m->latent_items = items;
     m->latent_dim = dim;
+    if (dim && dr__bf16_wanted(m->n_items, dim)) {
+        if ((st = dr__bf16_create(m->n_items, dim, &m->latent_bf16, err)) != DR_OK) return st;
+        dr__bf16_set_rows(m->latent_bf16, items, dim, 0, m->n_items);
+    }
     return DR_OK;
 }
 

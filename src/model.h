@@ -127,6 +127,7 @@ struct dr_model {
     uint32_t latent_dim;
     const float *latent_items;   /* (n_items, latent_dim) */
     float *latent_owned;         /* set when latent_items had to be built (mf: [q_i, b_i]) */
+    struct dr_scan_bf16 *latent_bf16; /* bf16 copy for dr_recommend (scan.h); NULL: f32 only */
     /* dr_model_set_meta's notes, written by dr_model_save (owned strings) */
     uint32_t n_notes;
     char *note_key[DR_MODEL_NOTES_MAX], *note_val[DR_MODEL_NOTES_MAX];
@@ -185,6 +186,8 @@ struct dr_scorer {
     const dr_model *m;
     void *scratch;
     size_t scratch_bytes;
+    float *h;                       /* (h_dim) the user latent of the dot-product view */
+    uint32_t h_dim;                 /* the model's latent_dim when the scorer was made */
     /* dr_recommend's buffers, made on its first call */
     float *scores;                  /* (n_items) */
     struct dr_topk_scratch *topk;

@@ -1761,8 +1761,9 @@ dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint3
     if (!snap) return dr__fail(err, DR_INTERNAL, "server: no adapter snapshot published");
     uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);
     dr__snapshot_user(snap, u, atomic_load_explicit(&s->clock, memory_order_relaxed), w->h, w->hp);
-    st = dr__topk_scan(dr__snapshot_items(snap), n_active, dr__snapshot_stride(snap), w->hp, hi,
-                     nh, k, w->ts, w->items, w->scores, &out->n, err);
+    st = dr__topk_scan_bf16(dr__snapshot_bf16(snap), dr__snapshot_items(snap), n_active,
+                            dr__snapshot_stride(snap), w->hp, hi, nh, k, w->ts, w->items,
+                            w->scores, &out->n, err);
     dr__adapter_release(s->ad, snap);
     return st;
 }
@@ -1803,8 +1804,8 @@ dr_status dr__srv_recommend_llm(dr_srv *s, dr_srv_worker *w, const char *user, u
         dr__snapshot_user(snap, u, atomic_load_explicit(&s->clock, memory_order_relaxed), w->h, w->hp);
         h = w->hp, Z = dr__snapshot_items(snap), stride = dr__snapshot_stride(snap);
     }
-    st = dr__topk_scan(Z, n_active, (uint32_t)stride, h, hi, nh, n, w->ts, w->items, w->scores,
-                       &out->n, err);
+    st = dr__topk_scan_bf16(snap ? dr__snapshot_bf16(snap) : NULL, Z, n_active, (uint32_t)stride,
+                            h, hi, nh, n, w->ts, w->items, w->scores, &out->n, err);
     /* the LLM sees the adapter's current h'_u and z'_i (the base's when frozen); items newer
      * than the checkpoint have no title in the ranker and take the mean LLM score */
     uint32_t nc = 0;

@@ -27,6 +27,7 @@
  * and sorting rows by norm for early termination (a permuted copy for the writer to maintain).
  */
 #include "topk.h"
+#include "scan.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -38,8 +39,15 @@ struct dr_topk_scratch {
     uint32_t n_items, k_max;
     float *scores;     /* (n_items) last sgemv result */
     uint64_t *excl;    /* (ceil(n_items / 64)) bitmap, all zero between calls */
-    float *hs;         /* (k_max) heap scores */
-    uint32_t *hi;      /* (k_max) heap item ids */
+    float *hs;         /* (c_max) heap scores */
+    uint32_t *hi;      /* (c_max) heap item ids */
+    /* the bf16 path (dr__topk_scan_bf16) */
+    uint32_t c_max;    /* candidates it may rescore before it scans in f32 instead */
+    uint32_t *cid;     /* (c_max) candidate ids */
+    float *csc;        /* (c_max) their scores */
+    float *ktop;       /* (k_max) the k best exact scores */
+    float *hp;         /* (DR_MAX_DIM + 32) the query, zero-padded to the bf16 rows */
+    uint64_t n_exact1, n_exact2, n_full; /* answers by pass 1, pass 2, the f32 fallback */
 };
 
 dr_status dr__topk_scratch_create(uint32_t n_items, uint32_t k_max, dr_topk_scratch **out,
@@ -53,9 +61,15 @@ dr_status dr__topk_scratch_create(uint32_t n_items, uint32_t k_max, dr_topk_scra
     s->k_max = k_max;
     s->scores = dr__calloc(n_items ? n_items : 1, sizeof *s->scores);
     s->excl = dr__calloc(((size_t)n_items + 63) / 64 + 1, sizeof *s->excl);
-    s->hs = dr__calloc(k_max ? k_max : 1, sizeof *s->hs);
-    s->hi = dr__calloc(k_max ? k_max : 1, sizeof *s->hi);
-    if (!s->scores || !s->excl || !s->hs || !s->hi) goto nomem;
+    s->c_max = k_max * DR_SCAN_BF16_CAND + n_items / 8 + 1;
+    s->hs = dr__calloc(s->c_max, sizeof *s->hs);
+    s->hi = dr__calloc(s->c_max, sizeof *s->hi);
+    s->cid = dr__calloc(s->c_max, sizeof *s->cid);
+    s->csc = dr__calloc(s->c_max, sizeof *s->csc);
+    s->ktop = dr__calloc(k_max ? k_max : 1, sizeof *s->ktop);
+    s->hp = dr__calloc(DR_MAX_DIM + 32, sizeof *s->hp);
+    if (!s->scores || !s->excl || !s->hs || !s->hi || !s->cid || !s->csc || !s->ktop || !s->hp)
+        goto nomem;
     *out = s;
     return DR_OK;
 nomem:
@@ -69,6 +83,10 @@ void dr__topk_scratch_free(dr_topk_scratch *s) {
     dr__free(s->excl);
     dr__free(s->hs);
     dr__free(s->hi);
+    dr__free(s->cid);
+    dr__free(s->csc);
+    dr__free(s->ktop);
+    dr__free(s->hp);
     dr__free(s);
 }
 
@@ -123,21 +141,43 @@ static inline int any_above16(const float *p, float thr) {
 #endif
 }
 
-static dr_status select_k(const float *scores, uint32_t n, const uint32_t *exclude,
-                          size_t n_exclude, uint32_t k, dr_topk_scratch *s, uint32_t *items_out,
-                          float *scores_out, uint32_t *n_out, dr_error *err) {
+/* Sets the exclusion bits of exclude (DR_RANGE, nothing set, for an id >= n). */
+static dr_status excl_set(uint64_t *ex, uint32_t n, const uint32_t *exclude, size_t n_exclude,
+                          dr_error *err) {
     for (size_t e = 0; e < n_exclude; e++)
         if (exclude[e] >= n)
             return dr__fail(err, DR_RANGE, "topk: excluded item %u >= n_items %u", exclude[e], n);
-    uint64_t *ex = s->excl;
     for (size_t e = 0; e < n_exclude; e++) ex[exclude[e] >> 6] |= 1ULL << (exclude[e] & 63);
+    return DR_OK;
+}
 
+static void excl_clear(uint64_t *ex, const uint32_t *exclude, size_t n_exclude) {
+    for (size_t e = 0; e < n_exclude; e++) ex[exclude[e] >> 6] = 0;
+}
+
+static inline int excluded(const uint64_t *ex, uint32_t i) { return ex[i >> 6] >> (i & 63) & 1; }
+
+/* Pops the heap (m entries) into items_out / scores_out, best first. */
+static void heap_out(float *hs, uint32_t *hi, uint32_t m, uint32_t *items_out, float *scores_out) {
+    for (uint32_t r = m; r > 0; r--) {
+        items_out[r - 1] = hi[0];
+        if (scores_out) scores_out[r - 1] = hs[0];
+        hs[0] = hs[r - 1];
+        hi[0] = hi[r - 1];
+        sift_down(hs, hi, r - 1, 0);
+    }
+}
+
+/* The k best of scores (n) outside the exclusion bits (set by the caller), best first. */
+static uint32_t select_core(const float *scores, uint32_t n, uint32_t k, dr_topk_scratch *s,
+                            uint32_t *items_out, float *scores_out) {
+    const uint64_t *ex = s->excl;
     float *hs = s->hs;
     uint32_t *hi = s->hi, m = 0, i = 0;
     if (k) {
         /* fill the heap with the first k candidates */
         for (; i < n && m < k; i++) {
-            if (ex[i >> 6] >> (i & 63) & 1) continue;
+            if (excluded(ex, i)) continue;
             float x = scores[i];
             hs[m] = isnan(x) ? -INFINITY : x;
             hi[m] = i;
@@ -154,7 +194,7 @@ static dr_status select_k(const float *scores, uint32_t n, const uint32_t *exclu
                 continue;
             }
             float x = scores[i];
-            if (x > thr && !(ex[i >> 6] >> (i & 63) & 1)) { /* x > thr also rejects NaN */
+            if (x > thr && !excluded(ex, i)) { /* x > thr also rejects NaN */
                 hs[0] = x;
                 hi[0] = i;
                 sift_down(hs, hi, m, 0);
@@ -163,17 +203,39 @@ static dr_status select_k(const float *scores, uint32_t n, const uint32_t *exclu
             i++;
         }
     }
-    for (size_t e = 0; e < n_exclude; e++) ex[exclude[e] >> 6] = 0;
+    heap_out(hs, hi, m, items_out, scores_out);
+    return m;
+}
 
-    /* heap sort: pop the worst into the last free slot */
-    *n_out = m;
-    for (uint32_t r = m; r > 0; r--) {
-        items_out[r - 1] = hi[0];
-        if (scores_out) scores_out[r - 1] = hs[0];
-        hs[0] = hs[r - 1];
-        hi[0] = hi[r - 1];
-        sift_down(hs, hi, r - 1, 0);
+/* The k best of m (score, id) pairs, best first (ties: lower id). */
+static uint32_t select_pairs(const float *sc, const uint32_t *id, uint32_t m, uint32_t k,
+                             dr_topk_scratch *s, uint32_t *items_out, float *scores_out) {
+    float *hs = s->hs;
+    uint32_t *hi = s->hi, h = 0;
+    for (uint32_t j = 0; j < m && k; j++) {
+        float x = isnan(sc[j]) ? -INFINITY : sc[j];
+        if (h < k) {
+            hs[h] = x;
+            hi[h] = id[j];
+            sift_up(hs, hi, h);
+            h++;
+        } else if (worse(hs[0], hi[0], x, id[j])) {
+            hs[0] = x;
+            hi[0] = id[j];
+            sift_down(hs, hi, h, 0);
+        }
     }
+    heap_out(hs, hi, h, items_out, scores_out);
+    return h;
+}
+
+static dr_status select_k(const float *scores, uint32_t n, const uint32_t *exclude,
+                          size_t n_exclude, uint32_t k, dr_topk_scratch *s, uint32_t *items_out,
+                          float *scores_out, uint32_t *n_out, dr_error *err) {
+    dr_status st = excl_set(s->excl, n, exclude, n_exclude, err);
+    if (st != DR_OK) return st;
+    *n_out = select_core(scores, n, k, s, items_out, scores_out);
+    excl_clear(s->excl, exclude, n_exclude);
     return DR_OK;
 }
 
@@ -188,122 +250,100 @@ dr_status dr__topk_select(const float *scores, uint32_t n, const uint32_t *exclu
     return select_k(scores, n, exclude, n_exclude, k, s, items_out, scores_out, n_out, err);
 }
 
-dr_status dr__topk_dot(const float *item, const float *bias, uint32_t n, uint32_t d,
-                      const float *h, const uint32_t *exclude, size_t n_exclude, uint32_t k,
-                      dr_topk_scratch *s, uint32_t *items_out, float *scores_out,
-                      uint32_t *n_out, dr_error *err) {
+
+static dr_status check_scan_args(const char *fn, const float *item, uint32_t n, uint32_t d,
+                                 const float *h, const uint32_t *exclude, size_t n_exclude,
+                                 uint32_t k, dr_topk_scratch *s, uint32_t *items_out,
+                                 uint32_t *n_out, dr_error *err) {
     if (!item || !h || !s || !n_out || (k && !items_out) || (n_exclude && !exclude))
-        return dr__fail(err, DR_ARG, "dr__topk_dot: NULL argument");
+        return dr__fail(err, DR_ARG, "%s: NULL argument", fn);
     if (n > s->n_items || k > s->k_max)
-        return dr__fail(err, DR_ARG, "dr__topk_dot: n %u / k %u exceed the scratch (%u, %u)", n, k,
-                       s->n_items, s->k_max);
-    if (d == 0 || d > INT32_MAX || n > INT32_MAX)
-        return dr__fail(err, DR_ARG, "dr__topk_dot: bad shape (%u, %u)", n, d);
-    if (n == 0) {
-        *n_out = 0;
-        return DR_OK;
-    }
-    float beta = 0.0f;
-    if (bias) {
-        memcpy(s->scores, bias, (size_t)n * sizeof *s->scores);
-        beta = 1.0f;
-    }
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, item, (int)d, h, 1, beta,
-                s->scores, 1);
-    return select_k(s->scores, n, exclude, n_exclude, k, s, items_out, scores_out, n_out, err);
-}
-
-/* ---------------------------------------------------------------- serving scan */
-
-/* One row's score in the scan's order: lane l (0..7) accumulates h_c z_c for c = l mod 8 with
- * fused multiply-adds (lanes past d add 0 * 0), then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) +
- * (l6 + l7)): exactly what the AVX2 kernel computes, on any CPU. */
-static float dot_lanes(const float *r, const float *h, uint32_t d) {
-    float acc[8] = {0};
-    for (uint32_t c0 = 0; c0 < d; c0 += 8)
-        for (uint32_t l = 0; l < 8; l++)
-            acc[l] = c0 + l < d ? fmaf(r[c0 + l], h[c0 + l], acc[l]) : fmaf(0.0f, 0.0f, acc[l]);
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
-/* the 8 lanes of each of a, b, c, d summed in dot_lanes's order -> (4) */
-__attribute__((target("avx2,fma"))) static inline __m128 hsum4(__m256 a, __m256 b, __m256 c,
-                                                              __m256 d) {
-    __m256 x = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-    return _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-}
-
-__attribute__((target("avx2,fma"))) static void scan_avx2(const float *item, uint32_t n,
-                                                         uint32_t d, const float *h,
-                                                         float *scores) {
-    uint32_t d8 = d & ~7u, i = 0;
-    int32_t lane[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    __m256i tail = _mm256_loadu_si256((const __m256i *)(lane + 8 - (d - d8))); /* d - d8 lanes */
-    for (; i + 4 <= n; i += 4) {
-        const float *r0 = item + (size_t)i * d, *r1 = r0 + d, *r2 = r1 + d, *r3 = r2 + d;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        uint32_t c = 0;
-        for (; c < d8; c += 8) {
-            __m256 hv = _mm256_loadu_ps(h + c);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + c), hv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + c), hv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + c), hv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3 + c), hv, a3);
-        }
-        if (c < d) { /* masked lanes load 0: they add 0 * 0 like dot_lanes */
-            __m256 hv = _mm256_maskload_ps(h + c, tail);
-            a0 = _mm256_fmadd_ps(_mm256_maskload_ps(r0 + c, tail), hv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_maskload_ps(r1 + c, tail), hv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_maskload_ps(r2 + c, tail), hv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_maskload_ps(r3 + c, tail), hv, a3);
-        }
-        _mm_storeu_ps(scores + i, hsum4(a0, a1, a2, a3));
-    }
-    for (; i < n; i++) scores[i] = dot_lanes(item + (size_t)i * d, h, d);
-}
-
-static int have_avx2(void) {
-    static int v = -1; /* every thread computes the same value */
-    int x = __atomic_load_n(&v, __ATOMIC_RELAXED);
-    if (x < 0) {
-        __builtin_cpu_init();
-        x = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&v, x, __ATOMIC_RELAXED);
-    }
-    return x;
-}
-#endif
-
-void dr__topk_scan_scores(const float *item, uint32_t n, uint32_t d, const float *h,
-                         float *scores, int portable) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (!portable) {
-        if (have_avx2()) {
-            scan_avx2(item, n, d, h, scores);
-        } else { /* x86 without FMA: fmaf would be a slow library call; BLAS instead (the
-                  * scores then differ from the fixed order by rounding only) */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, item, (int)d, h, 1,
-                        0.0f, scores, 1);
-        }
-        return;
-    }
-#endif
-    (void)portable;
-    for (uint32_t i = 0; i < n; i++) scores[i] = dot_lanes(item + (size_t)i * d, h, d);
+        return dr__fail(err, DR_ARG, "%s: n %u / k %u exceed the scratch (%u, %u)", fn, n, k,
+                        s->n_items, s->k_max);
+    if (d == 0 || d > DR_MAX_DIM + 16)
+        return dr__fail(err, DR_ARG, "%s: dimension %u outside 1..%u", fn, d, DR_MAX_DIM + 16);
+    return DR_OK;
 }
 
 dr_status dr__topk_scan(const float *item, uint32_t n, uint32_t d, const float *h,
                        const uint32_t *exclude, size_t n_exclude, uint32_t k, dr_topk_scratch *s,
                        uint32_t *items_out, float *scores_out, uint32_t *n_out, dr_error *err) {
-    if (!item || !h || !s || !n_out || (k && !items_out) || (n_exclude && !exclude))
-        return dr__fail(err, DR_ARG, "dr__topk_scan: NULL argument");
-    if (n > s->n_items || k > s->k_max)
-        return dr__fail(err, DR_ARG, "dr__topk_scan: n %u / k %u exceed the scratch (%u, %u)", n, k,
-                       s->n_items, s->k_max);
-    if (d == 0 || d > INT32_MAX) return dr__fail(err, DR_ARG, "dr__topk_scan: bad shape (%u, %u)", n, d);
-    dr__topk_scan_scores(item, n, d, h, s->scores, 0);
+    dr_status st = check_scan_args("dr__topk_scan", item, n, d, h, exclude, n_exclude, k, s,
+                                   items_out, n_out, err);
+    if (st != DR_OK) return st;
+    dr__scan_f32(item, n, d, h, s->scores);
     return select_k(s->scores, n, exclude, n_exclude, k, s, items_out, scores_out, n_out, err);
+}
+
+/* Rescoring of the bf16 path: the candidates' f32 scores in the scan's order, then the k best */
+static uint32_t rescore(int v, const float *item, uint32_t d, const float *h, uint32_t m,
+                        uint32_t k, dr_topk_scratch *s, uint32_t *items_out, float *scores_out) {
+    for (uint32_t j = 0; j < m; j++)
+        dr__scan_f32_v(v, item + (size_t)s->cid[j] * d, 1, d, h, &s->csc[j]);
+    return select_pairs(s->csc, s->cid, m, k, s, items_out, scores_out);
+}
+
+dr_status dr__topk_scan_bf16(const dr_scan_bf16 *t, const float *item, uint32_t n, uint32_t d,
+                            const float *h, const uint32_t *exclude, size_t n_exclude, uint32_t k,
+                            dr_topk_scratch *s, uint32_t *items_out, float *scores_out,
+                            uint32_t *n_out, dr_error *err) {
+    if (!t)
+        return dr__topk_scan(item, n, d, h, exclude, n_exclude, k, s, items_out, scores_out, n_out,
+                             err);
+    dr_status st = check_scan_args("dr__topk_scan_bf16", item, n, d, h, exclude, n_exclude, k, s,
+                                   items_out, n_out, err);
+    if (st != DR_OK) return st;
+    if (t->d != d || n > t->cap)
+        return dr__fail(err, DR_ARG, "dr__topk_scan_bf16: table of %u x %u for %u x %u", t->cap,
+                        t->d, n, d);
+    if ((st = excl_set(s->excl, n, exclude, n_exclude, err)) != DR_OK) return st;
+    int v = dr__scan_variant();
+    double hn = 0;
+    for (uint32_t c = 0; c < d; c++) hn += (double)h[c] * h[c];
+    double M = dr__bf16_margin(t, sqrt(hn));
+    uint32_t C = k * DR_SCAN_BF16_CAND, m = 0, got = 0;
+    float *top = s->ktop;
+    if (!k || !isfinite(M) || (uint64_t)C * 4 > n) goto full; /* small catalogue: one f32 scan */
+    memcpy(s->hp, h, d * sizeof *h);
+    memset(s->hp + d, 0, (t->dp - d) * sizeof *h);
+    dr__scan_bf16_v(v, t, n, s->hp, s->scores);
+    /* pass 1: the C best by the bf16 scores, rescored */
+    m = select_core(s->scores, n, C, s, s->cid, s->csc);
+    float tau = m ? s->csc[m - 1] : 0.0f;
+    got = rescore(v, item, d, h, m, k, s, items_out, top);
+    if (m < C) goto done; /* every candidate was rescored */
+    /* exact when no other item can reach the k-th exact score: every other item has a bf16
+     * score <= tau, so an f32 score <= tau + M < f_k */
+    double theta = (double)top[got - 1] - M;
+    if (!(got == k && isfinite(theta))) goto full;
+    if (theta > (double)tau) {
+        s->n_exact1++;
+        goto done;
+    }
+    /* pass 2: every item whose bf16 score reaches f_k - M, rescored */
+    m = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if ((double)s->scores[i] >= theta && !excluded(s->excl, i)) {
+            if (m == s->c_max) goto full;
+            s->cid[m++] = i;
+        }
+    got = rescore(v, item, d, h, m, k, s, items_out, top);
+    s->n_exact2++;
+    goto done;
+full:
+    s->n_full++;
+    dr__scan_f32_v(v, item, n, d, h, s->scores);
+    got = select_core(s->scores, n, k, s, items_out, top);
+done:
+    excl_clear(s->excl, exclude, n_exclude);
+    if (scores_out) memcpy(scores_out, top, got * sizeof *top);
+    *n_out = got;
+    return DR_OK;
+}
+
+void dr__topk_bf16_counts(const dr_topk_scratch *s, uint64_t *pass1, uint64_t *pass2,
+                          uint64_t *full) {
+    if (pass1) *pass1 = s ? s->n_exact1 : 0;
+    if (pass2) *pass2 = s ? s->n_exact2 : 0;
+    if (full) *full = s ? s->n_full : 0;
 }

@@ -50,6 +50,17 @@ $DYNREC eval --protocol loo --model "$tmp/mf.drm" --data "$tmp/a" --json >"$tmp/
 grep -q '"model":"'"$tmp"'/mf.drm","n_users":300' "$tmp/mf.json" || fail "eval checkpoint json: $(cat "$tmp/mf.json")"
 $DYNREC recommend --model "$tmp/mf.drm" --user u7 -k 4 --json >"$tmp/r.json" || fail "recommend from checkpoint"
 [ "$(grep -o '"item":' "$tmp/r.json" | wc -l)" -eq 4 ] || fail "recommend from checkpoint: $(cat "$tmp/r.json")"
+# every scan kernel, and the bf16 copy on or off, give the same bytes; a bad kernel name is said
+for v in "DYNREC_SCAN=portable" "DYNREC_SCAN=avx2" "DYNREC_SCAN=avx512" "DYNREC_SCAN_BF16=1" \
+         "DYNREC_SCAN_BF16=1 DYNREC_SCAN=portable" "DYNREC_SCAN_BF16=0"; do
+    env $v $DYNREC recommend --model "$tmp/mf.drm" --user u7 -k 4 --json >"$tmp/rv.json" 2>"$tmp/err.txt" ||
+        fail "recommend with $v: $(cat "$tmp/err.txt")"
+    cmp -s "$tmp/r.json" "$tmp/rv.json" || fail "recommend with $v differs: $(cat "$tmp/rv.json")"
+done
+DYNREC_SCAN=sse9 $DYNREC recommend --model "$tmp/mf.drm" --user u7 -k 4 --json >"$tmp/rv.json" 2>"$tmp/err.txt" ||
+    fail "recommend with a bad DYNREC_SCAN"
+grep -q "DYNREC_SCAN=sse9" "$tmp/err.txt" && cmp -s "$tmp/r.json" "$tmp/rv.json" ||
+    fail "bad DYNREC_SCAN: $(cat "$tmp/err.txt")"
 $DYNREC eval --protocol loo --model "$tmp/mf.drm" --data "$tmp/c" 2>"$tmp/err.txt"; rc=$?
 [ $rc -eq 1 ] && grep -q "dynrec: format:" "$tmp/err.txt" || fail "model on another catalogue: rc=$rc $(cat "$tmp/err.txt")"
 head -c 1000 "$tmp/mf.drm" >"$tmp/trunc.drm"
