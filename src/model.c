@@ -26,6 +26,7 @@ dr_model_params dr_model_default_params(void) {
     p.modality_dropout = -1.0f;
     p.id_dropout = -1.0f;
     p.fusion_l2 = -1.0f;
+    p.neg_alpha = -1.0f;
     return p;
 }
 
