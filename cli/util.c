@@ -234,7 +234,10 @@ const char *const cli_model_opts_help =
     "  --no-early-stop      train all epochs, keep the last (0 values mean: model default)\n"
     "  --max-len L          sasrec: recent items used --blocks B    sasrec: transformer blocks\n"
     "  --heads H            sasrec: attention heads   --dropout P   sasrec: dropout rate\n"
-    "  --loss ce|bce        sasrec: full softmax or one sampled negative\n"
+    "  --loss ce|bce|sampled  sasrec: full softmax, one sampled negative, or a softmax over\n"
+    "                       negatives shared per batch (logQ-corrected)\n"
+    "  --negatives K        sasrec, sampled: negatives per batch (512)\n"
+    "  --neg-alpha A        sasrec, sampled: draw ~ (count+1)^A, 0 = uniform (0.5)\n"
     "  --weight-decay X     sasrec: decoupled weight decay\n"
     "  --init-lr-scale X    sasrec --init: rate factor of what the init gave (new items: 1)\n"
     "  --l2 X               mf: L2 regularisation     --optimizer sgd|adam  mf\n"
@@ -268,6 +271,8 @@ int cli_model_opt(cli_opts *o, cli_model_opts *m) {
         {"--weight-decay", 'f', offsetof(dr_model_params, weight_decay)},
         {"--l2", 'f', offsetof(dr_model_params, l2)},
         {"--loss", 's', offsetof(dr_model_params, loss)},
+        {"--negatives", 'u', offsetof(dr_model_params, negatives)},
+        {"--neg-alpha", 'f', offsetof(dr_model_params, neg_alpha)},
         {"--optimizer", 's', offsetof(dr_model_params, optimizer)},
         {"--modalities", 's', offsetof(dr_model_params, modalities)},
         {"--modality-dropout", 'f', offsetof(dr_model_params, modality_dropout)},

@@ -308,7 +308,12 @@ typedef struct dr_model_params {
     float lr;               /* learning rate */
     float weight_decay;     /* sasrec: decoupled weight decay; < 0 = default */
     float l2;               /* mf: L2 regularisation; < 0 = default */
-    const char *loss;       /* sasrec: "ce" (full softmax) | "bce" (one sampled negative) */
+    const char *loss;       /* sasrec: "ce" (full softmax) | "bce" (one sampled negative) |
+                               "sampled" (softmax over shared sampled negatives, logQ-corrected);
+                               NULL = the warm start's loss, else "ce" */
+    uint32_t negatives;     /* sasrec, loss "sampled": negatives per batch; 0 = default (512) */
+    float neg_alpha;        /* sasrec, loss "sampled": negatives drawn ~ (count + 1)^neg_alpha,
+                               0 = uniform; < 0 = default (0.5) */
     const char *optimizer;  /* mf: "sgd" | "adam" */
     const dr_model *init;   /* sasrec, mf: warm start from this model (same kind; its shape
                                unless dim/max_len/blocks/heads say otherwise, and then they must

@@ -34,6 +34,7 @@
 #define DR_SASREC_MAX_LEN 4096u
 #define DR_SASREC_LOAD_MAX_LEN 100000u
 #define DR_SASREC_MAX_BLOCKS 64u
+#define DR_SASREC_MAX_NEGATIVES 65536u /* sampled softmax: shared negatives per batch */
 
 /* ---- datasets */
 /* Fields per delimited row: the reader keeps a fixed array of field spans; extra fields are

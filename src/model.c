@@ -28,6 +28,7 @@ dr_model_params dr_model_default_params(void) {
     p.id_dropout = -1.0f;
     p.fusion_l2 = -1.0f;
     p.init_lr_scale = -1.0f;
+    p.neg_alpha = -1.0f;
     return p;
 }
 

@@ -15,6 +15,15 @@
  * = H E^T by sgemm in chunks of DR_SR_CHUNK positions fused with the backward (as llm.c's fused
  * classifier; one logits buffer per worker). CE is the default: a higher NDCG@10 than the
  * reference BCE SASRec in far fewer epochs, at several times the cost per epoch (docs/BENCH.md).
+ * Sampled softmax ("sampled"): per batch `negatives` items are drawn once (with replacement,
+ * from Q(i) ~ (training count + 1)^neg_alpha, own RNG stream per (seed, epoch, batch)) and
+ * shared by every position of every shard: one (T x K) GEMM against the K gathered rows instead
+ * of (T x n_items). Negatives' logits are corrected by -log(K Q) (the target's is not: it is in
+ * the set for sure), so the sampled normaliser estimates the full one without bias; a draw equal
+ * to a position's target is left out of that position's softmax. Rejected: per-position
+ * negatives (K gathers per position, no GEMM) and in-batch negatives (their Q is the batch's
+ * target mix, tied to batch composition). Why CE stays the default: docs/BENCH.md "SASRec
+ * losses" (the sampled loss's validation NDCG@10 against CE's on ml-small and amazon-mtv).
  * Training: per epoch one sequence per user (its last L+1 training items), users shuffled with
  * the seed, AdamW (decay on embeddings and matrices only), early stopping on validation NDCG@10
  * through the dr_validator fit is given (model.h: the evaluation harness on at most val_users
@@ -23,7 +32,8 @@
  * Determinism: a batch is cut into a FIXED number of shards (params.shards, not the thread
  * count), each running forward+backward into its own gradient slice with single-threaded
  * OpenBLAS; slices are summed in shard order inside the Adam update (fixed parameter chunks);
- * dropout and negatives come from one RNG stream per (seed, epoch, user). So the bytes depend
+ * dropout and negatives come from one RNG stream per (seed, epoch, user) (the shared sampled
+ * negatives from one per (seed, epoch, batch)). So the bytes depend
  * on seed and shards only. Rejected: threaded OpenBLAS (its reductions split by thread count)
  * and per-thread gradient buffers (summed in schedule order).
  * Serving: dr__sasrec_user_latent, the same forward without dropout, then one sgemv against E;
@@ -235,6 +245,9 @@ struct dr_sasrec {
     dr_fusion fus;       /* n_mod = 0: id-only */
     float *eid;          /* (n_items+1, d) id embeddings e of a fused model; tok holds z */
     dr_impute impute;    /* the fusion's training mode */
+    int loss;            /* dr_sasrec_loss trained with; -1 = unknown (an older checkpoint) */
+    uint32_t negatives;  /* DR_SASREC_SAMPLED: its settings */
+    float neg_alpha;
 };
 
 dr_sasrec_params dr__sasrec_default_params(void) {
@@ -246,6 +259,8 @@ dr_sasrec_params dr__sasrec_default_params(void) {
     p.heads = 1;
     p.dropout = 0.2f;
     p.loss = DR_SASREC_CE;
+    p.negatives = 512;
+    p.neg_alpha = 0.5f;
     p.lr = 1e-3f;
     p.weight_decay = 0.0f;
     p.beta1 = 0.9f;
@@ -285,7 +300,30 @@ static dr_sasrec *model_new(const dr_sasrec_dims *dm) {
     m->dm = *dm;
     m->n_params = dr__sasrec_tensors(dm, NULL, 0);
     m->best_val = -1;
+    m->loss = -1;
     return m;
+}
+
+static const char *const g_loss_names[DR_SASREC_N_LOSSES] = {"ce", "bce", "sampled"};
+
+const char *dr__sasrec_loss_name(int loss) {
+    return loss >= 0 && loss < DR_SASREC_N_LOSSES ? g_loss_names[loss] : NULL;
+}
+
+dr_status dr__sasrec_loss_parse(const char *name, dr_sasrec_loss *loss, dr_error *err) {
+    for (int k = 0; name && k < DR_SASREC_N_LOSSES; k++)
+        if (!strcmp(name, g_loss_names[k])) {
+            *loss = (dr_sasrec_loss)k;
+            return DR_OK;
+        }
+    return dr__fail(err, DR_ARG, "sasrec: unknown loss '%s' (ce, bce, sampled)",
+                   name ? name : "(null)");
+}
+
+int dr__sasrec_get_loss(const dr_sasrec *m, uint32_t *negatives, float *neg_alpha) {
+    if (negatives) *negatives = m->negatives;
+    if (neg_alpha) *neg_alpha = m->neg_alpha;
+    return m->loss;
 }
 
 dr_status dr__sasrec_from_params(const dr_sasrec_dims *dims, const float *block,
@@ -578,6 +616,9 @@ typedef struct sr_train {
     const uint8_t *tok_new; /* (n_items + 1) warm start: 1 for the rows of new items; NULL: none */
     size_t tok_off;       /* the item table's offset in the parameter block */
     dr_sr_params_f32 PP;  /* what the shards run: m->P, with tok = the fused table when fusing */
+    uint32_t *sneg;       /* (negatives) sampled loss: this batch's shared negatives */
+    double *logq;         /* (n_items+1) sampled loss: log Q per item row */
+    double *cdf;          /* (n_items) sampled loss: cumulative Q, for the draws */
 } sr_train;
 
 static uint64_t stream_id(uint64_t tag, uint64_t epoch, uint64_t user) {
@@ -624,9 +665,13 @@ static void shard_run(void *vc, size_t s, int worker) {
         sh->off[ns + 1] = T;
     }
     if (!ns) return;
+    const int sampled = c->p->loss == DR_SASREC_SAMPLED;
     const dr_sr_batch bt = {.n_seq = ns, .off = sh->off, .inp = sh->inp, .tgt = sh->tgt,
-                            .neg = sh->neg, .seed = sh->seed};
-    sh->A.logits = c->logits ? c->logits + (size_t)worker * DR_SR_CHUNK * N : NULL;
+                            .neg = sh->neg, .seed = sh->seed, .sneg = c->sneg,
+                            .n_sneg = sampled ? c->p->negatives : 0, .logq = c->logq};
+    const size_t per_worker = sampled ? dr__sr_sampled_scratch_f32(c->p->negatives, dm->d)
+                                      : (size_t)DR_SR_CHUNK * N;
+    sh->A.logits = c->logits ? c->logits + (size_t)worker * per_worker : NULL;
     dr__sr_masks_f32(&sh->A, dm, &bt, c->p->dropout);
     dr__sr_forward_f32(dm, &c->PP, &sh->A, &bt);
     sh->loss = dr__sr_loss_backward_f32(dm, &c->PP, &sh->G, &sh->A, &bt, (int)c->p->loss,
@@ -738,6 +783,41 @@ static void sr_warm_copy(dr_sasrec *m, const dr_sasrec *init, const uint32_t *it
     }
 }
 
+/* Sampled loss: Q(i) ~ (number of training interactions of i + 1)^alpha (alpha 0 = uniform;
+ * the +1 keeps items never trained on drawable); fills logq (n_items+1, row 0 unused) and the
+ * cumulative cdf (n_items). */
+static void sr_build_q(const dr_dataset *ds, const dr_split *sp, double alpha, double *logq,
+                       double *cdf) {
+    const uint32_t N = ds->n_items;
+    for (uint32_t i = 0; i < N; i++) cdf[i] = 1;
+    for (uint32_t u = 0; u < ds->n_users; u++)
+        for (uint32_t k = 0; k < sp->n_train[u]; k++) cdf[ds->hist_item[ds->user_off[u] + k]] += 1;
+    double tot = 0;
+    for (uint32_t i = 0; i < N; i++) tot += cdf[i] = pow(cdf[i], alpha);
+    logq[0] = 0;
+    double acc = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        logq[i + 1] = log(cdf[i] / tot);
+        acc += cdf[i];
+        cdf[i] = acc / tot;
+    }
+    cdf[N - 1] = 1;
+}
+
+/* K item rows drawn with replacement from cdf (n) by inverse transform. */
+static void sr_draw_negatives(const double *cdf, uint32_t n, uint32_t *out, size_t K, dr_rng *r) {
+    for (size_t k = 0; k < K; k++) {
+        const double x = dr__rng_uniform(r);
+        uint32_t lo = 0, hi = n - 1;
+        while (lo < hi) {
+            const uint32_t mid = lo + (hi - lo) / 2;
+            if (cdf[mid] > x) hi = mid;
+            else lo = mid + 1;
+        }
+        out[k] = lo + 1;
+    }
+}
+
 /* Longest total of the k largest values of v (n), and of their squares. */
 static int cmp_desc(const void *a, const void *b) {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -765,8 +845,15 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     const dr_sasrec_dims dm = {ds->n_items, p.d, p.L, p.blocks, p.heads};
     if ((st = check_dims(&dm, err)) != DR_OK) return st;
     if (!p.batch || !p.shards || p.shards > 1024 || !(p.dropout >= 0 && p.dropout < 1) ||
-        !(p.lr > 0) || p.loss > DR_SASREC_BCE)
+        !(p.lr > 0) || !dr__sasrec_loss_name((int)p.loss))
         return dr__fail(err, DR_ARG, "sasrec: invalid batch/shards/dropout/lr/loss");
+    const bool sampled = p.loss == DR_SASREC_SAMPLED;
+    if (sampled && (!p.negatives || p.negatives > DR_SASREC_MAX_NEGATIVES))
+        return dr__fail(err, DR_ARG, "sasrec: negatives=%u out of range (1..%u)", p.negatives,
+                       DR_SASREC_MAX_NEGATIVES);
+    if (sampled && !(p.neg_alpha >= 0 && p.neg_alpha <= 1))
+        return dr__fail(err, DR_ARG, "sasrec: neg_alpha=%g out of range (0..1)",
+                       (double)p.neg_alpha);
     const bool fuse = p.use_modalities != 0;
     if (fuse && (!(p.modality_dropout >= 0 && p.modality_dropout <= 1) || !(p.fusion_lr > 0) ||
                  !(p.fusion_l2 >= 0) || (p.impute != DR_IMPUTE_GATE && p.impute != DR_IMPUTE_MEAN) ||
@@ -819,6 +906,9 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     if (fuse && (st = sr_fuse_init(m, &F, ds, sp, &p, err)) != DR_OK) goto fail;
     if (p.init) sr_warm_copy(m, p.init, p.init_map ? p.init_map->item : NULL);
     m->impute = p.impute;
+    m->loss = (int)p.loss;
+    m->negatives = sampled ? p.negatives : 0;
+    m->neg_alpha = sampled ? p.neg_alpha : 0;
     c.PP = m->P;
 
     /* training users and per-shard capacities */
@@ -862,6 +952,13 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     if (p.loss == DR_SASREC_CE)
         logits = dr__malloc((size_t)DR_MIN((size_t)p.threads, S) * DR_SR_CHUNK * dm.n_items *
                            sizeof(float));
+    if (sampled) {
+        logits = dr__malloc((size_t)DR_MIN((size_t)p.threads, S) *
+                           dr__sr_sampled_scratch_f32(p.negatives, dm.d) * sizeof(float));
+        c.sneg = dr__malloc((size_t)p.negatives * sizeof *c.sneg);
+        c.logq = dr__malloc(((size_t)dm.n_items + 1) * sizeof *c.logq);
+        c.cdf = dr__malloc((size_t)dm.n_items * sizeof *c.cdf);
+    }
     c.n_chunks = 0;
     dr_sasrec_tensor tt[DR_SASREC_N_TENSORS];
     dr__sasrec_tensors(&dm, tt, DR_SASREC_N_TENSORS);
@@ -869,7 +966,7 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     for (int k = 0; k < DR_SASREC_N_TENSORS; k++) max_chunks += tt[k].count / 8192 + 1;
     c.chunks = dr__malloc(max_chunks * sizeof *c.chunks);
     if (!c.sh || !grads || !adam || !best || !acts || !bufs || !c.chunks ||
-        (p.loss == DR_SASREC_CE && !logits)) {
+        (p.loss != DR_SASREC_BCE && !logits) || (sampled && (!c.sneg || !c.logq || !c.cdf))) {
         st = dr__fail(err, DR_NOMEM, "sasrec: out of memory for training buffers (%zu MiB of "
                      "activations)", S * act_f * sizeof(float) >> 20);
         goto fail;
@@ -917,6 +1014,7 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
     c.mom = adam;
     c.vel = adam + np;
     c.logits = logits;
+    if (sampled) sr_build_q(ds, sp, p.neg_alpha, c.logq, c.cdf);
     dr__log(DR_LOG_INFO, "sasrec: %zu training users, %zu parameters, %zu MiB activations",
            n_tr, np, S * act_f * sizeof(float) >> 20);
 
@@ -946,6 +1044,11 @@ static dr_status sasrec_train(const dr_dataset *ds, const dr_split *sp,
                 c.sh[s].u1 = b0 + (s + 1) * nb / S;
             }
             c.scale = 1.0f / (float)Tb;
+            if (sampled) { /* the batch's shared negatives, from their own stream */
+                dr_rng nrng;
+                dr__rng_seed(&nrng, p.seed, stream_id(5, ep, b0));
+                sr_draw_negatives(c.cdf, dm.n_items, c.sneg, p.negatives, &nrng);
+            }
             if (fuse) { /* the fused table for this batch, modality dropout from its own stream */
                 dr_rng frng;
                 dr__rng_seed(&frng, p.seed, stream_id(3, ep, b0));
@@ -1034,6 +1137,9 @@ fail:
     dr__free(bufs);
     dr__free(logits);
     dr__free(tok_new);
+    dr__free(c.sneg);
+    dr__free(c.logq);
+    dr__free(c.cdf);
     sr_fuse_free(&F);
     return st;
 }
@@ -1064,6 +1170,18 @@ static dr_status sasrec_save(const dr_model *m, dr_ckpt_writer *w, dr_error *err
     for (int k = 0; k < 5; k++) {
         snprintf(v[k], sizeof v[k], "%u", vals[k]);
         if ((st = dr__ckpt_add_meta(w, g_dim_keys[k], v[k], err)) != DR_OK) return st;
+    }
+    uint32_t negs;
+    float alpha;
+    const int loss = dr__sasrec_get_loss(s, &negs, &alpha);
+    if (loss >= 0 && (st = dr__ckpt_add_meta(w, "sasrec_loss", dr__sasrec_loss_name(loss), err)))
+        return st;
+    if (loss == DR_SASREC_SAMPLED) {
+        snprintf(v[0], sizeof v[0], "%u", negs);
+        snprintf(v[1], sizeof v[1], "%.9g", (double)alpha);
+        if ((st = dr__ckpt_add_meta(w, "sasrec_negatives", v[0], err)) ||
+            (st = dr__ckpt_add_meta(w, "sasrec_neg_alpha", v[1], err)))
+            return st;
     }
     for (int k = 0; k < DR_SASREC_N_TENSORS; k++) {
         uint64_t shape[3] = {t[k].shape[0], t[k].shape[1], t[k].shape[2]};
@@ -1110,8 +1228,34 @@ static dr_status sasrec_load(const dr_ckpt *c, dr_model **out, dr_error *err) {
             return dr__fail(err, DR_FORMAT, "%s: SASRec sections are not laid out as one block",
                            dr__ckpt_path(c));
     }
+    /* the loss it was trained with: absent from checkpoints written before it was saved */
+    int loss = -1;
+    uint32_t negs = 0;
+    float alpha = 0;
+    const char *lv = dr__ckpt_meta(c, "sasrec_loss");
+    if (lv) {
+        dr_sasrec_loss l;
+        if (dr__sasrec_loss_parse(lv, &l, NULL) != DR_OK)
+            return dr__fail(err, DR_FORMAT, "%s: metadata 'sasrec_loss' is '%s' (ce, bce, sampled)",
+                           dr__ckpt_path(c), lv);
+        loss = (int)l;
+    }
+    if (loss == DR_SASREC_SAMPLED) {
+        const char *nv = dr__ckpt_meta(c, "sasrec_negatives"), *av = dr__ckpt_meta(c, "sasrec_neg_alpha");
+        double a = -1;
+        if (!nv || !dr__parse_u32(nv, strlen(nv), &negs) || !negs ||
+            negs > DR_SASREC_MAX_NEGATIVES || !av || !dr__parse_f64(av, strlen(av), &a) ||
+            !(a >= 0 && a <= 1))
+            return dr__fail(err, DR_FORMAT, "%s: metadata 'sasrec_negatives' (1..%u) or "
+                           "'sasrec_neg_alpha' (0..1) missing or out of range", dr__ckpt_path(c),
+                           DR_SASREC_MAX_NEGATIVES);
+        alpha = (float)a;
+    }
     dr_sasrec *s = NULL;
     if ((st = dr__sasrec_from_params(&dm, base, total, &s, err)) != DR_OK) return st;
+    s->loss = loss;
+    s->negatives = negs;
+    s->neg_alpha = alpha;
     dr_fusion f;
     const float *eid = NULL;
     dr_impute imp;
@@ -1144,7 +1288,9 @@ static dr_sasrec_params sasrec_params_from_model(const dr_model_params *mp) {
     if (mp->lr > 0) p.lr = mp->lr;
     if (mp->init_lr_scale >= 0) p.init_lr_scale = mp->init_lr_scale;
     if (mp->weight_decay >= 0) p.weight_decay = mp->weight_decay;
-    if (mp->loss && !strcmp(mp->loss, "bce")) p.loss = DR_SASREC_BCE;
+    if (mp->loss) dr__sasrec_loss_parse(mp->loss, &p.loss, NULL); /* vt_fit checked it */
+    if (mp->negatives) p.negatives = mp->negatives;
+    if (mp->neg_alpha >= 0) p.neg_alpha = mp->neg_alpha;
     p.on_epoch = mp->on_epoch;
     p.on_epoch_ud = mp->on_epoch_ud;
     if (mp->modality_dropout >= 0) p.modality_dropout = mp->modality_dropout;
@@ -1156,9 +1302,20 @@ static dr_sasrec_params sasrec_params_from_model(const dr_model_params *mp) {
 
 static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model_params *mp,
                         const dr_validator *vd, void **state, dr_error *err) {
-    if (mp && mp->loss && strcmp(mp->loss, "ce") != 0 && strcmp(mp->loss, "bce") != 0)
-        return dr__fail(err, DR_ARG, "sasrec: unknown loss '%s' (ce, bce)", mp->loss);
+    dr_sasrec_loss loss;
+    if (mp && mp->loss && dr__sasrec_loss_parse(mp->loss, &loss, err) != DR_OK) return DR_ARG;
     dr_sasrec_params p = sasrec_params_from_model(mp);
+    if (mp && mp->init && !mp->loss && mp->init->state) { /* a warm start keeps the init's loss */
+        const dr_sasrec *im = mp->init->state;
+        if (im->loss >= 0) p.loss = (dr_sasrec_loss)im->loss;
+        if (im->loss == DR_SASREC_SAMPLED) {
+            if (!mp->negatives) p.negatives = im->negatives;
+            if (mp->neg_alpha < 0) p.neg_alpha = im->neg_alpha;
+        }
+    }
+    if (mp && (mp->negatives || mp->neg_alpha >= 0) && p.loss != DR_SASREC_SAMPLED)
+        return dr__fail(err, DR_ARG, "sasrec: negatives and neg_alpha apply to the loss "
+                       "'sampled' only (loss is '%s')", dr__sasrec_loss_name((int)p.loss));
     if (mp && mp->impute && dr__impute_parse(mp->impute, &p.impute, err) != DR_OK) return DR_ARG;
     dr_status sst = dr__fusion_select(ds, mp ? mp->modalities : NULL, &p.use_modalities, err);
     if (sst != DR_OK) return sst;

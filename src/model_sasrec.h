@@ -13,9 +13,17 @@
 #include "rng.h"
 
 typedef enum {
-    DR_SASREC_CE = 0, /* full softmax cross-entropy over all items at every position */
-    DR_SASREC_BCE = 1 /* binary cross-entropy, one uniform negative per position (original) */
+    DR_SASREC_CE = 0,     /* full softmax cross-entropy over all items at every position */
+    DR_SASREC_BCE = 1,    /* binary cross-entropy, one uniform negative per position (original) */
+    DR_SASREC_SAMPLED = 2 /* softmax over the target and `negatives` items drawn once per batch
+                             from Q(i) ~ (count_i + 1)^neg_alpha and shared by every position,
+                             logits corrected by -log Q, accidental hits left out */
 } dr_sasrec_loss;
+#define DR_SASREC_N_LOSSES 3
+/* "ce", "bce", "sampled"; NULL past the last. */
+const char *dr__sasrec_loss_name(int loss);
+/* DR_OK and *loss, or DR_ARG naming the accepted values. */
+dr_status dr__sasrec_loss_parse(const char *name, dr_sasrec_loss *loss, dr_error *err);
 
 /* dr_epoch_fn (dynrec.h) is called after every epoch from the calling thread; val_ndcg10 < 0
  * when the epoch was not validated. */
@@ -29,6 +37,9 @@ typedef struct dr_sasrec_params {
     uint32_t heads;       /* attention heads (1) */
     float dropout;        /* dropout rate (0.2) */
     dr_sasrec_loss loss;  /* DR_SASREC_CE */
+    uint32_t negatives;   /* sampled: negatives per batch, 1..DR_SASREC_MAX_NEGATIVES (512) */
+    float neg_alpha;      /* sampled: Q(i) ~ (training count + 1)^neg_alpha, 0 = uniform,
+                             at most 1 (0.5) */
     float lr;             /* Adam learning rate (1e-3) */
     float weight_decay;   /* decoupled (AdamW), on matrices and embeddings only (0) */
     float beta1, beta2;   /* (0.9, 0.98) as SASRec.pytorch */
@@ -101,6 +112,9 @@ void dr__sasrec_free(dr_sasrec *m);
 
 const dr_sasrec_dims *dr__sasrec_get_dims(const dr_sasrec *m);
 const float *dr__sasrec_param_block(const dr_sasrec *m, size_t *n_floats);
+/* The loss a model was trained with (-1: unknown, a checkpoint written before it was saved)
+ * and, for DR_SASREC_SAMPLED, its negatives and neg_alpha (may be NULL). */
+int dr__sasrec_get_loss(const dr_sasrec *m, uint32_t *negatives, float *neg_alpha);
 /* Validation NDCG@10 of the kept parameters and its epoch (-1 / 0 when never validated). */
 double dr__sasrec_best_val(const dr_sasrec *m, int *epoch);
 
@@ -160,6 +174,9 @@ typedef struct dr_sr_batch {
     const uint32_t *tgt;  /* (T) target rows 1..n_items, 0 = no loss at this position */
     const uint32_t *neg;  /* (T) BCE negative rows */
     const uint64_t *seed; /* (n_seq) dropout stream per sequence */
+    const uint32_t *sneg; /* (n_sneg) sampled loss: the batch's shared negative rows */
+    size_t n_sneg;
+    const double *logq;   /* (n_items+1) sampled loss: log Q per row; NULL = no correction */
 } dr_sr_batch;
 
 #define DR_SR_DECLARE(REAL, SFX)                                                              \
@@ -248,6 +265,11 @@ typedef struct dr_sr_batch {
     double dr__sr_bce_loss##SFX(REAL *dh, REAL *dtok, const REAL *h, const REAL *tok,           \
                                const uint32_t *tgt, const uint32_t *neg, size_t T, size_t d,   \
                                REAL scale);                                                    \
+    size_t dr__sr_sampled_scratch##SFX(size_t K, size_t d);                                     \
+    double dr__sr_sampled_loss##SFX(REAL *dh, REAL *dtok, REAL *scratch, const REAL *h,          \
+                                   const REAL *tok, const uint32_t *tgt, size_t T, size_t d,    \
+                                   const uint32_t *sneg, size_t K, const double *logq,          \
+                                   REAL scale);                                                 \
     double dr__sr_ce_loss##SFX(REAL *dh, REAL *dtok, REAL *logits, const REAL *h,               \
                               const REAL *tok, const uint32_t *tgt, size_t T, size_t d,        \
                               size_t n_items, REAL scale);                                     \

@@ -38,7 +38,8 @@ void SR(dr__sr_params_layout)(const dr_sasrec_dims *dm, REAL *base, SR(dr_sr_par
 /* Lays out activations for T positions (att_cap as above) at base; returns the number of
  * REALs needed (base may be NULL to only count). train = 0 leaves masks and scratch NULL.
  * A->logits is not part of the layout: the caller points it at (DR_SR_CHUNK, n_items) REALs
- * (one buffer per worker thread, since it is dead between shards). */
+ * for CE, dr__sr_sampled_scratch(K, d) for the sampled loss (one buffer per worker thread,
+ * since it is dead between shards). */
 size_t SR(dr__sr_acts_layout)(const dr_sasrec_dims *dm, size_t T, size_t att_cap, int train,
                              REAL *base, SR(dr_sr_acts) *A) {
     const size_t d = dm->d, nb = dm->blocks;
@@ -369,6 +370,102 @@ double SR(dr__sr_ce_loss)(REAL *dh, REAL *dtok, REAL *logits, const REAL *h, con
     return loss;
 }
 
+/*
+ * Sampled softmax (Jean et al. 2015, "On using very large target vocabulary") over K negatives
+ * drawn with replacement from Q and shared by every position (sneg, rows 1..n_items, repeats
+ * allowed), plus the position's target. logQ correction: negative k's logit is
+ * h.E_k - log(K Q(k)) (logq (n_items+1) = log Q per row; NULL = no correction), the target's
+ * h.E_y (it is in the set with certainty), so exp(h.E_y) + sum_k exp(h.E_k) / (K Q(k)) is an
+ * unbiased estimate of the full softmax's normaliser and the loss approaches full CE as K
+ * grows. A negative equal to the position's target (an accidental hit) is left out of that
+ * position's softmax. Returns the SUM over positions with
+ * tgt != 0 of -log p(tgt); with dh != NULL also dh (overwritten) and dtok (+=), both scaled by
+ * scale. Logits (ch, K) = h_chunk En^T by one GEMM per DR_SR_CHUNK positions against the K
+ * gathered rows En; their gradient goes back by two GEMMs and one scatter of K rows.
+ * scratch: dr__sr_sampled_scratch(K, d) REALs.
+ */
+size_t SR(dr__sr_sampled_scratch)(size_t K, size_t d) {
+    return (size_t)DR_SR_CHUNK * K + 2 * K * d + K;
+}
+
+double SR(dr__sr_sampled_loss)(REAL *dh, REAL *dtok, REAL *scratch, const REAL *h,
+                              const REAL *tok, const uint32_t *tgt, size_t T, size_t d,
+                              const uint32_t *sneg, size_t K, const double *logq, REAL scale) {
+    double loss = 0;
+    if (!K || !T) {
+        if (dh) memset(dh, 0, T * d * sizeof(REAL));
+        return 0;
+    }
+    REAL *logits = scratch, *En = logits + (size_t)DR_SR_CHUNK * K, *dEn = En + K * d;
+    REAL *cq = dEn + K * d, gy[DR_SR_CHUNK];
+    const double logK = log((double)K);
+    for (size_t k = 0; k < K; k++) {
+        memcpy(En + k * d, tok + (size_t)sneg[k] * d, d * sizeof(REAL));
+        cq[k] = logq ? (REAL)(logq[sneg[k]] + logK) : 0;
+    }
+    if (dh) memset(dEn, 0, K * d * sizeof(REAL));
+    for (size_t t0 = 0; t0 < T; t0 += DR_SR_CHUNK) {
+        const size_t ch = T - t0 < DR_SR_CHUNK ? T - t0 : DR_SR_CHUNK;
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ch, (int)K, (int)d, 1, h + t0 * d,
+             (int)d, En, (int)d, 0, logits, (int)K);
+        for (size_t r = 0; r < ch; r++) {
+            REAL *l = logits + r * K;
+            const uint32_t y = tgt[t0 + r];
+            gy[r] = 0;
+            if (!y) {
+                memset(l, 0, K * sizeof(REAL));
+                continue;
+            }
+            const REAL *x = h + (t0 + r) * d, *ey = tok + (size_t)y * d;
+            REAL ly = 0;
+            for (size_t i = 0; i < d; i++) ly += x[i] * ey[i];
+            size_t hits = 0;
+            for (size_t k = 0; k < K; k++) {
+                const int hit = sneg[k] == y;
+                l[k] = hit ? (REAL)-1e30 : l[k] - cq[k];
+                hits += (size_t)hit;
+            }
+            REAL mx = SR(sr_rowmax)(l, K);
+            mx = ly > mx ? ly : mx;
+            const REAL ey_ = EXP(ly - mx);
+            REAL sum = SR(sr_expsum)(l, K, mx);
+            for (size_t k = 0; hits && k < K; k++)
+                if (sneg[k] == y) { /* exactly out of the softmax */
+                    sum -= l[k];
+                    l[k] = 0;
+                    hits--;
+                }
+            sum += ey_;
+            loss += (double)(LOG(sum) + mx - ly);
+            if (!dh) continue;
+            SR(sr_scale)(l, K, scale / sum);
+            gy[r] = scale * (ey_ / sum - 1);
+        }
+        if (!dh) continue;
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ch, (int)d, (int)K, 1, logits,
+             (int)K, En, (int)d, 0, dh + t0 * d, (int)d);
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)d, (int)ch, 1, logits, (int)K,
+             h + t0 * d, (int)d, 1, dEn, (int)d);
+        for (size_t r = 0; r < ch; r++) {
+            const uint32_t y = tgt[t0 + r];
+            if (!y) continue;
+            const REAL *x = h + (t0 + r) * d, *ey = tok + (size_t)y * d;
+            REAL *g = dh + (t0 + r) * d, *de = dtok + (size_t)y * d;
+            for (size_t i = 0; i < d; i++) {
+                g[i] += gy[r] * ey[i];
+                de[i] += gy[r] * x[i];
+            }
+        }
+    }
+    if (dh)
+        for (size_t k = 0; k < K; k++) {
+            REAL *de = dtok + (size_t)sneg[k] * d;
+            const REAL *g = dEn + k * d;
+            for (size_t i = 0; i < d; i++) de[i] += g[i];
+        }
+    return loss;
+}
+
 /* ------------------------------------------------------------------ the whole network */
 
 /* Fills the dropout masks of a training batch: one RNG stream per sequence (bt->seed[s]),
@@ -446,6 +543,9 @@ double SR(dr__sr_loss_backward)(const dr_sasrec_dims *dm, const SR(dr_sr_params)
     if (loss_kind == DR_SASREC_BCE)
         loss = SR(dr__sr_bce_loss)(dh, G ? G->tok : NULL, A->lnf, P->tok, bt->tgt, bt->neg, T, d,
                                   scale);
+    else if (loss_kind == DR_SASREC_SAMPLED)
+        loss = SR(dr__sr_sampled_loss)(dh, G ? G->tok : NULL, A->logits, A->lnf, P->tok, bt->tgt,
+                                      T, d, bt->sneg, bt->n_sneg, bt->logq, scale);
     else
         loss = SR(dr__sr_ce_loss)(dh, G ? G->tok : NULL, A->logits, A->lnf, P->tok, bt->tgt, T, d,
                                  dm->n_items, scale);

@@ -68,6 +68,22 @@ $DYNREC recommend --model "$tmp/trunc.drm" --user u7 2>"$tmp/err.txt"; rc=$?
 [ $rc -eq 1 ] && grep -q "trunc.drm" "$tmp/err.txt" || fail "truncated checkpoint: rc=$rc $(cat "$tmp/err.txt")"
 ok
 
+# SASRec's sampled-softmax loss from the command line: trains, the checkpoint names it; bad
+# values are refused with a message naming them
+$DYNREC train --model sasrec --loss sampled --negatives 64 --neg-alpha 0.25 --dim 8 --max-len 10 \
+    --epochs 1 --no-baselines --data "$tmp/a" --out "$tmp/ss.drm" 2>"$tmp/train.txt" \
+    || fail "train sampled: $(cat "$tmp/train.txt")"
+grep -aq "sasrec_negatives" "$tmp/ss.drm" || fail "the checkpoint does not carry the sampled loss"
+$DYNREC train --model sasrec --loss sampled --neg-alpha 2 --epochs 1 --data "$tmp/a" \
+    --out "$tmp/bad.drm" 2>"$tmp/err.txt"; rc=$?
+[ $rc -ne 0 ] && grep -q "neg_alpha=2 out of range" "$tmp/err.txt" || fail "neg-alpha 2: rc=$rc $(cat "$tmp/err.txt")"
+$DYNREC train --model sasrec --loss softmax --epochs 1 --data "$tmp/a" --out "$tmp/bad.drm" 2>"$tmp/err.txt"; rc=$?
+[ $rc -ne 0 ] && grep -q "unknown loss 'softmax' (ce, bce, sampled)" "$tmp/err.txt" || fail "loss softmax: rc=$rc $(cat "$tmp/err.txt")"
+$DYNREC train --model sasrec --negatives 64 --epochs 1 --data "$tmp/a" --out "$tmp/bad.drm" 2>"$tmp/err.txt"; rc=$?
+[ $rc -ne 0 ] && grep -q "apply to the loss 'sampled' only" "$tmp/err.txt" || fail "negatives with ce: rc=$rc $(cat "$tmp/err.txt")"
+[ -e "$tmp/bad.drm" ] && fail "a refused training wrote a checkpoint"
+ok
+
 # P-STREAM: JSON shape, and a base that saw the replay is refused
 $DYNREC eval --protocol stream --model mf --epochs 10 --data "$tmp/a" --json >"$tmp/stream.json" 2>/dev/null || fail "stream eval"
 grep -Eq '^\{"protocol":"P-STREAM","dataset":"[^"]*","model":"mf","n_events":[0-9]+,.*"stream":\{"frozen":\{"hit@10":[0-9.]+,"ndcg@10":[0-9.]+.*\},"adapter":\{"hit@10":[0-9.]+,"ndcg@10":[0-9.]+.*"slices":\[\{"frozen":\{.*"cold":\{"frozen":\{' "$tmp/stream.json" \

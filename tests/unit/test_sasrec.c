@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "model_sasrec.h"
+#include "oom.h"
 #include "warm_fixture.h"
 
 /* ------------------------------------------------------------------ helpers */
@@ -264,6 +265,115 @@ static void test_loss_grads(void **state) {
     assert_true(fabs(l - (log(z) - dotd(h, tok + 2 * d, d))) < 1e-12);
 }
 
+/* The sampled softmax: its gradient (with a non-uniform logQ, a negative drawn twice, an
+ * accidental hit and a position without target) against central differences; its value
+ * against the formula; accidental hits left out exactly. */
+enum { S_NI = 9, S_D = 5, S_T = 4, S_K = 6 };
+static const uint32_t s_tgt[S_T] = {2, 9, 0, 4}, s_neg[S_K] = {5, 1, 7, 4, 5, 3};
+
+static double s_loss(double *dh, double *dtok, const double *h, const double *tok,
+                     const uint32_t *sneg, size_t K, const double *logq, double sc) {
+    static double scratch[DR_SR_CHUNK * 16 + 2 * 16 * S_D + 16];
+    assert_true(dr__sr_sampled_scratch_f64(K, S_D) <= sizeof scratch / sizeof scratch[0]);
+    return dr__sr_sampled_loss_f64(dh, dtok, scratch, h, tok, s_tgt, S_T, S_D, sneg, K, logq, sc);
+}
+
+/* The loss by its definition: per position with a target y, log(exp(l_y) + sum over negatives
+ * k != y of exp(l_k)) - l_y, l_y = h.E_y, l_k = h.E_k - log(K Q(k)) + shift (logq NULL: Q
+ * ignored). */
+static double s_formula(const double *h, const double *tok, const double *logq, double shift) {
+    double sum = 0;
+    for (size_t t = 0; t < S_T; t++) {
+        const uint32_t y = s_tgt[t];
+        if (!y) continue;
+        const double ly = dotd(h + t * S_D, tok + y * S_D, S_D);
+        double z = exp(ly);
+        for (size_t k = 0; k < S_K; k++) {
+            if (s_neg[k] == y) continue;
+            double lk = dotd(h + t * S_D, tok + s_neg[k] * S_D, S_D) + shift;
+            if (logq) lk -= logq[s_neg[k]] + log((double)S_K);
+            z += exp(lk);
+        }
+        sum += log(z) - ly;
+    }
+    return sum;
+}
+
+static void test_sampled_loss_grad(void **state) {
+    dr_rng r;
+    dr__rng_seed(&r, 16, 0);
+    double h[S_T * S_D], tok[(S_NI + 1) * S_D], dh[S_T * S_D], dtok[(S_NI + 1) * S_D];
+    double logq[S_NI + 1];
+    fill_normal(h, S_T * S_D, 1, &r);
+    fill_normal(tok, (S_NI + 1) * S_D, 1, &r);
+    for (int i = 0; i <= S_NI; i++) logq[i] = log((1.0 + i) / 55.0); /* non-uniform Q */
+    for (int corr = 0; corr < 2; corr++) {
+        const double *lq = corr ? logq : NULL;
+        memset(dtok, 0, sizeof dtok);
+        const double sc = 0.37;
+        s_loss(dh, dtok, h, tok, s_neg, S_K, lq, sc);
+        double *xs[2] = {h, tok}, *gs[2] = {dh, dtok};
+        size_t ns[2] = {S_T * S_D, (S_NI + 1) * S_D};
+        int nonzero = 0;
+        for (int k = 0; k < 2; k++)
+            for (size_t i = 0; i < ns[k]; i++) {
+                double v = xs[k][i];
+                xs[k][i] = v + EPS;
+                double lp = s_loss(NULL, NULL, h, tok, s_neg, S_K, lq, 1);
+                xs[k][i] = v - EPS;
+                double lm = s_loss(NULL, NULL, h, tok, s_neg, S_K, lq, 1);
+                xs[k][i] = v;
+                check_grad(corr ? "sampled logq" : "sampled", i, gs[k][i],
+                           sc * (lp - lm) / (2 * EPS));
+                nonzero += gs[k][i] != 0;
+            }
+        assert_true(nonzero > 40);
+        for (size_t i = 0; i < S_D; i++) assert_true(dh[2 * S_D + i] == 0); /* no target */
+    }
+    /* the value: -log of the target's share, target uncorrected, negatives by log(K Q) */
+    assert_true(fabs(s_loss(NULL, NULL, h, tok, s_neg, S_K, logq, 1) -
+                     s_formula(h, tok, logq, 0)) < 1e-12);
+}
+
+/* logQ correction: with a uniform Q = 1/N every negative's logit moves by the same log(N/K), so
+ * the corrected loss is the uncorrected one with that constant added to the negatives' logits
+ * (and with K = N draws the correction vanishes); with a non-uniform Q it is not. Accidental
+ * hits (position 3's target 4 is negative 3) are left out in every case. */
+static void test_sampled_logq(void **state) {
+    dr_rng r;
+    dr__rng_seed(&r, 17, 0);
+    double h[S_T * S_D], tok[(S_NI + 1) * S_D], logq[S_NI + 1];
+    double dh1[S_T * S_D], dt1[(S_NI + 1) * S_D];
+    fill_normal(h, S_T * S_D, 1, &r);
+    fill_normal(tok, (S_NI + 1) * S_D, 1, &r);
+    const double plain = s_loss(NULL, NULL, h, tok, s_neg, S_K, NULL, 1);
+    assert_true(fabs(plain - s_formula(h, tok, NULL, 0)) < 1e-12);
+    for (int i = 0; i <= S_NI; i++) logq[i] = -log((double)S_NI);
+    const double unif = s_loss(NULL, NULL, h, tok, s_neg, S_K, logq, 1);
+    assert_true(fabs(unif - s_formula(h, tok, NULL, log((double)S_NI / S_K))) < 1e-12);
+    assert_true(unif > plain); /* the negatives stand for N/K items each: more mass */
+    for (int i = 0; i <= S_NI; i++) logq[i] = -log((double)S_K); /* Q = 1/K: K Q = 1 */
+    assert_true(fabs(s_loss(NULL, NULL, h, tok, s_neg, S_K, logq, 1) - plain) < 1e-12);
+    for (int i = 0; i <= S_NI; i++) logq[i] = log((1.0 + i) / 55.0);
+    const double nonu = s_loss(NULL, NULL, h, tok, s_neg, S_K, logq, 1);
+    assert_true(fabs(nonu - s_formula(h, tok, logq, 0)) < 1e-12);
+    for (double c = -3; c <= 3; c += 0.25) /* no constant shift gives it */
+        assert_true(fabs(nonu - s_formula(h, tok, NULL, c)) > 1e-6);
+    /* the float copy (what trains) agrees with the double one */
+    float hf[S_T * S_D], tf[(S_NI + 1) * S_D], dhf[S_T * S_D], dtf[(S_NI + 1) * S_D];
+    float sf[DR_SR_CHUNK * S_K + 2 * S_K * S_D + S_K];
+    for (size_t i = 0; i < S_T * S_D; i++) hf[i] = (float)h[i];
+    for (size_t i = 0; i < (S_NI + 1) * S_D; i++) tf[i] = (float)tok[i];
+    memset(dtf, 0, sizeof dtf);
+    double lf = dr__sr_sampled_loss_f32(dhf, dtf, sf, hf, tf, s_tgt, S_T, S_D, s_neg, S_K, logq,
+                                        1);
+    memset(dt1, 0, sizeof dt1);
+    double ld = s_loss(dh1, dt1, h, tok, s_neg, S_K, logq, 1);
+    assert_true(fabs(lf - ld) < 1e-4 * fabs(ld));
+    for (size_t i = 0; i < S_T * S_D; i++) assert_true(fabs(dhf[i] - dh1[i]) < 1e-4);
+    for (size_t i = 0; i < (S_NI + 1) * S_D; i++) assert_true(fabs(dtf[i] - dt1[i]) < 1e-4);
+}
+
 /* ------------------------------------------------------------------ whole model (double) */
 
 typedef struct tiny {
@@ -273,7 +383,8 @@ typedef struct tiny {
     dr_sr_acts_f64 a;
     size_t np;
     size_t off[4];
-    uint32_t inp[12], tgt[12], neg[12];
+    uint32_t inp[12], tgt[12], neg[12], sneg[5];
+    double logq[8];
     uint64_t seed[3];
     dr_sr_batch bt;
 } tiny;
@@ -300,11 +411,15 @@ static void tiny_init(tiny *t, int train) {
         t->neg[k] = 1 + (uint32_t)dr__rng_below(&r, 7);
     }
     t->seed[0] = 11, t->seed[1] = 12, t->seed[2] = 13;
+    for (size_t k = 0; k < 5; k++) t->sneg[k] = 1 + (uint32_t)dr__rng_below(&r, 7);
+    for (size_t i = 0; i < 8; i++) t->logq[i] = log((2.0 + i) / 42.0);
     t->bt = (dr_sr_batch){.n_seq = 3, .off = t->off, .inp = t->inp, .tgt = t->tgt,
-                          .neg = t->neg, .seed = t->seed};
+                          .neg = t->neg, .seed = t->seed, .sneg = t->sneg, .n_sneg = 5,
+                          .logq = t->logq};
     size_t att_cap = t->dm.heads * (36 + 16 + 1);
     size_t na = dr__sr_acts_layout_f64(&t->dm, 11, att_cap, train, NULL, NULL);
-    t->A = calloc(na + DR_SR_CHUNK * t->dm.n_items, sizeof(double));
+    t->A = calloc(na + DR_SR_CHUNK * t->dm.n_items + dr__sr_sampled_scratch_f64(5, t->dm.d),
+                  sizeof(double));
     dr__sr_acts_layout_f64(&t->dm, 11, att_cap, train, t->A, &t->a);
     t->a.logits = t->A + na;
 }
@@ -322,7 +437,8 @@ static double tiny_loss(tiny *t, int kind, int grad, double p_drop) {
 }
 
 static void test_model_grad(void **state) {
-    for (int kind = 0; kind < 2; kind++) {
+    static const char *const names[3] = {"ce", "bce", "sampled"};
+    for (int kind = 0; kind < 3; kind++) {
         tiny t;
         tiny_init(&t, 1);
         const double pd = 0.3; /* dropout on: the masks are the same in every pass */
@@ -343,7 +459,7 @@ static void test_model_grad(void **state) {
                 double lm = tiny_loss(&t, kind, 0, pd);
                 t.P[i] = s;
                 char nm[64];
-                snprintf(nm, sizeof nm, "%s %s", kind ? "bce" : "ce", tt[k].name);
+                snprintf(nm, sizeof nm, "%s %s", names[kind], tt[k].name);
                 check_grad(nm, i - tt[k].offset, t.G[i], (lp - lm) / (2 * EPS));
                 nonzero += t.G[i] != 0;
             }
@@ -431,7 +547,7 @@ static dr_sasrec_params small_params(void) {
 }
 
 static void test_threads_bit_identical(void **state) {
-    for (int kind = 0; kind < 2; kind++) {
+    for (int kind = 0; kind < DR_SASREC_N_LOSSES; kind++) {
         float *ref = NULL;
         size_t n_ref = 0;
         for (int th = 1; th <= 3; th++) {
@@ -499,8 +615,10 @@ static void test_serving(void **state) {
     free(s2);
 }
 
-static void test_beats_pop(void **state) {
+static void beats_pop(dr_sasrec_loss loss) {
     dr_sasrec_params p = small_params();
+    p.loss = loss;
+    p.negatives = 64; /* of 300 items */
     p.d = 32;
     p.heads = 1;
     p.epochs = 30;
@@ -525,12 +643,170 @@ static void test_beats_pop(void **state) {
     const dr_valid_opts vo = {.threads = 1, .subset = {p.val_users, p.seed, 1, 1}};
     double mine = -1;
     assert_ok(val.fn(&val, s, &vo, &mine, NULL, &e_));
-    fprintf(stderr, "synth P-LOO full NDCG@10: sasrec %.4f (validation %.4f) pop %.4f\n",
-            rs.full10.ndcg, mine, rp.full10.ndcg);
+    fprintf(stderr, "synth P-LOO full NDCG@10: sasrec (%s) %.4f (validation %.4f) pop %.4f\n",
+            dr__sasrec_loss_name((int)loss), rs.full10.ndcg, mine, rp.full10.ndcg);
     assert_true(mine == dr__sasrec_best_val(s, NULL));
     assert_true(rs.full10.ndcg > 1.2 * rp.full10.ndcg);
     dr_model_free(ms);
     dr_model_free(mp);
+}
+
+static void test_beats_pop(void **state) {
+    beats_pop(DR_SASREC_CE);
+    beats_pop(DR_SASREC_SAMPLED);
+}
+
+/* The loss and its settings: saved in the checkpoint and read back, kept by a warm start
+ * that does not name a loss, and bad values refused with an error naming them. */
+static dr_model_params sampled_mp(void) {
+    dr_model_params mp = dr_model_default_params();
+    mp.name = "sasrec";
+    mp.dim = 8;
+    mp.max_len = 10;
+    mp.heads = 1;
+    mp.batch = 64;
+    mp.epochs = 2;
+    mp.seed = 5;
+    mp.threads = 2;
+    mp.loss = "sampled";
+    mp.negatives = 48;
+    mp.neg_alpha = 0.75f;
+    return mp;
+}
+
+static void fit_fails(const dr_model_params *mp, const char *needle) {
+    dr_model *m = NULL;
+    dr_error e = {0};
+    assert_int_equal(dr_model_fit(g_ds, g_sp, mp, &m, &e), DR_ARG);
+    assert_null(m);
+    if (!strstr(e.msg, needle)) fail_msg("error '%s' does not name '%s'", e.msg, needle);
+}
+
+static void test_sampled_options(void **state) {
+    char dir[256], path[300], path2[300];
+    dr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/sampled.drm", dir);
+    snprintf(path2, sizeof path2, "%s/ce.drm", dir);
+    dr_model_params mp = sampled_mp();
+    dr_model *m = NULL, *back = NULL, *warm = NULL;
+    assert_ok(dr_model_fit(g_ds, g_sp, &mp, &m, &e_));
+    uint32_t negs;
+    float alpha;
+    assert_int_equal(dr__sasrec_get_loss(m->state, &negs, &alpha), DR_SASREC_SAMPLED);
+    assert_int_equal(negs, 48);
+    assert_true(alpha == 0.75f);
+    assert_ok(dr_model_save(m, g_ds, g_sp, path, &e_));
+    assert_ok(dr_model_load(path, &back, &e_));
+    assert_string_equal(dr_model_meta(back, "sasrec_loss"), "sampled");
+    assert_string_equal(dr_model_meta(back, "sasrec_negatives"), "48");
+    assert_string_equal(dr_model_meta(back, "sasrec_neg_alpha"), "0.75");
+    assert_int_equal(dr__sasrec_get_loss(back->state, &negs, &alpha), DR_SASREC_SAMPLED);
+    assert_int_equal(negs, 48);
+    assert_true(alpha == 0.75f);
+    /* a warm start from it that names no loss trains on with the checkpoint's */
+    dr_model_params wp = dr_model_default_params();
+    wp.name = "sasrec";
+    wp.epochs = 1;
+    wp.threads = 1;
+    wp.init = back;
+    assert_ok(dr_model_fit(g_ds, g_sp, &wp, &warm, &e_));
+    assert_int_equal(dr__sasrec_get_loss(warm->state, &negs, &alpha), DR_SASREC_SAMPLED);
+    assert_int_equal(negs, 48);
+    dr_model_free(warm);
+    dr_model_free(back);
+    dr_model_free(m);
+    /* CE: the loss is saved, the sampled settings are not */
+    mp.loss = "ce";
+    mp.negatives = 0;
+    mp.neg_alpha = -1;
+    mp.epochs = 1;
+    assert_ok(dr_model_fit(g_ds, g_sp, &mp, &m, &e_));
+    assert_ok(dr_model_save(m, g_ds, g_sp, path2, &e_));
+    assert_ok(dr_model_load(path2, &back, &e_));
+    assert_string_equal(dr_model_meta(back, "sasrec_loss"), "ce");
+    assert_null(dr_model_meta(back, "sasrec_negatives"));
+    assert_int_equal(dr__sasrec_get_loss(back->state, NULL, NULL), DR_SASREC_CE);
+    dr_model_free(back);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+
+    /* bad values */
+    mp = sampled_mp();
+    mp.loss = "softmax";
+    fit_fails(&mp, "unknown loss 'softmax' (ce, bce, sampled)");
+    mp = sampled_mp();
+    mp.negatives = DR_SASREC_MAX_NEGATIVES + 1;
+    fit_fails(&mp, "negatives=65537 out of range");
+    mp = sampled_mp();
+    mp.neg_alpha = 1.5f;
+    fit_fails(&mp, "neg_alpha=1.5 out of range");
+    mp = sampled_mp();
+    mp.loss = "ce";
+    fit_fails(&mp, "apply to the loss 'sampled' only");
+    mp.loss = NULL; /* the default loss is ce */
+    fit_fails(&mp, "apply to the loss 'sampled' only");
+}
+
+/* Determinism for a seed: the same seed gives the same bytes (and any thread count, above);
+ * another seed draws other negatives. */
+static void test_sampled_seed(void **state) {
+    float *blk[3];
+    size_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        dr_sasrec_params p = small_params();
+        p.loss = DR_SASREC_SAMPLED;
+        p.negatives = 32;
+        p.seed = k == 2 ? 6 : 5;
+        dr_sasrec *m = NULL;
+        dr_error e = {0};
+        if (dr__sasrec_fit(g_ds, g_sp, &p, &m, &e) != DR_OK) fail_msg("fit: %s", e.msg);
+        const float *b = dr__sasrec_param_block(m, &n);
+        blk[k] = malloc(n * sizeof(float));
+        memcpy(blk[k], b, n * sizeof(float));
+        dr__sasrec_free(m);
+    }
+    assert_memory_equal(blk[0], blk[1], n * sizeof(float));
+    assert_memory_not_equal(blk[0], blk[2], n * sizeof(float));
+    for (int k = 0; k < 3; k++) free(blk[k]);
+}
+
+/* Allocation failures of a sampled fit (its Q tables and negatives) */
+typedef struct so_oom {
+    dr_dataset *ds;
+    dr_split *sp;
+    dr_model_params mp;
+    dr_model *m;
+} so_oom;
+
+static dr_status so_fit(void *ud, dr_error *err) {
+    so_oom *u = ud;
+    return dr_model_fit(u->ds, u->sp, &u->mp, &u->m, err);
+}
+
+DR_OOM_FREE_FN(so_free, so_oom, m, dr_model_free)
+
+static void test_sampled_oom(void **state) {
+    dr_synth_params sp = dr_synth_default_params();
+    sp.seed = 3;
+    sp.n_users = 12;
+    sp.n_items = 10;
+    sp.n_events = 150;
+    sp.n_genres = 2;
+    sp.mod_dim[0] = sp.mod_dim[1] = sp.mod_dim[2] = 0;
+    so_oom u = {0};
+    assert_ok(dr_synth_generate(&sp, &u.ds, &e_));
+    assert_ok(dr_split_create(u.ds, DR_SPLIT_LOO, &u.sp, &e_));
+    u.mp = sampled_mp();
+    u.mp.dim = 4;
+    u.mp.max_len = 4;
+    u.mp.batch = 4;
+    u.mp.eval_every = 1;
+    u.mp.threads = 1;
+    dr_oom_case c = {.name = "dr_model_fit (sasrec, sampled)", .call = so_fit,
+                     .cleanup = so_free, .ud = &u, .out = (void **)&u.m};
+    assert_true(dr_oom_check(&c) > 0);
+    dr_split_free(u.sp);
+    dr_dataset_free(u.ds);
 }
 
 /* A T0 split has no validation targets: training must run every epoch and keep the last
@@ -786,10 +1062,15 @@ int main(void) {
         cmocka_unit_test(test_pointwise_grads),
         cmocka_unit_test(test_embed_grad),
         cmocka_unit_test(test_loss_grads),
+        cmocka_unit_test(test_sampled_loss_grad),
+        cmocka_unit_test(test_sampled_logq),
         cmocka_unit_test(test_model_grad),
         cmocka_unit_test(test_causal_mask),
         cmocka_unit_test(test_padding_invariance),
         cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_sampled_options),
+        cmocka_unit_test(test_sampled_seed),
+        cmocka_unit_test(test_sampled_oom),
         cmocka_unit_test(test_serving),
         cmocka_unit_test(test_beats_pop),
     };
