@@ -8,6 +8,11 @@
  * when the model is missing: bench/server_load.sh says how to train it; ANSWERS: write every
  * user's answer there, one per line, to compare builds). Prints the median over 5 runs
  * of the mean time per request, p50/p99 of single requests and a hash of every answer.
+ * Then the cost of the live statistics (serve_stats.c, `dynrec serve --stats on|off`): two
+ * states over the same checkpoint, one with statistics and live-quality sampling (rate 0.1,
+ * the default) and one without, each taking the same requests in alternated runs: the
+ * recommendation handler (counted per request) and POST /v1/events of 100 events (each
+ * sampled event scored twice on the apply thread before it is applied); median ratios on/off.
  */
 #include <cblas.h>
 
@@ -17,6 +22,9 @@
 #include "serve_core.h"
 
 #define RUNS 5
+#define ALT_RUNS 7      /* alternated on/off runs of the statistics' cost */
+#define EV_BATCH 100    /* events per POST in the statistics' cost */
+#define EV_POSTS 40     /* POSTs per run */
 
 static const char *k10(void *ud, const char *name) {
     (void)ud;
@@ -68,6 +76,7 @@ int main(int argc, char **argv) {
         fclose(f);
     }
     uint64_t hash = 0, allocs = 0;
+    char cmd[128];
     for (int run = 0; run <= RUNS; run++) { /* run 0 warms up and hashes */
         uint64_t a0 = dr__alloc_count();
         double t_all = bench_now();
@@ -93,13 +102,100 @@ int main(int argc, char **argv) {
     printf("serve_recs_k10_p99 %.2f us (last run)\n", 1e6 * bench_quantile_sorted(lat, requests, 0.99));
     printf("serve_recs_allocs_per_request %.3f allocs (warm-up run)\n", (double)allocs / (double)requests);
     printf("serve_output_hash %016llx hash\n", (unsigned long long)hash);
+
+    /* ---- the statistics' cost: a second state with them on, runs alternated with this one */
+    dr_stats *st = NULL;
+    dr_srv *s2 = NULL;
+    dr_routes *r2 = NULL;
+    dr_routes_worker *w2 = NULL;
+    char dir2[] = "/tmp/dynrec-bench-serve-XXXXXX";
+    if (!mkdtemp(dir2)) return 1;
+    dr_stats_params tp = dr__stats_default_params(); /* its thread folds once a second */
+    dr_srv_params p2 = p;
+    p2.data_dir = dir2;
+    if (dr__stats_create(&tp, &st, &err) != DR_OK) return 1;
+    p2.stats = st;
+    if (dr__srv_open(m, &p2, &s2, &err) != DR_OK || dr__routes_create(s2, &rp, &r2, &err) != DR_OK ||
+        dr__routes_worker_create(r2, &w2, &err) != DR_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    dr__routes_set_stats(r2, st);
+    double rec_ratio[ALT_RUNS], ev_ratio[ALT_RUNS], rec_on[ALT_RUNS], rec_off[ALT_RUNS], ev_on[ALT_RUNS], ev_off[ALT_RUNS];
+    size_t alt_req = requests / 4 ? requests / 4 : 1;
+    char *body = malloc((size_t)EV_BATCH * 700);
+    uint32_t ni = dr_model_n_items(m);
+    uint64_t ev_seq = 0;
+    if (!body) return 1;
+    for (int run = 0; run < ALT_RUNS; run++) {
+        for (int side = 0; side < 2; side++) { /* run parity decides who goes first */
+            int on = (run + side) % 2;
+            dr_routes *rr = on ? r2 : r;
+            dr_routes_worker *ww = on ? w2 : w;
+            double t0 = bench_now();
+            for (size_t q = 0; q < alt_req; q++) {
+                dr_route_req rq = {"GET", paths[(q * 7919) % nu], k10, NULL, NULL, NULL, 0, NULL};
+                dr_route_resp resp;
+                dr__routes_handle(rr, ww, &rq, &resp);
+                if (resp.status != 200) return 1;
+            }
+            double t = (bench_now() - t0) / (double)alt_req;
+            if (on) rec_on[run] = t;
+            else rec_off[run] = t;
+            /* events: the same users and items on both sides (times step by one second) */
+            t0 = bench_now();
+            for (int b = 0; b < EV_POSTS; b++) {
+                size_t len = 0;
+                len += (size_t)snprintf(body + len, 16, "[");
+                for (int k = 0; k < EV_BATCH; k++) {
+                    uint64_t x = ev_seq / 2 * EV_BATCH + (uint64_t)b * 1000003u + (uint64_t)k;
+                    len += (size_t)snprintf(body + len, 680, "%s{\"user\":\"%s\",\"item\":\"%s\",\"time\":%llu}",
+                                            k ? "," : "", dr_model_user_id(m, (uint32_t)((x * 7919) % nu)),
+                                            dr_model_item_id(m, (uint32_t)((x * 104729) % ni)),
+                                            (unsigned long long)(1700000000 + ev_seq / 2 * EV_POSTS + (uint64_t)b));
+                }
+                len += (size_t)snprintf(body + len, 16, "]");
+                dr_route_req rq = {"POST", "/v1/events", k10, NULL, NULL, body, len, NULL};
+                dr_route_resp resp;
+                dr__routes_handle(rr, ww, &rq, &resp);
+                if (resp.status != 200) {
+                    fprintf(stderr, "events: %d %.*s\n", resp.status, (int)resp.len, resp.body);
+                    return 1;
+                }
+            }
+            ev_seq++;
+            t = (bench_now() - t0) / (double)(EV_POSTS * EV_BATCH);
+            if (on) ev_on[run] = t;
+            else ev_off[run] = t;
+        }
+        rec_ratio[run] = rec_on[run] / rec_off[run];
+        ev_ratio[run] = ev_on[run] / ev_off[run];
+    }
+    dr_stats_overview ov;
+    dr__stats_overview(st, &ov);
+    printf("# statistics on vs off: %d alternated runs, %zu recommendation requests and %d events a side per run\n",
+           ALT_RUNS, alt_req, EV_POSTS * EV_BATCH);
+    printf("serve_stats_recs_on %.2f us (median)\n", 1e6 * bench_median(rec_on, ALT_RUNS));
+    printf("serve_stats_recs_off %.2f us (median)\n", 1e6 * bench_median(rec_off, ALT_RUNS));
+    printf("serve_stats_recs_ratio %.4f on/off (median of per-run ratios)\n", bench_median(rec_ratio, ALT_RUNS));
+    printf("serve_stats_events_on %.2f us/event (median)\n", 1e6 * bench_median(ev_on, ALT_RUNS));
+    printf("serve_stats_events_off %.2f us/event (median)\n", 1e6 * bench_median(ev_off, ALT_RUNS));
+    printf("serve_stats_events_ratio %.4f on/off (median of per-run ratios)\n", bench_median(ev_ratio, ALT_RUNS));
+    printf("serve_stats_quality_sampled %llu events (hit10 base %.4f, base+adapter %.4f over the last %llu)\n",
+           (unsigned long long)ov.q_total, ov.q_hit_base, ov.q_hit_adapter, (unsigned long long)ov.q_samples);
+    free(body);
+    dr__routes_worker_free(w2);
+    dr__routes_free(r2);
+    dr__srv_close(s2);
+    dr__stats_free(st);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir2);
+    if (system(cmd) != 0) return 1;
     dr__routes_worker_free(w);
     dr__routes_free(r);
     dr__srv_close(s);
     dr_model_free(m);
     free(paths);
     free(lat);
-    char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     return system(cmd) != 0;
 }

@@ -68,6 +68,10 @@ curl -s -X POST -d '{"user":"u1","item":"i1201"}' "$base/v1/events" >/dev/null
 echo "   u1 after taking i1201:   $(curl -s "$base/v1/users/u1/recommendations?k=5" | items)"
 echo "   explanation over HTTP: $(curl -s "$base/v1/users/u1/items/$top/explanation" | sed -n 's/.*"text":"\(.*\)","verified".*/\1/p' | sed 's/\\"/"/g' | cut -c1-100)..."
 echo "   $(curl -s "$base/metrics" | grep '^dynrec_events_total')"
+echo "   dashboard: $base/ui/ ($(curl -s -o /dev/null -w '%{http_code}, %{size_download} bytes' "$base/ui/"); embedded, works offline)"
+sleep 1 # one folded second
+echo "   GET /v1/stats/series (the last hour at 1 s): $(curl -s "$base/v1/stats/series" | sed -n 's/.*"n":\([0-9]*\),.*"events":\[\([^]]*\)\].*/\1 rows, events per second: \2/p' | cut -c1-90)"
+echo "   live quality (Hit@10 of sampled incoming events): $(curl -s "$base/v1/stats" | sed -n 's/.*"quality":\({[^}]*}\).*/\1/p')"
 kill -TERM $pid
 wait $pid
 trap - EXIT
