@@ -22,7 +22,7 @@
 #include "serve_core.h"
 
 #define RUNS 5
-#define ALT_RUNS 7      /* alternated on/off runs of the statistics' cost */
+#define ALT_RUNS 11     /* alternated on/off runs of the statistics' cost */
 #define EV_BATCH 100    /* events per POST in the statistics' cost */
 #define EV_POSTS 40     /* POSTs per run */
 

@@ -264,6 +264,8 @@ struct dr_srv {
     int quality;                   /* live quality (p.stats) of the events after the replay at
                                       open: set before the apply thread starts */
     float *winbuf;                 /* (DR_WIN_ITEM_STATS(d)) the apply thread's, for item_q */
+    uint32_t *qstamp;              /* (items.cap) live quality: qmark on the user's history */
+    uint32_t qmark;
     dr_log_pos score_after;
     dr_srv_preq preq;
     float *sc_hp;                  /* (d) */
@@ -476,27 +478,47 @@ static void score_event(dr_srv *s, uint32_t u, uint32_t i, int64_t t) {
         }
 }
 
+/* Apply thread, live quality: whether item i would be in the top 10 (history excluded) under
+ * latents z (rows of d floats) and user vector h: fewer than 10 other items outside the history
+ * (marked in qstamp) score at least as high as i (ties pessimistic, as in eval.c). The scan
+ * stops at the 10th such item, so a miss, the usual outcome, costs a small part of a scan. */
+static int in_top10(const dr_srv *s, const float *z, const float *h, uint32_t i, uint32_t n) {
+    const uint32_t d = s->d;
+    float si = 0;
+    for (uint32_t c = 0; c < d; c++) si += z[(size_t)i * d + c] * h[c];
+    uint32_t above = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        if (j == i || s->qstamp[j] == s->qmark) continue;
+        const float *zj = z + (size_t)j * d;
+        float sj = 0;
+        for (uint32_t c = 0; c < d; c++) sj += zj[c] * h[c];
+        if (sj >= si && ++above == 10) return 0;
+    }
+    return 1;
+}
+
 /* Apply thread, live quality (serve_stats.c): was item i in u's top 10 (history excluded) just
- * before the event, under the base alone (h_u . z_i) and under base + adapter? s->wh holds
- * u's base latent. */
+ * before the event, under the base alone (h_u . z_i) and under base + adapter (h'_u . z'_i)?
+ * s->wh holds u's base latent. An item already in the history is a miss under both. */
 static void live_quality(dr_srv *s, uint32_t u, uint32_t i, int64_t t) {
     const uint32_t *hi;
     size_t nh = user_hist(s, u, &hi);
-    uint32_t n = 0, n_active = atomic_load_explicit(&s->items.n, memory_order_relaxed);
-    int hit[2] = {0, 0};
-    for (int pass = 0; pass < 2; pass++) {
-        const float *z = s->z, *h = s->wh;
-        if (pass) {
-            dr__adapter_user(s->ad, u, t, s->wh, s->sc_hp);
-            z = dr__adapter_items(s->ad);
-            h = s->sc_hp;
-        }
-        if (dr__topk_scan(z, n_active, s->d, h, hi, nh, 10, s->pts, s->sc_items, s->sc_scores, &n,
-                          NULL) != DR_OK)
-            return;
-        for (uint32_t k = 0; k < n; k++) hit[pass] |= s->sc_items[k] == i;
+    uint32_t n = atomic_load_explicit(&s->items.n, memory_order_relaxed);
+    if (++s->qmark == 0) { /* the stamps wrapped: clear them once */
+        memset(s->qstamp, 0, (size_t)s->items.cap * sizeof *s->qstamp);
+        s->qmark = 1;
     }
-    dr__stats_quality(s->p.stats, hit[0], hit[1]);
+    int seen = 0;
+    for (size_t k = 0; k < nh; k++) {
+        s->qstamp[hi[k]] = s->qmark;
+        seen |= hi[k] == i;
+    }
+    int hb = !seen && in_top10(s, s->z, s->wh, i, n), ha = 0;
+    if (!seen) {
+        dr__adapter_user(s->ad, u, t, s->wh, s->sc_hp);
+        ha = in_top10(s, dr__adapter_items(s->ad), s->sc_hp, i, n);
+    }
+    dr__stats_quality(s->p.stats, hb, ha);
 }
 
 /* Apply thread: the event's time, no older than the newest applied (the adapter needs
@@ -1455,6 +1477,7 @@ static dr_status build(const dr_model *m, const dr_srv_params *p, int ephemeral,
     s->evring = dr__calloc(DR_SRV_EVENT_RING, sizeof *s->evring);
     s->sc_hp = dr__calloc(d, sizeof *s->sc_hp);
     s->winbuf = dr__calloc(DR_WIN_ITEM_STATS(d), sizeof *s->winbuf);
+    if (p->stats && !p->frozen && !ephemeral && !(s->qstamp = dr__calloc(ci, sizeof *s->qstamp))) goto fail;
     if (!s->evring || !s->sc_hp || !s->winbuf || !s->hist || !s->meta || !s->z || !s->cold || !s->basepop || !s->pscore || !s->wctx || !s->wh ||
         !s->ks.e || !s->arecs || !s->aflags || !s->dup || !s->ring)
         goto fail;
@@ -1647,6 +1670,7 @@ void dr__srv_close(dr_srv *s) {
     dr__free(s->evring);
     dr__free(s->sc_hp);
     dr__free(s->winbuf);
+    dr__free(s->qstamp);
     dr__free(s->arecs);
     dr__free(s->aflags);
     dr__free(s->dup);

@@ -221,10 +221,8 @@ static json_t *get(dr_routes *r, dr_routes_worker *w, const char *path, const ch
     return o;
 }
 
-static void test_routes(void **state) {
-    (void)state;
-    char dir[512];
-    dr_test_tmpdir(dir, sizeof dir);
+/* A small BPR-MF checkpoint in dir/m.drm, loaded back (ids, histories). */
+static dr_model *small_model(const char *dir) {
     dr_synth_params sp = dr_synth_default_params();
     sp.n_users = 80;
     sp.n_items = 60;
@@ -241,14 +239,22 @@ static void test_routes(void **state) {
     mp.epochs = 5;
     mp.threads = 1;
     assert_ok(dr_model_fit(ds, split, &mp, &m, &e_));
-    char path[600], state_dir[600];
+    char path[600];
     snprintf(path, sizeof path, "%s/m.drm", dir);
-    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
     assert_ok(dr_model_save(m, ds, split, path, &e_));
     dr_model_free(m);
     dr_split_free(split);
     dr_dataset_free(ds);
     assert_ok(dr_model_load(path, &m, &e_));
+    return m;
+}
+
+static void test_routes(void **state) {
+    (void)state;
+    char dir[512], state_dir[600];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = small_model(dir);
+    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
     dr_stats *st = make(1.0, 1000);
     dr_srv_params p = dr__srv_default_params();
     p.data_dir = state_dir;
@@ -377,6 +383,66 @@ static void test_routes(void **state) {
     dr_test_rmrf(dir);
 }
 
+/* Live quality's early-stopping test against its slow twin: before each event, the base's
+ * scores of every item (dr__srv_base_scores: is the item among the 10 best, ties counted
+ * against it) and the served top 10 (dr__srv_recommend over the published adapter, asked at
+ * the event's own time) say what the apply thread must count. */
+static void test_quality_twin(void **state) {
+    (void)state;
+    char dir[512], state_dir[600];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = small_model(dir);
+    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
+    dr_srv_params p = dr__srv_default_params();
+    p.data_dir = state_dir;
+    p.durable = 0;
+    p.snapshot_every = 0;
+    dr_srv *s = NULL;
+    dr_srv_worker *w = NULL;
+    dr_error err = {0};
+    uint32_t nu = dr_model_n_users(m), ni = dr_model_n_items(m), nb;
+    int64_t t = 2000000000;
+    /* one event sets the clock the readers use (every later event is at it); then a restart
+     * with statistics (the replay is not sampled) */
+    dr_srv_event ev = {dr_model_user_id(m, 0), dr_model_item_id(m, 0), t, 1, NULL};
+    dr_srv_ack ack;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_submit(s, &ev, 1, &ack, &e_));
+    dr__srv_close(s);
+    dr_stats *st = make(1.0, 1000);
+    p.stats = st;
+    assert_ok(dr__srv_open(m, &p, &s, &e_));
+    assert_ok(dr__srv_worker_create(s, &w, &e_));
+    float *bs = malloc(ni * sizeof *bs);
+    assert_non_null(bs);
+    int want_b = 0, want_a = 0, events = 60;
+    for (int k = 0; k < events; k++) {
+        ev.user = dr_model_user_id(m, (uint32_t)(k * 37) % nu);
+        dr_srv_recs rec;
+        assert_ok(dr__srv_recommend(s, w, ev.user, 10, &rec, &e_));
+        uint32_t item = k % 2 ? rec.items[(uint32_t)k % rec.n] : (uint32_t)(k * 53) % ni;
+        ev.item = dr_model_item_id(m, item);
+        assert_true(dr__srv_base_scores(s, w, ev.user, bs, ni, &nb, &err));
+        uint32_t above = 0;
+        for (uint32_t j = 0; j < nb; j++) above += j != item && bs[j] >= bs[item];
+        want_b += isfinite(bs[item]) && above < 10;
+        for (uint32_t j = 0; j < rec.n; j++) want_a += rec.items[j] == item;
+        assert_ok(dr__srv_submit(s, &ev, 1, &ack, &e_));
+    }
+    dr_stats_overview o;
+    dr__stats_overview(st, &o);
+    assert_int_equal(o.q_samples, events);
+    assert_true(want_a > 0 && want_b > 0);
+    assert_int_equal((int)lround(o.q_hit_base * (double)o.q_samples), want_b);
+    assert_int_equal((int)lround(o.q_hit_adapter * (double)o.q_samples), want_a);
+    free(bs);
+    dr__srv_worker_free(w);
+    dr__srv_close(s);
+    dr__stats_free(st);
+    dr_model_free(m);
+    dr_test_rmrf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fold),
@@ -384,6 +450,7 @@ int main(void) {
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_quality_twin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
