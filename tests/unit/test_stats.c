@@ -249,17 +249,24 @@ static dr_model *small_model(const char *dir) {
     return m;
 }
 
-static void test_routes(void **state) {
-    (void)state;
-    char dir[512], state_dir[600];
-    dr_test_tmpdir(dir, sizeof dir);
-    dr_model *m = small_model(dir);
+/* A served state's settings in dir/state: no fsync, no snapshot before close. */
+static dr_srv_params srv_params(const char *dir) {
+    static char state_dir[600];
     snprintf(state_dir, sizeof state_dir, "%s/state", dir);
-    dr_stats *st = make(1.0, 1000);
     dr_srv_params p = dr__srv_default_params();
     p.data_dir = state_dir;
     p.durable = 0;
     p.snapshot_every = 0;
+    return p;
+}
+
+static void test_routes(void **state) {
+    (void)state;
+    char dir[512];
+    dr_test_tmpdir(dir, sizeof dir);
+    dr_model *m = small_model(dir);
+    dr_stats *st = make(1.0, 1000);
+    dr_srv_params p = srv_params(dir);
     p.stats = st;
     dr_srv *s = NULL;
     assert_ok(dr__srv_open(m, &p, &s, &e_));
@@ -389,14 +396,10 @@ static void test_routes(void **state) {
  * the event's own time) say what the apply thread must count. */
 static void test_quality_twin(void **state) {
     (void)state;
-    char dir[512], state_dir[600];
+    char dir[512];
     dr_test_tmpdir(dir, sizeof dir);
     dr_model *m = small_model(dir);
-    snprintf(state_dir, sizeof state_dir, "%s/state", dir);
-    dr_srv_params p = dr__srv_default_params();
-    p.data_dir = state_dir;
-    p.durable = 0;
-    p.snapshot_every = 0;
+    dr_srv_params p = srv_params(dir);
     dr_srv *s = NULL;
     dr_srv_worker *w = NULL;
     dr_error err = {0};
