@@ -22,7 +22,7 @@ static const char *serve_help =
     "                    [--idempotency-ttl 86400] [--swap-check-events 2000] [--swap-max-drop 0.02]\n"
     "                    [--adapter on|off] [--compact-after-swap]\n"
     "                    [--swap-rebuild-events 0] [--llm X.gguf [--align M.align]]\n"
-    "                    [--stats on|off] [--quality-rate 0.1]\n"
+    "                    [--stats on|off] [--quality-rate 0.03]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
     "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
     "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
@@ -66,7 +66,7 @@ static const char *serve_help_stats =
     "                       (GET /v1/stats answers totals only, /v1/stats/series 503)\n"
     "  --quality-rate X     share of incoming events (0..1, by a hash of user, item and time)\n"
     "                       whose item is looked up in the user's top 10 before the event is\n"
-    "                       applied, under the base alone and under base + adapter (0.1)\n";
+    "                       applied, under the base alone and under base + adapter (0.03)\n";
 
 static int read_key(const char *path, char *key, size_t cap) {
     FILE *f = fopen(path, "r");

@@ -748,7 +748,7 @@ typedef struct dr_httpd_params {
     const char *llm_align;    /* its .align file (dynrec align; NULL: titles only, lambda 0) */
     int stats;                /* 1: live statistics and quality sampling (GET /v1/stats, the
                                  dashboard; default); 0: off */
-    double quality_rate;      /* share of incoming events scored for live quality (0.1) */
+    double quality_rate;      /* share of incoming events scored for live quality (0.03) */
 } dr_httpd_params;
 
 dr_httpd_params dr_httpd_default_params(void);

@@ -122,8 +122,10 @@
                                         thread (mod 16): threads rarely share a line */
 #define DR_STATS_LAT_MINUTE 60u       /* seconds of latency histograms behind the overview's
                                         p50/p99 (60 x 217 counters) */
-#define DR_STATS_QUALITY_RATE 0.1     /* default share of incoming events scored for live
-                                        quality: two top-10 scans each on the apply thread */
+#define DR_STATS_QUALITY_RATE 0.03    /* default share of incoming events scored for live
+                                        quality: two top-10 tests each on the apply thread, 2%
+                                        of its CPU per event at 0.03 on amazon-mtv (6% at 0.1;
+                                        docs/BENCH.md) */
 #define DR_STATS_QUALITY_WINDOW 1000u /* default sliding window of sampled events */
 #define DR_STATS_QUALITY_MAX 1000000u /* the largest window (a byte per sampled event) */
 #define DR_STATS_DETAIL_K_MAX 100u    /* k of ?detail=1: each item's base rank is a scan of

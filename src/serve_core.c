@@ -172,6 +172,8 @@ typedef struct ack_ent {
 } ack_ent;
 
 /* A GET /v1/state (or dr__srv_positions) waiting for the apply thread. */
+#define QBLOCK 256 /* live quality: items scored at a time before the count is looked at */
+
 typedef struct state_query {
     dr_srv_state out;
     int positions;                 /* dr__srv_positions: the applied position only, no hash */
@@ -266,6 +268,7 @@ struct dr_srv {
     float *winbuf;                 /* (DR_WIN_ITEM_STATS(d)) the apply thread's, for item_q */
     uint32_t *qstamp;              /* (items.cap) live quality: qmark on the user's history */
     uint32_t qmark;
+    float qbuf[QBLOCK];            /* live quality: a block of scores */
     dr_log_pos score_after;
     dr_srv_preq preq;
     float *sc_hp;                  /* (d) */
@@ -480,19 +483,23 @@ static void score_event(dr_srv *s, uint32_t u, uint32_t i, int64_t t) {
 
 /* Apply thread, live quality: whether item i would be in the top 10 (history excluded) under
  * latents z (rows of d floats) and user vector h: fewer than 10 other items outside the history
- * (marked in qstamp) score at least as high as i (ties pessimistic, as in eval.c). The scan
- * stops at the 10th such item, so a miss, the usual outcome, costs a small part of a scan. */
-static int in_top10(const dr_srv *s, const float *z, const float *h, uint32_t i, uint32_t n) {
+ * (marked in qstamp) score at least as high as i (ties pessimistic, as in eval.c). Scores come
+ * from the serving kernel (dr__topk_scan_scores) a block of QBLOCK items at a time, and the
+ * scan stops at the block where the 10th such item turns up, so a miss, the usual outcome,
+ * costs a small part of a scan. */
+static int in_top10(dr_srv *s, const float *z, const float *h, uint32_t i, uint32_t n) {
     const uint32_t d = s->d;
-    float si = 0;
-    for (uint32_t c = 0; c < d; c++) si += z[(size_t)i * d + c] * h[c];
+    float si;
+    dr__topk_scan_scores(z + (size_t)i * d, 1, d, h, &si, 0);
     uint32_t above = 0;
-    for (uint32_t j = 0; j < n; j++) {
-        if (j == i || s->qstamp[j] == s->qmark) continue;
-        const float *zj = z + (size_t)j * d;
-        float sj = 0;
-        for (uint32_t c = 0; c < d; c++) sj += zj[c] * h[c];
-        if (sj >= si && ++above == 10) return 0;
+    for (uint32_t j0 = 0; j0 < n; j0 += QBLOCK) {
+        uint32_t m = n - j0 < QBLOCK ? n - j0 : QBLOCK;
+        dr__topk_scan_scores(z + (size_t)j0 * d, m, d, h, s->qbuf, 0);
+        for (uint32_t k = 0; k < m; k++) {
+            uint32_t j = j0 + k;
+            if (j == i || s->qstamp[j] == s->qmark) continue;
+            if (s->qbuf[k] >= si && ++above == 10) return 0;
+        }
     }
     return 1;
 }

@@ -23,7 +23,7 @@ typedef struct dr_stats_totals {
 typedef void (*dr_stats_totals_fn)(void *ud, dr_stats_totals *out);
 
 typedef struct dr_stats_params {
-    double quality_rate;      /* share of incoming events scored for live quality (0.1) */
+    double quality_rate;      /* share of incoming events scored for live quality (0.03) */
     uint32_t quality_window;  /* sampled events in the sliding window (1000), 1..DR_STATS_QUALITY_MAX */
     int thread;               /* 1: a thread folds the counters once a second; 0: the caller
                                  calls dr__stats_tick (tests) */
