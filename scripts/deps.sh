@@ -15,7 +15,7 @@
 # llama.cpp that pkg-config knows (`pkg-config llama`); otherwise the static CPU build that
 # scripts/llama.sh makes once from npm's node-llama-cpp@3.21.1 into ~/.cache/dynrec.
 #
-# The dashboard: npm's uplot@1.6.32 (its dist files and LICENSE, embedded by the build) and,
+# The dashboard: npm's uplot@1.6.32 (its minified dist files and LICENSE, embedded by the build) and,
 # for the browser test, npm's playwright-core@1.58.2 and a chromium binary (Debian's
 # `chromium`), fetched once into the same cache. When npm cannot fetch them the build goes on
 # (the dashboard without charts) and says so; the browser test then fails.
@@ -207,11 +207,11 @@ npm_pack() { # NAME@VERSION WORKDIR: the package's tarball unpacked into WORKDIR
         tar -xzf "$2"/*.tgz -C "$2"
 }
 uplot_dir="$CACHE/uplot-$UPLOT_VERSION"
-if [ ! -f "$uplot_dir/.dynrec-ok" ]; then
+if [ ! -f "$uplot_dir/.dynrec-ok" ] || [ ! -f "$uplot_dir/uPlot.iife.min.js" ]; then
     w="$CACHE/uplot-fetch.$$"
     rm -rf "$w" "$uplot_dir"
     if npm_pack "uplot@$UPLOT_VERSION" "$w" && mkdir -p "$uplot_dir" &&
-        cp "$w/package/dist/uPlot.esm.js" "$w/package/dist/uPlot.min.css" "$w/package/LICENSE" "$uplot_dir/"; then
+        cp "$w/package/dist/uPlot.iife.min.js" "$w/package/dist/uPlot.min.css" "$w/package/LICENSE" "$uplot_dir/"; then
         touch "$uplot_dir/.dynrec-ok"
     else
         echo "deps: could not fetch uplot@$UPLOT_VERSION from npm ($(tail -n 1 "$w/npm.log" 2>/dev/null)): the dashboard is built without charts" >&2

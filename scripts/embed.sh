@@ -1,7 +1,8 @@
 #!/bin/sh
 # embed.sh OUT.c UI_DIR [UPLOT_DIR] - writes the dashboard's files as C arrays (src/serve_ui.h's
-# table): every file of UI_DIR, and, when UPLOT_DIR holds them, uPlot's uPlot.esm.js,
-# uPlot.min.css and LICENSE as vendor/uPlot.esm.js, vendor/uPlot.min.css, vendor/uPlot.LICENSE.
+# table): every file of UI_DIR, and, when UPLOT_DIR holds them, uPlot's uPlot.iife.min.js,
+# uPlot.min.css and LICENSE as vendor/uPlot.iife.min.js, vendor/uPlot.min.css,
+# vendor/uPlot.LICENSE.
 # Bytes go through `xxd -i` when it is present, else through od (POSIX). The ETag of a file is
 # its POSIX cksum and length. The output is written to OUT.c.tmp and renamed.
 set -eu
@@ -36,8 +37,8 @@ list=""
 for f in "$ui"/*; do
     [ -f "$f" ] && list="$list $(basename "$f")=$f"
 done
-if [ -n "$uplot" ] && [ -f "$uplot/uPlot.esm.js" ]; then
-    list="$list vendor/uPlot.esm.js=$uplot/uPlot.esm.js vendor/uPlot.min.css=$uplot/uPlot.min.css"
+if [ -n "$uplot" ] && [ -f "$uplot/uPlot.iife.min.js" ]; then
+    list="$list vendor/uPlot.iife.min.js=$uplot/uPlot.iife.min.js vendor/uPlot.min.css=$uplot/uPlot.min.css"
     list="$list vendor/uPlot.LICENSE=$uplot/LICENSE"
 fi
 

@@ -177,12 +177,12 @@ test('item page: title, attributes, nearest items', async () => {
 });
 
 test('static files: content types, ETag and 304', async () => {
-  const r = await fetch(base + '/ui/vendor/uPlot.esm.js');
+  const r = await fetch(base + '/ui/vendor/uPlot.iife.min.js');
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type'), /^text\/javascript/);
   const etag = r.headers.get('etag');
   assert.ok(etag);
-  const r2 = await fetch(base + '/ui/vendor/uPlot.esm.js', { headers: { 'If-None-Match': etag } });
+  const r2 = await fetch(base + '/ui/vendor/uPlot.iife.min.js', { headers: { 'If-None-Match': etag } });
   assert.equal(r2.status, 304);
   assert.match((await fetch(base + '/ui/style.css')).headers.get('content-type'), /^text\/css/);
 });
