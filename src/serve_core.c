@@ -52,6 +52,13 @@
  * Frozen (p.frozen, `dynrec serve --adapter off`): the same state without the adapter learning;
  * recommendations are the base's h_u . z_i over the checkpoint's own item rows (new items 0),
  * P-STREAM's frozen column served; no snapshots (a later start with the adapter replays the log).
+ * Live quality (p.stats, serve_stats.c): an incoming event the stats' hash samples (not the
+ * replay at open: the flag is set after recovery) is tested just before it is applied: is its
+ * item among the user's top 10 (history excluded, ties against it) under the base's z and under
+ * the adapter's z'? Counting the items scored at least as high, a block of 256 at a time with
+ * the serving kernel, and stopping at the 10th, a miss costs a small part of a scan; a hit, two
+ * whole scans. Rejected: two full top-k selections per sampled event (1.53x the apply path's
+ * time at a rate of 0.1; docs/BENCH.md).
  * Readers, lock-free: registries are insert-only tables of atomic slots (release/acquire); a
  * history {len, cap, items} only grows (items[len], then len + 1 with release), a full one is
  * copied to twice the size and swapped, old blocks kept until close (at most as much again as

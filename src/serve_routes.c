@@ -20,6 +20,10 @@
  * The API key is compared in constant time (every byte of the key is touched whatever the
  * input). Metrics are relaxed atomic counters: requests by route and status, latency
  * histograms by route, 401s; the core's statistics are read at scrape time.
+ * Live statistics (serve_stats.c, dr__routes_set_stats): count() adds each answered request
+ * to them; GET /v1/stats and /v1/stats/series read them; ?detail=1 on recommendations, users and
+ * items adds what the dashboard shows (base score and rank beside the adapter's, recent history,
+ * fusion gates, window figures, nearest items) and leaves the plain answers as they were.
  * Explanations (explain=true on recommendations, and /v1/users/{u}/items/{i}/explanation) are
  * written by one function, explain_into(), with a template explainer made when the routes are
  * created; without a model there is no explainer and both answer 501.
