@@ -35,7 +35,8 @@ echo "== tune: models and settings searched on validation targets (6 trials), ba
 echo "== serve: dynrec serve on 127.0.0.1 (ephemeral port), events in, recommendations out"
 serve() { # checkpoint state-folder: starts the server, sets pid and base
     rm -rf "$2" build/demo-port
-    "$BIN" serve --model "$1" --data-dir "$2" --port 0 \
+    # --quality-rate 1: the demo's few events all count in the dashboard's live quality
+    "$BIN" serve --model "$1" --data-dir "$2" --port 0 --quality-rate 1 \
         --port-file build/demo-port --threads 2 --quiet >build/demo-serve.log 2>&1 &
     pid=$!
     trap 'kill -9 $pid 2>/dev/null || true' EXIT
