@@ -9,13 +9,12 @@ document.getElementById('uid').textContent = user;
 document.title = 'dynrec · user ' + user;
 window.__dash = { explained: null, timelineLen: 0 };
 
-let lastLen = -1, trainedLen = null, explained = null;
+let lastLen = -1, explained = null;
 
 async function timeline() {
   const box = document.getElementById('timeline');
   await guarded(box, async () => {
     const u = await api(`/v1/users/${enc(user)}?detail=1`);
-    if (trainedLen == null) trainedLen = u.history - u.events; // the checkpoint's part
     document.getElementById('ucount').textContent = `${fmtInt(u.history)} items, ${fmtInt(u.events)} events while serving`;
     if (u.history === lastLen) return;
     lastLen = u.history;
