@@ -25,7 +25,10 @@ LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lhir
 LDFLAGS_ALL = $(SAN) -pthread $(LDFLAGS)
 
 SRC     := $(sort $(wildcard src/*.c))
-OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+# the dashboard (ui/ and uPlot from the cache, UPLOT_DIR in build/llama.mk) as C arrays
+UI      := $(sort $(wildcard ui/*))
+UI_C    := $(BUILD)/gen/ui_files.c
+OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ui_files.o
 LIB     := $(BUILD)/libdynrec.a
 BIN     := $(BUILD)/dynrec
 UNIT    := $(sort $(wildcard tests/unit/test_*.c))
@@ -63,6 +66,12 @@ deps: $(DEPS)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/dynrec.h | $(DEPS)
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(UI_C): $(UI) scripts/embed.sh build/llama.mk
+	sh scripts/embed.sh $@ ui $(UPLOT_DIR)
+
+$(BUILD)/obj/ui_files.o: $(UI_C) src/serve_ui.h | $(DEPS)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(OBJ)
@@ -106,11 +115,11 @@ bench: $(DEPS) $(BIN) $(BENCHBIN) $(LIVEBIN)
 	@BUILD=$(BUILD) sh bench/run.sh
 
 FUZZ_SECONDS ?= 60
-fuzz: $(DEPS)
+fuzz: $(DEPS) $(UI_C)
 	@mkdir -p build/fuzz
 	@for f in $(FUZZ); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(LLAMA_CFLAGS) \
-	    $$f $(SRC) $(LIBS) -o build/fuzz/$$n || exit 1; \
+	    $$f $(SRC) $(UI_C) $(LIBS) -o build/fuzz/$$n || exit 1; \
 	  mkdir -p build/fuzz/$$n.corpus; \
 	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build/fuzz/$$n.corpus tests/fuzz/corpus/$${n#fuzz_} || exit 1; \
 	done

@@ -23,7 +23,12 @@
 # (build/live), BUILD (build/release), SWAP_TRAIN_FLAGS (bench/live_swap.sh), SWAP_SERVE_FLAGS (extra `dynrec serve` flags
 # of the swap column, e.g. --swap-rebuild-events 40000), SWAP_WAIT (1: at
 # each tenth the replay waits for the previous swap to finish, so every tenth gets its swap even
-# when a retrain outlasts a tenth of the replay; 0: such tenths are skipped).
+# when a retrain outlasts a tenth of the replay; 0: such tenths are skipped), SERVE_FLAGS
+# (extra `dynrec serve` flags of every column, e.g. --quality-rate 1).
+# Each column's GET /v1/stats and /v1/stats/series at the end of its replay go to
+# OUT/COLUMN.stats.json and OUT/COLUMN.series.json, and the server's live quality (Hit@10 of the
+# sampled events under the base alone and under base + adapter, summed over the series) is
+# printed beside the client's figures.
 # Output: the tables, OUT/live.jsonl (one JSON line per column), OUT/COLUMN.per-event.tsv.
 set -u
 BUILD=${BUILD:-build/release}
@@ -76,8 +81,9 @@ run_column() { # NAME [serve flags...]
     shift
     state="$OUT/state-$col"
     rm -rf "$state" "$OUT/$col.port"
+    # shellcheck disable=SC2086
     "$BIN" serve --model "$MODEL" --data-dir "$state" --port 0 --port-file "$OUT/$col.port" \
-        --threads "$THREADS" --quiet "$@" >"$OUT/$col.serve.log" 2>&1 &
+        --threads "$THREADS" --quiet ${SERVE_FLAGS:-} "$@" >"$OUT/$col.serve.log" 2>&1 &
     server_pid=$!
     n=0
     while [ ! -s "$OUT/$col.port" ]; do
@@ -100,6 +106,14 @@ run_column() { # NAME [serve flags...]
         "$BUILD/live_client" "$@"
     fi
     rc=$?
+    if command -v curl >/dev/null 2>&1; then # the server's own view of the replay
+        sleep 1.2 # the last second folded
+        curl -s "http://127.0.0.1:$port/v1/stats" >"$OUT/$col.stats.json"
+        curl -s "http://127.0.0.1:$port/v1/stats/series" >"$OUT/$col.series.json"
+        jq -r '(.quality_samples | add) as $n | (.hit_base | add) as $b | (.hit_adapter | add) as $a |
+          if $n > 0 then "live quality (server, sampled events): \($n) events, Hit@10 base \($b / $n * 10000 | round / 10000), base + adapter \($a / $n * 10000 | round / 10000)"
+          else "live quality (server): no sampled events" end' "$OUT/$col.series.json" 2>/dev/null
+    fi
     stop_server
     [ $rc -eq 0 ] || echo "live_replay: column $col: live_client exit $rc (failed requests or I/O)" >&2
 }

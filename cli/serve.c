@@ -23,12 +23,14 @@ static const char *serve_help =
     "                    [--swap-max-z 1.645]\n"
     "                    [--adapter on|off] [--compact-after-swap]\n"
     "                    [--swap-rebuild-events 0] [--llm X.gguf [--align M.align]]\n"
+    "                    [--stats on|off] [--quality-rate 0.03]\n"
     "  Serves recommendations over HTTP from a dot-product checkpoint (mf, sasrec) with the\n"
     "  online adapter learning from every event. DIR holds the adapter snapshots and, with\n"
     "  --log sqlite, the durable event log (SQLite WAL); on start the newest snapshot is loaded\n"
     "  and the log is replayed. Endpoints: POST /v1/events, GET /v1/users/{user}/recommendations\n"
     "  ?k=10[&after=ID&wait_ms=1000], GET /v1/users/{user}, PUT|GET /v1/items/{item},\n"
-    "  GET /v1/state, POST /v1/admin/base, GET /healthz, GET /metrics.\n"
+    "  GET /v1/state, GET /v1/stats, GET /v1/stats/series, POST /v1/admin/base, GET /healthz,\n"
+    "  GET /metrics; the dashboard at /ui/ (embedded; public even with an API key).\n"
     "  Base swap: POST /v1/admin/base {\"path\": \"new.drm\", \"force\": false}, or SIGHUP (the file\n"
     "  at --model, re-read), puts a new checkpoint live while requests go on; it is a base record\n"
     "  in the log, so a restart (which serves the base the log names) and every replica follow it.\n"
@@ -61,6 +63,13 @@ static const char *serve_help =
     "                       user's history, with the adapter's current h'_u, z'_i as soft tokens\n"
     "  --align M.align      the alignment (dynrec align) for --llm, with its lambda; checked\n"
     "                       against the GGUF at start\n";
+/* the rest of the help (one literal would pass the 4095 bytes C guarantees) */
+static const char *serve_help_stats =
+    "  --stats off          no live statistics: no per-second series, no live-quality sampling\n"
+    "                       (GET /v1/stats answers totals only, /v1/stats/series 503)\n"
+    "  --quality-rate X     share of incoming events (0..1, by a hash of user, item and time)\n"
+    "                       whose item is looked up in the user's top 10 before the event is\n"
+    "                       applied, under the base alone and under base + adapter (0.03)\n";
 
 static int read_key(const char *path, char *key, size_t cap) {
     FILE *f = fopen(path, "r");
@@ -109,6 +118,7 @@ int cli_cmd_serve(int argc, char **argv) {
         double x;
         if (cli_is_help(a)) {
             fputs(serve_help, stdout);
+            fputs(serve_help_stats, stdout);
             return 0;
         }
         if (!strcmp(a, "--public-read")) { p.public_read = 1; continue; }
@@ -126,6 +136,16 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--adapter", &err))) {
             if (strcmp(v, "on") && strcmp(v, "off")) return cli_usage_error("bad --adapter '%s' (on|off)", v);
             p.frozen = !strcmp(v, "off");
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--stats", &err))) {
+            if (strcmp(v, "on") && strcmp(v, "off")) return cli_usage_error("bad --stats '%s' (on|off)", v);
+            p.stats = !strcmp(v, "on");
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--quality-rate", &err))) {
+            if (cli_parse_double(v, &x) || !(x >= 0 && x <= 1)) return cli_usage_error("bad --quality-rate '%s' (0..1)", v);
+            p.quality_rate = x;
             continue;
         }
         if ((v = cli_opt_value(&o, "--idempotency-ttl", &err))) {

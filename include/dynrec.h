@@ -764,6 +764,9 @@ typedef struct dr_httpd_params {
     int frozen;               /* 1: serve the base without the online adapter (0) */
     const char *llm_model;    /* GGUF for GET .../recommendations?rerank=llm (NULL: 501) */
     const char *llm_align;    /* its .align file (dynrec align; NULL: titles only, lambda 0) */
+    int stats;                /* 1: live statistics and quality sampling (GET /v1/stats, the
+                                 dashboard; default); 0: off */
+    double quality_rate;      /* share of incoming events scored for live quality (0.03) */
 } dr_httpd_params;
 
 dr_httpd_params dr_httpd_default_params(void);

@@ -35,7 +35,8 @@ echo "== tune: models and settings searched on validation targets (6 trials), ba
 echo "== serve: dynrec serve on 127.0.0.1 (ephemeral port), events in, recommendations out"
 serve() { # checkpoint state-folder: starts the server, sets pid and base
     rm -rf "$2" build/demo-port
-    "$BIN" serve --model "$1" --data-dir "$2" --port 0 \
+    # --quality-rate 1: the demo's few events all count in the dashboard's live quality
+    "$BIN" serve --model "$1" --data-dir "$2" --port 0 --quality-rate 1 \
         --port-file build/demo-port --threads 2 --quiet >build/demo-serve.log 2>&1 &
     pid=$!
     trap 'kill -9 $pid 2>/dev/null || true' EXIT
@@ -68,6 +69,10 @@ curl -s -X POST -d '{"user":"u1","item":"i1201"}' "$base/v1/events" >/dev/null
 echo "   u1 after taking i1201:   $(curl -s "$base/v1/users/u1/recommendations?k=5" | items)"
 echo "   explanation over HTTP: $(curl -s "$base/v1/users/u1/items/$top/explanation" | sed -n 's/.*"text":"\(.*\)","verified".*/\1/p' | sed 's/\\"/"/g' | cut -c1-100)..."
 echo "   $(curl -s "$base/metrics" | grep '^dynrec_events_total')"
+echo "   dashboard: $base/ui/ ($(curl -s -o /dev/null -w '%{http_code}, %{size_download} bytes' "$base/ui/"); embedded, works offline)"
+sleep 1 # one folded second
+echo "   GET /v1/stats/series (the last hour at 1 s): $(curl -s "$base/v1/stats/series" | sed -n 's/.*"n":\([0-9]*\),.*"events":\[\([^]]*\)\].*/\1 rows, events per second: \2/p' | cut -c1-90)"
+echo "   live quality (Hit@10 of sampled incoming events): $(curl -s "$base/v1/stats" | sed -n 's/.*"quality":\({[^}]*}\).*/\1/p')"
 kill -TERM $pid
 wait $pid
 trap - EXIT

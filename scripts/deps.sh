@@ -14,6 +14,11 @@
 # llama.cpp, in this order: LLAMA_DIR=/prefix (include/llama.h, lib/libllama.a ...); a
 # llama.cpp that pkg-config knows (`pkg-config llama`); otherwise the static CPU build that
 # scripts/llama.sh makes once from npm's node-llama-cpp@3.21.1 into ~/.cache/dynrec.
+#
+# The dashboard: npm's uplot@1.6.32 (its minified dist files and LICENSE, embedded by the build) and,
+# for the browser test, npm's playwright-core@1.58.2 and a chromium binary (Debian's
+# `chromium`), fetched once into the same cache. When npm cannot fetch them the build goes on
+# (the dashboard without charts) and says so; the browser test then fails.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -45,6 +50,9 @@ tool clang          -              clang
 tool redis-server   -              redis-server
 tool gnuplot        -              gnuplot-nox
 tool jq             -              jq
+tool node           -              nodejs
+tool npm            -              npm
+tool chromium       -              chromium
 rt   fuzzer         -              libclang-rt-14-dev
 '
 # needed only to build llama.cpp from the npm bundle (scripts/llama.sh)
@@ -192,5 +200,43 @@ else
         echo "LLAMA_SERVER := $( [ -x "$prefix/bin/llama-server" ] && echo "$prefix/bin/llama-server")"
     } >build/llama.mk.tmp
 fi
+# the dashboard's npm packages, once into the cache (scripts/embed.sh, tests/e2e/dashboard.sh)
+UPLOT_VERSION=1.6.32
+PW_VERSION=1.58.2
+npm_pack() { # NAME@VERSION WORKDIR: the package's tarball unpacked into WORKDIR/package
+    mkdir -p "$2" &&
+        (cd "$2" && npm pack --loglevel=error "$1" >/dev/null 2>"$2/npm.log") &&
+        tar -xzf "$2"/*.tgz -C "$2"
+}
+uplot_dir="$CACHE/uplot-$UPLOT_VERSION"
+if [ ! -f "$uplot_dir/.dynrec-ok" ] || [ ! -f "$uplot_dir/uPlot.iife.min.js" ]; then
+    w="$CACHE/uplot-fetch.$$"
+    rm -rf "$w" "$uplot_dir"
+    if npm_pack "uplot@$UPLOT_VERSION" "$w" && mkdir -p "$uplot_dir" &&
+        cp "$w/package/dist/uPlot.iife.min.js" "$w/package/dist/uPlot.min.css" "$w/package/LICENSE" "$uplot_dir/"; then
+        touch "$uplot_dir/.dynrec-ok"
+    else
+        echo "deps: could not fetch uplot@$UPLOT_VERSION from npm ($(tail -n 1 "$w/npm.log" 2>/dev/null)): the dashboard is built without charts" >&2
+        rm -rf "$uplot_dir"
+    fi
+    rm -rf "$w"
+fi
+pw_dir="$CACHE/playwright-core-$PW_VERSION"
+if [ ! -f "$pw_dir/.dynrec-ok" ]; then
+    w="$CACHE/pw-fetch.$$"
+    rm -rf "$w" "$pw_dir"
+    if npm_pack "playwright-core@$PW_VERSION" "$w" && mv "$w/package" "$pw_dir"; then
+        touch "$pw_dir/.dynrec-ok"
+    else
+        echo "deps: could not fetch playwright-core@$PW_VERSION from npm: the browser test will fail" >&2
+        rm -rf "$pw_dir"
+    fi
+    rm -rf "$w"
+fi
+{
+    echo "UPLOT_DIR := $( [ -f "$uplot_dir/.dynrec-ok" ] && echo "$uplot_dir")"
+    echo "PLAYWRIGHT_CORE := $( [ -f "$pw_dir/.dynrec-ok" ] && echo "$pw_dir")"
+    echo "CHROMIUM := $(command -v chromium || true)"
+} >>build/llama.mk.tmp
 mv build/llama.mk.tmp build/llama.mk
 echo "deps: ok (llama.cpp: $prefix)"

@@ -122,6 +122,23 @@
 #define DR_ITEM_MAX_FEATURES 65536u   /* numbers over all modalities of one PUT item */
 #define DR_EXPLAIN_JSON_CAP (64u << 10) /* bytes of one explanation's JSON in a response */
 
+/* ---- live statistics (serve_stats.c, the dashboard) */
+#define DR_STATS_SECONDS 3600u        /* per-second rows kept: the last hour, ~40 bytes a row */
+#define DR_STATS_SHARDS 16u           /* request counters, one cache-line-padded block per
+                                        thread (mod 16): threads rarely share a line */
+#define DR_STATS_LAT_MINUTE 60u       /* seconds of latency histograms behind the overview's
+                                        p50/p99 (60 x 217 counters) */
+#define DR_STATS_QUALITY_RATE 0.03    /* default share of incoming events scored for live
+                                        quality: two top-10 tests each on the apply thread, 2%
+                                        of its CPU per event at 0.03 on amazon-mtv (6% at 0.1;
+                                        docs/BENCH.md) */
+#define DR_STATS_QUALITY_WINDOW 1000u /* default sliding window of sampled events */
+#define DR_STATS_QUALITY_MAX 1000000u /* the largest window (a byte per sampled event) */
+#define DR_STATS_DETAIL_K_MAX 100u    /* k of ?detail=1: each item's base rank is a scan of
+                                        every item's base score */
+#define DR_STATS_NEAREST 10u          /* nearest items on an item's ?detail=1 */
+#define DR_STATS_HISTORY 100u         /* history items on a user's ?detail=1 (the newest) */
+
 /* ---- online adapter */
 #define DR_WIN_MAX_USER_RING 1024     /* events in a user's ring: per-user arrays of this size */
 

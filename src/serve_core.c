@@ -52,6 +52,13 @@
  * Frozen (p.frozen, `dynrec serve --adapter off`): the same state without the adapter learning;
  * recommendations are the base's h_u . z_i over the checkpoint's own item rows (new items 0),
  * P-STREAM's frozen column served; no snapshots (a later start with the adapter replays the log).
+ * Live quality (p.stats, serve_stats.c): an incoming event the stats' hash samples (not the
+ * replay at open: the flag is set after recovery) is tested just before it is applied: is its
+ * item among the user's top 10 (history excluded, ties against it) under the base's z and under
+ * the adapter's z'? Counting the items scored at least as high, a block of 256 at a time with
+ * the serving kernel, and stopping at the 10th, a miss costs a small part of a scan; a hit, two
+ * whole scans. Rejected: two full top-k selections per sampled event (1.53x the apply path's
+ * time at a rate of 0.1; docs/BENCH.md).
  * Readers, lock-free: registries are insert-only tables of atomic slots (release/acquire); a
  * history {len, cap, items} only grows (items[len], then len + 1 with release), a full one is
  * copied to twice the size and swapped, old blocks kept until close (at most as much again as
@@ -172,11 +179,16 @@ typedef struct ack_ent {
 } ack_ent;
 
 /* A GET /v1/state (or dr__srv_positions) waiting for the apply thread. */
+#define QBLOCK 256 /* live quality: items scored at a time before the count is looked at */
+
 typedef struct state_query {
     dr_srv_state out;
     int positions;                 /* dr__srv_positions: the applied position only, no hash */
     uint32_t back[2];              /* dr__srv_positions: events back from the newest ... */
     dr_log_pos back_pos[2];        /* ... and their positions */
+    int item_q;                    /* dr__srv_item_window: item's window figures */
+    uint32_t item;
+    float win_count, win_trend;
     int done;
     struct state_query *next;
 } state_query;
@@ -258,6 +270,12 @@ struct dr_srv {
     dr_log_pos *evring;            /* (DR_SRV_EVENT_RING) positions of the newest applied events */
     uint64_t evring_n;             /* events ever pushed (apply thread) */
     int scoring;                   /* dr__srv_prequential: score events after score_after */
+    int quality;                   /* live quality (p.stats) of the events after the replay at
+                                      open: set before the apply thread starts */
+    float *winbuf;                 /* (DR_WIN_ITEM_STATS(d)) the apply thread's, for item_q */
+    uint32_t *qstamp;              /* (items.cap) live quality: qmark on the user's history */
+    uint32_t qmark;
+    float qbuf[QBLOCK];            /* live quality: a block of scores */
     dr_log_pos score_after;
     dr_preq_trace *trace;          /* dr__srv_prequential: every scored event (NULL: none) */
     int trace_oom;
@@ -514,6 +532,53 @@ void dr__preq_paired(const dr_preq_trace *a, const dr_preq_trace *b, uint64_t *p
     *paired = n, *only_a = oa, *only_b = ob;
 }
 
+/* Apply thread, live quality: whether item i would be in the top 10 (history excluded) under
+ * latents z (rows of d floats) and user vector h: fewer than 10 other items outside the history
+ * (marked in qstamp) score at least as high as i (ties pessimistic, as in eval.c). Scores come
+ * from the serving kernel (dr__topk_scan_scores) a block of QBLOCK items at a time, and the
+ * scan stops at the block where the 10th such item turns up, so a miss, the usual outcome,
+ * costs a small part of a scan. */
+static int in_top10(dr_srv *s, const float *z, const float *h, uint32_t i, uint32_t n) {
+    const uint32_t d = s->d;
+    float si;
+    dr__topk_scan_scores(z + (size_t)i * d, 1, d, h, &si, 0);
+    uint32_t above = 0;
+    for (uint32_t j0 = 0; j0 < n; j0 += QBLOCK) {
+        uint32_t m = n - j0 < QBLOCK ? n - j0 : QBLOCK;
+        dr__topk_scan_scores(z + (size_t)j0 * d, m, d, h, s->qbuf, 0);
+        for (uint32_t k = 0; k < m; k++) {
+            uint32_t j = j0 + k;
+            if (j == i || s->qstamp[j] == s->qmark) continue;
+            if (s->qbuf[k] >= si && ++above == 10) return 0;
+        }
+    }
+    return 1;
+}
+
+/* Apply thread, live quality (serve_stats.c): was item i in u's top 10 (history excluded) just
+ * before the event, under the base alone (h_u . z_i) and under base + adapter (h'_u . z'_i)?
+ * s->wh holds u's base latent. An item already in the history is a miss under both. */
+static void live_quality(dr_srv *s, uint32_t u, uint32_t i, int64_t t) {
+    const uint32_t *hi;
+    size_t nh = user_hist(s, u, &hi);
+    uint32_t n = atomic_load_explicit(&s->items.n, memory_order_relaxed);
+    if (++s->qmark == 0) { /* the stamps wrapped: clear them once */
+        memset(s->qstamp, 0, (size_t)s->items.cap * sizeof *s->qstamp);
+        s->qmark = 1;
+    }
+    int seen = 0;
+    for (size_t k = 0; k < nh; k++) {
+        s->qstamp[hi[k]] = s->qmark;
+        seen |= hi[k] == i;
+    }
+    int hb = !seen && in_top10(s, s->z, s->wh, i, n), ha = 0;
+    if (!seen) {
+        dr__adapter_user(s->ad, u, t, s->wh, s->sc_hp);
+        ha = in_top10(s, dr__adapter_items(s->ad), s->sc_hp, i, n);
+    }
+    dr__stats_quality(s->p.stats, hb, ha);
+}
+
 /* Apply thread: the event's time, no older than the newest applied (the adapter needs
  * non-decreasing times); it becomes the newest. */
 static int64_t event_time(dr_srv *s, int64_t t) {
@@ -531,6 +596,8 @@ static dr_status learn(dr_srv *s, const dr_log_rec *r, uint32_t u, uint32_t i, i
     dr_status st = base_latent(s, s->wsc, s->wctx, u, s->wh, err);
     if (st != DR_OK) return st;
     if (s->scoring && known && dr__log_pos_cmp(r->pos, s->score_after) > 0) score_event(s, r->pos, u, i, t);
+    if (s->quality && known && dr__stats_sampled(s->p.stats, r->user, r->item, r->time))
+        live_quality(s, u, i, t);
     if ((st = dr__adapter_update(s->ad, u, i, t, s->wh, err)) != DR_OK) return st;
     atomic_fetch_add_explicit(&s->st_updates, 1, memory_order_relaxed);
     return DR_OK;
@@ -1020,6 +1087,11 @@ static void answer_queries(dr_srv *s) {
             q->back_pos[k] = b && b <= s->evring_n ? s->evring[(s->evring_n - b) % DR_SRV_EVENT_RING]
                                                     : (dr_log_pos){0, 0};
         }
+        if (q->item_q) {
+            dr__window_item_stats(dr__adapter_window(s->ad), q->item, s->winbuf);
+            q->win_count = (float)dr__window_item_count(dr__adapter_window(s->ad), q->item);
+            q->win_trend = s->winbuf[1];
+        }
         q->done = 1;
     }
     pthread_cond_broadcast(&s->cv_applied);
@@ -1464,7 +1536,9 @@ static dr_status build(const dr_model *m, const dr_srv_params *p, int ephemeral,
     s->ring = dr__calloc(DR_SRV_ACK_RING, sizeof *s->ring);
     s->evring = dr__calloc(DR_SRV_EVENT_RING, sizeof *s->evring);
     s->sc_hp = dr__calloc(d, sizeof *s->sc_hp);
-    if (!s->evring || !s->sc_hp || !s->hist || !s->meta || !s->z || !s->cold || !s->basepop || !s->pscore || !s->wctx || !s->wh ||
+    s->winbuf = dr__calloc(DR_WIN_ITEM_STATS(d), sizeof *s->winbuf);
+    if (p->stats && !p->frozen && !ephemeral && !(s->qstamp = dr__calloc(ci, sizeof *s->qstamp))) goto fail;
+    if (!s->evring || !s->sc_hp || !s->winbuf || !s->hist || !s->meta || !s->z || !s->cold || !s->basepop || !s->pscore || !s->wctx || !s->wh ||
         !s->ks.e || !s->arecs || !s->aflags || !s->dup || !s->ring)
         goto fail;
     for (uint32_t u = 0; u < nbu; u++) {
@@ -1548,6 +1622,7 @@ dr_status dr__srv_open(const dr_model *m, const dr_srv_params *p, dr_srv **out, 
     dr_srv *s = NULL;
     dr_status st = build(m, p, 0, (dr_log_pos){UINT64_MAX, UINT64_MAX}, NULL, NULL, &s, err);
     if (st != DR_OK) return st;
+    s->quality = p->stats != NULL && !p->frozen; /* from here on: incoming events */
     if (pthread_create(&s->applier, NULL, apply_main, s) != 0) {
         st = dr__fail(err, DR_INTERNAL, "server: cannot start the apply thread");
         goto fail;
@@ -1659,6 +1734,8 @@ void dr__srv_close(dr_srv *s) {
     dr__free(s->ks.e);
     dr__free(s->evring);
     dr__free(s->sc_hp);
+    dr__free(s->winbuf);
+    dr__free(s->qstamp);
     dr__free(s->arecs);
     dr__free(s->aflags);
     dr__free(s->dup);
@@ -1898,4 +1975,126 @@ void dr__srv_get_stats(const dr_srv *s, dr_srv_stats *o) {
     clock_gettime(CLOCK_REALTIME, &wall);
     double age = ms ? (double)wall.tv_sec + wall.tv_nsec / 1e9 - (double)ms / 1000.0 : 0.0;
     o->lag_seconds = o->lag_records && age > 0 ? age : 0.0;
+}
+
+/* ---------------------------------------------------------------- the dashboard's views */
+
+int dr__srv_base_scores(dr_srv *s, dr_srv_worker *w, const char *user, float *scores, uint32_t cap,
+                        uint32_t *n, dr_error *err) {
+    *n = 0;
+    uint32_t u = dr__idmap_find(&s->users, user, strlen(user));
+    if (u == UINT32_MAX) return 0;
+    const uint32_t *hi;
+    size_t nh = user_hist(s, u, &hi); /* before n_active: every item in it is < n_active */
+    uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);
+    if (n_active > cap) n_active = cap;
+    if (base_latent(s, w->sc, w->ctx, u, w->h, err) != DR_OK) return 0;
+    dr__topk_scan_scores(s->z, n_active, s->d, w->h, scores, 0);
+    for (size_t k = 0; k < nh; k++)
+        if (hi[k] < n_active) scores[hi[k]] = -INFINITY;
+    *n = n_active;
+    return 1;
+}
+
+uint32_t dr__srv_user_history(const dr_srv *s, const char *user, uint32_t *items, uint32_t cap,
+                              uint32_t *total) {
+    *total = 0;
+    uint32_t u = dr__idmap_find(&s->users, user, strlen(user));
+    if (u == UINT32_MAX) return 0;
+    const uint32_t *hi;
+    size_t n = user_hist(s, u, &hi);
+    *total = (uint32_t)n;
+    uint32_t m = n < cap ? (uint32_t)n : cap;
+    memcpy(items, hi + (n - m), m * sizeof *items);
+    return m;
+}
+
+uint32_t dr__srv_item_nearest(dr_srv *s, dr_srv_worker *w, uint32_t i, uint32_t k, uint32_t *items,
+                              float *sims) {
+    uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire), got = 0;
+    if (i >= n_active || !k) return 0;
+    const float *zi = s->z + (size_t)i * s->d;
+    double ni = 0;
+    for (uint32_t c = 0; c < s->d; c++) ni += (double)zi[c] * zi[c];
+    if (ni <= 0) return 0; /* a cold row: no base latent to be near */
+    /* a running top k by insertion: k is small (DR_STATS_NEAREST) */
+    for (uint32_t j = 0; j < n_active; j++) {
+        if (j == i) continue;
+        const float *zj = s->z + (size_t)j * s->d;
+        double dot = 0, nj = 0;
+        for (uint32_t c = 0; c < s->d; c++) {
+            dot += (double)zi[c] * zj[c];
+            nj += (double)zj[c] * zj[c];
+        }
+        if (nj <= 0) continue;
+        float sim = (float)(dot / sqrt(ni * nj));
+        if (got == k && sim <= sims[k - 1]) continue;
+        uint32_t at = got < k ? got++ : k - 1;
+        while (at > 0 && sims[at - 1] < sim) {
+            sims[at] = sims[at - 1];
+            items[at] = items[at - 1];
+            at--;
+        }
+        sims[at] = sim;
+        items[at] = j;
+    }
+    (void)w;
+    return got;
+}
+
+void dr__srv_item_window(const dr_srv *s, uint32_t i, float *count, float *trend) {
+    *count = *trend = 0;
+    state_query q = {.positions = 1, .item_q = 1, .item = i};
+    if (query((dr_srv *)s, &q, NULL) != DR_OK) return;
+    *count = q.win_count;
+    *trend = q.win_trend;
+}
+
+uint32_t dr__srv_item_fusion(const dr_srv *s, uint32_t i, const char **names, int *present,
+                             float *gates, uint32_t cap, int *trained) {
+    const dr_fusion *f = s->fus;
+    *trained = 0;
+    if (!f) return 0;
+    uint32_t nm = f->n_mod < cap ? f->n_mod : cap;
+    for (uint32_t m = 0; m < nm; m++) {
+        names[m] = f->name[m];
+        present[m] = 0;
+        gates[m] = NAN;
+    }
+    if (i < s->n_base_items)
+        *trained = memcmp(dr_model_item_latents(s->m) + (size_t)i * s->d, s->fus_e + (size_t)i * f->d,
+                          f->d * sizeof(float)) != 0;
+    const char *title, *body;
+    dr__srv_item_meta(s, i, &title, &body);
+    json_t *o = body ? json_loads(body, 0, NULL) : NULL;
+    json_t *feats = o ? json_object_get(o, "features") : NULL;
+    size_t nx = 0;
+    for (uint32_t m = 0; m < f->n_mod; m++) nx += f->dim[m];
+    float *xs = json_object_size(feats) ? dr__calloc(nx + f->d, sizeof *xs) : NULL;
+    float *z = xs ? dr__calloc(f->d, sizeof *z) : NULL;
+    float *act = z ? dr__calloc(dr__fusion_act_floats(f), sizeof *act) : NULL;
+    if (act) { /* the gates of the last PUT's features, as item_features computed them */
+        const float *x[DR_MAX_MODALITIES];
+        float gate[DR_MAX_MODALITIES];
+        for (uint32_t m = 0; m < f->n_mod; m++) {
+            float *xm = xs + s->fxoff[m];
+            const float *mean = f->stats + f->soff[m], *inv = mean + f->dim[m];
+            json_t *a = json_object_get(feats, f->name[m]);
+            int pr = a && json_array_size(a) == f->dim[m];
+            for (uint32_t k = 0; k < f->dim[m]; k++)
+                xm[k] = pr ? ((float)json_number_value(json_array_get(a, k)) - mean[k]) * inv[k] : 0.0f;
+            x[m] = xm;
+            gate[m] = pr || s->fus_mean ? 1.0f : 0.0f;
+            if (m < nm) present[m] = pr;
+        }
+        const float *e = i < s->n_base_items ? s->fus_e + (size_t)i * f->d : xs + nx;
+        dr__fusion_forward(f, e, x, gate, z, act);
+        for (uint32_t m = 0; m < nm; m++) /* act: Y (n_mod, d) | S (n_mod) | G (n_mod) */
+            gates[m] = act[(size_t)f->n_mod * f->d + f->n_mod + m];
+    }
+    dr__free(act);
+    dr__free(z);
+    dr__free(xs);
+    json_decref(o);
+    return nm;
 }

@@ -16,6 +16,7 @@
 
 #include "adapter.h"
 #include "serve_log.h"
+#include "serve_stats.h"
 #include "serve_store.h"
 #include "topk.h"
 
@@ -50,6 +51,9 @@ typedef struct dr_srv_params {
     void *on_base_ud;
     int frozen;                /* 1: no adapter: events grow histories only, recommendations are
                                   the base's h_u . z_i over the checkpoint's items, no snapshots */
+    dr_stats *stats;           /* live quality: the incoming events it samples (not the replay at
+                                  open) are scored before they are applied, top 10 under the base
+                                  alone and under base + adapter (NULL: none; frozen: none) */
 } dr_srv_params;
 
 dr_srv_params dr__srv_default_params(void);
@@ -129,6 +133,29 @@ typedef struct dr_srv_recs {
     const float *base;      /* (n) reranked: the adapter's (or frozen base's) scores */
     const float *llm;       /* (n) reranked: the LLM's (mean log-probability per title token) */
 } dr_srv_recs;
+
+/* The base's scores h_u . z_i of every active item for a known user (the dashboard's rank
+ * change): scores (cap floats) gets *n of them, items in the user's history -INFINITY. 0 when
+ * the user is unknown (*n = 0). */
+int dr__srv_base_scores(dr_srv *s, dr_srv_worker *w, const char *user, float *scores, uint32_t cap,
+                        uint32_t *n, dr_error *err);
+/* The user's history, the last cap items (oldest first): returns how many; *total: its length. */
+uint32_t dr__srv_user_history(const dr_srv *s, const char *user, uint32_t *items, uint32_t cap,
+                              uint32_t *total);
+/* The k items nearest to item i by cosine of the base latents (i itself left out): fills
+ * items/sims, returns how many. */
+uint32_t dr__srv_item_nearest(dr_srv *s, dr_srv_worker *w, uint32_t i, uint32_t k, uint32_t *items,
+                              float *sims);
+/* Item i in the adapter's window now: events and trend (the window's item statistics; 0 when
+ * the state serves frozen). Read without a lock: a figure of a moment, for display. */
+void dr__srv_item_window(const dr_srv *s, uint32_t i, float *count, float *trend);
+/* The fusion's view of item i: the fused modalities' names (into names, up to cap), whether
+ * the item's last PUT carried each (present) and the gate it gives (gates; NAN when not
+ * computed: a checkpoint item whose features stayed in the training data). Returns the
+ * number of fused modalities (0: the checkpoint does not fuse). *trained: 1 when the
+ * checkpoint's fused latent differs from the id embedding (features in training). */
+uint32_t dr__srv_item_fusion(const dr_srv *s, uint32_t i, const char **names, int *present,
+                             float *gates, uint32_t cap, int *trained);
 
 /* Top k (1..DR_SRV_K_MAX) for an external user id, history excluded. */
 dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32_t k,

@@ -15,6 +15,11 @@
  * Shutdown (dr_httpd_stop): stop listening (MHD_quiesce_daemon), wait until the requests in
  * flight are answered (at most drain_seconds), stop the daemon, then close the core (the
  * writer applies what is queued and writes the final snapshot).
+ * Live statistics (serve_stats.c, unless params.stats = 0): made before the state, so the core
+ * samples live quality from the first incoming event; its thread reads the current
+ * generation's totals once a second. The dashboard (/ui/, serve_ui.c) is answered here, before
+ * the routes: static files, public even with an API key (the data routes they call are not),
+ * with an ETag, Cache-Control: no-cache and 304 for a matching If-None-Match.
  * Rejected: MHD's thread-per-connection mode (a thread per idle keep-alive connection) and
  * blocking the pool thread while a write waits for its commit (few requests then share a
  * commit, since connections that land on a blocked thread wait behind it; docs/BENCH.md).
@@ -29,6 +34,7 @@
 #include <time.h>
 
 #include "serve_routes.h"
+#include "serve_ui.h"
 
 typedef struct req_ctx_marker {
     char unused;
@@ -42,6 +48,8 @@ typedef struct worker_node {
 struct dr_server {
     dr_live *live;
     dr_routes *routes;
+    dr_stats *stats;          /* NULL: --stats off */
+    _Atomic(dr_live *) live_pub; /* live, once open: what the stats thread reads */
     struct MHD_Daemon *d;
     uint16_t port;
     double drain_seconds;
@@ -79,6 +87,8 @@ dr_httpd_params dr_httpd_default_params(void) {
     p.swap_check_events = lp.check_events;
     p.swap_max_drop = lp.max_drop;
     p.swap_max_z = lp.max_z;
+    p.stats = 1;
+    p.quality_rate = DR_STATS_QUALITY_RATE;
     return p;
 }
 
@@ -120,6 +130,49 @@ static enum MHD_Result reject(dr_server *s, struct MHD_Connection *c, int status
     return send_resp(c, &r);
 }
 
+/* GET /ui, /ui/...: the embedded dashboard */
+static enum MHD_Result ui_file(struct MHD_Connection *c, const char *url) {
+    if (!strcmp(url, "/ui")) { /* relative links need the slash */
+        struct MHD_Response *mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!mr) return MHD_NO;
+        MHD_add_response_header(mr, "Location", "/ui/");
+        enum MHD_Result ok = MHD_queue_response(c, 301, mr);
+        MHD_destroy_response(mr);
+        return ok;
+    }
+    const dr_ui_file *f = dr__ui_find(url + 4);
+    static const char nf[] = "{\"error\":\"no such file in the dashboard\"}";
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    int same = f && inm && strstr(inm, f->etag) != NULL;
+    struct MHD_Response *mr = !f ? MHD_create_response_from_buffer(sizeof nf - 1, (void *)nf, MHD_RESPMEM_PERSISTENT)
+                              : MHD_create_response_from_buffer(same ? 0 : f->len, (void *)f->data,
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (!mr) return MHD_NO;
+    MHD_add_response_header(mr, "Content-Type", f ? f->type : "application/json");
+    if (f) {
+        MHD_add_response_header(mr, "ETag", f->etag);
+        MHD_add_response_header(mr, "Cache-Control", "no-cache");
+        MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+    }
+    enum MHD_Result ok = MHD_queue_response(c, !f ? 404 : same ? 304 : 200, mr);
+    MHD_destroy_response(mr);
+    return ok;
+}
+
+/* The stats thread's view of the live generation's totals. */
+static void stats_totals(void *ud, dr_stats_totals *out) {
+    dr_server *s = ud;
+    dr_live *l = atomic_load(&s->live_pub);
+    if (!l) return;
+    dr_gen *g = dr__live_acquire(l);
+    dr_srv_stats st;
+    dr__srv_get_stats(g->srv, &st);
+    dr__live_release(l, g);
+    out->events = st.events_total;
+    out->adapter_updates = st.adapter_updates;
+    out->log_bytes = st.log_bytes;
+}
+
 /* The serving core's call (writer or apply thread) when a suspended request's records are
  * durable and applied. */
 static void on_committed(void *ud) {
@@ -143,6 +196,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rc->pending = NULL;
         return send_resp(c, &r);
     }
+    if (!rc && !has_body && (!strcmp(method, "GET") || !strcmp(method, "HEAD")) &&
+        !strncmp(url, "/ui", 3) && (url[3] == 0 || url[3] == '/'))
+        return ui_file(c, url);
     if (!rc && !has_body) {
         atomic_fetch_add(&s->inflight, 1);
         *con_cls = &s->no_body;
@@ -234,6 +290,8 @@ static void free_server(dr_server *s) {
         n = nx;
     }
     dr__routes_free(s->routes);
+    dr__stats_free(s->stats); /* its thread reads s->live: stopped first */
+    s->stats = NULL;
     dr__live_close(s->live); /* the writer applies what is queued, the final snapshot */
     if (s->key_ok) pthread_key_delete(s->key);
     pthread_mutex_destroy(&s->mu);
@@ -272,12 +330,22 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     sp.log = p->log;
     sp.idempotency_ttl = p->idempotency_ttl;
     sp.frozen = p->frozen;
+    if (p->stats) {
+        dr_stats_params tp = dr__stats_default_params();
+        tp.quality_rate = p->quality_rate;
+        tp.totals = stats_totals;
+        tp.totals_ud = s;
+        if ((st = dr__stats_create(&tp, &s->stats, err)) != DR_OK) goto fail;
+        sp.stats = s->stats;
+    }
     lp.srv = sp;
     if ((st = dr__live_open(&lp, &s->live, err)) != DR_OK) goto fail;
     int exposed = p->host && strncmp(p->host, "127.", 4) != 0;
     dr_routes_params rp = {p->api_key, p->public_read, p->max_body, NULL, exposed, p->llm_model,
                            p->llm_align};
     if ((st = dr__routes_create_live(s->live, &rp, &s->routes, err)) != DR_OK) goto fail;
+    dr__routes_set_stats(s->routes, s->stats);
+    atomic_store(&s->live_pub, s->live);
     if (pthread_key_create(&s->key, NULL) != 0) {
         st = dr__fail(err, DR_INTERNAL, "server: pthread_key_create failed");
         goto fail;

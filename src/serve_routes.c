@@ -20,6 +20,10 @@
  * The API key is compared in constant time (every byte of the key is touched whatever the
  * input). Metrics are relaxed atomic counters: requests by route and status, latency
  * histograms by route, 401s; the core's statistics are read at scrape time.
+ * Live statistics (serve_stats.c, dr__routes_set_stats): count() adds each answered request
+ * to them; GET /v1/stats and /v1/stats/series read them; ?detail=1 on recommendations, users and
+ * items adds what the dashboard shows (base score and rank beside the adapter's, recent history,
+ * fusion gates, window figures, nearest items) and leaves the plain answers as they were.
  * Explanations (explain=true on recommendations, and /v1/users/{u}/items/{i}/explanation) are
  * written by one function, explain_into(), with a template explainer made when the routes are
  * created; without a model there is no explainer and both answer 501.
@@ -52,6 +56,8 @@
     X("PUT",  "/v1/items/{item}",                          "item_put",        item_start)      \
     X("GET",  "/v1/items/{item}",                          "item_get",        get_item)        \
     X("GET",  "/v1/state",                                 "state",           get_state)       \
+    X("GET",  "/v1/stats",                                 "stats",           get_stats)       \
+    X("GET",  "/v1/stats/series",                          "stats_series",    get_series)      \
     X("POST", "/v1/admin/base",                            "admin_base",      base_start)      \
     X("GET",  "/healthz",                                  "healthz",         get_health)      \
     X("GET",  "/metrics",                                  "metrics",         metrics_text)
@@ -96,6 +102,7 @@ struct dr_routes {
     char *llm_model;        /* ?rerank=llm: the GGUF (NULL: 501) */
     dr_align *align;        /* its alignment (NULL: titles only, lambda 0) */
     float lambda;
+    dr_stats *stats;        /* live statistics (dr__routes_set_stats; NULL: off) */
 };
 
 struct dr_routes_worker {
@@ -110,6 +117,9 @@ struct dr_routes_worker {
     char *buf;
     size_t len, cap;
     int oom;
+    float *bscores;         /* (bcap) ?detail=1: every item's base score, made on first use */
+    uint32_t bcap;
+    uint32_t hist[DR_STATS_HISTORY]; /* GET /v1/users/{user}?detail=1 */
 };
 
 
@@ -186,6 +196,8 @@ void dr__routes_free(dr_routes *r) {
 
 size_t dr__routes_max_body(const dr_routes *r) { return r->max_body; }
 
+void dr__routes_set_stats(dr_routes *r, dr_stats *st) { r->stats = st; }
+
 dr_status dr__routes_worker_create(dr_routes *r, dr_routes_worker **out, dr_error *err) {
     if (!r || !out) return dr__fail(err, DR_ARG, "routes: NULL argument");
     *out = NULL;
@@ -215,6 +227,7 @@ void dr__routes_worker_free(dr_routes_worker *w) {
     dr__free(w->xjson);
     dr__srv_worker_free(w->sw);
     dr__free(w->buf);
+    dr__free(w->bscores);
     dr__free(w);
 }
 
@@ -228,6 +241,7 @@ static void count(dr_routes *r, int route, int status, double seconds) {
     while (b < N_BUCKETS && seconds > buckets[b]) b++;
     atomic_fetch_add_explicit(&m->hist[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->sum_ns, (uint64_t)(seconds * 1e9), memory_order_relaxed);
+    dr__stats_request(r->stats, seconds);
 }
 
 /* ---------------------------------------------------------------- output buffer */
@@ -388,6 +402,25 @@ static json_t *parse_body(dr_routes_worker *w, dr_route_resp *resp, const dr_rou
 }
 
 /* ---------------------------------------------------------------- handlers */
+
+/* {"item":ID,"title":TITLE of dense item i (the object left open for more fields). */
+static void out_item_ref(dr_routes_worker *w, uint32_t i) {
+    const char *title, *body;
+    dr__srv_item_meta(w->g->srv, i, &title, &body);
+    out_lit(w, "{\"item\":");
+    out_str(w, dr__srv_item_name(w->g->srv, i));
+    out_lit(w, ",\"title\":");
+    out_str(w, title ? title : "");
+}
+
+/* A true/false query flag: 0 or 1, or -1 with the response set when it is neither. */
+static int flag_arg(dr_routes_worker *w, dr_route_resp *resp, const dr_route_req *rq, const char *name) {
+    const char *v = rq->arg ? rq->arg(rq->arg_ud, name) : NULL;
+    if (!v || !strcmp(v, "false") || !strcmp(v, "0")) return 0;
+    if (!strcmp(v, "true") || !strcmp(v, "1")) return 1;
+    error_resp(w, resp, 400, "%s: must be true or false", name);
+    return -1;
+}
 
 static int status_of(dr_status st) {
     switch (st) {
@@ -667,6 +700,12 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         return NULL;
     }
     int want_llm = rr && !strcmp(rr, "llm");
+    int detail = flag_arg(w, resp, rq, "detail");
+    if (detail < 0) return NULL;
+    if (detail && (want_llm || k > DR_STATS_DETAIL_K_MAX)) {
+        error_resp(w, resp, 400, "detail: only without rerank and with k <= %u", DR_STATS_DETAIL_K_MAX);
+        return NULL;
+    }
     if (want_llm && !r->llm_model) {
         error_resp(w, resp, 501, "LLM reranking is not available: start the server with --llm "
                    "(and --align)");
@@ -723,6 +762,22 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
         error_resp(w, resp, status_of(st), "%s", e.msg);
         return NULL;
     }
+    uint32_t nb = 0; /* ?detail=1: every item's base score (the worker's scratch, made once) */
+    if (detail && rec.known && !rec.popular) {
+        dr_srv_stats ss;
+        dr__srv_get_stats(w->g->srv, &ss);
+        uint32_t need = ss.items - ss.new_items + ss.max_new_items;
+        if (w->bcap < need) {
+            dr__free(w->bscores);
+            w->bcap = 0;
+            if (!(w->bscores = dr__malloc((size_t)need * sizeof *w->bscores))) {
+                error_resp(w, resp, 500, "out of memory");
+                return NULL;
+            }
+            w->bcap = need;
+        }
+        if (!dr__srv_base_scores(w->g->srv, w->sw, user, w->bscores, w->bcap, &nb, &e)) nb = 0;
+    }
     out_reset(w);
     out_lit(w, "{\"user\":");
     out_str(w, user);
@@ -746,9 +801,21 @@ static dr_routes_pending *get_recs(dr_routes *r, dr_routes_worker *w, const rout
             out_lit(w, ",\"title\":");
             out_str(w, title);
         }
+        if (detail && rec.items[j] < nb) { /* the base's score and rank against the adapter's */
+            float bs = w->bscores[rec.items[j]];
+            uint32_t above = 0;
+            for (uint32_t q = 0; q < nb; q++) above += w->bscores[q] > bs;
+            out_lit(w, ",\"base_score\":");
+            out_float(w, bs);
+            out_lit(w, ",\"adapter_score\":");
+            out_float(w, rec.scores[j]);
+            out(w, ",\"rank\":%u,\"base_rank\":%u,\"rank_change\":%lld", j + 1, above + 1,
+                (long long)above + 1 - (long long)(j + 1));
+        }
         out_lit(w, "}");
     }
     out_lit(w, "]");
+    if (detail) out(w, ",\"detail\":%s", nb ? "true" : "false");
     if (want_llm) {
         out(w, ",\"rerank\":\"%s\",\"soft_tokens\":%s,\"lambda\":", rec.reranked ? "llm" : "none",
             r->align ? "true" : "false");
@@ -796,6 +863,8 @@ static dr_routes_pending *get_user(dr_routes *r, dr_routes_worker *w, const rout
                                    dr_route_resp *resp) {
     const char *user = c->id[0];
     uint32_t hist, events;
+    int detail = flag_arg(w, resp, c->rq, "detail");
+    if (detail < 0) return NULL;
     if (!dr__srv_user_info(w->g->srv, user, &hist, &events)) {
         error_resp(w, resp, 404, "user: unknown");
         return NULL;
@@ -803,7 +872,109 @@ static dr_routes_pending *get_user(dr_routes *r, dr_routes_worker *w, const rout
     out_reset(w);
     out_lit(w, "{\"user\":");
     out_str(w, user);
-    out(w, ",\"history\":%u,\"events\":%u}", hist, events);
+    out(w, ",\"history\":%u,\"events\":%u", hist, events);
+    if (detail) { /* the newest history items, oldest first, with titles */
+        uint32_t total, n = dr__srv_user_history(w->g->srv, user, w->hist, DR_STATS_HISTORY, &total);
+        out(w, ",\"recent_from\":%u,\"recent\":[", total - n);
+        for (uint32_t k = 0; k < n; k++) {
+            if (k) out_lit(w, ",");
+            out_item_ref(w, w->hist[k]);
+            out_lit(w, "}");
+        }
+        out_lit(w, "]");
+    }
+    out_lit(w, "}");
+    respond(w, resp, 200);
+    return NULL;
+}
+
+/* GET /v1/items/{item}?detail=1: the fusion's view (modalities, gates), the adapter's window
+ * and the nearest items by base latent. */
+static void item_detail(dr_routes_worker *w, uint32_t i) {
+    dr_srv *srv = w->g->srv;
+    const char *names[DR_MAX_MODALITIES];
+    int present[DR_MAX_MODALITIES], trained;
+    float gates[DR_MAX_MODALITIES];
+    uint32_t nm = dr__srv_item_fusion(srv, i, names, present, gates, DR_MAX_MODALITIES, &trained);
+    out(w, ",\"fused\":%s,\"features_in_training\":%s,\"modalities\":[", nm ? "true" : "false",
+        trained ? "true" : "false");
+    for (uint32_t m = 0; m < nm; m++) {
+        if (m) out_lit(w, ",");
+        out_lit(w, "{\"name\":");
+        out_str(w, names[m]);
+        out(w, ",\"present\":%s,\"gate\":", present[m] ? "true" : "false");
+        out_float(w, gates[m]);
+        out_lit(w, "}");
+    }
+    float cnt, trend;
+    dr__srv_item_window(srv, i, &cnt, &trend);
+    out(w, "],\"window\":{\"events\":%.0f,\"trend\":", (double)cnt);
+    out_float(w, trend);
+    out_lit(w, "},\"nearest\":[");
+    uint32_t ni[DR_STATS_NEAREST];
+    float ns[DR_STATS_NEAREST];
+    uint32_t n = dr__srv_item_nearest(srv, w->sw, i, DR_STATS_NEAREST, ni, ns);
+    for (uint32_t k = 0; k < n; k++) {
+        if (k) out_lit(w, ",");
+        out_item_ref(w, ni[k]);
+        out_lit(w, ",\"similarity\":");
+        out_float(w, ns[k]);
+        out_lit(w, "}");
+    }
+    out_lit(w, "]");
+}
+
+/* GET /v1/stats: the dashboard's overview (one object: totals, rates, latency, live quality) */
+static dr_routes_pending *get_stats(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                    dr_route_resp *resp) {
+    dr_srv_stats s;
+    dr__srv_get_stats(w->g->srv, &s);
+    dr_stats_overview o;
+    dr__stats_overview(r->stats, &o);
+    out_reset(w);
+    out(w, "{\"stats\":%s,\"uptime_seconds\":%.3f,\"generation\":%llu,\"adapter\":%s,"
+        "\"events_total\":%llu,\"log_records\":%llu,\"log_bytes\":%llu,\"adapter_updates\":%llu,"
+        "\"users\":%u,\"items\":%u,\"new_users\":%u,\"new_items\":%u,\"clock\":%lld,"
+        "\"requests_total\":%llu,\"events_per_s\":%.3f,\"requests_per_s\":%.3f,"
+        "\"p50_ms\":%.4g,\"p99_ms\":%.4g",
+        r->stats ? "true" : "false", dr__now_seconds() - r->t_start, (unsigned long long)w->g->id,
+        dr__srv_adapter_params(w->g->srv, &(dr_adapter_params){0}) ? "true" : "false",
+        (unsigned long long)s.events_total, (unsigned long long)s.log_records,
+        (unsigned long long)s.log_bytes, (unsigned long long)s.adapter_updates, s.users, s.items,
+        s.new_users, s.new_items, (long long)s.clock, (unsigned long long)o.requests_total,
+        o.events_per_s, o.requests_per_s, o.p50_ms, o.p99_ms);
+    if (r->stats)
+        out(w, ",\"quality\":{\"rate\":%.6g,\"window\":%u,\"samples\":%llu,\"sampled_total\":%llu,"
+            "\"hit10_base\":%.6f,\"hit10_adapter\":%.6f}", o.quality_rate, o.quality_window,
+            (unsigned long long)o.q_samples, (unsigned long long)o.q_total, o.q_hit_base, o.q_hit_adapter);
+    else
+        out_lit(w, ",\"quality\":null");
+    out_lit(w, "}");
+    respond(w, resp, 200);
+    return NULL;
+}
+
+/* GET /v1/stats/series[?since=UNIX_SECONDS]: the last hour at one second, as columns */
+static dr_routes_pending *get_series(dr_routes *r, dr_routes_worker *w, const route_call *c,
+                                     dr_route_resp *resp) {
+    if (!r->stats) {
+        error_resp(w, resp, 503, "statistics are off (dynrec serve --stats off)");
+        return NULL;
+    }
+    const char *sv = c->rq->arg ? c->rq->arg(c->rq->arg_ud, "since") : NULL;
+    int64_t since = INT64_MIN;
+    if (sv && (!dr__parse_i64(sv, strlen(sv), &since) || since < 0)) {
+        error_resp(w, resp, 400, "since: expected UNIX seconds (a non-negative integer)");
+        return NULL;
+    }
+    out_reset(w);
+    size_t need = dr__stats_series_json(r->stats, since, w->buf, w->cap);
+    if (need > w->cap) { /* rows may arrive between the two calls: ask again with room */
+        out_reserve(w, need + 4096);
+        if (!w->oom) need = dr__stats_series_json(r->stats, since, w->buf, w->cap);
+    }
+    if (!w->oom && need <= w->cap) w->len = need - 1;
+    else w->oom = 1;
     respond(w, resp, 200);
     return NULL;
 }
@@ -812,6 +983,8 @@ static dr_routes_pending *get_user(dr_routes *r, dr_routes_worker *w, const rout
 static dr_routes_pending *get_item(dr_routes *r, dr_routes_worker *w, const route_call *c,
                                    dr_route_resp *resp) {
     const char *item = c->id[0];
+    int detail = flag_arg(w, resp, c->rq, "detail");
+    if (detail < 0) return NULL;
     uint32_t i = dr__srv_find_item(w->g->srv, item);
     if (i == UINT32_MAX) {
         error_resp(w, resp, 404, "item: unknown");
@@ -836,6 +1009,7 @@ static dr_routes_pending *get_item(dr_routes *r, dr_routes_worker *w, const rout
     out_lit(w, "],\"put\":");
     if (body) out_mem(w, body, strlen(body));
     else out_lit(w, "null");
+    if (detail) item_detail(w, i);
     out_lit(w, "}");
     respond(w, resp, 200);
     return NULL;

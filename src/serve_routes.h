@@ -76,5 +76,9 @@ void dr__routes_pending_free(dr_routes_pending *p);
 void dr__routes_reject(dr_routes *r, dr_routes_worker *w, int status, const char *msg,
                       dr_route_resp *resp);
 size_t dr__routes_max_body(const dr_routes *r);
+/* Live statistics (serve_stats.c): every answered request is counted there, and GET /v1/stats
+ * and /v1/stats/series read them (NULL, the default: off; those routes then say so). st must
+ * outlive the routes. */
+void dr__routes_set_stats(dr_routes *r, dr_stats *st);
 
 #endif /* DR_SERVE_ROUTES_H */

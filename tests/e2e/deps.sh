@@ -54,7 +54,7 @@ echo "E: Unable to correct problems, you have held broken packages." >&2
 exit 100
 EOF
     printf '#!/bin/sh\necho "${STUB_UID:-0}"\n' >"$w/bin/id"
-    for t in make curl npm git cmake c++ redis-server gnuplot jq; do printf '#!/bin/sh\nexit 0\n' >"$w/bin/$t"; done
+    for t in make curl npm git cmake c++ redis-server gnuplot jq node chromium; do printf '#!/bin/sh\nexit 0\n' >"$w/bin/$t"; done
     chmod +x "$w/bin/"*
 }
 deps() { # world, then env assignments; runs scripts/deps.sh in that world
@@ -197,6 +197,15 @@ grep -q "No rule to make target" "$w/out" && fail "make's confusing error: $(cat
 tail -n 2 "$w/out" | sed 's/^/  case 8: /'
 (cd "$w/tree" && env -i PATH="$w/bin" HOME="$w" make help >/dev/null 2>&1) || fail "make help ran deps"
 [ -e "$w/tree/build" ] && fail "make help wrote build/"
+ok
+
+# 9. the dashboard's browser test: no chromium binary and no node: both named
+w=$tmp/w9
+world "$w"
+rm "$w/bin/chromium" "$w/bin/node"
+deps "$w" DEPS_DRY_RUN=1 || fail "dry run 9: $(cat "$w/out")"
+[ "$(would "$w")" = "nodejs chromium" ] || fail "no chromium: $(cat "$w/out")"
+say "case 9" "$w"
 ok
 
 echo "deps.sh: $n checks passed"

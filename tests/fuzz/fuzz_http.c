@@ -3,7 +3,7 @@
  * serving core (src/serve_core.c) with a small BPR-MF model trained on synthetic data at start.
  * Input: "METHOD PATH[?QUERY]\n" then "AUTHORIZATION\n" (may be empty) then the body bytes.
  * The routes are driven exactly as serve_http.c drives them, without sockets; the log is written
- * without fsync. Every response must be a status in 200..599 with a body; ASan/UBSan catch
+ * without fsync; live statistics are on (every event sampled, one second folded per input). Every response must be a status in 200..599 with a body; ASan/UBSan catch
  * the rest.
  */
 #include <stdio.h>
@@ -20,12 +20,14 @@ static struct {
     dr_srv *srv;
     dr_routes *r;
     dr_routes_worker *w;
+    dr_stats *st;
 } F;
 
 static void cleanup(void) {
     dr__routes_worker_free(F.w);
     dr__routes_free(F.r);
     dr__srv_close(F.srv);
+    dr__stats_free(F.st);
     dr_model_free(F.m);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", F.dir);
@@ -69,9 +71,15 @@ static int setup(void) {
     p.adapter.window.capacity = 64;
     p.adapter.g_batch = 8;
     dr_routes_params rp = {"key", 1, 1 << 16, F.m, 0, NULL, NULL};
+    dr_stats_params tp = dr__stats_default_params(); /* live statistics, every event sampled */
+    tp.thread = 0;
+    tp.quality_rate = 1;
+    if (dr__stats_create(&tp, &F.st, NULL) != DR_OK) return -1;
+    p.stats = F.st;
     if (dr__srv_open(F.m, &p, &F.srv, NULL) != DR_OK || dr__routes_create(F.srv, &rp, &F.r, NULL) != DR_OK ||
         dr__routes_worker_create(F.r, &F.w, NULL) != DR_OK)
         return -1;
+    dr__routes_set_stats(F.r, F.st);
     return 0;
 }
 
@@ -107,6 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         ready = 1;
     }
+    static int64_t second = 1000; /* each input folds one second of the live statistics */
+    dr__stats_tick(F.st, second++);
     char line1[2048], line2[512];
     size_t at = 0, k = 0;
     while (at < size && data[at] != '\n' && k + 1 < sizeof line1) line1[k++] = (char)data[at++];

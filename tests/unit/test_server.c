@@ -952,6 +952,25 @@ static void test_put_features_fusion(void **st) {
     assert_ok(dr__srv_put_item(s, "blank", "{\"title\":\"blank\",\"attributes\":[],\"features\":{}}", NULL, &ack, &e_));
     assert_ok(dr__srv_put_item(s, "late", body, NULL, &ack, &e_));
     post(s, "u7", "clone", 2003);
+    { /* the dashboard's view (GET /v1/items/{i}?detail=1): both modalities present, gates open
+       * part way; a PUT without features has none computed; the checkpoint's item had features
+       * in training */
+        const char *names[4];
+        int present[4], trained;
+        float gates[4];
+        uint32_t nm = dr__srv_item_fusion(s, dr__srv_find_item(s, "clone"), names, present, gates, 4, &trained);
+        assert_int_equal(nm, 2);
+        for (uint32_t k = 0; k < nm; k++) {
+            assert_true(present[k]);
+            assert_true(gates[k] > 0 && gates[k] < 1);
+        }
+        assert_false(trained);
+        nm = dr__srv_item_fusion(s, dr__srv_find_item(s, "blank"), names, present, gates, 4, &trained);
+        assert_int_equal(nm, 2);
+        assert_true(!present[0] && isnan(gates[0]));
+        dr__srv_item_fusion(s, top, names, present, gates, 4, &trained);
+        assert_true(trained);
+    }
     float sc_clone, sc_blank;
     int rc = rank_of(s, w, user, dr__srv_find_item(s, "clone"), &sc_clone);
     int rb = rank_of(s, w, user, dr__srv_find_item(s, "blank"), &sc_blank);
