@@ -82,6 +82,7 @@
 #include "fusion.h"
 #include "serve_ids.h"
 #include "model.h"
+#include "scan.h"
 
 #define POP_K DR_SRV_K_MAX
 #define POP_BUFS 3
@@ -535,17 +536,17 @@ void dr__preq_paired(const dr_preq_trace *a, const dr_preq_trace *b, uint64_t *p
 /* Apply thread, live quality: whether item i would be in the top 10 (history excluded) under
  * latents z (rows of d floats) and user vector h: fewer than 10 other items outside the history
  * (marked in qstamp) score at least as high as i (ties pessimistic, as in eval.c). Scores come
- * from the serving kernel (dr__topk_scan_scores) a block of QBLOCK items at a time, and the
+ * from the serving kernel (dr__scan_f32) a block of QBLOCK items at a time, and the
  * scan stops at the block where the 10th such item turns up, so a miss, the usual outcome,
  * costs a small part of a scan. */
 static int in_top10(dr_srv *s, const float *z, const float *h, uint32_t i, uint32_t n) {
     const uint32_t d = s->d;
     float si;
-    dr__topk_scan_scores(z + (size_t)i * d, 1, d, h, &si, 0);
+    dr__scan_f32(z + (size_t)i * d, 1, d, h, &si);
     uint32_t above = 0;
     for (uint32_t j0 = 0; j0 < n; j0 += QBLOCK) {
         uint32_t m = n - j0 < QBLOCK ? n - j0 : QBLOCK;
-        dr__topk_scan_scores(z + (size_t)j0 * d, m, d, h, s->qbuf, 0);
+        dr__scan_f32(z + (size_t)j0 * d, m, d, h, s->qbuf);
         for (uint32_t k = 0; k < m; k++) {
             uint32_t j = j0 + k;
             if (j == i || s->qstamp[j] == s->qmark) continue;
@@ -1989,7 +1990,7 @@ int dr__srv_base_scores(dr_srv *s, dr_srv_worker *w, const char *user, float *sc
     uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);
     if (n_active > cap) n_active = cap;
     if (base_latent(s, w->sc, w->ctx, u, w->h, err) != DR_OK) return 0;
-    dr__topk_scan_scores(s->z, n_active, s->d, w->h, scores, 0);
+    dr__scan_f32(s->z, n_active, s->d, w->h, scores);
     for (size_t k = 0; k < nh; k++)
         if (hi[k] < n_active) scores[hi[k]] = -INFINITY;
     *n = n_active;
