@@ -362,6 +362,33 @@ dr_status dr_model_find_user(const dr_model *m, const char *ext, uint32_t *u) {
     return DR_OK;
 }
 
+/* In this file rather than split.c: it reads a checkpoint's ids and histories. */
+dr_status dr_split_unseen_valid(dr_split *s, const dr_dataset *ds, const dr_model *init,
+                                uint32_t *kept, dr_error *err) {
+    if (kept) *kept = 0;
+    if (!s || !ds || !init) return dr__fail(err, DR_ARG, "dr_split_unseen_valid: NULL argument");
+    if (s->n_users != ds->n_users)
+        return dr__fail(err, DR_ARG, "dr_split_unseen_valid: the split is not the dataset's");
+    if (!dr_model_n_users(init))
+        return dr__fail(err, DR_ARG, "dr_split_unseen_valid: model '%s' holds no user histories "
+                        "(not a checkpoint)", dr_model_name(init));
+    uint32_t left = 0;
+    for (uint32_t u = 0; u < ds->n_users; u++) {
+        if (!s->n_valid[u]) continue;
+        uint32_t iu;
+        const uint32_t *h;
+        if (dr_model_find_user(init, dr_dataset_user_id(ds, u), &iu) == DR_OK &&
+            dr_model_user_history(init, iu, &h) >= (size_t)s->n_train[u] + s->n_valid[u]) {
+            s->n_train[u] += s->n_valid[u];
+            s->n_valid[u] = 0;
+        } else {
+            left++;
+        }
+    }
+    if (kept) *kept = left;
+    return DR_OK;
+}
+
 const char *dr_model_user_id(const dr_model *m, uint32_t u) {
     return m && m->user_ids && u < m->n_users ? m->user_ids[u] : NULL;
 }

@@ -149,32 +149,6 @@ dr_status dr__split_t0_at(const dr_dataset *ds, int64_t t, int with_valid, dr_sp
     return DR_OK;
 }
 
-dr_status dr_split_unseen_valid(dr_split *s, const dr_dataset *ds, const dr_model *init,
-                                uint32_t *kept, dr_error *err) {
-    if (kept) *kept = 0;
-    if (!s || !ds || !init) return dr__fail(err, DR_ARG, "dr_split_unseen_valid: NULL argument");
-    if (s->n_users != ds->n_users)
-        return dr__fail(err, DR_ARG, "dr_split_unseen_valid: the split is not the dataset's");
-    if (!dr_model_n_users(init))
-        return dr__fail(err, DR_ARG, "dr_split_unseen_valid: model '%s' holds no user histories "
-                        "(not a checkpoint)", dr_model_name(init));
-    uint32_t left = 0;
-    for (uint32_t u = 0; u < ds->n_users; u++) {
-        if (!s->n_valid[u]) continue;
-        uint32_t iu;
-        const uint32_t *h;
-        if (dr_model_find_user(init, dr_dataset_user_id(ds, u), &iu) == DR_OK &&
-            dr_model_user_history(init, iu, &h) >= (size_t)s->n_train[u] + s->n_valid[u]) {
-            s->n_train[u] += s->n_valid[u];
-            s->n_valid[u] = 0;
-        } else {
-            left++;
-        }
-    }
-    if (kept) *kept = left;
-    return DR_OK;
-}
-
 void dr_split_free(dr_split *s) {
     if (!s) return;
     dr__free(s->n_train);
