@@ -9,7 +9,8 @@
 # Needs jq. Usage: DATASETS="NAME|PATH ..." SHARED=../shared/data MODELS="itemknn mf" \
 #   bench/defaults_travel.sh [OUT]   (a NAME is a folder of SHARED; a missing one is skipped;
 #   a PATH (with a /) is any dataset, e.g. one written by `dynrec data synth`; ONLY=REGEX keeps
-#   the candidates whose name matches; runs already in OUT are reused, so runs can be added)
+#   the candidates whose name matches; runs already in OUT are reused, so runs can be added;
+#   SUMMARY_ONLY=1 trains nothing and tabulates the runs OUT holds)
 BIN=${DYNREC:-build/release/dynrec}
 SHARED=${SHARED:-../shared/data}
 DATASETS=${DATASETS:-movielens-latest-small amazon-movies-tv-llmtup tiktok-mmssl}
@@ -18,14 +19,15 @@ THREADS=${THREADS:-2}
 OUT=${1:-build/travel}
 command -v jq >/dev/null || { echo "defaults_travel: needs jq (apt-get install jq)" >&2; exit 1; }
 mkdir -p "$OUT"
-# model|name|flags   (the first row of a model is its default today)
+# model|name|flags   (settings spelled out, so a row keeps its meaning when a default moves;
+# a row's number names its JSON in OUT: append new rows at the end)
 candidates() {
     cat <<'T'
-itemknn|default (knn-last 20)|
-itemknn|knn-last 5|--knn-last 5
+itemknn|knn-last 20 (the default before)|--knn-last 20
+itemknn|knn-last 5 (the default now)|--knn-last 5
 itemknn|knn-last 10|--knn-last 10
 itemknn|knn-last 50|--knn-last 50
-mf|default (d 64, lr 0.1, l2 0.01)|
+mf|d 64, lr 0.1, l2 0.01 (the default)|--dim 64 --lr 0.1 --l2 0.01
 mf|d 64, lr 0.03, l2 0.01|--lr 0.03
 mf|d 64, lr 0.2, l2 0.01|--lr 0.2
 mf|d 64, lr 0.1, l2 0.003|--l2 0.003
@@ -44,6 +46,7 @@ for d in $DATASETS; do
         echo " $MODELS " | grep -q " $model " || continue
         [ -z "${ONLY:-}" ] || echo "$name" | grep -Eq "$ONLY" || continue
         f="$OUT/$d.$model.$k.json"
+        if [ ! -s "$f" ] && [ "${SUMMARY_ONLY:-0}" = 1 ]; then continue; fi
         if [ ! -s "$f" ]; then
             echo "# $d: $model $name" >&2
             # shellcheck disable=SC2086
