@@ -21,11 +21,15 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -fno-strict-aliasing 
 ifneq ($(filter-out help clean,$(or $(MAKECMDGOALS),all)),)
 include build/llama.mk
 endif
-LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lhiredis -lpthread -lm
+LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lhiredis -lstdc++ -lpthread -lm
+# the one C++ file: src/ann_hnsw.cc over hnswlib's headers (a stub when they are absent)
+CXX     ?= g++
+CXXFLAGS_ALL = -std=c++17 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -Wall -Wextra $(WERROR) -Iinclude -Isrc $(CXXFLAGS)
 LDFLAGS_ALL = $(SAN) -pthread $(LDFLAGS)
 
 SRC     := $(sort $(wildcard src/*.c))
-OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+SRCXX   := $(sort $(wildcard src/*.cc))
+OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(SRCXX:src/%.cc=$(BUILD)/obj/%.o)
 LIB     := $(BUILD)/libdynrec.a
 BIN     := $(BUILD)/dynrec
 UNIT    := $(sort $(wildcard tests/unit/test_*.c))
@@ -64,6 +68,10 @@ deps: $(DEPS)
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/dynrec.h | $(DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/%.o: src/%.cc $(wildcard src/*.h) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(OBJ)
 	@rm -f $@
@@ -108,9 +116,11 @@ bench: $(DEPS) $(BIN) $(BENCHBIN) $(LIVEBIN)
 FUZZ_SECONDS ?= 60
 fuzz: $(DEPS)
 	@mkdir -p build/fuzz
+	@clang++ -std=c++17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Iinclude -Isrc \
+	  -c $(SRCXX) -o build/fuzz/ann_hnsw.o
 	@for f in $(FUZZ); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(LLAMA_CFLAGS) \
-	    $$f $(SRC) $(LIBS) -o build/fuzz/$$n || exit 1; \
+	    $$f $(SRC) build/fuzz/ann_hnsw.o $(LIBS) -o build/fuzz/$$n || exit 1; \
 	  mkdir -p build/fuzz/$$n.corpus; \
 	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build/fuzz/$$n.corpus tests/fuzz/corpus/$${n#fuzz_} || exit 1; \
 	done
