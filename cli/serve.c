@@ -51,6 +51,11 @@ static const char *serve_help =
     "                       checked ones (0: the adapter's window, 4096)\n"
     "  --compact-after-swap after each swap, move what the new base no longer needs out of the\n"
     "                       SQLite log into DIR/archive.db (as `dynrec compact` does)\n"
+    "  --ann auto|on|off    two-stage retrieval with the index M.drm.ann (`dynrec index`): auto\n"
+    "                       uses it when present and the model has >= 50,000 items; on needs it;\n"
+    "                       off scans every item. An index for another checkpoint is refused\n"
+    "  --ann-candidates N   approximate candidates per request (default: the index's, 100)\n"
+    "  --ann-ef N           the index's search list (default: the index's, 128)\n"
     "  --adapter off        serve the base alone (P-STREAM's frozen column): events grow the\n"
     "                       histories, nothing learns, no adapter snapshots are written\n"
     "  --llm X.gguf         GET .../recommendations?rerank=llm: the top 20 reordered by\n"
@@ -123,6 +128,21 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--adapter", &err))) {
             if (strcmp(v, "on") && strcmp(v, "off")) return cli_usage_error("bad --adapter '%s' (on|off)", v);
             p.frozen = !strcmp(v, "off");
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--ann", &err))) {
+            if (strcmp(v, "auto") && strcmp(v, "on") && strcmp(v, "off")) return cli_usage_error("bad --ann '%s' (auto|on|off)", v);
+            p.ann = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--ann-candidates", &err))) {
+            if (cli_parse_u64(v, &n) || n < 1 || n > 65536) return cli_usage_error("bad --ann-candidates '%s' (1..65536)", v);
+            p.ann_candidates = (uint32_t)n;
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--ann-ef", &err))) {
+            if (cli_parse_u64(v, &n) || n < 1 || n > 100000) return cli_usage_error("bad --ann-ef '%s' (1..100000)", v);
+            p.ann_ef = (uint32_t)n;
             continue;
         }
         if ((v = cli_opt_value(&o, "--idempotency-ttl", &err))) {

@@ -39,6 +39,7 @@
 #include "ckpt.h"
 #include "rng.h"
 #include "dynrec_limits.h"
+#include "model.h"
 
 #define ANN_MAGIC "DRANNIDX"
 #define ANN_VERSION 1u
@@ -301,6 +302,67 @@ dr_status dr__ann_load(const char *path, const char *ckpt_hash, uint32_t d, uint
 done:
     if (m != MAP_FAILED) munmap(m, size);
     close(fd);
+    return st;
+}
+
+/* ---------------------------------------------------------------- public: dynrec index */
+
+dr_index_params dr_index_default_params(void) {
+    dr_ann_params a = dr__ann_default_params();
+    dr_index_params p;
+    memset(&p, 0, sizeof p);
+    p.M = a.M;
+    p.ef_construction = a.ef_construction;
+    p.ef_search = a.ef_search;
+    p.candidates = a.candidates;
+    p.threads = a.threads;
+    p.seed = a.seed;
+    return p;
+}
+
+dr_status dr_index_build(const dr_index_params *p, dr_index_result *res, dr_error *err) {
+    if (!p || !p->model_path || !res) return dr__fail(err, DR_ARG, "index: NULL argument");
+    memset(res, 0, sizeof *res);
+    dr_status st = dr__ckpt_file_hash(p->model_path, res->hash, err);
+    if (st != DR_OK) return st;
+    dr_model *m = NULL;
+    dr_ann *a = NULL;
+    char *out = NULL;
+    if ((st = dr_model_load(p->model_path, &m, err)) != DR_OK) return st;
+    const float *z = dr_model_item_latents(m);
+    res->dim = dr_model_latent_dim(m);
+    res->items = dr_model_n_items(m);
+    if (!z || !res->dim) {
+        st = dr__fail(err, DR_UNSUPPORTED, "index: %s: model '%s' has no item latents (a dot-product model: mf, sasrec)",
+                      p->model_path, dr_model_name(m));
+        goto done;
+    }
+    dr_ann_params ap = dr__ann_default_params();
+    ap.M = p->M;
+    ap.ef_construction = p->ef_construction;
+    ap.ef_search = p->ef_search;
+    ap.candidates = p->candidates;
+    ap.threads = p->threads;
+    ap.seed = p->seed;
+    if ((st = dr__ann_build(z, res->items, res->dim, 0, &ap, &a, err)) != DR_OK) goto done;
+    res->seconds = dr__ann_build_seconds(a);
+    res->bytes = dr__ann_bytes(a);
+    const char *path = p->out;
+    if (!path) {
+        size_t pl = strlen(p->model_path);
+        if (!(out = dr__malloc(pl + 5))) {
+            st = dr__fail(err, DR_NOMEM, "index: out of memory");
+            goto done;
+        }
+        memcpy(out, p->model_path, pl);
+        memcpy(out + pl, ".ann", 5);
+        path = out;
+    }
+    st = dr__ann_save(a, path, res->hash, err);
+done:
+    dr__free(out);
+    dr__ann_free(a);
+    dr_model_free(m);
     return st;
 }
 

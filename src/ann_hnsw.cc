@@ -96,12 +96,10 @@ static int caught(char *msg, size_t n, const char *what, int nomem) {
     say(msg, n, what);
     return nomem ? DR_HNSW_NOMEM : DR_HNSW_FAIL;
 }
+/* Inside a catch: frees h (may be NULL) and turns what was thrown into a status and msg. */
+static int failed(dr_hnsw *h, char *msg, size_t n);
 #define CATCH(msg, n)                                                                             \
-    catch (const std::bad_alloc &) { return caught(msg, n, "hnswlib: out of memory", 1); }        \
-    catch (const std::exception &e) {                                                             \
-        return caught(msg, n, e.what(), strstr(e.what(), "Not enough memory") != nullptr);       \
-    }                                                                                             \
-    catch (...) { return caught(msg, n, "hnswlib: unknown exception", 0); }
+    catch (...) { return failed(nullptr, msg, n); }
 
 /* A graph for cap vectors; NULL with *nomem when an allocation failed. */
 static graph *new_graph(hnswlib::SpaceInterface<float> *sp, size_t cap, size_t M, size_t efc,
@@ -139,6 +137,19 @@ extern "C" void dr__hnsw_free(dr_hnsw *h) {
     delete h;
 }
 
+static int failed(dr_hnsw *h, char *msg, size_t n) {
+    dr__hnsw_free(h);
+    try {
+        throw;
+    } catch (const std::bad_alloc &) {
+        return caught(msg, n, "hnswlib: out of memory", 1);
+    } catch (const std::exception &e) {
+        return caught(msg, n, e.what(), strstr(e.what(), "Not enough memory") != nullptr);
+    } catch (...) {
+        return caught(msg, n, "hnswlib: unknown exception", 0);
+    }
+}
+
 extern "C" int dr__hnsw_create(uint32_t d, uint32_t cap, uint32_t M, uint32_t ef_construction,
                                uint64_t seed, dr_hnsw **out, char *msg, size_t msg_size) {
     *out = nullptr;
@@ -148,12 +159,8 @@ extern "C" int dr__hnsw_create(uint32_t d, uint32_t cap, uint32_t M, uint32_t ef
         h->g = new_graph(h->space, cap, M, ef_construction, (size_t)seed);
         *out = h;
         return DR_HNSW_OK;
-    } catch (const std::bad_alloc &) {
-        dr__hnsw_free(h);
-        return caught(msg, msg_size, "hnswlib: out of memory", 1);
-    } catch (const std::exception &e) {
-        dr__hnsw_free(h);
-        return caught(msg, msg_size, e.what(), strstr(e.what(), "Not enough memory") != nullptr);
+    } catch (...) {
+        return failed(h, msg, msg_size);
     }
 }
 
@@ -334,12 +341,8 @@ extern "C" int dr__hnsw_read(const void *buf, size_t nbytes, uint32_t d, uint32_
         }
         *out = h;
         return DR_HNSW_OK;
-    } catch (const std::bad_alloc &) {
-        dr__hnsw_free(h);
-        return caught(msg, msg_size, "hnswlib: out of memory", 1);
-    } catch (const std::exception &e) {
-        dr__hnsw_free(h);
-        return caught(msg, msg_size, e.what(), strstr(e.what(), "Not enough memory") != nullptr);
+    } catch (...) {
+        return failed(h, msg, msg_size);
     }
 }
 

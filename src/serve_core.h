@@ -50,6 +50,13 @@ typedef struct dr_srv_params {
     void *on_base_ud;
     int frozen;                /* 1: no adapter: events grow histories only, recommendations are
                                   the base's h_u . z_i over the checkpoint's items, no snapshots */
+    const char *model_hash;    /* the checkpoint file's XXH64, 16 hex digits (serve_live.c); with
+                                  model_path it finds and checks the index model_path.ann */
+    int ann;                   /* two-stage retrieval (ann.c): 0 auto (the index when present and
+                                  the model has >= DR_ANN_MIN_ITEMS items), 1 on (the index must
+                                  be there), -1 off */
+    uint32_t ann_candidates;   /* approximate candidates per request (0: the index file's) */
+    uint32_t ann_ef;           /* the index's search list (0: the index file's) */
 } dr_srv_params;
 
 dr_srv_params dr__srv_default_params(void);
