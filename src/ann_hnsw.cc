@@ -328,8 +328,9 @@ extern "C" int dr__hnsw_read(const void *buf, size_t nbytes, uint32_t d, uint32_
                 g->element_levels_[i] = (int)(sz / links);
                 r.at += sz;
             }
-            g->label_lookup_[(hnswlib::labeltype)(*(const size_t *)(const void *)(level0 + i * sdpe + loff))] =
-                (hnswlib::tableint)i;
+            size_t label;
+            memcpy(&label, level0 + i * sdpe + loff, sizeof label); /* elements are not 8-aligned */
+            g->label_lookup_[(hnswlib::labeltype)label] = (hnswlib::tableint)i;
         }
         if (g->label_lookup_.size() != count) {
             dr__hnsw_free(h);
