@@ -147,10 +147,14 @@ dr_status dr__ann_build(const float *z, uint32_t n, uint32_t d, uint32_t extra,
     if ((st = hnsw_status(rc, msg, "ann: build", err)) != DR_OK) goto fail;
     build_ctx b = {.g = a->g, .z = z, .d = d};
     atomic_init(&b.rc, 0);
-    if (p->threads <= 1) {
+    int threads = p->threads;
+#if defined(__SANITIZE_THREAD__)
+    threads = 1; /* hnswlib's graph locks are compiled out under TSan (ann_hnsw.cc) */
+#endif
+    if (threads <= 1) {
         for (uint32_t i = 0; i < n && !atomic_load(&b.rc); i++) build_one(&b, i, 0);
     } else {
-        dr__parallel_for(n, p->threads, build_one, &b);
+        dr__parallel_for(n, threads, build_one, &b);
     }
     if ((st = hnsw_status(atomic_load(&b.rc), b.msg, "ann: build", err)) != DR_OK) goto fail;
     dr__hnsw_set_ef(a->g, a->ef);

@@ -74,6 +74,26 @@ static void *hn_malloc(size_t n) {
 static void *hn_realloc(void *p, size_t n) { return dr__realloc(p, n + PAD); }
 static void hn_free(void *p) { dr__free(p); }
 
+#include <hnswlib/visited_list_pool.h> /* before the macros: its mutex guards concurrent searches */
+#if defined(__SANITIZE_THREAD__)
+/* Under ThreadSanitizer the graph's own locks are no-ops. hnswlib's addPoint takes its `global`
+ * mutex while holding the new element's list lock, and an insert that raised the top level locks
+ * other lists while holding `global`: TSan reports that lock-order cycle even on one thread, and
+ * often without the stacks a suppression would need. The cycle cannot close (an element is not
+ * linked until its insert ends), and dynrec never needs those locks: ann.c's rwlock serialises
+ * inserts against everything else, and a TSan build builds indexes on one thread (ann.c). */
+namespace dr_quiet {
+struct mutex {
+    void lock() {}
+    void unlock() {}
+    bool try_lock() { return true; }
+};
+} // namespace dr_quiet
+namespace std {
+using dr_quiet_mutex = ::dr_quiet::mutex;
+}
+#define mutex dr_quiet_mutex
+#endif
 #define malloc(n) hn_malloc(n)
 #define realloc(p, n) hn_realloc(p, n)
 #define free(p) hn_free(p)
@@ -81,6 +101,7 @@ static void hn_free(void *p) { dr__free(p); }
 #undef malloc
 #undef realloc
 #undef free
+#undef mutex
 
 typedef hnswlib::HierarchicalNSW<float> graph;
 
@@ -135,8 +156,8 @@ static graph *new_graph(hnswlib::SpaceInterface<float> *sp, size_t cap, size_t M
         g->revSize_ = 1.0 / g->mult_;
         g->metric_distance_computations = 0;
         g->metric_hops = 0;
-        std::vector<std::mutex>(cap).swap(g->link_list_locks_);
-        std::vector<std::mutex>(graph::max_update_element_locks).swap(g->link_list_update_locks_);
+        decltype(g->link_list_locks_)(cap).swap(g->link_list_locks_);
+        decltype(g->link_list_update_locks_)(graph::max_update_element_locks).swap(g->link_list_update_locks_);
         g->element_levels_.assign(cap, 0);
         g->data_level0_memory_ = (char *)hn_malloc(cap * g->size_data_per_element_);
         if (!g->data_level0_memory_) throw std::bad_alloc();
@@ -243,7 +264,7 @@ extern "C" uint32_t dr__hnsw_m(const dr_hnsw *h) { return h->M; }
 extern "C" size_t dr__hnsw_bytes(const dr_hnsw *h) {
     const graph *g = h->g;
     size_t cap = g->max_elements_, n = g->cur_element_count;
-    size_t b = cap * (g->size_data_per_element_ + sizeof(char *) + sizeof(int) + sizeof(std::mutex));
+    size_t b = cap * (g->size_data_per_element_ + sizeof(char *) + sizeof(int) + sizeof(g->link_list_locks_[0]));
     for (size_t i = 0; i < n; i++)
         if (g->element_levels_[i] > 0) b += g->size_links_per_element_ * (size_t)g->element_levels_[i] + 1;
     b += n * (sizeof(hnswlib::labeltype) + sizeof(hnswlib::tableint) + 2 * sizeof(void *)); /* label map */
