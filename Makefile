@@ -21,14 +21,18 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -fno-strict-aliasing 
 ifneq ($(filter-out help clean,$(or $(MAKECMDGOALS),all)),)
 include build/llama.mk
 endif
-LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lhiredis -lpthread -lm
+LIBS    = $(LLAMA_LIBS) -lcurl -lopenblas -ljansson -lmicrohttpd -lsqlite3 -lhiredis -lstdc++ -lpthread -lm
+# the one C++ file: src/ann_hnsw.cc over hnswlib's headers (a stub when they are absent)
+CXX     ?= g++
+CXXFLAGS_ALL = -std=c++17 -D_GNU_SOURCE $(OPT) $(SAN) -pthread -Wall -Wextra $(WERROR) -Iinclude -Isrc $(CXXFLAGS)
 LDFLAGS_ALL = $(SAN) -pthread $(LDFLAGS)
 
 SRC     := $(sort $(wildcard src/*.c))
 # the dashboard (ui/ and uPlot from the cache, UPLOT_DIR in build/llama.mk) as C arrays
 UI      := $(sort $(wildcard ui/*))
 UI_C    := $(BUILD)/gen/ui_files.c
-OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ui_files.o
+SRCXX   := $(sort $(wildcard src/*.cc))
+OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(SRCXX:src/%.cc=$(BUILD)/obj/%.o) $(BUILD)/obj/ui_files.o
 LIB     := $(BUILD)/libdynrec.a
 BIN     := $(BUILD)/dynrec
 UNIT    := $(sort $(wildcard tests/unit/test_*.c))
@@ -74,6 +78,10 @@ $(UI_C): $(UI) scripts/embed.sh build/llama.mk
 $(BUILD)/obj/ui_files.o: $(UI_C) src/serve_ui.h | $(DEPS)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
+$(BUILD)/obj/%.o: src/%.cc $(wildcard src/*.h) | $(DEPS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
+
 $(LIB): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -117,9 +125,11 @@ bench: $(DEPS) $(BIN) $(BENCHBIN) $(LIVEBIN)
 FUZZ_SECONDS ?= 60
 fuzz: $(DEPS) $(UI_C)
 	@mkdir -p build/fuzz
+	@clang++ -std=c++17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Iinclude -Isrc \
+	  -c $(SRCXX) -o build/fuzz/ann_hnsw.o
 	@for f in $(FUZZ); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(LLAMA_CFLAGS) \
-	    $$f $(SRC) $(UI_C) $(LIBS) -o build/fuzz/$$n || exit 1; \
+	    $$f $(SRC) $(UI_C) build/fuzz/ann_hnsw.o $(LIBS) -o build/fuzz/$$n || exit 1; \
 	  mkdir -p build/fuzz/$$n.corpus; \
 	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build/fuzz/$$n.corpus tests/fuzz/corpus/$${n#fuzz_} || exit 1; \
 	done

@@ -97,7 +97,8 @@ int cli_cmd_recommend(int argc, char **argv);   /* recommend.c */
 int cli_cmd_demo(int argc, char **argv);        /* demo.c */
 int cli_cmd_serve(int argc, char **argv);       /* serve.c */
 int cli_cmd_export(int argc, char **argv);      /* export.c */
-int cli_cmd_compact(int argc, char **argv);     /* compact.c */
+int cli_cmd_compact(int argc, char **argv);
+int cli_cmd_index(int argc, char **argv);     /* compact.c */
 int cli_cmd_tune(int argc, char **argv);        /* tune.c */
 int cli_cmd_align(int argc, char **argv);       /* llm.c */
 int cli_cmd_eval_llm(int argc, char **argv);    /* llm.c: dynrec eval --protocol llm */

@@ -2,7 +2,7 @@
  * main.c - dynrec, the command-line tool: finds the command in one table and runs it; the table
  * also prints the top-level help. Each command lives in the file named for it (cli/data.c,
  * cli/train.c, cli/tune.c, cli/eval.c, cli/recommend.c, cli/explain.c, cli/demo.c, cli/serve.c,
- * cli/export.c, cli/compact.c; eval's stream
+ * cli/export.c, cli/compact.c, cli/index.c; eval's stream
  * and modal protocols in cli/stream.c, cli/modal.c); what they share is in cli/util.c, declared
  * in cli/cli.h. Uses only include/dynrec.h.
  *
@@ -35,6 +35,7 @@ static const struct {
     {"export", cli_cmd_export, "write a server's state folder and log as a dataset folder"},
     {"align", cli_cmd_align, "map a checkpoint's latents into a GGUF LLM's input space"},
     {"compact", cli_cmd_compact, "move log records a base swap no longer needs to archive.db"},
+    {"index", cli_cmd_index, "build the approximate index of two-stage retrieval beside a checkpoint"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

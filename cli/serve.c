@@ -65,6 +65,11 @@ static const char *serve_help =
     "                       against the GGUF at start\n";
 /* the rest of the help (one literal would pass the 4095 bytes C guarantees) */
 static const char *serve_help_stats =
+    "  --ann auto|on|off    two-stage retrieval with the index M.drm.ann (`dynrec index`): auto\n"
+    "                       uses it when present and the model has >= 50,000 items; on needs it;\n"
+    "                       off scans every item. An index for another checkpoint is refused\n"
+    "  --ann-candidates N   approximate candidates per request (default: the index's, 100)\n"
+    "  --ann-ef N           the index's search list (default: the index's, 128)\n"
     "  --stats off          no live statistics: no per-second series, no live-quality sampling\n"
     "                       (GET /v1/stats answers totals only, /v1/stats/series 503)\n"
     "  --quality-rate X     share of incoming events (0..1, by a hash of user, item and time)\n"
@@ -146,6 +151,21 @@ int cli_cmd_serve(int argc, char **argv) {
         if ((v = cli_opt_value(&o, "--quality-rate", &err))) {
             if (cli_parse_double(v, &x) || !(x >= 0 && x <= 1)) return cli_usage_error("bad --quality-rate '%s' (0..1)", v);
             p.quality_rate = x;
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--ann", &err))) {
+            if (strcmp(v, "auto") && strcmp(v, "on") && strcmp(v, "off")) return cli_usage_error("bad --ann '%s' (auto|on|off)", v);
+            p.ann = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--ann-candidates", &err))) {
+            if (cli_parse_u64(v, &n) || n < 1 || n > 65536) return cli_usage_error("bad --ann-candidates '%s' (1..65536)", v);
+            p.ann_candidates = (uint32_t)n;
+            continue;
+        }
+        if ((v = cli_opt_value(&o, "--ann-ef", &err))) {
+            if (cli_parse_u64(v, &n) || n < 1 || n > 100000) return cli_usage_error("bad --ann-ef '%s' (1..100000)", v);
+            p.ann_ef = (uint32_t)n;
             continue;
         }
         if ((v = cli_opt_value(&o, "--idempotency-ttl", &err))) {

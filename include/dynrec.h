@@ -767,6 +767,13 @@ typedef struct dr_httpd_params {
     int stats;                /* 1: live statistics and quality sampling (GET /v1/stats, the
                                  dashboard; default); 0: off */
     double quality_rate;      /* share of incoming events scored for live quality (0.03) */
+    int ann;                  /* two-stage retrieval with the index MODEL.ann (dr_index_build):
+                                 0 auto: when the file is there and the model has at least
+                                 DR_ANN_MIN_ITEMS items (50,000); 1 on: the file must be there;
+                                 -1 off: always the exact scan. A file for another checkpoint or a
+                                 corrupt one is refused (the server does not start) */
+    uint32_t ann_candidates;  /* approximate candidates per request (0: the index file's, 100) */
+    uint32_t ann_ef;          /* the index's search list (0: the index file's, 128) */
 } dr_httpd_params;
 
 dr_httpd_params dr_httpd_default_params(void);
@@ -780,6 +787,35 @@ void dr_httpd_stop(dr_server *s);
  * POST /v1/admin/base without force (docs/HTTP.md). Blocks until the swap is done or refused;
  * *swapped = 1 when the new base is live. */
 dr_status dr_httpd_reload(dr_server *s, int *swapped, dr_error *err);
+
+/* ---------------------------------------------------------------- approximate index */
+
+/*
+ * The index of two-stage retrieval (docs/ARCHITECTURE.md): an HNSW graph over a dot-product
+ * checkpoint's item latents, written beside it as MODEL.ann with the checkpoint's hash, read by
+ * `dynrec serve` (dr_httpd_params.ann).
+ */
+typedef struct dr_index_params {
+    const char *model_path;   /* the .drm checkpoint (a dot-product model: mf, sasrec) */
+    const char *out;          /* NULL: model_path + ".ann" */
+    uint32_t M;               /* links per node (32) */
+    uint32_t ef_construction; /* build candidate list (200) */
+    uint32_t ef_search;       /* search candidate list the server uses by default (128) */
+    uint32_t candidates;      /* approximate candidates per request by default (100) */
+    int threads;              /* 1: the same file for the same checkpoint and seed; more: faster,
+                                 another graph each time (insertion order races) */
+    uint64_t seed;            /* (42) */
+} dr_index_params;
+
+typedef struct dr_index_result {
+    uint32_t items, dim;
+    double seconds;           /* building the graph */
+    size_t bytes;             /* the graph in memory */
+    char hash[17];            /* the checkpoint's */
+} dr_index_result;
+
+dr_index_params dr_index_default_params(void);
+dr_status dr_index_build(const dr_index_params *p, dr_index_result *res, dr_error *err);
 
 /* ---------------------------------------------------------------- state folder: export, compaction */
 

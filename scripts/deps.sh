@@ -32,12 +32,14 @@ CA_BUNDLE=${DEPS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 # What the build needs, one row each: KIND NAME PROBE PACKAGE
 #   tool NAME -     PACKAGE   present when `command -v NAME` finds it
 #   lib  HEADER PC  PACKAGE   present when `pkg-config --exists PC` or the compiler finds HEADER
+#   hpp  HEADER -   PACKAGE   a C++ header-only library: present when c++ finds HEADER
 #   rt   NAME -     PACKAGE   clang's runtime library NAME (libFuzzer, for `make fuzz`)
 #   file PATH -     PACKAGE   present when PATH exists
 NEEDS='
 tool cc             -              build-essential
 tool make           -              make
 tool pkg-config     -              pkg-config
+tool c++            -              g++
 lib  openblas_config.h openblas    libopenblas-dev
 lib  cmocka.h       cmocka         libcmocka-dev
 lib  jansson.h      jansson        libjansson-dev
@@ -45,6 +47,7 @@ lib  sqlite3.h      sqlite3        libsqlite3-dev
 lib  microhttpd.h   libmicrohttpd  libmicrohttpd-dev
 lib  curl/curl.h    libcurl        libcurl4-openssl-dev
 lib  hiredis/hiredis.h hiredis     libhiredis-dev
+hpp  hnswlib/hnswlib.h -           libhnswlib-dev
 tool curl           -              curl
 tool clang          -              clang
 tool redis-server   -              redis-server
@@ -93,6 +96,11 @@ check() { # KIND NAME PROBE PACKAGE
         else
             say "$name: no compiler to ask and dpkg does not list $pkg"
         fi ;;
+    hpp)
+        if has_tool c++ && printf '#include <%s>\n' "$name" | c++ -E -x c++ - >/dev/null 2>&1; then
+            say "$name: found by c++"; return
+        fi
+        say "$name: c++ does not find it" ;;
     file)
         if [ -e "$name" ]; then say "$name: present"; return; fi
         say "$name: absent" ;;

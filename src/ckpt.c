@@ -816,3 +816,23 @@ const dr_ckpt_section *dr__ckpt_section_at(const dr_ckpt *c, uint32_t i) {
 }
 
 const char *dr__ckpt_path(const dr_ckpt *c) { return c ? c->path : ""; }
+
+dr_status dr__ckpt_file_hash(const char *path, char out[17], dr_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return dr__fail(err, DR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    dr_status st = DR_OK;
+    if (fstat(fd, &sb) != 0 || sb.st_size <= 0) {
+        st = dr__fail(err, DR_IO, "%s: cannot read its size", path);
+    } else {
+        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            st = dr__fail(err, DR_IO, "%s: mmap failed: %s", path, strerror(errno));
+        } else {
+            snprintf(out, 17, "%016llx", (unsigned long long)dr__xxh64(m, (size_t)sb.st_size, 0));
+            munmap(m, (size_t)sb.st_size);
+        }
+    }
+    close(fd);
+    return st;
+}

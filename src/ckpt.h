@@ -41,6 +41,9 @@ const char *dr__dtype_name(uint32_t dtype); /* "f32", ..., "?" */
 
 /* XXH64 (seed 0) of the bytes: the container's checksum, exposed for tests and tools. */
 uint64_t dr__xxh64(const void *p, size_t n, uint64_t seed);
+/* XXH64 (seed 0) of the whole file at path as 16 hex digits and a NUL: how the server's base
+ * records and the index files (ann.c) name a checkpoint. */
+dr_status dr__ckpt_file_hash(const char *path, char out[17], dr_error *err);
 
 /* ---- writer */
 typedef struct dr_ckpt_writer dr_ckpt_writer;

@@ -84,6 +84,15 @@
 #define DR_LOG_TIMEOUT_MS_DEFAULT 2000u /* Redis connect and command timeout: nothing blocks forever */
 #define DR_LOG_IDEM_PURGE_EVERY 1024u /* sqlite appends between purges of expired idempotency keys */
 #define DR_SRV_K_MAX 1000u            /* recommendations per request: the popular list's size */
+
+/* ---- two-stage retrieval (ann.c) */
+/* Catalogue size from which `dynrec serve --ann auto` uses an index it finds: below it the
+ * exact scan is as fast (measured, docs/BENCH.md "two-stage retrieval"). */
+#define DR_ANN_MIN_ITEMS 50000u
+#define DR_ANN_MAX_M 128u             /* HNSW links per node: hnswlib warns far above; bounds a file's */
+#define DR_ANN_MAX_EF 100000u         /* search / build candidate lists: bounds a file's settings */
+#define DR_ANN_MAX_CAND 65536u        /* approximate candidates per request: each serving thread
+                                         holds a row buffer of this many candidates' latents */
 #define DR_SRV_CTX_MAX 512u           /* recent items read for a user's base latent */
 #define DR_SRV_APPLY_DOWN_MS 10000  /* a write waits this long for a log it cannot read */
 #define DR_SRV_WRITER_BATCH 16384u    /* events per group commit; more wait for the next one */

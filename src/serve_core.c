@@ -78,7 +78,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "ann.h"
 #include "fusion.h"
 #include "serve_ids.h"
 #include "model.h"
@@ -282,6 +284,12 @@ struct dr_srv {
     int trace_oom;
     dr_srv_preq preq;
     float *sc_hp;                  /* (d) */
+    /* two-stage retrieval (NULL: the exact scan) */
+    dr_ann *ann;                   /* the base's index; the apply thread adds items that get a
+                                      base latent (its own lock) */
+    uint32_t ann_c;                /* approximate candidates per request */
+    uint32_t *ann_cold;            /* (n_ann_cold) the model's cold rows: always candidates */
+    uint32_t n_ann_cold;
     uint32_t sc_items[10];
     float sc_scores[10];
     /* statistics (written by the writer and the apply thread, read anywhere) */
@@ -458,7 +466,9 @@ static dr_status item_features(dr_srv *s, uint32_t i, const json_t *feats, int a
     memcpy(s->frow, s->fz, fd * sizeof *s->frow);
     for (uint32_t c = fd; c < s->d; c++) /* mf: [z_i, b_i] */
         s->frow[c] = i < s->n_base_items ? dr_model_item_latents(s->m)[(size_t)i * s->d + c] : 0.0f;
-    return adapt ? dr__adapter_set_item_base(s->ad, i, s->frow, 0, err) : DR_OK;
+    /* the index is not in the snapshots: every replay inserts again, in log order */
+    dr_status st = s->ann ? dr__ann_add(s->ann, i, s->frow, err) : DR_OK;
+    return st == DR_OK && adapt ? dr__adapter_set_item_base(s->ad, i, s->frow, 0, err) : st;
 }
 
 /* ---------------------------------------------------------------- applying records */
@@ -1474,6 +1484,42 @@ static dr_status recover(dr_srv *s, dr_log_pos upto, dr_error *err) {
     return DR_OK;
 }
 
+/* The index model_path.ann (ann.c) when p asks for it and it applies; the model's cold rows. */
+static dr_status open_ann(dr_srv *s, const dr_srv_params *p, dr_error *err) {
+    if (p->ann < 0 || p->frozen || !p->model_path || !p->model_hash) return DR_OK;
+    size_t pl = strlen(p->model_path);
+    char *path = dr__malloc(pl + 5);
+    if (!path) return dr__fail(err, DR_NOMEM, "server: out of memory");
+    memcpy(path, p->model_path, pl);
+    memcpy(path + pl, ".ann", 5);
+    dr_status st = DR_OK;
+    if (access(path, F_OK) != 0) {
+        if (p->ann > 0)
+            st = dr__fail(err, DR_ARG, "server: --ann on needs the index %s: build it with `dynrec index --model %s`",
+                          path, p->model_path);
+        else if (s->n_base_items >= DR_ANN_MIN_ITEMS)
+            dr__log(DR_LOG_INFO, "server: %u items and no index %s: exact scan (`dynrec index` builds one)",
+                    s->n_base_items, path);
+    } else if (p->ann > 0 || s->n_base_items >= DR_ANN_MIN_ITEMS) {
+        st = dr__ann_load(path, p->model_hash, s->d, p->max_new_items, &s->ann, err);
+        if (st == DR_OK && p->ann_ef) dr__ann_set_ef(s->ann, p->ann_ef);
+        s->ann_c = p->ann_candidates ? p->ann_candidates : st == DR_OK ? dr__ann_candidates(s->ann) : 0;
+        if (st == DR_OK && s->ann_c > DR_ANN_MAX_CAND)
+            st = dr__fail(err, DR_RANGE, "server: %u approximate candidates exceed %u", s->ann_c, DR_ANN_MAX_CAND);
+    }
+    dr__free(path);
+    if (st != DR_OK || !s->ann) return st;
+    uint32_t nc = 0;
+    for (uint32_t i = 0; i < s->n_base_items; i++) nc += s->cold[i];
+    s->ann_cold = dr__calloc(nc ? nc : 1, sizeof *s->ann_cold);
+    if (!s->ann_cold) return dr__fail(err, DR_NOMEM, "server: out of memory");
+    for (uint32_t i = 0; i < s->n_base_items; i++)
+        if (s->cold[i]) s->ann_cold[s->n_ann_cold++] = i;
+    dr__log(DR_LOG_INFO, "server: two-stage retrieval: %u indexed items, %u candidates, ef %u, %u cold items",
+            dr__ann_count(s->ann), s->ann_c, dr__ann_ef(s->ann), s->n_ann_cold);
+    return DR_OK;
+}
+
 /* The state of m over the log through upto, without threads; ephemeral: without the folder
  * (no snapshots, no settings; dr__srv_prequential). */
 static dr_status build(const dr_model *m, const dr_srv_params *p, int ephemeral, dr_log_pos upto,
@@ -1597,6 +1643,7 @@ static dr_status build(const dr_model *m, const dr_srv_params *p, int ephemeral,
     }
     for (int b = 0; b < POP_BUFS; b++) atomic_init(&s->pop[b].refs, 0);
     atomic_init(&s->pop_cur, NULL);
+    if (!ephemeral && (st = open_ann(s, p, err)) != DR_OK) goto fail;
     if ((st = dr_scorer_create(m, &s->wsc, err)) != DR_OK) goto fail;
     if ((st = dr__topk_scratch_create(ci, POP_K, &s->pts, err)) != DR_OK) goto fail;
     if ((st = make_adapter(s, err)) != DR_OK) goto fail;
@@ -1702,6 +1749,8 @@ void dr__srv_close(dr_srv *s) {
     dr__store_close(s->store);
     dr__adapter_free(s->ad);
     dr__topk_scratch_free(s->pts);
+    dr__ann_free(s->ann);
+    dr__free(s->ann_cold);
     dr_scorer_free(s->wsc);
     for (uint32_t u = 0; s->hist && u < s->users.cap; u++) dr__free(atomic_load(&s->hist[u]));
     for (uint32_t i = 0; s->meta && i < s->items.cap; i++) {
@@ -1755,6 +1804,8 @@ void dr__srv_close(dr_srv *s) {
 struct dr_srv_worker {
     dr_scorer *sc;
     dr_topk_scratch *ts;
+    dr_ann_scratch *as;     /* two-stage retrieval's buffers (NULL without an index) */
+    uint32_t *cand_ids;     /* (POP_K + the cold rows) its extra candidates */
     uint32_t *ctx;          /* (DR_SRV_CTX_MAX) */
     float *h, *hp;          /* (d), (stride) */
     uint32_t items[DR_SRV_K_MAX];
@@ -1767,6 +1818,8 @@ void dr__srv_worker_free(dr_srv_worker *w) {
     if (!w) return;
     dr_scorer_free(w->sc);
     dr__topk_scratch_free(w->ts);
+    dr__ann_scratch_free(w->as);
+    dr__free(w->cand_ids);
     dr__free(w->ctx);
     dr__free(w->h);
     dr__free(w->hp);
@@ -1780,6 +1833,11 @@ dr_status dr__srv_worker_create(dr_srv *s, dr_srv_worker **out, dr_error *err) {
     if (!w) return dr__fail(err, DR_NOMEM, "server: out of memory");
     dr_status st = dr_scorer_create(s->m, &w->sc, err);
     if (st == DR_OK) st = dr__topk_scratch_create(s->items.cap, DR_SRV_K_MAX, &w->ts, err);
+    if (st == DR_OK && s->ann) /* the index's, the hot, the cold and the new items */
+        st = dr__ann_scratch_create(s->ann_c + POP_K + s->n_ann_cold + (s->items.cap - s->n_base_items),
+                                    (s->d + 3u) & ~3u, DR_SRV_K_MAX, &w->as, err);
+    if (st == DR_OK && s->ann && !(w->cand_ids = dr__calloc(POP_K + s->n_ann_cold, sizeof *w->cand_ids)))
+        st = dr__fail(err, DR_NOMEM, "server: out of memory");
     if (st == DR_OK) {
         w->ctx = dr__calloc(DR_SRV_CTX_MAX, sizeof *w->ctx);
         w->h = dr__calloc(s->d, sizeof *w->h);
@@ -1794,15 +1852,21 @@ dr_status dr__srv_worker_create(dr_srv *s, dr_srv_worker **out, dr_error *err) {
     return DR_OK;
 }
 
-static void popular(dr_srv *s, dr_srv_worker *w, uint32_t k, dr_srv_recs *out) {
+/* The current popular list with a reference (NULL before the first): the same acquire
+ * protocol as the adapter's snapshots; pair with atomic_fetch_sub(&pb->refs, 1). */
+static pop_buf *pop_acquire(dr_srv *s) {
     pop_buf *pb;
-    for (;;) { /* the same acquire protocol as the adapter's snapshots */
+    for (;;) {
         pb = atomic_load(&s->pop_cur);
-        if (!pb) break;
+        if (!pb) return NULL;
         atomic_fetch_add(&pb->refs, 1);
-        if (atomic_load(&s->pop_cur) == pb) break;
+        if (atomic_load(&s->pop_cur) == pb) return pb;
         atomic_fetch_sub(&pb->refs, 1);
     }
+}
+
+static void popular(dr_srv *s, dr_srv_worker *w, uint32_t k, dr_srv_recs *out) {
+    pop_buf *pb = pop_acquire(s);
     uint32_t n = pb ? (pb->n < k ? pb->n : k) : 0;
     for (uint32_t j = 0; j < n; j++) {
         w->items[j] = pb->items[j];
@@ -1811,6 +1875,23 @@ static void popular(dr_srv *s, dr_srv_worker *w, uint32_t k, dr_srv_recs *out) {
     if (pb) atomic_fetch_sub(&pb->refs, 1);
     out->popular = 1;
     out->n = n;
+}
+
+/* Two stages (ann.c) for h'_u in w->hp: the index's candidates, the popular-now items with
+ * window events (hot), the model's cold rows and the rows created since, rescored over z'. */
+static dr_status two_stage(dr_srv *s, dr_srv_worker *w, const dr_adapter_snapshot *snap, uint32_t n_active,
+                           const uint32_t *hi, size_t nh, uint32_t k, dr_srv_recs *out, dr_error *err) {
+    pop_buf *pb = pop_acquire(s);
+    uint32_t hot = 0;
+    while (pb && hot < pb->n && pb->counts[hot] > 0) hot++; /* counts first in the list's order */
+    /* the hot ids, then the cold ones, in the worker's candidate list */
+    uint32_t *extra = w->cand_ids;
+    for (uint32_t j = 0; j < hot; j++) extra[j] = pb->items[j];
+    if (pb) atomic_fetch_sub(&pb->refs, 1);
+    memcpy(extra + hot, s->ann_cold, s->n_ann_cold * sizeof *extra);
+    return dr__ann_topk(s->ann, s->ann_c, dr__snapshot_items(snap), n_active, dr__snapshot_stride(snap), w->hp,
+                        extra, hot + s->n_ann_cold, s->n_base_items, n_active, hi, nh, k, w->as, w->items,
+                        w->scores, &out->n, err);
 }
 
 dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint32_t k,
@@ -1839,9 +1920,10 @@ dr_status dr__srv_recommend(dr_srv *s, dr_srv_worker *w, const char *user, uint3
     if (!snap) return dr__fail(err, DR_INTERNAL, "server: no adapter snapshot published");
     uint32_t n_active = atomic_load_explicit(&s->items.n, memory_order_acquire);
     dr__snapshot_user(snap, u, atomic_load_explicit(&s->clock, memory_order_relaxed), w->h, w->hp);
-    st = dr__topk_scan_bf16(dr__snapshot_bf16(snap), dr__snapshot_items(snap), n_active,
-                            dr__snapshot_stride(snap), w->hp, hi, nh, k, w->ts, w->items,
-                            w->scores, &out->n, err);
+    if (s->ann) st = two_stage(s, w, snap, n_active, hi, nh, k, out, err);
+    else st = dr__topk_scan_bf16(dr__snapshot_bf16(snap), dr__snapshot_items(snap), n_active,
+                                 dr__snapshot_stride(snap), w->hp, hi, nh, k, w->ts, w->items,
+                                 w->scores, &out->n, err);
     dr__adapter_release(s->ad, snap);
     return st;
 }

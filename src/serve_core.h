@@ -54,6 +54,13 @@ typedef struct dr_srv_params {
     dr_stats *stats;           /* live quality: the incoming events it samples (not the replay at
                                   open) are scored before they are applied, top 10 under the base
                                   alone and under base + adapter (NULL: none; frozen: none) */
+    const char *model_hash;    /* the checkpoint file's XXH64, 16 hex digits (serve_live.c); with
+                                  model_path it finds and checks the index model_path.ann */
+    int ann;                   /* two-stage retrieval (ann.c): 0 auto (the index when present and
+                                  the model has >= DR_ANN_MIN_ITEMS items), 1 on (the index must
+                                  be there), -1 off */
+    uint32_t ann_candidates;   /* approximate candidates per request (0: the index file's) */
+    uint32_t ann_ef;           /* the index's search list (0: the index file's) */
 } dr_srv_params;
 
 dr_srv_params dr__srv_default_params(void);

@@ -338,6 +338,9 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
         if ((st = dr__stats_create(&tp, &s->stats, err)) != DR_OK) goto fail;
         sp.stats = s->stats;
     }
+    sp.ann = p->ann;
+    sp.ann_candidates = p->ann_candidates;
+    sp.ann_ef = p->ann_ef;
     lp.srv = sp;
     if ((st = dr__live_open(&lp, &s->live, err)) != DR_OK) goto fail;
     int exposed = p->host && strncmp(p->host, "127.", 4) != 0;

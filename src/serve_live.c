@@ -109,27 +109,6 @@ static dr_status parse_base(const char *body, base_rec *b, dr_error *err) {
     return ok ? DR_OK : dr__fail(err, DR_FORMAT, "a base record of the log is malformed: %.200s", body);
 }
 
-/* XXH64 of the whole file, hex. */
-static dr_status file_hash(const char *path, char out[17], dr_error *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return dr__fail(err, DR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    dr_status st = DR_OK;
-    if (fstat(fd, &sb) != 0 || sb.st_size <= 0) {
-        st = dr__fail(err, DR_IO, "%s: cannot read its size", path);
-    } else {
-        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            st = dr__fail(err, DR_IO, "%s: mmap failed: %s", path, strerror(errno));
-        } else {
-            snprintf(out, 17, "%016llx", (unsigned long long)dr__xxh64(m, (size_t)sb.st_size, 0));
-            munmap(m, (size_t)sb.st_size);
-        }
-    }
-    close(fd);
-    return st;
-}
-
 /* The log position a checkpoint's training data covers (metadata log_covers from a dataset
  * that `dynrec export` wrote), (0, 0) when none. */
 static dr_log_pos model_covers(const dr_model *m) {
@@ -220,6 +199,7 @@ static dr_status gen_open(dr_live *l, dr_model *m, const char *path, const char 
     dr_srv_params sp = l->p.srv;
     sp.base = b;
     sp.model_path = gi->g.path;
+    sp.model_hash = gi->g.hash;
     sp.on_base = on_base;
     sp.on_base_ud = l;
     if (st == DR_OK) st = dr__srv_open(m, &sp, &gi->g.srv, err);
@@ -279,7 +259,7 @@ static dr_status follow(dr_live *l, dr_log_pos at, const char *body, dr_model *l
     dr_status st = parse_base(body, &br, err);
     dr_model *m = loaded;
     char hash[17] = "";
-    if (st == DR_OK) st = file_hash(br.path, hash, err);
+    if (st == DR_OK) st = dr__ckpt_file_hash(br.path, hash, err);
     if (st == DR_OK && strcmp(hash, br.hash) != 0)
         st = dr__fail(err, DR_FORMAT, "%s: the checkpoint changed since the swap was logged (hash %s, "
                      "the log says %s)", br.path, hash, br.hash);
@@ -381,7 +361,7 @@ dr_status dr__live_open(const dr_live_params *p, dr_live **out, dr_error *err) {
     dr_status st = newest_base(&p->srv, &found, &at, &body, err);
     if (st == DR_OK && found) {
         st = parse_base(body, &br, err);
-        if (st == DR_OK) st = file_hash(br.path, hash, err);
+        if (st == DR_OK) st = dr__ckpt_file_hash(br.path, hash, err);
         if (st == DR_OK && strcmp(hash, br.hash) != 0)
             st = dr__fail(err, DR_FORMAT, "%s: the log's newest base swap names this checkpoint with hash "
                          "%s, the file has %s: restore that file to start", br.path, br.hash, hash);
@@ -393,7 +373,7 @@ dr_status dr__live_open(const dr_live_params *p, dr_live **out, dr_error *err) {
             st = gen_open(l, m, br.path, hash, &b, &gi, err);
         }
     } else if (st == DR_OK) {
-        st = file_hash(l->start_path, hash, err);
+        st = dr__ckpt_file_hash(l->start_path, hash, err);
         if (st == DR_OK) st = dr_model_load(l->start_path, &m, err);
         if (st == DR_OK) st = gen_open(l, m, l->start_path, hash, NULL, &gi, err);
     }
@@ -501,7 +481,7 @@ dr_status dr__live_swap(dr_live *l, const char *path, int force, dr_swap_report 
     double t0 = dr__now_seconds();
     dr_model *m = NULL;
     char hash[17] = "";
-    dr_status st = file_hash(abs, hash, err);
+    dr_status st = dr__ckpt_file_hash(abs, hash, err);
     if (st == DR_OK) st = dr_model_load(abs, &m, err);
     if (st == DR_OK && !dr_model_latent_dim(m))
         st = dr__fail(err, DR_UNSUPPORTED, "%s: model '%s' cannot be served (not a dot-product model)",

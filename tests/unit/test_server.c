@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "serve_routes.h"
+#include "ckpt.h"
 #include "serve_core.h"
 
 /* A small BPR-MF checkpoint trained on synthetic data, loaded back (ids + histories); with
@@ -1114,6 +1115,30 @@ static void test_out_of_memory(void **st) {
     u.rp = (dr_routes_params){"sekret", 1, 4096, u.m, 0, NULL, NULL};
     c = (dr_oom_case){.name = "dr__routes_create + dr__routes_worker_create", .call = routes_make,
                       .cleanup = routes_free, .ud = &u};
+    assert_true(dr_oom_check(&c) > 0);
+    dr__srv_close(u.s);
+    u.s = NULL;
+    /* with the index of two-stage retrieval (ann.c) beside the checkpoint */
+    char mpath[600], hash[17];
+    snprintf(mpath, sizeof mpath, "%s/m.drm", dir);
+    dr_index_params ip = dr_index_default_params();
+    ip.model_path = mpath;
+    dr_index_result ir;
+    assert_ok(dr_index_build(&ip, &ir, &e_));
+    assert_ok(dr__ckpt_file_hash(mpath, hash, &e_));
+    assert_string_equal(hash, ir.hash);
+    u.p.model_path = mpath;
+    u.p.model_hash = hash;
+    u.p.ann = 1;
+    u.p.snapshot_every = 0;
+    u.rm = u.p.data_dir;
+    dr_test_rmrf(u.p.data_dir);
+    c = (dr_oom_case){.name = "dr__srv_open (with the index)", .call = srv_open, .cleanup = srv_close,
+                      .ud = &u, .out = (void **)&u.s};
+    assert_true(dr_oom_check(&c) > 0);
+    assert_ok(dr__srv_open(u.m, &u.p, &u.s, &e_));
+    c = (dr_oom_case){.name = "dr__srv_worker_create (with the index)", .call = srv_worker,
+                      .cleanup = srv_worker_free, .ud = &u, .out = (void **)&u.w};
     assert_true(dr_oom_check(&c) > 0);
     dr__srv_close(u.s);
     dr_model_free((dr_model *)u.m);
