@@ -685,14 +685,15 @@ static void adam_run(void *vc, size_t k, int worker) {
     const float b1 = c->p->beta1, b2 = c->p->beta2;
     const size_t d = c->m->dm.d;
     const float wd = ch->decay ? c->p->lr * c->p->weight_decay : 0.0f;
+    /* the warm start's factor: warm_scale for what the init gave (1 in a cold fit), 1 for the
+     * item table's new rows (tok_new: set only in a warm fit with a factor) */
+    const uint8_t *fresh = ch->tok ? c->tok_new : NULL;
     for (size_t i = ch->lo; i < ch->hi; i++) {
         float g = 0;
         for (uint32_t s = 0; s < c->n_shards; s++) g += c->sh[s].gbase[i];
         float mo = c->mom[i] = b1 * c->mom[i] + (1 - b1) * g;
         float ve = c->vel[i] = b2 * c->vel[i] + (1 - b2) * g * g;
-        float f = 1.0f; /* the warm start's factor: 1 for new rows and cold fits */
-        if (c->warm_scale != 1.0f)
-            f = ch->tok && c->tok_new[(i - c->tok_off) / d] ? 1.0f : c->warm_scale;
+        const float f = fresh && fresh[(i - c->tok_off) / d] ? 1.0f : c->warm_scale;
         w[i] -= f * (c->lr_t * mo / (sqrtf(ve * c->b2c) + 1e-8f) + wd * w[i]);
     }
 }

@@ -511,8 +511,8 @@ dr_status dr__live_swap(dr_live *l, const char *path, int force, dr_swap_report 
         dr__preq_trace_free(&tl);
         dr__preq_trace_free(&tn);
         const double b = (double)rep->live_only, c = (double)rep->new_only;
-        rep->z = b + c > 0 ? (fabs(b - c) - 1.0 > 0 ? fabs(b - c) - 1.0 : 0.0) / sqrt(b + c) : 0.0;
-        if (b < c) rep->z = -rep->z;
+        /* continuity-corrected, signed: > 0 when the live base hit more */
+        rep->z = b + c > 0 ? copysign(fmax(fabs(b - c) - 1.0, 0.0) / sqrt(b + c), b - c) : 0.0;
     }
     dr_srv_ack ack;
     char body[DR_SRV_PATH_MAX + 256];
