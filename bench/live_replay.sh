@@ -20,7 +20,7 @@
 # Environment: DATA (../shared/data/amazon-movies-tv-llmtup), MODEL
 # (build/stream/amazon-movies-tv-llmtup_sasrec_s1.drm), TRAIN_FLAGS, LIMIT (first N replay
 # events; 0 = all), COLUMNS ("frozen adapter swap"), THREADS (server threads, 2), OUT
-# (build/live), BUILD (build/release), SWAP_TRAIN_FLAGS (bench/live_swap.sh), SWAP_SERVE_FLAGS (extra `dynrec serve` flags
+# (build/live), BUILD (build/release), SWAP_TRAIN_FLAGS and SWAP_FROM (bench/live_swap.sh), SWAP_SERVE_FLAGS (extra `dynrec serve` flags
 # of the swap column, e.g. --swap-rebuild-events 40000), SWAP_WAIT (1: at
 # each tenth the replay waits for the previous swap to finish, so every tenth gets its swap even
 # when a retrain outlasts a tenth of the replay; 0: such tenths are skipped), SERVE_FLAGS
@@ -100,6 +100,7 @@ run_column() { # NAME [serve flags...]
         rm -rf "$swapdir"
         mkdir -p "$swapdir"
         echo "$MODEL" >"$swapdir/live"
+        echo "$MODEL" >"$swapdir/first"
         DYNREC=$BIN STATE=$state PORT=$port SWAPDIR=$swapdir "$BUILD/live_client" "$@" \
             --on-tenth "sh bench/live_swap.sh" --swap-wait "${SWAP_WAIT:-1}"
     else

@@ -7,11 +7,14 @@
 #   curl -X POST http://HOST:PORT/v1/admin/base -d '{"path":"NEW.drm"}'
 # LIVE.drm is the base the server runs: the checkpoint it started from, then each swap's NEW.
 # Environment: DYNREC, STATE, PORT, SWAPDIR (from live_replay.sh), LIVE_TENTH (live_client),
-# SWAP_TRAIN_FLAGS (default: 5 epochs with the base's own flags). Prints one line per step
+# SWAP_TRAIN_FLAGS (default: 5 epochs with the base's own flags), SWAP_FROM (live: each retrain
+# starts from the base the server runs, so retrains chain; first: from the checkpoint the server
+# started from, so no base is more than one retrain away from a validated training). Prints one line per step
 # with its wall time to SWAPDIR/swaps.log; exits non-zero when a step fails.
 set -u
 k=$LIVE_TENTH
 live=$(cat "$SWAPDIR/live")
+[ "${SWAP_FROM:-live}" = first ] && live=$(cat "$SWAPDIR/first")
 new="$SWAPDIR/base-$k.drm"
 log="$SWAPDIR/swaps.log"
 t0=$(date +%s.%N)
