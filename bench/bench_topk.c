@@ -10,7 +10,9 @@
  *                4 accumulators) of the same bytes: the memory-read bound
  * p50/p99 over all requests of a row; ratio = row's p50 / the p50 of reading its bytes.
  * The answers of every row are checked equal to the portable f32 ones (the hash covers them).
- * Usage: bench_topk [requests per row at 14,411 items] (default 2000; fewer for larger n).
+ * Usage: bench_topk [requests per row at 14,411 items] [sizes, comma-separated]
+ *   (defaults 2000 and 14411,100000,1000000; a larger catalogue gets requests x 12,500 / n,
+ *   at least 5, e.g. `bench_topk 2000 10000000` for the 10^7 row: 2.6 GB f32 + 1.3 GB bf16).
  */
 #include <cblas.h>
 #include <math.h>
@@ -205,9 +207,21 @@ int main(int argc, char **argv) {
            "alternated over %d rounds; default kernel %s\n", D, K, HIST, ROUNDS,
            dr__scan_variant_name(dr__scan_variant()));
     uint64_t hash = 0;
-    size_t r5 = requests / 8 > 2 * ROUNDS ? requests / 8 : 2 * ROUNDS;
-    size_t r6 = requests / 80 > ROUNDS ? requests / 80 : ROUNDS;
-    if (run(14411, requests, &hash) || run(100000, r5, &hash) || run(1000000, r6, &hash)) return 1;
+    const char *sizes = argc > 2 ? argv[2] : "14411,100000,1000000";
+    for (const char *c = sizes; *c;) {
+        char *end;
+        unsigned long long n = strtoull(c, &end, 10);
+        if (end == c || !n || n > DR_MAX_ROWS || (*end && *end != ',')) {
+            fprintf(stderr, "bench_topk: sizes '%s': expected item counts 1..%u, comma-separated\n",
+                    sizes, (unsigned)DR_MAX_ROWS);
+            return 2;
+        }
+        size_t r = n <= 14411 ? requests : (size_t)((double)requests * 12500.0 / (double)n);
+        if (n == 100000 && r < 2 * ROUNDS) r = 2 * ROUNDS;
+        if (r < ROUNDS) r = ROUNDS;
+        if (run((uint32_t)n, r, &hash)) return 1;
+        c = *end ? end + 1 : end;
+    }
     printf("topk_output_hash %016llx hash\n", (unsigned long long)hash);
     return 0;
 }
