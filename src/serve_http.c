@@ -12,9 +12,12 @@
  * buffer up to max_body: a Content-Length above it gets 413 before any byte is read, a
  * chunked body that grows past it is drained and gets 413. Bound to 127.0.0.1 unless told
  * otherwise; port 0 takes an ephemeral port (dr_httpd_port reports it).
- * Shutdown (dr_httpd_stop): stop listening (MHD_quiesce_daemon), wait until the requests in
- * flight are answered (at most drain_seconds), stop the daemon, then close the core (the
- * writer applies what is queued and writes the final snapshot).
+ * Shutdown (dr_httpd_stop): refuse new requests (503 "server: stopping"), wait until the
+ * requests in flight are answered (at most drain_seconds), stop the daemon, then close the core
+ * (the writer applies what is queued and writes the final snapshot). Not MHD_quiesce_daemon:
+ * with epoll and a thread pool it races the pool threads' own removal of the listen socket
+ * from their epoll sets and aborts the process (libmicrohttpd 0.9.75: "Failed to remove listen
+ * FD from epoll set"; seen under load in tests/e2e/server.sh's SIGTERM step).
  * Live statistics (serve_stats.c, unless params.stats = 0): made before the state, so the core
  * samples live quality from the first incoming event; its thread reads the current
  * generation's totals once a second. The dashboard (/ui/, serve_ui.c) is answered here, before
@@ -58,6 +61,7 @@ struct dr_server {
     pthread_mutex_t mu;
     worker_node *workers; /* guarded by mu */
     _Atomic int inflight;
+    _Atomic int draining;    /* dr_httpd_stop: new requests get 503 */
     req_ctx_marker no_body; /* the request context of bodiless requests (no allocation) */
 };
 
@@ -196,6 +200,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rc->pending = NULL;
         return send_resp(c, &r);
     }
+    if (!rc && atomic_load(&s->draining)) return reject(s, c, 503, "server: stopping");
     if (!rc && !has_body && (!strcmp(method, "GET") || !strcmp(method, "HEAD")) &&
         !strncmp(url, "/ui", 3) && (url[3] == 0 || url[3] == '/'))
         return ui_file(c, url);
@@ -312,6 +317,7 @@ dr_status dr_httpd_start(const dr_httpd_params *p, dr_server **out, dr_error *er
     if (!s) return dr__fail(err, DR_NOMEM, "server: out of memory");
     pthread_mutex_init(&s->mu, NULL);
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->draining, 0);
     s->drain_seconds = p->drain_seconds;
     dr_status st;
     dr_live_params lp = dr__live_default_params();
@@ -389,7 +395,7 @@ dr_status dr_httpd_reload(dr_server *s, int *swapped, dr_error *err) {
 void dr_httpd_stop(dr_server *s) {
     if (!s) return;
     if (s->d) {
-        MHD_quiesce_daemon(s->d); /* no new connections; keep serving the open ones */
+        atomic_store(&s->draining, 1); /* new requests: 503; the open ones are answered */
         double t0 = dr__now_seconds();
         while (atomic_load(&s->inflight) > 0 && dr__now_seconds() - t0 < s->drain_seconds) {
             struct timespec ts = {0, 5 * 1000 * 1000};
