@@ -208,19 +208,24 @@ int main(int argc, char **argv) {
            dr__scan_variant_name(dr__scan_variant()));
     uint64_t hash = 0;
     const char *sizes = argc > 2 ? argv[2] : "14411,100000,1000000";
-    for (const char *c = sizes; *c;) {
+    uint32_t ns[MAXROWS];
+    int nn = 0;
+    for (const char *c = sizes; *c; nn++) { /* every size checked before any is run */
         char *end;
         unsigned long long n = strtoull(c, &end, 10);
-        if (end == c || !n || n > DR_MAX_ROWS || (*end && *end != ',')) {
-            fprintf(stderr, "bench_topk: sizes '%s': expected item counts 1..%u, comma-separated\n",
-                    sizes, (unsigned)DR_MAX_ROWS);
+        if (nn == MAXROWS || end == c || !n || n > DR_MAX_ROWS || (*end && *end != ',')) {
+            fprintf(stderr, "bench_topk: sizes '%s': expected at most %d item counts 1..%u, "
+                    "comma-separated\n", sizes, MAXROWS, (unsigned)DR_MAX_ROWS);
             return 2;
         }
-        size_t r = n <= 14411 ? requests : (size_t)((double)requests * 12500.0 / (double)n);
-        if (n == 100000 && r < 2 * ROUNDS) r = 2 * ROUNDS;
-        if (r < ROUNDS) r = ROUNDS;
-        if (run((uint32_t)n, r, &hash)) return 1;
+        ns[nn] = (uint32_t)n;
         c = *end ? end + 1 : end;
+    }
+    for (int j = 0; j < nn; j++) {
+        size_t r = ns[j] <= 14411 ? requests : (size_t)((double)requests * 12500.0 / ns[j]);
+        if (ns[j] == 100000 && r < 2 * ROUNDS) r = 2 * ROUNDS;
+        if (r < ROUNDS) r = ROUNDS;
+        if (run(ns[j], r, &hash)) return 1;
     }
     printf("topk_output_hash %016llx hash\n", (unsigned long long)hash);
     return 0;

@@ -28,8 +28,8 @@ END {
   split("all warm cold", G, " ")
   for (i = 1; i <= 3; i++) {
     g = G[i]; if (!N[g]) continue
-    d = BO[g] - AO[g]; s = BO[g] + AO[g]
-    z = s ? (d < 0 ? -1 : 1) * ((d < 0 ? -d : d) - 1 > 0 ? (d < 0 ? -d : d) - 1 : 0) / sqrt(s) : 0
+    d = BO[g] - AO[g]; s = BO[g] + AO[g]; ad = d < 0 ? -d : d
+    z = s && ad > 1 ? (d < 0 ? -1 : 1) * (ad - 1) / sqrt(s) : 0
     printf "%s\t%d\t%.4f\t%.4f\t%d\t%d\t%.2f\n", g, N[g], A[g] / N[g], B[g] / N[g], AO[g] + 0, BO[g] + 0, z
   }
   printf "\nHit@10 per tenth\t%s warm\t%s warm\t%s cold\t%s cold\n", na, nb, na, nb
