@@ -232,6 +232,7 @@ const char *const cli_model_opts_help =
     "  --lr X               learning rate             --patience N  validations without gain\n"
     "  --eval-every N       validate every N epochs   --batch N     sasrec: users per batch\n"
     "  --no-early-stop      train all epochs, keep the last (0 values mean: model default)\n"
+    "  --min-epochs N       sasrec: no early stop before epoch N\n"
     "  --max-len L          sasrec: recent items used --blocks B    sasrec: transformer blocks\n"
     "  --heads H            sasrec: attention heads   --dropout P   sasrec: dropout rate\n"
     "  --loss ce|bce|sampled  sasrec: full softmax, one sampled negative, or a softmax over\n"
@@ -264,6 +265,7 @@ int cli_model_opt(cli_opts *o, cli_model_opts *m) {
         {"--batch", 'u', offsetof(dr_model_params, batch)},
         {"--epochs", 'u', offsetof(dr_model_params, epochs)},
         {"--patience", 'u', offsetof(dr_model_params, patience)},
+        {"--min-epochs", 'u', offsetof(dr_model_params, min_epochs)},
         {"--eval-every", 'u', offsetof(dr_model_params, eval_every)},
         {"--knn-last", 'u', offsetof(dr_model_params, knn_last)},
         {"--dropout", 'f', offsetof(dr_model_params, dropout)},

@@ -1284,6 +1284,7 @@ static dr_sasrec_params sasrec_params_from_model(const dr_model_params *mp) {
     if (mp->batch) p.batch = mp->batch;
     if (mp->epochs) p.epochs = mp->epochs;
     if (mp->patience) p.patience = mp->patience;
+    if (mp->min_epochs) p.min_epochs = mp->min_epochs;
     if (mp->eval_every) p.eval_every = mp->eval_every;
     if (mp->dropout >= 0) p.dropout = mp->dropout;
     if (mp->lr > 0) p.lr = mp->lr;
@@ -1331,7 +1332,7 @@ static dr_status vt_fit(const dr_dataset *ds, const dr_split *sp, const dr_model
         if (!(mp->init_lr_scale <= 100.0f) && mp->init_lr_scale >= 0)
             return dr__fail(err, DR_ARG, "sasrec: init_lr_scale %g is not in [0, 100]",
                             (double)mp->init_lr_scale);
-        p.min_epochs = 0; /* a warm start begins trained: patience alone stops it */
+        if (!mp->min_epochs) p.min_epochs = 0; /* a warm start begins trained: patience alone */
         if ((sst = dr__warm_map_build(mp->init, 0, ds, &map, err)) != DR_OK) return sst;
         p.init_map = &map;
     }
