@@ -7,6 +7,7 @@
 # travels is the candidate with the highest worst share (the least regret anywhere), not the
 # best on one dataset. Prints one TSV row per (model, candidate) and keeps the JSON in OUT.
 # Needs jq. Usage: DATASETS="NAME|PATH ..." SHARED=../shared/data MODELS="itemknn mf" \
+#   (MODELS="sasrec": its epoch floor; slow: amazon-mtv at SASRec's defaults takes hours here)
 #   bench/defaults_travel.sh [OUT]   (a NAME is a folder of SHARED; a missing one is skipped;
 #   a PATH (with a /) is any dataset, e.g. one written by `dynrec data synth`; ONLY=REGEX keeps
 #   the candidates whose name matches; runs already in OUT are reused, so runs can be added;
@@ -34,6 +35,8 @@ mf|d 64, lr 0.1, l2 0.003|--l2 0.003
 mf|d 64, lr 0.1, l2 0.03|--l2 0.03
 mf|d 128, lr 0.02, l2 0.01|--dim 128 --lr 0.02
 mf|d 128, lr 0.05, l2 0.01|--dim 128 --lr 0.05
+sasrec|no early stop before epoch 20 (the floor before)|--min-epochs 20
+sasrec|no early stop before epoch 35 (the floor now)|--min-epochs 35
 T
 }
 for d in $DATASETS; do

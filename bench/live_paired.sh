@@ -4,8 +4,11 @@
 # p_stream_rank). Both files must hold the same events in the same order (checked). Prints,
 # overall and for warm and cold targets, each column's Hit@10, the events only one of them
 # hit, and McNemar's z (continuity-corrected, positive: B better), then Hit@10 per tenth of
-# the replay split by warm and cold.
-# Usage: bench/live_paired.sh A.per-event.tsv B.per-event.tsv [NAME_A NAME_B]
+# the replay split by warm and cold. With EVENTS=OUT/events.tsv (live_replay.sh's replay, every
+# event in order with its scored flag in column 5) the warm targets are also split by how often
+# their item occurred earlier in the replay (0, 1-4, 5-19, 20+) and whether it occurs in the
+# WINDOW (1024) events before: which items a column gains or loses on.
+# Usage: [EVENTS=F] [WINDOW=N] bench/live_paired.sh A.per-event.tsv B.per-event.tsv [NAME_A NAME_B]
 set -eu
 [ $# -ge 2 ] || { echo "usage: live_paired.sh A.tsv B.tsv [NAME_A NAME_B]" >&2; exit 2; }
 paste "$1" "$2" | awk -F'\t' -v na="${3:-A}" -v nb="${4:-B}" '
@@ -38,3 +41,22 @@ END {
       S["warm", t] ? SB["warm", t] / S["warm", t] : 0, S["cold", t] ? SA["cold", t] / S["cold", t] : 0,
       S["cold", t] ? SB["cold", t] / S["cold", t] : 0
 }'
+[ -n "${EVENTS:-}" ] || exit 0
+echo
+paste "$1" "$2" | awk -F'\t' -v na="${3:-A}" -v nb="${4:-B}" -v W="${WINDOW:-1024}" '
+FNR == NR { if ($0 ~ /^#/) next
+  item = $3
+  if ($5 == 1) { c = cnt[item] + 0; r = win[item] + 0
+    bin[++ns] = (c == 0 ? "0" : c < 5 ? "1-4" : c < 20 ? "5-19" : "20+") "\t" (r ? "yes" : "no") }
+  cnt[item]++; ring[++ne] = item; win[item]++
+  if (ne > W) win[ring[ne - W]]--
+  next }
+FNR == 1 { next }
+{ k++; if ($4) next
+  b = bin[k]; N[b]++; A[b] += ($5 > 0 && $5 <= 10); B[b] += ($11 > 0 && $11 <= 10) }
+END {
+  printf "warm targets: item seen before in the replay	in the last %d events	events	%s Hit@10	%s Hit@10\n", W, na, nb
+  split("0 1-4 5-19 20+", C, " "); split("no yes", Y, " ")
+  for (i = 1; i <= 4; i++) for (j = 1; j <= 2; j++) { b = C[i] "\t" Y[j]
+    if (N[b]) printf "%s\t%d\t%.4f\t%.4f\n", b, N[b], A[b] / N[b], B[b] / N[b] }
+}' "$EVENTS" -

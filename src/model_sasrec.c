@@ -27,8 +27,8 @@
  * Training: per epoch one sequence per user (its last L+1 training items), users shuffled with
  * the seed, AdamW (decay on embeddings and matrices only), early stopping on validation NDCG@10
  * through the dr_validator fit is given (model.h: the evaluation harness on at most val_users
- * seeded users, first target of each segment; never before min_epochs), best parameters kept. Every buffer is one block
- * allocated up front; nothing is allocated per batch.
+ * seeded users, first target of each segment; never before min_epochs, 35), best parameters
+ * kept. Every buffer is one block allocated up front; nothing is allocated per batch.
  * Determinism: a batch is cut into a FIXED number of shards (params.shards, not the thread
  * count), each running forward+backward into its own gradient slice with single-threaded
  * OpenBLAS; slices are summed in shard order inside the Adam update (fixed parameter chunks);
@@ -268,7 +268,7 @@ dr_sasrec_params dr__sasrec_default_params(void) {
     p.batch = 128;
     p.epochs = 200;
     p.patience = 5;
-    p.min_epochs = 20;
+    p.min_epochs = 35;
     p.init_lr_scale = 1.0f;
     p.eval_every = 1;
     p.val_users = 10000;

@@ -868,6 +868,23 @@ static void test_min_epochs(void **state) {
     assert_int_equal(dr__sasrec_fit(g_ds, sp, &p, &a, &err), DR_OK);
     assert_true(n <= 3);
     dr__sasrec_free(a);
+    /* the public parameter (`--min-epochs`) reaches the fit: 6 epochs, then patience */
+    dr_model_params mp = dr_model_default_params();
+    mp.name = "sasrec";
+    mp.dim = p.d;
+    mp.max_len = p.L;
+    mp.epochs = 40;
+    mp.patience = 2;
+    mp.min_epochs = 6;
+    mp.lr = 1e-12f;
+    mp.threads = 1;
+    mp.on_epoch = count_epoch;
+    mp.on_epoch_ud = &n;
+    dr_model *m = NULL;
+    n = 0;
+    assert_int_equal(dr_model_fit(g_ds, sp, &mp, &m, &err), DR_OK);
+    assert_int_equal(n, 6);
+    dr_model_free(m);
     dr_split_free(sp);
 }
 
