@@ -43,18 +43,21 @@ END {
 }'
 [ -n "${EVENTS:-}" ] || exit 0
 echo
-paste "$1" "$2" | awk -F'\t' -v na="${3:-A}" -v nb="${4:-B}" -v W="${WINDOW:-1024}" '
+paste "$1" "$2" | awk -F'\t' -v na="${3:-A}" -v nb="${4:-B}" -v W="${WINDOW:-1024}" -v ev="$EVENTS" '
 FNR == NR { if ($0 ~ /^#/) next
   item = $3
   if ($5 == 1) { c = cnt[item] + 0; r = win[item] + 0
-    bin[++ns] = (c == 0 ? "0" : c < 5 ? "1-4" : c < 20 ? "5-19" : "20+") "\t" (r ? "yes" : "no") }
+    bin[++ns] = (c == 0 ? "0" : c < 5 ? "1-4" : c < 20 ? "5-19" : "20+") "\t" (r ? "yes" : "no"); it[ns] = item }
   cnt[item]++; ring[++ne] = item; win[item]++
   if (ne > W) win[ring[ne - W]]--
   next }
 FNR == 1 { next }
-{ k++; if ($4) next
+{ if (it[++k] != $3) { printf "live_paired: %s: scored event %d is not item %s\n", ev, k, $3 > "/dev/stderr"; bad = 1; exit 2 }
+  if ($4) next
   b = bin[k]; N[b]++; A[b] += ($5 > 0 && $5 <= 10); B[b] += ($11 > 0 && $11 <= 10) }
 END {
+  if (bad) exit 2
+  if (k != ns) { printf "live_paired: %s has %d scored events, the columns %d\n", ev, ns, k > "/dev/stderr"; exit 2 }
   printf "warm targets: item seen before in the replay	in the last %d events	events	%s Hit@10	%s Hit@10\n", W, na, nb
   split("0 1-4 5-19 20+", C, " "); split("no yes", Y, " ")
   for (i = 1; i <= 4; i++) for (j = 1; j <= 2; j++) { b = C[i] "\t" Y[j]

@@ -303,7 +303,8 @@ typedef struct dr_model_params {
     uint32_t batch;         /* sasrec: users per batch */
     uint32_t epochs;        /* maximum epochs */
     uint32_t patience;      /* validations without improvement before stopping */
-    uint32_t min_epochs;    /* sasrec: no early stop before this epoch (a warm start: none) */
+    uint32_t min_epochs;    /* sasrec: no early stop before this epoch; 0 = default (35, a warm
+                               start: none) */
     uint32_t eval_every;    /* validate every this many epochs */
     float dropout;          /* sasrec; < 0 = default (0 is a valid rate) */
     float lr;               /* learning rate */
